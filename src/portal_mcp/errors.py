@@ -1,0 +1,121 @@
+"""The portal's error tree. Every error names what went wrong and how to fix it.
+
+```
+PortalError                       base; `str(err)` is a complete, user-facing message
+├── ConfigError                   portal.yaml / mcpServers JSON is unusable (CLI exit code 2)
+├── DownstreamError               a downstream server misbehaved; carries `server`
+│   ├── ConnectError              could not start / reach / initialise the server
+│   ├── SnapshotOnlyError         the server is a saved snapshot; its tools cannot be called
+│   ├── ToolTimeoutError          a call exceeded the server's `timeout`
+│   └── ServerUnavailableError    the server is down and respawn attempts are exhausted
+├── ToolCallError                 a call from agent code was refused or failed; carries `tool`
+│   ├── UnknownToolError          no such qualified name (carries close matches)
+│   ├── ArgumentError             arguments do not match the tool's inputSchema (names the field)
+│   └── ToolFailedError           the downstream answered with `isError`; carries its message
+└── SandboxError                  the sandbox could not run the code (not: the code raised)
+```
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class PortalError(Exception):
+    """Base of every error raised on purpose by portal-mcp."""
+
+
+class ConfigError(PortalError):
+    """The configuration cannot be used. `source` is the file, `line` the 1-based line when known."""
+
+    def __init__(self, message: str, *, source: str | None = None, line: int | None = None) -> None:
+        self.message = message
+        self.source = source
+        self.line = line
+        where = source or "config"
+        if line is not None:
+            where = f"{where}:{line}"
+        super().__init__(f"{where}: {message}")
+
+
+class DownstreamError(PortalError):
+    """A downstream server failed; `server` is its namespace in the config."""
+
+    def __init__(self, server: str, message: str) -> None:
+        self.server = server
+        self.message = message
+        super().__init__(f"server {server!r}: {message}")
+
+
+class ConnectError(DownstreamError):
+    """The server could not be started, reached or initialised."""
+
+
+class SnapshotOnlyError(DownstreamError):
+    """A tool of a snapshot server was called."""
+
+    def __init__(self, server: str, tool: str, path: str) -> None:
+        self.tool = tool
+        self.path = path
+        super().__init__(
+            server,
+            f"tool {tool!r} comes from the snapshot file {path!r} and cannot be called; "
+            "configure the server with `command:` or `url:` to call it",
+        )
+
+
+class ToolTimeoutError(DownstreamError):
+    """A tool call did not answer within the server's timeout (the call was cancelled downstream)."""
+
+    def __init__(self, server: str, tool: str, timeout: float) -> None:
+        self.tool = tool
+        self.timeout = timeout
+        super().__init__(
+            server,
+            f"tool {tool!r} did not answer within {timeout:g}s and was cancelled; "
+            f"raise `timeout:` for server {server!r} in the config if it needs longer",
+        )
+
+
+class ServerUnavailableError(DownstreamError):
+    """The server is down and could not be brought back."""
+
+
+class ToolCallError(PortalError):
+    """A tool call made by agent code was refused or failed. `tool` is the qualified name."""
+
+    def __init__(self, tool: str, message: str) -> None:
+        self.tool = tool
+        self.message = message
+        super().__init__(message)
+
+
+class UnknownToolError(ToolCallError):
+    """No tool has this qualified name."""
+
+    def __init__(self, tool: str, suggestions: Sequence[str] = ()) -> None:
+        self.suggestions = tuple(suggestions)
+        hint = f"; did you mean {', '.join(self.suggestions)}?" if self.suggestions else "; use search_api to find tools"
+        super().__init__(tool, f"unknown tool {tool!r}{hint}")
+
+
+class ArgumentError(ToolCallError):
+    """The arguments do not satisfy the tool's inputSchema. `field` is a dotted path ('' for the top level)."""
+
+    def __init__(self, tool: str, field: str, problem: str) -> None:
+        self.field = field
+        self.problem = problem
+        where = f"argument {field!r}" if field else "arguments"
+        super().__init__(tool, f"{tool}: {where}: {problem}")
+
+
+class ToolFailedError(ToolCallError):
+    """The downstream server reported the call as failed (`isError`)."""
+
+    def __init__(self, tool: str, server_message: str) -> None:
+        self.server_message = server_message
+        super().__init__(tool, f"{tool} failed: {server_message}")
+
+
+class SandboxError(PortalError):
+    """The sandbox itself failed (could not start a worker, broken channel), not the agent's code."""
