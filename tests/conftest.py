@@ -1,8 +1,6 @@
-"""Shared test setup: every `async def` test runs on anyio's asyncio backend."""
+"""Shared test setup: `async def` tests run on anyio's asyncio backend (`anyio_mode = "auto"` in pyproject)."""
 
 from __future__ import annotations
-
-import inspect
 
 import pytest
 
@@ -10,9 +8,3 @@ import pytest
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if isinstance(item, pytest.Function) and inspect.iscoroutinefunction(item.obj):
-            item.add_marker(pytest.mark.anyio)

@@ -170,10 +170,14 @@ def parse_config(text: str, *, source: str, base_dir: Path, environ: Mapping[str
     data = _interpolate(data, environ, (), lines, source)
     servers = data.get("servers")
     if servers is not None and not isinstance(servers, dict):
-        raise ConfigError("`servers` must be a mapping of server name to settings", source=source, line=lines.get(("servers",)))
+        raise ConfigError(
+            "`servers` must be a mapping of server name to settings", source=source, line=lines.get(("servers",))
+        )
     for name, server in (servers or {}).items():
         if not isinstance(server, dict):
-            raise ConfigError(f"server {name!r}: settings must be a mapping", source=source, line=lines.get(("servers", name)))
+            raise ConfigError(
+                f"server {name!r}: settings must be a mapping", source=source, line=lines.get(("servers", name))
+            )
         servers[name] = _classify_server(str(name), server, base_dir, source, lines)
     try:
         return PortalConfig.model_validate({**data, "source": source})
@@ -181,7 +185,9 @@ def parse_config(text: str, *, source: str, base_dir: Path, environ: Mapping[str
         raise _config_error(exc, source, lines) from None
 
 
-def _normalise_root(data: dict[str, Any], lines: dict[tuple[Any, ...], int], source: str) -> tuple[dict[str, Any], dict[tuple[Any, ...], int]]:
+def _normalise_root(
+    data: dict[str, Any], lines: dict[tuple[Any, ...], int], source: str
+) -> tuple[dict[str, Any], dict[tuple[Any, ...], int]]:
     """Accept `mcpServers` (Claude Desktop / Cursor JSON) as `servers`, sanitising names into identifiers."""
     if "mcpServers" not in data:
         servers = data.get("servers")
@@ -196,11 +202,15 @@ def _normalise_root(data: dict[str, Any], lines: dict[tuple[Any, ...], int], sou
                     )
         return data, lines
     if "servers" in data:
-        raise ConfigError("use either `servers` or `mcpServers`, not both", source=source, line=lines.get(("mcpServers",)))
+        raise ConfigError(
+            "use either `servers` or `mcpServers`, not both", source=source, line=lines.get(("mcpServers",))
+        )
     data = dict(data)
     raw = data.pop("mcpServers")
     if not isinstance(raw, dict):
-        raise ConfigError("`mcpServers` must be a mapping of server name to settings", source=source, line=lines.get(("mcpServers",)))
+        raise ConfigError(
+            "`mcpServers` must be a mapping of server name to settings", source=source, line=lines.get(("mcpServers",))
+        )
     renamed: dict[str, Any] = {}
     new_lines = {k: v for k, v in lines.items() if not k or k[0] != "mcpServers"}
     for name, server in raw.items():
@@ -215,7 +225,9 @@ def _normalise_root(data: dict[str, Any], lines: dict[tuple[Any, ...], int], sou
     return data, new_lines
 
 
-def _classify_server(name: str, server: dict[str, Any], base_dir: Path, source: str, lines: dict[tuple[Any, ...], int]) -> dict[str, Any]:
+def _classify_server(
+    name: str, server: dict[str, Any], base_dir: Path, source: str, lines: dict[tuple[Any, ...], int]
+) -> dict[str, Any]:
     """Decide stdio / remote / snapshot from the keys present, and resolve relative paths."""
     line = lines.get(("servers", name))
     kinds = [key for key in ("command", "url", "snapshot") if key in server]
@@ -239,7 +251,11 @@ def _classify_server(name: str, server: dict[str, Any], base_dir: Path, source: 
         if transport in ("stdio", None):
             server.pop("type", None)
         else:
-            raise ConfigError(f"server {name!r}: `type: {transport}` does not go with `command` (use `type: stdio` or drop it)", source=source, line=line)
+            raise ConfigError(
+                f"server {name!r}: `type: {transport}` does not go with `command` (use `type: stdio` or drop it)",
+                source=source,
+                line=line,
+            )
         server["kind"] = "stdio"
         command = server.get("command")
         if isinstance(command, str) and ("/" in command or "\\" in command) and not Path(command).is_absolute():
@@ -267,7 +283,9 @@ def _classify_server(name: str, server: dict[str, Any], base_dir: Path, source: 
     return server
 
 
-def _interpolate(value: Any, environ: Mapping[str, str], path: tuple[Any, ...], lines: dict[tuple[Any, ...], int], source: str) -> Any:
+def _interpolate(
+    value: Any, environ: Mapping[str, str], path: tuple[Any, ...], lines: dict[tuple[Any, ...], int], source: str
+) -> Any:
     """Expand `${VAR}` and `${VAR:-default}` in every string; `$${VAR}` is a literal `${VAR}`."""
     if isinstance(value, str):
 
@@ -345,6 +363,41 @@ def _describe(loc: tuple[Any, ...]) -> str:
     return "key " + repr(".".join(str(p) for p in loc))
 
 
+class _AnyVariable(dict[str, str]):
+    """An environment in which every variable is set, so `import` can validate without expanding anything."""
+
+    def __contains__(self, key: object) -> bool:
+        return True
+
+    def __missing__(self, key: str) -> str:
+        return "x"
+
+
+def import_as_yaml(path: Path) -> str:
+    """Render an `mcpServers` JSON file (or a portal.yaml) as portal.yaml, keeping `${VAR}` references as written."""
+    source = str(path)
+    text = path.read_text(encoding="utf-8")
+    # Validate first (all variables count as set) so a broken file fails here with the usual messages.
+    parse_config(
+        text, source=source, base_dir=path.resolve().parent, environ=_AnyVariable({**builtin_variables(), **os.environ})
+    )
+    data = yaml.safe_load(text) or {}
+    servers = data.get("mcpServers", data.get("servers", {}))
+    body: dict[str, Any] = {"servers": {}}
+    for name, server in servers.items():
+        server = dict(server)
+        if server.get("type") in ("stdio", "streamable-http", "streamableHttp", "streamable_http") or (
+            server.get("type") == "http" and "url" in server
+        ):
+            server.pop("type")
+        ident = name if re.match(SERVER_NAME_PATTERN, str(name)) else python_name(str(name))
+        body["servers"][ident] = server
+    for key in ("sandbox", "http"):
+        if key in data:
+            body[key] = data[key]
+    return yaml.safe_dump(body, sort_keys=False, allow_unicode=True)
+
+
 def is_loopback(host: str) -> bool:
     """True when `host` only accepts connections from this machine."""
     if host == "localhost":
@@ -353,16 +406,3 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-def to_yaml(config: PortalConfig) -> str:
-    """Render a config as portal.yaml (used by `portal-mcp import`), leaving out defaults."""
-    servers: dict[str, Any] = {}
-    for name, server in config.servers.items():
-        data = server.model_dump(mode="json", exclude_defaults=True, exclude={"kind"})
-        servers[name] = data
-    body: dict[str, Any] = {"servers": servers}
-    sandbox = config.sandbox.model_dump(exclude_defaults=True)
-    if sandbox:
-        body["sandbox"] = sandbox
-    return yaml.safe_dump(body, sort_keys=False, allow_unicode=True)

@@ -95,7 +95,9 @@ class UnknownToolError(ToolCallError):
 
     def __init__(self, tool: str, suggestions: Sequence[str] = ()) -> None:
         self.suggestions = tuple(suggestions)
-        hint = f"; did you mean {', '.join(self.suggestions)}?" if self.suggestions else "; use search_api to find tools"
+        hint = (
+            f"; did you mean {', '.join(self.suggestions)}?" if self.suggestions else "; use search_api to find tools"
+        )
         super().__init__(tool, f"unknown tool {tool!r}{hint}")
 
 

@@ -1,0 +1,3 @@
+from portal_mcp.cli import main
+
+main()

@@ -1,0 +1,134 @@
+"""A tool call from agent code: look it up, validate the arguments, call downstream, shape the result, audit.
+
+Everything arriving here came out of the sandbox, so nothing is trusted: the name must be an exact `str` naming a
+catalog entry, the arguments an exact `dict` that satisfies the tool's inputSchema. Only then does the call leave
+the portal.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+import jsonschema
+from jsonschema.exceptions import ValidationError, best_match
+from jsonschema.protocols import Validator
+from mcp_types import CallToolResult
+
+from portal_mcp.audit import AuditEvent, AuditSink
+from portal_mcp.catalog import Catalog, ToolEntry
+from portal_mcp.errors import ArgumentError, PortalError, ToolCallError, ToolFailedError, UnknownToolError
+
+
+class ToolTransport(Protocol):
+    """What the bridge needs from the downstream layer."""
+
+    async def call_tool(self, server: str, tool: str, arguments: dict[str, Any]) -> CallToolResult: ...
+
+
+class Bridge:
+    """Validates and forwards tool calls. `catalog` is a callable so a refreshed catalog is seen at once."""
+
+    def __init__(self, catalog: Callable[[], Catalog], transport: ToolTransport, audit: AuditSink, user: str) -> None:
+        self._catalog = catalog
+        self._transport = transport
+        self._audit = audit
+        self._user = user
+        self._validators: dict[int, tuple[Mapping[str, Any], Validator]] = {}
+
+    async def call(self, qualified: str, arguments: dict[str, Any]) -> Any:
+        """Run one tool call; returns the agent-facing value or raises a `PortalError` with a message for the agent."""
+        started = time.perf_counter()
+        size_in = 0
+        try:
+            entry = self._lookup(qualified)
+            if type(arguments) is not dict or any(type(key) is not str for key in arguments):
+                raise ArgumentError(qualified, "", "arguments must be keyword arguments")
+            size_in = len(json.dumps(arguments, default=str))
+            self._validate(entry, arguments)
+            result = await self._transport.call_tool(entry.server, entry.name, arguments)
+            value = result_value(qualified, result)
+        except PortalError as exc:
+            outcome = "refused" if isinstance(exc, ToolCallError) and not isinstance(exc, ToolFailedError) else "error"
+            self._record(qualified, outcome, started, size_in, 0, str(exc))
+            raise
+        self._record(qualified, "ok", started, size_in, len(json.dumps(value, default=str)), "")
+        return value
+
+    def _lookup(self, qualified: object) -> ToolEntry:
+        if type(qualified) is not str:
+            raise UnknownToolError(repr(qualified))
+        catalog = self._catalog()
+        entry = catalog.get(qualified)
+        if entry is None:
+            raise UnknownToolError(qualified, catalog.close_matches(qualified))
+        return entry
+
+    def _validate(self, entry: ToolEntry, arguments: dict[str, Any]) -> None:
+        validator = self._validator(entry.input_schema)
+        error = best_match(validator.iter_errors(arguments))
+        if error is not None:
+            raise ArgumentError(entry.qualified_name, *describe_validation_error(error))
+
+    def _validator(self, schema: Mapping[str, Any]) -> Validator:
+        cached = self._validators.get(id(schema))
+        if cached is not None and cached[0] is schema:
+            return cached[1]
+        cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
+        try:
+            cls.check_schema(schema)
+            validator: Validator = cls(schema)
+        except jsonschema.SchemaError:
+            # A server with a broken schema should still be callable: check only that arguments form an object.
+            validator = jsonschema.Draft202012Validator({"type": "object"})
+        self._validators[id(schema)] = (schema, validator)
+        return validator
+
+    def _record(self, subject: str, outcome: Any, started: float, size_in: int, size_out: int, detail: str) -> None:
+        duration = (time.perf_counter() - started) * 1000
+        event = AuditEvent("call", self._user, outcome, duration, subject, detail, size_in, size_out)
+        self._audit.record(event)
+
+
+def describe_validation_error(error: ValidationError) -> tuple[str, str]:
+    """(field path, problem) for a jsonschema error, worded for someone fixing a call."""
+    path = ".".join(str(part) for part in error.absolute_path)
+    if error.validator == "required" and isinstance(error.instance, dict):
+        missing = [name for name in error.validator_value if name not in error.instance]
+        field = ".".join(filter(None, [path, missing[0] if missing else ""]))
+        return field, "is required but was not passed"
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        allowed = sorted(error.schema.get("properties", {}))
+        extra = sorted(set(error.instance) - set(allowed))
+        field = ".".join(filter(None, [path, extra[0] if extra else ""]))
+        expected = ", ".join(allowed) or "none"
+        return field, f"is not a parameter of this tool (parameters: {expected})"
+    value = json.dumps(error.instance, default=str)
+    if len(value) > 60:
+        value = value[:57] + "..."
+    if error.validator == "type":
+        return path, f"expected {error.validator_value}, got {value}"
+    if error.validator == "enum":
+        choices = ", ".join(json.dumps(choice) for choice in error.validator_value)
+        return path, f"must be one of {choices}, got {value}"
+    return path, error.message
+
+
+def result_value(qualified: str, result: CallToolResult) -> Any:
+    """The agent-facing value of a tool result, per the contract in ARCHITECTURE.md."""
+    texts = [block.text for block in result.content if getattr(block, "type", None) == "text"]
+    if result.is_error:
+        message = "\n".join(texts).strip() or "the tool reported an error without a message"
+        raise ToolFailedError(qualified, message)
+    if result.structured_content is not None:
+        return result.structured_content
+    others = [block.model_dump(by_alias=True, exclude_none=True) for block in result.content if block.type != "text"]
+    if others:
+        return [{"type": "text", "text": text} for text in texts] + others
+    text = "\n".join(texts)
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text

@@ -1,0 +1,295 @@
+"""`portal-mcp`: serve | check | search | exec | stubs | snapshot | import | bench | demo.
+
+Every command that takes `--config` falls back to the bundled default catalog. A bad config prints one clear line
+and exits with code 2; no traceback reaches the user.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+import click
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn
+from rich.table import Table
+
+from portal_mcp.config import PortalConfig, RemoteServerConfig, StdioServerConfig, load_config
+from portal_mcp.downstream import ServerStatus
+from portal_mcp.errors import ConfigError, PortalError
+from portal_mcp.portal import Portal
+
+err = Console(stderr=True, soft_wrap=True)
+out = Console()
+
+CONFIG_OPTION = click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="portal.yaml or an mcpServers JSON file (default: the bundled catalog)",
+)
+
+
+def _load(path: Path | None) -> PortalConfig:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        err.print(f"[red]config error[/red] {exc}", markup=True, highlight=False)
+        raise SystemExit(2) from None
+
+
+def _run(coro_fn: Callable[[], Coroutine[Any, Any, int | None]]) -> None:
+    try:
+        code = anyio.run(coro_fn)
+    except ConfigError as exc:
+        err.print(f"[red]config error[/red] {exc}", highlight=False)
+        raise SystemExit(2) from None
+    except PortalError as exc:
+        err.print(f"[red]error[/red] {exc}", highlight=False)
+        raise SystemExit(1) from None
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
+    raise SystemExit(code or 0)
+
+
+@asynccontextmanager
+async def _open(config: PortalConfig, *, quiet: bool = False) -> AsyncIterator[Portal]:
+    """Open the portal with a progress bar on stderr while servers connect."""
+    servers = config.enabled_servers()
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        console=err,
+        transient=True,
+        disable=quiet or not servers,
+    ) as progress:
+        task = progress.add_task("connecting to servers", total=len(servers))
+
+        def on_status(status: ServerStatus) -> None:
+            progress.update(
+                task,
+                advance=1,
+                description=f"connected {status.name}" if status.error is None else f"failed {status.name}",
+            )
+
+        async with Portal.open(config, on_status=on_status) as portal:
+            progress.stop()
+            for status in portal.statuses():
+                if status.state in ("failed", "down"):
+                    err.print(
+                        f"[yellow]warning[/yellow] server {status.name!r} unavailable: {status.error}", highlight=False
+                    )
+            yield portal
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="portal-mcp")
+def main() -> None:
+    """One MCP server in front of many: search_api + execute_code over a namespaced catalog."""
+
+
+@main.command()
+@CONFIG_OPTION
+@click.option("--transport", type=click.Choice(["stdio", "http"]), default="stdio", show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True, help="HTTP bind address")
+@click.option("--port", default=8000, show_default=True, type=int, help="HTTP port")
+def serve(config_path: Path | None, transport: str, host: str, port: int) -> None:
+    """Serve search_api and execute_code over stdio (default) or streamable HTTP at /mcp."""
+    import logging
+
+    from portal_mcp.server import PortalServer
+
+    config = _load(config_path)
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="portal-mcp %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("portal_mcp").setLevel(logging.INFO)
+    logging.getLogger("bm25s").setLevel(logging.WARNING)  # it logs every index build at DEBUG
+
+    async def run() -> None:
+        if transport == "http":
+            PortalServer.check_bind(host, config.http, config.source)
+        async with _open(config, quiet=True) as portal:
+            server = PortalServer(portal)
+            if transport == "stdio":
+                await server.serve_stdio()
+            else:
+                await server.serve_http(host, port, config.http)
+
+    _run(run)
+
+
+@main.command()
+@CONFIG_OPTION
+def check(config_path: Path | None) -> None:
+    """Validate the config, connect to every server and show a status table (exit 1 if any server failed)."""
+    config = _load(config_path)
+
+    async def run() -> int:
+        async with _open(config) as portal:
+            statuses = portal.statuses()
+        table = Table(title=f"{config.source}")
+        for column in ("server", "transport", "status", "tools", "connect ms", "problem"):
+            table.add_column(column, overflow="fold")
+        for s in statuses:
+            colour = {"connected": "green", "snapshot": "cyan", "disabled": "dim"}.get(s.state, "red")
+            ms = f"{s.connect_ms:.0f}" if s.connect_ms is not None else "-"
+            table.add_row(s.name, s.transport, f"[{colour}]{s.state}[/{colour}]", str(s.tool_count), ms, s.error or "")
+        out.print(table)
+        return 1 if any(s.state in ("failed", "down") for s in statuses) else 0
+
+    _run(run)
+
+
+@main.command()
+@CONFIG_OPTION
+@click.argument("query", default="")
+@click.option("--server", default=None, help="only this server")
+@click.option("--limit", default=5, show_default=True, type=click.IntRange(1, 20))
+@click.option("--detail", type=click.Choice(["name", "signature", "full"]), default="full", show_default=True)
+def search(config_path: Path | None, query: str, server: str | None, limit: int, detail: Any) -> None:
+    """Print what search_api returns for QUERY (empty: the server overview)."""
+    config = _load(config_path)
+
+    async def run() -> None:
+        async with _open(config) as portal:
+            out.print(
+                portal.search_api(query, server=server, limit=limit, detail=detail), markup=False, highlight=False
+            )
+
+    _run(run)
+
+
+@main.command(name="exec")
+@CONFIG_OPTION
+@click.argument("file", type=click.File("r"))
+def exec_(config_path: Path | None, file: Any) -> None:
+    """Run FILE (agent code; '-' for stdin) through the same sandbox execute_code uses."""
+    config = _load(config_path)
+    code = file.read()
+
+    async def run() -> int:
+        async with _open(config) as portal:
+            result = await portal.execute_code(code)
+        out.print(result.render(), markup=False, highlight=False)
+        return 0 if result.ok else 1
+
+    _run(run)
+
+
+@main.command(name="import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def import_(file: Path) -> None:
+    """Print a Claude Desktop / Cursor / Claude Code `mcpServers` JSON file as portal.yaml (variables kept as written)."""
+    from portal_mcp.config import import_as_yaml
+
+    try:
+        out.print(import_as_yaml(file), markup=False, highlight=False, end="")
+    except ConfigError as exc:
+        err.print(f"[red]config error[/red] {exc}", highlight=False)
+        raise SystemExit(2) from None
+
+
+@main.command()
+@CONFIG_OPTION
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path))
+def snapshot(config_path: Path | None, out_dir: Path) -> None:
+    """Write one tools/list snapshot file per connected server into --out."""
+    from portal_mcp.snapshot import dump_snapshot
+
+    config = _load(config_path)
+
+    async def run() -> int:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        async with _open(config) as portal:
+            listings = portal.pool.listings()
+            failed = [s.name for s in portal.statuses() if s.state in ("failed", "down")]
+        for name, tools in listings.items():
+            server = config.servers.get(name)
+            path = out_dir / f"{name}.json"
+            path.write_text(dump_snapshot(name, _source(server), tools), encoding="utf-8")
+            out.print(f"wrote {path} ({len(tools)} tools)", highlight=False)
+        return 1 if failed else 0
+
+    _run(run)
+
+
+@main.command()
+@CONFIG_OPTION
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path))
+def stubs(config_path: Path | None, out_dir: Path) -> None:
+    """Write one typed stub file (.pyi) per server into --out."""
+    from portal_mcp.stubs.render import render_module
+
+    config = _load(config_path)
+
+    async def run() -> None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        async with _open(config) as portal:
+            catalog = portal.catalog
+        for name in catalog.servers():
+            path = out_dir / f"{name}.pyi"
+            path.write_text(render_module(name, catalog.by_server(name)), encoding="utf-8")
+            out.print(f"wrote {path} ({len(catalog.by_server(name))} tools)", highlight=False)
+
+    _run(run)
+
+
+@main.command()
+@CONFIG_OPTION
+@click.option(
+    "--json",
+    "json_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="also write the report as JSON",
+)
+def bench(config_path: Path | None, json_path: Path | None) -> None:
+    """Print how many context tokens the portal saves against listing every tool inline."""
+    from portal_mcp.benchmark import measure_tokens, report_table
+    from portal_mcp.server import TOOLS
+
+    config = _load(config_path)
+
+    async def run() -> None:
+        async with _open(config) as portal:
+            queries = [
+                "current time in a timezone",
+                "create an entity in the knowledge graph",
+                "read a file",
+                "list a directory",
+                "search",
+            ]
+            replies = [portal.search_api(q) for q in queries]
+            tools_json = json.dumps(
+                [t.model_dump(by_alias=True, exclude_none=True, mode="json") for t in TOOLS], separators=(",", ":")
+            )
+            report = measure_tokens(portal.catalog, tools_json, replies)
+        out.print(report_table(report))
+        if json_path is not None:
+            json_path.write_text(json.dumps(report.as_dict(), indent=2), encoding="utf-8")
+
+    _run(run)
+
+
+@main.command()
+def demo() -> None:
+    """A scripted session: start `portal-mcp serve` on the bundled catalog, drive it with a real MCP client."""
+    from portal_mcp.demo import run_demo
+
+    _run(lambda: run_demo(out))
+
+
+def _source(server: Any) -> str:
+    if isinstance(server, StdioServerConfig):
+        return shlex.join([server.command, *server.args])
+    if isinstance(server, RemoteServerConfig):
+        return server.url
+    return "snapshot" if server is not None else "in-process"

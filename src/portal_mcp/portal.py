@@ -1,0 +1,174 @@
+"""`Portal`, the composition root: it owns every long-lived part and wires them together.
+
+```
+async with Portal.open(config) as portal:
+    print(portal.search_api("current time in Tokyo"))
+    print((await portal.execute_code("await time.get_current_time(timezone='Asia/Tokyo')")).render())
+```
+Nothing below this module reaches for a global: connections, the catalog, the search index, the sandbox host and
+the audit sink are created here and passed in.
+"""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
+from typing import Any, Literal
+
+from mcp.server.mcpserver import MCPServer
+from mcp_types import Tool
+
+from portal_mcp.audit import AuditEvent, AuditSink, MemoryAuditSink
+from portal_mcp.bridge import Bridge
+from portal_mcp.catalog import Catalog
+from portal_mcp.config import PortalConfig
+from portal_mcp.downstream import DownstreamEvent, DownstreamPool, ServerStatus
+from portal_mcp.sandbox.host import RunResult, SandboxHost
+from portal_mcp.search import SearchIndex
+from portal_mcp.stubs.render import render_stub
+
+Detail = Literal["name", "signature", "full"]
+EventListener = Callable[[DownstreamEvent], Awaitable[None]]
+
+MAX_LIMIT = 20
+
+
+class Portal:
+    """The running portal. Build it with `Portal.open(config)`; the constructor only wires parts."""
+
+    def __init__(
+        self, config: PortalConfig, pool: DownstreamPool, sandbox: SandboxHost, audit: AuditSink, user: str
+    ) -> None:
+        self.config = config
+        self.pool = pool
+        self.sandbox = sandbox
+        self.audit = audit
+        self.user = user
+        self._catalog = Catalog.build(pool.listings(), config.tool_filters())
+        self._index: SearchIndex | None = None
+        self._listeners: list[EventListener] = []
+        self.bridge = Bridge(lambda: self._catalog, pool, audit, user)
+
+    @classmethod
+    @asynccontextmanager
+    async def open(
+        cls,
+        config: PortalConfig,
+        *,
+        local: Mapping[str, MCPServer] | None = None,
+        on_status: Callable[[ServerStatus], None] | None = None,
+        audit: AuditSink | None = None,
+        user: str | None = None,
+    ) -> AsyncIterator[Portal]:
+        """Connect every downstream server (failures are reported, not raised) and start the sandbox host."""
+        portal: Portal | None = None
+
+        async def tools_changed(server: str, tools: list[Tool]) -> None:
+            if portal is not None:
+                await portal._tools_changed(server, tools)
+
+        async def event(evt: DownstreamEvent) -> None:
+            if portal is not None:
+                for listener in list(portal._listeners):
+                    await listener(evt)
+
+        pool = DownstreamPool(
+            config.enabled_servers(), local=local, on_tools_changed=tools_changed, on_event=event, on_status=on_status
+        )
+        async with pool, SandboxHost(config.sandbox) as sandbox:
+            portal = cls(config, pool, sandbox, audit or MemoryAuditSink(), user or _os_user())
+            yield portal
+
+    @property
+    def catalog(self) -> Catalog:
+        return self._catalog
+
+    def statuses(self) -> list[ServerStatus]:
+        return self.pool.statuses()
+
+    def add_listener(self, listener: EventListener) -> None:
+        """Be told about downstream failures, restarts and listing changes (the MCP server logs them to clients)."""
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener: EventListener) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
+    async def _tools_changed(self, server: str, tools: list[Tool]) -> None:
+        tool_filter = self.config.servers[server].tools.as_filter() if server in self.config.servers else None
+        self._catalog = self._catalog.replace_server(server, tools, tool_filter)
+        self._index = None
+
+    def index(self) -> SearchIndex:
+        """The search index of the current catalog, built on first use after every change."""
+        if self._index is None:
+            self._index = SearchIndex(self._catalog)
+        return self._index
+
+    def search_api(self, query: str, *, server: str | None = None, limit: int = 5, detail: Detail = "full") -> str:
+        """The text `search_api` returns: matching tools as typed stubs, or an overview for an empty query."""
+        started = time.perf_counter()
+        limit = max(1, min(limit, MAX_LIMIT))
+        if server is not None and server not in self._catalog.servers():
+            known = ", ".join(self._catalog.servers()) or "none"
+            reply = f"Unknown server {server!r}. Servers: {known}."
+        elif not query.strip():
+            reply = self.overview(server)
+        else:
+            hits = self.index().search(query, server=server, limit=limit)
+            if not hits:
+                reply = f"No tools match {query!r}.\n\n" + self.overview(server)
+            else:
+                stubs = "\n\n".join(render_stub(hit.entry, detail=detail) for hit in hits)
+                scope = f" on server {server!r}" if server else ""
+                reply = (
+                    f"{len(hits)} of {len(self._catalog)} tools match{scope}. Call them in execute_code as "
+                    f"`await server.tool(...)`.\n\n{stubs}"
+                )
+        self.audit.record(
+            AuditEvent("search", self.user, "ok", (time.perf_counter() - started) * 1000, query, size_out=len(reply))
+        )
+        return reply
+
+    def overview(self, server: str | None = None) -> str:
+        """Servers with their descriptions and tool counts (and tool names when one server is asked for)."""
+        lines = [f"{len(self._catalog)} tools on {len(self._catalog.servers())} servers:"]
+        for name in self._catalog.servers():
+            if server is not None and name != server:
+                continue
+            entries = self._catalog.by_server(name)
+            config = self.config.servers.get(name)
+            about = f": {config.description}" if config is not None and config.description else ""
+            lines.append(f"- {name} ({len(entries)} tools){about}")
+            if server is not None:
+                lines.extend(f"  - {entry.qualified_name}" for entry in entries)
+        down = [s for s in self.pool.statuses() if s.state in ("failed", "down")]
+        if down:
+            lines.append("Unavailable: " + ", ".join(f"{s.name} ({s.error})" for s in down))
+        lines.append("Search with a description of what you need, e.g. search_api(query='create an issue').")
+        return "\n".join(lines)
+
+    async def execute_code(self, code: str) -> RunResult:
+        """Run agent code in a fresh sandbox worker; every tool call goes through the bridge."""
+        result = await self.sandbox.run(code, self._catalog.namespaces(), self._call)
+        digest = hashlib.sha256(code.encode()).hexdigest()[:16]
+        outcome: Any = "ok" if result.ok else "error"
+        self.audit.record(
+            AuditEvent(
+                "run", self.user, outcome, result.duration_ms, digest, result.error or "", len(code), len(result.output)
+            )
+        )
+        return result
+
+    async def _call(self, qualified: str, arguments: dict[str, Any]) -> Any:
+        return await self.bridge.call(qualified, arguments)
+
+
+def _os_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"

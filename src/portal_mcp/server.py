@@ -1,0 +1,267 @@
+"""The MCP surface: exactly two tools, `search_api` and `execute_code`, over stdio or streamable HTTP.
+
+The tool descriptions are the whole manual the model gets, so they teach the workflow (search, then write code
+that awaits the stubs) in as few tokens as possible; `tests/test_server.py` holds the budget.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import warnings
+import weakref
+from typing import Any, Literal
+
+import mcp_types as types
+from mcp.server import Server
+from mcp.server.context import ServerRequestContext
+from mcp.server.transport_security import TransportSecuritySettings
+from mcp.shared.exceptions import MCPDeprecationWarning
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from portal_mcp import __version__
+from portal_mcp.config import HttpConfig, is_loopback
+from portal_mcp.downstream import DownstreamEvent
+from portal_mcp.errors import ConfigError
+from portal_mcp.portal import MAX_LIMIT, Portal
+
+logger = logging.getLogger("portal_mcp")
+
+SEARCH_DESCRIPTION = (
+    "Find tools across all connected servers. Returns them as typed Python stubs named `server.tool`. "
+    "Search before execute_code; an empty query lists the servers."
+)
+EXECUTE_DESCRIPTION = (
+    "Run Python that calls tools found with search_api: `r = await server.tool(arg=value)` (keyword arguments, "
+    "top-level await; `asyncio.gather` runs calls concurrently). Filter and combine results in code and print only "
+    "what you need; the reply is the printed output and the last expression's value. A failed tool raises ToolError. "
+    "Imports: json, re, math, statistics, datetime, collections, itertools, functools, asyncio, time. No files or network."
+)
+INSTRUCTIONS = (
+    "portal-mcp fronts many MCP servers. Use search_api to find tools, then execute_code to call them from Python."
+)
+
+TOOLS = [
+    types.Tool(
+        name="search_api",
+        description=SEARCH_DESCRIPTION,
+        input_schema={
+            "type": "object",
+            "properties": {
+                "query": {"type": "string", "description": "what you need, in words"},
+                "server": {"type": "string", "description": "only this server"},
+                "limit": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": 5},
+                "detail": {"enum": ["name", "signature", "full"], "default": "full"},
+            },
+            "required": ["query"],
+        },
+        annotations=types.ToolAnnotations(read_only_hint=True, open_world_hint=False),
+    ),
+    types.Tool(
+        name="execute_code",
+        description=EXECUTE_DESCRIPTION,
+        input_schema={
+            "type": "object",
+            "properties": {"code": {"type": "string", "description": "Python source"}},
+            "required": ["code"],
+        },
+        annotations=types.ToolAnnotations(read_only_hint=False, destructive_hint=True, open_world_hint=True),
+    ),
+]
+
+_LEVELS: list[types.LoggingLevel] = ["debug", "info", "notice", "warning", "error", "critical", "alert", "emergency"]
+
+
+class PortalServer:
+    """Serves a `Portal` as an MCP server and forwards downstream events to clients as log notifications."""
+
+    def __init__(self, portal: Portal) -> None:
+        self.portal = portal
+        # Connections that asked for log messages, with their minimum level; weak so closed sessions drop out.
+        self._log_levels: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
+        with warnings.catch_warnings():
+            # logging/setLevel is deprecated for 2026-07-28 clients but is what today's clients use.
+            warnings.simplefilter("ignore", MCPDeprecationWarning)
+            self.server: Server[Any] = Server(
+                "portal-mcp",
+                version=__version__,
+                instructions=INSTRUCTIONS,
+                on_list_tools=self._list_tools,
+                on_call_tool=self._call_tool,
+                on_set_logging_level=self._set_level,
+            )
+        portal.add_listener(self._on_event)
+
+    async def _list_tools(
+        self, ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
+    ) -> types.ListToolsResult:
+        self._remember(ctx)
+        return types.ListToolsResult(tools=TOOLS)
+
+    async def _set_level(
+        self, ctx: ServerRequestContext[Any], params: types.SetLevelRequestParams
+    ) -> types.EmptyResult:
+        connection = _connection(ctx)
+        if connection is not None:
+            self._log_levels[connection] = _LEVELS.index(params.level)
+        return types.EmptyResult()
+
+    async def _call_tool(
+        self, ctx: ServerRequestContext[Any], params: types.CallToolRequestParams
+    ) -> types.CallToolResult:
+        self._remember(ctx)
+        args = params.arguments or {}
+        if params.name == "search_api":
+            return self._search(args)
+        if params.name == "execute_code":
+            code = args.get("code")
+            if not isinstance(code, str):
+                return _error("execute_code needs `code`: a string of Python source")
+            result = await self.portal.execute_code(code)
+            return types.CallToolResult(content=[types.TextContent(text=result.render())], is_error=not result.ok)
+        return _error(f"unknown tool {params.name!r}; this server has `search_api` and `execute_code`")
+
+    def _search(self, args: dict[str, Any]) -> types.CallToolResult:
+        query, server, limit, detail = (
+            args.get("query", ""),
+            args.get("server"),
+            args.get("limit", 5),
+            args.get("detail", "full"),
+        )
+        if not isinstance(query, str):
+            return _error("search_api: `query` must be a string")
+        if server is not None and not isinstance(server, str):
+            return _error("search_api: `server` must be a server name (string)")
+        if type(limit) is not int or not 1 <= limit <= MAX_LIMIT:
+            return _error(f"search_api: `limit` must be an integer from 1 to {MAX_LIMIT}")
+        if detail not in ("name", "signature", "full"):
+            return _error("search_api: `detail` must be 'name', 'signature' or 'full'")
+        text = self.portal.search_api(query, server=server or None, limit=limit, detail=detail)
+        return types.CallToolResult(content=[types.TextContent(text=text)])
+
+    def _remember(self, ctx: ServerRequestContext[Any]) -> None:
+        connection = _connection(ctx)
+        if connection is not None and connection not in self._log_levels:
+            self._log_levels[connection] = _LEVELS.index("info")
+
+    async def _on_event(self, event: DownstreamEvent) -> None:
+        level: types.LoggingLevel = (
+            "error" if event.kind in ("failed", "down") else "warning" if event.kind == "restarting" else "info"
+        )
+        getattr(logger, "error" if level == "error" else "warning" if level == "warning" else "info")(
+            "%s: %s", event.server, event.message
+        )
+        for connection, minimum in list(self._log_levels.items()):
+            if _LEVELS.index(level) < minimum:
+                continue
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", MCPDeprecationWarning)
+                    await connection.log(
+                        level, {"server": event.server, "event": event.kind, "message": event.message}, "portal-mcp"
+                    )
+            except Exception:  # a client that went away must not break delivery to the others
+                logger.debug("dropping log notification for a closed connection", exc_info=True)
+
+    async def serve_stdio(self) -> None:
+        from mcp.server.stdio import stdio_server
+
+        async with stdio_server() as (read, write):
+            await self.server.run(read, write, self.server.create_initialization_options())
+
+    @staticmethod
+    def check_bind(host: str, http: HttpConfig, source: str | None = None) -> None:
+        """Refuse to expose the portal beyond this machine without bearer tokens."""
+        if any(not token.strip() for token in http.bearer_tokens):
+            raise ConfigError(
+                "`http.bearer_tokens` has an empty token (is the variable it names, e.g. `${PORTAL_TOKEN}`, empty?); "
+                "every token must be a non-empty secret",
+                source=source,
+            )
+        if not is_loopback(host) and not http.bearer_tokens:
+            raise ConfigError(
+                f"refusing to serve on {host!r} without authentication: binding beyond loopback needs "
+                "`http: {bearer_tokens: [...]}` in the config (e.g. `- ${PORTAL_TOKEN}`)",
+                source=source,
+            )
+
+    async def serve_http(self, host: str, port: int, http: HttpConfig) -> None:
+        import uvicorn
+
+        app = self.http_app(host, http)
+        config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on")
+        await uvicorn.Server(config).serve()
+
+    def http_app(self, host: str, http: HttpConfig) -> ASGIApp:
+        """The streamable HTTP app at `/mcp`, with DNS-rebinding checks and, when configured, bearer tokens."""
+        self.check_bind(host, http)
+        hosts = ["127.0.0.1:*", "localhost:*", "[::1]:*", *http.allowed_hosts]
+        if host in ("0.0.0.0", "::"):
+            if not http.allowed_hosts:
+                # Clients reach a wildcard bind by names the portal cannot know; without them every remote request
+                # gets `421 Invalid Host header`, which is hard to trace back to the config.
+                logger.warning(
+                    "serving on %r: only requests addressed to localhost pass the DNS-rebinding check; list the "
+                    "names clients use (e.g. `myhost:*`, `192.0.2.7:*`) in `http: {allowed_hosts: [...]}`",
+                    host,
+                )
+        else:
+            hosts.append(f"[{host}]:*" if ":" in host else f"{host}:*")  # an IPv6 Host header is bracketed
+        origins = ["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*", *http.allowed_origins]
+        security = TransportSecuritySettings(
+            enable_dns_rebinding_protection=True, allowed_hosts=hosts, allowed_origins=origins
+        )
+        app: ASGIApp = self.server.streamable_http_app(
+            streamable_http_path="/mcp", transport_security=security, host=host
+        )
+        if http.bearer_tokens:
+            app = BearerAuth(app, http.bearer_tokens)
+        return app
+
+
+class BearerAuth:
+    """Requires `Authorization: Bearer <token>` matching one of the configured tokens (constant-time compare)."""
+
+    def __init__(self, app: ASGIApp, tokens: list[str]) -> None:
+        self.app = app
+        self._tokens = [token.encode() for token in tokens if token]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and not self._authorised(scope):
+            body = b'{"error": "unauthorized", "error_description": "send Authorization: Bearer <token>"}'
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 401,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"www-authenticate", b'Bearer realm="portal-mcp"'),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})
+            return
+        await self.app(scope, receive, send)
+
+    def _authorised(self, scope: Scope) -> bool:
+        header = dict(scope.get("headers") or []).get(b"authorization", b"")
+        scheme, _, presented = header.partition(b" ")
+        if scheme.lower() != b"bearer" or not presented:
+            return False
+        # Compare against every token so timing does not reveal which one (or whether any) matched early.
+        matched = False
+        for token in self._tokens:
+            matched |= hmac.compare_digest(presented.strip(), token)
+        return matched
+
+
+def _connection(ctx: ServerRequestContext[Any]) -> Any:
+    # The SDK exposes the connection only on the per-request session; it is what outlives the request.
+    return getattr(ctx.session, "_connection", None)
+
+
+def _error(message: str) -> types.CallToolResult:
+    return types.CallToolResult(content=[types.TextContent(text=message)], is_error=True)
+
+
+Transport = Literal["stdio", "http"]

@@ -1,0 +1,206 @@
+"""portal.yaml and mcpServers JSON: what is accepted, and the message for each thing that is not."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from portal_mcp.config import (
+    RemoteServerConfig,
+    SnapshotServerConfig,
+    StdioServerConfig,
+    import_as_yaml,
+    load_config,
+)
+from portal_mcp.errors import ConfigError
+
+
+def write(tmp_path: Path, text: str, name: str = "portal.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def error_of(tmp_path: Path, text: str, environ: dict[str, str] | None = None, name: str = "portal.yaml") -> str:
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text, name), environ=environ or {})
+    return str(info.value)
+
+
+def test_three_kinds_of_server_are_recognised_by_their_keys(tmp_path: Path) -> None:
+    (tmp_path / "snap.json").write_text('{"tools": []}')
+    config = load_config(
+        write(
+            tmp_path,
+            """
+servers:
+  local: {command: python3, args: [-m, x], env: {A: "1"}, cwd: sub, timeout: 5}
+  remote: {url: "https://example.com/mcp", headers: {Authorization: "Bearer t"}}
+  old: {url: "http://127.0.0.1:9/sse", type: sse}
+  saved: {snapshot: snap.json, tools: {deny: ["delete_*"]}}
+sandbox: {timeout: 12}
+""",
+        ),
+        environ={},
+    )
+    local, remote, old, saved = (config.servers[n] for n in ("local", "remote", "old", "saved"))
+    assert isinstance(local, StdioServerConfig) and local.args == ["-m", "x"] and local.timeout == 5
+    assert local.cwd == (tmp_path / "sub").resolve()
+    assert (
+        isinstance(remote, RemoteServerConfig)
+        and remote.type == "http"
+        and remote.headers["Authorization"] == "Bearer t"
+    )
+    assert isinstance(old, RemoteServerConfig) and old.type == "sse"
+    assert isinstance(saved, SnapshotServerConfig) and saved.snapshot == (tmp_path / "snap.json").resolve()
+    assert not saved.tools.as_filter().permits("delete_file") and saved.tools.as_filter().permits("read_file")
+    assert config.sandbox.timeout == 12
+
+
+def test_variables_expand_in_every_string_with_defaults_and_escapes(tmp_path: Path) -> None:
+    config = load_config(
+        write(
+            tmp_path,
+            """
+servers:
+  gh:
+    url: "${BASE:-https://api.example.com}/mcp"
+    headers: {Authorization: "Bearer ${TOKEN}", Literal: "$${NOT_A_VAR}"}
+""",
+        ),
+        environ={"TOKEN": "s3cret"},
+    )
+    server = config.servers["gh"]
+    assert isinstance(server, RemoteServerConfig)
+    assert server.url == "https://api.example.com/mcp"
+    assert server.headers == {"Authorization": "Bearer s3cret", "Literal": "${NOT_A_VAR}"}
+
+
+def test_relative_command_paths_resolve_against_the_config_folder(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, "servers:\n  s: {command: ./bin/server}\n"), environ={})
+    server = config.servers["s"]
+    assert isinstance(server, StdioServerConfig)
+    assert server.command == str((tmp_path / "bin/server").resolve())
+
+
+def test_a_yaml_syntax_error_names_the_line(tmp_path: Path) -> None:
+    message = error_of(tmp_path, "servers:\n  a:\n    command: x\n   bad: [\n")
+    assert "YAML syntax error" in message
+    assert "portal.yaml:4" in message or "portal.yaml:5" in message
+
+
+def test_an_unknown_key_names_the_key_the_server_and_the_line(tmp_path: Path) -> None:
+    message = error_of(tmp_path, "servers:\n  fs:\n    command: x\n    argz: [a]\n")
+    assert "unknown key 'argz'" in message
+    assert "server 'fs'" in message
+    assert "portal.yaml:4" in message
+
+
+def test_an_unknown_top_level_key_is_named(tmp_path: Path) -> None:
+    message = error_of(tmp_path, "servers: {}\nsandbx: {timeout: 1}\n")
+    assert "unknown key 'sandbx'" in message
+
+
+def test_an_unset_variable_names_the_variable_and_where_it_is_used(tmp_path: Path) -> None:
+    message = error_of(
+        tmp_path, "servers:\n  gh:\n    url: https://x\n    headers: {Authorization: 'Bearer ${GH_TOKEN}'}\n"
+    )
+    assert "'GH_TOKEN'" in message
+    assert "servers.gh.headers.Authorization" in message
+    assert "portal.yaml:4" in message
+
+
+def test_a_missing_snapshot_names_the_path(tmp_path: Path) -> None:
+    message = error_of(tmp_path, "servers:\n  old:\n    snapshot: gone/old.json\n")
+    assert str((tmp_path / "gone/old.json").resolve()) in message
+    assert "portal-mcp snapshot" in message
+
+
+def test_a_server_with_both_command_and_url_says_so(tmp_path: Path) -> None:
+    message = error_of(tmp_path, "servers:\n  both:\n    command: x\n    url: https://x\n")
+    assert "server 'both' has both `command` and `url`" in message
+    assert "portal.yaml:2" in message
+
+
+def test_a_server_with_neither_command_nor_url_says_what_it_needs(tmp_path: Path) -> None:
+    message = error_of(tmp_path, "servers:\n  empty: {timeout: 3}\n")
+    assert "needs one of `command`" in message
+
+
+def test_a_server_name_that_is_not_an_identifier_gets_a_suggestion(tmp_path: Path) -> None:
+    message = error_of(tmp_path, "servers:\n  my-server: {command: x}\n")
+    assert "'my-server'" in message and "'my_server'" in message
+
+
+def test_wrong_value_types_name_the_key(tmp_path: Path) -> None:
+    message = error_of(tmp_path, "servers:\n  s:\n    command: x\n    timeout: soon\n")
+    assert "server 's' key 'timeout'" in message
+
+
+def test_a_non_http_url_is_refused(tmp_path: Path) -> None:
+    message = error_of(tmp_path, "servers:\n  s: {url: 'ftp://x'}\n")
+    assert "must start with http:// or https://" in message
+
+
+def test_a_missing_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="file not found"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_claude_desktop_mcp_servers_json_is_accepted_with_names_made_identifiers(tmp_path: Path) -> None:
+    claude = {
+        "mcpServers": {
+            "github-server": {"command": "npx", "args": ["-y", "x"], "env": {"TOKEN": "${GH:-none}"}},
+            "remote": {"type": "streamable-http", "url": "https://example.com/mcp", "headers": {"X": "1"}},
+            "local": {"type": "stdio", "command": "uvx", "args": ["mcp-server-time"]},
+        }
+    }
+    config = load_config(write(tmp_path, json.dumps(claude), "claude_desktop_config.json"), environ={})
+    assert list(config.servers) == ["github_server", "remote", "local"]
+    assert isinstance(config.servers["remote"], RemoteServerConfig)
+    assert isinstance(config.servers["local"], StdioServerConfig)
+
+
+def test_import_prints_yaml_that_keeps_variables_as_written(tmp_path: Path) -> None:
+    claude = {"mcpServers": {"gh-x": {"command": "npx", "env": {"TOKEN": "${GH_TOKEN}"}, "type": "stdio"}}}
+    text = import_as_yaml(write(tmp_path, json.dumps(claude), "mcp.json"))
+    assert "gh_x:" in text and "${GH_TOKEN}" in text and "type:" not in text
+    again = load_config(write(tmp_path, text, "round.yaml"), environ={"GH_TOKEN": "t"})
+    server = again.servers["gh_x"]
+    assert isinstance(server, StdioServerConfig) and server.env == {"TOKEN": "t"}
+
+
+def test_the_bundled_default_config_loads() -> None:
+    config = load_config(None)
+    assert {"time", "memory"} <= set(config.servers)
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "portal_mcp", *args], capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("servers:\n  a: {command: x, url: 'https://x'}\n", "has both"),
+        ("servers: [\n", "YAML syntax error"),
+        ("servers:\n  a: {command: x, nope: 1}\n", "unknown key 'nope'"),
+        ("servers:\n  a: {url: '${UNSET_FOR_TEST}'}\n", "'UNSET_FOR_TEST'"),
+    ],
+)
+def test_the_cli_reports_a_bad_config_in_one_line_with_exit_code_2(tmp_path: Path, text: str, expected: str) -> None:
+    result = run_cli("check", "--config", str(write(tmp_path, text)))
+    assert result.returncode == 2, result.stderr
+    assert expected in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_import_on_the_cli_prints_yaml(tmp_path: Path) -> None:
+    path = write(tmp_path, json.dumps({"mcpServers": {"t": {"command": "uvx", "args": ["mcp-server-time"]}}}), "m.json")
+    result = run_cli("import", str(path))
+    assert result.returncode == 0, result.stderr
+    assert "servers:" in result.stdout and "uvx" in result.stdout
