@@ -150,10 +150,10 @@ async def test_a_dead_downstream_is_reported_and_the_rest_keeps_working(tmp_path
 
 async def test_a_killed_stdio_downstream_is_respawned_on_the_next_call(portal: Portal) -> None:
     async with Client(PortalServer(portal).server) as client:
-        first = text_of(await client.call_tool("execute_code", {"code": "await demo.pid()"}))
+        first = text_of(await client.call_tool("execute_code", {"code": "print(await demo.pid())"}))
         os.kill(int(first.strip()), signal.SIGKILL)
         with anyio.fail_after(30):
-            second = await client.call_tool("execute_code", {"code": "await demo.pid()"})
+            second = await client.call_tool("execute_code", {"code": "print(await demo.pid())"})
     assert not second.is_error, text_of(second)
     assert text_of(second).strip() != first.strip()
 

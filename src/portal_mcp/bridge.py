@@ -15,7 +15,7 @@ from typing import Any, Protocol
 import jsonschema
 from jsonschema.exceptions import ValidationError, best_match
 from jsonschema.protocols import Validator
-from mcp_types import CallToolResult
+from mcp_types import CallToolResult, TextContent
 
 from portal_mcp.audit import AuditEvent, AuditSink
 from portal_mcp.catalog import Catalog, ToolEntry
@@ -46,6 +46,7 @@ class Bridge:
             entry = self._lookup(qualified)
             if type(arguments) is not dict or any(type(key) is not str for key in arguments):
                 raise ArgumentError(qualified, "", "arguments must be keyword arguments")
+            arguments = drop_omitted(entry.input_schema, arguments)
             size_in = len(json.dumps(arguments, default=str))
             self._validate(entry, arguments)
             result = await self._transport.call_tool(entry.server, entry.name, arguments)
@@ -78,7 +79,7 @@ class Bridge:
             return cached[1]
         cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
         try:
-            cls.check_schema(schema)
+            cls.check_schema(dict(schema))
             validator: Validator = cls(schema)
         except jsonschema.SchemaError:
             # A server with a broken schema should still be callable: check only that arguments form an object.
@@ -92,33 +93,61 @@ class Bridge:
         self._audit.record(event)
 
 
+def drop_omitted(schema: Mapping[str, Any], arguments: dict[str, Any]) -> dict[str, Any]:
+    """Drop optional arguments passed as None when the schema does not accept null.
+
+    Stubs show optional parameters as `= None` meaning "omit it", so `tool(x=None)` must mean the same as `tool()`.
+    """
+    properties = schema.get("properties")
+    if not isinstance(properties, Mapping) or None not in arguments.values():
+        return arguments
+    required = schema.get("required") or ()
+    return {
+        key: value
+        for key, value in arguments.items()
+        if value is not None or key in required or _accepts_null(properties.get(key))
+    }
+
+
+def _accepts_null(schema: Any) -> bool:
+    if not isinstance(schema, Mapping):
+        return True  # unknown shape: pass the None through and let validation speak
+    kind = schema.get("type")
+    if kind == "null" or (isinstance(kind, list) and "null" in kind) or schema.get("nullable") is True:
+        return True
+    if kind is None and not any(key in schema for key in ("anyOf", "oneOf", "enum", "const", "$ref", "allOf")):
+        return True
+    return any(_accepts_null(option) for key in ("anyOf", "oneOf") for option in schema.get(key) or ())
+
+
 def describe_validation_error(error: ValidationError) -> tuple[str, str]:
     """(field path, problem) for a jsonschema error, worded for someone fixing a call."""
     path = ".".join(str(part) for part in error.absolute_path)
+    expected: Any = error.validator_value
+    schema: Any = error.schema
     if error.validator == "required" and isinstance(error.instance, dict):
-        missing = [name for name in error.validator_value if name not in error.instance]
+        missing = [name for name in expected if name not in error.instance]
         field = ".".join(filter(None, [path, missing[0] if missing else ""]))
         return field, "is required but was not passed"
     if error.validator == "additionalProperties" and isinstance(error.instance, dict):
-        allowed = sorted(error.schema.get("properties", {}))
+        allowed = sorted(schema.get("properties", {})) if isinstance(schema, dict) else []
         extra = sorted(set(error.instance) - set(allowed))
         field = ".".join(filter(None, [path, extra[0] if extra else ""]))
-        expected = ", ".join(allowed) or "none"
-        return field, f"is not a parameter of this tool (parameters: {expected})"
+        return field, f"is not a parameter of this tool (parameters: {', '.join(allowed) or 'none'})"
     value = json.dumps(error.instance, default=str)
     if len(value) > 60:
         value = value[:57] + "..."
     if error.validator == "type":
-        return path, f"expected {error.validator_value}, got {value}"
+        return path, f"expected {expected}, got {value}"
     if error.validator == "enum":
-        choices = ", ".join(json.dumps(choice) for choice in error.validator_value)
+        choices = ", ".join(json.dumps(choice) for choice in expected)
         return path, f"must be one of {choices}, got {value}"
     return path, error.message
 
 
 def result_value(qualified: str, result: CallToolResult) -> Any:
     """The agent-facing value of a tool result, per the contract in ARCHITECTURE.md."""
-    texts = [block.text for block in result.content if getattr(block, "type", None) == "text"]
+    texts = [block.text for block in result.content if isinstance(block, TextContent)]
     if result.is_error:
         message = "\n".join(texts).strip() or "the tool reported an error without a message"
         raise ToolFailedError(qualified, message)

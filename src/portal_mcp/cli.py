@@ -109,7 +109,9 @@ def serve(config_path: Path | None, transport: str, host: str, port: int) -> Non
     from portal_mcp.server import PortalServer
 
     config = _load(config_path)
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="portal-mcp %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.WARNING, stream=sys.stderr, format="portal-mcp %(levelname)s %(name)s: %(message)s"
+    )
     logging.getLogger("portal_mcp").setLevel(logging.INFO)
     logging.getLogger("bm25s").setLevel(logging.WARNING)  # it logs every index build at DEBUG
 

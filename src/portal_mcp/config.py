@@ -169,11 +169,13 @@ def parse_config(text: str, *, source: str, base_dir: Path, environ: Mapping[str
     data, lines = _normalise_root(data, lines, source)
     data = _interpolate(data, environ, (), lines, source)
     servers = data.get("servers")
-    if servers is not None and not isinstance(servers, dict):
+    if servers is None:
+        servers = data["servers"] = {}
+    if not isinstance(servers, dict):
         raise ConfigError(
             "`servers` must be a mapping of server name to settings", source=source, line=lines.get(("servers",))
         )
-    for name, server in (servers or {}).items():
+    for name, server in list(servers.items()):
         if not isinstance(server, dict):
             raise ConfigError(
                 f"server {name!r}: settings must be a mapping", source=source, line=lines.get(("servers", name))

@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterable
 
 _INVALID = re.compile(r"\W", re.ASCII)
-_RESERVED = frozenset(keyword.kwlist) | frozenset(keyword.softkwlist) | {"None", "True", "False"}
+_RESERVED = (frozenset(keyword.kwlist) | frozenset(keyword.softkwlist) | {"None", "True", "False"}) - {"_"}
 
 SERVER_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 """Server names are namespaces in agent code, so they must already be identifiers (checked at config load)."""

@@ -28,7 +28,7 @@ from portal_mcp.config import PortalConfig
 from portal_mcp.downstream import DownstreamEvent, DownstreamPool, ServerStatus
 from portal_mcp.sandbox.host import RunResult, SandboxHost
 from portal_mcp.search import SearchIndex
-from portal_mcp.stubs.render import render_stub
+from portal_mcp.stubs import render_stubs
 
 Detail = Literal["name", "signature", "full"]
 EventListener = Callable[[DownstreamEvent], Awaitable[None]]
@@ -122,7 +122,7 @@ class Portal:
             if not hits:
                 reply = f"No tools match {query!r}.\n\n" + self.overview(server)
             else:
-                stubs = "\n\n".join(render_stub(hit.entry, detail=detail) for hit in hits)
+                stubs = render_stubs([hit.entry for hit in hits], detail=detail)
                 scope = f" on server {server!r}" if server else ""
                 reply = (
                     f"{len(hits)} of {len(self._catalog)} tools match{scope}. Call them in execute_code as "

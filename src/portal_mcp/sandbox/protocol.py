@@ -1,0 +1,170 @@
+"""Length-prefixed JSON frames between the sandbox host and its worker process.
+
+A frame is a 4-byte big-endian length followed by that many bytes of UTF-8 JSON holding one object with a
+`"type"` key. JSON only, never pickle: the worker runs hostile code, so everything it sends is data to be
+validated, not objects to be rebuilt. The decoder refuses a frame as soon as its header announces more than
+the cap, before buffering the payload.
+
+Conversation (host <- worker on the worker's stdout, host -> worker on its stdin):
+
+```
+worker  ready   {protocol}
+host    start   {code, namespaces, limits}
+worker  output  {text}                      printed text, streamed so a killed run keeps its output
+worker  call    {id, tool, args}            tool is "server.python_name", args a JSON object
+worker  cancel  {id}                        the code stopped waiting for that call
+host    result  {id, ok: true, value} | {id, ok: false, error}
+worker  done    {ok, value, error, error_kind, output_dropped}
+```
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from collections.abc import Mapping
+from typing import Any, Final, Literal
+
+PROTOCOL_VERSION: Final = 1
+HEADER: Final = struct.Struct(">I")
+
+# Exit statuses of a worker that could not send `done`.
+EXIT_OUT_OF_MEMORY: Final = 70
+EXIT_HOST_GONE: Final = 71
+EXIT_INTERNAL: Final = 72
+
+ErrorKind = Literal["exception", "syntax", "memory", "not_awaited", "internal"]
+ERROR_KINDS: Final[frozenset[str]] = frozenset({"exception", "syntax", "memory", "not_awaited", "internal"})
+
+__all__ = [
+    "ERROR_KINDS",
+    "EXIT_HOST_GONE",
+    "EXIT_INTERNAL",
+    "EXIT_OUT_OF_MEMORY",
+    "HEADER",
+    "PROTOCOL_VERSION",
+    "ErrorKind",
+    "FrameDecoder",
+    "ProtocolError",
+    "call_frame",
+    "cancel_frame",
+    "done_frame",
+    "encode_call_frame",
+    "encode_frame",
+    "error_result_frame",
+    "ok_result_frame",
+    "output_frame",
+    "ready_frame",
+    "start_frame",
+]
+
+
+class ProtocolError(Exception):
+    """The other side sent bytes that are not a well-formed frame."""
+
+
+def _reject_constant(name: str) -> float:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def encode_frame(message: Mapping[str, Any], *, allow_nan: bool = False) -> bytes:
+    """Encode one frame. Raises TypeError/ValueError when `message` is not plain JSON data."""
+    payload = json.dumps(message, ensure_ascii=False, separators=(",", ":"), allow_nan=allow_nan).encode()
+    return HEADER.pack(len(payload)) + payload
+
+
+class FrameDecoder:
+    """Incremental, sans-IO decoder: feed it bytes as they arrive, get whole frames back."""
+
+    def __init__(self, max_frame_bytes: int, *, allow_nan: bool = False) -> None:
+        self.max_frame_bytes = max_frame_bytes
+        self._allow_nan = allow_nan
+        self._buffer = bytearray()
+
+    @property
+    def has_partial_frame(self) -> bool:
+        """True when bytes of an unfinished frame are buffered (EOF now would cut a frame)."""
+        return bool(self._buffer)
+
+    def feed(self, data: bytes) -> list[dict[str, Any]]:
+        """Add received bytes; return every frame now complete. Raises ProtocolError on malformed input."""
+        self._buffer += data
+        frames: list[dict[str, Any]] = []
+        while len(self._buffer) >= HEADER.size:
+            (length,) = HEADER.unpack_from(self._buffer)
+            if length > self.max_frame_bytes:
+                raise ProtocolError(f"a frame of {length} bytes exceeds the limit of {self.max_frame_bytes} bytes")
+            end = HEADER.size + length
+            if len(self._buffer) < end:
+                break
+            payload = bytes(self._buffer[HEADER.size : end])
+            del self._buffer[:end]
+            frames.append(self._decode(payload))
+        return frames
+
+    def _decode(self, payload: bytes) -> dict[str, Any]:
+        try:
+            if self._allow_nan:
+                message = json.loads(payload.decode())
+            else:
+                message = json.loads(payload.decode(), parse_constant=_reject_constant)
+        except (ValueError, RecursionError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+            raise ProtocolError(f"a frame is not valid UTF-8 JSON: {exc}") from None
+        if type(message) is not dict or type(message.get("type")) is not str:
+            raise ProtocolError('a frame must be a JSON object with a string "type"')
+        return message
+
+
+def ready_frame() -> dict[str, Any]:
+    """The worker has started and waits for `start`."""
+    return {"type": "ready", "protocol": PROTOCOL_VERSION}
+
+
+def start_frame(code: str, namespaces: Mapping[str, list[str]], limits: Mapping[str, float]) -> dict[str, Any]:
+    """The code to run, the tools per server, and the limits the worker applies to itself."""
+    return {"type": "start", "code": code, "namespaces": dict(namespaces), "limits": dict(limits)}
+
+
+def output_frame(text: str) -> dict[str, Any]:
+    """Text the code printed since the previous output frame."""
+    return {"type": "output", "text": text}
+
+
+def call_frame(call_id: int, tool: str, args: Mapping[str, Any]) -> dict[str, Any]:
+    """A tool call; `tool` is the qualified `server.python_name`."""
+    return {"type": "call", "id": call_id, "tool": tool, "args": args}
+
+
+def encode_call_frame(call_id: int, tool: str, args_json: str) -> bytes:
+    """A call frame around arguments already encoded (and size-checked) when the stub was called."""
+    payload = f'{{"type":"call","id":{call_id},"tool":{json.dumps(tool)},"args":{args_json}}}'.encode()
+    return HEADER.pack(len(payload)) + payload
+
+
+def cancel_frame(call_id: int) -> dict[str, Any]:
+    """The code no longer waits for call `call_id` (e.g. `asyncio.wait_for` timed out)."""
+    return {"type": "cancel", "id": call_id}
+
+
+def ok_result_frame(call_id: int, value: Any) -> dict[str, Any]:
+    """A successful call's JSON value."""
+    return {"type": "result", "id": call_id, "ok": True, "value": value}
+
+
+def error_result_frame(call_id: int, error: str) -> dict[str, Any]:
+    """A refused or failed call; `error` becomes the message of `ToolError` in the code."""
+    return {"type": "result", "id": call_id, "ok": False, "error": error}
+
+
+def done_frame(
+    *, ok: bool, value: str | None, error: str | None, error_kind: ErrorKind | None, output_dropped: int
+) -> dict[str, Any]:
+    """The run is over; the worker exits right after sending it."""
+    return {
+        "type": "done",
+        "ok": ok,
+        "value": value,
+        "error": error,
+        "error_kind": error_kind,
+        "output_dropped": output_dropped,
+    }

@@ -1,0 +1,49 @@
+"""The frame format between host and worker: length-prefixed JSON, capped before buffering."""
+
+from __future__ import annotations
+
+import pytest
+
+from portal_mcp.sandbox import protocol
+
+
+def test_frames_round_trip_even_when_split_across_reads() -> None:
+    frames = [protocol.ready_frame(), protocol.call_frame(7, "gh.search", {"q": "é", "n": [1, 2]})]
+    data = b"".join(protocol.encode_frame(frame) for frame in frames)
+    decoder = protocol.FrameDecoder(1_000)
+    received = [frame for i in range(len(data)) for frame in decoder.feed(data[i : i + 1])]
+    assert received == frames
+    assert not decoder.has_partial_frame
+
+
+def test_a_pre_encoded_call_frame_decodes_like_a_built_one() -> None:
+    raw = protocol.encode_call_frame(3, "gh.search", '{"q":"x"}')
+    assert protocol.FrameDecoder(1_000).feed(raw) == [protocol.call_frame(3, "gh.search", {"q": "x"})]
+
+
+def test_an_oversized_frame_is_refused_from_its_header_alone() -> None:
+    decoder = protocol.FrameDecoder(100)
+    with pytest.raises(protocol.ProtocolError, match="exceeds the limit of 100 bytes"):
+        decoder.feed(protocol.HEADER.pack(2**31))
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [b"not json", b"[1, 2]", b'{"no_type": 1}', b'{"type": 5}', b"\xff\xfe", b'{"type": "x", "v": NaN}'],
+)
+def test_anything_but_a_json_object_with_a_string_type_is_a_protocol_error(payload: bytes) -> None:
+    with pytest.raises(protocol.ProtocolError):
+        protocol.FrameDecoder(1_000).feed(protocol.HEADER.pack(len(payload)) + payload)
+
+
+def test_deeply_nested_json_is_a_protocol_error_not_a_crash() -> None:
+    payload = b'{"type": "x", "v": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    with pytest.raises(protocol.ProtocolError):
+        protocol.FrameDecoder(10**6).feed(protocol.HEADER.pack(len(payload)) + payload)
+
+
+def test_encoding_refuses_values_that_are_not_json() -> None:
+    with pytest.raises(TypeError):
+        protocol.encode_frame({"type": "x", "v": {1, 2}})
+    with pytest.raises(ValueError, match="JSON"):
+        protocol.encode_frame({"type": "x", "v": float("nan")})

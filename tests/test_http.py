@@ -1,0 +1,248 @@
+"""`portal-mcp serve --transport http` as a real subprocess: the tools, the bind guard, bearer tokens, DNS rebinding."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import anyio
+import httpx2
+import mcp_types as types
+import pytest
+from anyio.abc import Process
+from mcp.client import Client
+from mcp.client.streamable_http import streamable_http_client
+
+STARTUP_TIMEOUT = 60  # the portal connects to its downstream servers before it listens
+INITIALIZE = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {
+        "protocolVersion": "2025-11-25",
+        "capabilities": {},
+        "clientInfo": {"name": "test_http", "version": "0"},
+    },
+}
+MCP_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+
+
+def write_config(folder: Path, extra: str = "") -> Path:
+    """A portal.yaml with one live downstream server (mcp-server-time) plus `extra` top-level YAML."""
+    path = folder / "portal.yaml"
+    path.write_text(
+        f"servers:\n  time:\n    command: {sys.executable!r}\n    args: [-m, mcp_server_time]\n{extra}",
+        encoding="utf-8",
+    )
+    return path
+
+
+def portal_command(config: Path, host: str, port: int) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "portal_mcp",
+        "serve",
+        "--transport",
+        "http",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--config",
+        str(config),
+    ]
+
+
+def free_port() -> int:
+    # Bound on every interface so the port is also free for a `--host 0.0.0.0` portal.
+    with socket.socket() as probe:
+        probe.bind(("", 0))
+        return int(probe.getsockname()[1])
+
+
+class PortalExited(AssertionError):
+    """The portal exited before it accepted connections."""
+
+    def __init__(self, returncode: int, output: str) -> None:
+        super().__init__(f"portal exited with code {returncode} before listening:\n{output}")
+        self.returncode = returncode
+        self.output = output
+
+
+@asynccontextmanager
+async def running_portal(
+    config: Path, *, host: str = "127.0.0.1", env: Mapping[str, str] | None = None
+) -> AsyncIterator[str]:
+    """Start `portal-mcp serve --transport http`, yield its `/mcp` URL once it accepts connections, then kill it.
+
+    The portal's output goes to a log file next to the config; `PortalExited` carries it if the portal stops early.
+    """
+    port = free_port()
+    log_path = config.with_suffix(".log")
+    with log_path.open("wb") as log:
+        process = await anyio.open_process(
+            portal_command(config, host, port),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            env={**os.environ, **(env or {})},
+            start_new_session=True,  # its own process group, so its downstream servers die with it
+        )
+        try:
+            with anyio.fail_after(STARTUP_TIMEOUT):
+                await _wait_until_listening(process, port, log_path)
+            yield f"http://127.0.0.1:{port}/mcp"
+        finally:
+            await _stop(process)
+
+
+async def _wait_until_listening(process: Process, port: int, log_path: Path) -> None:
+    while True:
+        if process.returncode is not None:
+            output = await anyio.Path(log_path).read_text(encoding="utf-8", errors="replace")
+            raise PortalExited(process.returncode, output)
+        try:
+            stream = await anyio.connect_tcp("127.0.0.1", port)
+        except OSError:
+            await anyio.sleep(0.05)  # polling is the only readiness signal a uvicorn subprocess gives
+        else:
+            await stream.aclose()
+            return
+
+
+async def _stop(process: Process) -> None:
+    """SIGTERM lets the portal close its downstream servers; whatever is left of its process group is killed."""
+    with anyio.CancelScope(shield=True):
+        if process.returncode is None:
+            process.terminate()
+            with anyio.move_on_after(10):
+                await process.wait()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        with anyio.fail_after(5):
+            await process.wait()
+
+
+@asynccontextmanager
+async def authorised_client(url: str, token: str) -> AsyncIterator[Client]:
+    """A real MCP client whose every HTTP request carries `Authorization: Bearer <token>`."""
+    # The transport leaves a client it was given open, so this one is closed here.
+    async with (
+        httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=httpx2.Timeout(30)) as http,
+        Client(streamable_http_client(url, http_client=http)) as client,
+    ):
+        yield client
+
+
+async def post_initialize(url: str, headers: Mapping[str, str]) -> httpx2.Response:
+    async with httpx2.AsyncClient(timeout=httpx2.Timeout(10)) as http:
+        return await http.post(url, json=INITIALIZE, headers={**MCP_HEADERS, **headers})
+
+
+def _text(result: types.CallToolResult) -> str:
+    return "\n".join(block.text for block in result.content if isinstance(block, types.TextContent))
+
+
+async def test_a_client_over_http_sees_exactly_search_api_and_execute_code_and_can_search(tmp_path: Path) -> None:
+    async with running_portal(write_config(tmp_path)) as url:
+        with anyio.fail_after(30):
+            async with Client(url) as client:
+                tools = await client.list_tools()
+                found = await client.call_tool("search_api", {"query": "current time in a timezone"})
+
+    assert sorted(tool.name for tool in tools.tools) == ["execute_code", "search_api"]
+    assert not found.is_error, _text(found)
+    assert "time.get_current_time" in _text(found)
+
+
+async def test_serving_beyond_loopback_without_bearer_tokens_exits_2_and_says_why(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+
+    with anyio.fail_after(STARTUP_TIMEOUT):
+        result = await anyio.run_process(portal_command(config, "0.0.0.0", free_port()), check=False)
+
+    stderr = result.stderr.decode(errors="replace")
+    assert result.returncode == 2, stderr
+    # rich wraps the message to the terminal width; compare it as one line.
+    message = re.sub(r"\s+", " ", stderr)
+    assert "'0.0.0.0'" in message
+    assert "bearer_tokens" in message
+    assert "Traceback" not in stderr
+
+
+async def test_an_empty_bearer_token_does_not_count_as_authentication_beyond_loopback(tmp_path: Path) -> None:
+    # An unset variable with an empty default is the easy way to get here: `${PORTAL_TOKEN:-}`.
+    config = write_config(tmp_path, "http:\n  bearer_tokens: ['${PORTAL_TOKEN:-}']\n")
+
+    with pytest.raises(PortalExited) as exited:
+        async with running_portal(config, host="0.0.0.0", env={"PORTAL_TOKEN": ""}):
+            pass
+
+    assert exited.value.returncode == 2, exited.value.output
+    assert "bearer_tokens" in re.sub(r"\s+", " ", exited.value.output)
+    assert "Traceback" not in exited.value.output
+
+
+async def test_with_bearer_tokens_requests_without_the_right_token_get_401(tmp_path: Path) -> None:
+    token = secrets.token_urlsafe(16)
+    config = write_config(tmp_path, "http:\n  bearer_tokens: ['${PORTAL_TOKEN}']\n")
+    wrong = {
+        "no Authorization header": {},
+        "a wrong token": {"Authorization": f"Bearer {token}x"},
+        "a prefix of the token": {"Authorization": f"Bearer {token[:-1]}"},
+        "the token without the Bearer scheme": {"Authorization": token},
+        "the token as Basic credentials": {"Authorization": f"Basic {token}"},
+        "the Bearer scheme without a token": {"Authorization": "Bearer"},
+    }
+
+    async with running_portal(config, host="0.0.0.0", env={"PORTAL_TOKEN": token}) as url:
+        with anyio.fail_after(30):
+            statuses = {case: (await post_initialize(url, headers)).status_code for case, headers in wrong.items()}
+            accepted = await post_initialize(url, {"Authorization": f"Bearer {token}"})
+
+    assert statuses == dict.fromkeys(wrong, 401)
+    assert accepted.status_code == 200, accepted.text
+
+
+async def test_with_bearer_tokens_a_client_sending_the_token_can_list_and_call_tools(tmp_path: Path) -> None:
+    token = secrets.token_urlsafe(16)
+    config = write_config(tmp_path, "http:\n  bearer_tokens: ['${PORTAL_TOKEN}']\n")
+
+    async with running_portal(config, host="0.0.0.0", env={"PORTAL_TOKEN": token}) as url:
+        with anyio.fail_after(30):
+            async with authorised_client(url, token) as client:
+                tools = await client.list_tools()
+                found = await client.call_tool("search_api", {"query": "current time in a timezone"})
+
+    assert sorted(tool.name for tool in tools.tools) == ["execute_code", "search_api"]
+    assert "time.get_current_time" in _text(found)
+
+
+async def test_a_request_from_a_foreign_origin_is_rejected_with_403(tmp_path: Path) -> None:
+    async with running_portal(write_config(tmp_path)) as url:
+        with anyio.fail_after(30):
+            foreign = await post_initialize(url, {"Origin": "http://evil.example"})
+            local = await post_initialize(url, {"Origin": url.removesuffix("/mcp")})
+
+    assert foreign.status_code == 403, foreign.text
+    assert local.status_code == 200, local.text
+
+
+async def test_a_request_with_a_foreign_host_header_is_rejected_with_421(tmp_path: Path) -> None:
+    async with running_portal(write_config(tmp_path)) as url:
+        with anyio.fail_after(30):
+            foreign = await post_initialize(url, {"Host": "evil.example"})
+            rebound = await post_initialize(url, {"Host": "evil.example:80", "Origin": "http://evil.example"})
+
+    assert foreign.status_code == 421, foreign.text
+    assert rebound.status_code == 421, rebound.text

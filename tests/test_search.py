@@ -1,0 +1,187 @@
+"""The search index behind `search_api`: paraphrased queries find the right tool, filters and limits hold."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mcp_types import Tool
+
+from portal_mcp.catalog import Catalog
+from portal_mcp.search import SearchIndex, stem, tokenize
+
+
+def tool(name: str, description: str, **params: str) -> Tool:
+    properties: dict[str, Any] = {key: {"type": "string", "description": text} for key, text in params.items()}
+    return Tool(name=name, description=description, input_schema={"type": "object", "properties": properties})
+
+
+CATALOG = Catalog.build(
+    {
+        "github": [
+            tool(
+                "create_pull_request", "Create a new pull request in a GitHub repository.", head="Branch with changes"
+            ),
+            tool("merge_pull_request", "Merge a pull request.", pull_number="Pull request number"),
+            tool("list_issues", "List issues in a GitHub repository with filtering options.", state="open or closed"),
+            tool("create_issue", "Create a new issue in a GitHub repository.", title="Issue title", body="Issue body"),
+            tool("get_file_contents", "Get the contents of a file or directory from a repository.", path="File path"),
+            tool("search_repositories", "Search for GitHub repositories.", query="Search query"),
+        ],
+        "slack": [
+            tool("post_message", "Post a new message to a Slack channel.", channel_id="Channel ID", text="Text"),
+            tool("reply_to_thread", "Reply to a specific message thread in Slack.", thread_ts="Parent timestamp"),
+            tool("list_channels", "List public channels in the workspace with pagination."),
+            tool("add_reaction", "Add a reaction emoji to a message.", reaction="Emoji name without colons"),
+            tool("get_channel_history", "Get recent messages from a channel.", limit="How many messages"),
+        ],
+        "filesystem": [
+            tool("read_file", "Read the complete contents of a file from the file system.", path="Path"),
+            tool("write_file", "Create a new file or completely overwrite an existing file with new content."),
+            tool("list_directory", "Get a detailed listing of all files and directories in a specified path."),
+            tool("move_file", "Move or rename files and directories.", source="From", destination="To"),
+            tool("search_files", "Recursively search for files and directories matching a pattern."),
+        ],
+        "time": [
+            tool(
+                "get_current_time",
+                "Get current time in a specific timezone.",
+                timezone="IANA timezone name (e.g. 'America/New_York'). Use 'UTC' if none given.",
+            ),
+            tool(
+                "convert_time",
+                "Convert time between timezones.",
+                source_timezone="Source IANA timezone name",
+                time="Time to convert in 24-hour format (HH:MM)",
+                target_timezone="Target IANA timezone name",
+            ),
+        ],
+        "notes": [
+            tool("createNote", "Add a note to the notebook.", title="Title"),
+            tool("searchNotes", "Full-text lookup over the notebook."),
+            tool("deleteNote", "Remove a note permanently."),
+        ],
+    }
+)
+INDEX = SearchIndex(CATALOG)
+
+
+def top(query: str, limit: int = 3, **options: Any) -> list[str]:
+    return [hit.entry.qualified_name for hit in INDEX.search(query, limit=limit, **options)]
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("what time is it in Tokyo", "time.get_current_time"),
+        ("convert 3pm London time to New York", "time.convert_time"),
+        ("open a pull request", "github.create_pull_request"),
+        ("merge the PR", "github.merge_pull_request"),
+        ("file a bug report issue", "github.create_issue"),
+        ("send a message to a channel", "slack.post_message"),
+        ("answer in a thread", "slack.reply_to_thread"),
+        ("react with an emoji", "slack.add_reaction"),
+        ("show me what is in this folder", "filesystem.list_directory"),
+        ("rename a file", "filesystem.move_file"),
+        ("read the contents of a file", "filesystem.read_file"),
+        ("find repos about machine learning", "github.search_repositories"),
+    ],
+)
+def test_paraphrased_queries_find_the_right_tool_in_the_top_three(query: str, expected: str) -> None:
+    assert expected in top(query)
+
+
+def test_camel_case_tool_names_are_found_by_their_words() -> None:
+    assert top("delete note", limit=1) == ["notes.deleteNote"]
+    assert top("search notes", limit=1) == ["notes.searchNotes"]
+
+
+def test_an_exact_tool_name_or_qualified_name_ranks_that_tool_first() -> None:
+    assert top("get_file_contents", limit=1) == ["github.get_file_contents"]
+    assert top("filesystem.read_file", limit=1) == ["filesystem.read_file"]
+    assert top("createNote", limit=1) == ["notes.createNote"]
+    assert top("  SLACK.POST_MESSAGE ", limit=1) == ["slack.post_message"]
+
+
+def test_server_filter_keeps_only_that_servers_tools() -> None:
+    hits = top("file", limit=10, server="github")
+    assert hits
+    assert all(name.startswith("github.") for name in hits)
+    assert top("file", server="no_such_server") == []
+
+
+def test_limit_caps_the_number_of_hits_and_scores_descend() -> None:
+    hits = INDEX.search("list", limit=2)
+    assert len(hits) == 2
+    assert INDEX.search("list", limit=0) == []
+    scores = [hit.score for hit in INDEX.search("file directory", limit=10)]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_blank_queries_and_queries_matching_nothing_return_nothing() -> None:
+    assert INDEX.search("") == []
+    assert INDEX.search("   ") == []
+    assert INDEX.search("the of and") == []
+    assert INDEX.search("zzyzx qwerty") == []
+
+
+def test_an_empty_catalog_can_be_indexed_and_searched() -> None:
+    index = SearchIndex(Catalog())
+    assert len(index) == 0
+    assert index.search("anything") == []
+
+
+def test_tokens_split_identifiers_keep_the_whole_name_and_drop_stopwords() -> None:
+    assert tokenize("getCurrentTime") == ["get", "current", "tim", "getcurrenttime"]
+    assert tokenize("What is the HTTPServer status?") == ["http", "server", "httpserver", "status"]
+    assert tokenize("read-only files") == ["read", "only", "read-only", "fil"]
+
+
+@pytest.mark.parametrize(
+    ("words", "stemmed"),
+    [
+        (("message", "messages"), "messag"),
+        (("create", "created", "creating"), "creat"),
+        (("query", "queries"), "query"),
+        (("branch", "branches"), "branch"),
+        (("status",), "status"),
+    ],
+)
+def test_stemming_maps_word_forms_to_one_token(words: tuple[str, ...], stemmed: str) -> None:
+    assert {stem(word) for word in words} == {stemmed}
+
+
+CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus" / "servers"
+
+
+@pytest.fixture(scope="module")
+def corpus_index() -> SearchIndex:
+    if not CORPUS.is_dir():
+        pytest.skip(f"corpus not found at {CORPUS}")
+    listings = {}
+    for path in sorted(CORPUS.glob("*.json")):
+        data = json.loads(path.read_text())
+        listings[data["server"]] = [Tool.model_validate(item) for item in data["tools"]]
+    return SearchIndex(Catalog.build(listings))
+
+
+@pytest.mark.parametrize(
+    ("query", "server"),
+    [
+        ("open a pull request", "github"),
+        ("create a jira issue", "atlassian"),
+        ("post a message to a slack channel", "slack_ref"),
+        ("take a screenshot of the page with playwright", "playwright"),
+        ("create a stripe payment link", "stripe"),
+        ("list pods in a kubernetes namespace", "kubernetes_containers"),
+        ("current time in a timezone", "time"),
+        ("search arxiv for papers", "arxiv"),
+    ],
+)
+def test_queries_over_the_whole_corpus_hit_the_expected_server_first(
+    corpus_index: SearchIndex, query: str, server: str
+) -> None:
+    hits = corpus_index.search(query, limit=3)
+    assert hits[0].entry.server == server, [hit.entry.qualified_name for hit in hits]
