@@ -1,0 +1,27 @@
+"""Connections to downstream MCP servers: one official-SDK `Client` per server, owned by a `DownstreamPool`.
+
+```
+DownstreamPool                 async context manager; owns one task group and every process it starts
+├── Link (stdio|http|sse|inproc)   a long-lived task that enters `mcp.client.Client`, lists the tools and parks
+│                                  until the connection ends, the pool closes or the server says
+│                                  `tools/list_changed`; it (re)connects when a call finds the connection dead
+└── snapshot / disabled            tools read from a file / nothing; no task
+```
+anyio requires the task that enters a cancel scope to exit it, so only a link's own task enters and exits the SDK's
+context managers. `call_tool` sends its request on the link's live `Client` from the caller's task (the SDK session
+serves concurrent requests) and asks the link task for a new connection when it finds the old one dead.
+
+Connections use the `initialize` handshake (`mode="legacy"`): every server released so far speaks it, and
+`tools/list_changed` arrives as a plain notification. A server that rejects it as too old is retried with
+`mode="auto"` (the 2026 `server/discover` era), where list changes come through `Client.listen()`.
+
+The modules: `_pool` (the pool), `_link` (one server's connection and its respawns), `_transports` (the watched
+SDK transports), `_failures` (errors as sentences), `_stderr` (stderr forwarding), `_processes` (leftover child
+processes), `_status` and `_events` (what the pool reports).
+"""
+
+from portal_mcp.downstream._events import DownstreamEvent, EventKind
+from portal_mcp.downstream._pool import DownstreamPool
+from portal_mcp.downstream._status import ServerState, ServerStatus, TransportKind
+
+__all__ = ["DownstreamEvent", "DownstreamPool", "EventKind", "ServerState", "ServerStatus", "TransportKind"]

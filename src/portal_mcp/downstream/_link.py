@@ -1,0 +1,447 @@
+"""`Link`: one live downstream server: the task that owns its connection (and reconnects it), and the call path."""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import anyio
+import anyio.abc
+import mcp_types as types
+from mcp.client import Client, IncomingMessage
+from mcp.server import MCPServer, Server
+from mcp.shared.exceptions import MCPError
+from mcp_types import CallToolResult, Tool
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+from pydantic import ValidationError
+
+from portal_mcp import __version__
+from portal_mcp.config import RemoteServerConfig, StdioServerConfig
+from portal_mcp.downstream._events import DownstreamEvent, EventKind
+from portal_mcp.downstream._failures import TOO_OLD, TooOld, describe, rejects_handshake, unreachable
+from portal_mcp.downstream._processes import end_processes
+from portal_mcp.downstream._status import ServerState, ServerStatus, TransportKind, transport_kind
+from portal_mcp.downstream._stderr import StderrPump
+from portal_mcp.downstream._transports import Watch, open_transport
+from portal_mcp.errors import DownstreamError, ServerUnavailableError, ToolTimeoutError
+
+_MAX_PAGES = 1000
+"""tools/list pages followed before giving up on a paginator that never ends."""
+_BACKOFF = 0.2
+"""Seconds before the first respawn; doubled for each further attempt."""
+_DEFAULT_RESTARTS = 3
+"""Reconnect attempts for servers whose config has no `max_restarts` (remote and in-process ones)."""
+_DEFAULT_TIMEOUT = 60.0
+_DEFAULT_CONNECT_TIMEOUT = 30.0
+CLOSE_GRACE = 8.0
+"""The SDK's stdio shutdown waits 2s for an exit after stdin closes, then 2s after SIGTERM, then reaps."""
+_REAP_TIMEOUT = 3.0
+_CLIENT_INFO = types.Implementation(name="portal-mcp", version=__version__)
+
+
+@dataclass(frozen=True)
+class Hooks:
+    """What a link reports to its pool."""
+
+    emit: Callable[[DownstreamEvent], Awaitable[None]]
+    tools_changed: Callable[[str, list[Tool]], Awaitable[None]]
+    status: Callable[[ServerStatus], None]
+
+
+class Link:
+    """One live server: the task that owns its connection, and the call path that uses it."""
+
+    def __init__(
+        self,
+        name: str,
+        target: StdioServerConfig | RemoteServerConfig | MCPServer | Server[Any],
+        hooks: Hooks,
+        pump: StderrPump | None,
+        down_retry_after: float,
+    ) -> None:
+        self.name = name
+        self._target = target
+        self._config = target if isinstance(target, StdioServerConfig | RemoteServerConfig) else None
+        self.kind: TransportKind = "inproc" if self._config is None else transport_kind(self._config)
+        self.timeout = self._config.timeout if self._config else _DEFAULT_TIMEOUT
+        self.connect_timeout = self._config.connect_timeout if self._config else _DEFAULT_CONNECT_TIMEOUT
+        self.max_restarts = (
+            self._config.max_restarts if isinstance(self._config, StdioServerConfig) else _DEFAULT_RESTARTS
+        )
+        self._hooks = hooks
+        self._pump = pump
+        self._down_retry_after = down_retry_after
+
+        self.tools: list[Tool] = []
+        self.state: ServerState = "connecting"
+        self.error: str | None = None
+        self.connect_ms: float | None = None
+        self.restarts = 0
+        self._mode: Literal["legacy", "auto"] = "legacy"
+        self._client: Client | None = None
+        self._watch: Watch | None = None
+        self._generation = 0
+        self._given_up_at: float | None = None
+        self._stream_error: str | None = None
+        self._closing = False
+        self._wake = anyio.Event()
+        self._relist = False
+        self._drop = False
+        self._cycle_wanted = anyio.Event()
+        self._cycle_done: anyio.Event | None = anyio.Event()
+        self.first_settled = self._cycle_done
+        self.done = anyio.Event()
+        self._scope = anyio.CancelScope()
+        self._reported = False
+        self.running = False
+
+    def status(self) -> ServerStatus:
+        return ServerStatus(
+            self.name, self.kind, self.state, len(self.tools), self.connect_ms, self.error, self.restarts
+        )
+
+    def stderr_tail(self) -> list[str]:
+        return list(self._pump.tail) if self._pump is not None else []
+
+    # -- the link task ---------------------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        self.running = True
+        try:
+            with self._scope:
+                await self._cycle(first=True)
+                while not self._closing:
+                    await self._cycle_wanted.wait()
+                    self._cycle_wanted = anyio.Event()
+                    if not self._closing:
+                        await self._cycle(first=False)
+        finally:
+            self._settle()
+            self.done.set()
+
+    def _wake_up(self) -> None:
+        # Looked up at call time: `_serve` replaces the event after every wake-up.
+        self._wake.set()
+
+    def close(self) -> None:
+        """Ask the link task to end: gracefully when connected, at once when connecting or idle."""
+        self._closing = True
+        self._wake.set()
+        self._cycle_wanted.set()
+        if self._client is None:
+            self._scope.cancel()
+
+    async def _cycle(self, *, first: bool) -> None:
+        """Connect (first start: once; later: up to `max_restarts` times with backoff) and serve until it ends."""
+        attempts = 1 if first else self.max_restarts
+        reason = self.error or "the connection was lost"
+        error = "restarts are disabled (`max_restarts: 0`)"
+        for attempt in range(1, attempts + 1):
+            if not first:
+                self._set_state("restarting", reason)
+                await self._event(
+                    "restarting", "warning", f"restarting (attempt {attempt} of {attempts}) because {reason}"
+                )
+                await anyio.sleep(_BACKOFF * 2 ** (attempt - 1))
+            outcome = await self._session(restart=not first)
+            if outcome is None:
+                return
+            error = reason = outcome
+        self._given_up_at = anyio.current_time()
+        if first:
+            self._set_state("failed", error)
+            await self._event("failed", "error", f"failed to start: {error}")
+        else:
+            self._set_state("down", error)
+            await self._event(
+                "down",
+                "error",
+                f"is down after {attempts} restart attempt(s): {error}; check it with `portal-mcp check`",
+            )
+        self._settle()
+
+    async def _session(self, *, restart: bool) -> str | None:
+        """One connection from start to end. Returns None if it connected (it has ended since), else the error."""
+        outcome = await self._session_once(restart=restart)
+        if isinstance(outcome, TooOld):
+            # The server rejected the initialize handshake as too old; speak the 2026 protocol instead.
+            self._mode = "auto"
+            outcome = await self._session_once(restart=restart)
+        if isinstance(outcome, TooOld):  # pragma: no cover - only the legacy handshake reports it
+            return "the server rejected every protocol version this client speaks"
+        return outcome
+
+    async def _session_once(self, *, restart: bool) -> str | TooOld | None:
+        watch = Watch(self._wake_up)
+        token = uuid.uuid4().hex
+        started = anyio.current_time()
+        connected = False
+        error: str | None = None
+        self._drop = self._relist = False
+        self._stream_error = None
+        try:
+            with anyio.CancelScope(deadline=started + self.connect_timeout) as deadline:
+                client = Client(
+                    self._transport(watch, token),
+                    mode=self._mode,
+                    cache=None,
+                    client_info=_CLIENT_INFO,
+                    message_handler=self._on_message,
+                )
+                async with client, anyio.create_task_group() as task_group:
+                    if client.protocol_version in MODERN_PROTOCOL_VERSIONS:
+                        # Subscribe before listing, so no change can fall between the two.
+                        await task_group.start(self._listen, client)
+                    tools = await self._list_tools(client)
+                    deadline.deadline = math.inf
+                    connected = True
+                    await self._connected(client, watch, tools, (anyio.current_time() - started) * 1000, restart)
+                    await self._serve(client, watch)
+                    task_group.cancel_scope.cancel()
+            if deadline.cancelled_caught:
+                error = self._explain(
+                    f"did not finish starting (MCP handshake and tools/list) within {self.connect_timeout:g}s; "
+                    "raise `connect_timeout:` if it is just slow to start"
+                )
+        except Exception as exc:
+            if not connected and self._mode == "legacy" and rejects_handshake(exc):
+                return TOO_OLD
+            error = describe(exc, watch, self._config, self._explain)
+            watch.unsent_on_loss = unreachable(exc)
+        finally:
+            self._client = None
+            if self.kind == "stdio":
+                with anyio.CancelScope(shield=True), anyio.move_on_after(_REAP_TIMEOUT):
+                    await end_processes(token)
+            if connected and not self._closing:
+                ended = (
+                    "the server process exited (or closed its stdout)"
+                    if self.kind == "stdio"
+                    else "the server closed the connection"
+                )
+                self._set_state("exited", error or self._explain(ended))
+            watch.ended.set()
+        if not connected:
+            return error
+        if not self._closing:
+            await self._event("exited", "warning", f"connection ended: {self.error}; it restarts on the next call")
+        return None
+
+    def _transport(self, watch: Watch, token: str) -> Any:
+        """What `Client` connects to: a watched SDK transport, or the in-process server itself."""
+        if self._config is None:
+            return self._target
+        return open_transport(self._config, watch, token, self._pump)
+
+    async def _connected(self, client: Client, watch: Watch, tools: list[Tool], ms: float, restart: bool) -> None:
+        self._client, self._watch = client, watch
+        self._generation += 1
+        self._given_up_at = None
+        self.connect_ms = ms
+        changed = restart and _dump(tools) != _dump(self.tools)
+        self.tools = tools
+        if restart:
+            self.restarts += 1
+        self._set_state("connected", None)
+        self._settle()
+        if restart:
+            await self._event("restarted", "info", f"restarted in {ms:.0f} ms; it lists {len(tools)} tools")
+        if changed:
+            await self._hooks.tools_changed(self.name, list(tools))
+
+    async def _serve(self, client: Client, watch: Watch) -> None:
+        """Park until the connection ends or the pool closes; re-list tools when the server says they changed."""
+        while True:
+            await self._wake.wait()
+            self._wake = anyio.Event()
+            if self._closing or self._drop or watch.closed.is_set():
+                return
+            if self._relist:
+                self._relist = False
+                await self._refresh(client)
+
+    async def _listen(self, client: Client, *, task_status: anyio.abc.TaskStatus[None]) -> None:
+        """2026 servers announce list changes on a `subscriptions/listen` stream instead of a notification."""
+        started = False
+        try:
+            async with client.listen(tools_list_changed=True) as subscription:
+                task_status.started()
+                started = True
+                async for _ in subscription:
+                    self._relist = True
+                    self._wake.set()
+        except Exception as exc:
+            if not started:
+                task_status.started()
+            await self._event("warning", "warning", f"cannot follow tool list changes: {exc}")
+
+    async def _on_message(self, message: IncomingMessage) -> None:
+        if isinstance(message, types.ToolListChangedNotification):
+            self._relist = True
+            self._wake.set()
+        elif isinstance(message, Exception):
+            # A stdout line that is not JSON-RPC, or a broken HTTP stream: worth naming if the connection ends.
+            self._stream_error = f"{type(message).__name__}: {message}"[:200]
+
+    async def _refresh(self, client: Client) -> None:
+        try:
+            with anyio.fail_after(self.connect_timeout):
+                tools = await self._list_tools(client)
+        except (MCPError, TimeoutError, ValidationError) as exc:
+            await self._event(
+                "warning", "warning", f"re-listing tools after tools/list_changed failed ({exc}); keeping the old list"
+            )
+            return
+        if _dump(tools) != _dump(self.tools):
+            self.tools = tools
+            await self._event("tools_changed", "info", f"tool list changed; it now lists {len(tools)} tools")
+            await self._hooks.tools_changed(self.name, list(tools))
+
+    async def _list_tools(self, client: Client) -> list[Tool]:
+        """Every page of tools/list (at most `_MAX_PAGES`, stopping at a repeated cursor); first listing wins."""
+        tools: dict[str, Tool] = {}
+        cursor: str | None = None
+        seen: set[str] = set()
+        for _ in range(_MAX_PAGES):
+            page = await client.list_tools(cursor=cursor)
+            for tool in page.tools:
+                tools.setdefault(tool.name, tool)
+            cursor = page.next_cursor
+            if cursor is None:
+                return list(tools.values())
+            if cursor in seen:
+                await self._event("warning", "warning", f"tools/list repeats cursor {cursor!r}; using the tools so far")
+                return list(tools.values())
+            seen.add(cursor)
+        await self._event("warning", "warning", f"tools/list did not end after {_MAX_PAGES} pages; using those")
+        return list(tools.values())
+
+    # -- the call path (runs in the caller's task) ------------------------------------------------------------------
+
+    async def call_tool(self, tool: str, arguments: dict[str, Any]) -> CallToolResult:
+        for _attempt in range(2):  # a request that never reached the server is sent once more
+            client, watch, generation = await self._usable()
+            written = watch.calls_written if watch is not None else -1
+            try:
+                with anyio.move_on_after(self.timeout) as scope:
+                    result = await client.call_tool(tool, arguments)
+            except MCPError as exc:
+                if exc.code != types.CONNECTION_CLOSED and not (watch is not None and watch.session_expired):
+                    raise DownstreamError(
+                        self.name, f"tool {tool!r} was rejected: {exc.message} (JSON-RPC error {exc.code})"
+                    ) from None
+                lost = await self._lost(watch, written, generation)
+            except (RuntimeError, ValidationError) as exc:
+                if self._client is client:
+                    # The SDK checks structuredContent against the tool's outputSchema.
+                    raise DownstreamError(self.name, f"tool {tool!r} returned an invalid result: {exc}") from None
+                # The link closed this client under us ("Client must be used within an async context manager").
+                lost = await self._lost(watch, written, generation)
+            else:
+                if scope.cancelled_caught:
+                    # Leaving the cancelled request made the SDK send notifications/cancelled downstream.
+                    raise ToolTimeoutError(self.name, tool, self.timeout)
+                return result
+            if lost == "maybe":
+                raise DownstreamError(
+                    self.name,
+                    f"the connection ended while tool {tool!r} was running ({self.error or 'connection closed'}); "
+                    "the call was not retried because it may have run; the server restarts on the next call",
+                )
+        raise ServerUnavailableError(
+            self.name,
+            f"the connection was lost again before tool {tool!r} could be sent ({self.error}); "
+            "check the server with `portal-mcp check`",
+        )
+
+    async def _usable(self) -> tuple[Client, Watch | None, int]:
+        """The live client, after asking the link task to (re)connect if needed. Raises `ServerUnavailableError`."""
+        budget = self.max_restarts * (self.connect_timeout + CLOSE_GRACE) + _BACKOFF * 2**self.max_restarts + 10
+        with anyio.fail_after(budget):
+            for _ in range(3):
+                client, watch = self._client, self._watch
+                if self._closing:
+                    raise ServerUnavailableError(self.name, "the portal is shutting down")
+                if client is not None and not self._drop and not (watch is not None and watch.closed.is_set()):
+                    return client, watch, self._generation
+                if self._given_up_at is not None and anyio.current_time() - self._given_up_at < self._down_retry_after:
+                    raise ServerUnavailableError(self.name, self._unavailable())
+                await self._request_cycle().wait()
+                if self._given_up_at is not None and self._client is None:
+                    raise ServerUnavailableError(self.name, self._unavailable())
+        raise ServerUnavailableError(
+            self.name, f"the connection keeps dropping ({self.error}); check `portal-mcp check`"
+        )
+
+    def _unavailable(self) -> str:
+        if self.state == "failed":
+            return f"it failed to start: {self.error}; check it with `portal-mcp check`"
+        return (
+            f"it is down after {self.max_restarts} restart attempt(s): {self.error}; check it with `portal-mcp check`"
+        )
+
+    async def _lost(self, watch: Watch | None, written: int, generation: int) -> Literal["unsent", "maybe"]:
+        """The connection is gone: drop it, and tell whether our request can have reached the server.
+
+        "unsent" (safe to resend): the request never left, TCP could not connect, or the HTTP server no longer
+        knew the session. "maybe": it may have run, so it must not be sent again.
+        """
+        self._drop_connection(generation)
+        if watch is None:
+            return "maybe"
+        if watch.session_expired or watch.calls_written == written:
+            return "unsent"
+        # Let the link task record why the connection ended (the error message names it).
+        with anyio.move_on_after(_REAP_TIMEOUT):
+            await watch.ended.wait()
+        return "unsent" if watch.unsent_on_loss else "maybe"
+
+    def _drop_connection(self, generation: int) -> None:
+        if generation == self._generation and self._client is not None:
+            self._drop = True
+            self._wake.set()
+
+    def _request_cycle(self) -> anyio.Event:
+        if self._cycle_done is None:
+            self._cycle_done = anyio.Event()
+            self._cycle_wanted.set()
+        return self._cycle_done
+
+    def _settle(self) -> None:
+        if self._cycle_done is not None:
+            self._cycle_done.set()
+            self._cycle_done = None
+
+    # -- state and messages ----------------------------------------------------------------------------------------
+
+    def _set_state(self, state: ServerState, error: str | None) -> None:
+        self.state, self.error = state, error
+        if not self._reported:
+            # `on_status` is startup progress: once per server, when its first attempt settles.
+            self._reported = True
+            self._hooks.status(self.status())
+
+    async def _event(self, kind: EventKind, level: Literal["info", "warning", "error"], message: str) -> None:
+        await self._hooks.emit(DownstreamEvent(self.name, kind, level, message))
+
+    def _explain(self, message: str) -> str:
+        """`message` plus what the transport and the server's stderr said, for a reader who must fix it."""
+        if self._stream_error and self.kind == "stdio":
+            message += (
+                f"; it wrote something that is not JSON-RPC to stdout ({self._stream_error}) "
+                "(an MCP stdio server must log to stderr)"
+            )
+        elif self._stream_error:
+            message += f" ({self._stream_error})"
+        if self._pump is not None:
+            self._pump.drain()
+            if self._pump.tail:
+                message += "; its stderr ends with: " + " | ".join(list(self._pump.tail)[-5:])
+        return message
+
+
+def _dump(tools: Sequence[Tool]) -> list[dict[str, Any]]:
+    return [tool.model_dump(mode="json", by_alias=True, exclude_none=True) for tool in tools]

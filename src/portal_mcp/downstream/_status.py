@@ -1,0 +1,35 @@
+"""`ServerStatus`: one downstream server's state as the pool reports it, and the names of its transports and states."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from portal_mcp.config import RemoteServerConfig, SnapshotServerConfig, StdioServerConfig
+
+TransportKind = Literal["stdio", "http", "sse", "snapshot", "inproc"]
+ServerState = Literal["connecting", "connected", "failed", "snapshot", "disabled", "restarting", "exited", "down"]
+"""`exited`: the connection ended while idle; the next call reconnects. `down`: reconnecting failed `max_restarts`
+times in a row; calls fail fast until `down_retry_after` has passed."""
+
+
+@dataclass(frozen=True)
+class ServerStatus:
+    """One server as the portal sees it now."""
+
+    name: str
+    transport: TransportKind
+    state: ServerState
+    tool_count: int
+    connect_ms: float | None
+    error: str | None
+    """User-facing: what went wrong and how to fix it (e.g. "command 'npx-typo' not found; check `command:`")."""
+    restarts: int = 0
+
+
+def transport_kind(server: StdioServerConfig | RemoteServerConfig | SnapshotServerConfig) -> TransportKind:
+    if isinstance(server, StdioServerConfig):
+        return "stdio"
+    if isinstance(server, RemoteServerConfig):
+        return server.type
+    return "snapshot"
