@@ -162,9 +162,7 @@ def search(config_path: Path | None, query: str, server: str | None, limit: int,
 
     async def run() -> None:
         async with _open(config) as portal:
-            out.print(
-                portal.search_api(query, server=server, limit=limit, detail=detail), markup=False, highlight=False
-            )
+            click.echo(portal.search_api(query, server=server, limit=limit, detail=detail))
 
     _run(run)
 
@@ -180,7 +178,7 @@ def exec_(config_path: Path | None, file: Any) -> None:
     async def run() -> int:
         async with _open(config) as portal:
             result = await portal.execute_code(code)
-        out.print(result.render(), markup=False, highlight=False)
+        click.echo(result.render())
         return 0 if result.ok else 1
 
     _run(run)
@@ -193,7 +191,7 @@ def import_(file: Path) -> None:
     from portal_mcp.config import import_as_yaml
 
     try:
-        out.print(import_as_yaml(file), markup=False, highlight=False, end="")
+        click.echo(import_as_yaml(file), nl=False)
     except ConfigError as exc:
         err.print(f"[red]config error[/red] {exc}", highlight=False)
         raise SystemExit(2) from None
@@ -277,6 +275,21 @@ def bench(config_path: Path | None, json_path: Path | None) -> None:
         out.print(report_table(report))
         if json_path is not None:
             json_path.write_text(json.dumps(report.as_dict(), indent=2), encoding="utf-8")
+
+    _run(run)
+
+
+@main.command(name="agents-md")
+@CONFIG_OPTION
+def agents_md(config_path: Path | None) -> None:
+    """Print a section for a repository's AGENTS.md: how to use the portal and what its catalog holds."""
+    from portal_mcp.agents_md import render_agents_md
+
+    config = _load(config_path)
+
+    async def run() -> None:
+        async with _open(config) as portal:
+            click.echo(render_agents_md(portal), nl=False)
 
     _run(run)
 

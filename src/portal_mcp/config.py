@@ -44,7 +44,10 @@ class _ServerBase(_Model):
     disabled: bool = False
     timeout: float = Field(default=60.0, gt=0, description="seconds one tool call may take")
     connect_timeout: float = Field(default=30.0, gt=0, description="seconds to start and list tools")
-    description: str | None = None
+    description: str | None = Field(default=None, description="one line shown in the search overview")
+    owner: str | None = Field(default=None, description="who runs this service (searchable as `owner:NAME`)")
+    tags: list[str] = Field(default_factory=list, description="labels (searchable as `tag:NAME`)")
+    docs: str | None = Field(default=None, description="where to read more (a URL)")
 
 
 class StdioServerConfig(_ServerBase):

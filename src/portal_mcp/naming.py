@@ -32,16 +32,17 @@ def python_name(tool_name: str) -> str:
 def assign_python_names(tool_names: Iterable[str]) -> dict[str, str]:
     """Map each tool name of one server to a unique python name, resolving collisions with `_2`, `_3`, ..."""
     taken: set[str] = set()
-    result: dict[str, str] = {}
-    for tool in tool_names:
-        base = python_name(tool)
-        candidate, n = base, 1
-        while candidate in taken:
-            n += 1
-            candidate = f"{base}_{n}"
-        taken.add(candidate)
-        result[tool] = candidate
-    return result
+    return {tool: unique_name(python_name(tool), taken) for tool in tool_names}
+
+
+def unique_name(base: str, taken: set[str]) -> str:
+    """`base`, or `base_2`, `base_3`, ... : the first not in `taken`, which is then added to it."""
+    candidate, n = base, 1
+    while candidate in taken:
+        n += 1
+        candidate = f"{base}_{n}"
+    taken.add(candidate)
+    return candidate
 
 
 def qualified_name(server: str, python_tool_name: str) -> str:

@@ -11,8 +11,10 @@ the audit sink are created here and passed in.
 
 from __future__ import annotations
 
+import difflib
 import getpass
 import hashlib
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -27,7 +29,7 @@ from portal_mcp.catalog import Catalog
 from portal_mcp.config import PortalConfig
 from portal_mcp.downstream import DownstreamEvent, DownstreamPool, ServerStatus
 from portal_mcp.sandbox.host import RunResult, SandboxHost
-from portal_mcp.search import SearchIndex
+from portal_mcp.search import SearchHit, SearchIndex
 from portal_mcp.stubs import render_stubs
 
 Detail = Literal["name", "signature", "full"]
@@ -109,23 +111,30 @@ class Portal:
         return self._index
 
     def search_api(self, query: str, *, server: str | None = None, limit: int = 5, detail: Detail = "full") -> str:
-        """The text `search_api` returns: matching tools as typed stubs, or an overview for an empty query."""
+        """The text `search_api` returns: matching tools as typed stubs, or an overview for an empty query.
+
+        `owner:NAME`, `tag:NAME` and `server:NAME` words in the query narrow the search to matching servers.
+        """
         started = time.perf_counter()
         limit = max(1, min(limit, MAX_LIMIT))
-        if server is not None and server not in self._catalog.servers():
-            known = ", ".join(self._catalog.servers()) or "none"
-            reply = f"Unknown server {server!r}. Servers: {known}."
-        elif not query.strip():
-            reply = self.overview(server)
+        words, filters = _split_filters(query)
+        if server is not None:
+            filters.append(("server", server))
+        scope, problem = self._scope(filters)
+        if problem:
+            reply = problem
+        elif not words.strip():
+            reply = self.overview(scope)
         else:
-            hits = self.index().search(query, server=server, limit=limit)
+            hits = self.index().search(words, servers=scope, limit=limit)
+            hint = self._did_you_mean(words, hits)
             if not hits:
-                reply = f"No tools match {query!r}.\n\n" + self.overview(server)
+                reply = f"No tools match {query!r}.{hint}\n\n" + self.overview(scope)
             else:
                 stubs = render_stubs([hit.entry for hit in hits], detail=detail)
-                scope = f" on server {server!r}" if server else ""
+                where = f" on {', '.join(sorted(scope))}" if scope is not None else ""
                 reply = (
-                    f"{len(hits)} of {len(self._catalog)} tools match{scope}. Call them in execute_code as "
+                    f"{len(hits)} of {len(self._catalog)} tools match{where}.{hint} Call them in execute_code as "
                     f"`await server.tool(...)`.\n\n{stubs}"
                 )
         self.audit.record(
@@ -133,22 +142,66 @@ class Portal:
         )
         return reply
 
-    def overview(self, server: str | None = None) -> str:
-        """Servers with their descriptions and tool counts (and tool names when one server is asked for)."""
-        lines = [f"{len(self._catalog)} tools on {len(self._catalog.servers())} servers:"]
-        for name in self._catalog.servers():
-            if server is not None and name != server:
-                continue
+    def _scope(self, filters: list[tuple[str, str]]) -> tuple[set[str] | None, str]:
+        """The servers the filters leave (None: all), or a message saying which filter matched nothing."""
+        scope: set[str] | None = None
+        for key, value in filters:
+            matching = {name for name in self._catalog.servers() if self._server_matches(name, key, value)}
+            if not matching:
+                known = ", ".join(self._catalog.servers()) or "none"
+                return None, f"Unknown {key} {value!r}. Servers: {known}. Send an empty query for an overview."
+            scope = matching if scope is None else scope & matching
+        return scope, ""
+
+    def _server_matches(self, name: str, key: str, value: str) -> bool:
+        config = self.config.servers.get(name)
+        if key == "server":
+            return name == value
+        if config is None:
+            return False
+        if key == "owner":
+            return (config.owner or "").lower() == value.lower()
+        return value.lower() in (tag.lower() for tag in config.tags)
+
+    def _did_you_mean(self, words: str, hits: list[SearchHit]) -> str:
+        """A hint when the query looks like a tool name that does not exist."""
+        name = words.strip()
+        if " " in name or not any(mark in name for mark in "._-") or name in self._catalog:
+            return ""
+        if any(name in (hit.entry.name, hit.entry.python_name, hit.entry.qualified_name) for hit in hits):
+            return ""
+        near = self._catalog.close_matches(name) or difflib.get_close_matches(
+            name, [entry.python_name for entry in self._catalog], n=3, cutoff=0.7
+        )
+        return f" No tool is named {name!r}; did you mean {', '.join(near)}?" if near else ""
+
+    def overview(self, scope: set[str] | None = None) -> str:
+        """Servers with their descriptions, owners and tool counts (and tool names when one server is asked for)."""
+        names = [name for name in self._catalog.servers() if scope is None or name in scope]
+        total = sum(len(self._catalog.by_server(name)) for name in names)
+        lines = [f"{total} tools on {len(names)} servers:"]
+        for name in names:
             entries = self._catalog.by_server(name)
             config = self.config.servers.get(name)
-            about = f": {config.description}" if config is not None and config.description else ""
-            lines.append(f"- {name} ({len(entries)} tools){about}")
-            if server is not None:
+            about = [f"- {name} ({len(entries)} tools)"]
+            if config is not None:
+                if config.description:
+                    about.append(f": {config.description}")
+                extras = [f"owner: {config.owner}"] if config.owner else []
+                extras += [f"tags: {', '.join(config.tags)}"] if config.tags else []
+                extras += [f"docs: {config.docs}"] if config.docs else []
+                if extras:
+                    about.append(f" [{'; '.join(extras)}]")
+            lines.append("".join(about))
+            if len(names) == 1:
                 lines.extend(f"  - {entry.qualified_name}" for entry in entries)
         down = [s for s in self.pool.statuses() if s.state in ("failed", "down")]
         if down:
             lines.append("Unavailable: " + ", ".join(f"{s.name} ({s.error})" for s in down))
-        lines.append("Search with a description of what you need, e.g. search_api(query='create an issue').")
+        lines.append(
+            "Search with words for what you need, e.g. search_api(query='create an issue'); "
+            "narrow with server:NAME, owner:NAME or tag:NAME in the query."
+        )
         return "\n".join(lines)
 
     async def execute_code(self, code: str) -> RunResult:
@@ -172,3 +225,12 @@ def _os_user() -> str:
         return getpass.getuser()
     except (KeyError, OSError):
         return "unknown"
+
+
+_FILTER = re.compile(r"(?<!\S)(owner|tag|server):(\S+)")
+
+
+def _split_filters(query: str) -> tuple[str, list[tuple[str, str]]]:
+    """`"refund owner:payments"` -> `("refund", [("owner", "payments")])`."""
+    filters = [(key, value) for key, value in _FILTER.findall(query)]
+    return _FILTER.sub(" ", query).strip(), filters

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -90,8 +90,10 @@ class SearchIndex:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def search(self, query: str, *, server: str | None = None, limit: int = 5) -> list[SearchHit]:
-        """The best `limit` tools for `query`, optionally of one server; [] for a blank query.
+    def search(
+        self, query: str, *, server: str | None = None, servers: Collection[str] | None = None, limit: int = 5
+    ) -> list[SearchHit]:
+        """The best `limit` tools for `query`, optionally of one server or a set of servers; [] for a blank query.
 
         A query that is exactly a tool's name (`get_current_time`) or qualified name (`time.get_current_time`)
         ranks that tool first; tools with no query word at all are never returned.
@@ -106,6 +108,8 @@ class SearchIndex:
         keep = scores > 0
         if server is not None:
             keep &= np.array([entry.server == server for entry in self._entries])
+        if servers is not None:
+            keep &= np.array([entry.server in servers for entry in self._entries])
         candidates = np.flatnonzero(keep)
         order = candidates[np.argsort(-scores[candidates], kind="stable")][:limit]
         return [SearchHit(self._entries[i], float(scores[i])) for i in order]

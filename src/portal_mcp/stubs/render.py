@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from portal_mcp.catalog import ToolEntry
-from portal_mcp.naming import python_name
+from portal_mcp.naming import python_name, unique_name
 from portal_mcp.stubs.pytypes import ANY, PLAIN, PyType, Spelling, optional, python_literal, render_typeddicts
 from portal_mcp.stubs.schema import TYPING_NAMES, TypeBuilder, camel, notes, object_shape
 from portal_mcp.stubs.text import docstring, one_line, summary, trim
@@ -196,13 +196,7 @@ def _param_names(keys: list[str]) -> dict[str, str]:
     for key in keys:
         if key in names:
             continue
-        base = python_name(key)
-        candidate, n = base, 1
-        while candidate in taken:
-            n += 1
-            candidate = f"{base}_{n}"
-        taken.add(candidate)
-        names[key] = candidate
+        names[key] = unique_name(python_name(key), taken)
     return names
 
 

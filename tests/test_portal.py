@@ -1,0 +1,93 @@
+"""The portal's search_api text: filters by service metadata, overviews, and hints for near-miss names."""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import anyio
+import pytest
+
+from portal_mcp.config import bundled_schemas_dir, load_config
+from portal_mcp.portal import Portal
+
+
+@pytest.fixture
+async def portal(tmp_path: Path) -> AsyncIterator[Portal]:
+    schemas = bundled_schemas_dir()
+    config = tmp_path / "portal.yaml"
+    config.write_text(
+        textwrap.dedent(
+            f"""
+            servers:
+              files:
+                snapshot: {schemas / "filesystem.json"}
+                description: Shared drive
+                owner: platform-team
+                tags: [storage, internal]
+                docs: https://wiki.example.com/files
+              graph:
+                snapshot: {schemas / "memory.json"}
+                owner: knowledge-team
+                tags: [internal]
+              clock:
+                snapshot: {schemas / "time.json"}
+            """
+        )
+    )
+    with anyio.fail_after(30):
+        async with Portal.open(load_config(config, environ={})) as opened:
+            yield opened
+
+
+async def test_the_overview_shows_description_owner_tags_and_docs(portal: Portal) -> None:
+    text = portal.search_api("")
+    assert "- files (14 tools): Shared drive [owner: platform-team; tags: storage, internal; docs: https://wiki" in text
+    assert "- clock (2 tools)" in text
+
+
+async def test_owner_in_the_query_narrows_the_search_to_that_teams_servers(portal: Portal) -> None:
+    text = portal.search_api("read owner:knowledge-team")
+    assert "graph." in text
+    assert "files." not in text
+
+
+async def test_tag_filters_combine_with_owner(portal: Portal) -> None:
+    assert "files." not in portal.search_api("delete tag:internal owner:knowledge-team")
+
+
+async def test_a_filter_alone_gives_the_overview_of_matching_servers(portal: Portal) -> None:
+    text = portal.search_api("tag:storage")
+    assert text.startswith("14 tools on 1 servers:")
+    assert "  - files.read_text_file" in text
+
+
+async def test_an_unknown_owner_says_so_and_lists_servers(portal: Portal) -> None:
+    assert "Unknown owner 'nobody'" in portal.search_api("x owner:nobody")
+
+
+async def test_a_near_miss_tool_name_gets_a_did_you_mean(portal: Portal) -> None:
+    text = portal.search_api("clock.get_curent_time")
+    assert "did you mean clock.get_current_time" in text
+
+
+async def test_an_exact_tool_name_gets_no_hint_and_ranks_first(portal: Portal) -> None:
+    text = portal.search_api("clock.convert_time", limit=1)
+    assert "did you mean" not in text
+    assert "# clock.convert_time" in text
+
+
+async def test_searches_are_audited(portal: Portal) -> None:
+    portal.search_api("time now")
+    events = [event for event in portal.audit if event.kind == "search"]  # type: ignore[attr-defined]
+    assert events[-1].subject == "time now"
+
+
+async def test_agents_md_lists_servers_with_owners_and_the_workflow(portal: Portal) -> None:
+    from portal_mcp.agents_md import render_agents_md
+
+    text = render_agents_md(portal)
+    assert "`search_api(query=...)`" in text and "`execute_code(code=...)`" in text
+    assert "| `files` | 14 | platform-team | Shared drive ([docs](https://wiki.example.com/files)) |" in text
+    assert "| `clock` | 2 |  |  |" in text
