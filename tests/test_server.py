@@ -20,6 +20,7 @@ from portal_mcp.benchmark import token_counter
 from portal_mcp.config import bundled_schemas_dir, load_config
 from portal_mcp.portal import Portal
 from portal_mcp.server import TOOLS, PortalServer
+from tests.servers import wait_until_exited
 
 DEMO_SERVER = Path(__file__).parent / "servers" / "demo_server.py"
 
@@ -115,6 +116,7 @@ async def test_a_downstream_restart_reaches_the_client_as_a_log_message(portal: 
         pid = text_of(await client.call_tool("execute_code", {"code": "print(await demo.pid())"}))
         os.kill(int(pid), signal.SIGKILL)
         with anyio.fail_after(30):
+            await wait_until_exited(portal, "demo")
             result = await client.call_tool("execute_code", {"code": "print(await demo.pid())"})
             while not any(message.data.get("server") == "demo" for message in received):
                 await anyio.sleep(0.05)
@@ -136,6 +138,7 @@ async def test_set_level_error_silences_warnings(portal: Portal) -> None:
         pid = text_of(await client.call_tool("execute_code", {"code": "print(await demo.pid())"}))
         os.kill(int(pid), signal.SIGKILL)
         with anyio.fail_after(30):
+            await wait_until_exited(portal, "demo")
             result = await client.call_tool("execute_code", {"code": "print(await demo.pid())"})
     assert not result.is_error, text_of(result)
     assert [message for message in received if message.level in ("info", "warning")] == []

@@ -252,29 +252,40 @@ def stubs(config_path: Path | None, out_dir: Path) -> None:
     help="also write the report as JSON",
 )
 def bench(config_path: Path | None, json_path: Path | None) -> None:
-    """Print how many context tokens the portal saves against listing every tool inline."""
-    from portal_mcp.benchmark import measure_tokens, report_table
-    from portal_mcp.server import TOOLS
+    """Print how many context tokens the portal saves against listing every tool inline (and write it as JSON)."""
+    from portal_mcp.benchmark import TYPICAL_QUERIES, measure_tokens, portal_tools_json, report_table, with_queries
 
     config = _load(config_path)
 
     async def run() -> None:
         async with _open(config) as portal:
-            queries = [
-                "current time in a timezone",
-                "create an entity in the knowledge graph",
-                "read a file",
-                "list a directory",
-                "search",
-            ]
-            replies = [portal.search_api(q) for q in queries]
-            tools_json = json.dumps(
-                [t.model_dump(by_alias=True, exclude_none=True, mode="json") for t in TOOLS], separators=(",", ":")
-            )
-            report = measure_tokens(portal.catalog, tools_json, replies)
+            catalog = portal.catalog
+            with Progress(
+                SpinnerColumn(),
+                TextColumn("{task.description}"),
+                BarColumn(),
+                TextColumn("{task.completed}/{task.total}"),
+                console=err,
+                transient=True,
+            ) as progress:
+                searching = progress.add_task("search_api replies", total=len(TYPICAL_QUERIES))
+                replies = []
+                for query in TYPICAL_QUERIES:
+                    progress.update(searching, description=f"search_api({query!r})")
+                    replies.append(portal.search_api(query))
+                    progress.advance(searching)
+                counting = progress.add_task("counting tokens", total=len(catalog))
+                report = measure_tokens(
+                    catalog,
+                    portal_tools_json(),
+                    replies,
+                    progress=lambda name: progress.update(counting, advance=1, description=f"counting {name}"),
+                )
+        report = with_queries(report, TYPICAL_QUERIES)
         out.print(report_table(report))
         if json_path is not None:
-            json_path.write_text(json.dumps(report.as_dict(), indent=2), encoding="utf-8")
+            json_path.write_text(json.dumps(report.as_dict(), indent=2) + "\n", encoding="utf-8")
+            out.print(f"wrote {json_path}", highlight=False)
 
     _run(run)
 

@@ -143,3 +143,10 @@ def kill_all(pids: set[int]) -> None:
     for pid in pids:
         with suppress(OSError):
             os.kill(pid, signal.SIGKILL)
+
+
+async def wait_until_exited(portal: object, server: str) -> None:
+    """Wait until the portal's pool has seen `server`'s process end (callers bound it with `anyio.fail_after`)."""
+    statuses = portal.statuses  # type: ignore[attr-defined]
+    while not any(s.name == server and s.state in ("exited", "restarting", "down") for s in statuses()):
+        await anyio.sleep(0.02)
