@@ -18,6 +18,7 @@ from mcp.server.mcpserver import MCPServer
 from portal_mcp.config import PortalConfig, load_config
 from portal_mcp.portal import Portal
 from portal_mcp.server import PortalServer
+from tests.servers import wait_until_exited
 
 DEMO_SERVER = Path(__file__).parent / "servers" / "demo_server.py"
 
@@ -113,7 +114,8 @@ len(results)
 
 
 async def test_an_invalid_argument_is_refused_before_the_call_and_names_the_field(portal: Portal) -> None:
-    code = "await demo.add(a=1, b='two')"
+    # A variable, not a literal: the pre-run check leaves the value to the bridge, which is what this tests.
+    code = "b = 'two'\nawait demo.add(a=1, b=b)"
     async with Client(PortalServer(portal).server) as client:
         result = await client.call_tool("execute_code", {"code": code})
     assert result.is_error
@@ -153,6 +155,8 @@ async def test_a_killed_stdio_downstream_is_respawned_on_the_next_call(portal: P
         first = text_of(await client.call_tool("execute_code", {"code": "print(await demo.pid())"}))
         os.kill(int(first.strip()), signal.SIGKILL)
         with anyio.fail_after(30):
+            # Only a call made after the pool saw the exit respawns; one racing the kill fails as "may have run".
+            await wait_until_exited(portal, "demo")
             second = await client.call_tool("execute_code", {"code": "print(await demo.pid())"})
     assert not second.is_error, text_of(second)
     assert text_of(second).strip() != first.strip()
@@ -168,3 +172,22 @@ async def test_list_changed_updates_search_results(portal: Portal) -> None:
         after = text_of(await client.call_tool("search_api", {"query": "quasar telescope calibration"}))
     assert "calibrate_quasar_telescope" not in before
     assert "demo.calibrate_quasar_telescope" in after
+
+
+async def test_wrong_tool_calls_are_refused_before_any_downstream_call(portal: Portal) -> None:
+    code = """
+total = await demo.add(a=1, b="two")
+await demo.ecko(text="hi")
+demo.echo(text="not awaited")
+"""
+    async with Client(PortalServer(portal).server) as client:
+        result = await client.call_tool("execute_code", {"code": code})
+    text = text_of(result)
+    assert result.is_error
+    assert "was not run" in text
+    assert "line 2" in text and "argument 'b'" in text
+    assert "line 3" in text and "did you mean demo.echo" in text
+    assert "line 4" in text and "await demo.echo" in text
+    assert [event for event in portal.audit if event.kind == "call"] == []  # type: ignore[attr-defined]
+    runs = [event for event in portal.audit if event.kind == "run"]  # type: ignore[attr-defined]
+    assert runs[-1].outcome == "refused"

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from mcp_types import Tool
 
 from portal_mcp.catalog import Catalog
-from portal_mcp.search import SearchIndex, stem, tokenize
+from portal_mcp.search import SearchIndex, headline, mined_synonyms, server_aliases, stem, tokenize
+from portal_mcp.snapshot import load_snapshot
+from tests.stubs._mypy import mypy_errors
 
 
 def tool(name: str, description: str, **params: str) -> Tool:
@@ -185,3 +189,109 @@ def test_queries_over_the_whole_corpus_hit_the_expected_server_first(
 ) -> None:
     hits = corpus_index.search(query, limit=3)
     assert hits[0].entry.server == server, [hit.entry.qualified_name for hit in hits]
+
+
+REPO = Path(__file__).resolve().parents[1]
+EVAL_SET = REPO / "benchmarks" / "search_eval" / "queries.yaml"
+
+
+@pytest.fixture(scope="module")
+def bundled() -> Catalog:
+    """The bundled catalog, every snapshot in schemas/ under its file name (what the evaluation set is about)."""
+    return Catalog.build({path.stem: load_snapshot(path) for path in sorted((REPO / "schemas").glob("*.json"))})
+
+
+@pytest.fixture(scope="module")
+def bundled_index(bundled: Catalog) -> SearchIndex:
+    return SearchIndex(bundled)
+
+
+def eval_queries() -> list[tuple[str, list[str]]]:
+    data = yaml.safe_load(EVAL_SET.read_text(encoding="utf-8"))
+    return [(str(item["query"]), [str(name) for name in item["expected"]]) for item in data["queries"]]
+
+
+def test_every_expected_tool_of_the_evaluation_set_exists_in_the_bundled_catalog(bundled: Catalog) -> None:
+    queries = eval_queries()
+    unknown = [(query, name) for query, names in queries for name in names if name not in bundled]
+    assert unknown == []
+    assert len(queries) >= 150
+    assert len({query for query, _ in queries}) == len(queries), "a query appears twice"
+    assert len({name.split(".")[0] for _, names in queries for name in names}) >= 15
+
+
+def test_evaluation_queries_are_paraphrases_not_tool_names(bundled: Catalog) -> None:
+    # One-word names ("echo", "find") are plain words a user says anyway; longer ones must not be copied.
+    copied = [
+        (query, name)
+        for query, names in eval_queries()
+        for name in names
+        if (entry := bundled.get(name)) is not None
+        and "_" in entry.python_name
+        and entry.python_name.lower() in query.lower().replace(" ", "_")
+    ]
+    assert copied == []
+
+
+def test_recall_at_5_on_the_evaluation_set_is_at_least_90_percent(bundled_index: SearchIndex) -> None:
+    queries = eval_queries()
+    misses = []
+    for query, names in queries:
+        found = [hit.entry.qualified_name for hit in bundled_index.search(query, limit=5)]
+        if not set(found) & set(names):
+            misses.append(query)
+    recall = 1 - len(misses) / len(queries)
+    assert recall >= 0.9, f"recall@5 {recall:.3f}; missed: {misses}"
+
+
+def test_a_query_naming_a_service_prefers_that_services_tools(bundled_index: SearchIndex) -> None:
+    def top(query: str) -> list[str]:
+        return [hit.entry.qualified_name for hit in bundled_index.search(query, limit=3)]
+
+    for query, server, tool in [
+        ("create an issue in jira", "atlassian", "jira_create_issue"),
+        ("create an issue on gitlab", "gitlab", "create_issue"),
+        ("create an issue on github", "github", "create_issue"),
+        ("show the logs of a k8s pod", "kubernetes", "kubectl_logs"),
+    ]:
+        hits = top(query)
+        assert all(hit.startswith(f"{server}.") for hit in hits), (query, hits)
+        assert f"{server}.{tool}" in hits, (query, hits)
+
+
+def test_abbreviations_and_idioms_count_like_the_words_they_stand_for(bundled_index: SearchIndex) -> None:
+    def top(query: str) -> list[str]:
+        return [hit.entry.qualified_name for hit in bundled_index.search(query, limit=3)]
+
+    assert "github.create_pull_request" in top("open a PR on github")
+    assert "mongodb.list_collections" in top("list collections in mongo")
+    assert "filesystem.create_directory" in top("create a folder on disk")
+
+
+def test_server_aliases_are_mined_from_names_and_prefixes_not_common_words(bundled: Catalog) -> None:
+    entries = list(bundled)
+    aliases = server_aliases(entries, [headline(entry) for entry in entries])
+    assert aliases["jira"] == {"atlassian"}
+    assert aliases["kubectl"] == {"kubernetes"}
+    assert aliases["browser"] == {"playwright"}
+    assert aliases["github"] == {"github"}
+    assert "tim" not in aliases  # `time` is a server, but every other server's descriptions say "time" too
+    assert "fetch" not in aliases
+
+
+def test_verb_synonyms_are_mined_from_how_the_catalog_names_and_describes_tools(bundled: Catalog) -> None:
+    mined = mined_synonyms(bundled)
+    assert "delet" in mined["remov"]
+    assert "get" in mined["retriev"]
+    assert "creat" in mined["add"]
+
+
+@pytest.mark.skipif(not list((REPO / "sandbox").glob("*.pyi")), reason="sandbox/ holds no stubs yet")
+def test_the_stubs_in_sandbox_cover_every_bundled_server_and_type_check_with_mypy(
+    bundled: Catalog, tmp_path: Path
+) -> None:
+    stubs = sorted((REPO / "sandbox").glob("*.pyi"))
+    assert {path.stem for path in stubs} == set(bundled.servers())
+    for path in stubs:  # copied: mypy writes its cache next to what it checks
+        shutil.copy(path, tmp_path / path.name)
+    assert mypy_errors(tmp_path) == ""

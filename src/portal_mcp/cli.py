@@ -155,7 +155,13 @@ def check(config_path: Path | None) -> None:
 @click.argument("query", default="")
 @click.option("--server", default=None, help="only this server")
 @click.option("--limit", default=5, show_default=True, type=click.IntRange(1, 20))
-@click.option("--detail", type=click.Choice(["name", "signature", "full"]), default="full", show_default=True)
+@click.option(
+    "--detail",
+    type=click.Choice(["name", "signature", "full", "auto"]),
+    default="auto",
+    show_default=True,
+    help="auto: full docs for the top 2 hits, signatures for the rest",
+)
 def search(config_path: Path | None, query: str, server: str | None, limit: int, detail: Any) -> None:
     """Print what search_api returns for QUERY (empty: the server overview)."""
     config = _load(config_path)

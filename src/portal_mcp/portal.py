@@ -28,11 +28,14 @@ from portal_mcp.bridge import Bridge
 from portal_mcp.catalog import Catalog
 from portal_mcp.config import PortalConfig
 from portal_mcp.downstream import DownstreamEvent, DownstreamPool, ServerStatus
+from portal_mcp.precheck import check_code, render
 from portal_mcp.sandbox.host import RunResult, SandboxHost
 from portal_mcp.search import SearchHit, SearchIndex
 from portal_mcp.stubs import render_stubs
 
-Detail = Literal["name", "signature", "full"]
+Detail = Literal["name", "signature", "full", "auto"]
+FULL_HITS = 2
+"""With the default detail ("auto"), this many best hits get full docs and the rest signatures."""
 EventListener = Callable[[DownstreamEvent], Awaitable[None]]
 
 MAX_LIMIT = 20
@@ -81,7 +84,7 @@ class Portal:
             config.enabled_servers(), local=local, on_tools_changed=tools_changed, on_event=event, on_status=on_status
         )
         async with pool, SandboxHost(config.sandbox) as sandbox:
-            portal = cls(config, pool, sandbox, audit or MemoryAuditSink(), user or _os_user())
+            portal = cls(config, pool, sandbox, audit if audit is not None else MemoryAuditSink(), user or _os_user())
             yield portal
 
     @property
@@ -110,7 +113,7 @@ class Portal:
             self._index = SearchIndex(self._catalog)
         return self._index
 
-    def search_api(self, query: str, *, server: str | None = None, limit: int = 5, detail: Detail = "full") -> str:
+    def search_api(self, query: str, *, server: str | None = None, limit: int = 5, detail: Detail = "auto") -> str:
         """The text `search_api` returns: matching tools as typed stubs, or an overview for an empty query.
 
         `owner:NAME`, `tag:NAME` and `server:NAME` words in the query narrow the search to matching servers.
@@ -131,7 +134,11 @@ class Portal:
             if not hits:
                 reply = f"No tools match {query!r}.{hint}\n\n" + self.overview(scope)
             else:
-                stubs = render_stubs([hit.entry for hit in hits], detail=detail)
+                entries = [hit.entry for hit in hits]
+                if detail == "auto":
+                    stubs = render_stubs(entries, detail="full", full_first=FULL_HITS)
+                else:
+                    stubs = render_stubs(entries, detail=detail)
                 where = f" on {', '.join(sorted(scope))}" if scope is not None else ""
                 reply = (
                     f"{len(hits)} of {len(self._catalog)} tools match{where}.{hint} Call them in execute_code as "
@@ -205,14 +212,24 @@ class Portal:
         return "\n".join(lines)
 
     async def execute_code(self, code: str) -> RunResult:
-        """Run agent code in a fresh sandbox worker; every tool call goes through the bridge."""
-        result = await self.sandbox.run(code, self._catalog.namespaces(), self._call)
+        """Check agent code against the catalog, then run it in a fresh sandbox worker.
+
+        Code with a wrong tool call (unknown tool, bad or missing arguments, no `await`) is refused before anything
+        runs; every call the code makes goes through the bridge.
+        """
+        started = time.perf_counter()
+        problems = check_code(code, self._catalog)
+        if problems:
+            duration = (time.perf_counter() - started) * 1000
+            result = RunResult(False, "", None, render(problems), 0, duration, "precheck")
+        else:
+            result = await self.sandbox.run(code, self._catalog.namespaces(), self._call)
         digest = hashlib.sha256(code.encode()).hexdigest()[:16]
-        outcome: Any = "ok" if result.ok else "error"
+        outcome: Any = "ok" if result.ok else "refused" if problems else "error"
+        # The audit keeps rules and lines, not the rendered problems: those quote argument values.
+        detail = "; ".join(f"line {p.line}: {p.rule}" for p in problems) or result.error or ""
         self.audit.record(
-            AuditEvent(
-                "run", self.user, outcome, result.duration_ms, digest, result.error or "", len(code), len(result.output)
-            )
+            AuditEvent("run", self.user, outcome, result.duration_ms, digest, detail, len(code), len(result.output))
         )
         return result
 

@@ -1,10 +1,21 @@
 """The search index behind `search_api`: BM25 over what each tool is called and what it says it does.
 
-Two BM25 indexes (bm25s) are scored together: one over everything a tool says (its name split into words and kept
-whole, server, title, description, parameter names and descriptions) and one over its name, server and title only,
-weighted `NAME_BOOST` times. The second lets a query naming the thing ("create issue") beat a tool that merely
-mentions it, and among tools named alike prefers the shortest name (`create_issue` over `create_issue_link`): a
-long description no longer buries the tool it describes.
+A tool's score for a query adds up these signals:
+
+1. BM25 (bm25s) over everything a tool says: its name split into words and kept whole, server, title,
+   description, parameter names and descriptions (names repeated `NAME_WEIGHT` times).
+2. BM25 over its headline only (name, server, title, the first sentence of its description), weighted
+   `HEADLINE_BOOST`: a query naming the thing ("create issue") beats a tool that merely mentions it.
+3. Synonyms: agents ask in their words ("make a PR", "get rid of the collection", "k8s"), tools answer in theirs
+   ("create pull request", "drop", "kubernetes"). Equivalents (abbreviations, idioms) count like the query's own
+   words; related words (a small thesaurus plus verb pairs mined from the catalog itself: a tool named `delete_x`
+   described as "Remove ..." teaches that remove means delete here) weigh `SYNONYM_WEIGHT`.
+4. Server awareness: words that name a server are mined from the catalog (its name, and the prefix most of its
+   tool names share: `jira_` for atlassian, `browser_` for playwright). Such a word selects the server rather than
+   matching prose: the named server's matching tools are lifted by `SERVER_BOOST` times the best score, so
+   "create an issue in jira" ranks Jira's tools above GitHub's.
+5. Name coverage: the best `RERANK_DEPTH` tools gain up to `COVERAGE_BOOST` times the best score for the share of
+   their name the query says (`jira_create_issue` over `jira_batch_create_issues` for "create a jira issue").
 
 Like the catalog it indexes, an index is immutable: a new catalog gets a new `SearchIndex`.
 """
@@ -13,7 +24,8 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Collection, Iterator, Mapping
+from collections import Counter
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,44 +35,189 @@ from bm25s.stopwords import STOPWORDS_EN
 
 from portal_mcp.catalog import Catalog, ToolEntry
 
-NAME_BOOST = 2.0
+HEADLINE_BOOST = 2.0
 NAME_WEIGHT = 2
-"""How often name, server and title words repeat in the full document (on top of the name index)."""
+"""How often name, server and title words repeat in the full document (on top of the headline index)."""
+SYNONYM_WEIGHT = 0.5
+SERVER_BOOST = 1.0
+COVERAGE_BOOST = 0.1
+RERANK_DEPTH = 50
 # Past this, a long description or parameter text mostly adds words that dilute BM25's length normalisation.
 DESCRIPTION_CHARS = 2000
 PARAMETER_CHARS = 300
+HEADLINE_CHARS = 200
+# A word names a server when it is part of the server's name or starts this share of its tools' names, and this
+# share of the tools whose headline uses it are that server's.
+ALIAS_PURITY = 0.9
+ALIAS_COVERAGE = 0.3
+# A verb pair is mined when a tool's name starts with one and its description with the other this many times.
+MINED_PAIR_COUNT = 3
 
 _STOPWORDS = frozenset(STOPWORDS_EN) | {
     *("what", "which", "who", "whom", "how", "when", "where", "why", "i", "me", "my", "we", "our", "you", "your"),
     *("do", "does", "did", "can", "could", "would", "should", "please", "want", "need", "from", "some", "its"),
+    *("let", "lets", "us", "them", "someone", "something", "thing", "things", "via", "using", "use"),
 }
-# Query words that tool descriptions usually spell differently. Applied to queries only, so a query still matches
-# its own words first; kept short and generic because every entry also adds noise.
-_SYNONYMS = {
+# Agents' words for what tools call otherwise, applied to queries only (a query still matches its own words first).
+# Keys are words or phrases. EQUIVALENTS mean the same thing (abbreviations, idioms) and weigh like the query's own
+# words; RELATED words often mean the same thing and weigh `SYNONYM_WEIGHT`. Kept generic: an entry is a fact about
+# how people and tools talk, never about one query or one tool.
+_EQUIVALENTS = {
+    "repo": "repository",
+    "repos": "repositories",
+    "pr": "pull request",
+    "prs": "pull requests",
+    "mr": "merge request",
+    "mrs": "merge requests",
+    "k8s": "kubernetes",
+    "kube": "kubernetes",
+    "mongo": "mongodb",
+    "pg": "postgres",
+    "postgresql": "postgres",
     "folder": "directory",
     "dir": "directory",
-    "repo": "repository",
-    "pr": "pull request",
-    "mr": "merge request",
-    "delete": "remove",
+    "msg": "message",
+    "dm": "direct message",
+    "env": "environment",
+    "var": "variable",
+    "config": "configuration",
+    "picture": "image",
+    "photo": "image",
+    "popup": "dialog",
+    "site": "website",
+    "several": "multiple",
+    "chargeback": "dispute",
+    "money back": "refund",
+    "on call": "oncall",
+    "on-call": "oncall",
+    "time zone": "timezone",
+    "get rid": "delete",
+    "sign off": "approve",
+    "lgtm": "approve",
+    "rerun": "retry",
+    "re-run": "retry",
+    "ack": "acknowledge",
+    "discussion": "thread",
+    "thumbs up": "emoji reaction",
+}
+_RELATED = {
+    # actions
+    "make": "create",
+    "new": "create",
+    "add": "create",
+    "start": "create",
+    "open": "create read",
+    "write": "create",
+    "declare": "create",
+    "set up": "create",
+    "spin up": "create",
+    "kick off": "create start trigger run",
+    "show": "get list",
+    "see": "get list",
+    "view": "get",
+    "display": "get",
+    "check": "get",
+    "load": "read",
+    "look up": "search get",
+    "lookup": "search get",
+    "look for": "search find",
+    "find": "search",
+    "locate": "search",
+    "fetch": "get",
+    "retrieve": "get",
     "remove": "delete",
+    "delete": "remove",
+    "drop": "delete",
+    "erase": "delete",
+    "destroy": "delete",
+    "forget": "delete",
+    "change": "update",
+    "edit": "update",
+    "modify": "update",
+    "fix": "update",
+    "alter": "update",
     "rename": "move",
     "send": "post",
     "post": "send",
-    "find": "search",
-    "lookup": "search",
+    "tell": "send post",
+    "notify": "send post",
+    "give": "assign",
+    "land": "merge",
+    "restart": "retry",
+    "abort": "cancel stop",
+    "halt": "stop cancel",
+    "kill": "stop cancel delete",
+    "silence": "mute",
+    "mute": "silence",
+    "snooze": "mute silence",
+    "watch": "watcher subscribe",
+    "subscribe": "watch watcher",
+    "attach": "upload link",
+    "grab": "get download",
+    "save": "write",
+    "undo": "rollback revert",
+    "roll back": "rollout rollback undo",
+    "rollback": "rollout",
+    "ship": "deploy",
+    "compare": "diff",
+    "difference": "diff",
+    "summarize": "summary",
+    "count": "number",
+    "how many": "count number",
+    "tail": "log",
+    "sum": "aggregate",
+    "group by": "aggregate",
+    "nightly": "schedule",
+    "recurring": "schedule",
+    "permitted": "allowed",
+    "permit": "allow",
+    "who": "user member",
+    # things
     "ticket": "issue",
     "bug": "issue",
-    "msg": "message",
-    "dm": "direct message",
+    "error": "issue",
+    "png": "image screenshot",
+    "spreadsheet": "excel workbook sheet",
+    "worksheet": "sheet",
+    "tab": "sheet",
     "mail": "email",
     "email": "mail",
+    "doc": "document documentation",
+    "docs": "document documentation",
+    "wiki": "page",
     "now": "current",
-    "doc": "document documentation",  # also `docs`: the plural stems to the same key
+    "discount": "coupon",
+    "promo": "coupon",
+    "bill": "invoice",
+    "replicas": "scale",
+    "tunnel": "port forward",
+    "localhost": "local port",
+    "container": "pod",
+    "shell": "exec command",
+    "member": "user",
+    "members": "users",
+    "people": "users",
+    "person": "user",
+    "everyone": "users",
+    "automation": "workflow",
+    "history": "log",
+    "changelog": "history",
+    "field": "property",
+    "fields": "properties",
+    "attribute": "property",
+    "structure": "schema",
+    "secret": "key",
+    "macro": "vba",
+    "macros": "vba",
+    "crm": "hubspot",
 }
 _COMPOUND = re.compile(r"[A-Za-z0-9]+(?:[_.\-][A-Za-z0-9]+)*")
 _SEPARATOR = re.compile(r"[_.\-]")
 _CAMEL_PART = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|[0-9]+")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s|\n")
+_WORD = re.compile(r"[a-z0-9][a-z0-9\-]*")
+
+Scores = np.ndarray[Any, np.dtype[np.float64]]
 
 
 @dataclass(frozen=True)
@@ -70,7 +227,7 @@ class SearchHit:
 
 
 class SearchIndex:
-    """BM25 ranking of a catalog's tools for a free-text query."""
+    """BM25 ranking of a catalog's tools for a free-text query, with synonyms and server awareness."""
 
     def __init__(self, catalog: Catalog) -> None:
         self._entries = tuple(catalog)
@@ -79,13 +236,26 @@ class SearchIndex:
             names = {entry.qualified_name, f"{entry.server}.{entry.name}", entry.name, entry.python_name}
             for name in names:
                 self._exact.setdefault(name.lower(), []).append(position)
+        self._server_names = sorted({entry.server for entry in self._entries})
+        server_ids = {name: number for number, name in enumerate(self._server_names)}
+        self._server_of = np.array([server_ids[entry.server] for entry in self._entries], dtype=np.int32)
         self._bm25: Any = None
-        self._names: Any = None
+        self._headlines: Any = None
+        self._aliases: dict[str, frozenset[int]] = {}
+        self._name_words: list[frozenset[str]] = []
+        self._related: dict[str, tuple[str, ...]] = dict(_RELATED_TOKENS)
         if self._entries:
+            headlines = [headline(entry) for entry in self._entries]
             self._bm25 = bm25s.BM25()
             self._bm25.index([document(entry) for entry in self._entries], show_progress=False)
-            self._names = bm25s.BM25()
-            self._names.index([name_document(entry) for entry in self._entries], show_progress=False)
+            self._headlines = bm25s.BM25()
+            self._headlines.index(headlines, show_progress=False)
+            aliases = server_aliases(self._entries, headlines)
+            self._aliases = {word: frozenset(server_ids[s] for s in names) for word, names in aliases.items()}
+            own = {server: {word for word, names in aliases.items() if server in names} for server in server_ids}
+            self._name_words = [name_words(entry) - own[entry.server] for entry in self._entries]
+            for word, synonyms in mined_synonyms(self._entries).items():
+                self._related[word] = tuple(dict.fromkeys((*self._related.get(word, ()), *synonyms)))
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -96,30 +266,96 @@ class SearchIndex:
         """The best `limit` tools for `query`, optionally of one server or a set of servers; [] for a blank query.
 
         A query that is exactly a tool's name (`get_current_time`) or qualified name (`time.get_current_time`)
-        ranks that tool first; tools with no query word at all are never returned.
+        ranks that tool first; tools with no query word (or synonym) at all are never returned.
         """
         if not query.strip() or limit <= 0 or self._bm25 is None:
             return []
-        scores = self._scores(expand(tokenize(query)))
+        words = _WORD.findall(query.lower())
+        tokens = tokenize(query)
+        tokens += [
+            word for word in _expand(words, tokens, _EQUIVALENT_TOKENS, _EQUIVALENT_PHRASES) if word not in tokens
+        ]
+        related = [word for word in _expand(words, tokens, self._related, _RELATED_PHRASES) if word not in tokens]
+        mentioned = self._mentioned(tokens + related)
+        # A word naming a server selects its tools (the boost below) instead of matching their prose: a tool whose
+        # description happens to repeat "MongoDB" is no better an answer to "list collections in mongo".
+        naming = {token for token in tokens if self._names_server(token)}
+        content = [token for token in tokens if token not in naming]
+        scores = self._scores(content) + SYNONYM_WEIGHT * self._scores([w for w in related if w not in naming])
+        keep = scores > 0
+        in_mentioned = np.isin(self._server_of, list(mentioned))
+        if naming and not (keep & in_mentioned).any():
+            # None of the named server's tools says any other query word ("what time is it", "how much money is
+            # in stripe"): its name is then the best clue there is, so it counts as a word again.
+            scores = self._scores(tokens) + SYNONYM_WEIGHT * self._scores(related)
+            keep = scores > 0
+        if mentioned and (keep & in_mentioned).any():
+            # An agent that names a service means it: at SERVER_BOOST 1 its matching tools come before any other.
+            scores = scores + (keep & in_mentioned) * (SERVER_BOOST * scores.max())
+        if keep.any():
+            self._reward_named_coverage(scores, keep, set(tokens) | set(related))
         exact = self._exact.get(query.strip().lower(), [])
         if exact:
             # Lifted above every other score (keeping their own order), so a named tool comes first.
             scores[exact] += scores.max() + 1.0
-        keep = scores > 0
+            keep[exact] = True
         if server is not None:
-            keep &= np.array([entry.server == server for entry in self._entries])
+            servers = [server] if servers is None else [name for name in servers if name == server]
         if servers is not None:
-            keep &= np.array([entry.server in servers for entry in self._entries])
+            wanted = [number for number, name in enumerate(self._server_names) if name in servers]
+            keep &= np.isin(self._server_of, wanted)
         candidates = np.flatnonzero(keep)
+        if len(candidates) > limit:
+            # Only the best `limit` need sorting: a partial selection first keeps big catalogs fast.
+            best = np.argpartition(-scores[candidates], limit - 1)[:limit]
+            candidates = candidates[best]
         order = candidates[np.argsort(-scores[candidates], kind="stable")][:limit]
         return [SearchHit(self._entries[i], float(scores[i])) for i in order]
 
-    def _scores(self, tokens: list[str]) -> np.ndarray[Any, np.dtype[np.float64]]:
+    def _reward_named_coverage(
+        self, scores: Scores, keep: np.ndarray[Any, np.dtype[np.bool_]], terms: set[str]
+    ) -> None:
+        """Rerank the best `RERANK_DEPTH` tools by how much of their name the query says, in place.
+
+        BM25 rewards a tool for each query word it contains; this rewards a tool whose name is covered by the
+        query: "create an issue in jira" says all of `jira_create_issue` but not the `batch` of
+        `jira_batch_create_issues`. Only the top few are rescored, which keeps big catalogs fast.
+        """
+        candidates = np.flatnonzero(keep)
+        if len(candidates) > RERANK_DEPTH:
+            candidates = candidates[np.argpartition(-scores[candidates], RERANK_DEPTH - 1)[:RERANK_DEPTH]]
+        best = float(scores[candidates].max())
+        for i in candidates:
+            words = self._name_words[i]
+            if words:
+                scores[i] += COVERAGE_BOOST * best * len(words & terms) / len(words)
+
+    def _names_server(self, token: str) -> bool:
+        return token in self._aliases or any(word in self._aliases for word in _EQUIVALENT_TOKENS.get(token, ()))
+
+    def _scores(self, tokens: list[str]) -> Scores:
         size = len(self._entries)
-        return _bm25_scores(self._bm25, tokens, size) + NAME_BOOST * _bm25_scores(self._names, tokens, size)
+        return _bm25_scores(self._bm25, tokens, size) + HEADLINE_BOOST * _bm25_scores(self._headlines, tokens, size)
+
+    def _mentioned(self, tokens: Iterable[str]) -> set[int]:
+        """The servers the query names, by their mined aliases."""
+        return {server for token in tokens for server in self._aliases.get(token, ())}
 
 
-def _bm25_scores(index: Any, tokens: list[str], size: int) -> np.ndarray[Any, np.dtype[np.float64]]:
+def _expand(
+    words: list[str], tokens: list[str], by_token: Mapping[str, Sequence[str]], by_phrase: Mapping[str, Sequence[str]]
+) -> list[str]:
+    """Synonyms of a query's phrases (of up to 3 words) and tokens, as index tokens, in order and once each."""
+    extra: list[str] = []
+    for size in (1, 2, 3):
+        for start in range(len(words) - size + 1):
+            extra.extend(by_phrase.get(" ".join(words[start : start + size]), ()))
+    for token in tokens:
+        extra.extend(by_token.get(token, ()))
+    return list(dict.fromkeys(extra))
+
+
+def _bm25_scores(index: Any, tokens: list[str], size: int) -> Scores:
     known = [token for token in tokens if token in index.vocab_dict]
     if not known:
         return np.zeros(size)
@@ -129,6 +365,22 @@ def _bm25_scores(index: Any, tokens: list[str], size: int) -> np.ndarray[Any, np
 def name_document(entry: ToolEntry) -> list[str]:
     """The tokens of what a tool is called: name, server, title."""
     return tokenize(" ".join(filter(None, [entry.name, entry.server, entry.title])))
+
+
+def name_words(entry: ToolEntry) -> frozenset[str]:
+    """The words of a tool's name (`jira_create_issue` -> jira, creat, issue), without the whole name."""
+    return frozenset(token for token in tokenize(entry.name) if not _SEPARATOR.search(token))
+
+
+def first_sentence(text: str) -> str:
+    """The first sentence of a description (cut at `HEADLINE_CHARS`): what the tool does, before the how."""
+    text = text.strip()[:HEADLINE_CHARS]
+    return _SENTENCE_END.split(text, maxsplit=1)[0] if text else ""
+
+
+def headline(entry: ToolEntry) -> list[str]:
+    """The tokens of a tool's name, server, title and the first sentence of its description."""
+    return name_document(entry) + tokenize(first_sentence(entry.description))
 
 
 def document(entry: ToolEntry) -> list[str]:
@@ -143,10 +395,57 @@ def document(entry: ToolEntry) -> list[str]:
     return tokens
 
 
-def expand(tokens: list[str]) -> list[str]:
-    """Query tokens plus the tokens of their synonyms."""
-    extra = [synonym for token in tokens for synonym in _EXPANSIONS.get(token, ())]
-    return tokens + extra
+def server_aliases(entries: Sequence[ToolEntry], headlines: Sequence[Sequence[str]]) -> dict[str, set[str]]:
+    """Words that name a server in this catalog (`headlines[i]` is the headline of `entries[i]`).
+
+    Candidates are the words of a server's own name and the prefix most of its tools' names share (`jira_`,
+    `kubectl_`, `browser_`, `slack_`). A candidate is an alias when hardly any other server's tool headlines use
+    it: `sqlite` and `jira` are, `time` and `fetch` (which every description uses) are not.
+    """
+    size = Counter(entry.server for entry in entries)
+    prefixes = Counter((entry.server, tokenize(entry.name)[0]) for entry in entries if tokenize(entry.name))
+    candidates = {
+        (server, word) for (server, word), count in prefixes.items() if count >= max(2, ALIAS_COVERAGE * size[server])
+    }
+    candidates |= {(server, word) for server in size for word in tokenize(server)}
+    uses: dict[str, Counter[str]] = {}
+    for entry, tokens in zip(entries, headlines, strict=True):
+        for token in set(tokens):
+            uses.setdefault(token, Counter())[entry.server] += 1
+    aliases: dict[str, set[str]] = {}
+    for server, word in sorted(candidates):
+        used = uses.get(word, Counter())
+        if used.total() - used[server] <= (1 - ALIAS_PURITY) * used.total():
+            aliases.setdefault(word, set()).add(server)
+    return aliases
+
+
+def mined_synonyms(entries: Iterable[ToolEntry]) -> dict[str, tuple[str, ...]]:
+    """Verb pairs the catalog itself uses interchangeably: `remov` -> `delet` when tools named `delete_x` are
+    described as "Remove ..." at least `MINED_PAIR_COUNT` times.
+
+    A tool's verb is the word of its name that most descriptions of the catalog start with (`create` in
+    `create_merge_request_note`); its description's first word is what it is called in prose ("Add a note").
+    Both words of a pair must be some tool's verb, which drops boilerplate openers ("Notion | ...", "This tool
+    will ...").
+    """
+    entries = list(entries)
+    said = [tokenize(first_sentence(entry.description))[:1] for entry in entries]
+    openers = Counter(words[0] for words in said if words)
+    pairs: Counter[tuple[str, str]] = Counter()
+    verbs: set[str] = set()
+    for entry, first in zip(entries, said, strict=True):
+        words = [word for word in tokenize(entry.name) if openers[word] >= MINED_PAIR_COUNT]
+        if words:
+            verb = max(words, key=lambda word: openers[word])
+            verbs.add(verb)
+            if first and verb != first[0]:
+                pairs[first[0], verb] += 1
+    mined: dict[str, list[str]] = {}
+    for (prose, verb), count in sorted(pairs.items()):
+        if count >= MINED_PAIR_COUNT and prose in verbs:
+            mined.setdefault(prose, []).append(verb)
+    return {word: tuple(verbs) for word, verbs in mined.items()}
 
 
 def tokenize(text: str) -> list[str]:
@@ -172,7 +471,8 @@ def _compound_tokens(compound: str) -> tuple[str, ...]:
 
 
 def stem(word: str) -> str:
-    """A tiny suffix normaliser (plural, -ing, -ed, final e) so `messages`/`message` and `created`/`create` meet.
+    """A tiny suffix normaliser (plural, -ing, -ed, -ment, -ion, final e) so `messages`/`message`,
+    `created`/`create`/`creation` and `deployment`/`deploy` meet.
 
     Cheaper and cruder than Porter; it only has to map a query word and a description word to the same token.
     """
@@ -188,6 +488,10 @@ def stem(word: str) -> str:
         word = word[:-3]
     elif word.endswith("ed") and len(word) > 4:
         word = word[:-2]
+    elif word.endswith("ment") and len(word) > 9:
+        word = word[:-4]
+    elif word.endswith(("tion", "sion")) and len(word) > 7:
+        word = word[:-3]
     if word.endswith("e") and len(word) > 3:
         word = word[:-1]
     return word
@@ -200,5 +504,15 @@ def _parameters(schema: Mapping[str, Any]) -> Iterator[tuple[str, Mapping[str, A
             yield str(key), sub if isinstance(sub, Mapping) else {}
 
 
-# Built after `tokenize` and `stem` exist, in the same form as query tokens.
-_EXPANSIONS = {stem(word): tuple(tokenize(synonyms)) for word, synonyms in _SYNONYMS.items()}
+# Built after `tokenize` and `stem` exist, in the same form as query tokens: one-word keys by their token (so
+# `folders` finds `folder`'s synonyms), phrases (and stopwords: "now", "who") by their lowercased words.
+def _by_token(table: Mapping[str, str]) -> dict[str, tuple[str, ...]]:
+    return {tokenize(k)[0]: tuple(tokenize(v)) for k, v in table.items() if " " not in k and len(tokenize(k)) == 1}
+
+
+def _by_phrase(table: Mapping[str, str]) -> dict[str, tuple[str, ...]]:
+    return {k: tuple(tokenize(v)) for k, v in table.items() if " " in k or len(tokenize(k)) != 1}
+
+
+_EQUIVALENT_TOKENS, _EQUIVALENT_PHRASES = _by_token(_EQUIVALENTS), _by_phrase(_EQUIVALENTS)
+_RELATED_TOKENS, _RELATED_PHRASES = _by_token(_RELATED), _by_phrase(_RELATED)

@@ -51,7 +51,7 @@ TOOLS = [
                 "query": {"type": "string", "description": "what you need, in words"},
                 "server": {"type": "string", "description": "only this server"},
                 "limit": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": 5},
-                "detail": {"enum": ["name", "signature", "full"], "default": "full"},
+                "detail": {"enum": ["name", "signature", "full"], "description": "default: full docs for the top 2"},
             },
             "required": ["query"],
         },
@@ -127,7 +127,7 @@ class PortalServer:
             args.get("query", ""),
             args.get("server"),
             args.get("limit", 5),
-            args.get("detail", "full"),
+            args.get("detail", "auto"),
         )
         if not isinstance(query, str):
             return _error("search_api: `query` must be a string")
@@ -135,7 +135,7 @@ class PortalServer:
             return _error("search_api: `server` must be a server name (string)")
         if type(limit) is not int or not 1 <= limit <= MAX_LIMIT:
             return _error(f"search_api: `limit` must be an integer from 1 to {MAX_LIMIT}")
-        if detail not in ("name", "signature", "full"):
+        if detail not in ("name", "signature", "full", "auto"):
             return _error("search_api: `detail` must be 'name', 'signature' or 'full'")
         text = self.portal.search_api(query, server=server or None, limit=limit, detail=detail)
         return types.CallToolResult(content=[types.TextContent(text=text)])

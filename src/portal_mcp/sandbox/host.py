@@ -37,7 +37,8 @@ ToolCaller = Callable[[str, dict[str, Any]], Awaitable[Any]]
 """(qualified "server.python_name", kwargs) -> JSON value; PortalError messages reach the code as ToolError."""
 
 RunErrorKind = Literal[
-    "exception", "syntax", "memory", "not_awaited", "internal", "timeout", "cpu", "crash", "protocol", "too_long"
+    "exception", "syntax", "memory", "not_awaited", "internal", "timeout", "cpu", "crash", "protocol", "too_long",
+    "precheck",
 ]  # fmt: skip
 
 # `ssl` is blocked before asyncio loads it: the worker never needs it, and it is the costliest import (~8 ms).

@@ -141,21 +141,26 @@ def render_stub(entry: ToolEntry, *, detail: Detail = "full") -> str:
     return render_stubs([entry], detail=detail)
 
 
-def render_stubs(entries: Sequence[ToolEntry], *, detail: Detail = "full") -> str:
-    """Stubs for several tools in one text (a search reply), TypedDict names shared and unique across them."""
+def render_stubs(entries: Sequence[ToolEntry], *, detail: Detail = "full", full_first: int | None = None) -> str:
+    """Stubs for several tools in one text (a search reply), TypedDict names shared and unique across them.
+
+    With `detail="full"` and `full_first=N`, only the first N tools get full docs and the rest signatures: the
+    best hits are usually the ones called, and a later one is a search for its exact name away.
+    """
     if detail == "name":
         return "".join(_name_line(entry) + "\n" for entry in entries)
     builder = TypeBuilder(reserved=[entry.python_name for entry in entries])
     signatures = [Signature.build(entry, builder, max_params=MAX_PARAMS) for entry in entries]
     defined: set[str] = set()
     blocks: list[str] = []
-    for signature in signatures:
+    for position, signature in enumerate(signatures):
+        full = detail == "full" and (full_first is None or position < full_first)
         parts: list[str] = []
-        if detail == "full":
+        if full:
             fresh = [d for d in builder.definitions_for(signature.types()) if d.name not in defined]
             if fresh:
                 parts.append(render_typeddicts(fresh, defined=defined))
-        parts.append(f"# {signature.entry.qualified_name}\n{signature.render(full=detail == 'full')}")
+        parts.append(f"# {signature.entry.qualified_name}\n{signature.render(full=full)}")
         blocks.append("\n".join(parts))
     return "\n\n".join(blocks) + "\n" if blocks else ""
 

@@ -1,0 +1,111 @@
+"""The search evaluation set and its metrics: recall@1, recall@5 and MRR@10 over `queries.yaml`.
+
+`python benchmarks/search_eval/evaluate.py [--split train|test|all] [--misses]` scores our `SearchIndex` on the
+bundled catalog and lists the queries it misses (the development loop; look at `test` only at the end).
+`bench_search.py` uses the same functions for the report, over three rankers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import zlib
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import yaml
+
+from portal_mcp.catalog import Catalog
+from portal_mcp.snapshot import load_snapshot
+
+HERE = Path(__file__).resolve().parent
+QUERIES = HERE / "queries.yaml"
+SCHEMAS = HERE.parents[1] / "schemas"
+TEST_SHARE = 3  # in tenths: ~30% of queries are held out
+DEPTH = 10  # rankings are cut here; MRR is MRR@10
+
+Split = Literal["train", "test"]
+Ranker = Callable[[str], Sequence[str]]
+"""A query -> qualified tool names, best first."""
+
+
+@dataclass(frozen=True)
+class Query:
+    text: str
+    expected: tuple[str, ...]
+
+    @property
+    def split(self) -> Split:
+        return split_of(self.text)
+
+
+def split_of(text: str) -> Split:
+    """Train or held-out test, fixed by a hash of the query text (nobody picks which queries are hard)."""
+    return "test" if zlib.crc32(text.encode()) % 10 < TEST_SHARE else "train"
+
+
+def load_queries(path: Path = QUERIES) -> list[Query]:
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    return [Query(str(item["query"]), tuple(str(name) for name in item["expected"])) for item in data["queries"]]
+
+
+def bundled_catalog() -> Catalog:
+    """Every snapshot in schemas/ under its file name, as the bundled config serves them."""
+    return Catalog.build({path.stem: load_snapshot(path) for path in sorted(SCHEMAS.glob("*.json"))})
+
+
+def first_rank(ranking: Sequence[str], expected: Iterable[str]) -> int | None:
+    """1-based position of the first expected tool in the ranking, or None."""
+    wanted = set(expected)
+    return next((position for position, name in enumerate(ranking, 1) if name in wanted), None)
+
+
+def score(rankings: Mapping[str, Sequence[str]], queries: Sequence[Query]) -> dict[str, float]:
+    """recall@1, recall@5 (a query counts when any expected tool is in the first k) and MRR@10."""
+    ranks = [first_rank(rankings[query.text][:DEPTH], query.expected) for query in queries]
+    n = len(queries) or 1
+    return {
+        "queries": len(queries),
+        "recall@1": sum(1 for rank in ranks if rank == 1) / n,
+        "recall@5": sum(1 for rank in ranks if rank is not None and rank <= 5) / n,
+        "mrr": sum(1 / rank for rank in ranks if rank is not None) / n,
+    }
+
+
+def by_split(rankings: Mapping[str, Sequence[str]], queries: Sequence[Query]) -> dict[str, dict[str, float]]:
+    """Scores on the train split, the held-out test split and all queries."""
+    return {
+        "train": score(rankings, [q for q in queries if q.split == "train"]),
+        "test": score(rankings, [q for q in queries if q.split == "test"]),
+        "all": score(rankings, queries),
+    }
+
+
+def rank_all(ranker: Ranker, queries: Sequence[Query]) -> dict[str, list[str]]:
+    return {query.text: list(ranker(query.text))[:DEPTH] for query in queries}
+
+
+def main(argv: list[str]) -> int:
+    from portal_mcp.search import SearchIndex
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--split", choices=["train", "test", "all"], default="train")
+    parser.add_argument("--misses", action="store_true", help="list queries whose tool is not in the top 5")
+    args = parser.parse_args(argv)
+    queries = [q for q in load_queries() if args.split == "all" or q.split == args.split]
+    index = SearchIndex(bundled_catalog())
+    rankings = rank_all(lambda text: [hit.entry.qualified_name for hit in index.search(text, limit=DEPTH)], queries)
+    print(score(rankings, queries))
+    if args.misses:
+        for query in queries:
+            rank = first_rank(rankings[query.text], query.expected)
+            if rank is None or rank > 1:
+                print(f"{rank or '-':>2} {query.text!r} want {', '.join(query.expected)}")
+                print(f"     got {', '.join(rankings[query.text][:5])}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
