@@ -96,6 +96,13 @@ class SandboxConfig(_Model):
     max_output_bytes: int = Field(default=64_000, ge=1_000, description="printed output kept per run")
     max_tool_calls: int = Field(default=500, ge=1, description="tool calls allowed per run")
     max_result_bytes: int = Field(default=2_000_000, ge=1_000, description="size of one tool result sent to the code")
+    backend: Literal["fork", "spawn"] = Field(
+        default="fork",
+        description="fork: workers forked from a warm fork server (fast); spawn: a fresh interpreter per run",
+    )
+    spare_workers: int = Field(
+        default=2, ge=0, le=32, description="fork backend: confined workers kept ready for the next runs"
+    )
 
 
 class HttpConfig(_Model):

@@ -1,7 +1,9 @@
-"""Shared helpers: a fake portal `call_tool` and a one-shot run with chosen limits."""
+"""Shared helpers: a fake portal `call_tool`, a one-shot run with chosen limits, and the worker processes."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -41,3 +43,51 @@ async def run(code: str, call_tool: ToolCaller | None = None, *, wait: float = 3
     with anyio.fail_after(wait):
         async with SandboxHost(SandboxConfig(**limits)) as host:
             return await host.run(code, NAMESPACES, call_tool or FakeTools())
+
+
+def _processes() -> dict[int, tuple[int, bytes]]:
+    """pid -> (parent pid, command line) of every process we can see."""
+    found: dict[int, tuple[int, bytes]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rpartition(")")[2].split()[1])
+            found[int(entry.name)] = (ppid, (entry / "cmdline").read_bytes())
+        except (OSError, IndexError, ValueError):
+            continue
+    return found
+
+
+def fork_servers() -> list[int]:
+    """Pids of the fork servers this test process started."""
+    me = os.getpid()
+    return [pid for pid, (ppid, cmd) in _processes().items() if ppid == me and b"portal_mcp.sandbox.zygote" in cmd]
+
+
+def worker_pids() -> list[int]:
+    """Pids of the sandbox workers of this test process: forked by its fork servers, or spawned by it."""
+    me = os.getpid()
+    processes = _processes()
+    servers = {pid for pid, (ppid, cmd) in processes.items() if ppid == me and b"portal_mcp.sandbox.zygote" in cmd}
+    return sorted(
+        pid
+        for pid, (ppid, cmd) in processes.items()
+        if ppid in servers or (ppid == me and b"portal_mcp.sandbox.worker" in cmd)
+    )
+
+
+def worker_fds() -> dict[int, str]:
+    """fd -> target of every descriptor held by any sandbox worker of this process."""
+    return {int(fd.name): os.readlink(fd) for pid in worker_pids() for fd in Path(f"/proc/{pid}/fd").iterdir()}
+
+
+def exists(pid: int) -> bool:
+    """Whether process `pid` exists (a zombie counts until it is reaped)."""
+    return Path(f"/proc/{pid}").exists()
+
+
+def environ_and_fds(pid: int) -> tuple[bytes, dict[int, str]]:
+    """The environment block and the descriptor targets of process `pid`."""
+    fds = {int(fd.name): os.readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir()}
+    return Path(f"/proc/{pid}/environ").read_bytes(), fds

@@ -10,7 +10,7 @@ import pytest
 
 from portal_mcp.config import SandboxConfig
 from portal_mcp.errors import SandboxError
-from portal_mcp.sandbox import host as host_module
+from portal_mcp.sandbox import forkserver, launcher
 from portal_mcp.sandbox.host import SandboxHost
 from tests.sandbox._support import NAMESPACES, FakeTools, run
 
@@ -150,6 +150,7 @@ async def test_the_curated_modules_still_do_their_job() -> None:
 
 
 # --- A hostile worker: the host must validate every frame itself. ---
+# These replace the spawned worker's command (`backend: spawn`); the frame checks are the same for both backends.
 
 _FAKE_WORKER = """
 import json, os, signal, struct, sys, time
@@ -168,7 +169,7 @@ def recv():
     return json.loads(read_exact(struct.unpack(">I", read_exact(4))[0]))
 def done(value):
     send({"type": "done", "ok": True, "value": value, "error": None, "error_kind": None, "output_dropped": 0})
-send({"type": "ready", "protocol": 1})
+send({"type": "ready", "protocol": 2, "layers": {}, "unavailable": []})
 recv()
 """
 
@@ -186,9 +187,9 @@ _ACTIONS = {
 async def test_a_worker_breaking_the_protocol_is_stopped_and_no_tool_is_called(
     action: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(host_module, "WORKER_COMMAND", (sys.executable, "-I", "-c", _FAKE_WORKER + _ACTIONS[action]))
+    monkeypatch.setattr(launcher, "WORKER_COMMAND", (sys.executable, "-I", "-c", _FAKE_WORKER + _ACTIONS[action]))
     tools = FakeTools()
-    result = await run("1", tools, wait=10)
+    result = await run("1", tools, wait=10, backend="spawn")
     assert result.error_kind == "protocol"
     assert "sent an invalid message" in (result.error or "")
     assert tools.calls == []
@@ -198,9 +199,9 @@ async def test_a_call_for_a_tool_outside_the_namespaces_is_refused_without_calli
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     action = "send({'type': 'call', 'id': 1, 'tool': 'evil.rm', 'args': {}}); done(recv()['error'])"
-    monkeypatch.setattr(host_module, "WORKER_COMMAND", (sys.executable, "-I", "-c", _FAKE_WORKER + action))
+    monkeypatch.setattr(launcher, "WORKER_COMMAND", (sys.executable, "-I", "-c", _FAKE_WORKER + action))
     tools = FakeTools()
-    result = await run("1", tools, wait=10)
+    result = await run("1", tools, wait=10, backend="spawn")
     assert result.value == "unknown tool 'evil.rm'; use search_api to find tools"
     assert tools.calls == []
 
@@ -208,8 +209,8 @@ async def test_a_call_for_a_tool_outside_the_namespaces_is_refused_without_calli
 async def test_a_crashing_worker_is_reported_and_the_host_keeps_serving(monkeypatch: pytest.MonkeyPatch) -> None:
     crash = (sys.executable, "-I", "-c", _FAKE_WORKER + "os.kill(os.getpid(), signal.SIGSEGV)")
     with anyio.fail_after(30):
-        async with SandboxHost(SandboxConfig()) as host:
-            monkeypatch.setattr(host_module, "WORKER_COMMAND", crash)
+        async with SandboxHost(SandboxConfig(backend="spawn")) as host:
+            monkeypatch.setattr(launcher, "WORKER_COMMAND", crash)
             crashed = await host.run("1", NAMESPACES, FakeTools())
             monkeypatch.undo()
             after = await host.run("1", NAMESPACES, FakeTools())
@@ -218,8 +219,39 @@ async def test_a_crashing_worker_is_reported_and_the_host_keeps_serving(monkeypa
     assert after.value == "1"
 
 
+_BROKEN = (sys.executable, "-I", "-c", "import sys; sys.stderr.write('no RestrictedPython here'); sys.exit(3)")
+
+
 async def test_a_worker_that_cannot_start_raises_sandbox_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    broken = (sys.executable, "-I", "-c", "import sys; sys.stderr.write('no RestrictedPython here'); sys.exit(3)")
-    monkeypatch.setattr(host_module, "WORKER_COMMAND", broken)
-    with pytest.raises(SandboxError, match="failed to start: no RestrictedPython here"):
+    monkeypatch.setattr(launcher, "WORKER_COMMAND", _BROKEN)
+    with pytest.raises(SandboxError, match="worker failed to start: no RestrictedPython here"):
+        await run("1", wait=10, backend="spawn")
+
+
+async def test_a_fork_server_that_cannot_start_raises_sandbox_error_when_the_host_opens(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(forkserver, "ZYGOTE_COMMAND", _BROKEN)
+    with pytest.raises(SandboxError, match="fork server failed to start: no RestrictedPython here"):
         await run("1", wait=10)
+
+
+async def test_a_worker_flooding_the_channel_does_not_starve_the_portal(monkeypatch: pytest.MonkeyPatch) -> None:
+    flood = "while True:\n    send({'type': 'output', 'text': 'x' * 100})"
+    monkeypatch.setattr(launcher, "WORKER_COMMAND", (sys.executable, "-I", "-c", _FAKE_WORKER + flood))
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            await anyio.sleep(0.01)
+            ticks += 1
+
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(ticker)
+            result = await run("1", wait=20, backend="spawn", timeout=1, max_output_bytes=1_000)
+            tg.cancel_scope.cancel()
+    assert result.error_kind == "timeout"
+    assert result.output.endswith("the limit is 1000 bytes]")
+    assert ticks > 20  # the portal's other tasks kept running during the flood

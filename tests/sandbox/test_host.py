@@ -16,7 +16,7 @@ import pytest
 from portal_mcp.config import SandboxConfig
 from portal_mcp.errors import SandboxError
 from portal_mcp.sandbox.host import RunResult, SandboxHost
-from tests.sandbox._support import NAMESPACES, FakeTools, run
+from tests.sandbox._support import NAMESPACES, FakeTools, run, worker_fds, worker_pids
 
 # Marked here, not only by tests/conftest.py: anyio's plugin drops the parameters of parametrized async
 # tests that get their marker after collection.
@@ -232,24 +232,9 @@ async def test_exit_exceptions_in_the_code_do_not_stop_the_host(source: str) -> 
     assert second.value == "'still here'"
 
 
-def _worker_dirs() -> list[Path]:
-    """`/proc/<pid>` of each sandbox worker this process started."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            ppid = int((entry / "stat").read_text().rpartition(")")[2].split()[1])
-            cmdline = (entry / "cmdline").read_bytes()
-        except (OSError, IndexError, ValueError):
-            continue
-        if ppid == os.getpid() and b"portal_mcp.sandbox.worker" in cmdline:
-            found.append(entry)
-    return found
-
-
 def _worker_files(name: str) -> list[bytes]:
-    return [(entry / name).read_bytes() for entry in _worker_dirs()]
+    """`/proc/<pid>/<name>` of every sandbox worker of this process (the running one and the spares)."""
+    return [Path(f"/proc/{pid}/{name}").read_bytes() for pid in worker_pids()]
 
 
 async def test_the_worker_gets_an_empty_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -262,7 +247,8 @@ async def test_the_worker_gets_an_empty_environment(monkeypatch: pytest.MonkeyPa
         return None
 
     result = await run("await gh.search()\nimport os", call_tool)
-    assert seen == [b""]
+    assert seen
+    assert all(environ == b"" for environ in seen)
     assert "module 'os' is not available" in (result.error or "")
 
 
@@ -272,7 +258,7 @@ async def test_the_worker_runs_under_rlimits() -> None:
     async def call_tool(tool: str, args: dict[str, Any]) -> Any:
         seen.extend(_worker_files("limits"))
 
-    result = await run("await gh.search()", call_tool, memory_mb=200, cpu_seconds=3)
+    result = await run("await gh.search()", call_tool, memory_mb=200, cpu_seconds=3, spare_workers=0)
     assert result.ok, result.error
     [limits] = [block.decode() for block in seen]
     rows = {line[:26].strip(): line[26:].split()[:2] for line in limits.splitlines()[1:]}
@@ -290,15 +276,16 @@ async def test_the_worker_holds_no_descriptor_of_the_portal() -> None:
     targets: dict[int, str] = {}
 
     async def call_tool(tool: str, args: dict[str, Any]) -> Any:
-        targets.update((int(fd.name), os.readlink(fd)) for entry in _worker_dirs() for fd in (entry / "fd").iterdir())
+        targets.update(worker_fds())
 
     try:
-        result = await run("await gh.search()", call_tool)
+        # No spares: a spare being forked right now would still hold the fork server's stderr for a moment.
+        result = await run("await gh.search()", call_tool, spare_workers=0)
     finally:
         os.close(inherited)
     assert result.ok, result.error
     assert [targets[fd] for fd in (0, 1, 2)] == ["/dev/null"] * 3
-    assert all(target.startswith(("/dev/null", "pipe:", "socket:", "anon_inode:")) for target in targets.values())
+    assert all(target.startswith(("/dev/null", "socket:", "anon_inode:")) for target in targets.values())
 
 
 def _can_run_as_nobody() -> bool:
@@ -321,8 +308,8 @@ async def test_workers_can_run_as_another_user() -> None:
         async with SandboxHost(SandboxConfig(), run_as="nobody") as host:
             result = await host.run("await gh.search()", NAMESPACES, call_tool)
     assert result.ok, result.error
-    [status] = [block.decode() for block in seen]
-    assert "Uid:\t65534" in status
+    assert seen
+    assert all("Uid:\t65534" in status.decode() for status in seen)
 
 
 async def test_a_call_the_code_stops_waiting_for_is_cancelled_in_the_portal() -> None:
@@ -429,3 +416,26 @@ async def test_augmented_assignment_to_items_and_attributes_evaluates_the_target
     result = await run(source)
     assert result.ok, result.error
     assert result.value == "(2, 5, ['a'])"
+
+
+async def test_a_recursion_error_shows_where_it_started_and_folds_the_repeats() -> None:
+    result = await run("def f(n):\n    return f(n + 1)\nf(0)")
+    lines = (result.error or "").splitlines()
+    assert lines[0] == "RecursionError: maximum recursion depth exceeded"
+    assert lines[1] == "  line 3: f(0)"
+    assert lines[2].startswith("  line 2, in f: return f(n + 1)  (repeated ")
+    assert len(lines) == 3
+
+
+async def test_a_deep_traceback_keeps_its_outermost_and_innermost_lines() -> None:
+    source = (
+        "\n".join(f"def f{i}():\n    return f{i + 1}()" for i in range(10)) + "\ndef f10():\n    return 1 / 0\nf0()"
+    )
+    result = await run(source)
+    lines = (result.error or "").splitlines()
+    assert lines[0] == "ZeroDivisionError: division by zero"
+    assert lines[1] == "  line 23: f0()"
+    assert lines[2] == "  line 2, in f0: return f1()"
+    assert lines[3] == "  ... 6 more calls ..."
+    assert lines[-1] == "  line 22, in f10: return 1 / 0"
+    assert len(lines) == 8

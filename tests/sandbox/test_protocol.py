@@ -47,3 +47,29 @@ def test_encoding_refuses_values_that_are_not_json() -> None:
         protocol.encode_frame({"type": "x", "v": {1, 2}})
     with pytest.raises(ValueError, match="JSON"):
         protocol.encode_frame({"type": "x", "v": float("nan")})
+
+
+def test_a_worker_ready_frame_carries_its_layers() -> None:
+    frame = protocol.ready_frame({"network": ["netns", "seccomp"], "filesystem reads": []}, ["landlock: no ABI"])
+    assert protocol.parse_worker_ready(frame) == (
+        {"network": ("netns", "seccomp"), "filesystem reads": ()},
+        ("landlock: no ABI",),
+    )
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        {"type": "ready", "protocol": 1},
+        {"type": "ready", "protocol": 1, "layers": {}, "unavailable": []},
+        {"type": "ready", "protocol": 2, "layers": {"network": "netns"}, "unavailable": []},
+        {"type": "ready", "protocol": 2, "layers": {}, "unavailable": [1]},
+        {"type": "ready", "protocol": 2, "layers": {"x": ["y" * 1000]}, "unavailable": []},
+        {"type": "ready", "protocol": 2, "layers": {str(i): [] for i in range(100)}, "unavailable": []},
+        {"type": "done", "protocol": 2, "layers": {}, "unavailable": []},
+        {"type": "ready", "protocol": 2, "layers": {}, "unavailable": [], "extra": 1},
+    ],
+)
+def test_a_malformed_worker_ready_frame_is_a_protocol_error(frame: dict[str, object]) -> None:
+    with pytest.raises(protocol.ProtocolError):
+        protocol.parse_worker_ready(frame)

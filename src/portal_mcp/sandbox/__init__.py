@@ -1,8 +1,11 @@
-"""The `execute_code` sandbox: agent code in a restricted worker process, tool calls served by the portal.
+"""The `execute_code` sandbox: agent code in a confined, single-use worker process, tool calls served by the portal.
 
-`host` is the portal side (`SandboxHost`, `RunResult`); `worker` is the child's entry point; `protocol` the
-JSON frames between them; `policy` (the only importer of RestrictedPython) and `facades` what code may do.
-Host names are loaded lazily so a worker, which imports this package too, does not pay for anyio.
+Portal side: `host` (`SandboxHost`, `RunResult`: one session per run, limits, frame validation), `launcher`
+(where workers come from: the fork server and its spares, or a spawned interpreter) and `channel` (the
+socket I/O). Worker side: `zygote` (the fork server), `worker` (one run), `confine` (rlimits and the kernel
+layers), `policy` (the only importer of RestrictedPython) and `facades` (what code may import). `protocol`
+is the JSON frames between them. Host names are loaded lazily so a worker, which imports this package too,
+does not pay for anyio. The threat model and the layers: `docs/sandbox.md`.
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 Never hand agent code a real module object: many innocent modules reach `sys`/`os` through plain attributes
 (`json.codecs.sys`, `datetime.sys`, `re.enum.sys`, `statistics.sys`). Each import instead returns a fresh
 `Facade` holding only the functions and classes listed here; the real module is imported by this trusted code
-and stays out of reach. A facade is built on first import, once per worker (one worker serves one run).
+and stays out of reach. A facade is built on first import, once per worker (one worker serves one run); the modules behind them are
+imported ahead of time by the fork server (`preload`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
-__all__ = ["FACADE_NAMES", "Facade", "FacadeImporter"]
+__all__ = ["FACADE_NAMES", "Facade", "FacadeImporter", "preload"]
 
 
 class Facade:
@@ -139,6 +140,12 @@ _HINTS: dict[str, dict[str, str]] = {
 }
 
 FACADE_NAMES: tuple[str, ...] = tuple(sorted(_BUILDERS))
+
+
+def preload() -> None:
+    """Import every module behind a facade now (the fork server does, so workers never import from disk)."""
+    for build in _BUILDERS.values():
+        build()
 
 
 class FacadeImporter:

@@ -1,35 +1,44 @@
-"""The portal's half of the sandbox: one fresh worker process per run, its tool calls served, its limits kept.
+"""The portal's half of the sandbox: one fresh, confined worker process per run, its tool calls served, its
+limits kept.
+
+Workers come from `forkserver.py`: by default forked from a warm fork server that has imported everything
+already, with spares confined and waiting, so a run costs a frame round trip rather than an interpreter start;
+`backend: spawn` (`launcher.py`) starts a fresh interpreter per run instead. Either way no process ever runs
+two pieces of code.
 
 Everything the worker sends is hostile input: frames are size-capped, JSON only, and checked on exact types
 before a tool is called; a call beyond `max_tool_calls` or a result beyond `max_result_bytes` becomes an
 error the code sees. The wall clock is kept here, not in the worker (in-process alarms can be defeated): at
-the deadline the worker's process group is SIGKILLed and reaped inside a shielded scope. A worker that dies
-(memory, CPU limit, crash) gives a RunResult saying so, and the host serves the next run as usual.
+the deadline the worker's process group is SIGKILLed inside a shielded scope. A worker that dies (memory,
+CPU limit, crash) gives a RunResult saying so, and the host serves the next run as usual.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import difflib
+import itertools
 import logging
-import os
 import pwd
 import signal
-import sys
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Final, Literal
 
 import anyio
-from anyio.abc import ByteReceiveStream, Process, TaskGroup
+from anyio.abc import TaskGroup
 
 from portal_mcp.config import SandboxConfig
 from portal_mcp.errors import PortalError, SandboxError, UnknownToolError
 from portal_mcp.sandbox import protocol
+from portal_mcp.sandbox.channel import ProtocolViolation
+from portal_mcp.sandbox.forkserver import ForkServer
+from portal_mcp.sandbox.launcher import Layers, Spawner, Worker, WorkerStartError
 
-__all__ = ["WORKER_COMMAND", "RunErrorKind", "RunResult", "SandboxHost", "ToolCaller"]
+__all__ = ["MAX_CODE_CHARS", "RunErrorKind", "RunResult", "SandboxHost", "ToolCaller"]
 
 logger = logging.getLogger(__name__)
 
@@ -41,12 +50,9 @@ RunErrorKind = Literal[
     "precheck",
 ]  # fmt: skip
 
-# `ssl` is blocked before asyncio loads it: the worker never needs it, and it is the costliest import (~8 ms).
-_BOOTSTRAP: Final = "import sys; sys.modules['ssl'] = None\nfrom portal_mcp.sandbox.worker import main\nmain()"
-WORKER_COMMAND: tuple[str, ...] = (sys.executable, "-I", "-B", "-c", _BOOTSTRAP)
 MAX_CODE_CHARS: Final = 1_000_000
 _MAX_ERROR_CHARS: Final = 8_000
-_STDERR_KEPT: Final = 4_096
+_CALL_KEYS: Final = frozenset({"type", "id", "tool", "args"})
 
 
 @dataclass(frozen=True)
@@ -78,17 +84,14 @@ class _Outcome:
     value: str | None = None
     dropped: int = 0
     startup_failed: bool = False
-
-
-class _Violation(Exception):
-    """The worker broke the protocol; the run is stopped."""
+    finished: bool = False  # the worker sent a valid `done` (and exits by itself)
 
 
 class SandboxHost:
-    """Runs agent code in restricted worker processes under `limits`.
+    """Runs agent code in confined, single-use worker processes under `limits`; enter it before running code.
 
-    `run_as` (a user name or uid) starts workers as another user; useful when the portal runs as root, which
-    ignores RLIMIT_NPROC and could read other processes' memory and environment.
+    `run_as` (a user name or uid) starts workers as another user; useful when the portal runs as root, whose
+    workers otherwise only lose their capabilities (and RLIMIT_NPROC does not bind root).
     """
 
     def __init__(self, limits: SandboxConfig, *, run_as: str | int | None = None) -> None:
@@ -97,29 +100,55 @@ class SandboxHost:
         if run_as is not None:
             account = pwd.getpwnam(run_as) if isinstance(run_as, str) else pwd.getpwuid(run_as)
             self.identity = {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": []}
-        self._closed = False
+        worker_limits = {
+            "memory_mb": limits.memory_mb,
+            "cpu_seconds": limits.cpu_seconds,
+            "max_output_bytes": limits.max_output_bytes,
+            "max_result_bytes": limits.max_result_bytes,
+        }
+        self._launcher: ForkServer | Spawner = (
+            ForkServer(worker_limits, self.identity, limits.spare_workers)
+            if limits.backend == "fork"
+            else Spawner(worker_limits, self.identity)
+        )
+        self._state: Literal["new", "open", "closed"] = "new"
+
+    @property
+    def layers(self) -> Layers:
+        """Which mechanisms enforce each layer ("network", "filesystem writes", ...) in the latest worker.
+
+        An empty tuple means nothing on this kernel enforces that layer (a warning was logged). Known once the
+        host is entered (the fork server starts a worker then) or, with `backend: spawn`, after the first run.
+        """
+        return self._launcher.seen.layers
 
     async def __aenter__(self) -> SandboxHost:
+        # The fork server starts here and one worker is confined, so configuration problems surface now.
+        await self._launcher.__aenter__()
+        self._state = "open"
         return self
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        # Each run owns and reaps its worker, so there is nothing left to stop here.
-        self._closed = True
+        self._state = "closed"
+        await self._launcher.__aexit__(exc_type, exc, tb)
 
     async def run(self, code: str, namespaces: Mapping[str, Sequence[str]], call_tool: ToolCaller) -> RunResult:
         """Run `code` in a fresh worker; `namespaces` maps each server to its tools' python names."""
-        if self._closed:
-            raise SandboxError("the sandbox host is closed; open a new SandboxHost")
+        if self._state != "open":
+            state = "closed; open a new SandboxHost" if self._state == "closed" else "not open; use `async with`"
+            raise SandboxError(f"the sandbox host is {state}")
         started = time.perf_counter()
         tools = _namespaces(namespaces)
         if len(code) > MAX_CODE_CHARS:
             too_long = f"ValueError: the code is {len(code)} characters long, over the limit of {MAX_CODE_CHARS}"
             outcome = _Outcome(f"{too_long}; split the work across runs", "too_long")
             return _result(outcome, "", 0, started)
-        session = _Session(self, frozenset(tools), call_tool)
-        outcome = await session.execute(code, {server: list(names) for server, names in namespaces.items()})
+        session = _Session(self.limits, frozenset(tools), call_tool)
+        outcome = await session.execute(
+            self._launcher, code, {server: list(names) for server, names in namespaces.items()}
+        )
         if outcome.startup_failed:
             raise SandboxError(outcome.error or "the sandbox worker could not start")
         return _result(outcome, session.output.render(outcome.dropped), session.tool_calls, started)
@@ -176,47 +205,23 @@ class _Output:
         return text
 
 
-class _FrameReader:
-    def __init__(self, stream: ByteReceiveStream, max_frame_bytes: int) -> None:
-        self._stream = stream
-        self._decoder = protocol.FrameDecoder(max_frame_bytes)
-        self._ready: list[dict[str, Any]] = []
-
-    async def next(self) -> dict[str, Any] | None:
-        """The next frame, or None at end of stream."""
-        while not self._ready:
-            try:
-                data = await self._stream.receive(1 << 16)
-            except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
-                return None
-            try:
-                self._ready = self._decoder.feed(data)
-            except protocol.ProtocolError as exc:
-                raise _Violation(str(exc)) from None
-        return self._ready.pop(0)
-
-
 class _Session:
-    """One run: spawn, handshake, serve calls until `done` or death, always kill and reap."""
+    """One run: take a ready worker, send the code, serve calls until `done` or death, always kill it."""
 
-    def __init__(self, host: SandboxHost, tools: frozenset[str], call_tool: ToolCaller) -> None:
-        self.limits = host.limits
-        self.identity = host.identity
+    def __init__(self, limits: SandboxConfig, tools: frozenset[str], call_tool: ToolCaller) -> None:
+        self.limits = limits
         self.tools = tools
         self.call_tool = call_tool
         self.output = _Output(self.limits.max_output_bytes)
         self.tool_calls = 0
         self._calls_requested = 0
-        self._inflight: dict[int, anyio.CancelScope] = {}
-        self._send_lock = anyio.Lock()
-        self._stderr = bytearray()
-        self._stderr_closed = anyio.Event()
-        self._process: Process | None = None
+        self._calls = _Calls()
+        self._worker: Worker | None = None
 
-    async def execute(self, code: str, namespaces: dict[str, list[str]]) -> _Outcome:
+    async def execute(self, launcher: ForkServer | Spawner, code: str, namespaces: dict[str, list[str]]) -> _Outcome:
         outcome = _Outcome()
         with anyio.move_on_after(self.limits.timeout) as deadline:
-            outcome = await self._spawn_and_serve(code, namespaces)
+            outcome = await self._acquire_and_serve(launcher, code, namespaces)
         if deadline.cancelled_caught:
             return _Outcome(
                 f"TimeoutError: the code ran longer than {self.limits.timeout:g} s (the sandbox's wall-clock "
@@ -225,76 +230,66 @@ class _Session:
             )
         return outcome
 
-    async def _spawn_and_serve(self, code: str, namespaces: dict[str, list[str]]) -> _Outcome:
+    async def _acquire_and_serve(
+        self, launcher: ForkServer | Spawner, code: str, namespaces: dict[str, list[str]]
+    ) -> _Outcome:
         try:
-            process = await anyio.open_process(WORKER_COMMAND, env={}, cwd="/", start_new_session=True, **self.identity)
-        except OSError as exc:
-            return _Outcome(f"could not start the sandbox worker: {exc}", "internal", startup_failed=True)
-        self._process = process
+            worker = await launcher.acquire()
+        except WorkerStartError as exc:
+            return _Outcome(str(exc), "internal", startup_failed=True)
+        except ProtocolViolation as exc:
+            return _violation(exc)
+        self._worker = worker
+        finished = False
         try:
-            async with anyio.create_task_group() as tg:
-                assert process.stderr is not None
-                tg.start_soon(self._drain_stderr, process.stderr)
+            async with self._calls:
                 try:
-                    outcome = await self._serve(process, tg, code, namespaces)
-                except _Violation as exc:
-                    logger.warning("sandbox worker broke the protocol: %s", exc)
-                    outcome = _Outcome(
-                        f"SandboxError: the sandbox worker sent an invalid message ({exc}) and was stopped",
-                        "protocol",
-                    )
-                tg.cancel_scope.cancel()
+                    outcome = await self._serve(worker, code, namespaces)
+                    finished = outcome.finished
+                except ProtocolViolation as exc:
+                    outcome = _violation(exc)
             return outcome
         finally:
             with anyio.CancelScope(shield=True):
-                await _reap(process)
+                await worker.aclose(finished=finished)
 
-    async def _serve(self, process: Process, tg: TaskGroup, code: str, namespaces: dict[str, list[str]]) -> _Outcome:
-        assert process.stdout is not None
+    async def _serve(self, worker: Worker, code: str, namespaces: dict[str, list[str]]) -> _Outcome:
         limits = self.limits
-        reader = _FrameReader(
-            process.stdout, limits.max_result_bytes + 8 * limits.max_output_bytes + 6 * _MAX_ERROR_CHARS + 65_536
+        reader = worker.reader
+        reader.decoder.max_frame_bytes = (
+            limits.max_result_bytes + 8 * limits.max_output_bytes + 6 * _MAX_ERROR_CHARS + 65_536
         )
-        ready = await reader.next()
-        if ready is None:
-            return await self._startup_failed(process)
-        if ready != protocol.ready_frame():
-            raise _Violation(f"expected a ready frame, got {ready.get('type')!r}")
-        worker_limits = {
-            "memory_mb": limits.memory_mb,
-            "cpu_seconds": limits.cpu_seconds,
-            "max_output_bytes": limits.max_output_bytes,
-            "max_result_bytes": limits.max_result_bytes,
-        }
-        await self._send(protocol.encode_frame(protocol.start_frame(code, namespaces, worker_limits)))
-        while True:
-            frame = await reader.next()
-            if frame is None:
-                return await self._died(process)
-            kind = frame["type"]
-            if kind == "call":
-                stop = self._on_call(frame, tg)
-                if stop is not None:
-                    return stop
-            elif kind == "output" and frame.keys() == {"type", "text"} and type(frame["text"]) is str:
-                self.output.append(frame["text"])
-            elif kind == "cancel" and frame.keys() == {"type", "id"}:
-                scope = self._inflight.get(frame["id"]) if type(frame["id"]) is int else None
-                if scope is not None:
-                    scope.cancel()
-            elif kind == "done":
-                return _finished(frame, limits)
-            else:
-                raise _Violation(f"unexpected or malformed {kind!r} frame")
+        await self._send(protocol.encode_frame(protocol.start_frame(code, namespaces)))
+        outcome = await reader.dispatch(self._handle)
+        if outcome is None:
+            return _death_outcome(await worker.wait(), limits)
+        return outcome
 
-    def _on_call(self, frame: dict[str, Any], tg: TaskGroup) -> _Outcome | None:
-        if frame.keys() != {"type", "id", "tool", "args"}:
-            raise _Violation("a call frame must have exactly the keys type, id, tool, args")
+    def _handle(self, frame: dict[str, Any]) -> _Outcome | None:
+        """One frame from the worker, handled synchronously; an outcome ends the run."""
+        kind = frame["type"]
+        if kind == "call":
+            return self._on_call(frame)
+        if kind == "output" and frame.keys() == {"type", "text"} and type(frame["text"]) is str:
+            self.output.append(frame["text"])
+        elif kind == "cancel" and frame.keys() == {"type", "id"}:
+            if type(frame["id"]) is int:
+                self._calls.cancel(frame["id"])
+        elif kind == "done":
+            return _finished(frame, self.limits)
+        else:
+            raise ProtocolViolation(f"unexpected or malformed {kind!r} frame")
+        return None
+
+    def _on_call(self, frame: dict[str, Any]) -> _Outcome | None:
+        """Start the call, or send its refusal; an outcome stops a worker that keeps calling past its limit."""
+        if frame.keys() != _CALL_KEYS:
+            raise ProtocolViolation("a call frame must have exactly the keys type, id, tool, args")
         call_id, tool, args = frame["id"], frame["tool"], frame["args"]
-        if type(call_id) is not int or not 0 < call_id < 2**53 or call_id in self._inflight:
-            raise _Violation("a call id must be a new positive integer")
+        if type(call_id) is not int or not 0 < call_id < 2**53 or call_id in self._calls:
+            raise ProtocolViolation("a call id must be a new positive integer")
         if type(tool) is not str or type(args) is not dict or any(type(key) is not str for key in args):
-            raise _Violation("a call needs a string tool name and an object of arguments")
+            raise ProtocolViolation("a call needs a string tool name and an object of arguments")
         self._calls_requested += 1
         if self._calls_requested > 2 * self.limits.max_tool_calls + 100:
             # Each refusal costs the portal a task and a write; a loop retrying forever must not cost more.
@@ -312,20 +307,14 @@ class _Session:
         elif tool not in self.tools:
             error = str(UnknownToolError(tool, difflib.get_close_matches(tool, self.tools, n=3)))
         if error is not None:
-            tg.start_soon(self._send, protocol.encode_frame(protocol.error_result_frame(call_id, error)))
+            self._calls.start(None, self._send(protocol.encode_frame(protocol.error_result_frame(call_id, error))))
             return None
         self.tool_calls += 1
-        scope = self._inflight[call_id] = anyio.CancelScope()
-        tg.start_soon(self._call, scope, call_id, tool, args)
+        self._calls.start(call_id, self._call(call_id, tool, args))
         return None
 
-    async def _call(self, scope: anyio.CancelScope, call_id: int, tool: str, args: dict[str, Any]) -> None:
-        try:
-            with scope:
-                frame = await self._answer(call_id, tool, args)
-                await self._send(frame)
-        finally:
-            self._inflight.pop(call_id, None)
+    async def _call(self, call_id: int, tool: str, args: dict[str, Any]) -> None:
+        await self._send(await self._answer(call_id, tool, args))
 
     async def _answer(self, call_id: int, tool: str, args: dict[str, Any]) -> bytes:
         try:
@@ -351,34 +340,81 @@ class _Session:
         return frame
 
     async def _send(self, data: bytes) -> None:
-        assert self._process is not None
-        assert self._process.stdin is not None
-        async with self._send_lock:
-            # A gone worker is not an error here: the reader sees the end of its stream and reports why.
-            with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
-                await self._process.stdin.send(data)
+        assert self._worker is not None
+        await self._worker.send(data)
 
-    async def _drain_stderr(self, stream: ByteReceiveStream) -> None:
-        # Only the worker's own startup can write here: it points fd 2 at /dev/null before running code.
+
+class _Calls:
+    """The tool calls in flight in one session, each cancellable by its id, all cancelled when the session ends.
+
+    On asyncio each call is a plain task, tracked here and awaited on exit (anyio's `start_soon` costs about
+    five times as much, and this is the hot path of every tool call); elsewhere a task of an anyio task group.
+    """
+
+    def __init__(self) -> None:
+        self.group: TaskGroup | None = None
+        self._tasks: dict[int, asyncio.Task[None]] = {}
+        self._scopes: dict[int, anyio.CancelScope] = {}
+        self._anonymous = itertools.count(1)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        with contextlib.suppress(RuntimeError):
+            self._loop = asyncio.get_running_loop()
+
+    async def __aenter__(self) -> _Calls:
+        if self._loop is None:
+            self.group = await anyio.create_task_group().__aenter__()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        with anyio.CancelScope(shield=True):
+            tasks = list(self._tasks.values())
+            for task in tasks:
+                task.cancel()
+            if tasks:
+                await asyncio.wait(tasks)
+        if self.group is not None:
+            self.group.cancel_scope.cancel()
+            await self.group.__aexit__(exc_type, exc, tb)
+
+    def __contains__(self, call_id: int) -> bool:
+        return call_id in self._tasks or call_id in self._scopes
+
+    def start(self, call_id: int | None, call: Coroutine[Any, Any, None]) -> None:
+        """Run `call` concurrently; with an id it can be cancelled (a refusal being sent has none)."""
+        key = call_id if call_id is not None else -next(self._anonymous)
+        if self._loop is not None:
+            task = self._tasks[key] = self._loop.create_task(call)
+            task.add_done_callback(lambda done: self._finished(key, done))
+            return
+        assert self.group is not None
+        scope = self._scopes[key] = anyio.CancelScope()
+        self.group.start_soon(self._scoped, key, scope, call)
+
+    async def _scoped(self, key: int, scope: anyio.CancelScope, call: Coroutine[Any, Any, None]) -> None:
         try:
-            async for chunk in stream:
-                self._stderr += chunk[: max(_STDERR_KEPT - len(self._stderr), 0)]
-        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-            pass
+            with scope:
+                await call
         finally:
-            self._stderr_closed.set()
+            self._scopes.pop(key, None)
 
-    async def _startup_failed(self, process: Process) -> _Outcome:
-        with anyio.move_on_after(2):
-            await process.wait()
-            await self._stderr_closed.wait()
-        detail = self._stderr.decode(errors="replace").strip() or f"exit status {process.returncode}"
-        return _Outcome(f"the sandbox worker failed to start: {detail}", "internal", startup_failed=True)
+    def _finished(self, key: int, task: asyncio.Task[None]) -> None:
+        self._tasks.pop(key, None)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("a sandbox tool call failed in the portal", exc_info=task.exception())
 
-    async def _died(self, process: Process) -> _Outcome:
-        with anyio.move_on_after(2):
-            await process.wait()
-        return _death_outcome(process.returncode, self.limits)
+    def cancel(self, call_id: int) -> None:
+        """The code stopped waiting for this call."""
+        if (task := self._tasks.get(call_id)) is not None:
+            task.cancel()
+        elif (scope := self._scopes.get(call_id)) is not None:
+            scope.cancel()
+
+
+def _violation(exc: ProtocolViolation) -> _Outcome:
+    logger.warning("sandbox worker broke the protocol: %s", exc)
+    return _Outcome(f"SandboxError: the sandbox worker sent an invalid message ({exc}) and was stopped", "protocol")
 
 
 def _finished(frame: dict[str, Any], limits: SandboxConfig) -> _Outcome:
@@ -397,12 +433,13 @@ def _finished(frame: dict[str, Any], limits: SandboxConfig) -> _Outcome:
         or type(dropped) is not int
         or dropped < 0
     ):
-        raise _Violation("malformed done frame")
+        raise ProtocolViolation("malformed done frame")
     return _Outcome(
         error=None if error is None else _cap(error, _MAX_ERROR_CHARS),
         kind=kind,  # type: ignore[arg-type]  # checked against ERROR_KINDS above
         value=None if value is None else _cap(value, limits.max_output_bytes + 100),
         dropped=dropped,
+        finished=True,
     )
 
 
@@ -430,12 +467,3 @@ def _death_outcome(returncode: int | None, limits: SandboxConfig) -> _Outcome:
 
 def _cap(text: str, limit: int) -> str:
     return text if len(text) <= limit else f"{text[:limit]}... [truncated: {len(text) - limit} more characters]"
-
-
-async def _reap(process: Process) -> None:
-    # The whole process group, so anything the worker managed to fork dies too. The group id cannot be reused
-    # while a member lives, and killing an empty group only fails with ProcessLookupError.
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signal.SIGKILL)
-    await process.wait()
-    await process.aclose()

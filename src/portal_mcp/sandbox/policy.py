@@ -202,21 +202,35 @@ def final_value(globals_: Mapping[str, Any]) -> tuple[bool, Any]:
 
 
 def describe_exception(exc: BaseException, compiled: CompiledCode, *, max_frames: int = 6) -> str:
-    """`Type: message` plus the agent-code lines that led to it; portal frames are never shown."""
-    frames = [
-        (frame.f_code.co_name, line)
-        for frame, line in traceback.walk_tb(exc.__traceback__)
-        if frame.f_code.co_filename == AGENT_FILENAME
-    ]
+    """`Type: message` plus the agent-code lines that led to it; portal frames are never shown.
+
+    Repeats of one line (recursion) are folded into one entry; past `max_frames` entries the outermost two and
+    the innermost ones are kept, so both where it started and where it failed stay visible.
+    """
+    entries: list[list[Any]] = []  # [name, line, times]
+    for frame, line in traceback.walk_tb(exc.__traceback__):
+        if frame.f_code.co_filename != AGENT_FILENAME:
+            continue
+        if entries and entries[-1][:2] == [frame.f_code.co_name, line]:
+            entries[-1][2] += 1
+        else:
+            entries.append([frame.f_code.co_name, line, 1])
     try:
         text = str(exc)
     except Exception:  # a hostile __str__ must not take the report down with it
         text = ""
     parts = [f"{type(exc).__name__}: {text}" if text else type(exc).__name__]
-    for name, line in frames[-max_frames:]:
+    if len(entries) > max_frames:
+        hidden = len(entries) - max_frames
+        entries = [*entries[:2], [None, hidden, 0], *entries[len(entries) - max_frames + 2 :]]
+    for name, line, times in entries:
+        if name is None:
+            parts.append(f"  ... {line} more calls ...")
+            continue
         source = compiled.source_lines[line - 1].strip() if 0 < line <= len(compiled.source_lines) else ""
         where = f"line {line}" if name == "<module>" else f"line {line}, in {name}"
-        parts.append(f"  {where}: {source}")
+        repeated = f"  (repeated {times} times)" if times > 1 else ""
+        parts.append(f"  {where}: {source}{repeated}")
     return "\n".join(parts)
 
 

@@ -5,16 +5,27 @@ A frame is a 4-byte big-endian length followed by that many bytes of UTF-8 JSON 
 validated, not objects to be rebuilt. The decoder refuses a frame as soon as its header announces more than
 the cap, before buffering the payload.
 
-Conversation (host <- worker on the worker's stdout, host -> worker on its stdin):
+Conversation over the worker's channel (one connected UNIX stream socket; the worker got its limits when it
+was launched, and confines itself before saying `ready`):
 
 ```
-worker  ready   {protocol}
-host    start   {code, namespaces, limits}
+worker  ready   {protocol, layers, unavailable}   layers: {layer: [mechanism, ...]}, unavailable: [reason, ...]
+host    start   {code, namespaces}
 worker  output  {text}                      printed text, streamed so a killed run keeps its output
 worker  call    {id, tool, args}            tool is "server.python_name", args a JSON object
 worker  cancel  {id}                        the code stopped waiting for that call
 host    result  {id, ok: true, value} | {id, ok: false, error}
 worker  done    {ok, value, error, error_kind, output_dropped}
+```
+
+The fork server (`zygote.py`) speaks the same frames on its control socket:
+
+```
+zygote  ready   {protocol}
+host    fork    {token, limits}    + the worker's end of a fresh socketpair, passed with SCM_RIGHTS
+zygote  forked  {token, pid}
+host    kill    {pid}              SIGKILL the worker's process group (ignored once it is reaped)
+zygote  exited  {pid, status}      status as in `subprocess`: the exit code, or -signal
 ```
 """
 
@@ -22,10 +33,10 @@ from __future__ import annotations
 
 import json
 import struct
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Final, Literal
 
-PROTOCOL_VERSION: Final = 1
+PROTOCOL_VERSION: Final = 2
 HEADER: Final = struct.Struct(">I")
 
 # Exit statuses of a worker that could not send `done`.
@@ -52,8 +63,13 @@ __all__ = [
     "encode_call_frame",
     "encode_frame",
     "error_result_frame",
+    "exited_frame",
+    "fork_frame",
+    "forked_frame",
+    "kill_frame",
     "ok_result_frame",
     "output_frame",
+    "parse_worker_ready",
     "ready_frame",
     "start_frame",
 ]
@@ -115,14 +131,75 @@ class FrameDecoder:
         return message
 
 
-def ready_frame() -> dict[str, Any]:
-    """The worker has started and waits for `start`."""
-    return {"type": "ready", "protocol": PROTOCOL_VERSION}
+def ready_frame(layers: Mapping[str, Sequence[str]] | None = None, unavailable: Sequence[str] = ()) -> dict[str, Any]:
+    """The worker is confined and waits for `start`; `layers` says which mechanisms enforce each layer.
+
+    Without `layers` this is the fork server's ready frame.
+    """
+    if layers is None:
+        return {"type": "ready", "protocol": PROTOCOL_VERSION}
+    return {
+        "type": "ready",
+        "protocol": PROTOCOL_VERSION,
+        "layers": {name: list(mechanisms) for name, mechanisms in layers.items()},
+        "unavailable": list(unavailable),
+    }
 
 
-def start_frame(code: str, namespaces: Mapping[str, list[str]], limits: Mapping[str, float]) -> dict[str, Any]:
-    """The code to run, the tools per server, and the limits the worker applies to itself."""
-    return {"type": "start", "code": code, "namespaces": dict(namespaces), "limits": dict(limits)}
+def parse_worker_ready(frame: Mapping[str, Any]) -> tuple[dict[str, tuple[str, ...]], tuple[str, ...]]:
+    """The (layers, unavailable) of a worker's ready frame; ProtocolError unless it has exactly that shape."""
+    layers, unavailable = frame.get("layers"), frame.get("unavailable")
+    if (
+        frame.keys() != {"type", "protocol", "layers", "unavailable"}
+        or frame["type"] != "ready"
+        or frame["protocol"] != PROTOCOL_VERSION
+        or type(layers) is not dict
+        or len(layers) > _MAX_LAYERS
+        or type(unavailable) is not list
+        or len(unavailable) > _MAX_LAYERS
+        or not all(_is_short_str(reason) for reason in unavailable)
+        or not all(
+            _is_short_str(name)
+            and type(mechanisms) is list
+            and len(mechanisms) <= _MAX_LAYERS
+            and all(_is_short_str(mechanism) for mechanism in mechanisms)
+            for name, mechanisms in layers.items()
+        )
+    ):
+        raise ProtocolError(f"expected a ready frame of protocol {PROTOCOL_VERSION}, got {frame.get('type')!r}")
+    return {name: tuple(mechanisms) for name, mechanisms in layers.items()}, tuple(unavailable)
+
+
+def _is_short_str(value: object) -> bool:
+    return type(value) is str and len(value) <= 200
+
+
+_MAX_LAYERS: Final = 16
+
+
+def start_frame(code: str, namespaces: Mapping[str, list[str]]) -> dict[str, Any]:
+    """The code to run and the tools per server."""
+    return {"type": "start", "code": code, "namespaces": dict(namespaces)}
+
+
+def fork_frame(token: int, limits: Mapping[str, float]) -> dict[str, Any]:
+    """Ask the fork server for a worker under `limits` (sent together with the worker's channel fd)."""
+    return {"type": "fork", "token": token, "limits": dict(limits)}
+
+
+def forked_frame(token: int, pid: int) -> dict[str, Any]:
+    """The fork server started the worker asked for by `token`."""
+    return {"type": "forked", "token": token, "pid": pid}
+
+
+def kill_frame(pid: int) -> dict[str, Any]:
+    """Ask the fork server to SIGKILL a worker's process group."""
+    return {"type": "kill", "pid": pid}
+
+
+def exited_frame(pid: int, status: int) -> dict[str, Any]:
+    """A worker of the fork server was reaped; `status` is its exit code, or -signal."""
+    return {"type": "exited", "pid": pid, "status": status}
 
 
 def output_frame(text: str) -> dict[str, Any]:

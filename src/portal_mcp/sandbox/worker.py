@@ -1,10 +1,12 @@
-"""The sandbox worker: a short-lived child process that runs one piece of agent code and exits.
+"""The sandbox worker: a short-lived process that runs one piece of agent code and exits.
 
-Started by `host.py` as `python -I -B` running `main()` (`-m portal_mcp.sandbox.worker` works too) with an
-empty environment. It moves the frame channel off fds 0/1 onto private descriptors and points 0-2 at
-/dev/null, so nothing the code does can write into the channel; it then lowers its own rlimits before
-compiling the code, and exits with `os._exit` right after the `done` frame. Imports only `protocol` and
-`policy` from the portal.
+Two ways in, one path after: `serve(channel_fd, limits)`. Usually the fork server (`zygote.py`) forks the
+worker with everything already imported and hands it a fresh socketpair end; `main()` is the slower spawned
+form (`python -I -B` with an empty environment, the channel on fds 0/1, the limits as JSON in argv[1]). Either
+way fds 0-2 point at /dev/null, so nothing the code does can write into the channel, and before any agent
+code is read the worker creates its event loop, lowers its rlimits and confines itself (`confine.py`), then
+says `ready` with the layers in force. It exits with `os._exit` right after the `done` frame. Imports only
+`protocol`, `policy` and `confine` from the portal.
 
 Exit codes the host interprets when no `done` frame arrived: `protocol.EXIT_*`.
 """
@@ -14,16 +16,14 @@ from __future__ import annotations
 import asyncio
 import difflib
 import json
-import math
 import os
-import resource
-import signal
+import select
 import sys
 import warnings
-from collections.abc import Generator, Mapping
+from collections.abc import Callable, Generator, Mapping
 from typing import Any, Final, NoReturn
 
-from portal_mcp.sandbox import policy, protocol
+from portal_mcp.sandbox import confine, policy, protocol
 from portal_mcp.sandbox.protocol import EXIT_HOST_GONE, EXIT_INTERNAL, EXIT_OUT_OF_MEMORY
 
 _START_FRAME_LIMIT: Final = 16 * 2**20
@@ -46,7 +46,10 @@ ToolError.__module__ = "builtins"  # agent code sees it as a builtin: `<class 'T
 
 
 class Channel:
-    """The worker's end of the frame channel: blocking writes, reads driven by the event loop."""
+    """The worker's end of the frame channel (one socket): blocking writes, reads driven by the event loop.
+
+    The first frame read is `start`; every later one a `result`.
+    """
 
     def __init__(self, read_fd: int, write_fd: int, max_result_bytes: int) -> None:
         self.max_args_bytes = max_result_bytes
@@ -54,7 +57,9 @@ class Channel:
         self.unawaited: dict[int, PendingCall] = {}
         self._read_fd = read_fd
         self._write_fd = write_fd
-        self._decoder = protocol.FrameDecoder(max_result_bytes + _FRAME_SLACK, allow_nan=True)
+        self._max_result_frame = max_result_bytes + _FRAME_SLACK
+        self._decoder = protocol.FrameDecoder(_START_FRAME_LIMIT, allow_nan=True)
+        self._start: asyncio.Future[dict[str, Any]] | None = None
         self._waiting: dict[int, tuple[str, asyncio.Future[Any]]] = {}
         self._next_id = 0
 
@@ -67,9 +72,15 @@ class Channel:
         _write_all(self._write_fd, data)
 
     def listen(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Start reading `result` frames on `loop`."""
+        """Start reading frames on `loop` (done while a spare waits, so none of it is on the run's clock)."""
         os.set_blocking(self._read_fd, False)
+        self._start = loop.create_future()
         loop.add_reader(self._read_fd, self._on_readable)
+
+    async def start_frame(self) -> dict[str, Any]:
+        """Wait for the `start` frame."""
+        assert self._start is not None
+        return await self._start
 
     def _on_readable(self) -> None:
         try:
@@ -82,6 +93,16 @@ class Channel:
             frames = self._decoder.feed(data)
         except protocol.ProtocolError:
             os._exit(EXIT_INTERNAL)
+        if frames and self._start is not None and not self._start.done():
+            start = frames.pop(0)
+            if (
+                start["type"] != "start"
+                or type(start.get("code")) is not str
+                or type(start.get("namespaces")) is not dict
+            ):
+                os._exit(EXIT_INTERNAL)
+            self._decoder.max_frame_bytes = self._max_result_frame
+            self._start.set_result(start)
         for frame in frames:
             call_id = frame.get("id")
             entry = self._waiting.pop(call_id, None) if type(call_id) is int and frame["type"] == "result" else None
@@ -113,7 +134,10 @@ def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     try:
         while view:
-            view = view[os.write(fd, view) :]
+            try:
+                view = view[os.write(fd, view) :]
+            except BlockingIOError:  # the socket is non-blocking for the loop's reads; wait for the host to drain
+                select.select([], [fd], [])
     except OSError:  # the host is gone; nobody is left to report to
         os._exit(EXIT_HOST_GONE)
 
@@ -217,9 +241,10 @@ def _cap(text: str, limit: int, what: str) -> str:
     return f"{text[:limit]}... [{what} truncated: {len(text) - limit} more characters]"
 
 
-async def _run(start: dict[str, Any], channel: Channel, printer: policy.Printer) -> dict[str, Any]:
+async def _run(
+    start: dict[str, Any], limits: Mapping[str, Any], channel: Channel, printer: policy.Printer
+) -> dict[str, Any]:
     global _reserve
-    limits = start["limits"]
     try:
         compiled = policy.compile_agent_code(start["code"])
     except policy.AgentSyntaxError as exc:
@@ -289,15 +314,14 @@ def _done(
     )
 
 
-def _take_channel() -> tuple[int, int]:
-    read_fd, write_fd = os.dup(0), os.dup(1)
+def _take_channel() -> int:
+    """Spawned form: move the channel off fds 0/1 and point 0-2 at /dev/null."""
+    channel_fd = os.dup(0)
     null = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(null, fd)
     os.close(null)
-    sys.stdin = None
-    sys.stdout = sys.stderr = _Discard()
-    return read_fd, write_fd
+    return channel_fd
 
 
 class _Discard:
@@ -308,56 +332,62 @@ class _Discard:
         pass
 
 
-def _read_start(read_fd: int) -> dict[str, Any]:
-    decoder = protocol.FrameDecoder(_START_FRAME_LIMIT)
-    while True:
-        data = os.read(read_fd, 1 << 16)
-        if not data:
-            os._exit(EXIT_HOST_GONE)
-        frames = decoder.feed(data)
-        if frames:
-            if frames[0]["type"] != "start":
-                os._exit(EXIT_INTERNAL)
-            return frames[0]
+def _warm_up(loop: asyncio.AbstractEventLoop, limits: Mapping[str, Any]) -> None:
+    """Run a fixed snippet through the whole run path once, writing to nowhere.
+
+    A forked worker shares the fork server's memory copy-on-write, and CPython writes to every object it
+    touches (reference counts), so the first run through any code path pays hundreds of page faults. Paying
+    them here, while the worker waits as a spare, takes them off the agent's clock. The snippet is ours and
+    leaves nothing behind that the agent's run could see: it gets its own globals, printer and channel.
+    """
+    channel = Channel(-1, -1, int(limits["max_result_bytes"]))
+    printer = policy.Printer(int(limits["max_output_bytes"]), _ignore)
+    done = loop.run_until_complete(_run({"code": _WARM_UP_CODE, "namespaces": {}}, limits, channel, printer))
+    printer.flush()
+    protocol.encode_frame(protocol.output_frame("1"))
+    protocol.encode_frame(done)
 
 
-def _lower(limit: int, value: int) -> None:
-    _, hard = resource.getrlimit(limit)
-    if hard != resource.RLIM_INFINITY:
-        value = min(value, hard)
-    resource.setrlimit(limit, (value, value))
+_WARM_UP_CODE: Final = """
+import json
+async def f(x):
+    return [x]
+print(await f(json.dumps({'a': 1})))
+1
+"""
 
 
-def _apply_limits(memory_mb: int, cpu_seconds: float) -> None:
-    _lower(resource.RLIMIT_CORE, 0)
-    _lower(resource.RLIMIT_FSIZE, 0)
-    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a file write fails with EFBIG instead of killing us
-    _lower(resource.RLIMIT_NOFILE, 32)
-    # Root (CAP_SYS_RESOURCE) ignores RLIMIT_NPROC; for other users this stops fork() and threads.
-    _lower(resource.RLIMIT_NPROC, 0)
-    cpu = max(1, math.ceil(cpu_seconds))
-    _, hard = resource.getrlimit(resource.RLIMIT_CPU)
-    # Soft limit: SIGXCPU terminates us (the host reports "CPU limit"); hard limit one second later: SIGKILL.
-    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1 if hard == resource.RLIM_INFINITY else min(cpu + 1, hard)))
-    _lower(resource.RLIMIT_AS, memory_mb * 2**20)
+def _ignore(text: str) -> None:
+    pass
 
 
-def main() -> None:
-    """Entry point: handshake, limits, run, report, exit."""
-    read_fd, write_fd = _take_channel()
+def serve(
+    channel_fd: int, limits: Mapping[str, Any], *, netns: Callable[[], tuple[str, ...]] | None = None
+) -> NoReturn:
+    """Confine this process, handshake, run the code of the `start` frame, report, exit. Never returns.
+
+    `netns` is how the fork server reports the network namespace it made for its workers (`confine.confine`).
+    """
+    sys.stdin = None
+    sys.stdout = sys.stderr = _Discard()
     try:
-        _write_all(write_fd, protocol.encode_frame(protocol.ready_frame()))
-        start = _read_start(read_fd)
-        limits = start["limits"]
-        _apply_limits(int(limits["memory_mb"]), float(limits["cpu_seconds"]))
-        channel = Channel(read_fd, write_fd, int(limits["max_result_bytes"]))
+        # Before confinement: the event loop opens a socketpair, which seccomp forbids afterwards.
+        loop = asyncio.new_event_loop()
+        confinement = confine.confine(int(limits["memory_mb"]), float(limits["cpu_seconds"]), netns=netns)
+        _warm_up(loop, limits)
+        channel = Channel(channel_fd, channel_fd, int(limits["max_result_bytes"]))
         printer = policy.Printer(
             int(limits["max_output_bytes"]), lambda text: channel.send(protocol.output_frame(text))
         )
         channel.flush_output = printer.flush
-        loop = asyncio.new_event_loop()
         channel.listen(loop)
-        done = loop.run_until_complete(_run(start, channel, printer))
+        ready = protocol.ready_frame(confinement.layers, confinement.unavailable)
+        _write_all(channel_fd, protocol.encode_frame(ready))
+
+        async def session() -> dict[str, Any]:
+            return await _run(await channel.start_frame(), limits, channel, printer)
+
+        done = loop.run_until_complete(session())
         printer.flush()
         channel.send(done)
     except MemoryError:
@@ -366,11 +396,21 @@ def main() -> None:
         try:
             error = f"internal sandbox error ({type(exc).__name__}); the run was stopped"
             frame = protocol.done_frame(ok=False, value=None, error=error, error_kind="internal", output_dropped=0)
-            _write_all(write_fd, protocol.encode_frame(frame))
+            _write_all(channel_fd, protocol.encode_frame(frame))
         finally:
             os._exit(EXIT_INTERNAL)
     # Skip interpreter teardown: nothing of the run may execute after its report, and exiting is faster.
     os._exit(0)
+
+
+def main() -> NoReturn:
+    """Spawned entry point: `python -I -B -c '...main()' '<limits as JSON>'`."""
+    channel_fd = _take_channel()
+    try:
+        limits = json.loads(sys.argv[1])
+    except (IndexError, ValueError):
+        os._exit(EXIT_INTERNAL)
+    serve(channel_fd, limits)
 
 
 if __name__ == "__main__":
