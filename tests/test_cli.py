@@ -37,7 +37,7 @@ def config(tmp_path: Path) -> Path:
 def test_check_prints_a_table_and_exits_zero_when_all_servers_connect(config: Path) -> None:
     result = run("check", "--config", str(config))
     assert result.returncode == 0, result.stderr
-    for expected in ("demo", "time", "stdio", "connected"):
+    for expected in ("demo", "time", "stdio", "connected", "sandbox layers", "network"):
         assert expected in result.stdout
 
 

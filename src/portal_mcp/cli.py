@@ -137,6 +137,7 @@ def check(config_path: Path | None) -> None:
     async def run() -> int:
         async with _open(config) as portal:
             statuses = portal.statuses()
+            layers = dict(portal.sandbox.layers)
         table = Table(title=f"{config.source}")
         for column in ("server", "transport", "status", "tools", "connect ms", "problem"):
             table.add_column(column, overflow="fold")
@@ -145,6 +146,13 @@ def check(config_path: Path | None) -> None:
             ms = f"{s.connect_ms:.0f}" if s.connect_ms is not None else "-"
             table.add_row(s.name, s.transport, f"[{colour}]{s.state}[/{colour}]", str(s.tool_count), ms, s.error or "")
         out.print(table)
+        if layers:
+            sandbox = Table(title="sandbox layers (what enforces each on this kernel)")
+            sandbox.add_column("layer")
+            sandbox.add_column("enforced by", overflow="fold")
+            for layer, mechanisms in layers.items():
+                sandbox.add_row(layer, ", ".join(mechanisms) if mechanisms else "[yellow]nothing[/yellow]")
+            out.print(sandbox)
         return 1 if any(s.state in ("failed", "down") for s in statuses) else 0
 
     _run(run)
