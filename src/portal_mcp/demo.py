@@ -6,7 +6,6 @@ two live servers concurrently, and the context it would have paid for every tool
 
 from __future__ import annotations
 
-import json
 import sys
 import textwrap
 
@@ -16,7 +15,7 @@ from rich.console import Console
 from rich.panel import Panel
 from rich.syntax import Syntax
 
-from portal_mcp.benchmark import measure_tokens, report_table
+from portal_mcp.benchmark import compact, measure_tokens, report_table
 from portal_mcp.catalog import Catalog
 from portal_mcp.config import bundled_schemas_dir
 from portal_mcp.snapshot import load_snapshot
@@ -49,8 +48,9 @@ async def run_demo(console: Console) -> int:
     console.rule("portal-mcp demo: a real MCP client talking to `portal-mcp serve` over stdio")
     async with Client(params, mode="legacy", read_timeout_seconds=180) as client:
         listed = await client.list_tools()
-        tools_json = json.dumps(
-            [t.model_dump(by_alias=True, exclude_none=True, mode="json") for t in listed.tools], separators=(",", ":")
+        # Counted the way `portal-mcp bench` counts every row: {name, description, inputSchema} as listed.
+        tools_json = compact(
+            [{"name": t.name, "description": t.description, "inputSchema": t.input_schema} for t in listed.tools]
         )
         console.print(f"The model sees {len(listed.tools)} tools: {', '.join(t.name for t in listed.tools)}")
 
