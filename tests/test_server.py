@@ -142,3 +142,25 @@ async def test_set_level_error_silences_warnings(portal: Portal) -> None:
             result = await client.call_tool("execute_code", {"code": "print(await demo.pid())"})
     assert not result.is_error, text_of(result)
     assert [message for message in received if message.level in ("info", "warning")] == []
+
+
+@pytest.mark.filterwarnings("ignore::mcp.shared.exceptions.MCPDeprecationWarning")
+async def test_a_client_hears_about_servers_that_failed_before_it_connected(tmp_path: Path) -> None:
+    config = tmp_path / "portal.yaml"
+    config.write_text("servers:\n  broken: {command: /nonexistent/mcp-server}\n")
+    received: list[types.LoggingMessageNotificationParams] = []
+
+    async def on_log(params: types.LoggingMessageNotificationParams) -> None:
+        received.append(params)
+
+    with anyio.fail_after(30):
+        async with (
+            Portal.open(load_config(config, environ={})) as portal,
+            Client(PortalServer(portal).server, mode="legacy", logging_callback=on_log) as client,
+        ):
+            await client.list_tools()
+            while not received:
+                await anyio.sleep(0.02)
+    assert received[0].level == "error"
+    assert received[0].data["server"] == "broken"
+    assert "/nonexistent/mcp-server" in received[0].data["message"]

@@ -96,7 +96,7 @@ class PortalServer:
     async def _list_tools(
         self, ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
     ) -> types.ListToolsResult:
-        self._remember(ctx)
+        await self._greet(ctx)
         return types.ListToolsResult(tools=TOOLS)
 
     async def _set_level(
@@ -110,7 +110,7 @@ class PortalServer:
     async def _call_tool(
         self, ctx: ServerRequestContext[Any], params: types.CallToolRequestParams
     ) -> types.CallToolResult:
-        self._remember(ctx)
+        await self._greet(ctx)
         args = params.arguments or {}
         if params.name == "search_api":
             return self._search(args)
@@ -140,25 +140,32 @@ class PortalServer:
         text = self.portal.search_api(query, server=server or None, limit=limit, detail=detail)
         return types.CallToolResult(content=[types.TextContent(text=text)])
 
-    def _remember(self, ctx: ServerRequestContext[Any]) -> None:
+    async def _greet(self, ctx: ServerRequestContext[Any]) -> None:
+        """On a connection's first request, tell it which servers are unavailable: they failed before it came."""
         connection = _connection(ctx)
-        if connection is not None and connection not in self._log_levels:
-            self._log_levels[connection] = _LEVELS.index("info")
+        if connection is None or connection in self._log_levels:
+            return
+        self._log_levels[connection] = _LEVELS.index("info")
+        for status in self.portal.statuses():
+            if status.state in ("failed", "down"):
+                await self._send(
+                    connection, "error", {"server": status.name, "event": status.state, "message": status.error}
+                )
 
     async def _on_event(self, event: DownstreamEvent) -> None:
-        level: types.LoggingLevel = event.level
         logger.log(_PY_LEVELS[event.level], "%s: %s", event.server, event.message)
+        data = {"server": event.server, "event": event.kind, "message": event.message}
         for connection, minimum in list(self._log_levels.items()):
-            if _LEVELS.index(level) < minimum:
-                continue
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", MCPDeprecationWarning)
-                    await connection.log(
-                        level, {"server": event.server, "event": event.kind, "message": event.message}, "portal-mcp"
-                    )
-            except Exception:  # a client that went away must not break delivery to the others
-                logger.debug("dropping log notification for a closed connection", exc_info=True)
+            if _LEVELS.index(event.level) >= minimum:
+                await self._send(connection, event.level, data)
+
+    async def _send(self, connection: Any, level: types.LoggingLevel, data: dict[str, Any]) -> None:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", MCPDeprecationWarning)
+                await connection.log(level, data, "portal-mcp")
+        except Exception:  # a client that went away must not break delivery to the others
+            logger.debug("dropping log notification for a closed connection", exc_info=True)
 
     async def serve_stdio(self) -> None:
         from mcp.server.stdio import stdio_server
