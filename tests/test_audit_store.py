@@ -1,0 +1,205 @@
+"""The SQLite audit store: events survive, queries summarise them, the file is versioned and safe to share."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+
+from portal_mcp.audit import AuditEvent, AuditSink
+from portal_mcp.audit_store import SCHEMA_VERSION, AuditStoreError, SqliteAuditSink, SummaryRow, as_json, percentile
+
+
+def call(subject: str, duration_ms: float, *, user: str = "ada", outcome: str = "ok", at: float = 1000.0) -> AuditEvent:
+    return AuditEvent("call", user, outcome, duration_ms, subject, size_in=10, size_out=20, at=at)  # type: ignore[arg-type]
+
+
+def test_the_store_is_an_audit_sink(tmp_path: Path) -> None:
+    sink: AuditSink = SqliteAuditSink(tmp_path / "audit.sqlite")
+    assert callable(sink.record)
+
+
+def test_events_round_trip_with_every_field(tmp_path: Path) -> None:
+    events = [
+        AuditEvent("search", "ada", "ok", 1.5, "current time", size_out=300, at=1000.0),
+        AuditEvent("run", "ada", "error", 42.0, "ab" * 32, "NameError: x", size_in=18, size_out=0, at=1001.0),
+        AuditEvent("call", "bob", "refused", 0.25, "time.get_time", "unknown argument 'tz'", 12, 0, at=1002.0),
+    ]
+    with SqliteAuditSink(tmp_path / "audit.sqlite") as store:
+        for event in events:
+            store.record(event)
+        assert store.recent(10) == events[::-1]
+
+
+def test_recent_filters_by_kind_and_user_and_keeps_the_newest(tmp_path: Path) -> None:
+    with SqliteAuditSink(tmp_path / "audit.sqlite") as store:
+        for i in range(10):
+            store.record(call("time.now", i, user="ada" if i % 2 else "bob", at=1000.0 + i))
+        store.record(AuditEvent("run", "ada", "ok", 5.0, "digest", at=2000.0))
+        assert [e.at for e in store.recent(3)] == [2000.0, 1009.0, 1008.0]
+        assert [e.at for e in store.recent(3, kind="call", user="ada")] == [1009.0, 1007.0, 1005.0]
+        assert [e.kind for e in store.recent(10, kind="run")] == ["run"]
+        assert store.recent(10, user="nobody") == []
+
+
+def test_the_file_runs_in_wal_mode_with_the_schema_version_recorded(tmp_path: Path) -> None:
+    path = tmp_path / "audit.sqlite"
+    with SqliteAuditSink(path) as store:
+        store.record(call("time.now", 1.0))
+    db = sqlite3.connect(path)
+    try:
+        assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        assert db.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
+    finally:
+        db.close()
+
+
+def test_a_file_with_a_newer_schema_is_refused_with_a_clear_message(tmp_path: Path) -> None:
+    path = tmp_path / "audit.sqlite"
+    with SqliteAuditSink(path) as store:
+        store.record(call("time.now", 1.0))
+    db = sqlite3.connect(path)
+    with db:
+        db.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION + 1,))
+    db.close()
+    with SqliteAuditSink(path) as store, pytest.raises(AuditStoreError) as caught:
+        store.recent()
+    assert caught.value.path == path
+    assert f"schema version {SCHEMA_VERSION + 1} is newer than this portal-mcp reads ({SCHEMA_VERSION})" in str(
+        caught.value
+    )
+    assert "upgrade portal-mcp" in str(caught.value)
+
+
+def test_a_file_that_is_not_sqlite_is_refused_with_a_clear_message(tmp_path: Path) -> None:
+    path = tmp_path / "audit.sqlite"
+    path.write_text("not a database, just some text that is long enough to have a header" * 10)
+    with SqliteAuditSink(path) as store, pytest.raises(AuditStoreError, match="not a usable SQLite audit store"):
+        store.record(call("time.now", 1.0))
+
+
+def test_a_path_in_a_missing_folder_is_created_on_first_use(tmp_path: Path) -> None:
+    path = tmp_path / "state" / "portal-mcp" / "audit.sqlite"
+    store = SqliteAuditSink(path)
+    assert not path.parent.exists()  # nothing happens before the first event
+    with store:
+        store.record(call("time.now", 1.0))
+    assert path.is_file()
+
+
+def test_a_closed_and_reopened_store_keeps_every_event(tmp_path: Path) -> None:
+    path = tmp_path / "audit.sqlite"
+    with SqliteAuditSink(path) as store:
+        for i in range(100):
+            store.record(call("time.now", i, at=1000.0 + i))
+    with SqliteAuditSink(path) as store:
+        store.record(call("time.now", 100, at=1100.0))
+        events = store.recent(1000)
+    assert len(events) == 101
+    assert [e.duration_ms for e in events] == [float(i) for i in range(100, -1, -1)]
+
+
+def test_a_closed_store_refuses_further_use(tmp_path: Path) -> None:
+    store = SqliteAuditSink(tmp_path / "audit.sqlite")
+    store.close()
+    store.close()
+    with pytest.raises(AuditStoreError, match="the store is closed"):
+        store.record(call("time.now", 1.0))
+
+
+def test_two_threads_writing_at_once_lose_nothing(tmp_path: Path) -> None:
+    with SqliteAuditSink(tmp_path / "audit.sqlite") as store:
+
+        def write(user: str) -> None:
+            for i in range(500):
+                store.record(call("time.now", i, user=user))
+
+        threads = [threading.Thread(target=write, args=(user,)) for user in ("ada", "bob")]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert not any(thread.is_alive() for thread in threads)
+        summary = {row.key: row.calls for row in store.summary("user")}
+    assert summary == {"ada": 500, "bob": 500}
+
+
+def test_two_stores_on_one_file_lose_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "audit.sqlite"
+    with SqliteAuditSink(path) as first, SqliteAuditSink(path) as second:
+
+        def write(store: SqliteAuditSink, user: str) -> None:
+            for i in range(300):
+                store.record(call("time.now", i, user=user))
+
+        threads = [threading.Thread(target=write, args=pair) for pair in ((first, "ada"), (second, "bob"))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert {row.key: row.calls for row in first.summary("user")} == {"ada": 300, "bob": 300}
+
+
+def test_summaries_by_user_server_and_tool_count_calls_errors_and_percentiles(tmp_path: Path) -> None:
+    with SqliteAuditSink(tmp_path / "audit.sqlite") as store:
+        for ms in range(1, 101):  # time.now takes 1..100 ms; every tenth call fails
+            store.record(call("time.now", ms, outcome="error" if ms % 10 == 0 else "ok"))
+        for ms in (5, 7, 9):
+            store.record(call("time.convert", ms, user="bob"))
+        store.record(call("git.log", 30, user="bob", outcome="refused"))
+        store.record(AuditEvent("run", "ada", "error", 9999.0, "digest"))  # runs are not calls
+
+        assert store.summary("tool") == [
+            SummaryRow("time.now", 100, 10, 50.0, 95.0),
+            SummaryRow("time.convert", 3, 0, 7.0, 9.0),
+            SummaryRow("git.log", 1, 1, 30.0, 30.0),
+        ]
+        assert store.summary("server") == [SummaryRow("time", 103, 10, 49.0, 95.0), SummaryRow("git", 1, 1, 30.0, 30.0)]
+        assert store.summary("user") == [SummaryRow("ada", 100, 10, 50.0, 95.0), SummaryRow("bob", 4, 1, 7.0, 30.0)]
+        assert store.summary("user", kind="run") == [SummaryRow("ada", 1, 1, 9999.0, 9999.0)]
+
+
+def test_a_summary_since_a_time_leaves_out_older_events(tmp_path: Path) -> None:
+    with SqliteAuditSink(tmp_path / "audit.sqlite") as store:
+        store.record(call("time.now", 1000.0, at=100.0))
+        store.record(call("time.now", 2.0, at=200.0))
+        store.record(call("time.now", 4.0, at=300.0))
+        assert store.summary("tool", since=200.0) == [SummaryRow("time.now", 2, 0, 2.0, 4.0)]
+        assert store.summary("tool", since=301.0) == []
+
+
+def test_a_summary_by_server_or_tool_only_counts_calls(tmp_path: Path) -> None:
+    with SqliteAuditSink(tmp_path / "audit.sqlite") as store, pytest.raises(ValueError, match="counts `call` events"):
+        store.summary("tool", kind="run")
+
+
+@pytest.mark.parametrize(
+    ("values", "p", "expected"),
+    [([], 50, 0.0), ([7.0], 95, 7.0), ([1.0, 2.0], 50, 1.0), ([1.0, 2.0], 95, 2.0), ([1.0, 2.0, 3.0], 0, 1.0)],
+)
+def test_percentiles_are_nearest_rank(values: list[float], p: float, expected: float) -> None:
+    assert percentile(values, p) == expected
+
+
+def test_events_and_summaries_render_as_json(tmp_path: Path) -> None:
+    with SqliteAuditSink(tmp_path / "audit.sqlite") as store:
+        store.record(call("time.now", 3.0, at=1234.5))
+        events = json.loads(as_json(store.recent()))
+        rows = json.loads(as_json(store.summary("tool")))
+    assert events == [
+        {
+            "kind": "call",
+            "user": "ada",
+            "outcome": "ok",
+            "duration_ms": 3.0,
+            "subject": "time.now",
+            "detail": "",
+            "size_in": 10,
+            "size_out": 20,
+            "at": 1234.5,
+        }
+    ]
+    assert rows == [{"key": "time.now", "calls": 1, "errors": 0, "p50_ms": 3.0, "p95_ms": 3.0}]
