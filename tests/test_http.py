@@ -246,3 +246,38 @@ async def test_a_request_with_a_foreign_host_header_is_rejected_with_421(tmp_pat
 
     assert foreign.status_code == 421, foreign.text
     assert rebound.status_code == 421, rebound.text
+
+
+async def test_each_callers_searches_runs_and_calls_are_attributed_to_their_user(tmp_path: Path) -> None:
+    from portal_mcp.audit_store import SqliteAuditSink
+
+    alice, bob = secrets.token_urlsafe(16), secrets.token_urlsafe(16)
+    config = write_config(
+        tmp_path,
+        "audit: {sqlite: audit.sqlite}\n"
+        "http:\n  users:\n    alice: {token: '${ALICE_TOKEN}', groups: [eng]}\n    bob: {token: '${BOB_TOKEN}'}\n",
+    )
+    code = "print((await time.get_current_time(timezone='UTC'))['timezone'])"
+    async with running_portal(config, env={"ALICE_TOKEN": alice, "BOB_TOKEN": bob}) as url:
+        with anyio.fail_after(60):
+            async with authorised_client(url, alice) as client:
+                await client.call_tool("search_api", {"query": "current time"})
+                ran = await client.call_tool("execute_code", {"code": code})
+            async with authorised_client(url, bob) as client:
+                await client.call_tool("search_api", {"query": "convert a time"})
+
+    assert "UTC" in _text(ran), _text(ran)
+    with SqliteAuditSink(tmp_path / "audit.sqlite") as store:
+        events = store.recent(limit=50)
+    who = {(event.kind, event.user) for event in events}
+    assert {("search", "alice"), ("run", "alice"), ("call", "alice"), ("search", "bob")} <= who
+    assert not any(event.user not in ("alice", "bob") for event in events)
+
+
+async def test_two_callers_sharing_a_token_is_refused_at_start(tmp_path: Path) -> None:
+    config = write_config(tmp_path, "http:\n  users:\n    a: {token: same}\n    b: {token: same}\n")
+    with pytest.raises(PortalExited) as exited:
+        async with running_portal(config):
+            pass
+    assert exited.value.returncode == 2, exited.value.output
+    assert "share a token" in exited.value.output

@@ -110,3 +110,14 @@ async def test_a_configured_sqlite_audit_file_keeps_every_search_after_the_porta
         ("search", "ada", "convert a time zone"),
         ("search", "ada", "current time"),
     ]
+
+
+async def test_the_configured_user_is_who_stdio_searches_are_attributed_to(tmp_path: Path) -> None:
+    config = tmp_path / "portal.yaml"
+    config.write_text(f"user: ada\nservers:\n  clock: {{snapshot: {bundled_schemas_dir() / 'time.json'}}}\n")
+    with anyio.fail_after(30):
+        async with Portal.open(load_config(config, environ={})) as opened:
+            opened.search_api("time")
+            opened.search_api("time", user="grace")
+    users = [event.user for event in opened.audit if event.kind == "search"]  # type: ignore[attr-defined]
+    assert users == ["ada", "grace"]

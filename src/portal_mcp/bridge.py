@@ -38,8 +38,10 @@ class Bridge:
         self._user = user
         self._validators: dict[int, tuple[Mapping[str, Any], Validator]] = {}
 
-    async def call(self, qualified: str, arguments: dict[str, Any]) -> Any:
-        """Run one tool call; returns the agent-facing value or raises a `PortalError` with a message for the agent."""
+    async def call(self, qualified: str, arguments: dict[str, Any], *, user: str | None = None) -> Any:
+        """Run one tool call for `user` (default: the portal's user); returns the agent-facing value or raises a
+        `PortalError` with a message for the agent."""
+        who = user or self._user
         started = time.perf_counter()
         size_in = 0
         try:
@@ -53,9 +55,9 @@ class Bridge:
             value = result_value(qualified, result)
         except PortalError as exc:
             outcome = "refused" if isinstance(exc, ToolCallError) and not isinstance(exc, ToolFailedError) else "error"
-            self._record(qualified, outcome, started, size_in, 0, audit_detail(exc))
+            self._record(who, qualified, outcome, started, size_in, 0, audit_detail(exc))
             raise
-        self._record(qualified, "ok", started, size_in, len(json.dumps(value, default=str)), "")
+        self._record(who, qualified, "ok", started, size_in, len(json.dumps(value, default=str)), "")
         return value
 
     def _lookup(self, qualified: object) -> ToolEntry:
@@ -87,9 +89,11 @@ class Bridge:
         self._validators[id(schema)] = (schema, validator)
         return validator
 
-    def _record(self, subject: str, outcome: Any, started: float, size_in: int, size_out: int, detail: str) -> None:
+    def _record(
+        self, user: str, subject: str, outcome: Any, started: float, size_in: int, size_out: int, detail: str
+    ) -> None:
         duration = (time.perf_counter() - started) * 1000
-        event = AuditEvent("call", self._user, outcome, duration, subject, detail, size_in, size_out)
+        event = AuditEvent("call", user, outcome, duration, subject, detail, size_in, size_out)
         self._audit.record(event)
 
 

@@ -105,10 +105,21 @@ class SandboxConfig(_Model):
     )
 
 
+class HttpUser(_Model):
+    """A caller of the HTTP endpoint, known by its bearer token (write it as `${VAR}`, never inline)."""
+
+    token: str
+    groups: list[str] = Field(default_factory=list)
+
+
 class HttpConfig(_Model):
     """The portal's own streamable HTTP endpoint."""
 
-    bearer_tokens: list[str] = Field(default_factory=list, description="required when binding off loopback")
+    bearer_tokens: list[str] = Field(
+        default_factory=list,
+        description="tokens of anonymous callers (user 'bearer'); some token is required off loopback",
+    )
+    users: dict[str, HttpUser] = Field(default_factory=dict, description="user name -> token: who each caller is")
     allowed_hosts: list[str] = Field(default_factory=list, description="extra Host headers (DNS rebinding guard)")
     allowed_origins: list[str] = Field(default_factory=list, description="extra Origin values (DNS rebinding guard)")
 
@@ -127,6 +138,7 @@ class PortalConfig(_Model):
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
     http: HttpConfig = Field(default_factory=HttpConfig)
     audit: AuditConfig = Field(default_factory=AuditConfig)
+    user: str | None = Field(default=None, description="who stdio calls are attributed to (default: the OS user)")
     source: str | None = Field(default=None, exclude=True)
 
     def enabled_servers(self) -> dict[str, StdioServerConfig | RemoteServerConfig | SnapshotServerConfig]:

@@ -87,7 +87,7 @@ class Portal:
         # The sink outlives the pool and the sandbox, so calls finishing during shutdown are still recorded.
         with _audit_sink(config, audit) as sink:
             async with pool, SandboxHost(config.sandbox) as sandbox:
-                portal = cls(config, pool, sandbox, sink, user or _os_user())
+                portal = cls(config, pool, sandbox, sink, user or config.user or _os_user())
                 yield portal
 
     @property
@@ -116,7 +116,15 @@ class Portal:
             self._index = SearchIndex(self._catalog)
         return self._index
 
-    def search_api(self, query: str, *, server: str | None = None, limit: int = 5, detail: Detail = "auto") -> str:
+    def search_api(
+        self,
+        query: str,
+        *,
+        server: str | None = None,
+        limit: int = 5,
+        detail: Detail = "auto",
+        user: str | None = None,
+    ) -> str:
         """The text `search_api` returns: matching tools as typed stubs, or an overview for an empty query.
 
         `owner:NAME`, `tag:NAME` and `server:NAME` words in the query narrow the search to matching servers.
@@ -148,7 +156,9 @@ class Portal:
                     f"`await server.tool(...)`.\n\n{stubs}"
                 )
         self.audit.record(
-            AuditEvent("search", self.user, "ok", (time.perf_counter() - started) * 1000, query, size_out=len(reply))
+            AuditEvent(
+                "search", user or self.user, "ok", (time.perf_counter() - started) * 1000, query, size_out=len(reply)
+            )
         )
         return reply
 
@@ -214,7 +224,7 @@ class Portal:
         )
         return "\n".join(lines)
 
-    async def execute_code(self, code: str) -> RunResult:
+    async def execute_code(self, code: str, *, user: str | None = None) -> RunResult:
         """Check agent code against the catalog, then run it in a fresh sandbox worker.
 
         Code with a wrong tool call (unknown tool, bad or missing arguments, no `await`) is refused before anything
@@ -226,19 +236,23 @@ class Portal:
             duration = (time.perf_counter() - started) * 1000
             result = RunResult(False, "", None, render(problems), 0, duration, "precheck")
         else:
-            result = await self.sandbox.run(code, self._catalog.namespaces(), self._call)
+            who = user or self.user
+
+            async def call(qualified: str, arguments: dict[str, Any]) -> Any:
+                return await self.bridge.call(qualified, arguments, user=who)
+
+            result = await self.sandbox.run(code, self._catalog.namespaces(), call)
         digest = hashlib.sha256(code.encode()).hexdigest()[:16]
         outcome: Any = "ok" if result.ok else "refused" if problems else "error"
         # The audit keeps rules and lines, not the rendered problems: those quote argument values.
         # Nor the error text of a failed run: it can quote the code and the values it handled.
         detail = "; ".join(f"line {p.line}: {p.rule}" for p in problems) or (result.error_kind or "")
         self.audit.record(
-            AuditEvent("run", self.user, outcome, result.duration_ms, digest, detail, len(code), len(result.output))
+            AuditEvent(
+                "run", user or self.user, outcome, result.duration_ms, digest, detail, len(code), len(result.output)
+            )
         )
         return result
-
-    async def _call(self, qualified: str, arguments: dict[str, Any]) -> Any:
-        return await self.bridge.call(qualified, arguments)
 
 
 def _os_user() -> str:

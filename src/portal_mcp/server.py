@@ -113,16 +113,16 @@ class PortalServer:
         await self._greet(ctx)
         args = params.arguments or {}
         if params.name == "search_api":
-            return self._search(args)
+            return self._search(args, _caller(ctx))
         if params.name == "execute_code":
             code = args.get("code")
             if not isinstance(code, str):
                 return _error("execute_code needs `code`: a string of Python source")
-            result = await self.portal.execute_code(code)
+            result = await self.portal.execute_code(code, user=_caller(ctx))
             return types.CallToolResult(content=[types.TextContent(text=result.render())], is_error=not result.ok)
         return _error(f"unknown tool {params.name!r}; this server has `search_api` and `execute_code`")
 
-    def _search(self, args: dict[str, Any]) -> types.CallToolResult:
+    def _search(self, args: dict[str, Any], user: str | None) -> types.CallToolResult:
         query, server, limit, detail = (
             args.get("query", ""),
             args.get("server"),
@@ -137,7 +137,7 @@ class PortalServer:
             return _error(f"search_api: `limit` must be an integer from 1 to {MAX_LIMIT}")
         if detail not in ("name", "signature", "full", "auto"):
             return _error("search_api: `detail` must be 'name', 'signature' or 'full'")
-        text = self.portal.search_api(query, server=server or None, limit=limit, detail=detail)
+        text = self.portal.search_api(query, server=server or None, limit=limit, detail=detail, user=user)
         return types.CallToolResult(content=[types.TextContent(text=text)])
 
     async def _greet(self, ctx: ServerRequestContext[Any]) -> None:
@@ -175,17 +175,21 @@ class PortalServer:
 
     @staticmethod
     def check_bind(host: str, http: HttpConfig, source: str | None = None) -> None:
-        """Refuse to expose the portal beyond this machine without bearer tokens."""
-        if any(not token.strip() for token in http.bearer_tokens):
+        """Refuse to expose the portal beyond this machine without bearer tokens, or with an empty one."""
+        tokens = _tokens(http)
+        if any(not token.strip() for token in tokens):
             raise ConfigError(
-                "`http.bearer_tokens` has an empty token (is the variable it names, e.g. `${PORTAL_TOKEN}`, empty?); "
-                "every token must be a non-empty secret",
+                "`http.bearer_tokens` or an `http.users` token is empty (is the variable it names, e.g. "
+                "`${PORTAL_TOKEN}`, empty?); every token must be a non-empty secret",
                 source=source,
             )
-        if not is_loopback(host) and not http.bearer_tokens:
+        if len(set(tokens)) != len(tokens):
+            raise ConfigError("two callers in `http` share a token; give each its own", source=source)
+        if not is_loopback(host) and not tokens:
             raise ConfigError(
                 f"refusing to serve on {host!r} without authentication: binding beyond loopback needs "
-                "`http: {bearer_tokens: [...]}` in the config (e.g. `- ${PORTAL_TOKEN}`)",
+                "`http: {bearer_tokens: [...]}` or `http: {users: {NAME: {token: ...}}}` in the config "
+                "(e.g. `- ${PORTAL_TOKEN}`)",
                 source=source,
             )
 
@@ -218,45 +222,65 @@ class PortalServer:
         app: ASGIApp = self.server.streamable_http_app(
             streamable_http_path="/mcp", transport_security=security, host=host
         )
-        if http.bearer_tokens:
-            app = BearerAuth(app, http.bearer_tokens)
+        if _tokens(http):
+            app = BearerAuth(
+                app,
+                dict.fromkeys(http.bearer_tokens, "bearer") | {user.token: name for name, user in http.users.items()},
+            )
         return app
 
 
 class BearerAuth:
-    """Requires `Authorization: Bearer <token>` matching one of the configured tokens (constant-time compare)."""
+    """Requires `Authorization: Bearer <token>` matching a configured token (constant-time compare), and records
+    whose token it was in the ASGI scope (`portal_user`) so every search, run and call is attributed."""
 
-    def __init__(self, app: ASGIApp, tokens: list[str]) -> None:
+    def __init__(self, app: ASGIApp, users: dict[str, str]) -> None:
         self.app = app
-        self._tokens = [token.encode() for token in tokens if token]
+        self._users = [(token.encode(), user) for token, user in users.items() if token]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and not self._authorised(scope):
-            body = b'{"error": "unauthorized", "error_description": "send Authorization: Bearer <token>"}'
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 401,
-                    "headers": [
-                        (b"content-type", b"application/json"),
-                        (b"www-authenticate", b'Bearer realm="portal-mcp"'),
-                    ],
-                }
-            )
-            await send({"type": "http.response.body", "body": body})
-            return
+        if scope["type"] == "http":
+            user = self._identify(scope)
+            if user is None:
+                body = b'{"error": "unauthorized", "error_description": "send Authorization: Bearer <token>"}'
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": 401,
+                        "headers": [
+                            (b"content-type", b"application/json"),
+                            (b"www-authenticate", b'Bearer realm="portal-mcp"'),
+                        ],
+                    }
+                )
+                await send({"type": "http.response.body", "body": body})
+                return
+            scope = {**scope, "portal_user": user}
         await self.app(scope, receive, send)
 
-    def _authorised(self, scope: Scope) -> bool:
+    def _identify(self, scope: Scope) -> str | None:
         header = dict(scope.get("headers") or []).get(b"authorization", b"")
         scheme, _, presented = header.partition(b" ")
         if scheme.lower() != b"bearer" or not presented:
-            return False
+            return None
         # Compare against every token so timing does not reveal which one (or whether any) matched early.
-        matched = False
-        for token in self._tokens:
-            matched |= hmac.compare_digest(presented.strip(), token)
-        return matched
+        found: str | None = None
+        for token, user in self._users:
+            if hmac.compare_digest(presented.strip(), token):
+                found = user
+        return found
+
+
+def _tokens(http: HttpConfig) -> list[str]:
+    return [*http.bearer_tokens, *(user.token for user in http.users.values())]
+
+
+def _caller(ctx: ServerRequestContext[Any]) -> str | None:
+    """The user an HTTP request authenticated as (None over stdio: the portal's own user)."""
+    request = ctx.request
+    scope = getattr(request, "scope", None)
+    user = scope.get("portal_user") if isinstance(scope, dict) else None
+    return user if isinstance(user, str) else None
 
 
 def _connection(ctx: ServerRequestContext[Any]) -> Any:
