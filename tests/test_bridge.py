@@ -149,3 +149,9 @@ async def test_the_audit_keeps_the_kind_of_a_failure_but_never_its_message(bridg
     event = list(audit)[-1]
     assert event.detail == "ArgumentError field=priority"
     assert "secret" not in repr(event)
+
+
+async def test_the_audit_records_the_size_of_what_the_downstream_sent(bridge: Any) -> None:
+    calls, _, audit = bridge
+    await calls.call("tracker.note", {"text": "hi"})
+    assert list(audit)[-1].size_out == len(b"noted hi")

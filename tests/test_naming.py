@@ -61,7 +61,7 @@ def test_the_catalog_namespaces_filters_and_keeps_metadata() -> None:
     assert issue is not None and issue.name == "create-issue" and issue.annotations == {"destructiveHint": True}
     read = catalog.get("fs.read_file")
     assert read is not None and read.output_schema == {"type": "object"}
-    assert catalog.namespaces() == {"gh": ["create_issue"], "fs": ["read_file"]}
+    assert catalog.namespaces() == {"gh": ("create_issue",), "fs": ("read_file",)}
 
 
 def test_an_allow_list_keeps_only_matching_tools() -> None:

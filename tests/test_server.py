@@ -104,22 +104,30 @@ async def test_an_unknown_tool_in_agent_code_suggests_near_names(portal: Portal)
     assert "echo" in text_of(result)
 
 
-@pytest.mark.filterwarnings("ignore::mcp.shared.exceptions.MCPDeprecationWarning")
-async def test_a_downstream_restart_reaches_the_client_as_a_log_message(portal: Portal) -> None:
+async def restart_demo_while_listening(
+    portal: Portal, level: types.LoggingLevel
+) -> tuple[types.CallToolResult, list[types.LoggingMessageNotificationParams]]:
+    """Kill the demo server under a client logging at `level`, call it again; the call and the log messages."""
     received: list[types.LoggingMessageNotificationParams] = []
 
     async def on_log(params: types.LoggingMessageNotificationParams) -> None:
         received.append(params)
 
     async with Client(PortalServer(portal).server, mode="legacy", logging_callback=on_log) as client:
-        await client.set_logging_level("info")
+        await client.set_logging_level(level)
         pid = text_of(await client.call_tool("execute_code", {"code": "print(await demo.pid())"}))
         os.kill(int(pid), signal.SIGKILL)
         with anyio.fail_after(30):
             await wait_until_exited(portal, "demo")
             result = await client.call_tool("execute_code", {"code": "print(await demo.pid())"})
-            while not any(message.data.get("server") == "demo" for message in received):
+            while level == "info" and not any(message.data.get("server") == "demo" for message in received):
                 await anyio.sleep(0.05)
+    return result, received
+
+
+@pytest.mark.filterwarnings("ignore::mcp.shared.exceptions.MCPDeprecationWarning")
+async def test_a_downstream_restart_reaches_the_client_as_a_log_message(portal: Portal) -> None:
+    result, received = await restart_demo_while_listening(portal, "info")
     assert not result.is_error, text_of(result)
     levels = {message.level for message in received if message.data.get("server") == "demo"}
     assert levels & {"warning", "info"}
@@ -128,18 +136,7 @@ async def test_a_downstream_restart_reaches_the_client_as_a_log_message(portal: 
 
 @pytest.mark.filterwarnings("ignore::mcp.shared.exceptions.MCPDeprecationWarning")
 async def test_set_level_error_silences_warnings(portal: Portal) -> None:
-    received: list[types.LoggingMessageNotificationParams] = []
-
-    async def on_log(params: types.LoggingMessageNotificationParams) -> None:
-        received.append(params)
-
-    async with Client(PortalServer(portal).server, mode="legacy", logging_callback=on_log) as client:
-        await client.set_logging_level("error")
-        pid = text_of(await client.call_tool("execute_code", {"code": "print(await demo.pid())"}))
-        os.kill(int(pid), signal.SIGKILL)
-        with anyio.fail_after(30):
-            await wait_until_exited(portal, "demo")
-            result = await client.call_tool("execute_code", {"code": "print(await demo.pid())"})
+    result, received = await restart_demo_while_listening(portal, "error")
     assert not result.is_error, text_of(result)
     assert [message for message in received if message.level in ("info", "warning")] == []
 

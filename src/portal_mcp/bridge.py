@@ -57,7 +57,7 @@ class Bridge:
             outcome = "refused" if isinstance(exc, ToolCallError) and not isinstance(exc, ToolFailedError) else "error"
             self._record(who, qualified, outcome, started, size_in, 0, audit_detail(exc))
             raise
-        self._record(who, qualified, "ok", started, size_in, len(json.dumps(value, default=str)), "")
+        self._record(who, qualified, "ok", started, size_in, result_size(result), "")
         return value
 
     def _lookup(self, qualified: object) -> ToolEntry:
@@ -157,6 +157,18 @@ def describe_validation_error(error: ValidationError) -> tuple[str, str]:
         choices = ", ".join(json.dumps(choice) for choice in expected)
         return path, f"must be one of {choices}, got {value}"
     return path, error.message
+
+
+def result_size(result: CallToolResult) -> int:
+    """Bytes of text the downstream sent, for the audit.
+
+    Read off the text blocks rather than re-encoding the value: the sandbox host encodes it once already, and
+    results run to megabytes. Only a result with structured content and no text is encoded here.
+    """
+    texts = [block.text for block in result.content if isinstance(block, TextContent)]
+    if texts or result.structured_content is None:
+        return sum(len(text.encode()) for text in texts)
+    return len(json.dumps(result.structured_content, default=str).encode())
 
 
 def result_value(qualified: str, result: CallToolResult) -> Any:

@@ -73,6 +73,13 @@ class Catalog:
         self._entries: dict[str, ToolEntry] = {}
         for entry in entries:
             self._entries[entry.qualified_name] = entry
+        # Grouped once: the catalog never changes, and every run asks for its namespaces.
+        self._by_server: dict[str, list[ToolEntry]] = {}
+        for entry in self._entries.values():
+            self._by_server.setdefault(entry.server, []).append(entry)
+        self._namespaces: Mapping[str, tuple[str, ...]] = MappingProxyType(
+            {server: tuple(entry.python_name for entry in group) for server, group in self._by_server.items()}
+        )
 
     @classmethod
     def build(cls, listings: Mapping[str, Sequence[Tool]], filters: Mapping[str, ToolFilter] | None = None) -> Catalog:
@@ -83,9 +90,11 @@ class Catalog:
             tool_filter = filters.get(server, ToolFilter())
             kept = [tool for tool in tools if tool_filter.permits(tool.name)]
             # A server listing the same name twice is broken; keep the first so calls stay unambiguous.
-            unique = list({tool.name: tool for tool in reversed(kept)}.values())[::-1]
-            names = assign_python_names(tool.name for tool in unique)
-            entries.extend(ToolEntry.from_tool(server, names[tool.name], tool) for tool in unique)
+            unique: dict[str, Tool] = {}
+            for tool in kept:
+                unique.setdefault(tool.name, tool)
+            names = assign_python_names(unique)
+            entries.extend(ToolEntry.from_tool(server, names[name], tool) for name, tool in unique.items())
         return cls(entries)
 
     def __len__(self) -> int:
@@ -105,17 +114,14 @@ class Catalog:
         return self._entries.get(qualified)
 
     def servers(self) -> list[str]:
-        return list(dict.fromkeys(entry.server for entry in self._entries.values()))
+        return list(self._by_server)
 
     def by_server(self, server: str) -> list[ToolEntry]:
-        return [entry for entry in self._entries.values() if entry.server == server]
+        return list(self._by_server.get(server, ()))
 
-    def namespaces(self) -> dict[str, list[str]]:
+    def namespaces(self) -> Mapping[str, tuple[str, ...]]:
         """server -> python names: what the sandbox needs to build its namespace objects."""
-        result: dict[str, list[str]] = {}
-        for entry in self._entries.values():
-            result.setdefault(entry.server, []).append(entry.python_name)
-        return result
+        return self._namespaces
 
     def close_matches(self, qualified: str, limit: int = 3) -> list[str]:
         """Qualified names that look like `qualified`, for "did you mean" hints."""

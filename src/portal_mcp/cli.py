@@ -12,7 +12,7 @@ import sys
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import anyio
 import click
@@ -38,20 +38,24 @@ CONFIG_OPTION = click.option(
 )
 
 
+def _config_failed(exc: ConfigError) -> NoReturn:
+    """One line on stderr and exit code 2: what every command does with a bad config."""
+    err.print(f"[red]config error[/red] {exc}", highlight=False)
+    raise SystemExit(2) from None
+
+
 def _load(path: Path | None) -> PortalConfig:
     try:
         return load_config(path)
     except ConfigError as exc:
-        err.print(f"[red]config error[/red] {exc}", markup=True, highlight=False)
-        raise SystemExit(2) from None
+        _config_failed(exc)
 
 
 def _run(coro_fn: Callable[[], Coroutine[Any, Any, int | None]]) -> None:
     try:
         code = anyio.run(coro_fn)
     except ConfigError as exc:
-        err.print(f"[red]config error[/red] {exc}", highlight=False)
-        raise SystemExit(2) from None
+        _config_failed(exc)
     except PortalError as exc:
         err.print(f"[red]error[/red] {exc}", highlight=False)
         raise SystemExit(1) from None
@@ -208,8 +212,7 @@ def import_(file: Path) -> None:
     try:
         click.echo(import_as_yaml(file), nl=False)
     except ConfigError as exc:
-        err.print(f"[red]config error[/red] {exc}", highlight=False)
-        raise SystemExit(2) from None
+        _config_failed(exc)
 
 
 @main.command()
@@ -227,10 +230,7 @@ def snapshot(config_path: Path | None, out_dir: Path) -> None:
             listings = portal.pool.listings()
             failed = [s.name for s in portal.statuses() if s.state in ("failed", "down")]
         for name, tools in listings.items():
-            server = config.servers.get(name)
-            path = out_dir / f"{name}.json"
-            path.write_text(dump_snapshot(name, _source(server), tools), encoding="utf-8")
-            out.print(f"wrote {path} ({len(tools)} tools)", highlight=False)
+            _write(out_dir / f"{name}.json", dump_snapshot(name, _source(config.servers.get(name)), tools), len(tools))
         return 1 if failed else 0
 
     _run(run)
@@ -250,9 +250,8 @@ def stubs(config_path: Path | None, out_dir: Path) -> None:
         async with _open(config) as portal:
             catalog = portal.catalog
         for name in catalog.servers():
-            path = out_dir / f"{name}.pyi"
-            path.write_text(render_module(name, catalog.by_server(name)), encoding="utf-8")
-            out.print(f"wrote {path} ({len(catalog.by_server(name))} tools)", highlight=False)
+            entries = catalog.by_server(name)
+            _write(out_dir / f"{name}.pyi", render_module(name, entries), len(entries))
 
     _run(run)
 
@@ -427,6 +426,11 @@ def demo() -> None:
     from portal_mcp.demo import run_demo
 
     _run(lambda: run_demo(out))
+
+
+def _write(path: Path, text: str, tools: int) -> None:
+    path.write_text(text, encoding="utf-8")
+    out.print(f"wrote {path} ({tools} tools)", highlight=False)
 
 
 def _source(server: Any) -> str:

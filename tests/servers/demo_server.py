@@ -29,57 +29,36 @@ import anyio
 import mcp_types as types
 from mcp.server import NotificationOptions, Server, ServerRequestContext
 
-_ECHO = types.Tool(
-    name="echo",
-    description="Return the text unchanged.",
-    input_schema={"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]},
-    annotations=types.ToolAnnotations(read_only_hint=True),
+
+def _tool(name: str, description: str, params: dict[str, str] | None = None, **extra: Any) -> types.Tool:
+    """A tool whose parameters (name -> JSON type) are all required."""
+    params = params or {}
+    schema: dict[str, Any] = {"type": "object", "properties": {key: {"type": kind} for key, kind in params.items()}}
+    if params:
+        schema["required"] = list(params)
+    return types.Tool(name=name, description=description, input_schema=schema, **extra)
+
+
+_ECHO = _tool(
+    "echo", "Return the text unchanged.", {"text": "string"}, annotations=types.ToolAnnotations(read_only_hint=True)
 )
-_ADD = types.Tool(
-    name="add",
-    description="Add two integers.",
-    input_schema={
-        "type": "object",
-        "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}},
-        "required": ["a", "b"],
-    },
+_ADD = _tool(
+    "add",
+    "Add two integers.",
+    {"a": "integer", "b": "integer"},
     output_schema={"type": "object", "properties": {"result": {"type": "integer"}}, "required": ["result"]},
 )
-_SLOW = types.Tool(
-    name="slow",
-    description="Sleep for `seconds`, then answer.",
-    input_schema={"type": "object", "properties": {"seconds": {"type": "number"}}, "required": ["seconds"]},
+_SLOW = _tool("slow", "Sleep for `seconds`, then answer.", {"seconds": "number"})
+_FAIL = _tool("fail", "Answer with a tool error carrying `message`.", {"message": "string"})
+_CRASH = _tool("crash", "Kill this server process without answering.")
+_ADD_TOOL = _tool(
+    "add_tool",
+    "Register a new tool called `name` and notify the client that the tool list changed.",
+    {"name": "string"},
 )
-_FAIL = types.Tool(
-    name="fail",
-    description="Answer with a tool error carrying `message`.",
-    input_schema={"type": "object", "properties": {"message": {"type": "string"}}, "required": ["message"]},
-)
-_CRASH = types.Tool(
-    name="crash",
-    description="Kill this server process without answering.",
-    input_schema={"type": "object", "properties": {}},
-)
-_ADD_TOOL = types.Tool(
-    name="add_tool",
-    description="Register a new tool called `name` and notify the client that the tool list changed.",
-    input_schema={"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]},
-)
-_STATS = types.Tool(
-    name="stats",
-    description="Counters: tool calls started, and calls cancelled by the client.",
-    input_schema={"type": "object", "properties": {}},
-)
-_PID = types.Tool(
-    name="pid",
-    description="This server's process id (to kill it from a test).",
-    input_schema={"type": "object", "properties": {}},
-)
-_HEADER = types.Tool(
-    name="header",
-    description="The value of an HTTP request header (empty over stdio).",
-    input_schema={"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]},
-)
+_STATS = _tool("stats", "Counters: tool calls started, and calls cancelled by the client.")
+_PID = _tool("pid", "This server's process id (to kill it from a test).")
+_HEADER = _tool("header", "The value of an HTTP request header (empty over stdio).", {"name": "string"})
 
 
 def _text(text: str, *, is_error: bool = False) -> types.CallToolResult:

@@ -13,7 +13,6 @@ import contextlib
 import itertools
 import logging
 import socket
-import subprocess
 import sys
 from collections.abc import Callable, Mapping
 from types import TracebackType
@@ -31,6 +30,7 @@ from portal_mcp.sandbox.launcher import (
     LayerLog,
     Worker,
     WorkerStartError,
+    open_with_channel,
     stderr_of,
 )
 
@@ -241,26 +241,9 @@ class ForkServer:
             return self._zygote
 
     async def _start_zygote(self) -> _Zygote:
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            process = await anyio.open_process(
-                ZYGOTE_COMMAND,
-                stdin=theirs.fileno(),
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                env={},
-                cwd="/",
-                start_new_session=True,
-                **self.identity,
-            )
-        except OSError as exc:
-            ours.close()
-            raise WorkerStartError(f"could not start the sandbox fork server: {exc}") from None
-        except BaseException:
-            ours.close()
-            raise
-        finally:
-            theirs.close()
+        process, ours = await open_with_channel(
+            ZYGOTE_COMMAND, self.identity, "sandbox fork server", stdout_on_channel=False
+        )
         zygote = _Zygote(process, Channel(ours))
         try:
             ready = None

@@ -25,7 +25,16 @@ from portal_mcp.errors import SandboxError
 from portal_mcp.sandbox import protocol
 from portal_mcp.sandbox.channel import Channel, FrameReader, ProtocolViolation
 
-__all__ = ["WORKER_COMMAND", "LayerLog", "Layers", "Spawner", "Worker", "WorkerStartError", "stderr_of"]
+__all__ = [
+    "WORKER_COMMAND",
+    "LayerLog",
+    "Layers",
+    "Spawner",
+    "Worker",
+    "WorkerStartError",
+    "open_with_channel",
+    "stderr_of",
+]
 
 logger = logging.getLogger("portal_mcp.sandbox")
 
@@ -110,6 +119,34 @@ class _SpawnedWorker(Worker):
         self.stream.close()
 
 
+async def open_with_channel(
+    command: list[str] | tuple[str, ...], identity: Mapping[str, Any], what: str, *, stdout_on_channel: bool
+) -> tuple[Process, socket.socket]:
+    """Start a sandbox process (worker or fork server) with an empty environment in its own session, its stdin
+    (and stdout, if asked) on one end of a socketpair; returns the process and our end of the channel."""
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        process = await anyio.open_process(
+            command,
+            stdin=theirs.fileno(),
+            stdout=theirs.fileno() if stdout_on_channel else subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env={},
+            cwd="/",
+            start_new_session=True,
+            **identity,
+        )
+    except OSError as exc:
+        ours.close()
+        raise WorkerStartError(f"could not start the {what}: {exc}") from None
+    except BaseException:
+        ours.close()
+        raise
+    finally:
+        theirs.close()
+    return process, ours
+
+
 class Spawner:
     """`backend: spawn`: a fresh `python -I -B` per run, the channel on its fds 0 and 1."""
 
@@ -125,26 +162,9 @@ class Spawner:
         pass
 
     async def acquire(self) -> Worker:
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            process = await anyio.open_process(
-                [*WORKER_COMMAND, json.dumps(self.limits)],
-                stdin=theirs.fileno(),
-                stdout=theirs.fileno(),
-                stderr=subprocess.PIPE,
-                env={},
-                cwd="/",
-                start_new_session=True,
-                **self.identity,
-            )
-        except OSError as exc:
-            ours.close()
-            raise WorkerStartError(f"could not start the sandbox worker: {exc}") from None
-        except BaseException:
-            ours.close()
-            raise
-        finally:
-            theirs.close()
+        process, ours = await open_with_channel(
+            [*WORKER_COMMAND, json.dumps(self.limits)], self.identity, "sandbox worker", stdout_on_channel=True
+        )
         worker = _SpawnedWorker(process, Channel(ours))
         try:
             if not await worker.handshake():
