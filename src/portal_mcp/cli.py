@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import shlex
-import sys
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
@@ -24,6 +23,8 @@ from portal_mcp.audit_store import AuditStoreError, SqliteAuditSink, as_json
 from portal_mcp.config import PortalConfig, RemoteServerConfig, StdioServerConfig, load_config
 from portal_mcp.downstream import ServerStatus
 from portal_mcp.errors import ConfigError, PortalError
+from portal_mcp.logs import LogFormat
+from portal_mcp.logs import configure as configure_logging
 from portal_mcp.portal import Portal
 
 err = Console(stderr=True, soft_wrap=True)
@@ -107,23 +108,25 @@ def main() -> None:
 @click.option("--transport", type=click.Choice(["stdio", "http"]), default="stdio", show_default=True)
 @click.option("--host", default="127.0.0.1", show_default=True, help="HTTP bind address")
 @click.option("--port", default=8000, show_default=True, type=int, help="HTTP port")
-def serve(config_path: Path | None, transport: str, host: str, port: int) -> None:
-    """Serve search_api and execute_code over stdio (default) or streamable HTTP at /mcp."""
-    import logging
-
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="stderr logs: readable lines, or one JSON object per line (time, level, logger, message, server, event)",
+)
+def serve(config_path: Path | None, transport: str, host: str, port: int, log_format: LogFormat) -> None:
+    """Serve search_api and execute_code over stdio (default) or streamable HTTP at /mcp (plus /metrics, /healthz)."""
     from portal_mcp.server import PortalServer
 
     config = _load(config_path)
-    logging.basicConfig(
-        level=logging.WARNING, stream=sys.stderr, format="portal-mcp %(levelname)s %(name)s: %(message)s"
-    )
-    logging.getLogger("portal_mcp").setLevel(logging.INFO)
-    logging.getLogger("bm25s").setLevel(logging.WARNING)  # it logs every index build at DEBUG
+    errlog = configure_logging(log_format)
 
     async def run() -> None:
         if transport == "http":
             PortalServer.check_bind(host, config.http, config.source)
-        async with _open(config, quiet=True) as portal:
+        # Servers that fail to start are logged by the pool (`portal_mcp.downstream`), so no warnings are printed here.
+        async with Portal.open(config, errlog=errlog) as portal:
             server = PortalServer(portal)
             if transport == "stdio":
                 await server.serve_stdio()

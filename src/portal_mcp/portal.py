@@ -18,7 +18,7 @@ import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
-from typing import Any, Literal
+from typing import Any, Literal, TextIO
 
 from mcp.server.mcpserver import MCPServer
 from mcp_types import Tool
@@ -29,6 +29,7 @@ from portal_mcp.bridge import Bridge
 from portal_mcp.catalog import Catalog
 from portal_mcp.config import PortalConfig
 from portal_mcp.downstream import DownstreamEvent, DownstreamPool, ServerStatus
+from portal_mcp.metrics import Metrics, MetricsTee
 from portal_mcp.precheck import check_code, render
 from portal_mcp.sandbox.host import RunResult, SandboxHost
 from portal_mcp.search import SearchHit, SearchIndex
@@ -56,7 +57,11 @@ class Portal:
         self._catalog = Catalog.build(pool.listings(), config.tool_filters())
         self._index: SearchIndex | None = None
         self._listeners: list[EventListener] = []
-        self.bridge = Bridge(lambda: self._catalog, pool, audit, user)
+        users = {user, *config.http.users, *(["bearer"] if config.http.bearer_tokens else [])}
+        self.metrics = Metrics(lambda: self._catalog, self.statuses, users)
+        # Every search, run and call goes to the audit sink and, from the same event, to the metrics.
+        self.events: AuditSink = MetricsTee(audit, self.metrics)
+        self.bridge = Bridge(lambda: self._catalog, pool, self.events, user)
 
     @classmethod
     @asynccontextmanager
@@ -68,8 +73,11 @@ class Portal:
         on_status: Callable[[ServerStatus], None] | None = None,
         audit: AuditSink | None = None,
         user: str | None = None,
+        errlog: TextIO | None = None,
     ) -> AsyncIterator[Portal]:
-        """Connect every downstream server (failures are reported, not raised) and start the sandbox host."""
+        """Connect every downstream server (failures are reported, not raised) and start the sandbox host.
+
+        Stdio servers' stderr goes to `errlog` (default: the portal's stderr) as `[name] line`."""
         portal: Portal | None = None
 
         async def tools_changed(server: str, tools: list[Tool]) -> None:
@@ -82,7 +90,12 @@ class Portal:
                     await listener(evt)
 
         pool = DownstreamPool(
-            config.enabled_servers(), local=local, on_tools_changed=tools_changed, on_event=event, on_status=on_status
+            config.enabled_servers(),
+            local=local,
+            on_tools_changed=tools_changed,
+            on_event=event,
+            on_status=on_status,
+            errlog=errlog,
         )
         # The sink outlives the pool and the sandbox, so calls finishing during shutdown are still recorded.
         with _audit_sink(config, audit) as sink:
@@ -155,7 +168,7 @@ class Portal:
                     f"{len(hits)} of {len(self._catalog)} tools match{where}.{hint} Call them in execute_code as "
                     f"`await server.tool(...)`.\n\n{stubs}"
                 )
-        self.audit.record(
+        self.events.record(
             AuditEvent(
                 "search", user or self.user, "ok", (time.perf_counter() - started) * 1000, query, size_out=len(reply)
             )
@@ -241,13 +254,14 @@ class Portal:
             async def call(qualified: str, arguments: dict[str, Any]) -> Any:
                 return await self.bridge.call(qualified, arguments, user=who)
 
-            result = await self.sandbox.run(code, self._catalog.namespaces(), call)
+            with self.metrics.running():
+                result = await self.sandbox.run(code, self._catalog.namespaces(), call)
         digest = hashlib.sha256(code.encode()).hexdigest()[:16]
         outcome: Any = "ok" if result.ok else "refused" if problems else "error"
         # The audit keeps rules and lines, not the rendered problems: those quote argument values.
         # Nor the error text of a failed run: it can quote the code and the values it handled.
         detail = "; ".join(f"line {p.line}: {p.rule}" for p in problems) or (result.error_kind or "")
-        self.audit.record(
+        self.events.record(
             AuditEvent(
                 "run", user or self.user, outcome, result.duration_ms, digest, detail, len(code), len(result.output)
             )

@@ -12,17 +12,22 @@ import warnings
 import weakref
 from typing import Any, Literal
 
+import anyio
 import mcp_types as types
 from mcp.server import Server
 from mcp.server.context import ServerRequestContext
-from mcp.server.transport_security import TransportSecuritySettings
+from mcp.server.transport_security import TransportSecurityMiddleware, TransportSecuritySettings
 from mcp.shared.exceptions import MCPDeprecationWarning
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from portal_mcp import __version__
 from portal_mcp.config import HttpConfig, is_loopback
 from portal_mcp.downstream import DownstreamEvent
 from portal_mcp.errors import ConfigError
+from portal_mcp.metrics import USABLE
 from portal_mcp.portal import MAX_LIMIT, Portal
 
 logger = logging.getLogger("portal_mcp")
@@ -69,7 +74,6 @@ TOOLS = [
     ),
 ]
 
-_PY_LEVELS = {"info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 _LEVELS: list[types.LoggingLevel] = ["debug", "info", "notice", "warning", "error", "critical", "alert", "emergency"]
 
 
@@ -80,6 +84,7 @@ class PortalServer:
         self.portal = portal
         # Connections that asked for log messages, with their minimum level; weak so closed sessions drop out.
         self._log_levels: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
+        self._listed: weakref.WeakSet[Any] = weakref.WeakSet()  # connections counted in the tokens-saved metric
         with warnings.catch_warnings():
             # logging/setLevel is deprecated for 2026-07-28 clients but is what today's clients use.
             warnings.simplefilter("ignore", MCPDeprecationWarning)
@@ -97,6 +102,10 @@ class PortalServer:
         self, ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
     ) -> types.ListToolsResult:
         await self._greet(ctx)
+        connection = _connection(ctx)
+        if connection is not None and connection not in self._listed:
+            self._listed.add(connection)
+            await anyio.to_thread.run_sync(self.portal.metrics.tools_listed)
         return types.ListToolsResult(tools=TOOLS)
 
     async def _set_level(
@@ -153,7 +162,6 @@ class PortalServer:
                 )
 
     async def _on_event(self, event: DownstreamEvent) -> None:
-        logger.log(_PY_LEVELS[event.level], "%s: %s", event.server, event.message)
         data = {"server": event.server, "event": event.kind, "message": event.message}
         for connection, minimum in list(self._log_levels.items()):
             if _LEVELS.index(event.level) >= minimum:
@@ -197,11 +205,13 @@ class PortalServer:
         import uvicorn
 
         app = self.http_app(host, http)
-        config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on")
+        # log_config=None: uvicorn's loggers propagate to the portal's handler (text or JSON, see `logs`).
+        config = uvicorn.Config(app, host=host, port=port, log_level="warning", log_config=None, lifespan="on")
         await uvicorn.Server(config).serve()
 
     def http_app(self, host: str, http: HttpConfig) -> ASGIApp:
-        """The streamable HTTP app at `/mcp`, with DNS-rebinding checks and, when configured, bearer tokens."""
+        """The streamable HTTP app at `/mcp` with `/metrics` and `/healthz` next to it: DNS-rebinding checks on all
+        three and, when configured, bearer tokens (`/healthz` answers without one, with its overall status only)."""
         self.check_bind(host, http)
         hosts = ["127.0.0.1:*", "localhost:*", "[::1]:*", *http.allowed_hosts]
         if host in ("0.0.0.0", "::"):
@@ -219,28 +229,78 @@ class PortalServer:
         security = TransportSecuritySettings(
             enable_dns_rebinding_protection=True, allowed_hosts=hosts, allowed_origins=origins
         )
+        guard = TransportSecurityMiddleware(security)
+        authenticated = bool(_tokens(http))
+
+        async def metrics(request: Request) -> Response:
+            if (refused := await guard.validate_request(request)) is not None:
+                return refused
+            # Serialising walks every series and may count the catalog's tokens: off the event loop.
+            body, content_type = await anyio.to_thread.run_sync(self.portal.metrics.exposition, request.headers.get("accept"))  # fmt: skip
+            return Response(body, headers={"content-type": content_type})
+
+        async def healthz(request: Request) -> Response:
+            if (refused := await guard.validate_request(request)) is not None:
+                return refused
+            detailed = not authenticated or "portal_user" in request.scope
+            return JSONResponse(self.health(detailed), headers={"cache-control": "no-store"})
+
         app: ASGIApp = self.server.streamable_http_app(
-            streamable_http_path="/mcp", transport_security=security, host=host
+            streamable_http_path="/mcp",
+            transport_security=security,
+            host=host,
+            custom_starlette_routes=[
+                Route("/metrics", metrics, methods=["GET"]),
+                Route("/healthz", healthz, methods=["GET"]),
+            ],
         )
-        if _tokens(http):
+        if authenticated:
             app = BearerAuth(
                 app,
                 dict.fromkeys(http.bearer_tokens, "bearer") | {user.token: name for name, user in http.users.items()},
+                public=frozenset({"/healthz"}),
             )
         return app
+
+    def health(self, detailed: bool = True) -> dict[str, Any]:
+        """`/healthz`: `ok` when every downstream server is usable, `degraded` when one is not (the portal still
+        serves the others); with `detailed`, each server's state, tool count and last error."""
+        statuses = self.portal.statuses()
+        status = "ok" if all(s.state in USABLE or s.state == "disabled" for s in statuses) else "degraded"
+        if not detailed:
+            return {"status": status}
+        servers = [
+            {
+                "name": s.name,
+                "kind": s.transport,
+                "state": s.state,
+                "tools": s.tool_count,
+                "restarts": s.restarts,
+                "error": s.error,
+            }
+            for s in statuses
+        ]
+        return {"status": status, "version": __version__, "tools": len(self.portal.catalog), "servers": servers}
 
 
 class BearerAuth:
     """Requires `Authorization: Bearer <token>` matching a configured token (constant-time compare), and records
-    whose token it was in the ASGI scope (`portal_user`) so every search, run and call is attributed."""
+    whose token it was in the ASGI scope (`portal_user`) so every search, run and call is attributed.
 
-    def __init__(self, app: ASGIApp, users: dict[str, str]) -> None:
+    Requests for a `public` path pass without a token (and without `portal_user`); the endpoint decides what an
+    anonymous caller sees."""
+
+    def __init__(self, app: ASGIApp, users: dict[str, str], public: frozenset[str] = frozenset()) -> None:
         self.app = app
         self._users = [(token.encode(), user) for token, user in users.items() if token]
+        self._public = public
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             user = self._identify(scope)
+            if user is None and scope.get("path") in self._public:
+                await self.app({key: value for key, value in scope.items() if key != "portal_user"}, receive, send)
+                return
             if user is None:
                 body = b'{"error": "unauthorized", "error_description": "send Authorization: Bearer <token>"}'
                 await send(

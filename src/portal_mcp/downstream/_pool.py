@@ -182,7 +182,8 @@ class DownstreamPool:
         self._status(status)
 
     async def _emit(self, event: DownstreamEvent) -> None:
-        logger.log(_LOG_LEVELS[event.level], "server %r: %s", event.server, event.message)
+        fields = {"server": event.server, "event": event.kind}  # structured fields of a JSON log line (`logs`)
+        logger.log(_LOG_LEVELS[event.level], "server %r: %s", event.server, event.message, extra=fields)
         if self._on_event is not None:
             await _guarded(self._on_event(event), "on_event")
 
