@@ -27,6 +27,7 @@ from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from portal_mcp.audit import AuditEvent, AuditSink
 from portal_mcp.catalog import Catalog
 from portal_mcp.downstream import ServerState, ServerStatus
+from portal_mcp.sandbox.host import RunErrorKind
 
 RUN_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 """Seconds. A run starts a sandbox worker (tens of ms warm) and may wait on several tool calls."""
@@ -40,7 +41,8 @@ USABLE: frozenset[ServerState] = frozenset({"connected", "exited", "snapshot"})
 call."""
 
 logger = logging.getLogger(__name__)
-_KIND = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,39}")
+_ERROR_CLASS = re.compile(r"[A-Z][A-Za-z0-9]{0,60}(Error|Exception)")
+_RUN_ERRORS = frozenset(get_args(RunErrorKind))
 
 
 class Metrics:
@@ -210,6 +212,6 @@ class MetricsTee:
 
 
 def _kind(detail: str) -> str:
-    """The error label of a failure's audit detail: its first word when it is a name (an error kind or class)."""
+    """The error label of a failure's audit detail: a run's error kind or a call's error class, else `other`."""
     word = detail.split(" ", 1)[0]
-    return word if _KIND.fullmatch(word) else "other"
+    return word if word in _RUN_ERRORS or _ERROR_CLASS.fullmatch(word) else "other"

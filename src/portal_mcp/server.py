@@ -95,6 +95,9 @@ class PortalServer:
                 on_list_tools=self._list_tools,
                 on_call_tool=self._call_tool,
                 on_set_logging_level=self._set_level,
+                # Without it the SDK runs the tools/list handler before every 2026-07-28 HTTP call (to check
+                # `Mcp-Param-*` headers), which would count each call as a listing in the metrics.
+                get_tool_input_schema=_input_schema,
             )
         portal.add_listener(self._on_event)
 
@@ -102,6 +105,7 @@ class PortalServer:
         self, ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
     ) -> types.ListToolsResult:
         await self._greet(ctx)
+        # Counted once per connection: a legacy session, or one request of the sessionless 2026-07-28 protocol.
         connection = _connection(ctx)
         if connection is not None and connection not in self._listed:
             self._listed.add(connection)
@@ -329,6 +333,10 @@ class BearerAuth:
             if hmac.compare_digest(presented.strip(), token):
                 found = user
         return found
+
+
+def _input_schema(name: str) -> dict[str, Any] | None:
+    return next((tool.input_schema for tool in TOOLS if tool.name == name), None)
 
 
 def _tokens(http: HttpConfig) -> list[str]:
