@@ -107,7 +107,12 @@ def main() -> None:
 @click.option("--transport", type=click.Choice(["stdio", "http"]), default="stdio", show_default=True)
 @click.option("--host", default="127.0.0.1", show_default=True, help="HTTP bind address")
 @click.option("--port", default=8000, show_default=True, type=int, help="HTTP port")
-def serve(config_path: Path | None, transport: str, host: str, port: int) -> None:
+@click.option(
+    "--stateless/--stateful",
+    default=None,
+    help="HTTP without MCP sessions, so any replica can serve any request (overrides `http: {stateless: ...}`)",
+)
+def serve(config_path: Path | None, transport: str, host: str, port: int, stateless: bool | None) -> None:
     """Serve search_api and execute_code over stdio (default) or streamable HTTP at /mcp."""
     import logging
 
@@ -128,7 +133,8 @@ def serve(config_path: Path | None, transport: str, host: str, port: int) -> Non
             if transport == "stdio":
                 await server.serve_stdio()
             else:
-                await server.serve_http(host, port, config.http)
+                http = config.http if stateless is None else config.http.model_copy(update={"stateless": stateless})
+                await server.serve_http(host, port, http)
 
     _run(run)
 
