@@ -100,6 +100,7 @@ async def test_without_stateless_a_2025_client_behind_the_round_robin_loses_its_
             await run_twice(proxy + "/mcp")
 
 
+@pytest.mark.filterwarnings("ignore::mcp.shared.exceptions.MCPDeprecationWarning")  # logging/setLevel, still in use
 async def test_stateless_comes_from_the_config_and_the_command_line_flag_overrides_it(
     tmp_path: Path, audit_config: AuditStore
 ) -> None:
@@ -121,9 +122,18 @@ async def test_stateless_comes_from_the_config_and_the_command_line_flag_overrid
     async with running_replicas(config, 1, stateless=None) as [from_config]:
         with anyio.fail_after(30):
             configured = await session_id(from_config)
+            # Without a session there is nothing to keep a log level for: accepted, and the client carries on.
+            async with (
+                httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}) as http,
+                Client(streamable_http_client(from_config + "/mcp", http_client=http), mode="legacy") as client,
+            ):
+                await client.set_logging_level("debug")
+                [run] = plan(list(users), 1)[next(iter(users))]
+                ran = await client.call_tool("execute_code", {"code": run.code})
     async with running_replicas(config, 1, stateless=False) as [overridden]:
         with anyio.fail_after(30):
             flagged = await session_id(overridden)
 
     assert configured is None
+    assert not ran.is_error
     assert flagged
