@@ -115,7 +115,14 @@ def main() -> None:
     show_default=True,
     help="stderr logs: readable lines, or one JSON object per line (time, level, logger, message, server, event)",
 )
-def serve(config_path: Path | None, transport: str, host: str, port: int, log_format: LogFormat) -> None:
+@click.option(
+    "--stateless/--stateful",
+    default=None,
+    help="HTTP without MCP sessions, so any replica can serve any request (overrides `http: {stateless: ...}`)",
+)
+def serve(
+    config_path: Path | None, transport: str, host: str, port: int, log_format: LogFormat, stateless: bool | None
+) -> None:
     """Serve search_api and execute_code over stdio (default) or streamable HTTP at /mcp (plus /metrics, /healthz)."""
     from portal_mcp.server import PortalServer
 
@@ -131,7 +138,8 @@ def serve(config_path: Path | None, transport: str, host: str, port: int, log_fo
             if transport == "stdio":
                 await server.serve_stdio()
             else:
-                await server.serve_http(host, port, config.http)
+                http = config.http if stateless is None else config.http.model_copy(update={"stateless": stateless})
+                await server.serve_http(host, port, http)
 
     _run(run)
 

@@ -122,6 +122,10 @@ class HttpConfig(_Model):
     users: dict[str, HttpUser] = Field(default_factory=dict, description="user name -> token: who each caller is")
     allowed_hosts: list[str] = Field(default_factory=list, description="extra Host headers (DNS rebinding guard)")
     allowed_origins: list[str] = Field(default_factory=list, description="extra Origin values (DNS rebinding guard)")
+    stateless: bool = Field(
+        default=False,
+        description="no MCP sessions: any replica can serve any request (no log notifications or elicitation)",
+    )
 
 
 class AuditConfig(_Model):

@@ -106,7 +106,7 @@ class PortalServer:
     ) -> types.ListToolsResult:
         await self._greet(ctx)
         # Counted once per connection: a legacy session, or one request of the sessionless 2026-07-28 protocol.
-        connection = _connection(ctx)
+        connection = getattr(ctx.session, "_connection", None)  # with or without a channel: each client counts
         if connection is not None and connection not in self._listed:
             self._listed.add(connection)
             await anyio.to_thread.run_sync(self.portal.metrics.tools_listed)
@@ -116,7 +116,7 @@ class PortalServer:
         self, ctx: ServerRequestContext[Any], params: types.SetLevelRequestParams
     ) -> types.EmptyResult:
         connection = _connection(ctx)
-        if connection is not None:
+        if connection is not None:  # a connection without a channel (stateless HTTP) has nothing to remember it for
             self._log_levels[connection] = _LEVELS.index(params.level)
         return types.EmptyResult()
 
@@ -154,7 +154,12 @@ class PortalServer:
         return types.CallToolResult(content=[types.TextContent(text=text)])
 
     async def _greet(self, ctx: ServerRequestContext[Any]) -> None:
-        """On a connection's first request, tell it which servers are unavailable: they failed before it came."""
+        """On a connection's first request, tell it which servers are unavailable: they failed before it came.
+
+        Only connections that outlive a request are greeted and sent downstream events: a stateless HTTP request
+        (`http: {stateless: true}`, and every 2026-07-28 request) gets a connection of its own with no channel to send
+        on, so there the events go to the portal's own log only and a failed server shows up when it is called.
+        """
         connection = _connection(ctx)
         if connection is None or connection in self._log_levels:
             return
@@ -215,7 +220,11 @@ class PortalServer:
 
     def http_app(self, host: str, http: HttpConfig) -> ASGIApp:
         """The streamable HTTP app at `/mcp` with `/metrics` and `/healthz` next to it: DNS-rebinding checks on all
-        three and, when configured, bearer tokens (`/healthz` answers without one, with its overall status only)."""
+        three and, when configured, bearer tokens (`/healthz` answers without one, with its overall status only).
+
+        With `http.stateless` no MCP session is kept: every request is served on its own (so any replica behind a
+        load balancer can take it), and nothing is pushed to the client outside a request's own response.
+        """
         self.check_bind(host, http)
         hosts = ["127.0.0.1:*", "localhost:*", "[::1]:*", *http.allowed_hosts]
         if host in ("0.0.0.0", "::"):
@@ -253,6 +262,7 @@ class PortalServer:
             streamable_http_path="/mcp",
             transport_security=security,
             host=host,
+            stateless_http=http.stateless,
             custom_starlette_routes=[
                 Route("/metrics", metrics, methods=["GET"]),
                 Route("/healthz", healthz, methods=["GET"]),
@@ -352,8 +362,14 @@ def _caller(ctx: ServerRequestContext[Any]) -> str | None:
 
 
 def _connection(ctx: ServerRequestContext[Any]) -> Any:
-    # The SDK exposes the connection only on the per-request session; it is what outlives the request.
-    return getattr(ctx.session, "_connection", None)
+    """The connection a request came on, if it outlives the request and has a channel for log notifications.
+
+    The SDK exposes the connection only on the per-request session. Stateless HTTP requests (and 2026-07-28 ones)
+    each get a fresh connection without a standalone channel: remembering those would greet every request and keep
+    a log level nobody can use, so they count as no connection.
+    """
+    connection = getattr(ctx.session, "_connection", None)
+    return connection if getattr(connection, "has_standalone_channel", False) else None
 
 
 def _error(message: str) -> types.CallToolResult:
