@@ -17,9 +17,10 @@ writing to one database never collide. While the server is unreachable the write
 queued and retries with backoff; they are written when it comes back.
 
 What can be lost: on a clean `close` nothing (it writes the queue first, waiting up to `close_timeout` if the server
-is down, then logs what it gave up on); on a crash of the portal process, the events still queued: at most
-`capacity + batch_size` (10,500 by default), in practice the last few milliseconds' worth; while the queue is full
-(the server down for long under load), new events are dropped and counted (`dropped`), with an error log.
+is down, then logs what it gave up on); on a crash of the portal process, the events not yet committed: at most
+`capacity` (10,000 by default), in practice the last few milliseconds' worth while the server is up; while
+`capacity` events are pending (the server down for long under load), new events are dropped and counted
+(`writer.dropped`), with an error log.
 
 Queries (`recent`, `summary`) first wait for this sink's queue to drain, so they include every event it recorded
 before them; percentiles are computed by PostgreSQL (`percentile_disc`, the same nearest-rank as SQLite's).

@@ -7,9 +7,9 @@ exponential backoff and retries the same batch until it succeeds or the writer i
 must therefore be idempotent for a batch it may already have committed (the PostgreSQL store inserts with unique
 event ids and ON CONFLICT DO NOTHING).
 
-What can be lost, and it is bounded: items refused by `put` while the queue is full (counted in `dropped`, logged),
-items still queued or in flight when the process crashes (at most `capacity + batch_size`), and whatever `close`
-could not write before its deadline (counted in `lost`, logged).
+What can be lost, and it is bounded: items refused by `put` while `capacity` items are pending (counted in
+`dropped`, logged), the pending items when the process crashes (queued or in flight: at most `capacity`), and
+whatever `close` could not write before its deadline (counted in `lost`, logged).
 """
 
 from __future__ import annotations
@@ -70,9 +70,10 @@ class BatchWriter(Generic[T]):
             return self._accepted - self._finished
 
     def put(self, item: T) -> bool:
-        """Queue one item without blocking; False (and counted in `dropped`) when the queue is full or closed."""
+        """Queue one item without blocking; False (and counted in `dropped`) when `capacity` items are pending
+        (queued or in flight) or the writer is closed."""
         with self._cond:
-            if self._closing or len(self._queue) >= self.capacity:
+            if self._closing or self._accepted - self._finished >= self.capacity:
                 self.dropped += 1
                 first = self.dropped == 1 or self.dropped % self.capacity == 0
                 full = not self._closing
