@@ -8,7 +8,8 @@ Fixtures (registered in tests/conftest.py through `pytest_plugins`):
 - `pg_dsn` (function): the DSN (with the password in it) of a fresh database of its own for one test, dropped after.
   Pass it to other processes as it is (e.g. in the environment of a portal replica).
 
-The server binaries are Debian's (`/usr/lib/postgresql/<version>/bin`; `.ci/pg-setup` installs them). Without them
+The server binaries are Debian's (`/usr/lib/postgresql/<version>/bin`; `.ci/pg-setup` installs them), or those in
+$PORTAL_PG_BINDIR, or next to `pg_ctl` on PATH. Without them
 the tests that need PostgreSQL are skipped, unless `PORTAL_REQUIRE_POSTGRES=1` (set by `.ci/run`): then they fail.
 PostgreSQL refuses to run as root, so as root initdb and postgres run as the `postgres` OS user (which the Debian
 package creates) and the temp dir is chowned to it. fsync is off (the data is throwaway; the OS page cache outlives
@@ -35,16 +36,23 @@ import pytest
 from psycopg import sql
 
 REQUIRE_ENV = "PORTAL_REQUIRE_POSTGRES"
+BINDIR_ENV = "PORTAL_PG_BINDIR"
 SUPERUSER = "portal_test"
 
 
 def find_bindir() -> Path | None:
-    """The newest installed PostgreSQL's bin folder, or None."""
+    """The server's bin folder: $PORTAL_PG_BINDIR, else the newest Debian one, else the folder of `pg_ctl` on PATH."""
+    if BINDIR_ENV in os.environ:
+        given = Path(os.environ[BINDIR_ENV])
+        return given if (given / "postgres").is_file() else None
     found = sorted(
         Path("/usr/lib/postgresql").glob("*/bin/postgres"),
         key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit() else 0,
     )
-    return found[-1].parent if found else None
+    if found:
+        return found[-1].parent
+    on_path = shutil.which("pg_ctl")
+    return Path(on_path).parent if on_path and (Path(on_path).parent / "postgres").is_file() else None
 
 
 @dataclass
@@ -121,7 +129,10 @@ def start_server() -> PostgresServer:
     """initdb into a new temp dir and start the server; raises RuntimeError when that is not possible here."""
     bindir = find_bindir()
     if bindir is None:
-        raise RuntimeError("no PostgreSQL server binaries in /usr/lib/postgresql/*/bin; run `bash .ci/pg-setup`")
+        raise RuntimeError(
+            f"no PostgreSQL server binaries (/usr/lib/postgresql/*/bin, ${BINDIR_ENV} or pg_ctl on PATH); "
+            "run `bash .ci/pg-setup`"
+        )
     run_as: str | None = None
     if os.geteuid() == 0:
         try:
