@@ -25,6 +25,9 @@ T = TypeVar("T")
 
 logger = logging.getLogger("portal_mcp.audit")
 
+_DROP_LOG_INTERVAL_S = 10.0
+"""While items are being dropped, one error line per this many seconds (with the running count)."""
+
 
 class BatchWriter(Generic[T]):
     """Writes `put` items through `write(batch)` on a daemon thread; `close` writes what is left, then stops."""
@@ -57,7 +60,8 @@ class BatchWriter(Generic[T]):
         """Accepted items that were written or given up on; `flush` waits for it to reach `_accepted`."""
         self.written = 0
         self.dropped = 0
-        """Items refused by `put` because the queue was full."""
+        """Items refused by `put` because `capacity` items were pending."""
+        self._reported_drop = -_DROP_LOG_INTERVAL_S
         self.lost = 0
         """Accepted items never written: a batch `write` rejected, or what was left when `close` gave up."""
         self._thread = threading.Thread(target=self._run, name=f"audit writer {describe}", daemon=True)
@@ -75,14 +79,16 @@ class BatchWriter(Generic[T]):
         with self._cond:
             if self._closing or self._accepted - self._finished >= self.capacity:
                 self.dropped += 1
-                first = self.dropped == 1 or self.dropped % self.capacity == 0
-                full = not self._closing
+                now = time.monotonic()
+                report = not self._closing and now - self._reported_drop >= _DROP_LOG_INTERVAL_S
+                if report:
+                    self._reported_drop = now
             else:
                 self._queue.append(item)
                 self._accepted += 1
                 self._cond.notify()
                 return True
-        if full and first:
+        if report:
             logger.error(
                 "audit writer %s: the queue is full (%d events); dropping events until it drains (%d dropped so far)",
                 self._describe,
