@@ -91,6 +91,16 @@ class PostgresServer:
     def stop(self, mode: str = "fast") -> None:
         self._pg_ctl("stop", "-w", "-t", "60", "-m", mode)
 
+    def is_running(self) -> bool:
+        prefix = ["runuser", "-u", self.run_as, "--"] if self.run_as else []
+        status = [str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "status"]
+        return subprocess.run([*prefix, *status], capture_output=True, timeout=30, check=False).returncode == 0
+
+    def ensure_running(self) -> None:
+        """Start the server if a test stopped it (e.g. in a `finally`)."""
+        if not self.is_running():
+            self.start()
+
     def restart(self, mode: str = "immediate") -> None:
         """Stop (by default as a crash would: connections drop, nothing flushed) and start again on the same port."""
         self.stop(mode)

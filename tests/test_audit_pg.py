@@ -57,10 +57,7 @@ def count_and_distinct(dsn: str) -> tuple[int, int]:
 def server_back_up(postgres_server: PostgresServer) -> Iterator[PostgresServer]:
     """The session server, for a test that stops it: started again afterwards whatever happens."""
     yield postgres_server
-    try:
-        postgres_server.start()
-    except RuntimeError:
-        pass  # already running
+    postgres_server.ensure_running()
 
 
 # --- opening: schema, versions, errors that name the store without its password ---
@@ -142,6 +139,7 @@ def test_redacting_a_dsn_removes_the_password_in_both_forms() -> None:
     assert redact_dsn("host=db user=portal password='a b' dbname=audit") == "host=db dbname=audit user=portal"
     assert "s3cr3t" not in redact_dsn("postgresql://portal:s3cr3t@db:notaport/x?bad")
     assert "s3cr3t" not in redact_dsn("password=s3cr3t oops")
+    assert redact_dsn("host=db sslpassword=s3cr3t sslkey=/k") == "host=db sslkey=/k"
 
 
 def test_a_query_only_store_refuses_a_database_without_an_audit_log(pg_dsn: str) -> None:

@@ -85,6 +85,8 @@ _CONNECT_DEFAULTS = {
     "keepalives_count": "3",
     "tcp_user_timeout": "30000",
 }
+_SECRET_KEYS = ("password", "sslpassword")
+"""DSN parameters never shown: the server password and the client key's."""
 _RETRYABLE = (psycopg.OperationalError, psycopg.InterfaceError)
 """Connection loss, server shutdown, a failed connect: the batch is retried on a new connection."""
 
@@ -265,10 +267,14 @@ class PostgresAuditSink(AuditQueries):
             ) from None
 
     def _scrub(self, message: str) -> str:
-        """`message` on one line with the DSN's password (should a driver message quote it) replaced."""
+        """`message` on one line with the DSN's passwords (should a driver message quote them) replaced."""
         message = " ".join(message.split())
-        password = _password_of(self._dsn)
-        return message.replace(password, "***") if password else _redact_text(message)
+        secrets = _secrets_of(self._dsn)
+        if secrets is None:
+            return _redact_text(message)
+        for secret in secrets:
+            message = message.replace(secret, "***")
+        return message
 
 
 def redact_dsn(dsn: str) -> str:
@@ -277,21 +283,23 @@ def redact_dsn(dsn: str) -> str:
         params = conninfo_to_dict(dsn)
     except psycopg.Error:
         return _redact_text(dsn)
-    params.pop("password", None)
+    for secret in _SECRET_KEYS:
+        params.pop(secret, None)
     first = [key for key in ("host", "port", "dbname", "user") if key in params]
     ordered = {key: params[key] for key in [*first, *sorted(set(params) - set(first))]}
     return make_conninfo("", **ordered)
 
 
-def _password_of(dsn: str) -> str | None:
+def _secrets_of(dsn: str) -> list[str] | None:
+    """The secret values in `dsn`, or None when it cannot be parsed."""
     try:
-        value = conninfo_to_dict(dsn).get("password")
+        params = conninfo_to_dict(dsn)
     except psycopg.Error:
         return None
-    return str(value) if value else None
+    return [str(params[key]) for key in _SECRET_KEYS if params.get(key)]
 
 
 def _redact_text(text: str) -> str:
-    """Best effort for text that is not a parseable DSN: blank `password=...` and the password of a URL."""
+    """Best effort for text that is not a parseable DSN: blank `(ssl)password=...` and the password of a URL."""
     text = re.sub(r"(?i)(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", r"\1***", text)
     return re.sub(r"(://[^:/?#@\s]*):[^@\s]*@", r"\1:***@", text)

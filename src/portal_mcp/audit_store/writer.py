@@ -41,9 +41,12 @@ class BatchWriter(Generic[T]):
         capacity: int = 10_000,
         batch_size: int = 500,
         backoff: tuple[float, float] = (0.05, 5.0),
+        linger: float = 0.005,
     ) -> None:
         """`describe` names the destination in log lines; `retryable` are the errors worth retrying (connection
         loss); any other error from `write` drops that batch with an error log, so one bad batch cannot wedge it.
+        `linger` is how long the thread waits for a batch to fill once the first item arrived (latency for fewer
+        round trips).
         """
         self._write = write
         self._describe = describe
@@ -51,6 +54,7 @@ class BatchWriter(Generic[T]):
         self.capacity = capacity
         self._batch_size = batch_size
         self._backoff = backoff
+        self._linger = linger
         self._queue: deque[T] = deque()
         self._cond = threading.Condition()
         self._closing = False
@@ -86,7 +90,8 @@ class BatchWriter(Generic[T]):
             else:
                 self._queue.append(item)
                 self._accepted += 1
-                self._cond.notify()
+                if len(self._queue) == 1 or len(self._queue) == self._batch_size:  # the only states it waits on
+                    self._cond.notify_all()
                 return True
         if report:
             logger.error(
@@ -132,6 +137,9 @@ class BatchWriter(Generic[T]):
                 with self._cond:
                     while not self._queue and not self._closing:
                         self._cond.wait()
+                    if self._linger and len(self._queue) < self._batch_size and not self._closing:
+                        # Let a few more arrive: one insert for many events rather than one round trip each.
+                        self._cond.wait_for(lambda: len(self._queue) >= self._batch_size or self._closing, self._linger)
                     if not self._queue or self._give_up.is_set():
                         return
                     batch = [self._queue.popleft() for _ in range(min(self._batch_size, len(self._queue)))]
