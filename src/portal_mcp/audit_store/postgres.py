@@ -1,7 +1,7 @@
 """The shared audit store: `PostgresAuditSink` records `AuditEvent`s in PostgreSQL, for several portal replicas.
 
 ```
-with PostgresAuditSink("postgresql://portal:${PASSWORD}@db.internal/portal") as store:   # connects, checks schema
+with PostgresAuditSink(os.environ["PORTAL_AUDIT_DSN"]) as store:   # connects, creates or checks the tables
     async with Portal.open(config, audit=store) as portal: ...
     print(as_json(store.summary("tool", since=time.time() - 3600)))
 ```
@@ -11,7 +11,8 @@ newer schema version is refused. An unreachable server at open is an `AuditStore
 portal, not lose its log quietly.
 
 `record` never touches the network: it gives the event a UUID and appends it to a bounded queue (`BatchWriter`);
-one background thread inserts what queued up in one statement per batch, `ON CONFLICT (event_id) DO NOTHING`. So
+one background thread inserts what queued up (giving a batch 5 ms to fill) in one statement per batch of up to
+`batch_size`, `ON CONFLICT (event_id) DO NOTHING`. So
 when a connection drops mid-insert, the retried batch cannot duplicate the rows that did commit, and replicas
 writing to one database never collide. While the server is unreachable the writer logs once, keeps the events
 queued and retries with backoff; they are written when it comes back.
