@@ -1,41 +1,68 @@
-"""The SQLite audit store: events survive, queries summarise them, the file is versioned and safe to share."""
+"""The audit stores, SQLite and PostgreSQL, behave alike: events survive, queries summarise them, writers share it.
+
+Tests taking `open_store` run against both (PostgreSQL: the real server of tests/pg.py, skipped when absent);
+the rest are about the SQLite file. PostgreSQL specifics (queueing, outages, replicas) are in test_audit_pg.py.
+"""
 
 from __future__ import annotations
 
 import json
 import sqlite3
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from portal_mcp.audit import AuditEvent, AuditSink
-from portal_mcp.audit_store import SCHEMA_VERSION, AuditStoreError, SqliteAuditSink, SummaryRow, as_json, percentile
+from portal_mcp.audit_store import (
+    SCHEMA_VERSION,
+    AuditStore,
+    AuditStoreError,
+    PostgresAuditSink,
+    SqliteAuditSink,
+    SummaryRow,
+    as_json,
+    percentile,
+)
+
+OpenStore = Callable[[], AuditStore]
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> OpenStore:
+    """Opens a store on this test's own file or database: a second call opens the same one again."""
+    if request.param == "sqlite":
+        path = tmp_path / "audit.sqlite"
+        return lambda: SqliteAuditSink(path)
+    dsn: str = request.getfixturevalue("pg_dsn")
+    return lambda: PostgresAuditSink(dsn)
 
 
 def call(subject: str, duration_ms: float, *, user: str = "ada", outcome: str = "ok", at: float = 1000.0) -> AuditEvent:
     return AuditEvent("call", user, outcome, duration_ms, subject, size_in=10, size_out=20, at=at)  # type: ignore[arg-type]
 
 
-def test_the_store_is_an_audit_sink(tmp_path: Path) -> None:
-    sink: AuditSink = SqliteAuditSink(tmp_path / "audit.sqlite")
-    assert callable(sink.record)
+def test_the_store_is_an_audit_sink(open_store: OpenStore) -> None:
+    with open_store() as store:
+        sink: AuditSink = store
+        assert callable(sink.record)
 
 
-def test_events_round_trip_with_every_field(tmp_path: Path) -> None:
+def test_events_round_trip_with_every_field(open_store: OpenStore) -> None:
     events = [
         AuditEvent("search", "ada", "ok", 1.5, "current time", size_out=300, at=1000.0),
         AuditEvent("run", "ada", "error", 42.0, "ab" * 32, "NameError: x", size_in=18, size_out=0, at=1001.0),
         AuditEvent("call", "bob", "refused", 0.25, "time.get_time", "unknown argument 'tz'", 12, 0, at=1002.0),
     ]
-    with SqliteAuditSink(tmp_path / "audit.sqlite") as store:
+    with open_store() as store:
         for event in events:
             store.record(event)
         assert store.recent(10) == events[::-1]
 
 
-def test_recent_filters_by_kind_and_user_and_keeps_the_newest(tmp_path: Path) -> None:
-    with SqliteAuditSink(tmp_path / "audit.sqlite") as store:
+def test_recent_filters_by_kind_and_user_and_keeps_the_newest(open_store: OpenStore) -> None:
+    with open_store() as store:
         for i in range(10):
             store.record(call("time.now", i, user="ada" if i % 2 else "bob", at=1000.0 + i))
         store.record(AuditEvent("run", "ada", "ok", 5.0, "digest", at=2000.0))
@@ -67,7 +94,7 @@ def test_a_file_with_a_newer_schema_is_refused_with_a_clear_message(tmp_path: Pa
     db.close()
     with SqliteAuditSink(path) as store, pytest.raises(AuditStoreError) as caught:
         store.recent()
-    assert caught.value.path == path
+    assert caught.value.store == str(path)
     assert f"schema version {SCHEMA_VERSION + 1} is newer than this portal-mcp reads ({SCHEMA_VERSION})" in str(
         caught.value
     )
@@ -90,28 +117,27 @@ def test_a_path_in_a_missing_folder_is_created_on_first_use(tmp_path: Path) -> N
     assert path.is_file()
 
 
-def test_a_closed_and_reopened_store_keeps_every_event(tmp_path: Path) -> None:
-    path = tmp_path / "audit.sqlite"
-    with SqliteAuditSink(path) as store:
+def test_a_closed_and_reopened_store_keeps_every_event(open_store: OpenStore) -> None:
+    with open_store() as store:
         for i in range(100):
             store.record(call("time.now", i, at=1000.0 + i))
-    with SqliteAuditSink(path) as store:
+    with open_store() as store:
         store.record(call("time.now", 100, at=1100.0))
         events = store.recent(1000)
     assert len(events) == 101
     assert [e.duration_ms for e in events] == [float(i) for i in range(100, -1, -1)]
 
 
-def test_a_closed_store_refuses_further_use(tmp_path: Path) -> None:
-    store = SqliteAuditSink(tmp_path / "audit.sqlite")
+def test_a_closed_store_refuses_further_use(open_store: OpenStore) -> None:
+    store = open_store()
     store.close()
     store.close()
     with pytest.raises(AuditStoreError, match="the store is closed"):
         store.record(call("time.now", 1.0))
 
 
-def test_two_threads_writing_at_once_lose_nothing(tmp_path: Path) -> None:
-    with SqliteAuditSink(tmp_path / "audit.sqlite") as store:
+def test_two_threads_writing_at_once_lose_nothing(open_store: OpenStore) -> None:
+    with open_store() as store:
 
         def write(user: str) -> None:
             for i in range(500):
@@ -127,11 +153,10 @@ def test_two_threads_writing_at_once_lose_nothing(tmp_path: Path) -> None:
     assert summary == {"ada": 500, "bob": 500}
 
 
-def test_two_stores_on_one_file_lose_nothing(tmp_path: Path) -> None:
-    path = tmp_path / "audit.sqlite"
-    with SqliteAuditSink(path) as first, SqliteAuditSink(path) as second:
+def test_two_stores_on_one_file_lose_nothing(open_store: OpenStore) -> None:
+    with open_store() as first, open_store() as second:
 
-        def write(store: SqliteAuditSink, user: str) -> None:
+        def write(store: AuditStore, user: str) -> None:
             for i in range(300):
                 store.record(call("time.now", i, user=user))
 
@@ -143,8 +168,8 @@ def test_two_stores_on_one_file_lose_nothing(tmp_path: Path) -> None:
         assert {row.key: row.calls for row in first.summary("user")} == {"ada": 300, "bob": 300}
 
 
-def test_summaries_by_user_server_and_tool_count_calls_errors_and_percentiles(tmp_path: Path) -> None:
-    with SqliteAuditSink(tmp_path / "audit.sqlite") as store:
+def test_summaries_by_user_server_and_tool_count_calls_errors_and_percentiles(open_store: OpenStore) -> None:
+    with open_store() as store:
         for ms in range(1, 101):  # time.now takes 1..100 ms; every tenth call fails
             store.record(call("time.now", ms, outcome="error" if ms % 10 == 0 else "ok"))
         for ms in (5, 7, 9):
@@ -162,8 +187,8 @@ def test_summaries_by_user_server_and_tool_count_calls_errors_and_percentiles(tm
         assert store.summary("user", kind="run") == [SummaryRow("ada", 1, 1, 9999.0, 9999.0)]
 
 
-def test_a_summary_since_a_time_leaves_out_older_events(tmp_path: Path) -> None:
-    with SqliteAuditSink(tmp_path / "audit.sqlite") as store:
+def test_a_summary_since_a_time_leaves_out_older_events(open_store: OpenStore) -> None:
+    with open_store() as store:
         store.record(call("time.now", 1000.0, at=100.0))
         store.record(call("time.now", 2.0, at=200.0))
         store.record(call("time.now", 4.0, at=300.0))
@@ -171,8 +196,8 @@ def test_a_summary_since_a_time_leaves_out_older_events(tmp_path: Path) -> None:
         assert store.summary("tool", since=301.0) == []
 
 
-def test_a_summary_by_server_or_tool_only_counts_calls(tmp_path: Path) -> None:
-    with SqliteAuditSink(tmp_path / "audit.sqlite") as store, pytest.raises(ValueError, match="counts `call` events"):
+def test_a_summary_by_server_or_tool_only_counts_calls(open_store: OpenStore) -> None:
+    with open_store() as store, pytest.raises(ValueError, match="counts `call` events"):
         store.summary("tool", kind="run")
 
 
@@ -184,8 +209,8 @@ def test_percentiles_are_nearest_rank(values: list[float], p: float, expected: f
     assert percentile(values, p) == expected
 
 
-def test_events_and_summaries_render_as_json(tmp_path: Path) -> None:
-    with SqliteAuditSink(tmp_path / "audit.sqlite") as store:
+def test_events_and_summaries_render_as_json(open_store: OpenStore) -> None:
+    with open_store() as store:
         store.record(call("time.now", 3.0, at=1234.5))
         events = json.loads(as_json(store.recent()))
         rows = json.loads(as_json(store.summary("tool")))

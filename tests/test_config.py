@@ -218,4 +218,4 @@ def test_a_relative_audit_file_resolves_against_the_config_folder_and_home_expan
 
 
 def test_an_unknown_audit_key_is_named(tmp_path: Path) -> None:
-    assert "unknown key 'postgres' in key 'audit'" in error_of(tmp_path, "audit: {postgres: x}\n")
+    assert "unknown key 'mysql' in key 'audit'" in error_of(tmp_path, "audit: {mysql: x}\n")

@@ -19,10 +19,10 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn
 from rich.table import Table
 
-from portal_mcp.audit_store import AuditStoreError, SqliteAuditSink, as_json
+from portal_mcp.audit_store import AuditStore, PostgresAuditSink, SqliteAuditSink, as_json
 from portal_mcp.config import PortalConfig, RemoteServerConfig, StdioServerConfig, load_config
 from portal_mcp.downstream import ServerStatus
-from portal_mcp.errors import ConfigError, PortalError
+from portal_mcp.errors import AuditStoreError, ConfigError, PortalError
 from portal_mcp.logs import LogFormat
 from portal_mcp.logs import configure as configure_logging
 from portal_mcp.portal import Portal
@@ -332,11 +332,17 @@ def agents_md(config_path: Path | None) -> None:
 
 @main.group()
 def audit() -> None:
-    """Query the audit log kept in the SQLite file named by `audit: {sqlite: PATH}` (or --db)."""
+    """Query the audit log: the store of `audit:` in the config (SQLite or PostgreSQL), or --db / --dsn."""
 
 
 DB_OPTION = click.option(
     "--db", "db_path", type=click.Path(dir_okay=False, path_type=Path), default=None, help="the SQLite audit file"
+)
+DSN_OPTION = click.option(
+    "--dsn",
+    default=None,
+    help="the PostgreSQL audit database (libpq DSN or postgresql:// URL); a password here shows in `ps`, "
+    "prefer --config with `audit: {postgres: ${VAR}}`",
 )
 JSON_OPTION = click.option("--json", "as_json_", is_flag=True, help="print JSON instead of a table")
 KIND = click.Choice(["search", "run", "call"])
@@ -345,22 +351,29 @@ KIND = click.Choice(["search", "run", "call"])
 @audit.command(name="recent")
 @CONFIG_OPTION
 @DB_OPTION
+@DSN_OPTION
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 10_000))
 @click.option("--kind", type=KIND, default=None, help="only this kind of event")
 @click.option("--user", default=None, help="only this user's events")
 @JSON_OPTION
 def audit_recent(
-    config_path: Path | None, db_path: Path | None, limit: int, kind: Any, user: str | None, as_json_: bool
+    config_path: Path | None,
+    db_path: Path | None,
+    dsn: str | None,
+    limit: int,
+    kind: Any,
+    user: str | None,
+    as_json_: bool,
 ) -> None:
     """The most recent searches, runs and tool calls, newest first."""
     from datetime import datetime
 
-    with _audit_store(config_path, db_path) as store:
+    with _audit_store(config_path, db_path, dsn) as store:
         events = store.recent(limit, kind=kind, user=user)
     if as_json_:
         out.print_json(as_json(events))
         return
-    table = Table(title=str(store.path))
+    table = Table(title=store.name)
     for column in ("time", "kind", "user", "outcome", "ms", "subject", "in", "out", "detail"):
         table.add_column(column, overflow="fold")
     for e in events:
@@ -376,12 +389,19 @@ def audit_recent(
 @audit.command(name="summary")
 @CONFIG_OPTION
 @DB_OPTION
+@DSN_OPTION
 @click.option("--by", type=click.Choice(["user", "server", "tool"]), default="tool", show_default=True)
 @click.option("--since", default=None, help="only events this recent: 30m, 12h, 7d or seconds")
 @click.option("--kind", type=KIND, default="call", show_default=True, help="with --by user: which events to count")
 @JSON_OPTION
 def audit_summary(
-    config_path: Path | None, db_path: Path | None, by: Any, since: str | None, kind: Any, as_json_: bool
+    config_path: Path | None,
+    db_path: Path | None,
+    dsn: str | None,
+    by: Any,
+    since: str | None,
+    kind: Any,
+    as_json_: bool,
 ) -> None:
     """Calls, errors and p50/p95 latency per user, server or tool, busiest first."""
     import time
@@ -389,7 +409,7 @@ def audit_summary(
     if by != "user" and kind != "call":
         raise click.BadParameter("only `call` events have a server and a tool; drop --kind or use --by user")
     start = time.time() - _seconds(since) if since is not None else None
-    with _audit_store(config_path, db_path) as store:
+    with _audit_store(config_path, db_path, dsn) as store:
         rows = store.summary(by, start, kind=kind)
     if as_json_:
         out.print_json(as_json(rows))
@@ -404,17 +424,27 @@ def audit_summary(
 
 
 @contextmanager
-def _audit_store(config_path: Path | None, db_path: Path | None) -> Iterator[SqliteAuditSink]:
-    """The store to query: --db, else the config's `audit.sqlite`; a missing file is an error, never created."""
-    path = db_path if db_path is not None else _load(config_path).audit.sqlite
-    if path is None:
-        err.print("[red]error[/red] no audit file: set `audit: {sqlite: PATH}` in the config or pass --db PATH")
+def _audit_store(config_path: Path | None, db_path: Path | None, dsn: str | None) -> Iterator[AuditStore]:
+    """The store to query: --db or --dsn, else the config's `audit:`; a store is never created by a query."""
+    if db_path is not None and dsn is not None:
+        raise click.UsageError("pass either --db (SQLite) or --dsn (PostgreSQL), not both")
+    path = db_path
+    if path is None and dsn is None:
+        audit = _load(config_path).audit
+        path = audit.sqlite
+        dsn = audit.postgres.get_secret_value() if audit.postgres is not None else None
+    if path is None and dsn is None:
+        err.print(
+            "[red]error[/red] no audit store: set `audit: {sqlite: PATH}` in the config (or `audit: {postgres: DSN}`), "
+            "or pass --db PATH / --dsn DSN"
+        )
         raise SystemExit(2)
-    if not path.is_file():
+    if path is not None and not path.is_file():
         err.print(f"[red]error[/red] {str(path)!r} does not exist yet; the portal creates it at its first event")
         raise SystemExit(1)
     try:
-        with SqliteAuditSink(path) as store:
+        store: AuditStore = SqliteAuditSink(path) if path is not None else PostgresAuditSink(str(dsn), create=False)
+        with store:
             yield store
     except AuditStoreError as exc:
         err.print(f"[red]error[/red] {exc}", highlight=False)

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from portal_mcp.catalog import ToolFilter
 from portal_mcp.errors import ConfigError
@@ -129,12 +130,28 @@ class HttpConfig(_Model):
 
 
 class AuditConfig(_Model):
-    """Where audit events go: a SQLite file with `sqlite: PATH`, otherwise a bounded window in memory."""
+    """Where audit events go: a SQLite file (`sqlite: PATH`) or a PostgreSQL database shared by replicas
+    (`postgres: DSN`), at most one of them; otherwise a bounded window in memory."""
 
     sqlite: Path | None = Field(
         default=None,
         description="SQLite file of the durable audit log, created on first use (relative to the config file's folder)",
     )
+    postgres: SecretStr | None = Field(
+        default=None,
+        description="PostgreSQL DSN (libpq key=value or postgresql:// URL) of an audit log shared by several portals; "
+        "tables created on first use; write the password as ${VAR}",
+    )
+
+    @model_validator(mode="after")
+    def _one_store(self) -> AuditConfig:
+        if self.sqlite is not None and self.postgres is not None:
+            raise PydanticCustomError(
+                "audit_stores",
+                "`sqlite` and `postgres` are exclusive: keep `postgres` for a log shared by several portals, "
+                "`sqlite` for one",
+            )
+        return self
 
 
 class PortalConfig(_Model):

@@ -12,7 +12,8 @@ PortalError                       base; `str(err)` is a complete, user-facing me
 │   ├── UnknownToolError          no such qualified name (carries close matches)
 │   ├── ArgumentError             arguments do not match the tool's inputSchema (names the field)
 │   └── ToolFailedError           the downstream answered with `isError`; carries its message
-└── SandboxError                  the sandbox could not run the code (not: the code raised)
+├── SandboxError                  the sandbox could not run the code (not: the code raised)
+└── AuditStoreError               the audit store cannot be opened, read or written; carries `store`
 ```
 """
 
@@ -121,3 +122,16 @@ class ToolFailedError(ToolCallError):
 
 class SandboxError(PortalError):
     """The sandbox itself failed (could not start a worker, broken channel), not the agent's code."""
+
+
+class AuditStoreError(PortalError):
+    """The audit store cannot be opened, read or written.
+
+    `store` names it for people: the SQLite file's path, or the PostgreSQL DSN with its password removed (the store
+    redacts it before raising; a message never holds a password).
+    """
+
+    def __init__(self, store: str, message: str) -> None:
+        self.store = store
+        self.message = message
+        super().__init__(f"audit store {store!r}: {message}")

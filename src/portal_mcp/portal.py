@@ -16,15 +16,16 @@ import getpass
 import hashlib
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
 from typing import Any, Literal, TextIO
 
+import anyio
 from mcp.server.mcpserver import MCPServer
 from mcp_types import Tool
 
 from portal_mcp.audit import AuditEvent, AuditSink, MemoryAuditSink
-from portal_mcp.audit_store import SqliteAuditSink
+from portal_mcp.audit_store import PostgresAuditSink, SqliteAuditSink
 from portal_mcp.bridge import Bridge
 from portal_mcp.catalog import Catalog
 from portal_mcp.config import PortalConfig
@@ -98,10 +99,9 @@ class Portal:
             errlog=errlog,
         )
         # The sink outlives the pool and the sandbox, so calls finishing during shutdown are still recorded.
-        with _audit_sink(config, audit) as sink:
-            async with pool, SandboxHost(config.sandbox) as sandbox:
-                portal = cls(config, pool, sandbox, sink, user or config.user or _os_user())
-                yield portal
+        async with _audit_sink(config, audit) as sink, pool, SandboxHost(config.sandbox) as sandbox:
+            portal = cls(config, pool, sandbox, sink, user or config.user or _os_user())
+            yield portal
 
     @property
     def catalog(self) -> Catalog:
@@ -285,13 +285,25 @@ def _split_filters(query: str) -> tuple[str, list[tuple[str, str]]]:
     return _FILTER.sub(" ", query).strip(), filters
 
 
-@contextmanager
-def _audit_sink(config: PortalConfig, given: AuditSink | None) -> Iterator[AuditSink]:
-    """The sink passed in (its caller closes it), else the configured SQLite file (closed here), else memory."""
+@asynccontextmanager
+async def _audit_sink(config: PortalConfig, given: AuditSink | None) -> AsyncIterator[AuditSink]:
+    """The sink passed in (its caller closes it), else the configured store (closed here), else memory.
+
+    The PostgreSQL store connects when opened and writes its queue when closed: both happen on a worker thread,
+    off the event loop.
+    """
     if given is not None:
         yield given
     elif config.audit.sqlite is not None:
         with SqliteAuditSink(config.audit.sqlite) as store:
             yield store
+    elif config.audit.postgres is not None:
+        dsn = config.audit.postgres.get_secret_value()
+        pg = await anyio.to_thread.run_sync(lambda: PostgresAuditSink(dsn))
+        try:
+            yield pg
+        finally:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(pg.close)
     else:
         yield MemoryAuditSink()

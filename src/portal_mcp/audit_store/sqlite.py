@@ -1,4 +1,4 @@
-"""The durable audit log: `SqliteAuditSink` records `AuditEvent`s in a SQLite file and answers queries about them.
+"""The embedded audit store: `SqliteAuditSink` records `AuditEvent`s in a SQLite file and answers queries about them.
 
 ```
 with SqliteAuditSink(Path("~/.local/state/portal-mcp/audit.sqlite").expanduser()) as store:
@@ -14,25 +14,25 @@ argument or result values.
 
 from __future__ import annotations
 
-import json
-import math
 import sqlite3
 import threading
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, cast
+from typing import Any
 
 from portal_mcp.audit import AuditEvent
-from portal_mcp.errors import PortalError
-
-SCHEMA_VERSION = 1
-"""Bump with a migration in `_migrate` whenever the tables change; older portals refuse newer files."""
-
-Kind = Literal["search", "run", "call"]
-SummaryKey = Literal["user", "server", "tool"]
+from portal_mcp.audit_store.query import (
+    COLUMNS,
+    SCHEMA_VERSION,
+    AuditQueries,
+    SummaryKey,
+    SummaryRow,
+    event_row,
+    percentile,
+)
+from portal_mcp.errors import AuditStoreError
 
 _SCHEMA = """
 CREATE TABLE schema_version (version INTEGER NOT NULL);
@@ -51,38 +51,19 @@ CREATE TABLE events (
 CREATE INDEX events_kind_at ON events (kind, at);
 CREATE INDEX events_user_at ON events (user, at);
 """
-_COLUMNS = "kind, user, outcome, duration_ms, subject, detail, size_in, size_out, at"
 _BUSY_TIMEOUT_S = 5.0
 """How long a write waits for another process holding the write lock (e.g. a second portal on the same file)."""
 
 
-class AuditStoreError(PortalError):
-    """The audit store cannot be opened or written; `path` is the SQLite file."""
-
-    def __init__(self, path: Path, message: str) -> None:
-        self.path = path
-        self.message = message
-        super().__init__(f"audit store {str(path)!r}: {message}")
-
-
-@dataclass(frozen=True)
-class SummaryRow:
-    """Calls grouped by one key (a user, a server or a qualified tool name); durations in milliseconds."""
-
-    key: str
-    calls: int
-    errors: int
-    """Calls whose outcome was not `ok` (failed or refused)."""
-    p50_ms: float
-    p95_ms: float
-
-
-class SqliteAuditSink:
+class SqliteAuditSink(AuditQueries):
     """An `AuditSink` backed by a SQLite file, safe to share between the threads of one process.
 
     Several processes may also write to one file (SQLite's locking serialises them); for several machines use the
     PostgreSQL store. Close it (or use it as a context manager) when done; every recorded event is already committed.
     """
+
+    _table = "events"
+    _param = "?"
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -106,45 +87,26 @@ class SqliteAuditSink:
                 self._db.close()
                 self._db = None
 
+    @property
+    def name(self) -> str:
+        return str(self.path)
+
     def record(self, event: AuditEvent) -> None:
         """Append one event; it is committed when this returns."""
-        row = (
-            event.kind,
-            event.user,
-            event.outcome,
-            event.duration_ms,
-            event.subject,
-            event.detail,
-            event.size_in,
-            event.size_out,
-            event.at,
-        )
+        sql = f"INSERT INTO events ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
         with self._lock:
-            self._execute(f"INSERT INTO events ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
+            self._execute(sql, event_row(event))
 
-    def recent(self, limit: int = 20, kind: Kind | None = None, user: str | None = None) -> list[AuditEvent]:
-        """The `limit` most recent events, newest first, optionally only of one kind and/or one user."""
-        where, params = _where(kind=kind, user=user)
-        sql = f"SELECT {_COLUMNS} FROM events{where} ORDER BY at DESC, id DESC LIMIT ?"
+    def _fetch(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
         with self._lock:
-            rows = self._execute(sql, (*params, limit)).fetchall()
-        return [_event(row) for row in rows]
+            return self._execute(sql, params).fetchall()
 
-    def summary(self, by: SummaryKey, since: float | None = None, *, kind: Kind = "call") -> list[SummaryRow]:
-        """Count, errors and p50/p95 duration of events grouped `by` user, server or tool, busiest first.
-
-        `since` is a Unix time. Server and tool come from the qualified name (`server.tool`) of `call` events, so
-        `kind` other than "call" only makes sense grouped by user (e.g. runs per user).
-        """
-        if by != "user" and kind != "call":
-            raise ValueError(f"a summary by {by} counts `call` events; got kind={kind!r}")
-        where, params = _where(kind=kind, since=since)
-        column = "user" if by == "user" else "subject"
-        with self._lock:
-            rows = self._execute(f"SELECT {column}, outcome, duration_ms FROM events{where}", params).fetchall()
+    def _groups(self, by: SummaryKey, where: str, params: tuple[Any, ...]) -> list[SummaryRow]:
+        # SQLite has no percentile aggregate: group here, with the one nearest-rank definition.
+        column = '"user"' if by == "user" else "subject"
+        rows = self._fetch(f"SELECT {column}, outcome, duration_ms FROM events{where}", params)
         groups: defaultdict[str, list[tuple[str, float]]] = defaultdict(list)
         for value, outcome, duration in rows:
-            # A subject without a dot (a refused call to a malformed name) counts as its own server.
             key = value.partition(".")[0] if by == "server" else value
             groups[key].append((outcome, duration))
         summary = []
@@ -152,18 +114,18 @@ class SqliteAuditSink:
             durations = sorted(duration for _, duration in calls)
             errors = sum(1 for outcome, _ in calls if outcome != "ok")
             summary.append(SummaryRow(key, len(calls), errors, percentile(durations, 50), percentile(durations, 95)))
-        return sorted(summary, key=lambda row: (-row.calls, row.key))
+        return summary
 
     def _execute(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
         """Run one statement on the (lazily opened) connection; the caller holds the lock."""
         try:
             return self._connection().execute(sql, params)
         except sqlite3.Error as exc:
-            raise AuditStoreError(self.path, f"{exc}; check the file's permissions and free disk space") from exc
+            raise AuditStoreError(self.name, f"{exc}; check the file's permissions and free disk space") from exc
 
     def _connection(self) -> sqlite3.Connection:
         if self._closed:
-            raise AuditStoreError(self.path, "the store is closed; open a new SqliteAuditSink")
+            raise AuditStoreError(self.name, "the store is closed; open a new SqliteAuditSink")
         if self._db is None:
             self._db = self._open()
         return self._db
@@ -172,12 +134,12 @@ class SqliteAuditSink:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise AuditStoreError(self.path, f"cannot create its folder: {exc.strerror}") from None
+            raise AuditStoreError(self.name, f"cannot create its folder: {exc.strerror}") from None
         try:
             # Autocommit (isolation_level=None): each insert is its own transaction; the schema gets an explicit one.
             db = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
         except sqlite3.Error as exc:
-            raise AuditStoreError(self.path, f"cannot open it ({exc}); check the path and its permissions") from None
+            raise AuditStoreError(self.name, f"cannot open it ({exc}); check the path and its permissions") from None
         try:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
@@ -185,7 +147,7 @@ class SqliteAuditSink:
         except sqlite3.DatabaseError as exc:
             db.close()
             raise AuditStoreError(
-                self.path, f"not a usable SQLite audit store ({exc}); point the audit config at another file"
+                self.name, f"not a usable SQLite audit store ({exc}); point the audit config at another file"
             ) from None
         except BaseException:
             db.close()
@@ -206,7 +168,7 @@ class SqliteAuditSink:
                 found = db.execute("SELECT max(version) FROM schema_version").fetchone()[0]
                 if not isinstance(found, int) or found > SCHEMA_VERSION:
                     raise AuditStoreError(
-                        self.path,
+                        self.name,
                         f"schema version {found!r} is newer than this portal-mcp reads ({SCHEMA_VERSION}); "
                         "upgrade portal-mcp, or point the audit config at another file",
                     )
@@ -215,35 +177,3 @@ class SqliteAuditSink:
             if db.in_transaction:
                 db.execute("ROLLBACK")
             raise
-
-
-def percentile(sorted_values: Sequence[float], p: float) -> float:
-    """Nearest-rank percentile of already sorted values: always one of the values; 0.0 for none."""
-    if not sorted_values:
-        return 0.0
-    rank = math.ceil(p / 100 * len(sorted_values))
-    return sorted_values[max(rank, 1) - 1]
-
-
-def as_json(rows: Sequence[AuditEvent | SummaryRow]) -> str:
-    """Events or summary rows as a JSON array of objects (the field names of the dataclasses)."""
-    return json.dumps([asdict(row) for row in rows], indent=2)
-
-
-def _where(
-    *, kind: Kind | None = None, user: str | None = None, since: float | None = None
-) -> tuple[str, tuple[Any, ...]]:
-    clauses: list[str] = []
-    params: list[Any] = []
-    for clause, value in (("kind = ?", kind), ("user = ?", user), ("at >= ?", since)):
-        if value is not None:
-            clauses.append(clause)
-            params.append(value)
-    return (" WHERE " + " AND ".join(clauses) if clauses else ""), tuple(params)
-
-
-def _event(row: tuple[Any, ...]) -> AuditEvent:
-    kind, user, outcome, duration_ms, subject, detail, size_in, size_out, at = row
-    return AuditEvent(
-        cast(Kind, kind), user, outcome, duration_ms, subject, detail, size_in=size_in, size_out=size_out, at=at
-    )
