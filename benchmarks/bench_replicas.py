@@ -16,12 +16,15 @@ round-robin proxy as its own process, and the official MCP client over streamabl
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
+import shutil
 import statistics
 import sys
 import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # the harness lives in tests/
 
+from tests.pg import start_server  # noqa: E402
 from tests.replicas import (  # noqa: E402
     AuditStore,
     ClientMode,
@@ -39,6 +43,7 @@ from tests.replicas import (  # noqa: E402
     make_users,
     percentile,
     plan,
+    postgres_store,
     proxy_stats,
     replica_config,
     running_proxy,
@@ -53,9 +58,21 @@ RUNS = 50
 LATENCY_RUNS = 100
 
 
-def audit_store(folder: Path) -> AuditStore:
-    """The store the replicas share. >>> PostgreSQL plugs in here (see `tests.replicas.AuditStore`)."""
-    return sqlite_store(folder / "audit.sqlite")
+@contextlib.contextmanager
+def audit_stores() -> Iterator[Callable[[Path], AuditStore]]:
+    """Makes the store each load shares: a fresh database on a throwaway PostgreSQL server (tests/pg.py), or,
+    where no PostgreSQL server can be started, one SQLite file (the report names the store used)."""
+    try:
+        server = start_server()
+    except (RuntimeError, OSError) as exc:
+        print(f"no PostgreSQL server ({exc}); the replicas share a SQLite file instead", file=sys.stderr)
+        yield lambda folder: sqlite_store(folder / "audit.sqlite")
+        return
+    try:
+        yield lambda folder: postgres_store(server.create_database("bench_" + folder.name))
+    finally:
+        server.stop("immediate")
+        shutil.rmtree(server.root, ignore_errors=True)
 
 
 def _ms(values: list[float]) -> dict[str, float]:
@@ -67,9 +84,8 @@ def _ms(values: list[float]) -> dict[str, float]:
     }
 
 
-async def _load(folder: Path, replicas: int) -> dict[str, Any]:
+async def _load(folder: Path, replicas: int, store: AuditStore) -> dict[str, Any]:
     await anyio.Path(folder).mkdir()
-    store = audit_store(folder)
     users = make_users(CLIENTS)
     runs = plan(list(users), RUNS)
     config = replica_config(folder, store, users)
@@ -112,7 +128,7 @@ async def _load(folder: Path, replicas: int) -> dict[str, Any]:
 
 async def _latency(folder: Path, stateless: bool, mode: ClientMode) -> dict[str, Any]:
     await anyio.Path(folder).mkdir()
-    store = audit_store(folder)
+    store = sqlite_store(folder / "audit.sqlite")
     users = make_users(1)
     runs = plan(list(users), LATENCY_RUNS)
     config = replica_config(folder, store, users)
@@ -129,10 +145,10 @@ async def _latency(folder: Path, stateless: bool, mode: ClientMode) -> dict[str,
 
 
 async def measure() -> dict[str, Any]:
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, audit_stores() as store:
         folder = Path(tmp)
-        two = await _load(folder / "two", 2)
-        one = await _load(folder / "one", 1)
+        two = await _load(folder / "two", 2, store(folder / "two"))
+        one = await _load(folder / "one", 1, store(folder / "one"))
         latency = [
             await _latency(folder / "stateful", stateless=False, mode="legacy"),
             await _latency(folder / "stateless", stateless=True, mode="legacy"),

@@ -216,6 +216,18 @@ def sqlite_store(path: Path) -> AuditStore:
     return AuditStore({"sqlite": str(path)}, events, "sqlite")
 
 
+def postgres_store(dsn: str) -> AuditStore:
+    """One PostgreSQL database that every replica writes to (each through its own background writer)."""
+
+    def events() -> list[AuditEvent]:
+        from portal_mcp.audit_store import PostgresAuditSink
+
+        with PostgresAuditSink(dsn, create=False) as store:
+            return store.recent(limit=10**9)
+
+    return AuditStore({"postgres": dsn}, events, "postgres")
+
+
 def replica_config(folder: Path, audit: AuditStore, users: Mapping[str, str], *, stateless: bool | None = None) -> Path:
     """A portal.yaml shared by every replica: the demo server over stdio, one bearer token per user, the audit store.
 

@@ -22,6 +22,7 @@ from tests.replicas import (
     drive_load,
     make_users,
     plan,
+    postgres_store,
     proxy_stats,
     replica_config,
     running_proxy,
@@ -40,16 +41,15 @@ INITIALIZE = {
 
 
 @pytest.fixture
-def audit_config(tmp_path: Path) -> AuditStore:
-    """The audit store the replicas share.
-
-    >>> PostgreSQL plugs in here. Once the PostgreSQL store (`audit: {postgres: DSN}`, tests/pg.py) is on main,
-    parametrize this fixture over sqlite/postgres and, for postgres, return
-    `AuditStore({"postgres": dsn}, events=<read every event from that database>, name="postgres")`.
-    """
+def audit_config(tmp_path: Path, request: pytest.FixtureRequest) -> AuditStore:
+    """The audit store the replicas share: one PostgreSQL database (a real server, tests/pg.py), or one SQLite file
+    for the tests that only need some store."""
+    if getattr(request, "param", "sqlite") == "postgres":
+        return postgres_store(request.getfixturevalue("pg_dsn"))
     return sqlite_store(tmp_path / "audit.sqlite")
 
 
+@pytest.mark.parametrize("audit_config", ["postgres", "sqlite"], indirect=True)
 async def test_two_stateless_replicas_behind_a_round_robin_answer_every_run_and_record_each_exactly_once(
     tmp_path: Path, audit_config: AuditStore
 ) -> None:
