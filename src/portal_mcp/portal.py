@@ -28,6 +28,7 @@ from portal_mcp.audit_store import SqliteAuditSink
 from portal_mcp.bridge import Bridge
 from portal_mcp.catalog import Catalog
 from portal_mcp.config import PortalConfig
+from portal_mcp.credentials import Redactor
 from portal_mcp.downstream import DownstreamEvent, DownstreamPool, ServerStatus
 from portal_mcp.precheck import check_code, render
 from portal_mcp.sandbox.host import RunResult, SandboxHost
@@ -56,7 +57,8 @@ class Portal:
         self._catalog = Catalog.build(pool.listings(), config.tool_filters())
         self._index: SearchIndex | None = None
         self._listeners: list[EventListener] = []
-        self.bridge = Bridge(lambda: self._catalog, pool, audit, user)
+        self.redactor = Redactor(config.secret_values())
+        self.bridge = Bridge(lambda: self._catalog, pool, audit, user, self.redactor)
 
     @classmethod
     @asynccontextmanager
@@ -82,7 +84,13 @@ class Portal:
                     await listener(evt)
 
         pool = DownstreamPool(
-            config.enabled_servers(), local=local, on_tools_changed=tools_changed, on_event=event, on_status=on_status
+            config.enabled_servers(),
+            local=local,
+            on_tools_changed=tools_changed,
+            on_event=event,
+            on_status=on_status,
+            users=config.user_secrets(),
+            redactor=Redactor(config.secret_values()),
         )
         # The sink outlives the pool and the sandbox, so calls finishing during shutdown are still recorded.
         with _audit_sink(config, audit) as sink:
