@@ -219,3 +219,142 @@ def test_a_relative_audit_file_resolves_against_the_config_folder_and_home_expan
 
 def test_an_unknown_audit_key_is_named(tmp_path: Path) -> None:
     assert "unknown key 'mysql' in key 'audit'" in error_of(tmp_path, "audit: {mysql: x}\n")
+
+
+# -- secrets_file and per-user secrets (`${user.KEY}`) ------------------------------------------------------------
+
+
+def write_secrets(tmp_path: Path, text: str, mode: int = 0o600) -> Path:
+    path = tmp_path / "secrets.yaml"
+    path.write_text(text)
+    path.chmod(mode)
+    return path
+
+
+def test_secrets_file_names_fill_variables_and_the_environment_wins(tmp_path: Path) -> None:
+    write_secrets(tmp_path, "PORTAL_TOKEN: from-the-file-123\nGH: gh-from-the-file\n")
+    config = load_config(
+        write(
+            tmp_path,
+            "secrets_file: secrets.yaml\n"
+            "http: {bearer_tokens: ['${PORTAL_TOKEN}']}\n"
+            "servers:\n  gh: {url: 'https://example.com/mcp', headers: {Authorization: 'Bearer ${GH}'}}\n",
+        ),
+        environ={"PORTAL_TOKEN": "from-the-environment"},
+    )
+    assert config.http.bearer_tokens == ["from-the-environment"]
+    server = config.servers["gh"]
+    assert isinstance(server, RemoteServerConfig) and server.headers["Authorization"] == "Bearer gh-from-the-file"
+    assert config.secrets_file == tmp_path / "secrets.yaml"
+    # Every file value and every value substituted into headers/http is one to redact.
+    assert {"from-the-file-123", "gh-from-the-file", "from-the-environment"} <= config.secret_values()
+
+
+@pytest.mark.parametrize(
+    ("secrets", "expected"),
+    [
+        (None, "secrets_file"),
+        ("- a\n- b\n", "must be a YAML mapping"),
+        ("PIN: 123456789\n", "secret 'PIN' must be a string, not int; quote it"),
+        ("'bad name': x\n", "secret name 'bad name'"),
+        ("A: [unclosed\n", "YAML syntax error"),
+    ],
+)
+def test_a_broken_secrets_file_is_a_config_error(tmp_path: Path, secrets: str | None, expected: str) -> None:
+    if secrets is not None:
+        write_secrets(tmp_path, secrets)
+    message = error_of(tmp_path, "secrets_file: secrets.yaml\n")
+    assert expected in message
+    if secrets is None:
+        assert "does not exist" in message
+    assert "123456789" not in message  # a value never appears in the message
+
+
+def test_a_secrets_file_others_can_read_is_loaded_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    write_secrets(tmp_path, "T: secret-value-1\n", mode=0o644)
+    load_config(write(tmp_path, "secrets_file: secrets.yaml\n"), environ={})
+    assert "can be read by other users" in caplog.text and "chmod 600" in caplog.text
+    assert "secret-value-1" not in caplog.text
+
+
+def test_a_secrets_file_anyone_can_write_is_refused(tmp_path: Path) -> None:
+    write_secrets(tmp_path, "T: secret-value-1\n", mode=0o602)
+    assert "writable by every user" in error_of(tmp_path, "secrets_file: secrets.yaml\n")
+
+
+PER_USER = """
+user: alice
+http:
+  users:
+    alice: {token: ta, secrets: {GH: alice-gh-token}}
+    bob: {token: tb, secrets: {GH: bob-gh-token, JIRA: bob-jira}}
+servers:
+  gh: {url: 'https://example.com/mcp', headers: {Authorization: 'Bearer ${user.GH}', X-Literal: '$${user.GH}'}}
+  local: {command: python3, env: {KEY: '${user.GH}'}}
+"""
+
+
+def test_user_references_stay_unexpanded_and_the_first_user_with_every_secret_lists(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, PER_USER), environ={})
+    gh, local = config.servers["gh"], config.servers["local"]
+    assert isinstance(gh, RemoteServerConfig) and isinstance(local, StdioServerConfig)
+    assert gh.headers["Authorization"] == "Bearer ${user.GH}"
+    assert gh.user_keys() == {"GH"} and local.user_keys() == {"GH"}
+    assert gh.list_as == "alice" and local.list_as == "alice"
+    assert config.user_secrets()["bob"] == {"GH": "bob-gh-token", "JIRA": "bob-jira"}
+    assert {"alice-gh-token", "bob-gh-token", "bob-jira", "ta", "tb"} <= config.secret_values() | {"ta", "tb"}
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (
+            ("'${user.GH}'}}\n", "'${user.JIRA}'}}\n"),
+            "",  # bob has JIRA: valid, and bob lists it
+        ),
+        (
+            ("'${user.GH}'}}\n", "'${user.NOPE}'}}\n"),
+            "server 'local' uses `${user.NOPE}` but no user has the secret 'NOPE'",
+        ),
+        (
+            ("command: python3,", "command: python3, args: ['${user.GH}'],"),
+            "`${user.GH}` in servers.local.args.0: a user's secret can only be used in",
+        ),
+        (
+            ("url: 'https://example.com/mcp'", "url: 'https://example.com/mcp?k=${user.GH}'"),
+            "in servers.gh.url",
+        ),
+        (
+            ("command: python3,", "command: python3, list_as: carol,"),
+            "`list_as: carol` is not a user in `http.users`",
+        ),
+        (
+            ("'${user.GH}'}}\n", "'${user.GH}${user.JIRA}'}, list_as: alice}\n"),
+            "`list_as: alice` lacks the secret(s) JIRA",
+        ),
+    ],
+)
+def test_user_references_are_checked_at_load(tmp_path: Path, change: tuple[str, str], expected: str) -> None:
+    text = PER_USER.replace(*change)
+    assert text != PER_USER
+    if not expected:
+        config = load_config(write(tmp_path, text), environ={})
+        assert config.servers["local"].list_as == "bob"  # type: ignore[union-attr]
+        return
+    message = error_of(tmp_path, text)
+    assert expected in message
+    assert "gh-token" not in message
+
+
+def test_an_escaped_user_reference_is_a_literal_everywhere(tmp_path: Path) -> None:
+    text = PER_USER.replace("command: python3,", "command: python3, args: ['$${user.GH}'],")
+    config = load_config(write(tmp_path, text), environ={})
+    local = config.servers["local"]
+    assert isinstance(local, StdioServerConfig) and local.args == ["${user.GH}"]
+
+
+def test_list_as_on_a_server_without_user_references_is_refused(tmp_path: Path) -> None:
+    message = error_of(tmp_path, "servers:\n  t: {command: python3, list_as: alice}\n")
+    assert "`list_as` only applies to servers whose headers/env use `${user.KEY}`" in message

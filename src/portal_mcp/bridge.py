@@ -19,23 +19,41 @@ from mcp_types import CallToolResult, TextContent
 
 from portal_mcp.audit import AuditEvent, AuditSink
 from portal_mcp.catalog import Catalog, ToolEntry
+from portal_mcp.credentials import Redactor
 from portal_mcp.errors import ArgumentError, PortalError, ToolCallError, ToolFailedError, UnknownToolError
 
 
 class ToolTransport(Protocol):
     """What the bridge needs from the downstream layer."""
 
-    async def call_tool(self, server: str, tool: str, arguments: dict[str, Any]) -> CallToolResult: ...
+    async def call_tool(
+        self, server: str, tool: str, arguments: dict[str, Any], *, user: str | None = None
+    ) -> CallToolResult:
+        """Call as `user`: a server whose headers/env say `${user.KEY}` is reached with that user's secrets."""
+        ...
 
 
 class Bridge:
-    """Validates and forwards tool calls. `catalog` is a callable so a refreshed catalog is seen at once."""
+    """Validates and forwards tool calls. `catalog` is a callable so a refreshed catalog is seen at once.
 
-    def __init__(self, catalog: Callable[[], Catalog], transport: ToolTransport, audit: AuditSink, user: str) -> None:
+    Everything that goes back to the agent (the value, or the error message) passes `redactor` first, so a
+    downstream that echoes a credential (a 401 body quoting the token, a tool printing its environment) cannot
+    hand it to the model.
+    """
+
+    def __init__(
+        self,
+        catalog: Callable[[], Catalog],
+        transport: ToolTransport,
+        audit: AuditSink,
+        user: str,
+        redactor: Redactor | None = None,
+    ) -> None:
         self._catalog = catalog
         self._transport = transport
         self._audit = audit
         self._user = user
+        self._redactor = redactor or Redactor()
         self._validators: dict[int, tuple[Mapping[str, Any], Validator]] = {}
 
     async def call(self, qualified: str, arguments: dict[str, Any], *, user: str | None = None) -> Any:
@@ -51,12 +69,12 @@ class Bridge:
             arguments = drop_omitted(entry.input_schema, arguments)
             size_in = len(json.dumps(arguments, default=str))
             self._validate(entry, arguments)
-            result = await self._transport.call_tool(entry.server, entry.name, arguments)
-            value = result_value(qualified, result)
+            result = await self._transport.call_tool(entry.server, entry.name, arguments, user=who)
+            value = self._redactor.value(result_value(qualified, result))
         except PortalError as exc:
             outcome = "refused" if isinstance(exc, ToolCallError) and not isinstance(exc, ToolFailedError) else "error"
             self._record(who, qualified, outcome, started, size_in, 0, audit_detail(exc))
-            raise
+            raise self._redactor.error(exc) from None
         self._record(who, qualified, "ok", started, size_in, result_size(result), "")
         return value
 

@@ -7,10 +7,12 @@ Claude Code (same keys). Everything is validated here, once; the rest of the por
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
 import re
+import stat
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -20,10 +22,12 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from pydantic_core import PydanticCustomError
 
 from portal_mcp.catalog import ToolFilter
+from portal_mcp.credentials import SECRET_NAME, USER_REF, first_user_with, keys_needed, missing_keys
 from portal_mcp.errors import ConfigError
 from portal_mcp.naming import SERVER_NAME_PATTERN, python_name
 
 _VAR = re.compile(r"\$(\$)?\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+logger = logging.getLogger("portal_mcp.config")
 
 
 class _Model(BaseModel):
@@ -57,9 +61,17 @@ class StdioServerConfig(_ServerBase):
     kind: Literal["stdio"] = "stdio"
     command: str
     args: list[str] = Field(default_factory=list)
-    env: dict[str, str] = Field(default_factory=dict)
+    env: dict[str, str] = Field(default_factory=dict, repr=False)
     cwd: Path | None = None
     max_restarts: int = Field(default=3, ge=0, description="respawns attempted per failure before giving up")
+    list_as: str | None = Field(default=None, description="`${user.KEY}` servers: whose connection lists the tools")
+    user_idle_timeout: float = Field(
+        default=900.0, gt=0, description="`${user.KEY}` servers: seconds before an idle user's connection is closed"
+    )
+
+    def user_keys(self) -> frozenset[str]:
+        """The KEYs of the `${user.KEY}` references in `env`: non-empty means one process per calling user."""
+        return keys_needed(self.env.values())
 
 
 class RemoteServerConfig(_ServerBase):
@@ -67,8 +79,16 @@ class RemoteServerConfig(_ServerBase):
 
     kind: Literal["remote"] = "remote"
     url: str
-    headers: dict[str, str] = Field(default_factory=dict)
+    headers: dict[str, str] = Field(default_factory=dict, repr=False)
     type: Literal["http", "sse"] = "http"
+    list_as: str | None = Field(default=None, description="`${user.KEY}` servers: whose connection lists the tools")
+    user_idle_timeout: float = Field(
+        default=900.0, gt=0, description="`${user.KEY}` servers: seconds before an idle user's connection is closed"
+    )
+
+    def user_keys(self) -> frozenset[str]:
+        """The KEYs of the `${user.KEY}` references in `headers`: non-empty means one connection per calling user."""
+        return keys_needed(self.headers.values())
 
     @field_validator("url")
     @classmethod
@@ -109,8 +129,21 @@ class SandboxConfig(_Model):
 class HttpUser(_Model):
     """A caller of the HTTP endpoint, known by its bearer token (write it as `${VAR}`, never inline)."""
 
-    token: str
+    token: str = Field(repr=False)
     groups: list[str] = Field(default_factory=list)
+    secrets: dict[str, str] = Field(
+        default_factory=dict,
+        repr=False,
+        description="KEY -> this user's downstream credential, used where a server's headers/env say `${user.KEY}`",
+    )
+
+    @field_validator("secrets")
+    @classmethod
+    def _secret_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for key in value:
+            if not SECRET_NAME.fullmatch(key):
+                raise ValueError(f"secret name {key!r} must be a letter or _ followed by letters, digits or _")
+        return value
 
 
 class HttpConfig(_Model):
@@ -118,6 +151,7 @@ class HttpConfig(_Model):
 
     bearer_tokens: list[str] = Field(
         default_factory=list,
+        repr=False,
         description="tokens of anonymous callers (user 'bearer'); some token is required off loopback",
     )
     users: dict[str, HttpUser] = Field(default_factory=dict, description="user name -> token: who each caller is")
@@ -155,12 +189,29 @@ class AuditConfig(_Model):
 
 
 class PortalConfig(_Model):
+    secrets_file: Path | None = Field(
+        default=None, description="YAML mapping NAME: value whose names `${NAME}` can use (relative to the config)"
+    )
     servers: dict[str, ServerConfig] = Field(default_factory=dict)
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
     http: HttpConfig = Field(default_factory=HttpConfig)
     audit: AuditConfig = Field(default_factory=AuditConfig)
     user: str | None = Field(default=None, description="who stdio calls are attributed to (default: the OS user)")
     source: str | None = Field(default=None, exclude=True)
+    substituted_secrets: frozenset[str] = Field(default=frozenset(), exclude=True, repr=False)
+    """Values that came from the secrets file, or from `${VAR}` in headers, env or `http`: all get redacted."""
+
+    def user_secrets(self) -> dict[str, dict[str, str]]:
+        """User name -> that user's secrets, in config order."""
+        return {name: dict(user.secrets) for name, user in self.http.users.items()}
+
+    def secret_values(self) -> set[str]:
+        """Every value the portal must never show: what `Redactor` takes out of replies, logs and errors."""
+        values = set(self.substituted_secrets) | set(self.http.bearer_tokens)
+        for user in self.http.users.values():
+            values.add(user.token)
+            values.update(user.secrets.values())
+        return {value for value in values if value}
 
     def enabled_servers(self) -> dict[str, StdioServerConfig | RemoteServerConfig | SnapshotServerConfig]:
         return {name: server for name, server in self.servers.items() if not server.disabled}
@@ -220,7 +271,14 @@ def parse_config(text: str, *, source: str, base_dir: Path, environ: Mapping[str
         raise ConfigError("the top level must be a mapping with a `servers:` key", source=source, line=1)
 
     data, lines = _normalise_root(data, lines, source)
-    data = _interpolate(data, environ, (), lines, source)
+    data = dict(data)
+    secrets: dict[str, str] = {}
+    if data.get("secrets_file") is not None:
+        secrets_path = _secrets_path(data["secrets_file"], environ, base_dir, source, lines.get(("secrets_file",)))
+        secrets = _read_secrets(secrets_path, source, lines.get(("secrets_file",)))
+        data["secrets_file"] = str(secrets_path)
+    captured = set(secrets.values())
+    data = _interpolate(data, _Variables(environ, secrets), (), lines, source, captured)
     servers = data.get("servers")
     if servers is None:
         servers = data["servers"] = {}
@@ -237,10 +295,197 @@ def parse_config(text: str, *, source: str, base_dir: Path, environ: Mapping[str
     audit = data.get("audit")
     if isinstance(audit, dict) and isinstance(audit.get("sqlite"), str):
         data["audit"] = {**audit, "sqlite": str(base_dir / Path(audit["sqlite"]).expanduser())}
+    _check_user_ref_places(data, (), source, lines)
     try:
-        return PortalConfig.model_validate({**data, "source": source})
+        config = PortalConfig.model_validate({**data, "source": source, "substituted_secrets": frozenset(captured)})
     except ValidationError as exc:
         raise _config_error(exc, source, lines) from None
+    return _resolve_listing_users(config, source, lines)
+
+
+class _Variables(Mapping[str, str]):
+    """What `${NAME}` can name: the environment (builtins included) first, then the secrets file."""
+
+    def __init__(self, environ: Mapping[str, str], secrets: Mapping[str, str]) -> None:
+        self._environ = environ
+        self._secrets = secrets
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._environ or key in self._secrets
+
+    def __getitem__(self, key: str) -> str:
+        if key in self._environ:
+            return self._environ[key]
+        return self._secrets[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter({**dict.fromkeys(self._secrets), **dict.fromkeys(self._environ)})
+
+    def __len__(self) -> int:
+        return len(set(self._environ) | set(self._secrets))
+
+
+def _secrets_path(raw: Any, environ: Mapping[str, str], base_dir: Path, source: str, line: int | None) -> Path:
+    if not isinstance(raw, str) or not raw.strip():
+        raise ConfigError("`secrets_file` must be a path (a string) to a YAML file", source=source, line=line)
+    expanded = _interpolate(raw, environ, ("secrets_file",), {("secrets_file",): line} if line else {}, source, set())
+    return base_dir / Path(expanded).expanduser()
+
+
+def _read_secrets(path: Path, source: str, line: int | None) -> dict[str, str]:
+    """The secrets file: a YAML mapping NAME: string. Its values never appear in an error message."""
+    try:
+        info = path.stat()
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            f"secrets_file {str(path)!r} does not exist; create it (a YAML mapping `NAME: value`, then "
+            "`chmod 600` it) or fix the path (relative paths start at the config file's folder)",
+            source=source,
+            line=line,
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read secrets_file {str(path)!r}: {exc.strerror}", source=source, line=line) from None
+    where = str(path)
+    if os.name == "posix":
+        if info.st_mode & stat.S_IWOTH:
+            raise ConfigError(
+                f"secrets_file {where!r} is writable by every user of this machine, who could swap the credentials; "
+                f"run `chmod 600 {where}`",
+                source=source,
+                line=line,
+            )
+        if info.st_mode & (stat.S_IRGRP | stat.S_IROTH | stat.S_IWGRP):
+            logger.warning(
+                "secrets_file %r can be read by other users (mode %s); run `chmod 600 %s`",
+                where,
+                oct(stat.S_IMODE(info.st_mode)),
+                where,
+            )
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        # Only the problem and the line: the error's own text quotes the line, which may hold a secret.
+        mark = exc.problem_mark or exc.context_mark
+        bad_line = mark.line + 1 if mark is not None else None
+        raise ConfigError(f"YAML syntax error: {exc.problem or 'invalid YAML'}", source=where, line=bad_line) from None
+    except yaml.YAMLError:
+        raise ConfigError("YAML error", source=where) from None
+    lines = _key_lines(node) if node is not None else {}
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError("a secrets file must be a YAML mapping of `NAME: value`", source=where, line=1)
+    for key, value in data.items():
+        key_line = lines.get((key,))
+        if not isinstance(key, str) or not SECRET_NAME.fullmatch(key):
+            raise ConfigError(
+                f"secret name {key!r} must be a letter or _ followed by letters, digits or _ (it is used as `${{NAME}}`)",
+                source=where,
+                line=key_line,
+            )
+        if not isinstance(value, str):
+            raise ConfigError(
+                f"secret {key!r} must be a string, not {type(value).__name__}; quote it (`{key}: '...'`)",
+                source=where,
+                line=key_line,
+            )
+    return dict(data)
+
+
+def _user_ref_place(path: tuple[Any, ...], data: Mapping[str, Any]) -> bool:
+    """True where `${user.KEY}` may stand: a value in a remote server's `headers` or a stdio server's `env`."""
+    if len(path) != 4 or path[0] != "servers":
+        return False
+    server = data.get("servers", {}).get(path[1])
+    kind = server.get("kind") if isinstance(server, dict) else None
+    return (kind, path[2]) in (("remote", "headers"), ("stdio", "env"))
+
+
+def _check_user_ref_places(
+    value: Any, path: tuple[Any, ...], source: str, lines: Mapping[tuple[Any, ...], int], root: Any = None
+) -> Any:
+    """Refuse `${user.KEY}` outside headers/env (in place: a `$${user.KEY}` there becomes a literal `${user.KEY}`)."""
+    root = value if root is None else root
+    if isinstance(value, dict):
+        for key, item in value.items():
+            value[key] = _check_user_ref_places(item, (*path, key), source, lines, root)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            value[i] = _check_user_ref_places(item, (*path, i), source, lines, root)
+    elif isinstance(value, str) and USER_REF.search(value) and not _user_ref_place(path, root):
+        for match in USER_REF.finditer(value):
+            if not match.group(1):
+                where = ".".join(str(p) for p in path)
+                raise ConfigError(
+                    f"`${{user.{match.group(2)}}}` in {where}: a user's secret can only be used in a remote server's "
+                    "`headers` or a stdio server's `env` values (command lines, urls and the rest are visible to "
+                    "other users and in logs); write `$${user...}` for a literal",
+                    source=source,
+                    line=_nearest_line(path, lines),
+                )
+        return USER_REF.sub(lambda match: match.group(0)[1:], value)
+    return value
+
+
+def _resolve_listing_users(config: PortalConfig, source: str, lines: Mapping[tuple[Any, ...], int]) -> PortalConfig:
+    """Check every `${user.KEY}` against the users' secrets and settle whose connection lists each such server."""
+    users = config.user_secrets()
+    servers: dict[str, Any] = {}
+    for name, server in config.servers.items():
+        servers[name] = server
+        if isinstance(server, SnapshotServerConfig):
+            continue
+        needed = server.user_keys()
+        line = lines.get(("servers", name))
+        if not needed:
+            if server.list_as is not None:
+                raise ConfigError(
+                    f"server {name!r}: `list_as` only applies to servers whose headers/env use `${{user.KEY}}`; "
+                    "remove it",
+                    source=source,
+                    line=lines.get(("servers", name, "list_as"), line),
+                )
+            continue
+        if server.disabled:
+            continue
+        for key in sorted(needed):
+            if not any(secrets.get(key) for secrets in users.values()):
+                raise ConfigError(
+                    f"server {name!r} uses `${{user.{key}}}` but no user has the secret {key!r}; add it to "
+                    f"`http.users.NAME.secrets` (e.g. `{key}: ${{NAME_{key}}}`) for the users who call this server",
+                    source=source,
+                    line=line,
+                )
+        listing = server.list_as
+        if listing is not None:
+            if listing not in users:
+                known = ", ".join(users) or "none"
+                raise ConfigError(
+                    f"server {name!r}: `list_as: {listing}` is not a user in `http.users` (users: {known})",
+                    source=source,
+                    line=lines.get(("servers", name, "list_as"), line),
+                )
+            missing = missing_keys(needed, users[listing])
+            if missing:
+                raise ConfigError(
+                    f"server {name!r}: `list_as: {listing}` lacks the secret(s) {', '.join(missing)} the server needs; "
+                    f"add them to `http.users.{listing}.secrets` or list as another user",
+                    source=source,
+                    line=lines.get(("servers", name, "list_as"), line),
+                )
+        else:
+            listing = first_user_with(needed, users)
+            if listing is None:
+                raise ConfigError(
+                    f"server {name!r} needs the secrets {', '.join(sorted(needed))}, and no single user has all of "
+                    "them, so no connection can list its tools; give one user all of them (and `list_as:` that user)",
+                    source=source,
+                    line=line,
+                )
+            servers[name] = server.model_copy(update={"list_as": listing})
+    return config.model_copy(update={"servers": servers})
 
 
 def _normalise_root(
@@ -342,9 +587,18 @@ def _classify_server(
 
 
 def _interpolate(
-    value: Any, environ: Mapping[str, str], path: tuple[Any, ...], lines: dict[tuple[Any, ...], int], source: str
+    value: Any,
+    environ: Mapping[str, str],
+    path: tuple[Any, ...],
+    lines: Mapping[tuple[Any, ...], int],
+    source: str,
+    captured: set[str],
 ) -> Any:
-    """Expand `${VAR}` and `${VAR:-default}` in every string; `$${VAR}` is a literal `${VAR}`."""
+    """Expand `${VAR}` and `${VAR:-default}` in every string; `$${VAR}` is a literal `${VAR}`.
+
+    Values substituted into credential places (server `headers` and `env`, the `http` section) are added to
+    `captured`, so they can be redacted. `${user.KEY}` does not match (the dot): it is resolved per call.
+    """
     if isinstance(value, str):
 
         def expand(match: re.Match[str]) -> str:
@@ -352,22 +606,33 @@ def _interpolate(
             if escaped:
                 return match.group(0)[1:]
             if var in environ:
-                return environ[var]
-            if default is not None:
-                return default
-            where = ".".join(str(p) for p in path) or "config"
-            raise ConfigError(
-                f"environment variable {var!r} (used in {where}) is not set; set it, or write `${{{var}:-default}}`",
-                source=source,
-                line=_nearest_line(path, lines),
-            )
+                found = environ[var]
+            elif default is not None:
+                found = default
+            else:
+                where = ".".join(str(p) for p in path) or "config"
+                raise ConfigError(
+                    f"environment variable {var!r} (used in {where}) is not set (neither in the environment nor in "
+                    f"`secrets_file`); set it, or write `${{{var}:-default}}`",
+                    source=source,
+                    line=_nearest_line(path, lines),
+                )
+            if _credential_place(path):
+                captured.add(found)
+            return found
 
         return _VAR.sub(expand, value)
     if isinstance(value, dict):
-        return {key: _interpolate(item, environ, (*path, key), lines, source) for key, item in value.items()}
+        return {key: _interpolate(item, environ, (*path, key), lines, source, captured) for key, item in value.items()}
     if isinstance(value, list):
-        return [_interpolate(item, environ, (*path, i), lines, source) for i, item in enumerate(value)]
+        return [_interpolate(item, environ, (*path, i), lines, source, captured) for i, item in enumerate(value)]
     return value
+
+
+def _credential_place(path: tuple[Any, ...]) -> bool:
+    return path[:2] in (("http", "bearer_tokens"), ("http", "users")) or (
+        len(path) >= 3 and path[0] in ("servers", "mcpServers") and path[2] in ("headers", "env")
+    )
 
 
 def _key_lines(node: yaml.Node, path: tuple[Any, ...] = ()) -> dict[tuple[Any, ...], int]:

@@ -7,7 +7,8 @@ PortalError                       base; `str(err)` is a complete, user-facing me
 │   ├── ConnectError              could not start / reach / initialise the server
 │   ├── SnapshotOnlyError         the server is a saved snapshot; its tools cannot be called
 │   ├── ToolTimeoutError          a call exceeded the server's `timeout`
-│   └── ServerUnavailableError    the server is down and respawn attempts are exhausted
+│   ├── ServerUnavailableError    the server is down and respawn attempts are exhausted
+│   └── MissingSecretError        the calling user lacks a secret the server's `${user.KEY}` headers/env need
 ├── ToolCallError                 a call from agent code was refused or failed; carries `tool`
 │   ├── UnknownToolError          no such qualified name (carries close matches)
 │   ├── ArgumentError             arguments do not match the tool's inputSchema (names the field)
@@ -80,6 +81,28 @@ class ToolTimeoutError(DownstreamError):
 
 class ServerUnavailableError(DownstreamError):
     """The server is down and could not be brought back."""
+
+
+class MissingSecretError(DownstreamError):
+    """The server's headers/env refer to `${user.KEY}` and the calling user has no such secret (never a value)."""
+
+    def __init__(self, server: str, user: str | None, keys: Sequence[str], *, known: bool) -> None:
+        self.user = user
+        self.keys = tuple(keys)
+        names = ", ".join(self.keys)
+        if user is None:
+            message = f"calls to this server use the caller's own secrets ({names}), and this call has no user"
+        else:
+            example = f"{self.keys[0]}: ${{{self.keys[0]}_OF_{user.upper()}}}" if self.keys else ""
+            how = (
+                f"add them under `http.users.{user}.secrets` in the config (e.g. `{example}`)"
+                if known
+                else f"user {user!r} is not in `http.users`: add it there, with a token and `secrets: {{{example}}}`"
+            )
+            message = (
+                f"calls to this server need the secret(s) {names} of the calling user {user!r}, who lacks them; {how}"
+            )
+        super().__init__(server, message)
 
 
 class ToolCallError(PortalError):

@@ -29,6 +29,7 @@ from portal_mcp.audit_store import PostgresAuditSink, SqliteAuditSink
 from portal_mcp.bridge import Bridge
 from portal_mcp.catalog import Catalog
 from portal_mcp.config import PortalConfig
+from portal_mcp.credentials import Redactor
 from portal_mcp.downstream import DownstreamEvent, DownstreamPool, ServerStatus
 from portal_mcp.metrics import Metrics, MetricsTee
 from portal_mcp.precheck import check_code, render
@@ -62,7 +63,8 @@ class Portal:
         self.metrics = Metrics(lambda: self._catalog, self.statuses, users)
         # Every search, run and call goes to the audit sink and, from the same event, to the metrics.
         self.events: AuditSink = MetricsTee(audit, self.metrics)
-        self.bridge = Bridge(lambda: self._catalog, pool, self.events, user)
+        self.redactor = Redactor(config.secret_values())
+        self.bridge = Bridge(lambda: self._catalog, pool, self.events, user, self.redactor)
 
     @classmethod
     @asynccontextmanager
@@ -97,6 +99,8 @@ class Portal:
             on_event=event,
             on_status=on_status,
             errlog=errlog,
+            users=config.user_secrets(),
+            redactor=Redactor(config.secret_values()),
         )
         # The sink outlives the pool and the sandbox, so calls finishing during shutdown are still recorded.
         async with _audit_sink(config, audit) as sink, pool, SandboxHost(config.sandbox) as sandbox:

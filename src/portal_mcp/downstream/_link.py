@@ -20,6 +20,7 @@ from pydantic import ValidationError
 
 from portal_mcp import __version__
 from portal_mcp.config import RemoteServerConfig, StdioServerConfig
+from portal_mcp.credentials import Redactor
 from portal_mcp.downstream._events import DownstreamEvent, EventKind
 from portal_mcp.downstream._failures import TOO_OLD, TooOld, describe, rejects_handshake, unreachable
 from portal_mcp.downstream._processes import end_processes
@@ -49,6 +50,8 @@ class Hooks:
     emit: Callable[[DownstreamEvent], Awaitable[None]]
     tools_changed: Callable[[str, list[Tool]], Awaitable[None]]
     status: Callable[[ServerStatus], None]
+    redactor: Redactor
+    """Applied to every error and event message the link writes, and to the tools it lists."""
 
 
 class Link:
@@ -97,6 +100,9 @@ class Link:
         self._scope = anyio.CancelScope()
         self._reported = False
         self.running = False
+        self.in_flight = 0
+        """Calls using this link now (the pool does not close an idle per-user link while one runs)."""
+        self.last_used = anyio.current_time()
 
     def status(self) -> ServerStatus:
         return ServerStatus(
@@ -125,6 +131,10 @@ class Link:
     def _wake_up(self) -> None:
         # Looked up at call time: `_serve` replaces the event after every wake-up.
         self._wake.set()
+
+    @property
+    def closing(self) -> bool:
+        return self._closing
 
     def close(self) -> None:
         """Ask the link task to end: gracefully when connected, at once when connecting or idle."""
@@ -311,13 +321,25 @@ class Link:
                 tools.setdefault(tool.name, tool)
             cursor = page.next_cursor
             if cursor is None:
-                return list(tools.values())
+                return self._redacted(list(tools.values()))
             if cursor in seen:
                 await self._event("warning", "warning", f"tools/list repeats cursor {cursor!r}; using the tools so far")
-                return list(tools.values())
+                return self._redacted(list(tools.values()))
             seen.add(cursor)
         await self._event("warning", "warning", f"tools/list did not end after {_MAX_PAGES} pages; using those")
-        return list(tools.values())
+        return self._redacted(list(tools.values()))
+
+    def _redacted(self, tools: list[Tool]) -> list[Tool]:
+        """The tools with any credential value taken out of their names, descriptions and schemas."""
+        redactor = self._hooks.redactor
+        if not redactor:
+            return tools
+        return [
+            tool
+            if (dumped := tool.model_dump(mode="json", by_alias=True, exclude_none=True)) == redactor.value(dumped)
+            else Tool.model_validate(redactor.value(dumped))
+            for tool in tools
+        ]
 
     # -- the call path (runs in the caller's task) ------------------------------------------------------------------
 
@@ -418,14 +440,14 @@ class Link:
     # -- state and messages ----------------------------------------------------------------------------------------
 
     def _set_state(self, state: ServerState, error: str | None) -> None:
-        self.state, self.error = state, error
+        self.state, self.error = state, None if error is None else self._hooks.redactor.text(error)
         if not self._reported:
             # `on_status` is startup progress: once per server, when its first attempt settles.
             self._reported = True
             self._hooks.status(self.status())
 
     async def _event(self, kind: EventKind, level: Literal["info", "warning", "error"], message: str) -> None:
-        await self._hooks.emit(DownstreamEvent(self.name, kind, level, message))
+        await self._hooks.emit(DownstreamEvent(self.name, kind, level, self._hooks.redactor.text(message)))
 
     def _explain(self, message: str) -> str:
         """`message` plus what the transport and the server's stderr said, for a reader who must fix it."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from collections import deque
+from collections.abc import Callable
 from typing import TextIO
 
 import anyio
@@ -17,9 +18,12 @@ class StderrPump:
     on a pipe, which Windows lacks; there the server's stderr goes straight to the portal's stderr.
     """
 
-    def __init__(self, server: str, errlog: TextIO | None) -> None:
+    def __init__(self, server: str, errlog: TextIO | None, redact: Callable[[str], str] = str) -> None:
+        """`redact` rewrites each line before it is kept or forwarded (a server may print a credential)."""
         self._server = server
         self._errlog = errlog
+        self._redact = redact
+        self._closed = False
         self.tail: deque[str] = deque(maxlen=20)
         self._pending = b""
         self.available = sys.platform != "win32"
@@ -54,7 +58,7 @@ class StderrPump:
                 self._line(line)
 
     def _line(self, raw: bytes) -> None:
-        text = raw.decode("utf-8", "replace").rstrip("\r")
+        text = self._redact(raw.decode("utf-8", "replace").rstrip("\r"))
         self.tail.append(text)
         out = self._errlog if self._errlog is not None else sys.stderr
         try:
@@ -64,6 +68,7 @@ class StderrPump:
             pass
 
     def close(self) -> None:
-        if self.available:
+        if self.available and not self._closed:
+            self._closed = True
             self.writer.close()
             os.close(self._read_fd)
