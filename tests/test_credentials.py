@@ -23,6 +23,7 @@ from typing import Any
 import anyio
 import pytest
 
+from portal_mcp.bridge import Caller
 from portal_mcp.config import PortalConfig, load_config
 from portal_mcp.errors import MissingSecretError, ToolFailedError
 from portal_mcp.portal import Portal
@@ -168,9 +169,9 @@ async def test_each_users_calls_reach_the_remote_server_with_that_users_token(tm
         with anyio.fail_after(60):
             async with Portal.open(config) as portal:
                 statuses = {s.name: s.state for s in portal.statuses()}
-                alice = await portal.bridge.call("remote.tag", {"text": "from alice"}, user="alice")
-                bob = await portal.bridge.call("remote.tag", {"text": "from bob"}, user="bob")
-                again = await portal.bridge.call("remote.tag", {"text": "alice again"}, user="alice")
+                alice = await portal.bridge.call("remote.tag", {"text": "from alice"}, caller=Caller("alice"))
+                bob = await portal.bridge.call("remote.tag", {"text": "from bob"}, caller=Caller("bob"))
+                again = await portal.bridge.call("remote.tag", {"text": "alice again"}, caller=Caller("alice"))
 
     assert statuses == {"remote": "connected", "local": "connected"}
     assert (alice, bob, again) == ("tagged from alice", "tagged from bob", "tagged alice again")
@@ -190,7 +191,9 @@ async def test_concurrent_calls_of_two_users_never_carry_each_others_token(tmp_p
             async with Portal.open(config) as portal, anyio.create_task_group() as group:
                 for i in range(25):
                     for user in ("alice", "bob"):
-                        group.start_soon(partial(portal.bridge.call, user=user), "remote.tag", {"text": f"{user} {i}"})
+                        group.start_soon(
+                            partial(portal.bridge.call, caller=Caller(user)), "remote.tag", {"text": f"{user} {i}"}
+                        )
 
     seen = records(record)
     assert len(seen) == 50
@@ -209,9 +212,9 @@ async def test_a_stdio_server_runs_one_process_per_user_each_with_its_own_secret
         config = load(write_setup(tmp_path, marks, url))
         with anyio.fail_after(60):
             async with Portal.open(config) as portal:
-                alice = await portal.bridge.call("local.env_digest", {"name": "API_KEY"}, user="alice")
-                bob = await portal.bridge.call("local.env_digest", {"name": "API_KEY"}, user="bob")
-                bob_again = await portal.bridge.call("local.env_digest", {"name": "API_KEY"}, user="bob")
+                alice = await portal.bridge.call("local.env_digest", {"name": "API_KEY"}, caller=Caller("alice"))
+                bob = await portal.bridge.call("local.env_digest", {"name": "API_KEY"}, caller=Caller("bob"))
+                bob_again = await portal.bridge.call("local.env_digest", {"name": "API_KEY"}, caller=Caller("bob"))
                 running = alive({alice["pid"], bob["pid"]})
 
     assert alice["sha256"] == sha(marks["ALICE_KEY"])
@@ -230,13 +233,15 @@ async def test_an_idle_users_process_is_closed_and_the_next_call_starts_a_new_on
         config = load(write_setup(tmp_path, marks, url, idle=0.3))
         with anyio.fail_after(60):
             async with Portal.open(config) as portal:
-                first = await portal.bridge.call("local.env_digest", {"name": "API_KEY"}, user="bob")
+                first = await portal.bridge.call("local.env_digest", {"name": "API_KEY"}, caller=Caller("bob"))
                 while alive({first["pid"]}):
                     await anyio.sleep(0.05)
-                second = await portal.bridge.call("local.env_digest", {"name": "API_KEY"}, user="bob")
-                listing = await portal.bridge.call("local.env_digest", {"name": "API_KEY"}, user="alice")
+                second = await portal.bridge.call("local.env_digest", {"name": "API_KEY"}, caller=Caller("bob"))
+                listing = await portal.bridge.call("local.env_digest", {"name": "API_KEY"}, caller=Caller("alice"))
                 await anyio.sleep(1.0)
-                listing_again = await portal.bridge.call("local.env_digest", {"name": "API_KEY"}, user="alice")
+                listing_again = await portal.bridge.call(
+                    "local.env_digest", {"name": "API_KEY"}, caller=Caller("alice")
+                )
 
     assert second["pid"] != first["pid"] and second["sha256"] == first["sha256"]
     assert listing_again["pid"] == listing["pid"], (
@@ -251,9 +256,9 @@ async def test_a_user_without_the_secret_gets_an_error_naming_the_server_and_key
         with anyio.fail_after(60):
             async with Portal.open(config) as portal:
                 with pytest.raises(MissingSecretError) as refused:
-                    await portal.bridge.call("remote.tag", {"text": "carol"}, user="carol")
+                    await portal.bridge.call("remote.tag", {"text": "carol"}, caller=Caller("carol"))
                 with pytest.raises(MissingSecretError) as stranger:
-                    await portal.bridge.call("local.tag", {"text": "dave"}, user="dave")
+                    await portal.bridge.call("local.tag", {"text": "dave"}, caller=Caller("dave"))
                 run = await portal.execute_code("await remote.whoami()", user="carol")
 
     message = str(refused.value)
@@ -283,7 +288,7 @@ for call in (remote.reject(), local.reject(), remote.reject_rpc()):
             async with Portal.open(config) as portal:
                 run = await portal.execute_code(code, user="bob")
                 with pytest.raises(ToolFailedError) as failed:
-                    await portal.bridge.call("remote.reject", {}, user="alice")
+                    await portal.bridge.call("remote.reject", {}, caller=Caller("alice"))
 
     output = run.render()
     assert run.ok, output

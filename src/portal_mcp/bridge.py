@@ -9,18 +9,80 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
 
+import anyio
 import jsonschema
 from jsonschema.exceptions import ValidationError, best_match
 from jsonschema.protocols import Validator
 from mcp_types import CallToolResult, TextContent
 
+from portal_mcp.access import AccessPolicy, Decision, UserRules
 from portal_mcp.audit import AuditEvent, AuditSink
 from portal_mcp.catalog import Catalog, ToolEntry
 from portal_mcp.credentials import Redactor
-from portal_mcp.errors import ArgumentError, PortalError, ToolCallError, ToolFailedError, UnknownToolError
+from portal_mcp.errors import (
+    ArgumentError,
+    PolicyDeniedError,
+    PortalError,
+    ToolCallError,
+    ToolFailedError,
+    UnknownToolError,
+)
+
+Verdict = Literal["approved", "declined", "cancelled", "unsupported", "timeout", "failed"]
+
+_REFUSALS: dict[Verdict, str] = {
+    "declined": "the user declined it when asked for approval",
+    "cancelled": "the user dismissed the approval request without approving it",
+    "unsupported": (
+        "it needs the user's approval, and this client cannot ask for it (no MCP elicitation support); "
+        "the user can make the call themselves, or an operator can change `approve` in the portal's policy"
+    ),
+    "timeout": "the user did not answer the approval request within {timeout:g} s",
+    "failed": "the approval request to the user's client failed",
+}
+_MAX_PREVIEW = 600
+
+
+@dataclass(frozen=True)
+class ApprovalRequest:
+    """A call waiting for the user's yes: what is shown to them (through MCP elicitation)."""
+
+    user: str
+    tool: str
+    """The qualified name (`server.tool`)."""
+    title: str
+    arguments: Mapping[str, Any]
+    reason: str
+    """Why it needs approval, e.g. "it may change or delete data (annotated destructive)"."""
+
+    def message(self) -> str:
+        preview = json.dumps(self.arguments, ensure_ascii=False, default=str)
+        if len(preview) > _MAX_PREVIEW:
+            preview = preview[: _MAX_PREVIEW - 3] + "..."
+        return (
+            f"Code running for {self.user} wants to call {self.tool} ({self.title}): {self.reason}.\n"
+            f"Arguments: {preview}\nAllow this call?"
+        )
+
+
+Approver = Callable[[ApprovalRequest], Awaitable[Verdict]]
+
+
+@dataclass
+class Caller:
+    """Whom a call runs for, within which run: how to ask them for approval, and what the run has used."""
+
+    user: str
+    approve: Approver | None = None
+    """Asks the user about one call (None: this client cannot be asked)."""
+    pause: Callable[[], AbstractContextManager[None]] = field(default=nullcontext)
+    """Stops the run's wall clock while a person decides."""
+    calls: int = 0
 
 
 class ToolTransport(Protocol):
@@ -48,35 +110,80 @@ class Bridge:
         audit: AuditSink,
         user: str,
         redactor: Redactor | None = None,
+        policy: AccessPolicy | None = None,
     ) -> None:
         self._catalog = catalog
         self._transport = transport
         self._audit = audit
         self._user = user
         self._redactor = redactor or Redactor()
+        self._policy = policy
         self._validators: dict[int, tuple[Mapping[str, Any], Validator]] = {}
 
-    async def call(self, qualified: str, arguments: dict[str, Any], *, user: str | None = None) -> Any:
-        """Run one tool call for `user` (default: the portal's user); returns the agent-facing value or raises a
-        `PortalError` with a message for the agent."""
-        who = user or self._user
+    async def call(self, qualified: str, arguments: dict[str, Any], *, caller: Caller | None = None) -> Any:
+        """Run one tool call for `caller` (default: the portal's user, who cannot be asked for approval); returns
+        the agent-facing value or raises a `PortalError` with a message for the agent."""
+        who = caller.user if caller is not None else self._user
         started = time.perf_counter()
         size_in = 0
+        detail = ""
         try:
             entry = self._lookup(qualified)
+            rules = self._policy.for_user(who) if self._policy is not None else None
+            decision = self._admit(entry, rules, caller)
             if type(arguments) is not dict or any(type(key) is not str for key in arguments):
                 raise ArgumentError(qualified, "", "arguments must be keyword arguments")
             arguments = drop_omitted(entry.input_schema, arguments)
             size_in = len(json.dumps(arguments, default=str))
             self._validate(entry, arguments)
+            if decision is Decision.APPROVE and rules is not None:
+                await self._approve(entry, arguments, rules, caller)
+                detail = "approved"
             result = await self._transport.call_tool(entry.server, entry.name, arguments, user=who)
             value = self._redactor.value(result_value(qualified, result))
         except PortalError as exc:
             outcome = "refused" if isinstance(exc, ToolCallError) and not isinstance(exc, ToolFailedError) else "error"
-            self._record(who, qualified, outcome, started, size_in, 0, audit_detail(exc))
+            self._record(who, qualified, outcome, started, size_in, 0, audit_detail(exc, approved=bool(detail)))
             raise self._redactor.error(exc) from None
-        self._record(who, qualified, "ok", started, size_in, result_size(result), "")
+        self._record(who, qualified, "ok", started, size_in, result_size(result), detail)
         return value
+
+    def _admit(self, entry: ToolEntry, rules: UserRules | None, caller: Caller | None) -> Decision:
+        """The policy's answer for this call, counting it against the run's `calls_per_run`."""
+        if rules is None:
+            return Decision.ALLOW
+        if caller is not None and rules.calls_per_run is not None:
+            caller.calls += 1
+            if caller.calls > rules.calls_per_run:
+                raise PolicyDeniedError(
+                    entry.qualified_name,
+                    "calls_per_run",
+                    f"{rules.user!r} may make {rules.calls_per_run} tool calls per run; do the rest in a new run",
+                )
+        return Decision.ALLOW if rules.unrestricted else rules.decide(entry)
+
+    async def _approve(
+        self, entry: ToolEntry, arguments: dict[str, Any], rules: UserRules, caller: Caller | None
+    ) -> None:
+        """Ask the user about this call; anything but a yes raises `PolicyDeniedError`."""
+        verdict: Verdict = "unsupported"
+        timeout = self._policy.approval_timeout if self._policy is not None else 300.0
+        if caller is not None and caller.approve is not None:
+            hints = rules.hints(entry)
+            reason = (
+                "the portal's policy asks before every call"
+                if rules.approve == "always"
+                else "it may change or delete data (not annotated read-only"
+                + (")" if "destructiveHint" not in hints else ", annotated destructive)")
+            )
+            request = ApprovalRequest(rules.user, entry.qualified_name, entry.title or entry.name, arguments, reason)
+            with caller.pause():
+                verdict = "timeout"
+                with anyio.move_on_after(timeout):
+                    verdict = await caller.approve(request)
+        if verdict != "approved":
+            reason = _REFUSALS.get(verdict, _REFUSALS["failed"]).format(timeout=timeout)
+            raise PolicyDeniedError(entry.qualified_name, f"approval:{verdict}", reason)
 
     def _lookup(self, qualified: object) -> ToolEntry:
         if type(qualified) is not str:
@@ -115,14 +222,15 @@ class Bridge:
         self._audit.record(event)
 
 
-def audit_detail(exc: PortalError) -> str:
-    """What the audit keeps of a failure: its kind and field, never its message.
+def audit_detail(exc: PortalError, *, approved: bool = False) -> str:
+    """What the audit keeps of a failure: its kind, field or policy rule, never its message.
 
     Messages can quote argument values and downstream errors can echo them back, and audit records promise
-    to hold no values.
+    to hold no values. `approved`: the user had approved the call before it failed.
     """
     field = f" field={exc.field}" if isinstance(exc, ArgumentError) and exc.field else ""
-    return type(exc).__name__ + field
+    rule = f" rule={exc.rule}" if isinstance(exc, PolicyDeniedError) else ""
+    return type(exc).__name__ + field + rule + (" approved" if approved else "")
 
 
 def drop_omitted(schema: Mapping[str, Any], arguments: dict[str, Any]) -> dict[str, Any]:

@@ -44,8 +44,30 @@ class ToolsConfig(_Model):
         return ToolFilter(allow=tuple(self.allow), deny=tuple(self.deny))
 
 
+class AnnotationsOverride(_Model):
+    """Corrections to a tool's MCP annotations, which servers send as hints (unset: keep the server's)."""
+
+    read_only: bool | None = None
+    destructive: bool | None = None
+    idempotent: bool | None = None
+    open_world: bool | None = None
+
+    def as_hints(self) -> dict[str, bool]:
+        """The set fields under their MCP wire names (`readOnlyHint`, ...)."""
+        names = {
+            "read_only": "readOnlyHint",
+            "destructive": "destructiveHint",
+            "idempotent": "idempotentHint",
+            "open_world": "openWorldHint",
+        }
+        return {wire: value for field, wire in names.items() if (value := getattr(self, field)) is not None}
+
+
 class _ServerBase(_Model):
     tools: ToolsConfig = Field(default_factory=ToolsConfig)
+    annotations: dict[str, AnnotationsOverride] = Field(
+        default_factory=dict, description="tool name (or glob) -> corrected annotation hints, used by the policy"
+    )
     disabled: bool = False
     timeout: float = Field(default=60.0, gt=0, description="seconds one tool call may take")
     connect_timeout: float = Field(default=30.0, gt=0, description="seconds to start and list tools")
@@ -188,6 +210,35 @@ class AuditConfig(_Model):
         return self
 
 
+Approve = Literal["never", "destructive", "always"]
+
+
+class PolicyRule(_Model):
+    """What one block of the policy says; unset fields leave the decision to a less specific block.
+
+    Patterns are `server.tool` shell-style globs on the tool's original or Python name; a bare `server` means
+    all of its tools.
+    """
+
+    allow: list[str] = Field(default_factory=list, description="only these tools (union over the blocks that apply)")
+    deny: list[str] = Field(default_factory=list, description="never these tools (any block's deny wins)")
+    read_only: bool | None = Field(default=None, description="only tools annotated read-only")
+    approve: Approve | None = Field(
+        default=None, description="ask the user (MCP elicitation) before destructive calls, or before every call"
+    )
+    runs_per_minute: int | None = Field(default=None, ge=1, description="execute_code runs per user per minute")
+    calls_per_run: int | None = Field(default=None, ge=1, description="tool calls one run may make")
+
+
+class PolicyConfig(_Model):
+    """Who may call which tools, and how. A user's rules: `users.NAME`, else their `groups`, else `default`."""
+
+    default: PolicyRule = Field(default_factory=PolicyRule)
+    groups: dict[str, PolicyRule] = Field(default_factory=dict)
+    users: dict[str, PolicyRule] = Field(default_factory=dict)
+    approval_timeout: float = Field(default=300.0, gt=0, description="seconds to wait for the user's answer")
+
+
 class PortalConfig(_Model):
     secrets_file: Path | None = Field(
         default=None, description="YAML mapping NAME: value whose names `${NAME}` can use (relative to the config)"
@@ -196,6 +247,7 @@ class PortalConfig(_Model):
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
     http: HttpConfig = Field(default_factory=HttpConfig)
     audit: AuditConfig = Field(default_factory=AuditConfig)
+    policy: PolicyConfig = Field(default_factory=PolicyConfig)
     user: str | None = Field(default=None, description="who stdio calls are attributed to (default: the OS user)")
     source: str | None = Field(default=None, exclude=True)
     substituted_secrets: frozenset[str] = Field(default=frozenset(), exclude=True, repr=False)
@@ -300,6 +352,7 @@ def parse_config(text: str, *, source: str, base_dir: Path, environ: Mapping[str
         config = PortalConfig.model_validate({**data, "source": source, "substituted_secrets": frozenset(captured)})
     except ValidationError as exc:
         raise _config_error(exc, source, lines) from None
+    _check_policy(config, source, lines)
     return _resolve_listing_users(config, source, lines)
 
 
@@ -486,6 +539,43 @@ def _resolve_listing_users(config: PortalConfig, source: str, lines: Mapping[tup
                 )
             servers[name] = server.model_copy(update={"list_as": listing})
     return config.model_copy(update={"servers": servers})
+
+
+def _check_policy(config: PortalConfig, source: str, lines: Mapping[tuple[Any, ...], int]) -> None:
+    """Names in the policy must exist: a misspelt user, group or server would silently apply to no one."""
+    policy = config.policy
+    users = set(config.http.users) | ({config.user} if config.user else set())
+    groups = {group for user in config.http.users.values() for group in user.groups}
+    for name in policy.users:
+        if name not in users:
+            raise ConfigError(
+                f"`policy.users` names {name!r}, who is neither in `http.users` nor the stdio `user:`; "
+                "fix the name or add the user",
+                source=source,
+                line=lines.get(("policy", "users", name)),
+            )
+    for name in policy.groups:
+        if name not in groups:
+            known = ", ".join(sorted(groups)) or "none"
+            raise ConfigError(
+                f"`policy.groups` names {name!r}, but no user in `http.users` has that group (groups: {known})",
+                source=source,
+                line=lines.get(("policy", "groups", name)),
+            )
+    blocks: list[tuple[tuple[str, ...], PolicyRule]] = [(("policy", "default"), policy.default)]
+    blocks += [(("policy", "groups", name), rule) for name, rule in policy.groups.items()]
+    blocks += [(("policy", "users", name), rule) for name, rule in policy.users.items()]
+    for path, rule in blocks:
+        for key in ("allow", "deny"):
+            for pattern in getattr(rule, key):
+                server = pattern.split(".", 1)[0]
+                if not any(mark in server for mark in "*?[") and server not in config.servers:
+                    raise ConfigError(
+                        f"`{'.'.join(path)}.{key}` pattern {pattern!r} names no configured server "
+                        f"(servers: {', '.join(config.servers) or 'none'}); patterns are `server.tool` globs",
+                        source=source,
+                        line=_nearest_line((*path, key), lines),
+                    )
 
 
 def _normalise_root(
@@ -715,7 +805,7 @@ def import_as_yaml(path: Path) -> str:
             server.pop("type")
         ident = name if re.match(SERVER_NAME_PATTERN, str(name)) else python_name(str(name))
         body["servers"][ident] = server
-    for key in ("sandbox", "http", "audit"):
+    for key in ("sandbox", "http", "audit", "policy", "user"):
         if key in data:
             body[key] = data[key]
     return yaml.safe_dump(body, sort_keys=False, allow_unicode=True)

@@ -12,7 +12,8 @@ PortalError                       base; `str(err)` is a complete, user-facing me
 ├── ToolCallError                 a call from agent code was refused or failed; carries `tool`
 │   ├── UnknownToolError          no such qualified name (carries close matches)
 │   ├── ArgumentError             arguments do not match the tool's inputSchema (names the field)
-│   └── ToolFailedError           the downstream answered with `isError`; carries its message
+│   ├── ToolFailedError           the downstream answered with `isError`; carries its message
+│   └── PolicyDeniedError         the portal's policy refused the call; carries the `rule` (PermissionError in code)
 ├── SandboxError                  the sandbox could not run the code (not: the code raised)
 └── AuditStoreError               the audit store cannot be opened, read or written; carries `store`
 ```
@@ -141,6 +142,15 @@ class ToolFailedError(ToolCallError):
     def __init__(self, tool: str, server_message: str) -> None:
         self.server_message = server_message
         super().__init__(tool, f"{tool} failed: {server_message}")
+
+
+class PolicyDeniedError(ToolCallError):
+    """The portal's policy refused the call. `rule` names why, for the audit: `deny`, `allow`, `read_only`,
+    `calls_per_run` or `approval:<declined|cancelled|unsupported|timeout|failed>`."""
+
+    def __init__(self, tool: str, rule: str, reason: str) -> None:
+        self.rule = rule
+        super().__init__(tool, f"{tool}: not allowed: {reason}")
 
 
 class SandboxError(PortalError):

@@ -24,16 +24,17 @@ import anyio
 from mcp.server.mcpserver import MCPServer
 from mcp_types import Tool
 
+from portal_mcp.access import AccessPolicy, RunLimiter
 from portal_mcp.audit import AuditEvent, AuditSink, MemoryAuditSink
 from portal_mcp.audit_store import PostgresAuditSink, SqliteAuditSink
-from portal_mcp.bridge import Bridge
+from portal_mcp.bridge import Approver, Bridge, Caller
 from portal_mcp.catalog import Catalog
 from portal_mcp.config import PortalConfig
 from portal_mcp.credentials import Redactor
 from portal_mcp.downstream import DownstreamEvent, DownstreamPool, ServerStatus
 from portal_mcp.metrics import Metrics, MetricsTee
 from portal_mcp.precheck import check_code, render
-from portal_mcp.sandbox.host import RunResult, SandboxHost
+from portal_mcp.sandbox.host import RunClock, RunResult, SandboxHost
 from portal_mcp.search import SearchHit, SearchIndex
 from portal_mcp.stubs import render_stubs
 
@@ -64,7 +65,9 @@ class Portal:
         # Every search, run and call goes to the audit sink and, from the same event, to the metrics.
         self.events: AuditSink = MetricsTee(audit, self.metrics)
         self.redactor = Redactor(config.secret_values())
-        self.bridge = Bridge(lambda: self._catalog, pool, self.events, user, self.redactor)
+        self.policy = AccessPolicy(config)
+        self._runs = RunLimiter()
+        self.bridge = Bridge(lambda: self._catalog, pool, self.events, user, self.redactor, self.policy)
 
     @classmethod
     @asynccontextmanager
@@ -147,6 +150,8 @@ class Portal:
         `owner:NAME`, `tag:NAME` and `server:NAME` words in the query narrow the search to matching servers.
         """
         started = time.perf_counter()
+        who = user or self.user
+        hidden = self.policy.hidden(who, self._catalog)
         limit = max(1, min(limit, MAX_LIMIT))
         words, filters = _split_filters(query)
         if server is not None:
@@ -155,12 +160,12 @@ class Portal:
         if problem:
             reply = problem
         elif not words.strip():
-            reply = self.overview(scope)
+            reply = self.overview(scope, hidden=hidden)
         else:
-            hits = self.index().search(words, servers=scope, limit=limit)
-            hint = self._did_you_mean(words, hits)
+            hits = self.index().search(words, servers=scope, limit=limit, exclude=hidden)
+            hint = self._did_you_mean(words, hits, hidden)
             if not hits:
-                reply = f"No tools match {query!r}.{hint}\n\n" + self.overview(scope)
+                reply = f"No tools match {query!r}.{hint}\n\n" + self.overview(scope, hidden=hidden)
             else:
                 entries = [hit.entry for hit in hits]
                 if detail == "auto":
@@ -168,14 +173,19 @@ class Portal:
                 else:
                     stubs = render_stubs(entries, detail=detail)
                 where = f" on {', '.join(sorted(scope))}" if scope is not None else ""
+                approval = self.policy.for_user(who).needs_approval(entries)
+                asks = (
+                    f" Calls to {', '.join(approval)} ask the user for approval first; refused calls raise "
+                    "PermissionError."
+                    if approval
+                    else ""
+                )
                 reply = (
-                    f"{len(hits)} of {len(self._catalog)} tools match{where}.{hint} Call them in execute_code as "
-                    f"`await server.tool(...)`.\n\n{stubs}"
+                    f"{len(hits)} of {len(self._catalog) - len(hidden)} tools match{where}.{hint} Call them in "
+                    f"execute_code as `await server.tool(...)`.{asks}\n\n{stubs}"
                 )
         self.events.record(
-            AuditEvent(
-                "search", user or self.user, "ok", (time.perf_counter() - started) * 1000, query, size_out=len(reply)
-            )
+            AuditEvent("search", who, "ok", (time.perf_counter() - started) * 1000, query, size_out=len(reply))
         )
         return reply
 
@@ -200,25 +210,33 @@ class Portal:
             return (config.owner or "").lower() == value.lower()
         return value.lower() in (tag.lower() for tag in config.tags)
 
-    def _did_you_mean(self, words: str, hits: list[SearchHit]) -> str:
+    def _did_you_mean(self, words: str, hits: list[SearchHit], hidden: frozenset[str] = frozenset()) -> str:
         """A hint when the query looks like a tool name that does not exist."""
         name = words.strip()
         if " " in name or not any(mark in name for mark in "._-") or name in self._catalog:
             return ""
         if any(name in (hit.entry.name, hit.entry.python_name, hit.entry.qualified_name) for hit in hits):
             return ""
-        near = self._catalog.close_matches(name) or difflib.get_close_matches(
-            name, [entry.python_name for entry in self._catalog], n=3, cutoff=0.7
+        near = [
+            match for match in self._catalog.close_matches(name) if match not in hidden
+        ] or difflib.get_close_matches(
+            name, [entry.python_name for entry in self._catalog if entry.qualified_name not in hidden], n=3, cutoff=0.7
         )
         return f" No tool is named {name!r}; did you mean {', '.join(near)}?" if near else ""
 
-    def overview(self, scope: set[str] | None = None) -> str:
-        """Servers with their descriptions, owners and tool counts (and tool names when one server is asked for)."""
-        names = [name for name in self._catalog.servers() if scope is None or name in scope]
-        total = sum(len(self._catalog.by_server(name)) for name in names)
+    def overview(self, scope: set[str] | None = None, *, hidden: frozenset[str] = frozenset()) -> str:
+        """Servers with their descriptions, owners and tool counts (and tool names when one server is asked for);
+        `hidden` tools (the caller's policy forbids them) are left out, and servers with none left too."""
+        visible = {
+            name: [entry for entry in self._catalog.by_server(name) if entry.qualified_name not in hidden]
+            for name in self._catalog.servers()
+            if scope is None or name in scope
+        }
+        names = [name for name, entries in visible.items() if entries]
+        total = sum(len(visible[name]) for name in names)
         lines = [f"{total} tools on {len(names)} servers:"]
         for name in names:
-            entries = self._catalog.by_server(name)
+            entries = visible[name]
             config = self.config.servers.get(name)
             about = [f"- {name} ({len(entries)} tools)"]
             if config is not None:
@@ -241,34 +259,43 @@ class Portal:
         )
         return "\n".join(lines)
 
-    async def execute_code(self, code: str, *, user: str | None = None) -> RunResult:
+    async def execute_code(self, code: str, *, user: str | None = None, approve: Approver | None = None) -> RunResult:
         """Check agent code against the catalog, then run it in a fresh sandbox worker.
 
         Code with a wrong tool call (unknown tool, bad or missing arguments, no `await`) is refused before anything
-        runs; every call the code makes goes through the bridge.
+        runs; every call the code makes goes through the bridge, under `user`'s policy. `approve` asks the user
+        about calls the policy wants approved (None: they are refused).
         """
         started = time.perf_counter()
+        who = user or self.user
         problems = check_code(code, self._catalog)
+        wait = self._runs.admit(who, self.policy.for_user(who).runs_per_minute) if not problems else 0.0
         if problems:
             duration = (time.perf_counter() - started) * 1000
             result = RunResult(False, "", None, render(problems), 0, duration, "precheck")
+        elif wait:
+            limit = self.policy.for_user(who).runs_per_minute
+            error = (
+                f"RateLimitError: {who!r} may start {limit} runs per minute; the next run is allowed in {wait:.0f} s. "
+                "Do more per run (asyncio.gather, loops) instead of many small runs."
+            )
+            result = RunResult(False, "", None, error, 0, (time.perf_counter() - started) * 1000, "rate_limit")
         else:
-            who = user or self.user
+            clock = RunClock()
+            caller = Caller(who, approve, clock.paused)
 
             async def call(qualified: str, arguments: dict[str, Any]) -> Any:
-                return await self.bridge.call(qualified, arguments, user=who)
+                return await self.bridge.call(qualified, arguments, caller=caller)
 
             with self.metrics.running():
-                result = await self.sandbox.run(code, self._catalog.namespaces(), call)
+                result = await self.sandbox.run(code, self._catalog.namespaces(), call, clock=clock)
         digest = hashlib.sha256(code.encode()).hexdigest()[:16]
-        outcome: Any = "ok" if result.ok else "refused" if problems else "error"
+        outcome: Any = "ok" if result.ok else "refused" if problems or wait else "error"
         # The audit keeps rules and lines, not the rendered problems: those quote argument values.
         # Nor the error text of a failed run: it can quote the code and the values it handled.
         detail = "; ".join(f"line {p.line}: {p.rule}" for p in problems) or (result.error_kind or "")
         self.events.record(
-            AuditEvent(
-                "run", user or self.user, outcome, result.duration_ms, digest, detail, len(code), len(result.output)
-            )
+            AuditEvent("run", who, outcome, result.duration_ms, digest, detail, len(code), len(result.output))
         )
         return result
 

@@ -232,6 +232,7 @@ class SearchIndex:
     def __init__(self, catalog: Catalog) -> None:
         self._entries = tuple(catalog)
         self._exact: dict[str, list[int]] = {}
+        self._position = {entry.qualified_name: position for position, entry in enumerate(self._entries)}
         for position, entry in enumerate(self._entries):
             names = {entry.qualified_name, f"{entry.server}.{entry.name}", entry.name, entry.python_name}
             for name in names:
@@ -261,9 +262,16 @@ class SearchIndex:
         return len(self._entries)
 
     def search(
-        self, query: str, *, server: str | None = None, servers: Collection[str] | None = None, limit: int = 5
+        self,
+        query: str,
+        *,
+        server: str | None = None,
+        servers: Collection[str] | None = None,
+        limit: int = 5,
+        exclude: Collection[str] = (),
     ) -> list[SearchHit]:
-        """The best `limit` tools for `query`, optionally of one server or a set of servers; [] for a blank query.
+        """The best `limit` tools for `query`, optionally of one server or a set of servers, never one named in
+        `exclude` (qualified names); [] for a blank query.
 
         A query that is exactly a tool's name (`get_current_time`) or qualified name (`time.get_current_time`)
         ranks that tool first; tools with no query word (or synonym) at all are never returned.
@@ -304,6 +312,8 @@ class SearchIndex:
         if servers is not None:
             wanted = [number for number, name in enumerate(self._server_names) if name in servers]
             keep &= np.isin(self._server_of, wanted)
+        if exclude:
+            keep[[self._position[name] for name in exclude if name in self._position]] = False
         candidates = np.flatnonzero(keep)
         if len(candidates) > limit:
             # Only the best `limit` need sorting: a partial selection first keeps big catalogs fast.

@@ -24,11 +24,13 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from portal_mcp import __version__
+from portal_mcp.approvals import PendingRuns, can_elicit, direct_approver
 from portal_mcp.config import HttpConfig, is_loopback
 from portal_mcp.downstream import DownstreamEvent
 from portal_mcp.errors import ConfigError
 from portal_mcp.metrics import USABLE
 from portal_mcp.portal import MAX_LIMIT, Portal
+from portal_mcp.sandbox.host import RunResult
 
 logger = logging.getLogger("portal_mcp")
 
@@ -100,6 +102,7 @@ class PortalServer:
                 get_tool_input_schema=_input_schema,
             )
         portal.add_listener(self._on_event)
+        self._pending = PendingRuns(keep_seconds=portal.policy.approval_timeout)
 
     async def _list_tools(
         self, ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
@@ -122,18 +125,34 @@ class PortalServer:
 
     async def _call_tool(
         self, ctx: ServerRequestContext[Any], params: types.CallToolRequestParams
-    ) -> types.CallToolResult:
+    ) -> types.CallToolResult | types.InputRequiredResult:
         await self._greet(ctx)
         args = params.arguments or {}
         if params.name == "search_api":
             return self._search(args, _caller(ctx))
         if params.name == "execute_code":
-            code = args.get("code")
-            if not isinstance(code, str):
-                return _error("execute_code needs `code`: a string of Python source")
-            result = await self.portal.execute_code(code, user=_caller(ctx))
-            return types.CallToolResult(content=[types.TextContent(text=result.render())], is_error=not result.ok)
+            return await self._execute(ctx, params, args)
         return _error(f"unknown tool {params.name!r}; this server has `search_api` and `execute_code`")
+
+    async def _execute(
+        self, ctx: ServerRequestContext[Any], params: types.CallToolRequestParams, args: dict[str, Any]
+    ) -> types.CallToolResult | types.InputRequiredResult:
+        """Run the code; calls the policy wants approved ask the user through elicitation (see approvals.py)."""
+        user = _caller(ctx)
+        if params.request_state is not None:
+            resumed = await self._pending.resume(user, params.request_state, params.input_responses)
+            return _error(resumed) if isinstance(resumed, str) else _run_reply(resumed)
+        code = args.get("code")
+        if not isinstance(code, str):
+            return _error("execute_code needs `code`: a string of Python source")
+        if can_elicit(ctx) and not ctx.session.can_send_request:
+            # 2026-07-28: no server-initiated requests; questions go back in the result and the run waits here.
+            started = await self._pending.start(
+                user, lambda approve: self.portal.execute_code(code, user=user, approve=approve)
+            )
+            return _run_reply(started)
+        approve = direct_approver(ctx) if can_elicit(ctx) else None
+        return _run_reply(await self.portal.execute_code(code, user=user, approve=approve))
 
     def _search(self, args: dict[str, Any], user: str | None) -> types.CallToolResult:
         query, server, limit, detail = (
@@ -370,6 +389,12 @@ def _connection(ctx: ServerRequestContext[Any]) -> Any:
     """
     connection = getattr(ctx.session, "_connection", None)
     return connection if getattr(connection, "has_standalone_channel", False) else None
+
+
+def _run_reply(result: RunResult | types.InputRequiredResult) -> types.CallToolResult | types.InputRequiredResult:
+    if isinstance(result, types.InputRequiredResult):
+        return result
+    return types.CallToolResult(content=[types.TextContent(text=result.render())], is_error=not result.ok)
 
 
 def _error(message: str) -> types.CallToolResult:

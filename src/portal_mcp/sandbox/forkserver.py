@@ -15,6 +15,7 @@ import logging
 import socket
 import sys
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Final
 
@@ -65,6 +66,13 @@ class _Zygote:
         self.forks: dict[int, tuple[anyio.Event, list[int]]] = {}
         self.exits: dict[int, _Exit] = {}
 
+    @property
+    def running(self) -> bool:
+        """Alive: its channel is open and the kernel still runs it. Death shows in /proc before the channel's end
+        of file arrives (spares hold a copy of the channel until their death signal lands) and before asyncio
+        reports the exit status."""
+        return self.alive and self.process.returncode is None and _process_running(self.process.pid)
+
     async def send(self, frame: Mapping[str, Any], fds: tuple[socket.socket, ...] = ()) -> None:
         await self.control.send(protocol.encode_frame(frame), tuple(sock.fileno() for sock in fds))
 
@@ -76,6 +84,14 @@ class _Zygote:
             event.set()
         for watch in self.exits.values():
             watch.event.set()
+
+
+def _process_running(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return False
+    return stat.rpartition(b")")[2].split()[:1] != [b"Z"]
 
 
 class _ForkedWorker(Worker):
@@ -170,7 +186,7 @@ class ForkServer:
         while True:
             while self._spares:
                 worker = self._spares.popleft()
-                if worker.dead or not worker.zygote.alive:
+                if worker.dead or not worker.zygote.running:
                     await worker.aclose()
                     continue
                 # Replaced after it is released, not now: preparing a spare costs a few ms of CPU that would
@@ -229,7 +245,7 @@ class ForkServer:
 
     async def _running(self) -> _Zygote:
         async with self._starting:
-            if self._zygote is not None and self._zygote.alive:
+            if self._zygote is not None and self._zygote.running:
                 return self._zygote
             if self._closing:
                 raise WorkerStartError("the sandbox host is closing")

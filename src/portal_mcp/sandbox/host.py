@@ -20,10 +20,11 @@ import contextlib
 import difflib
 import itertools
 import logging
+import math
 import pwd
 import signal
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Final, Literal
@@ -32,13 +33,13 @@ import anyio
 from anyio.abc import TaskGroup
 
 from portal_mcp.config import SandboxConfig
-from portal_mcp.errors import PortalError, SandboxError, UnknownToolError
+from portal_mcp.errors import PolicyDeniedError, PortalError, SandboxError, UnknownToolError
 from portal_mcp.sandbox import protocol
 from portal_mcp.sandbox.channel import ProtocolViolation
 from portal_mcp.sandbox.forkserver import ForkServer
 from portal_mcp.sandbox.launcher import Layers, Spawner, Worker, WorkerStartError
 
-__all__ = ["MAX_CODE_CHARS", "RunErrorKind", "RunResult", "SandboxHost", "ToolCaller"]
+__all__ = ["MAX_CODE_CHARS", "RunClock", "RunErrorKind", "RunResult", "SandboxHost", "ToolCaller"]
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ ToolCaller = Callable[[str, dict[str, Any]], Awaitable[Any]]
 
 RunErrorKind = Literal[
     "exception", "syntax", "memory", "not_awaited", "internal", "timeout", "cpu", "crash", "protocol", "too_long",
-    "precheck",
+    "precheck", "rate_limit",
 ]  # fmt: skip
 
 MAX_CODE_CHARS: Final = 1_000_000
@@ -85,6 +86,39 @@ class _Outcome:
     dropped: int = 0
     startup_failed: bool = False
     finished: bool = False  # the worker sent a valid `done` (and exits by itself)
+
+
+class RunClock:
+    """The wall clock of one run, which a tool call can stop while a person decides (an approval).
+
+    While any call holds `paused()` the run's deadline is lifted; when the last one lets go, the run gets back the
+    time it had left. The worker's CPU limit is unaffected (a waiting worker uses no CPU).
+    """
+
+    def __init__(self) -> None:
+        self._scope: anyio.CancelScope | None = None
+        self._holders = 0
+        self._remaining = 0.0
+
+    def attach(self, scope: anyio.CancelScope) -> None:
+        self._scope = scope
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        scope = self._scope
+        if scope is None:
+            yield
+            return
+        if self._holders == 0:
+            self._remaining = scope.deadline - anyio.current_time()
+            scope.deadline = math.inf
+        self._holders += 1
+        try:
+            yield
+        finally:
+            self._holders -= 1
+            if self._holders == 0:
+                scope.deadline = anyio.current_time() + max(self._remaining, 0.0)
 
 
 class SandboxHost:
@@ -134,8 +168,16 @@ class SandboxHost:
         self._state = "closed"
         await self._launcher.__aexit__(exc_type, exc, tb)
 
-    async def run(self, code: str, namespaces: Mapping[str, Sequence[str]], call_tool: ToolCaller) -> RunResult:
-        """Run `code` in a fresh worker; `namespaces` maps each server to its tools' python names."""
+    async def run(
+        self,
+        code: str,
+        namespaces: Mapping[str, Sequence[str]],
+        call_tool: ToolCaller,
+        *,
+        clock: RunClock | None = None,
+    ) -> RunResult:
+        """Run `code` in a fresh worker; `namespaces` maps each server to its tools' python names. Pass a `clock`
+        to let `call_tool` pause the run's wall clock."""
         if self._state != "open":
             state = "closed; open a new SandboxHost" if self._state == "closed" else "not open; use `async with`"
             raise SandboxError(f"the sandbox host is {state}")
@@ -145,7 +187,7 @@ class SandboxHost:
             too_long = f"ValueError: the code is {len(code)} characters long, over the limit of {MAX_CODE_CHARS}"
             outcome = _Outcome(f"{too_long}; split the work across runs", "too_long")
             return _result(outcome, "", 0, started)
-        session = _Session(self.limits, frozenset(tools), call_tool)
+        session = _Session(self.limits, frozenset(tools), call_tool, clock or RunClock())
         outcome = await session.execute(
             self._launcher, code, {server: list(names) for server, names in namespaces.items()}
         )
@@ -208,8 +250,9 @@ class _Output:
 class _Session:
     """One run: take a ready worker, send the code, serve calls until `done` or death, always kill it."""
 
-    def __init__(self, limits: SandboxConfig, tools: frozenset[str], call_tool: ToolCaller) -> None:
+    def __init__(self, limits: SandboxConfig, tools: frozenset[str], call_tool: ToolCaller, clock: RunClock) -> None:
         self.limits = limits
+        self.clock = clock
         self.tools = tools
         self.call_tool = call_tool
         self.output = _Output(self.limits.max_output_bytes)
@@ -221,6 +264,7 @@ class _Session:
     async def execute(self, launcher: ForkServer | Spawner, code: str, namespaces: dict[str, list[str]]) -> _Outcome:
         outcome = _Outcome()
         with anyio.move_on_after(self.limits.timeout) as deadline:
+            self.clock.attach(deadline)
             outcome = await self._acquire_and_serve(launcher, code, namespaces)
         if deadline.cancelled_caught:
             return _Outcome(
@@ -319,6 +363,10 @@ class _Session:
     async def _answer(self, call_id: int, tool: str, args: dict[str, Any]) -> bytes:
         try:
             value = await self.call_tool(tool, args)
+        except PolicyDeniedError as exc:
+            # Raised in the code as PermissionError (and ToolError), so `except PermissionError` reads naturally.
+            refusal = protocol.error_result_frame(call_id, _cap(str(exc), _MAX_ERROR_CHARS), denied=True)
+            return protocol.encode_frame(refusal)
         except PortalError as exc:
             return protocol.encode_frame(protocol.error_result_frame(call_id, _cap(str(exc), _MAX_ERROR_CHARS)))
         except Exception:

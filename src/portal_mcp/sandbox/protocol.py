@@ -14,7 +14,7 @@ host    start   {code, namespaces}
 worker  output  {text}                      printed text, streamed so a killed run keeps its output
 worker  call    {id, tool, args}            tool is "server.python_name", args a JSON object
 worker  cancel  {id}                        the code stopped waiting for that call
-host    result  {id, ok: true, value} | {id, ok: false, error}
+host    result  {id, ok: true, value} | {id, ok: false, error, denied?: true}
 worker  done    {ok, value, error, error_kind, output_dropped}
 ```
 
@@ -228,9 +228,13 @@ def ok_result_frame(call_id: int, value: Any) -> dict[str, Any]:
     return {"type": "result", "id": call_id, "ok": True, "value": value}
 
 
-def error_result_frame(call_id: int, error: str) -> dict[str, Any]:
-    """A refused or failed call; `error` becomes the message of `ToolError` in the code."""
-    return {"type": "result", "id": call_id, "ok": False, "error": error}
+def error_result_frame(call_id: int, error: str, *, denied: bool = False) -> dict[str, Any]:
+    """A refused or failed call; `error` becomes the message of `ToolError` in the code (a `PermissionError`,
+    also a `ToolError`, when the portal's policy `denied` it)."""
+    frame: dict[str, Any] = {"type": "result", "id": call_id, "ok": False, "error": error}
+    if denied:
+        frame["denied"] = True
+    return frame
 
 
 def done_frame(

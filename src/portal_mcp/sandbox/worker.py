@@ -45,6 +45,15 @@ class ToolError(Exception):
 ToolError.__module__ = "builtins"  # agent code sees it as a builtin: `<class 'ToolError'>`
 
 
+class ToolPermissionError(ToolError, PermissionError):
+    """Raised in agent code when the portal's policy refuses a call (denied, or not approved by the user)."""
+
+
+# Agent code sees a PermissionError (that is also a ToolError): `PermissionError: github.delete_repo: not allowed: ...`
+ToolPermissionError.__module__ = "builtins"
+ToolPermissionError.__name__ = ToolPermissionError.__qualname__ = "PermissionError"
+
+
 class Channel:
     """The worker's end of the frame channel (one socket): blocking writes, reads driven by the event loop.
 
@@ -112,7 +121,8 @@ class Channel:
             if frame.get("ok") is True:
                 future.set_result(frame.get("value"))
             else:
-                future.set_exception(ToolError(tool, str(frame.get("error"))))
+                error = ToolPermissionError if frame.get("denied") is True else ToolError
+                future.set_exception(error(tool, str(frame.get("error"))))
 
     async def call(self, tool: str, args_json: str) -> Any:
         """Send a call frame and wait for its result; concurrent calls are matched by id."""
@@ -253,7 +263,9 @@ async def _run(
         server: Namespace(server, {name: _make_stub(channel, f"{server}.{name}") for name in names})
         for server, names in start["namespaces"].items()
     }
-    agent_globals = policy.make_globals(printer=printer, names=namespaces, extra_builtins={"ToolError": ToolError})
+    agent_globals = policy.make_globals(
+        printer=printer, names=namespaces, extra_builtins={"ToolError": ToolError, "PermissionError": PermissionError}
+    )
     never_awaited: list[str] = []
 
     def collect(message: Warning | str, *args: object, **kwargs: object) -> None:

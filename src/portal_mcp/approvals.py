@@ -1,0 +1,177 @@
+"""Asking the user to approve a call made inside agent code, through MCP elicitation, in either protocol era.
+
+Handshake-era clients (protocol up to 2025-11-25) take a server-initiated `elicitation/create` request while the
+`execute_code` call is open: the run simply waits for the answer (`direct_approver`).
+
+On 2026-07-28 a server may not send requests; it answers the `tools/call` with an `InputRequiredResult` carrying
+the question and an opaque `requestState`, and the client calls again with the answer (multi round-trip
+requests). A sandbox run cannot be replayed safely (the calls before the question would run twice), so the run
+stays paused in this portal process and `PendingRuns` hands the answer to it: the retry must reach the same
+portal process. Runs whose user never answers are refused by the policy's `approval_timeout` and dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import secrets
+import time
+from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import mcp_types as types
+from mcp.server.context import ServerRequestContext
+from mcp.shared.exceptions import NoBackChannelError
+
+from portal_mcp.bridge import ApprovalRequest, Approver, Verdict
+from portal_mcp.sandbox.host import RunResult
+
+logger = logging.getLogger(__name__)
+
+APPROVAL_SCHEMA: types.ElicitRequestedSchema = {
+    "type": "object",
+    "properties": {"approve": {"type": "boolean", "title": "Allow this call", "default": True}},
+    "required": ["approve"],
+}
+
+Run = Callable[[Approver], Coroutine[Any, Any, RunResult]]
+"""Starts `execute_code` with the given approver."""
+
+
+def can_elicit(ctx: ServerRequestContext[Any]) -> bool:
+    capabilities = ctx.session.client_capabilities
+    return capabilities is not None and capabilities.elicitation is not None
+
+
+def verdict_of(answer: types.ElicitResult) -> Verdict:
+    if answer.action == "accept":
+        return "approved" if (answer.content or {}).get("approve") is not False else "declined"
+    return "declined" if answer.action == "decline" else "cancelled"
+
+
+def direct_approver(ctx: ServerRequestContext[Any]) -> Approver:
+    """Asks with a server-initiated request on this request's connection (handshake-era protocol)."""
+
+    async def approve(request: ApprovalRequest) -> Verdict:
+        try:
+            answer = await ctx.session.elicit_form(
+                request.message(), APPROVAL_SCHEMA, related_request_id=ctx.request_id
+            )
+        except NoBackChannelError:
+            return "unsupported"
+        except Exception:  # the client's error or a closed connection: the call is simply not approved
+            logger.warning("the approval request for %s failed", request.tool, exc_info=True)
+            return "failed"
+        return verdict_of(answer)
+
+    return approve
+
+
+@dataclass
+class _PendingRun:
+    """One run started for a 2026-07-28 client: its task, and the questions it is waiting on."""
+
+    user: str | None
+    task: asyncio.Task[RunResult] | None = None
+    asks: dict[str, tuple[ApprovalRequest, asyncio.Future[Verdict]]] = field(default_factory=dict)
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+    finished_at: float | None = None
+    _keys: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+
+    async def ask(self, request: ApprovalRequest) -> Verdict:
+        key = f"approve-{next(self._keys)}"
+        future: asyncio.Future[Verdict] = asyncio.get_running_loop().create_future()
+        self.asks[key] = (request, future)
+        self.changed.set()
+        try:
+            return await future
+        finally:
+            self.asks.pop(key, None)  # answered, or given up by the policy's timeout
+
+    def answer(self, responses: Mapping[str, Any]) -> None:
+        for key, response in responses.items():
+            pending = self.asks.get(key)
+            if pending is not None and not pending[1].done() and isinstance(response, types.ElicitResult):
+                pending[1].set_result(verdict_of(response))
+
+    def open_questions(self) -> dict[str, types.ElicitRequest]:
+        return {
+            key: types.ElicitRequest(
+                params=types.ElicitRequestFormParams(message=request.message(), requested_schema=APPROVAL_SCHEMA)
+            )
+            for key, (request, future) in self.asks.items()
+            if not future.done()
+        }
+
+
+class PendingRuns:
+    """Runs paused for an approval under the 2026-07-28 protocol, by their `requestState` token."""
+
+    def __init__(self, keep_seconds: float) -> None:
+        self._keep = keep_seconds
+        self._runs: dict[str, _PendingRun] = {}
+
+    def __len__(self) -> int:
+        return len(self._runs)
+
+    async def start(self, user: str | None, run: Run) -> RunResult | types.InputRequiredResult:
+        """Start a run that may ask questions; returns its result, or the first questions."""
+        self._forget_stale()
+        token = secrets.token_urlsafe(24)
+        pending = self._runs[token] = _PendingRun(user)
+        pending.task = asyncio.get_running_loop().create_task(run(pending.ask))
+        pending.task.add_done_callback(_retrieve)
+        return await self._progress(token, pending)
+
+    async def resume(
+        self, user: str | None, token: str, responses: Mapping[str, Any] | None
+    ) -> RunResult | types.InputRequiredResult | str:
+        """Hand the client's answers to the run `token` names; returns as `start` does, or an error message."""
+        pending = self._runs.get(token)
+        if pending is None or pending.user != user:
+            return (
+                "execute_code: this approval answer belongs to no run waiting here; the run may have timed out "
+                "(the policy's approval_timeout), or it lives on another portal replica (retries of a call that "
+                "asked for approval must reach the same replica). Run the code again."
+            )
+        pending.answer(responses or {})
+        return await self._progress(token, pending)
+
+    async def _progress(self, token: str, pending: _PendingRun) -> RunResult | types.InputRequiredResult:
+        """Wait until the run finishes or asks something new."""
+        assert pending.task is not None
+        while True:
+            questions = pending.open_questions()
+            if pending.task.done():
+                self._runs.pop(token, None)
+                return pending.task.result()
+            if questions:
+                pending.changed.clear()
+                return types.InputRequiredResult(input_requests=dict(questions), request_state=token)
+            pending.changed.clear()
+            waiter = asyncio.ensure_future(pending.changed.wait())
+            try:
+                await asyncio.wait({pending.task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                waiter.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await waiter
+
+    def _forget_stale(self) -> None:
+        """Drop runs that finished while no client came back for the result."""
+        now = time.monotonic()
+        for token, pending in list(self._runs.items()):
+            if pending.task is not None and pending.task.done():
+                if pending.finished_at is None:
+                    pending.finished_at = now
+                elif now - pending.finished_at > self._keep:
+                    self._runs.pop(token, None)
+
+
+def _retrieve(task: asyncio.Task[RunResult]) -> None:
+    """Mark a failure as seen (it is raised to whoever collects the result, if anyone does)."""
+    if not task.cancelled() and task.exception() is not None:
+        logger.error("an execute_code run waiting for approval failed", exc_info=task.exception())
