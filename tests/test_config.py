@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ from portal_mcp.config import (
     RemoteServerConfig,
     SnapshotServerConfig,
     StdioServerConfig,
+    bundled_schemas_dir,
     import_as_yaml,
     load_config,
 )
@@ -358,3 +360,16 @@ def test_an_escaped_user_reference_is_a_literal_everywhere(tmp_path: Path) -> No
 def test_list_as_on_a_server_without_user_references_is_refused(tmp_path: Path) -> None:
     message = error_of(tmp_path, "servers:\n  t: {command: python3, list_as: alice}\n")
     assert "`list_as` only applies to servers whose headers/env use `${user.KEY}`" in message
+
+
+def test_the_readme_config_reference_is_a_valid_config(tmp_path: Path) -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme[readme.index("## portal.yaml reference") :]
+    text = section[section.index("```yaml\n") + 8 : section.index("\n```", section.index("```yaml"))]
+    (tmp_path / "schemas").mkdir()
+    shutil.copy(bundled_schemas_dir() / "time.json", tmp_path / "schemas" / "legacy.json")
+    write_secrets(tmp_path, "UNUSED: nothing-here\n")
+    variables = ["GITHUB_TOKEN", "ALICE_TOKEN", "ALICE_LINEAR_TOKEN", "PORTAL_TOKEN"]
+    config = load_config(write(tmp_path, text), environ={name: f"{name.lower()}-value" for name in variables})
+    assert set(config.servers) == {"github", "linear", "legacy"}
+    assert config.policy.groups["eng"].read_only is True

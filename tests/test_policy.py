@@ -341,12 +341,14 @@ async def test_an_approved_destructive_call_runs_and_the_decision_is_audited(era
     accept = elicitation(lambda _: types.ElicitResult(action="accept", content={"approve": True}), asked)
     async with opened(config_with(APPROVE_DESTRUCTIVE), received) as (portal, audit):
         text = await run_with_client(portal, DROP, accept, era)
+        approved = portal.metrics.registry.get_sample_value("portal_approvals_total", {"verdict": "approved"})
     assert "dropped" in text and "refused" not in text
     assert received == ["drop_table users", "read_rows users"]
     assert len(asked) == 1  # the read-only call was not asked about
     assert "alice" in asked[0] and "ops.drop_table" in asked[0] and '"table": "users"' in asked[0]
     drop = calls_of(audit)[0]
     assert (drop.subject, drop.outcome, drop.detail) == ("ops.drop_table", "ok", "approved")
+    assert approved == 1
 
 
 @pytest.mark.parametrize(
@@ -364,6 +366,8 @@ async def test_a_declined_call_raises_permission_error_and_never_runs(
     asked: list[str] = []
     async with opened(config_with(APPROVE_DESTRUCTIVE), received) as (portal, audit):
         text = await run_with_client(portal, DROP, elicitation(lambda _: result, asked), era)
+        counted = portal.metrics.registry.get_sample_value("portal_approvals_total", {"verdict": verdict})
+    assert counted == 1
     assert f"refused: ops.drop_table: not allowed: {message}" in text
     assert received == ["read_rows users"] and len(asked) == 1
     assert calls_of(audit)[0].detail == f"PolicyDeniedError rule=approval:{verdict}"
@@ -459,3 +463,64 @@ async def test_an_answer_for_no_waiting_run_gets_a_clear_error() -> None:
     assert result.is_error
     text = "\n".join(block.text for block in result.content if isinstance(block, types.TextContent))
     assert "belongs to no run waiting here" in text and "another portal replica" in text
+
+
+async def test_over_http_each_token_gets_its_own_users_policy(tmp_path: Path) -> None:
+    """A real `portal-mcp serve --transport http`: the bearer token decides the user, the user decides the rules."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.servers import DEMO_SERVER
+    from tests.test_http import (
+        STARTUP_TIMEOUT,
+        _stop,
+        _wait_until_listening,
+        authorised_client,
+        free_port,
+        portal_command,
+    )
+
+    config = tmp_path / "portal.yaml"
+    config.write_text(
+        "servers:\n"
+        f"  demo: {{command: {sys.executable!r}, args: [{str(DEMO_SERVER)!r}]}}\n"
+        "http:\n  users:\n"
+        "    alice: {token: alice-secret-token, groups: [eng]}\n"
+        "    bob: {token: bob-secret-token}\n"
+        "policy:\n  groups: {eng: {deny: [demo.add]}}\n",
+        encoding="utf-8",
+    )
+    port = free_port()
+    log_path = tmp_path / "portal.log"
+    code = "try:\n    print(await demo.add(a=1, b=2))\nexcept PermissionError as exc:\n    print('refused:', exc)"
+    with log_path.open("wb") as log:
+        process = await anyio.open_process(
+            portal_command(config, "127.0.0.1", port),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            env=dict(os.environ),
+            start_new_session=True,
+        )
+        try:
+            with anyio.fail_after(STARTUP_TIMEOUT):
+                await _wait_until_listening(process, port, log_path)
+            url = f"http://127.0.0.1:{port}/mcp"
+            replies: dict[str, tuple[str, str]] = {}
+            for user, token in (("alice", "alice-secret-token"), ("bob", "bob-secret-token")):
+                async with authorised_client(url, token) as client:
+                    found = await client.call_tool("search_api", {"query": "add two numbers", "detail": "name"})
+                    ran = await client.call_tool("execute_code", {"code": code})
+                replies[user] = tuple(  # type: ignore[assignment]
+                    "\n".join(block.text for block in result.content if isinstance(block, types.TextContent))
+                    for result in (found, ran)
+                )
+        finally:
+            await _stop(process)
+    alice_search, alice_run = replies["alice"]
+    bob_search, bob_run = replies["bob"]
+    assert "# demo.add:" not in alice_search and "1 of 8 tools" in alice_search  # bob sees all 9
+    assert "# demo.add:" in bob_search
+    assert "refused: demo.add: not allowed: the policy denies `demo.add` to 'alice'" in alice_run
+    assert "refused" not in bob_run and "3" in bob_run

@@ -25,6 +25,7 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
 from portal_mcp.audit import AuditEvent, AuditSink
+from portal_mcp.bridge import Verdict
 from portal_mcp.catalog import Catalog
 from portal_mcp.downstream import ServerState, ServerStatus
 from portal_mcp.sandbox.host import RunErrorKind
@@ -71,6 +72,12 @@ class Metrics:
         self.call_seconds = Histogram(
             "portal_tool_call_duration_seconds", "downstream tool call time", ["server"], buckets=CALL_BUCKETS, registry=r
         )  # fmt: skip
+        self.approvals = Counter(
+            "portal_approvals",
+            "calls that asked the user for approval, by answer (approved, declined, cancelled, timeout, unsupported, failed)",
+            ["verdict"],
+            registry=r,
+        )
         self.errors = Counter(
             "portal_errors",
             "failed or refused runs and calls by what went wrong (a run's error kind, a call's error class)",
@@ -97,7 +104,8 @@ class Metrics:
             self.runs.labels(self._user(event.user), event.outcome).inc()
             self.run_seconds.labels(event.outcome).observe(event.duration_ms / 1000)
             if failed:
-                self.errors.labels("run", "precheck" if event.outcome == "refused" else _kind(event.detail)).inc()
+                refused = "rate_limit" if event.detail == "rate_limit" else "precheck"
+                self.errors.labels("run", refused if event.outcome == "refused" else _kind(event.detail)).inc()
             return
         entry = self._catalog().get(event.subject)
         server, tool = (entry.server, entry.name) if entry is not None else (UNKNOWN, UNKNOWN)
@@ -105,6 +113,9 @@ class Metrics:
         self.call_seconds.labels(server).observe(event.duration_ms / 1000)
         if failed:
             self.errors.labels("call", _kind(event.detail)).inc()
+        verdict = _verdict(event.detail)
+        if verdict is not None:
+            self.approvals.labels(verdict).inc()
 
     @contextmanager
     def running(self) -> Iterator[None]:
@@ -209,6 +220,18 @@ class MetricsTee:
                 self.metrics.record(event)
             except Exception:
                 logger.exception("counting an audit event in the metrics failed")
+
+
+_VERDICTS = frozenset(get_args(Verdict))
+
+
+def _verdict(detail: str) -> str | None:
+    """The user's answer, when the call asked for approval: `approved` (it ran) or `rule=approval:<answer>`."""
+    if detail.endswith("approved"):
+        return "approved"
+    _, found, verdict = detail.partition("rule=approval:")
+    verdict = verdict.split(" ", 1)[0]
+    return verdict if found and verdict in _VERDICTS else None
 
 
 def _kind(detail: str) -> str:

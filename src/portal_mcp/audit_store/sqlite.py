@@ -91,6 +91,10 @@ class SqliteAuditSink(AuditQueries):
     def name(self) -> str:
         return str(self.path)
 
+    def flush(self, timeout: float | None = None) -> bool:
+        """Nothing to wait for: `record` commits before it returns (the same API as `PostgresAuditSink.flush`)."""
+        return True
+
     def record(self, event: AuditEvent) -> None:
         """Append one event; it is committed when this returns."""
         sql = f"INSERT INTO events ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
