@@ -24,7 +24,6 @@ import os
 import pwd
 import secrets
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -34,6 +33,8 @@ from pathlib import Path
 import psycopg
 import pytest
 from psycopg import sql
+
+from tests.servers import free_port
 
 REQUIRE_ENV = "PORTAL_REQUIRE_POSTGRES"
 BINDIR_ENV = "PORTAL_PG_BINDIR"
@@ -158,7 +159,7 @@ def start_server() -> PostgresServer:
         if run_as:
             for path in (root, root / "pwfile"):
                 os.chown(path, account.pw_uid, account.pw_gid)
-        server = PostgresServer(bindir, root, _free_port(), password, run_as)
+        server = PostgresServer(bindir, root, free_port(), password, run_as)
         server._run(
             str(bindir / "initdb"),
             "-D",
@@ -182,18 +183,11 @@ def start_server() -> PostgresServer:
             except RuntimeError:
                 if attempt == 2:
                     raise
-                server.port = _free_port()
+                server.port = free_port()
         return server
     except BaseException:
         shutil.rmtree(root, ignore_errors=True)
         raise
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @pytest.fixture(scope="session")

@@ -22,11 +22,7 @@ import contextlib
 import hashlib
 import itertools
 import json
-import os
 import secrets
-import signal
-import socket
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -40,16 +36,15 @@ import anyio
 import httpx2
 import mcp_types as types
 import yaml
-from anyio.abc import Process
 from mcp.client import Client
 from mcp.client.streamable_http import streamable_http_client
 from starlette.types import Message, Receive, Scope, Send
 
 from portal_mcp.audit import AuditEvent
+from tests.portals import STARTUP_TIMEOUT, free_port, started, wait_until_listening
 from tests.servers import DEMO_SERVER
 
 ROOT = Path(__file__).resolve().parents[1]
-STARTUP_TIMEOUT = 60  # a portal connects to its downstream servers before it listens
 STATS_PATH = "/_roundrobin"
 # Headers about one hop that a proxy must not forward (RFC 9110 7.6.1), plus the ones httpx sets from the request.
 _HOP_BY_HOP = frozenset(
@@ -187,12 +182,6 @@ def main(argv: Sequence[str]) -> None:
 # Processes: replicas and the proxy
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @dataclass(frozen=True)
 class AuditStore:
     """Where the replicas' audit goes: the `audit:` section of their shared config and how to read it back.
@@ -261,10 +250,10 @@ async def running_replicas(config: Path, count: int, *, stateless: bool | None =
         for index, port in enumerate(ports):
             command = [sys.executable, "-m", "portal_mcp", "serve", "--transport", "http", "--port", str(port)]
             log = config.with_name(f"replica{index}.log")
-            processes.append(await stack.enter_async_context(_process([*command, "--config", str(config), *flag], log)))
+            processes.append(await stack.enter_async_context(started([*command, "--config", str(config), *flag], log)))
         with anyio.fail_after(STARTUP_TIMEOUT):
             for process, port, index in zip(processes, ports, range(count), strict=True):
-                await _wait_until_listening(process, port, config.with_name(f"replica{index}.log"))
+                await wait_until_listening(process, port, config.with_name(f"replica{index}.log"))
         yield [f"http://127.0.0.1:{port}" for port in ports]
 
 
@@ -273,9 +262,9 @@ async def running_proxy(backends: Sequence[str], log: Path) -> AsyncIterator[str
     """Start the round-robin proxy as its own process in front of `backends`; yield its base URL."""
     port = free_port()
     command = [sys.executable, "-m", "tests.replicas", str(port), *backends]
-    async with _process(command, log, cwd=ROOT) as process:
+    async with started(command, log, cwd=ROOT) as process:
         with anyio.fail_after(STARTUP_TIMEOUT):
-            await _wait_until_listening(process, port, log)
+            await wait_until_listening(process, port, log)
         yield f"http://127.0.0.1:{port}"
 
 
@@ -285,51 +274,6 @@ async def proxy_stats(proxy: str) -> dict[str, dict[str, int]]:
         response.raise_for_status()
         stats: dict[str, dict[str, int]] = response.json()
         return stats
-
-
-@asynccontextmanager
-async def _process(command: list[str], log_path: Path, cwd: Path | None = None) -> AsyncIterator[Process]:
-    with log_path.open("wb") as log:
-        process = await anyio.open_process(
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=log,
-            cwd=cwd,
-            env=dict(os.environ),
-            start_new_session=True,  # its own process group, so its downstream servers die with it
-        )
-        try:
-            yield process
-        finally:
-            await _stop(process)
-
-
-async def _wait_until_listening(process: Process, port: int, log_path: Path) -> None:
-    while True:
-        if process.returncode is not None:
-            output = await anyio.Path(log_path).read_text(encoding="utf-8", errors="replace")
-            raise AssertionError(f"{process.pid} exited with code {process.returncode} before listening:\n{output}")
-        try:
-            stream = await anyio.connect_tcp("127.0.0.1", port)
-        except OSError:
-            await anyio.sleep(0.05)  # polling is the only readiness signal a uvicorn subprocess gives
-        else:
-            await stream.aclose()
-            return
-
-
-async def _stop(process: Process) -> None:
-    """SIGTERM lets a portal close its downstream servers; whatever is left of its process group is killed."""
-    with anyio.CancelScope(shield=True):
-        if process.returncode is None:
-            process.terminate()
-            with anyio.move_on_after(10):
-                await process.wait()
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        with anyio.fail_after(5):
-            await process.wait()
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -19,17 +19,16 @@ import textwrap
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import anyio
 import pytest
 from mcp.client import Client
-from mcp.server.mcpserver import MCPServer
 
 from portal_mcp.config import PortalConfig, load_config
 from portal_mcp.portal import Portal
 from portal_mcp.sandbox import forkserver
 from portal_mcp.server import PortalServer
+from tests.servers import crm_server
 
 pytestmark = pytest.mark.anyio
 
@@ -311,17 +310,6 @@ def _config(tmp: Path) -> PortalConfig:
     return load_config(path, environ={})
 
 
-def _crm() -> MCPServer:
-    crm = MCPServer("crm")
-
-    @crm.tool()
-    def find_customer(email: str) -> dict[str, Any]:
-        """Look up a customer record by email address."""
-        return {"email": email, "tier": "gold"}
-
-    return crm
-
-
 @pytest.fixture(scope="module")
 def anyio_backend() -> str:
     return "asyncio"
@@ -337,7 +325,10 @@ def portal_secret() -> Iterator[None]:
 @pytest.fixture(scope="module")
 async def client(tmp_path_factory: pytest.TempPathFactory, portal_secret: None) -> AsyncIterator[Client]:
     config = _config(tmp_path_factory.mktemp("attacks"))
-    async with Portal.open(config, local={"crm": _crm()}) as portal, Client(PortalServer(portal).server) as connected:
+    async with (
+        Portal.open(config, local={"crm": crm_server()}) as portal,
+        Client(PortalServer(portal).server) as connected,
+    ):
         yield connected
 
 

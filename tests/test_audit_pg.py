@@ -20,7 +20,6 @@ from typing import Any
 import anyio
 import psycopg
 import pytest
-from mcp.server.mcpserver import MCPServer
 from psycopg.conninfo import conninfo_to_dict
 
 from portal_mcp.audit import AuditEvent
@@ -29,6 +28,7 @@ from portal_mcp.config import load_config
 from portal_mcp.errors import ConfigError
 from portal_mcp.portal import Portal
 from tests.pg import PostgresServer
+from tests.servers import crm_server
 
 TABLE = "portal_audit_events"
 
@@ -275,17 +275,6 @@ def test_a_closed_store_refuses_to_record(pg_dsn: str) -> None:
 # --- the portal, the config and the CLI ---
 
 
-def _crm() -> MCPServer:
-    crm = MCPServer("crm")
-
-    @crm.tool()
-    def find_customer(email: str) -> dict[str, Any]:
-        """Look up a customer record by email address."""
-        return {"email": email, "tier": "gold"}
-
-    return crm
-
-
 def _write_config(tmp_path: Path, audit: str = "audit: {postgres: '${PORTAL_AUDIT_DSN}'}\n") -> Path:
     path = tmp_path / "portal.yaml"
     path.write_text("servers: {}\n" + audit)
@@ -295,7 +284,7 @@ def _write_config(tmp_path: Path, audit: str = "audit: {postgres: '${PORTAL_AUDI
 async def test_a_portal_with_audit_postgres_records_searches_runs_and_calls(pg_dsn: str, tmp_path: Path) -> None:
     config = load_config(_write_config(tmp_path), environ={"PORTAL_AUDIT_DSN": pg_dsn})
     with anyio.fail_after(60):
-        async with Portal.open(config, local={"crm": _crm()}, user="ada") as portal:
+        async with Portal.open(config, local={"crm": crm_server()}, user="ada") as portal:
             portal.search_api("find a customer")
             result = await portal.execute_code("print(await crm.find_customer(email='a@example.com'))")
     assert result.ok, result

@@ -373,3 +373,16 @@ def test_the_readme_config_reference_is_a_valid_config(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, text), environ={name: f"{name.lower()}-value" for name in variables})
     assert set(config.servers) == {"github", "linear", "legacy"}
     assert config.policy.groups["eng"].read_only is True
+
+
+def test_a_stdio_user_can_have_secrets_and_groups_without_an_http_token(tmp_path: Path) -> None:
+    text = (
+        "user: ada\n"
+        "http: {users: {ada: {groups: [eng], secrets: {KEY: '${ADA_KEY}'}}}}\n"
+        f"servers:\n  tool: {{command: {sys.executable!r}, env: {{API_KEY: '${{user.KEY}}'}}}}\n"
+        "policy: {groups: {eng: {read_only: true}}}\n"
+    )
+    config = load_config(write(tmp_path, text), environ={"ADA_KEY": "ada-key-value"})
+    assert config.http.users["ada"].token is None
+    assert config.user_secrets() == {"ada": {"KEY": "ada-key-value"}}
+    assert "ada-key-value" in config.secret_values()

@@ -18,7 +18,8 @@ from typing import Any
 import anyio
 import pytest
 
-from tests.test_http import running_portal, write_config
+from tests.portals import running_portal
+from tests.test_http import write_config
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFORMANCE = ROOT / "tests" / "node" / "conformance"

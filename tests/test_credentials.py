@@ -27,8 +27,8 @@ from portal_mcp.bridge import Caller
 from portal_mcp.config import PortalConfig, load_config
 from portal_mcp.errors import MissingSecretError, ToolFailedError
 from portal_mcp.portal import Portal
+from tests.portals import authorised_client, running_portal
 from tests.servers import SERVERS, alive, descendants, free_port, kill_all
-from tests.test_http import authorised_client, running_portal
 
 AUTH_SERVER = SERVERS / "auth_server.py"
 linux_only = pytest.mark.skipif(sys.platform != "linux", reason="inspects processes through /proc")

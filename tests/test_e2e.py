@@ -13,26 +13,13 @@ from typing import Any
 import anyio
 import pytest
 from mcp.client import Client
-from mcp.server.mcpserver import MCPServer
 
 from portal_mcp.config import PortalConfig, load_config
 from portal_mcp.portal import Portal
 from portal_mcp.server import PortalServer
-from tests.servers import wait_until_exited
+from tests.servers import crm_server, wait_until_exited
 
 DEMO_SERVER = Path(__file__).parent / "servers" / "demo_server.py"
-
-
-def make_crm() -> MCPServer:
-    """An in-process downstream with structured results."""
-    crm = MCPServer("crm")
-
-    @crm.tool()
-    def find_customer(email: str) -> dict[str, Any]:
-        """Look up a customer record by email address."""
-        return {"email": email, "name": email.split("@")[0].title(), "tier": "gold"}
-
-    return crm
 
 
 def config_for(tmp_path: Path, extra: str = "") -> PortalConfig:
@@ -56,7 +43,7 @@ def config_for(tmp_path: Path, extra: str = "") -> PortalConfig:
 @pytest.fixture
 async def portal(tmp_path: Path) -> AsyncIterator[Portal]:
     with anyio.fail_after(60):
-        async with Portal.open(config_for(tmp_path), local={"crm": make_crm()}) as opened:
+        async with Portal.open(config_for(tmp_path), local={"crm": crm_server()}) as opened:
             yield opened
 
 

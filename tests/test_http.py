@@ -2,27 +2,20 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
 import secrets
-import signal
-import socket
-import subprocess
 import sys
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Mapping
 from pathlib import Path
 
 import anyio
 import httpx2
 import mcp_types as types
 import pytest
-from anyio.abc import Process
 from mcp.client import Client
-from mcp.client.streamable_http import streamable_http_client
 
-STARTUP_TIMEOUT = 60  # the portal connects to its downstream servers before it listens
+from tests.portals import STARTUP_TIMEOUT, PortalExited, authorised_client, free_port, portal_command, running_portal
+
 INITIALIZE = {
     "jsonrpc": "2.0",
     "id": 1,
@@ -44,104 +37,6 @@ def write_config(folder: Path, extra: str = "") -> Path:
         encoding="utf-8",
     )
     return path
-
-
-def portal_command(config: Path, host: str, port: int) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "portal_mcp",
-        "serve",
-        "--transport",
-        "http",
-        "--host",
-        host,
-        "--port",
-        str(port),
-        "--config",
-        str(config),
-    ]
-
-
-def free_port() -> int:
-    # Bound on every interface so the port is also free for a `--host 0.0.0.0` portal.
-    with socket.socket() as probe:
-        probe.bind(("", 0))
-        return int(probe.getsockname()[1])
-
-
-class PortalExited(AssertionError):
-    """The portal exited before it accepted connections."""
-
-    def __init__(self, returncode: int, output: str) -> None:
-        super().__init__(f"portal exited with code {returncode} before listening:\n{output}")
-        self.returncode = returncode
-        self.output = output
-
-
-@asynccontextmanager
-async def running_portal(
-    config: Path, *, host: str = "127.0.0.1", env: Mapping[str, str] | None = None
-) -> AsyncIterator[str]:
-    """Start `portal-mcp serve --transport http`, yield its `/mcp` URL once it accepts connections, then kill it.
-
-    The portal's output goes to a log file next to the config; `PortalExited` carries it if the portal stops early.
-    """
-    port = free_port()
-    log_path = config.with_suffix(".log")
-    with log_path.open("wb") as log:
-        process = await anyio.open_process(
-            portal_command(config, host, port),
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=log,
-            env={**os.environ, **(env or {})},
-            start_new_session=True,  # its own process group, so its downstream servers die with it
-        )
-        try:
-            with anyio.fail_after(STARTUP_TIMEOUT):
-                await _wait_until_listening(process, port, log_path)
-            yield f"http://127.0.0.1:{port}/mcp"
-        finally:
-            await _stop(process)
-
-
-async def _wait_until_listening(process: Process, port: int, log_path: Path) -> None:
-    while True:
-        if process.returncode is not None:
-            output = await anyio.Path(log_path).read_text(encoding="utf-8", errors="replace")
-            raise PortalExited(process.returncode, output)
-        try:
-            stream = await anyio.connect_tcp("127.0.0.1", port)
-        except OSError:
-            await anyio.sleep(0.05)  # polling is the only readiness signal a uvicorn subprocess gives
-        else:
-            await stream.aclose()
-            return
-
-
-async def _stop(process: Process) -> None:
-    """SIGTERM lets the portal close its downstream servers; whatever is left of its process group is killed."""
-    with anyio.CancelScope(shield=True):
-        if process.returncode is None:
-            process.terminate()
-            with anyio.move_on_after(10):
-                await process.wait()
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        with anyio.fail_after(5):
-            await process.wait()
-
-
-@asynccontextmanager
-async def authorised_client(url: str, token: str) -> AsyncIterator[Client]:
-    """A real MCP client whose every HTTP request carries `Authorization: Bearer <token>`."""
-    # The transport leaves a client it was given open, so this one is closed here.
-    async with (
-        httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=httpx2.Timeout(30)) as http,
-        Client(streamable_http_client(url, http_client=http)) as client,
-    ):
-        yield client
 
 
 async def post_initialize(url: str, headers: Mapping[str, str]) -> httpx2.Response:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import logging
 import secrets
-import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -28,8 +27,8 @@ from portal_mcp.catalog import Catalog
 from portal_mcp.downstream import ServerStatus
 from portal_mcp.logs import DownstreamStderr, JsonFormatter
 from portal_mcp.metrics import Metrics, MetricsTee
+from tests.portals import authorised_client, running_portal
 from tests.servers import DEMO_SERVER
-from tests.test_http import STARTUP_TIMEOUT, _stop, _wait_until_listening, authorised_client, free_port, portal_command
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -52,25 +51,8 @@ def _config(folder: Path) -> Path:
 async def _serving(config: Path, env: dict[str, str]) -> AsyncIterator[str]:
     """`portal-mcp serve --transport http --log-format json` on loopback; yields its base URL. Logs go to
     `portal.log` next to the config (stdout and stderr, so a stray print would show up there too)."""
-    import os
-
-    port = free_port()
-    log_path = config.with_suffix(".log")
-    with log_path.open("wb") as log:
-        process = await anyio.open_process(
-            [*portal_command(config, "127.0.0.1", port), "--log-format", "json"],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=log,
-            env={**os.environ, **env},
-            start_new_session=True,
-        )
-        try:
-            with anyio.fail_after(STARTUP_TIMEOUT):
-                await _wait_until_listening(process, port, log_path)
-            yield f"http://127.0.0.1:{port}"
-        finally:
-            await _stop(process)
+    async with running_portal(config, env=env, args=["--log-format", "json"]) as url:
+        yield url.removesuffix("/mcp")
 
 
 def _samples(text: str) -> Samples:

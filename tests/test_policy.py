@@ -6,6 +6,7 @@ it matters: the call never arrived. Approvals go through a real MCP client's eli
 
 from __future__ import annotations
 
+import sys
 import textwrap
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -25,6 +26,8 @@ from portal_mcp.config import PortalConfig, load_config
 from portal_mcp.errors import ConfigError, PolicyDeniedError
 from portal_mcp.portal import Portal
 from portal_mcp.server import PortalServer
+from tests.portals import authorised_client, running_portal
+from tests.servers import DEMO_SERVER
 
 READ = types.ToolAnnotations(read_only_hint=True)
 ADDITIVE = types.ToolAnnotations(read_only_hint=False, destructive_hint=False)
@@ -207,7 +210,10 @@ def test_policy_names_must_exist_in_the_config(tmp_path: Path) -> None:
 # --- inside agent code ------------------------------------------------------------------------------------------------
 
 
-async def test_a_denied_call_raises_permission_error_in_code_and_never_reaches_the_server() -> None:
+async def test_a_denied_call_raises_permission_error_in_code_and_never_reaches_the_server(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level("INFO", logger="portal_mcp.bridge")
     received: list[str] = []
     config = config_with({"users": {"alice": {"deny": ["ops.drop_table"]}}})
     async with opened(config, received) as (portal, audit):
@@ -230,6 +236,11 @@ async def test_a_denied_call_raises_permission_error_in_code_and_never_reaches_t
             "ops.drop_table",
             "refused",
             "PolicyDeniedError rule=deny",
+        )
+        [logged] = [record for record in caplog.records if getattr(record, "event", None) == "policy_refused"]
+        assert (getattr(logged, "user", None), logged.getMessage()) == (
+            "alice",
+            "policy refused ops.drop_table for 'alice' (rule deny)",
         )
         # bob has no such rule: the same call goes through for him.
         assert (await portal.execute_code('await ops.drop_table(table="t")', user="bob")).ok
@@ -467,20 +478,6 @@ async def test_an_answer_for_no_waiting_run_gets_a_clear_error() -> None:
 
 async def test_over_http_each_token_gets_its_own_users_policy(tmp_path: Path) -> None:
     """A real `portal-mcp serve --transport http`: the bearer token decides the user, the user decides the rules."""
-    import os
-    import subprocess
-    import sys
-
-    from tests.servers import DEMO_SERVER
-    from tests.test_http import (
-        STARTUP_TIMEOUT,
-        _stop,
-        _wait_until_listening,
-        authorised_client,
-        free_port,
-        portal_command,
-    )
-
     config = tmp_path / "portal.yaml"
     config.write_text(
         "servers:\n"
@@ -491,33 +488,17 @@ async def test_over_http_each_token_gets_its_own_users_policy(tmp_path: Path) ->
         "policy:\n  groups: {eng: {deny: [demo.add]}}\n",
         encoding="utf-8",
     )
-    port = free_port()
-    log_path = tmp_path / "portal.log"
     code = "try:\n    print(await demo.add(a=1, b=2))\nexcept PermissionError as exc:\n    print('refused:', exc)"
-    with log_path.open("wb") as log:
-        process = await anyio.open_process(
-            portal_command(config, "127.0.0.1", port),
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=log,
-            env=dict(os.environ),
-            start_new_session=True,
-        )
-        try:
-            with anyio.fail_after(STARTUP_TIMEOUT):
-                await _wait_until_listening(process, port, log_path)
-            url = f"http://127.0.0.1:{port}/mcp"
-            replies: dict[str, tuple[str, str]] = {}
-            for user, token in (("alice", "alice-secret-token"), ("bob", "bob-secret-token")):
-                async with authorised_client(url, token) as client:
-                    found = await client.call_tool("search_api", {"query": "add two numbers", "detail": "name"})
-                    ran = await client.call_tool("execute_code", {"code": code})
-                replies[user] = tuple(  # type: ignore[assignment]
-                    "\n".join(block.text for block in result.content if isinstance(block, types.TextContent))
-                    for result in (found, ran)
-                )
-        finally:
-            await _stop(process)
+    replies: dict[str, list[str]] = {}
+    async with running_portal(config) as url:
+        for user, token in (("alice", "alice-secret-token"), ("bob", "bob-secret-token")):
+            async with authorised_client(url, token) as client:
+                found = await client.call_tool("search_api", {"query": "add two numbers", "detail": "name"})
+                ran = await client.call_tool("execute_code", {"code": code})
+            replies[user] = [
+                "\n".join(block.text for block in result.content if isinstance(block, types.TextContent))
+                for result in (found, ran)
+            ]
     alice_search, alice_run = replies["alice"]
     bob_search, bob_run = replies["bob"]
     assert "# demo.add:" not in alice_search and "1 of 8 tools" in alice_search  # bob sees all 9

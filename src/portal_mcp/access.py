@@ -20,6 +20,7 @@ from __future__ import annotations
 import enum
 import fnmatch
 import time
+import weakref
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -125,7 +126,8 @@ class AccessPolicy:
             if settings.annotations
         }
         self._users: dict[str, UserRules] = {}
-        self._hidden: dict[tuple[str, int], frozenset[str]] = {}
+        # Per catalog object (a listing change makes a new one, and the old one's entries go with it), per user.
+        self._hidden: weakref.WeakKeyDictionary[Catalog, dict[str, frozenset[str]]] = weakref.WeakKeyDictionary()
 
     @property
     def approval_timeout(self) -> float:
@@ -138,13 +140,11 @@ class AccessPolicy:
         return rules
 
     def hidden(self, user: str, catalog: Catalog) -> frozenset[str]:
-        """`UserRules.hidden`, cached per user and catalog (a new catalog object after every listing change)."""
-        key = (user, id(catalog))
-        cached = self._hidden.get(key)
+        """`UserRules.hidden`, cached per catalog and user (a new catalog object after every listing change)."""
+        per_user = self._hidden.setdefault(catalog, {})
+        cached = per_user.get(user)
         if cached is None:
-            if len(self._hidden) > 1024:
-                self._hidden.clear()
-            cached = self._hidden[key] = self.for_user(user).hidden(catalog)
+            cached = per_user[user] = self.for_user(user).hidden(catalog)
         return cached
 
     def _resolve(self, user: str) -> UserRules:

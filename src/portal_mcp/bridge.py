@@ -8,6 +8,7 @@ the portal.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractContextManager, nullcontext
@@ -32,6 +33,8 @@ from portal_mcp.errors import (
     ToolFailedError,
     UnknownToolError,
 )
+
+logger = logging.getLogger(__name__)
 
 Verdict = Literal["approved", "declined", "cancelled", "unsupported", "timeout", "failed"]
 
@@ -144,6 +147,9 @@ class Bridge:
         except PortalError as exc:
             outcome = "refused" if isinstance(exc, ToolCallError) and not isinstance(exc, ToolFailedError) else "error"
             self._record(who, qualified, outcome, started, size_in, 0, audit_detail(exc, approved=bool(detail)))
+            if isinstance(exc, PolicyDeniedError):
+                extra = {"user": who, "event": "policy_refused", "server": qualified.split(".", 1)[0]}
+                logger.info("policy refused %s for %r (rule %s)", qualified, who, exc.rule, extra=extra)
             raise self._redactor.error(exc) from None
         self._record(who, qualified, "ok", started, size_in, result_size(result), detail)
         return value

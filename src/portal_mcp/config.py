@@ -149,9 +149,12 @@ class SandboxConfig(_Model):
 
 
 class HttpUser(_Model):
-    """A caller of the HTTP endpoint, known by its bearer token (write it as `${VAR}`, never inline)."""
+    """A user: an HTTP caller known by their bearer token (write it as `${VAR}`, never inline), their groups (for
+    the policy) and their own downstream secrets. A user without a token (e.g. the stdio `user:`) has no HTTP access."""
 
-    token: str = Field(repr=False)
+    token: str | None = Field(
+        default=None, repr=False, description="none: the user cannot call over HTTP (e.g. the stdio `user:`)"
+    )
     groups: list[str] = Field(default_factory=list)
     secrets: dict[str, str] = Field(
         default_factory=dict,
@@ -261,7 +264,8 @@ class PortalConfig(_Model):
         """Every value the portal must never show: what `Redactor` takes out of replies, logs and errors."""
         values = set(self.substituted_secrets) | set(self.http.bearer_tokens)
         for user in self.http.users.values():
-            values.add(user.token)
+            if user.token is not None:
+                values.add(user.token)
             values.update(user.secrets.values())
         return {value for value in values if value}
 
@@ -306,16 +310,7 @@ def load_config(path: str | Path | None = None, environ: Mapping[str, str] | Non
 
 def parse_config(text: str, *, source: str, base_dir: Path, environ: Mapping[str, str]) -> PortalConfig:
     """Validate config text (YAML or JSON). Every problem becomes a `ConfigError` naming the place."""
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark is not None else None
-        problem = exc.problem or exc.context or "invalid YAML"
-        raise ConfigError(f"YAML syntax error: {problem}", source=source, line=line) from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"YAML error: {exc}", source=source) from None
+    node, data = _parse_yaml(text, source)
     lines = _key_lines(node) if node is not None else {}
     if data is None:
         data = {}
@@ -415,16 +410,7 @@ def _read_secrets(path: Path, source: str, line: int | None) -> dict[str, str]:
                 oct(stat.S_IMODE(info.st_mode)),
                 where,
             )
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.MarkedYAMLError as exc:
-        # Only the problem and the line: the error's own text quotes the line, which may hold a secret.
-        mark = exc.problem_mark or exc.context_mark
-        bad_line = mark.line + 1 if mark is not None else None
-        raise ConfigError(f"YAML syntax error: {exc.problem or 'invalid YAML'}", source=where, line=bad_line) from None
-    except yaml.YAMLError:
-        raise ConfigError("YAML error", source=where) from None
+    node, data = _parse_yaml(text, where)
     lines = _key_lines(node) if node is not None else {}
     if data is None:
         return {}
@@ -576,6 +562,20 @@ def _check_policy(config: PortalConfig, source: str, lines: Mapping[tuple[Any, .
                         source=source,
                         line=_nearest_line((*path, key), lines),
                     )
+
+
+def _parse_yaml(text: str, source: str) -> tuple[yaml.Node | None, Any]:
+    """The document's node tree (for line numbers) and its data. A syntax error names the problem and the line,
+    never the text around it (a secrets file's line holds a secret)."""
+    try:
+        return yaml.compose(text, Loader=yaml.SafeLoader), yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else None
+        problem = exc.problem or exc.context or "invalid YAML"
+        raise ConfigError(f"YAML syntax error: {problem}", source=source, line=line) from None
+    except yaml.YAMLError:
+        raise ConfigError("YAML error: the file is not valid YAML", source=source) from None
 
 
 def _normalise_root(

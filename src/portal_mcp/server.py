@@ -290,7 +290,8 @@ class PortalServer:
         if authenticated:
             app = BearerAuth(
                 app,
-                dict.fromkeys(http.bearer_tokens, "bearer") | {user.token: name for name, user in http.users.items()},
+                dict.fromkeys(http.bearer_tokens, "bearer")
+                | {user.token: name for name, user in http.users.items() if user.token is not None},
                 public=frozenset({"/healthz"}),
             )
         return app
@@ -369,7 +370,7 @@ def _input_schema(name: str) -> dict[str, Any] | None:
 
 
 def _tokens(http: HttpConfig) -> list[str]:
-    return [*http.bearer_tokens, *(user.token for user in http.users.values())]
+    return [*http.bearer_tokens, *(user.token for user in http.users.values() if user.token is not None)]
 
 
 def _caller(ctx: ServerRequestContext[Any]) -> str | None:

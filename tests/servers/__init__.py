@@ -11,9 +11,11 @@ import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
+from typing import Any
 
 import anyio
 from anyio.abc import Process
+from mcp.server import MCPServer
 
 from portal_mcp.config import RemoteServerConfig, StdioServerConfig
 
@@ -26,6 +28,18 @@ NODE_MODULES = NODE_DIR / "node_modules"
 def demo_stdio(*args: str, **settings: object) -> StdioServerConfig:
     """The demo server as a stdio server config; `args` are demo_server.py flags, `settings` config keys."""
     return StdioServerConfig.model_validate({"command": sys.executable, "args": [str(DEMO_SERVER), *args], **settings})
+
+
+def crm_server() -> MCPServer:
+    """An in-process downstream with one tool and a structured result."""
+    crm = MCPServer("crm")
+
+    @crm.tool()
+    def find_customer(email: str) -> dict[str, Any]:
+        """Look up a customer record by email address."""
+        return {"email": email, "name": email.split("@")[0].title(), "tier": "gold"}
+
+    return crm
 
 
 def free_port() -> int:
