@@ -505,3 +505,35 @@ async def test_over_http_each_token_gets_its_own_users_policy(tmp_path: Path) ->
     assert "# demo.add:" in bob_search
     assert "refused: demo.add: not allowed: the policy denies `demo.add` to 'alice'" in alice_run
     assert "refused" not in bob_run and "3" in bob_run
+
+
+@pytest.mark.parametrize("era", ["legacy", "modern"])
+async def test_over_stateless_http_only_2026_clients_can_be_asked(tmp_path: Path, era: str) -> None:
+    """Without a session a 2025-era client cannot take a server request: its call is refused as unsupported
+    (never answered with a result type it does not know); a 2026-07-28 client is asked in the result."""
+    import httpx2
+    from mcp.client.streamable_http import streamable_http_client
+
+    config = tmp_path / "portal.yaml"
+    config.write_text(
+        f"servers:\n  demo: {{command: {sys.executable!r}, args: [{str(DEMO_SERVER)!r}]}}\n"
+        "policy: {default: {approve: destructive}}\n",
+        encoding="utf-8",
+    )
+    asked: list[str] = []
+    accept = elicitation(lambda _: types.ElicitResult(action="accept", content={"approve": True}), asked)
+    code = "try:\n    print(await demo.add(a=1, b=2))\nexcept PermissionError as exc:\n    print('refused:', exc)"
+    mode: Any = "legacy" if era == "legacy" else "auto"
+    async with (
+        running_portal(config, args=["--stateless"]) as url,
+        httpx2.AsyncClient(timeout=httpx2.Timeout(30)) as http,
+        Client(streamable_http_client(url, http_client=http), elicitation_callback=accept, mode=mode) as client,
+    ):
+        result = await client.call_tool("execute_code", {"code": code})
+    text = "\n".join(block.text for block in result.content if isinstance(block, types.TextContent))
+    if era == "legacy":
+        assert "refused: demo.add: not allowed: it needs the user's approval, and this client cannot ask" in text
+        assert asked == []
+    else:
+        assert "3" in text and "refused" not in text, text
+        assert len(asked) == 1

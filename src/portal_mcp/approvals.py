@@ -25,6 +25,7 @@ from typing import Any
 import mcp_types as types
 from mcp.server.context import ServerRequestContext
 from mcp.shared.exceptions import NoBackChannelError
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from portal_mcp.bridge import ApprovalRequest, Approver, Verdict
 from portal_mcp.sandbox.host import RunResult
@@ -44,6 +45,12 @@ Run = Callable[[Approver], Coroutine[Any, Any, RunResult]]
 def can_elicit(ctx: ServerRequestContext[Any]) -> bool:
     capabilities = ctx.session.client_capabilities
     return capabilities is not None and capabilities.elicitation is not None
+
+
+def asks_in_result(ctx: ServerRequestContext[Any]) -> bool:
+    """True on 2026-07-28 (questions go back in an `InputRequiredResult`); handshake-era clients are asked with a
+    server request instead, which fails as unsupported where there is no session to carry it (stateless HTTP)."""
+    return ctx.protocol_version in MODERN_PROTOCOL_VERSIONS
 
 
 def verdict_of(answer: types.ElicitResult) -> Verdict:

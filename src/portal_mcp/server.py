@@ -24,7 +24,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from portal_mcp import __version__
-from portal_mcp.approvals import PendingRuns, can_elicit, direct_approver
+from portal_mcp.approvals import PendingRuns, asks_in_result, can_elicit, direct_approver
 from portal_mcp.config import HttpConfig, is_loopback
 from portal_mcp.downstream import DownstreamEvent
 from portal_mcp.errors import ConfigError
@@ -145,7 +145,7 @@ class PortalServer:
         code = args.get("code")
         if not isinstance(code, str):
             return _error("execute_code needs `code`: a string of Python source")
-        if can_elicit(ctx) and not ctx.session.can_send_request:
+        if can_elicit(ctx) and asks_in_result(ctx):
             # 2026-07-28: no server-initiated requests; questions go back in the result and the run waits here.
             started = await self._pending.start(
                 user, lambda approve: self.portal.execute_code(code, user=user, approve=approve)
