@@ -1,0 +1,59 @@
+"""portal.yaml: pydantic models, `${VAR}` interpolation and error messages that point at the line.
+
+`load_config(path)` accepts the portal's YAML (`servers:`) and the `mcpServers` JSON of Claude Desktop / Cursor /
+Claude Code (same keys). Everything is validated here, once; the rest of the portal trusts these types.
+
+The modules: `models` (the pydantic models), `parsing` (YAML with key lines, `${VAR}` interpolation, errors as
+sentences), `secrets` (`secrets_file` and `${user.KEY}` checks), `checks` (policy names), `loading` (load/parse,
+the `mcpServers` JSON, `import_as_yaml`, the bundled config); public names are re-exported here.
+"""
+
+from portal_mcp.config.loading import (
+    builtin_variables,
+    bundled_config_path,
+    bundled_schemas_dir,
+    import_as_yaml,
+    load_config,
+    parse_config,
+)
+from portal_mcp.config.models import (
+    AnnotationsOverride,
+    Approve,
+    AuditConfig,
+    HttpConfig,
+    HttpUser,
+    PolicyConfig,
+    PolicyRule,
+    PortalConfig,
+    RemoteServerConfig,
+    SandboxConfig,
+    ServerConfig,
+    SnapshotServerConfig,
+    StdioServerConfig,
+    ToolsConfig,
+    is_loopback,
+)
+
+__all__ = [
+    "AnnotationsOverride",
+    "Approve",
+    "AuditConfig",
+    "HttpConfig",
+    "HttpUser",
+    "PolicyConfig",
+    "PolicyRule",
+    "PortalConfig",
+    "RemoteServerConfig",
+    "SandboxConfig",
+    "ServerConfig",
+    "SnapshotServerConfig",
+    "StdioServerConfig",
+    "ToolsConfig",
+    "builtin_variables",
+    "bundled_config_path",
+    "bundled_schemas_dir",
+    "import_as_yaml",
+    "is_loopback",
+    "load_config",
+    "parse_config",
+]

@@ -1,0 +1,47 @@
+"""Checks across sections, once the models are valid: names the policy uses must exist."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from portal_mcp.config.models import PolicyRule, PortalConfig
+from portal_mcp.config.parsing import nearest_line
+from portal_mcp.errors import ConfigError
+
+
+def check_policy(config: PortalConfig, source: str, lines: Mapping[tuple[Any, ...], int]) -> None:
+    """Names in the policy must exist: a misspelt user, group or server would silently apply to no one."""
+    policy = config.policy
+    users = set(config.http.users) | ({config.user} if config.user else set())
+    groups = {group for user in config.http.users.values() for group in user.groups}
+    for name in policy.users:
+        if name not in users:
+            raise ConfigError(
+                f"`policy.users` names {name!r}, who is neither in `http.users` nor the stdio `user:`; "
+                "fix the name or add the user",
+                source=source,
+                line=lines.get(("policy", "users", name)),
+            )
+    for name in policy.groups:
+        if name not in groups:
+            known = ", ".join(sorted(groups)) or "none"
+            raise ConfigError(
+                f"`policy.groups` names {name!r}, but no user in `http.users` has that group (groups: {known})",
+                source=source,
+                line=lines.get(("policy", "groups", name)),
+            )
+    blocks: list[tuple[tuple[str, ...], PolicyRule]] = [(("policy", "default"), policy.default)]
+    blocks += [(("policy", "groups", name), rule) for name, rule in policy.groups.items()]
+    blocks += [(("policy", "users", name), rule) for name, rule in policy.users.items()]
+    for path, rule in blocks:
+        for key in ("allow", "deny"):
+            for pattern in getattr(rule, key):
+                server = pattern.split(".", 1)[0]
+                if not any(mark in server for mark in "*?[") and server not in config.servers:
+                    raise ConfigError(
+                        f"`{'.'.join(path)}.{key}` pattern {pattern!r} names no configured server "
+                        f"(servers: {', '.join(config.servers) or 'none'}); patterns are `server.tool` globs",
+                        source=source,
+                        line=nearest_line((*path, key), lines),
+                    )

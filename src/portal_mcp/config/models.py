@@ -1,0 +1,272 @@
+"""The pydantic models of portal.yaml: one frozen model per section, `extra="forbid"` everywhere.
+
+Everything is validated once, at load (`portal_mcp.config.loading`); the rest of the portal trusts these types.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+from portal_mcp.catalog import ToolFilter
+from portal_mcp.credentials import SECRET_NAME, keys_needed
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ToolsConfig(_Model):
+    """Which of a server's tools enter the catalog (shell-style globs on the original tool names)."""
+
+    allow: list[str] = Field(default_factory=list)
+    deny: list[str] = Field(default_factory=list)
+
+    def as_filter(self) -> ToolFilter:
+        return ToolFilter(allow=tuple(self.allow), deny=tuple(self.deny))
+
+
+class AnnotationsOverride(_Model):
+    """Corrections to a tool's MCP annotations, which servers send as hints (unset: keep the server's)."""
+
+    read_only: bool | None = None
+    destructive: bool | None = None
+    idempotent: bool | None = None
+    open_world: bool | None = None
+
+    def as_hints(self) -> dict[str, bool]:
+        """The set fields under their MCP wire names (`readOnlyHint`, ...)."""
+        names = {
+            "read_only": "readOnlyHint",
+            "destructive": "destructiveHint",
+            "idempotent": "idempotentHint",
+            "open_world": "openWorldHint",
+        }
+        return {wire: value for field, wire in names.items() if (value := getattr(self, field)) is not None}
+
+
+class _ServerBase(_Model):
+    tools: ToolsConfig = Field(default_factory=ToolsConfig)
+    annotations: dict[str, AnnotationsOverride] = Field(
+        default_factory=dict, description="tool name (or glob) -> corrected annotation hints, used by the policy"
+    )
+    disabled: bool = False
+    timeout: float = Field(default=60.0, gt=0, description="seconds one tool call may take")
+    connect_timeout: float = Field(default=30.0, gt=0, description="seconds to start and list tools")
+    description: str | None = Field(default=None, description="one line shown in the search overview")
+    owner: str | None = Field(default=None, description="who runs this service (searchable as `owner:NAME`)")
+    tags: list[str] = Field(default_factory=list, description="labels (searchable as `tag:NAME`)")
+    docs: str | None = Field(default=None, description="where to read more (a URL)")
+
+
+class StdioServerConfig(_ServerBase):
+    """A local server the portal starts as a child process and talks to over stdio."""
+
+    kind: Literal["stdio"] = "stdio"
+    command: str
+    args: list[str] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict, repr=False)
+    cwd: Path | None = None
+    max_restarts: int = Field(default=3, ge=0, description="respawns attempted per failure before giving up")
+    list_as: str | None = Field(default=None, description="`${user.KEY}` servers: whose connection lists the tools")
+    user_idle_timeout: float = Field(
+        default=900.0, gt=0, description="`${user.KEY}` servers: seconds before an idle user's connection is closed"
+    )
+
+    def user_keys(self) -> frozenset[str]:
+        """The KEYs of the `${user.KEY}` references in `env`: non-empty means one process per calling user."""
+        return keys_needed(self.env.values())
+
+
+class RemoteServerConfig(_ServerBase):
+    """A server reached over streamable HTTP (default) or the older SSE transport."""
+
+    kind: Literal["remote"] = "remote"
+    url: str
+    headers: dict[str, str] = Field(default_factory=dict, repr=False)
+    type: Literal["http", "sse"] = "http"
+    list_as: str | None = Field(default=None, description="`${user.KEY}` servers: whose connection lists the tools")
+    user_idle_timeout: float = Field(
+        default=900.0, gt=0, description="`${user.KEY}` servers: seconds before an idle user's connection is closed"
+    )
+
+    def user_keys(self) -> frozenset[str]:
+        """The KEYs of the `${user.KEY}` references in `headers`: non-empty means one connection per calling user."""
+        return keys_needed(self.headers.values())
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"url {value!r} must start with http:// or https://")
+        return value
+
+
+class SnapshotServerConfig(_ServerBase):
+    """A saved tools/list snapshot: searchable, stubs exist, tools cannot be called."""
+
+    kind: Literal["snapshot"] = "snapshot"
+    snapshot: Path
+
+
+ServerConfig = Annotated[StdioServerConfig | RemoteServerConfig | SnapshotServerConfig, Field(discriminator="kind")]
+
+
+class SandboxConfig(_Model):
+    """Limits for one `execute_code` run."""
+
+    timeout: float = Field(default=30.0, gt=0, description="wall-clock seconds per run")
+    memory_mb: int = Field(default=512, ge=32, description="address-space limit of the worker process")
+    cpu_seconds: float = Field(default=10.0, gt=0, description="CPU time per run")
+    max_output_bytes: int = Field(default=64_000, ge=1_000, description="printed output kept per run")
+    max_tool_calls: int = Field(default=500, ge=1, description="tool calls allowed per run")
+    max_result_bytes: int = Field(default=2_000_000, ge=1_000, description="size of one tool result sent to the code")
+    backend: Literal["fork", "spawn"] = Field(
+        default="fork",
+        description="fork: workers forked from a warm fork server (fast); spawn: a fresh interpreter per run",
+    )
+    spare_workers: int = Field(
+        default=2, ge=0, le=32, description="fork backend: confined workers kept ready for the next runs"
+    )
+
+
+class HttpUser(_Model):
+    """A user: an HTTP caller known by their bearer token (write it as `${VAR}`, never inline), their groups (for
+    the policy) and their own downstream secrets. A user without a token (e.g. the stdio `user:`) has no HTTP access."""
+
+    token: str | None = Field(
+        default=None, repr=False, description="none: the user cannot call over HTTP (e.g. the stdio `user:`)"
+    )
+    groups: list[str] = Field(default_factory=list)
+    secrets: dict[str, str] = Field(
+        default_factory=dict,
+        repr=False,
+        description="KEY -> this user's downstream credential, used where a server's headers/env say `${user.KEY}`",
+    )
+
+    @field_validator("secrets")
+    @classmethod
+    def _secret_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for key in value:
+            if not SECRET_NAME.fullmatch(key):
+                raise ValueError(f"secret name {key!r} must be a letter or _ followed by letters, digits or _")
+        return value
+
+
+class HttpConfig(_Model):
+    """The portal's own streamable HTTP endpoint."""
+
+    bearer_tokens: list[str] = Field(
+        default_factory=list,
+        repr=False,
+        description="tokens of anonymous callers (user 'bearer'); some token is required off loopback",
+    )
+    users: dict[str, HttpUser] = Field(default_factory=dict, description="user name -> token: who each caller is")
+    allowed_hosts: list[str] = Field(default_factory=list, description="extra Host headers (DNS rebinding guard)")
+    allowed_origins: list[str] = Field(default_factory=list, description="extra Origin values (DNS rebinding guard)")
+    stateless: bool = Field(
+        default=False,
+        description="no MCP sessions: any replica can serve any request (no log notifications or elicitation)",
+    )
+
+
+class AuditConfig(_Model):
+    """Where audit events go: a SQLite file (`sqlite: PATH`) or a PostgreSQL database shared by replicas
+    (`postgres: DSN`), at most one of them; otherwise a bounded window in memory."""
+
+    sqlite: Path | None = Field(
+        default=None,
+        description="SQLite file of the durable audit log, created on first use (relative to the config file's folder)",
+    )
+    postgres: SecretStr | None = Field(
+        default=None,
+        description="PostgreSQL DSN (libpq key=value or postgresql:// URL) of an audit log shared by several portals; "
+        "tables created on first use; write the password as ${VAR}",
+    )
+
+    @model_validator(mode="after")
+    def _one_store(self) -> AuditConfig:
+        if self.sqlite is not None and self.postgres is not None:
+            raise PydanticCustomError(
+                "audit_stores",
+                "`sqlite` and `postgres` are exclusive: keep `postgres` for a log shared by several portals, "
+                "`sqlite` for one",
+            )
+        return self
+
+
+Approve = Literal["never", "destructive", "always"]
+
+
+class PolicyRule(_Model):
+    """What one block of the policy says; unset fields leave the decision to a less specific block.
+
+    Patterns are `server.tool` shell-style globs on the tool's original or Python name; a bare `server` means
+    all of its tools.
+    """
+
+    allow: list[str] = Field(default_factory=list, description="only these tools (union over the blocks that apply)")
+    deny: list[str] = Field(default_factory=list, description="never these tools (any block's deny wins)")
+    read_only: bool | None = Field(default=None, description="only tools annotated read-only")
+    approve: Approve | None = Field(
+        default=None, description="ask the user (MCP elicitation) before destructive calls, or before every call"
+    )
+    runs_per_minute: int | None = Field(default=None, ge=1, description="execute_code runs per user per minute")
+    calls_per_run: int | None = Field(default=None, ge=1, description="tool calls one run may make")
+
+
+class PolicyConfig(_Model):
+    """Who may call which tools, and how. A user's rules: `users.NAME`, else their `groups`, else `default`."""
+
+    default: PolicyRule = Field(default_factory=PolicyRule)
+    groups: dict[str, PolicyRule] = Field(default_factory=dict)
+    users: dict[str, PolicyRule] = Field(default_factory=dict)
+    approval_timeout: float = Field(default=300.0, gt=0, description="seconds to wait for the user's answer")
+
+
+class PortalConfig(_Model):
+    secrets_file: Path | None = Field(
+        default=None, description="YAML mapping NAME: value whose names `${NAME}` can use (relative to the config)"
+    )
+    servers: dict[str, ServerConfig] = Field(default_factory=dict)
+    sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
+    http: HttpConfig = Field(default_factory=HttpConfig)
+    audit: AuditConfig = Field(default_factory=AuditConfig)
+    policy: PolicyConfig = Field(default_factory=PolicyConfig)
+    user: str | None = Field(default=None, description="who stdio calls are attributed to (default: the OS user)")
+    source: str | None = Field(default=None, exclude=True)
+    substituted_secrets: frozenset[str] = Field(default=frozenset(), exclude=True, repr=False)
+    """Values that came from the secrets file, or from `${VAR}` in headers, env or `http`: all get redacted."""
+
+    def user_secrets(self) -> dict[str, dict[str, str]]:
+        """User name -> that user's secrets, in config order."""
+        return {name: dict(user.secrets) for name, user in self.http.users.items()}
+
+    def secret_values(self) -> set[str]:
+        """Every value the portal must never show: what `Redactor` takes out of replies, logs and errors."""
+        values = set(self.substituted_secrets) | set(self.http.bearer_tokens)
+        for user in self.http.users.values():
+            if user.token is not None:
+                values.add(user.token)
+            values.update(user.secrets.values())
+        return {value for value in values if value}
+
+    def enabled_servers(self) -> dict[str, StdioServerConfig | RemoteServerConfig | SnapshotServerConfig]:
+        return {name: server for name, server in self.servers.items() if not server.disabled}
+
+    def tool_filters(self) -> dict[str, ToolFilter]:
+        return {name: server.tools.as_filter() for name, server in self.servers.items()}
+
+
+def is_loopback(host: str) -> bool:
+    """True when `host` only accepts connections from this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
