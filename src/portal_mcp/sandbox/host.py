@@ -6,54 +6,33 @@ already, with spares confined and waiting, so a run costs a frame round trip rat
 `backend: spawn` (`launcher.py`) starts a fresh interpreter per run instead. Either way no process ever runs
 two pieces of code.
 
-Everything the worker sends is hostile input: frames are size-capped, JSON only, and checked on exact types
-before a tool is called; a call beyond `max_tool_calls` or a result beyond `max_result_bytes` becomes an
-error the code sees. The wall clock is kept here, not in the worker (in-process alarms can be defeated): at
-the deadline the worker's process group is SIGKILLed inside a shielded scope. A worker that dies (memory,
-CPU limit, crash) gives a RunResult saying so, and the host serves the next run as usual.
+Each run is a `Session` (session.py), which treats everything the worker sends as hostile input and keeps the
+wall clock outside the worker: at the deadline the worker's process group is SIGKILLed inside a shielded scope.
+A worker that dies (memory, CPU limit, crash) gives a RunResult saying so, and the host serves the next run as
+usual.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import difflib
-import itertools
 import logging
-import math
 import pwd
-import signal
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Final, Literal
 
-import anyio
-from anyio.abc import TaskGroup
-
 from portal_mcp.config import SandboxConfig
-from portal_mcp.errors import PolicyDeniedError, PortalError, SandboxError, UnknownToolError
-from portal_mcp.sandbox import protocol
-from portal_mcp.sandbox.channel import ProtocolViolation
+from portal_mcp.errors import SandboxError
 from portal_mcp.sandbox.forkserver import ForkServer
-from portal_mcp.sandbox.launcher import Layers, Spawner, Worker, WorkerStartError
+from portal_mcp.sandbox.launcher import Layers, Spawner
+from portal_mcp.sandbox.session import Outcome, RunClock, RunErrorKind, Session, ToolCaller
 
 __all__ = ["MAX_CODE_CHARS", "RunClock", "RunErrorKind", "RunResult", "SandboxHost", "ToolCaller"]
 
 logger = logging.getLogger(__name__)
 
-ToolCaller = Callable[[str, dict[str, Any]], Awaitable[Any]]
-"""(qualified "server.python_name", kwargs) -> JSON value; PortalError messages reach the code as ToolError."""
-
-RunErrorKind = Literal[
-    "exception", "syntax", "memory", "not_awaited", "internal", "timeout", "cpu", "crash", "protocol", "too_long",
-    "precheck", "rate_limit",
-]  # fmt: skip
-
 MAX_CODE_CHARS: Final = 1_000_000
-_MAX_ERROR_CHARS: Final = 8_000
-_CALL_KEYS: Final = frozenset({"type", "id", "tool", "args"})
 
 
 @dataclass(frozen=True)
@@ -76,49 +55,6 @@ class RunResult:
         if self.error is not None:
             parts.append(f"Error: {self.error}")
         return "\n".join(parts) if parts else "(no output)"
-
-
-@dataclass(frozen=True)
-class _Outcome:
-    error: str | None = None
-    kind: RunErrorKind | None = None
-    value: str | None = None
-    dropped: int = 0
-    startup_failed: bool = False
-    finished: bool = False  # the worker sent a valid `done` (and exits by itself)
-
-
-class RunClock:
-    """The wall clock of one run, which a tool call can stop while a person decides (an approval).
-
-    While any call holds `paused()` the run's deadline is lifted; when the last one lets go, the run gets back the
-    time it had left. The worker's CPU limit is unaffected (a waiting worker uses no CPU).
-    """
-
-    def __init__(self) -> None:
-        self._scope: anyio.CancelScope | None = None
-        self._holders = 0
-        self._remaining = 0.0
-
-    def attach(self, scope: anyio.CancelScope) -> None:
-        self._scope = scope
-
-    @contextlib.contextmanager
-    def paused(self) -> Iterator[None]:
-        scope = self._scope
-        if scope is None:
-            yield
-            return
-        if self._holders == 0:
-            self._remaining = scope.deadline - anyio.current_time()
-            scope.deadline = math.inf
-        self._holders += 1
-        try:
-            yield
-        finally:
-            self._holders -= 1
-            if self._holders == 0:
-                scope.deadline = anyio.current_time() + max(self._remaining, 0.0)
 
 
 class SandboxHost:
@@ -185,9 +121,9 @@ class SandboxHost:
         tools = _namespaces(namespaces)
         if len(code) > MAX_CODE_CHARS:
             too_long = f"ValueError: the code is {len(code)} characters long, over the limit of {MAX_CODE_CHARS}"
-            outcome = _Outcome(f"{too_long}; split the work across runs", "too_long")
+            outcome = Outcome(f"{too_long}; split the work across runs", "too_long")
             return _result(outcome, "", 0, started)
-        session = _Session(self.limits, frozenset(tools), call_tool, clock or RunClock())
+        session = Session(self.limits, frozenset(tools), call_tool, clock or RunClock())
         outcome = await session.execute(
             self._launcher, code, {server: list(names) for server, names in namespaces.items()}
         )
@@ -208,7 +144,7 @@ def _namespaces(namespaces: Mapping[str, Sequence[str]]) -> set[str]:
     return tools
 
 
-def _result(outcome: _Outcome, output: str, tool_calls: int, started: float) -> RunResult:
+def _result(outcome: Outcome, output: str, tool_calls: int, started: float) -> RunResult:
     return RunResult(
         ok=outcome.error is None,
         output=output,
@@ -218,300 +154,3 @@ def _result(outcome: _Outcome, output: str, tool_calls: int, started: float) -> 
         duration_ms=(time.perf_counter() - started) * 1000,
         error_kind=outcome.kind,
     )
-
-
-class _Output:
-    """Printed text as streamed by the worker, re-capped here because the worker is not trusted."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self._parts: list[str] = []
-        self._kept = 0
-        self._dropped = 0
-
-    def append(self, text: str) -> None:
-        data = text.encode(errors="replace")
-        room = self.limit - self._kept
-        if len(data) > room:
-            self._dropped += len(data) - max(room, 0)
-            data = data[: max(room, 0)]
-        self._kept += len(data)
-        self._parts.append(data.decode(errors="ignore"))
-
-    def render(self, dropped_in_worker: int) -> str:
-        text = "".join(self._parts)
-        dropped = self._dropped + dropped_in_worker
-        if dropped:
-            note = f"[output truncated: {dropped} more bytes were printed; the limit is {self.limit} bytes]"
-            text = f"{text}\n{note}" if text and not text.endswith("\n") else f"{text}{note}"
-        return text
-
-
-class _Session:
-    """One run: take a ready worker, send the code, serve calls until `done` or death, always kill it."""
-
-    def __init__(self, limits: SandboxConfig, tools: frozenset[str], call_tool: ToolCaller, clock: RunClock) -> None:
-        self.limits = limits
-        self.clock = clock
-        self.tools = tools
-        self.call_tool = call_tool
-        self.output = _Output(self.limits.max_output_bytes)
-        self.tool_calls = 0
-        self._calls_requested = 0
-        self._calls = _Calls()
-        self._worker: Worker | None = None
-
-    async def execute(self, launcher: ForkServer | Spawner, code: str, namespaces: dict[str, list[str]]) -> _Outcome:
-        outcome = _Outcome()
-        with anyio.move_on_after(self.limits.timeout) as deadline:
-            self.clock.attach(deadline)
-            outcome = await self._acquire_and_serve(launcher, code, namespaces)
-        if deadline.cancelled_caught:
-            return _Outcome(
-                f"TimeoutError: the code ran longer than {self.limits.timeout:g} s (the sandbox's wall-clock "
-                "limit) and was stopped; do less per run, or make fewer or smaller tool calls",
-                "timeout",
-            )
-        return outcome
-
-    async def _acquire_and_serve(
-        self, launcher: ForkServer | Spawner, code: str, namespaces: dict[str, list[str]]
-    ) -> _Outcome:
-        try:
-            worker = await launcher.acquire()
-        except WorkerStartError as exc:
-            return _Outcome(str(exc), "internal", startup_failed=True)
-        except ProtocolViolation as exc:
-            return _violation(exc)
-        self._worker = worker
-        finished = False
-        try:
-            async with self._calls:
-                try:
-                    outcome = await self._serve(worker, code, namespaces)
-                    finished = outcome.finished
-                except ProtocolViolation as exc:
-                    outcome = _violation(exc)
-            return outcome
-        finally:
-            with anyio.CancelScope(shield=True):
-                await worker.aclose(finished=finished)
-
-    async def _serve(self, worker: Worker, code: str, namespaces: dict[str, list[str]]) -> _Outcome:
-        limits = self.limits
-        reader = worker.reader
-        reader.decoder.max_frame_bytes = (
-            limits.max_result_bytes + 8 * limits.max_output_bytes + 6 * _MAX_ERROR_CHARS + 65_536
-        )
-        await self._send(protocol.encode_frame(protocol.start_frame(code, namespaces)))
-        outcome = await reader.dispatch(self._handle)
-        if outcome is None:
-            return _death_outcome(await worker.wait(), limits)
-        return outcome
-
-    def _handle(self, frame: dict[str, Any]) -> _Outcome | None:
-        """One frame from the worker, handled synchronously; an outcome ends the run."""
-        kind = frame["type"]
-        if kind == "call":
-            return self._on_call(frame)
-        if kind == "output" and frame.keys() == {"type", "text"} and type(frame["text"]) is str:
-            self.output.append(frame["text"])
-        elif kind == "cancel" and frame.keys() == {"type", "id"}:
-            if type(frame["id"]) is int:
-                self._calls.cancel(frame["id"])
-        elif kind == "done":
-            return _finished(frame, self.limits)
-        else:
-            raise ProtocolViolation(f"unexpected or malformed {kind!r} frame")
-        return None
-
-    def _on_call(self, frame: dict[str, Any]) -> _Outcome | None:
-        """Start the call, or send its refusal; an outcome stops a worker that keeps calling past its limit."""
-        if frame.keys() != _CALL_KEYS:
-            raise ProtocolViolation("a call frame must have exactly the keys type, id, tool, args")
-        call_id, tool, args = frame["id"], frame["tool"], frame["args"]
-        if type(call_id) is not int or not 0 < call_id < 2**53 or call_id in self._calls:
-            raise ProtocolViolation("a call id must be a new positive integer")
-        if type(tool) is not str or type(args) is not dict or any(type(key) is not str for key in args):
-            raise ProtocolViolation("a call needs a string tool name and an object of arguments")
-        self._calls_requested += 1
-        if self._calls_requested > 2 * self.limits.max_tool_calls + 100:
-            # Each refusal costs the portal a task and a write; a loop retrying forever must not cost more.
-            return _Outcome(
-                f"ToolCallLimitError: the code kept calling tools after reaching the limit of "
-                f"{self.limits.max_tool_calls} calls per run and was stopped",
-                "exception",
-            )
-        error = None
-        if self._calls_requested > self.limits.max_tool_calls:
-            error = (
-                f"{tool}: this run reached its limit of {self.limits.max_tool_calls} tool calls; "
-                "make fewer calls (filter, batch) or continue in a new run"
-            )
-        elif tool not in self.tools:
-            error = str(UnknownToolError(tool, difflib.get_close_matches(tool, self.tools, n=3)))
-        if error is not None:
-            self._calls.start(None, self._send(protocol.encode_frame(protocol.error_result_frame(call_id, error))))
-            return None
-        self.tool_calls += 1
-        self._calls.start(call_id, self._call(call_id, tool, args))
-        return None
-
-    async def _call(self, call_id: int, tool: str, args: dict[str, Any]) -> None:
-        await self._send(await self._answer(call_id, tool, args))
-
-    async def _answer(self, call_id: int, tool: str, args: dict[str, Any]) -> bytes:
-        try:
-            value = await self.call_tool(tool, args)
-        except PolicyDeniedError as exc:
-            # Raised in the code as PermissionError (and ToolError), so `except PermissionError` reads naturally.
-            refusal = protocol.error_result_frame(call_id, _cap(str(exc), _MAX_ERROR_CHARS), denied=True)
-            return protocol.encode_frame(refusal)
-        except PortalError as exc:
-            return protocol.encode_frame(protocol.error_result_frame(call_id, _cap(str(exc), _MAX_ERROR_CHARS)))
-        except Exception:
-            # Not a PortalError: a portal bug. Its message may hold internals, so the code only learns the type.
-            logger.exception("tool call %s raised an unexpected error", tool)
-            error = f"{tool} failed inside the portal (an internal error); see the portal log"
-            return protocol.encode_frame(protocol.error_result_frame(call_id, error))
-        try:
-            frame = protocol.encode_frame(protocol.ok_result_frame(call_id, value), allow_nan=True)
-        except (TypeError, ValueError, RecursionError) as exc:
-            error = f"{tool} returned a value that is not JSON ({exc}); this is a portal bug"
-            return protocol.encode_frame(protocol.error_result_frame(call_id, error))
-        if len(frame) > self.limits.max_result_bytes:
-            error = (
-                f"the result of {tool} is {len(frame)} bytes, over the limit of {self.limits.max_result_bytes} "
-                "bytes per result; ask for less (filter, paginate or select fields)"
-            )
-            return protocol.encode_frame(protocol.error_result_frame(call_id, error))
-        return frame
-
-    async def _send(self, data: bytes) -> None:
-        assert self._worker is not None
-        await self._worker.send(data)
-
-
-class _Calls:
-    """The tool calls in flight in one session, each cancellable by its id, all cancelled when the session ends.
-
-    On asyncio each call is a plain task, tracked here and awaited on exit (anyio's `start_soon` costs about
-    five times as much, and this is the hot path of every tool call); elsewhere a task of an anyio task group.
-    """
-
-    def __init__(self) -> None:
-        self.group: TaskGroup | None = None
-        self._tasks: dict[int, asyncio.Task[None]] = {}
-        self._scopes: dict[int, anyio.CancelScope] = {}
-        self._anonymous = itertools.count(1)
-        self._loop: asyncio.AbstractEventLoop | None = None
-        with contextlib.suppress(RuntimeError):
-            self._loop = asyncio.get_running_loop()
-
-    async def __aenter__(self) -> _Calls:
-        if self._loop is None:
-            self.group = await anyio.create_task_group().__aenter__()
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        with anyio.CancelScope(shield=True):
-            tasks = list(self._tasks.values())
-            for task in tasks:
-                task.cancel()
-            if tasks:
-                await asyncio.wait(tasks)
-        if self.group is not None:
-            self.group.cancel_scope.cancel()
-            await self.group.__aexit__(exc_type, exc, tb)
-
-    def __contains__(self, call_id: int) -> bool:
-        return call_id in self._tasks or call_id in self._scopes
-
-    def start(self, call_id: int | None, call: Coroutine[Any, Any, None]) -> None:
-        """Run `call` concurrently; with an id it can be cancelled (a refusal being sent has none)."""
-        key = call_id if call_id is not None else -next(self._anonymous)
-        if self._loop is not None:
-            task = self._tasks[key] = self._loop.create_task(call)
-            task.add_done_callback(lambda done: self._finished(key, done))
-            return
-        assert self.group is not None
-        scope = self._scopes[key] = anyio.CancelScope()
-        self.group.start_soon(self._scoped, key, scope, call)
-
-    async def _scoped(self, key: int, scope: anyio.CancelScope, call: Coroutine[Any, Any, None]) -> None:
-        try:
-            with scope:
-                await call
-        finally:
-            self._scopes.pop(key, None)
-
-    def _finished(self, key: int, task: asyncio.Task[None]) -> None:
-        self._tasks.pop(key, None)
-        if not task.cancelled() and task.exception() is not None:
-            logger.error("a sandbox tool call failed in the portal", exc_info=task.exception())
-
-    def cancel(self, call_id: int) -> None:
-        """The code stopped waiting for this call."""
-        if (task := self._tasks.get(call_id)) is not None:
-            task.cancel()
-        elif (scope := self._scopes.get(call_id)) is not None:
-            scope.cancel()
-
-
-def _violation(exc: ProtocolViolation) -> _Outcome:
-    logger.warning("sandbox worker broke the protocol: %s", exc)
-    return _Outcome(f"SandboxError: the sandbox worker sent an invalid message ({exc}) and was stopped", "protocol")
-
-
-def _finished(frame: dict[str, Any], limits: SandboxConfig) -> _Outcome:
-    fields = {"type", "ok", "value", "error", "error_kind", "output_dropped"}
-    ok, value, error, kind, dropped = (
-        frame.get(key) for key in ("ok", "value", "error", "error_kind", "output_dropped")
-    )
-    if (
-        frame.keys() != fields
-        or type(ok) is not bool
-        or not (value is None or type(value) is str)
-        or not (error is None or type(error) is str)
-        or ok != (error is None)
-        or ok != (kind is None)
-        or not (kind is None or (type(kind) is str and kind in protocol.ERROR_KINDS))
-        or type(dropped) is not int
-        or dropped < 0
-    ):
-        raise ProtocolViolation("malformed done frame")
-    return _Outcome(
-        error=None if error is None else _cap(error, _MAX_ERROR_CHARS),
-        kind=kind,  # type: ignore[arg-type]  # checked against ERROR_KINDS above
-        value=None if value is None else _cap(value, limits.max_output_bytes + 100),
-        dropped=dropped,
-        finished=True,
-    )
-
-
-def _death_outcome(returncode: int | None, limits: SandboxConfig) -> _Outcome:
-    if returncode is None:
-        return _Outcome("SandboxCrash: the sandbox worker closed its channel without finishing", "crash")
-    if returncode in (protocol.EXIT_INTERNAL, protocol.EXIT_HOST_GONE):
-        return _Outcome(f"SandboxError: the sandbox worker failed internally (status {returncode})", "internal")
-    if returncode == protocol.EXIT_OUT_OF_MEMORY:
-        return _Outcome(f"MemoryError: the code ran out of memory (limit {limits.memory_mb} MB)", "memory")
-    if returncode == -signal.SIGXCPU:
-        return _Outcome(
-            f"CPULimitError: the code used more than {limits.cpu_seconds:g} s of CPU time (the sandbox's CPU "
-            "limit) and was stopped; do less computation per run",
-            "cpu",
-        )
-    if returncode < 0:
-        name = signal.Signals(-returncode).name if -returncode in signal.valid_signals() else str(-returncode)
-        hint = (
-            "the CPU limit or the out-of-memory killer" if returncode == -signal.SIGKILL else "deep recursion or memory"
-        )
-        return _Outcome(f"SandboxCrash: the sandbox worker was killed by {name} (likely {hint})", "crash")
-    return _Outcome(f"SandboxCrash: the sandbox worker exited unexpectedly (status {returncode})", "crash")
-
-
-def _cap(text: str, limit: int) -> str:
-    return text if len(text) <= limit else f"{text[:limit]}... [truncated: {len(text) - limit} more characters]"
