@@ -6,7 +6,9 @@
   streamed through as they come. `GET /_roundrobin` answers what it sent where. Run it alone with
   `python -m tests.replicas PORT BACKEND_URL...` (e.g. `python -m tests.replicas 9000 http://127.0.0.1:8001
   http://127.0.0.1:8002`, then point clients at `http://127.0.0.1:9000/mcp`).
-- `running_replicas`: N real `portal-mcp serve --transport http --stateless` processes on one config.
+- `running_replicas`: N real `portal-mcp serve --transport http --stateless` processes on one config; with
+  `peers=True` each gets an id (`r0`, `r1`, ...) and the config lists them all in `http.replica.peers`, so approval
+  answers are forwarded to the replica holding the run.
 - `running_proxy`: the proxy as a real process in front of them.
 - `drive_load`: C concurrent MCP clients (the official SDK client over streamable HTTP) x R `execute_code` runs,
   each run one `demo.echo` call whose argument is unique, so `audit_mismatches` can match every run and every call
@@ -217,19 +219,29 @@ def postgres_store(dsn: str) -> AuditStore:
     return AuditStore({"postgres": dsn}, events, "postgres")
 
 
-def replica_config(folder: Path, audit: AuditStore, users: Mapping[str, str], *, stateless: bool | None = None) -> Path:
+def replica_config(
+    folder: Path,
+    audit: AuditStore,
+    users: Mapping[str, str],
+    *,
+    stateless: bool | None = None,
+    policy: Mapping[str, Any] | None = None,
+) -> Path:
     """A portal.yaml shared by every replica: the demo server over stdio, one bearer token per user, the audit store.
 
-    `stateless` goes into the file only when given (the replicas also get `--stateless` on the command line).
+    `stateless` goes into the file only when given (the replicas also get `--stateless` on the command line), and
+    so does `policy`.
     """
     http: dict[str, Any] = {"users": {user: {"token": token} for user, token in users.items()}}
     if stateless is not None:
         http["stateless"] = stateless
-    config = {
+    config: dict[str, Any] = {
         "servers": {"demo": {"command": sys.executable, "args": [str(DEMO_SERVER)]}},
         "http": http,
         "audit": audit.section,
     }
+    if policy is not None:
+        config["policy"] = dict(policy)
     path = folder / "portal.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
     return path
@@ -240,21 +252,44 @@ def make_users(count: int) -> dict[str, str]:
 
 
 @asynccontextmanager
-async def running_replicas(config: Path, count: int, *, stateless: bool | None = True) -> AsyncIterator[list[str]]:
+async def running_replicas(
+    config: Path,
+    count: int,
+    *,
+    stateless: bool | None = True,
+    peers: bool = False,
+    extra_peers: Mapping[str, str] | None = None,
+) -> AsyncIterator[list[str]]:
     """Start `count` portals on `config` with `--stateless` (`--stateful` for False, the config's choice for None);
-    yield their base URLs once all of them listen."""
+    yield their base URLs once all of them listen.
+
+    `peers`: replica i is `r{i}` and `http.replica.peers` in `config` (rewritten) lists every replica plus
+    `extra_peers`. Both ways of naming a replica are used: even ones get `--replica-id`, odd ones PORTAL_REPLICA_ID.
+    """
     flag = [] if stateless is None else ["--stateless" if stateless else "--stateful"]
     ports = [free_port() for _ in range(count)]
+    urls = [f"http://127.0.0.1:{port}" for port in ports]
+    if peers:
+        settings = yaml.safe_load(await anyio.Path(config).read_text(encoding="utf-8"))
+        listed = {f"r{index}": url for index, url in enumerate(urls)} | dict(extra_peers or {})
+        settings.setdefault("http", {})["replica"] = {"peers": listed}
+        await anyio.Path(config).write_text(yaml.safe_dump(settings, sort_keys=False), encoding="utf-8")
     async with contextlib.AsyncExitStack() as stack:
         processes = []
         for index, port in enumerate(ports):
             command = [sys.executable, "-m", "portal_mcp", "serve", "--transport", "http", "--port", str(port)]
+            command += ["--config", str(config), *flag]
+            env = {}
+            if peers and index % 2 == 0:
+                command += ["--replica-id", f"r{index}"]
+            elif peers:
+                env["PORTAL_REPLICA_ID"] = f"r{index}"
             log = config.with_name(f"replica{index}.log")
-            processes.append(await stack.enter_async_context(started([*command, "--config", str(config), *flag], log)))
+            processes.append(await stack.enter_async_context(started(command, log, env=env)))
         with anyio.fail_after(STARTUP_TIMEOUT):
             for process, port, index in zip(processes, ports, range(count), strict=True):
                 await wait_until_listening(process, port, config.with_name(f"replica{index}.log"))
-        yield [f"http://127.0.0.1:{port}" for port in ports]
+        yield urls
 
 
 @asynccontextmanager

@@ -465,15 +465,21 @@ async def test_an_answer_for_no_waiting_run_gets_a_clear_error() -> None:
         opened(config_with(APPROVE_DESTRUCTIVE), []) as (portal, _),
         Client(PortalServer(portal).server, elicitation_callback=callback) as client,
     ):
-        result = await client.session.call_tool(
-            "execute_code",
-            {"code": "1"},
-            request_state="not-a-run",
-            input_responses={"approve-1": types.ElicitResult(action="accept", content={"approve": True})},
-        )
-    assert result.is_error
-    text = "\n".join(block.text for block in result.content if isinstance(block, types.TextContent))
-    assert "belongs to no run waiting here" in text and "another portal replica" in text
+        results = [
+            await client.session.call_tool(
+                "execute_code",
+                {"code": "1"},
+                request_state=state,
+                input_responses={"approve-1": types.ElicitResult(action="accept", content={"approve": True})},
+            )
+            for state in ("not-a-run", "r2.not-a-run")
+        ]
+    assert all(result.is_error for result in results)
+    plain, named = ("\n".join(b.text for b in r.content if isinstance(b, types.TextContent)) for r in results)
+    assert "belongs to no run waiting here" in plain and "another portal replica" in plain
+    # A token naming a replica that this portal cannot forward to (none configured): what to configure.
+    assert "is for a run on portal replica 'r2', and this replica (which has no id) could not forward it" in named
+    assert "`serve --replica-id NAME`" in named and "`http: {replica: {peers: {NAME: URL}}}`" in named
 
 
 async def test_over_http_each_token_gets_its_own_users_policy(tmp_path: Path) -> None:

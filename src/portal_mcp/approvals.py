@@ -7,7 +7,9 @@ On 2026-07-28 a server may not send requests; it answers the `tools/call` with a
 the question and an opaque `requestState`, and the client calls again with the answer (multi round-trip
 requests). A sandbox run cannot be replayed safely (the calls before the question would run twice), so the run
 stays paused in this portal process and `PendingRuns` hands the answer to it: the retry must reach the same
-portal process. Runs whose user never answers are refused by the policy's `approval_timeout` and dropped.
+portal process. With `http.replica` configured the `requestState` token names the replica (`r1.<random>`), and a
+replica that gets an answer for another one's run forwards it there (`peers.ReplicaRouter`). Runs whose user never
+answers are refused by the policy's `approval_timeout` and dropped.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import re
 import secrets
 import time
 from collections.abc import Callable, Coroutine, Mapping
@@ -28,6 +31,7 @@ from mcp.shared.exceptions import NoBackChannelError
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from portal_mcp.bridge import ApprovalRequest, Approver, Verdict
+from portal_mcp.config import REPLICA_ID
 from portal_mcp.sandbox.host import RunResult
 
 logger = logging.getLogger(__name__)
@@ -40,6 +44,25 @@ APPROVAL_SCHEMA: types.ElicitRequestedSchema = {
 
 Run = Callable[[Approver], Coroutine[Any, Any, RunResult]]
 """Starts `execute_code` with the given approver."""
+
+_REPLICA_PREFIX = re.compile(rf"({REPLICA_ID.pattern})\.")
+NO_PEERS = (
+    "no replicas are configured here: give each replica an id (`serve --replica-id NAME` or PORTAL_REPLICA_ID) and "
+    "list every replica's URL in `http: {replica: {peers: {NAME: URL}}}` of the config they share"
+)
+
+
+def new_token(replica: str | None) -> str:
+    """A fresh `requestState`: `REPLICA.<random>` when this portal is a named replica, else just the random part."""
+    random = secrets.token_urlsafe(24)  # URL-safe base64: never a dot, so the first dot ends the replica id
+    return f"{replica}.{random}" if replica else random
+
+
+def replica_of(token: str) -> str | None:
+    """The replica a `requestState` token names, or None. The token comes from the client, so the id is only ever
+    compared with this replica's and looked up among the configured peers, never used as an address."""
+    found = _REPLICA_PREFIX.match(token)
+    return found.group(1) if found else None
 
 
 def can_elicit(ctx: ServerRequestContext[Any]) -> bool:
@@ -117,9 +140,11 @@ class _PendingRun:
 class PendingRuns:
     """Runs paused for an approval under the 2026-07-28 protocol, by their `requestState` token."""
 
-    def __init__(self, keep_seconds: float) -> None:
+    def __init__(self, keep_seconds: float, replica: str | None = None) -> None:
         self._keep = keep_seconds
         self._runs: dict[str, _PendingRun] = {}
+        self.replica = replica
+        """This replica's id (`http.replica.id`): new tokens name it, tokens naming another one were misrouted."""
 
     def __len__(self) -> int:
         return len(self._runs)
@@ -127,22 +152,37 @@ class PendingRuns:
     async def start(self, user: str | None, run: Run) -> RunResult | types.InputRequiredResult:
         """Start a run that may ask questions; returns its result, or the first questions."""
         self._forget_stale()
-        token = secrets.token_urlsafe(24)
+        token = new_token(self.replica)
         pending = self._runs[token] = _PendingRun(user)
         pending.task = asyncio.get_running_loop().create_task(run(pending.ask))
         pending.task.add_done_callback(_retrieve)
         return await self._progress(token, pending)
 
     async def resume(
-        self, user: str | None, token: str, responses: Mapping[str, Any] | None
+        self, user: str | None, token: str, responses: Mapping[str, Any] | None, *, not_forwarded: str | None = None
     ) -> RunResult | types.InputRequiredResult | str:
-        """Hand the client's answers to the run `token` names; returns as `start` does, or an error message."""
-        pending = self._runs.get(token)
-        if pending is None or pending.user != user:
+        """Hand the client's answers to the run `token` names; returns as `start` does, or an error message.
+
+        `not_forwarded`: why the HTTP layer kept an answer for another replica's run here (see `peers`)."""
+        owner = replica_of(token)
+        if owner is not None and owner != self.replica:
+            here = f"this replica ({self.replica!r})" if self.replica else "this replica (which has no id)"
             return (
-                "execute_code: this approval answer belongs to no run waiting here; the run may have timed out "
-                "(the policy's approval_timeout), or it lives on another portal replica (retries of a call that "
-                "asked for approval must reach the same replica). Run the code again."
+                f"execute_code: this approval answer is for a run on portal replica {owner!r}, and {here} could "
+                f"not forward it there: {not_forwarded or NO_PEERS}. Run the code again."
+            )
+        pending = self._runs.get(token)
+        if pending is None or pending.user != user:  # another user's run: told the same, so nothing is revealed
+            elsewhere = (
+                ""
+                if owner is not None or self.replica is not None
+                else " If several portal replicas serve behind a load balancer, the run may live on another portal "
+                f"replica that could not be told from this answer: {NO_PEERS}, so answers reach the run's replica."
+            )
+            return (
+                "execute_code: this approval answer belongs to no run waiting here: the run may have timed out "
+                "(the policy's approval_timeout) or finished, or the answer came with another user's token."
+                f"{elsewhere} Run the code again."
             )
         pending.answer(responses or {})
         return await self._progress(token, pending)

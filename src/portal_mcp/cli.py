@@ -120,25 +120,40 @@ def main() -> None:
     default=None,
     help="HTTP without MCP sessions, so any replica can serve any request (overrides `http: {stateless: ...}`)",
 )
+@click.option(
+    "--replica-id",
+    envvar="PORTAL_REPLICA_ID",
+    default=None,
+    help="this replica's id among `http.replica.peers`, to forward approval answers (env: PORTAL_REPLICA_ID)",
+)
 def serve(
-    config_path: Path | None, transport: str, host: str, port: int, log_format: LogFormat, stateless: bool | None
+    config_path: Path | None,
+    transport: str,
+    host: str,
+    port: int,
+    log_format: LogFormat,
+    stateless: bool | None,
+    replica_id: str | None,
 ) -> None:
     """Serve search_api and execute_code over stdio (default) or streamable HTTP at /mcp (plus /metrics, /healthz)."""
     from portal_mcp.server import PortalServer
 
     config = _load(config_path)
     errlog = configure_logging(log_format)
+    http = config.http if stateless is None else config.http.model_copy(update={"stateless": stateless})
+    if replica_id:  # replicas share one config: each gets its own id on the command line (checked below)
+        http = http.model_copy(update={"replica": http.replica.model_copy(update={"id": replica_id})})
 
     async def run() -> None:
         if transport == "http":
-            PortalServer.check_bind(host, config.http, config.source)
+            PortalServer.check_bind(host, http, config.source)
+            PortalServer.check_replica(http, config.source)
         # Servers that fail to start are logged by the pool (`portal_mcp.downstream`), so no warnings are printed here.
         async with Portal.open(config, errlog=errlog) as portal:
             server = PortalServer(portal)
             if transport == "stdio":
                 await server.serve_stdio()
             else:
-                http = config.http if stateless is None else config.http.model_copy(update={"stateless": stateless})
                 await server.serve_http(host, port, http)
 
     _run(run)

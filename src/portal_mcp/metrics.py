@@ -84,6 +84,13 @@ class Metrics:
             ["kind", "error"],
             registry=r,
         )
+        self.forwards = Counter(
+            "portal_approval_forwards",
+            "approval answers for a run on another replica, by that replica (a configured peer, else unknown) and "
+            "outcome (forwarded, unreachable, unknown_replica, second_hop)",
+            ["peer", "outcome"],
+            registry=r,
+        )
         self.in_flight = Gauge("portal_sandbox_runs_in_flight", "execute_code runs executing now", registry=r)
         self.listings = Counter("portal_tool_listings", "MCP sessions that listed the portal's tools", registry=r)
         self.tokens_saved = Counter(

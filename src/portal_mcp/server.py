@@ -18,6 +18,7 @@ from mcp.server import Server
 from mcp.server.context import ServerRequestContext
 from mcp.server.transport_security import TransportSecurityMiddleware, TransportSecuritySettings
 from mcp.shared.exceptions import MCPDeprecationWarning
+from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -25,10 +26,11 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from portal_mcp import __version__
 from portal_mcp.approvals import PendingRuns, asks_in_result, can_elicit, direct_approver
-from portal_mcp.config import HttpConfig, is_loopback
+from portal_mcp.config import HttpConfig, ReplicaConfig, is_loopback
 from portal_mcp.downstream import DownstreamEvent
 from portal_mcp.errors import ConfigError
 from portal_mcp.metrics import USABLE
+from portal_mcp.peers import NOT_FORWARDED, ReplicaRouter
 from portal_mcp.portal import MAX_LIMIT, Portal
 from portal_mcp.sandbox.host import RunResult
 
@@ -140,7 +142,15 @@ class PortalServer:
         """Run the code; calls the policy wants approved ask the user through elicitation (see approvals.py)."""
         user = _caller(ctx)
         if params.request_state is not None:
-            resumed = await self._pending.resume(user, params.request_state, params.input_responses)
+            # Over HTTP with `http.replica` peers, an answer for another replica's run was forwarded there before it
+            # got here (peers.ReplicaRouter); one that reaches this point comes with the reason it was not.
+            reason = _scope(ctx).get(NOT_FORWARDED)
+            resumed = await self._pending.resume(
+                user,
+                params.request_state,
+                params.input_responses,
+                not_forwarded=reason if isinstance(reason, str) else None,
+            )
             return _error(resumed) if isinstance(resumed, str) else _run_reply(resumed)
         code = args.get("code")
         if not isinstance(code, str):
@@ -229,6 +239,22 @@ class PortalServer:
                 source=source,
             )
 
+    @staticmethod
+    def check_replica(http: HttpConfig, source: str | None = None) -> None:
+        """Refuse a replica setup that cannot forward approval answers: a bad id, or peers but no id of its own."""
+        replica = http.replica
+        try:  # the id may come from `serve --replica-id` / PORTAL_REPLICA_ID, set without validation
+            ReplicaConfig.model_validate(replica.model_dump())
+        except ValidationError as exc:
+            message = str(exc.errors()[0]["msg"]).removeprefix("Value error, ")
+            raise ConfigError(f"http.replica: {message}", source=source) from None
+        if replica.peers and replica.id is None:
+            raise ConfigError(
+                "`http.replica.peers` lists the replicas, so this one needs its id: `serve --replica-id NAME` or "
+                f"PORTAL_REPLICA_ID=NAME, one of {', '.join(sorted(replica.peers))}",
+                source=source,
+            )
+
     async def serve_http(self, host: str, port: int, http: HttpConfig) -> None:
         import uvicorn
 
@@ -242,9 +268,12 @@ class PortalServer:
         three and, when configured, bearer tokens (`/healthz` answers without one, with its overall status only).
 
         With `http.stateless` no MCP session is kept: every request is served on its own (so any replica behind a
-        load balancer can take it), and nothing is pushed to the client outside a request's own response.
+        load balancer can take it), and nothing is pushed to the client outside a request's own response. With
+        `http.replica.peers`, an approval answer for a run on another replica is forwarded there (`peers`).
         """
         self.check_bind(host, http)
+        self.check_replica(http)
+        self._pending.replica = http.replica.id  # tokens handed out from now on name this replica
         hosts = ["127.0.0.1:*", "localhost:*", "[::1]:*", *http.allowed_hosts]
         if host in ("0.0.0.0", "::"):
             if not http.allowed_hosts:
@@ -287,6 +316,12 @@ class PortalServer:
                 Route("/healthz", healthz, methods=["GET"]),
             ],
         )
+        if http.replica.peers:
+            # Inside the bearer check: only authenticated requests are forwarded, with the caller's own token.
+            assert http.replica.id is not None  # check_replica
+            app = ReplicaRouter(
+                app, replica=http.replica.id, peers=http.replica.peers, guard=guard, metrics=self.portal.metrics
+            )
         if authenticated:
             app = BearerAuth(
                 app,
@@ -373,11 +408,15 @@ def _tokens(http: HttpConfig) -> list[str]:
     return [*http.bearer_tokens, *(user.token for user in http.users.values() if user.token is not None)]
 
 
+def _scope(ctx: ServerRequestContext[Any]) -> dict[str, Any]:
+    """The ASGI scope of an HTTP request (empty over stdio)."""
+    scope = getattr(ctx.request, "scope", None)
+    return scope if isinstance(scope, dict) else {}
+
+
 def _caller(ctx: ServerRequestContext[Any]) -> str | None:
     """The user an HTTP request authenticated as (None over stdio: the portal's own user)."""
-    request = ctx.request
-    scope = getattr(request, "scope", None)
-    user = scope.get("portal_user") if isinstance(scope, dict) else None
+    user = _scope(ctx).get("portal_user")
     return user if isinstance(user, str) else None
 
 

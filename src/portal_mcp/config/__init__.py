@@ -17,6 +17,7 @@ from portal_mcp.config.loading import (
     parse_config,
 )
 from portal_mcp.config.models import (
+    REPLICA_ID,
     AnnotationsOverride,
     Approve,
     AuditConfig,
@@ -26,6 +27,7 @@ from portal_mcp.config.models import (
     PolicyRule,
     PortalConfig,
     RemoteServerConfig,
+    ReplicaConfig,
     SandboxConfig,
     ServerConfig,
     SnapshotServerConfig,
@@ -35,6 +37,7 @@ from portal_mcp.config.models import (
 )
 
 __all__ = [
+    "REPLICA_ID",
     "AnnotationsOverride",
     "Approve",
     "AuditConfig",
@@ -44,6 +47,7 @@ __all__ = [
     "PolicyRule",
     "PortalConfig",
     "RemoteServerConfig",
+    "ReplicaConfig",
     "SandboxConfig",
     "ServerConfig",
     "SnapshotServerConfig",

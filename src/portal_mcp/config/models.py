@@ -6,6 +6,7 @@ Everything is validated once, at load (`portal_mcp.config.loading`); the rest of
 from __future__ import annotations
 
 import ipaddress
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -157,6 +158,58 @@ class HttpUser(_Model):
         return value
 
 
+REPLICA_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+"""A replica's name: it prefixes the approval tokens the replica hands out (`r1.<random>`), so it has no dot."""
+
+
+class ReplicaConfig(_Model):
+    """This portal among several replicas behind a load balancer: an approval answer (a 2026-07-28 retry) that
+    reaches a replica other than the one whose run asked is forwarded to that one, at the address listed here."""
+
+    id: str | None = Field(
+        default=None,
+        description="this replica's name; replicas share one config, so usually `serve --replica-id` or "
+        "PORTAL_REPLICA_ID instead",
+    )
+    peers: dict[str, str] = Field(
+        default_factory=dict,
+        description="replica name -> base URL its portal serves at (`http://10.0.0.1:8000`, `/mcp` is added), "
+        "every replica including this one; only these are ever forwarded to",
+    )
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, value: str | None) -> str | None:
+        if value is not None and not REPLICA_ID.fullmatch(value):
+            raise ValueError(f"replica id {value!r} must be 1-64 letters, digits, - or _")
+        return value
+
+    @field_validator("peers")
+    @classmethod
+    def _peers(cls, value: dict[str, str]) -> dict[str, str]:
+        peers = {}
+        for name, url in value.items():
+            if not REPLICA_ID.fullmatch(name):
+                raise ValueError(f"peer name {name!r} must be 1-64 letters, digits, - or _ (a replica id)")
+            if not re.fullmatch(r"https?://[^/?#@\s]+(/[^?#\s]*)?", url):
+                raise ValueError(f"peer {name!r}: {url!r} must be an http:// or https:// base URL (no query or user)")
+            url = url.rstrip("/")
+            if url.endswith("/mcp"):
+                raise ValueError(f"peer {name!r}: give the replica's base URL without `/mcp` ({url[:-4]!r})")
+            peers[name] = url
+        return peers
+
+    @model_validator(mode="after")
+    def _known_id(self) -> ReplicaConfig:
+        if self.id is not None and self.peers and self.id not in self.peers:
+            raise PydanticCustomError(
+                "replica_id",
+                f"replica id {self.id!r} is not one of `peers` ({', '.join(sorted(self.peers))}): list every "
+                "replica, this one included",
+            )
+        return self
+
+
 class HttpConfig(_Model):
     """The portal's own streamable HTTP endpoint."""
 
@@ -171,6 +224,10 @@ class HttpConfig(_Model):
     stateless: bool = Field(
         default=False,
         description="no MCP sessions: any replica can serve any request (no log notifications or elicitation)",
+    )
+    replica: ReplicaConfig = Field(
+        default_factory=ReplicaConfig,
+        description="several replicas: this one's id and every replica's URL, to forward approval answers",
     )
 
 
