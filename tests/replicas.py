@@ -43,26 +43,15 @@ from mcp.client.streamable_http import streamable_http_client
 from starlette.types import Message, Receive, Scope, Send
 
 from portal_mcp.audit import AuditEvent
+from portal_mcp.peers import FORWARDED_BY, HOP_BY_HOP
 from tests.portals import STARTUP_TIMEOUT, free_port, started, wait_until_listening
 from tests.servers import DEMO_SERVER
 
 ROOT = Path(__file__).resolve().parents[1]
 STATS_PATH = "/_roundrobin"
-# Headers about one hop that a proxy must not forward (RFC 9110 7.6.1), plus the ones httpx sets from the request.
-_HOP_BY_HOP = frozenset(
-    {
-        b"connection",
-        b"keep-alive",
-        b"proxy-authenticate",
-        b"proxy-authorization",
-        b"te",
-        b"trailer",
-        b"transfer-encoding",
-        b"upgrade",
-        b"host",
-        b"content-length",
-    }
-)
+# Headers about one hop that a proxy must not forward (the portal's own list), and Host: the backend's is its own.
+# The portal's forwarding marker passes, so a client that sets it reaches the replica with it.
+_HOP_BY_HOP = (HOP_BY_HOP - {FORWARDED_BY}) | {b"host"}
 ClientMode = Literal["legacy", "auto"]
 
 

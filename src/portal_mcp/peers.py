@@ -48,7 +48,7 @@ READ_TIMEOUT = 300.0
 by the sandbox limits), and a silent SSE response gets a ping every 15 s, so only a dead peer takes this long."""
 # Headers about one hop (RFC 9110 7.6.1) and the ones httpx sets from the body. Host and Origin are kept: the peer's
 # DNS-rebinding check must see what this replica's saw.
-_HOP_BY_HOP = frozenset(
+HOP_BY_HOP = frozenset(
     {
         b"connection",
         b"keep-alive",
@@ -130,7 +130,7 @@ class ReplicaRouter:
             return "it failed the Host/Origin check"  # the local app refuses it just the same (421/403/400)
         client = self._client = self._client or _new_client()
         target = url + self._path + ("?" + scope["query_string"].decode("latin-1") if scope.get("query_string") else "")
-        headers = [(key, value) for key, value in scope["headers"] if key.lower() not in _HOP_BY_HOP]
+        headers = [(key, value) for key, value in scope["headers"] if key.lower() not in HOP_BY_HOP]
         headers.append((FORWARDED_BY, self.replica.encode()))
         request = client.build_request("POST", target, headers=headers, content=body)
         try:
@@ -222,7 +222,7 @@ async def _relay(response: httpx2.Response, owner: str, receive: Receive, send: 
             {
                 "type": "http.response.start",
                 "status": response.status_code,
-                "headers": [(key, value) for key, value in response.headers.raw if key.lower() not in _HOP_BY_HOP],
+                "headers": [(key, value) for key, value in response.headers.raw if key.lower() not in HOP_BY_HOP],
             }
         )
         try:
