@@ -406,3 +406,43 @@ def test_secret_values_never_show_in_the_configs_repr(tmp_path: Path, marks: Mar
     assert not marks.found_in(repr(config))
     assert set(marks.values.values()) <= config.secret_values()
     assert os.environ.get("ALICE_TOKEN") is None  # the markers never were in this process's environment
+
+
+async def test_what_one_users_connection_says_is_logged_but_never_sent_to_other_clients(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import mcp_types as types
+    from mcp.client import Client
+
+    from portal_mcp.errors import PortalError
+    from portal_mcp.server import PortalServer
+
+    config_file = tmp_path / "portal.yaml"
+    config_file.write_text(
+        "user: alice\n"
+        "http:\n  users:\n"
+        "    alice: {secrets: {KEY: alice-key-0123456789}}\n"
+        "    bob: {secrets: {KEY: bob-key-0123456789}}\n"
+        f"servers:\n  picky:\n    command: {json.dumps(sys.executable)}\n"
+        f"    args: [{json.dumps(str(SERVERS / 'picky_server.py'))}]\n"
+        "    env: {API_KEY: '${user.KEY}'}\n",
+        encoding="utf-8",
+    )
+    told: list[str] = []
+
+    async def on_log(params: types.LoggingMessageNotificationParams) -> None:
+        told.append(json.dumps(params.data))
+
+    caplog.set_level(logging.INFO, logger="portal_mcp.downstream")
+    with anyio.fail_after(60):
+        async with (
+            Portal.open(load_config(config_file, environ={})) as portal,
+            Client(PortalServer(portal).server, mode="legacy", logging_callback=on_log) as alice,
+        ):
+            await alice.list_tools()  # from now on alice's session is sent log messages
+            with pytest.raises(PortalError):
+                await portal.bridge.call("picky.ping", {}, caller=Caller("bob"))
+            await anyio.sleep(0.3)
+    assert not any("bob" in line or "atlas" in line for line in told), told
+    about_bob = [record for record in caplog.records if getattr(record, "user", None) == "bob"]
+    assert about_bob and any("private-project-atlas" in record.getMessage() for record in about_bob)

@@ -21,6 +21,7 @@ from mcp.server import MCPServer
 
 from portal_mcp.access import AccessPolicy, Decision
 from portal_mcp.audit import AuditEvent, MemoryAuditSink
+from portal_mcp.bridge import Caller
 from portal_mcp.catalog import Catalog
 from portal_mcp.config import PortalConfig, load_config
 from portal_mcp.errors import ConfigError, PolicyDeniedError
@@ -194,8 +195,10 @@ def test_policy_names_must_exist_in_the_config(tmp_path: Path) -> None:
     cases = {
         "policy: {users: {alcie: {read_only: true}}}": "'alcie', who is neither in `http.users`",
         "policy: {groups: {engg: {read_only: true}}}": "names 'engg', but no user in `http.users` has that group",
-        "policy: {default: {deny: [github.delete_repo]}}": "pattern 'github.delete_repo' names no configured server",
+        "policy: {default: {deny: [github.delete_repo]}}": "pattern 'github.delete_repo' matches no configured server",
         "policy: {default: {approve: sometimes}}": "approve",
+        "policy: {default: {deny: ['delete_*']}}": "matches no configured server .* write `\\*.delete_\\*`",
+        "http: {users: {bearer: {token: t2}}}": "may not have a user named 'bearer'",
     }
     for extra, message in cases.items():
         path = tmp_path / "portal.yaml"
@@ -210,50 +213,67 @@ def test_policy_names_must_exist_in_the_config(tmp_path: Path) -> None:
 # --- inside agent code ------------------------------------------------------------------------------------------------
 
 
-async def test_a_denied_call_raises_permission_error_in_code_and_never_reaches_the_server(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
+async def test_code_naming_a_denied_tool_is_refused_before_it_runs_and_the_tool_is_not_in_its_namespace() -> None:
+    received: list[str] = []
+    config = config_with({"users": {"alice": {"deny": ["ops.drop_table"]}}})
+    async with opened(config, received) as (portal, audit):
+        code = 'print(await ops.read_rows(table="users"))\nawait ops.drop_table(table="users")'
+        result = await portal.execute_code(code)
+        assert not result.ok and result.error_kind == "precheck"
+        assert result.error is not None
+        assert "line 2" in result.error
+        assert "ops.drop_table: not allowed: the policy denies `ops.drop_table` to 'alice'" in result.error
+        # Reached by a name the check cannot see, the tool is simply not there for alice.
+        dynamic = await portal.execute_code('await getattr(ops, "drop_" + "table")(table="users")')
+        assert not dynamic.ok and dynamic.error is not None and "has no tool 'drop_table'" in dynamic.error
+        assert received == []
+        [run, _] = calls_of(audit, "run")
+        assert (run.outcome, run.detail) == ("refused", "line 2: not_allowed")
+        # bob has no such rule: the same code runs for him.
+        assert (await portal.execute_code(code, user="bob")).ok
+        assert received == ["read_rows users", "drop_table users"]
+
+
+async def test_hints_never_name_a_tool_the_policy_hides() -> None:
+    config = config_with({"users": {"alice": {"deny": ["ops.drop_table"]}}})
+    async with opened(config, []) as (portal, _):
+        typo = await portal.execute_code('await ops.drop_tabl(table="t")')
+        dynamic = await portal.execute_code('await getattr(ops, "drop_tabl")(table="t")')
+        search = portal.search_api("ops.drop_tabl")
+        for_bob = await portal.execute_code('await ops.drop_tabl(table="t")', user="bob")
+    for text in (typo.error, dynamic.error, search):
+        assert text is not None and "drop_table" not in text, text
+    assert for_bob.error is not None and "did you mean ops.drop_table?" in for_bob.error
+
+
+async def test_the_bridge_refuses_a_denied_call_itself_audits_and_logs_it(caplog: pytest.LogCaptureFixture) -> None:
+    """Behind the pre-run check and the namespaces, the bridge decides every call on its own too."""
     caplog.set_level("INFO", logger="portal_mcp.bridge")
     received: list[str] = []
     config = config_with({"users": {"alice": {"deny": ["ops.drop_table"]}}})
     async with opened(config, received) as (portal, audit):
-        code = textwrap.dedent(
-            """
-            try:
-                await ops.drop_table(table="users")
-            except PermissionError as exc:
-                print("refused:", exc, "| also a ToolError:", isinstance(exc, ToolError))
-            print(await ops.read_rows(table="users"))
-            """
-        )
-        result = await portal.execute_code(code)
-        assert result.ok, result.error
-        assert "refused: ops.drop_table: not allowed: the policy denies `ops.drop_table` to 'alice'" in result.output
-        assert "also a ToolError: True" in result.output
-        assert received == ["read_rows users"]
-        denied = calls_of(audit)[0]
-        assert (denied.subject, denied.outcome, denied.detail) == (
-            "ops.drop_table",
-            "refused",
-            "PolicyDeniedError rule=deny",
-        )
-        [logged] = [record for record in caplog.records if getattr(record, "event", None) == "policy_refused"]
-        assert (getattr(logged, "user", None), logged.getMessage()) == (
-            "alice",
-            "policy refused ops.drop_table for 'alice' (rule deny)",
-        )
-        # bob has no such rule: the same call goes through for him.
-        assert (await portal.execute_code('await ops.drop_table(table="t")', user="bob")).ok
-        assert received[-1] == "drop_table t"
+        with pytest.raises(PolicyDeniedError, match=r"the policy denies `ops\.drop_table` to 'alice'"):
+            await portal.bridge.call("ops.drop_table", {"table": "users"}, caller=Caller("alice"))
+    assert received == []
+    [denied] = calls_of(audit)
+    assert (denied.subject, denied.outcome, denied.detail) == (
+        "ops.drop_table",
+        "refused",
+        "PolicyDeniedError rule=deny",
+    )
+    [logged] = [record for record in caplog.records if getattr(record, "event", None) == "policy_refused"]
+    assert (getattr(logged, "user", None), logged.getMessage()) == (
+        "alice",
+        "policy refused ops.drop_table for 'alice' (rule deny)",
+    )
 
 
-async def test_an_uncaught_refusal_ends_the_run_with_permission_error() -> None:
+async def test_read_only_refuses_code_calling_a_tool_that_is_not_annotated_read_only() -> None:
     received: list[str] = []
     async with opened(config_with({"default": {"read_only": True}}), received) as (portal, _):
         result = await portal.execute_code('await ops.insert_row(table="t", value="v")')
     assert not result.ok and result.error is not None
-    assert result.error.startswith("PermissionError: ops.insert_row: not allowed:"), result.error
-    assert "may only call tools annotated read-only" in result.error
+    assert "ops.insert_row: not allowed: 'alice' may only call tools annotated read-only" in result.error
     assert received == []
 
 
@@ -368,6 +388,11 @@ async def test_an_approved_destructive_call_runs_and_the_decision_is_audited(era
         (types.ElicitResult(action="decline"), "declined", "the user declined it"),
         (types.ElicitResult(action="cancel"), "cancelled", "the user dismissed the approval request"),
         (types.ElicitResult(action="accept", content={"approve": False}), "declined", "the user declined it"),
+        # Fail closed: only an explicit `true` approves (an unticked box may come as null, "false" or nothing).
+        (types.ElicitResult(action="accept", content={"approve": None}), "declined", "the user declined it"),
+        (types.ElicitResult(action="accept", content={"approve": "false"}), "declined", "the user declined it"),
+        (types.ElicitResult(action="accept", content={}), "declined", "the user declined it"),
+        (types.ElicitResult(action="accept"), "declined", "the user declined it"),
     ],
 )
 async def test_a_declined_call_raises_permission_error_and_never_runs(
@@ -509,7 +534,7 @@ async def test_over_http_each_token_gets_its_own_users_policy(tmp_path: Path) ->
     bob_search, bob_run = replies["bob"]
     assert "# demo.add:" not in alice_search and "1 of 8 tools" in alice_search  # bob sees all 9
     assert "# demo.add:" in bob_search
-    assert "refused: demo.add: not allowed: the policy denies `demo.add` to 'alice'" in alice_run
+    assert "demo.add: not allowed: the policy denies `demo.add` to 'alice'" in alice_run
     assert "refused" not in bob_run and "3" in bob_run
 
 

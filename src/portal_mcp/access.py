@@ -4,7 +4,7 @@
 policy = AccessPolicy(config)
 rules = policy.for_user("alice")
 rules.decide(entry)        # Decision.ALLOW / Decision.APPROVE, or raises PolicyDeniedError
-rules.hidden(catalog)      # qualified names search_api must not show alice
+policy.view("alice", catalog)   # the tools alice may use, and the ones refused to her with why
 ```
 A user's rules come from three levels of `policy:` in the config, most specific first: `users.NAME`, then each of
 their groups, then `default`. Allow and deny lists add up across the levels that apply (a deny anywhere wins; with
@@ -88,17 +88,17 @@ class UserRules:
                 hints.update(override)
         return hints
 
-    def hidden(self, catalog: Catalog) -> frozenset[str]:
-        """Qualified names this user may not call at all (search and the overview leave them out)."""
+    def refusals(self, catalog: Catalog) -> dict[str, str]:
+        """The tools of `catalog` this user may not call at all, with why (qualified name -> message)."""
         if not (self.allow or self.deny or self.read_only):
-            return frozenset()
-        hidden: set[str] = set()
+            return {}
+        refused: dict[str, str] = {}
         for entry in catalog:
             try:
                 self.decide(entry)
-            except PolicyDeniedError:
-                hidden.add(entry.qualified_name)
-        return frozenset(hidden)
+            except PolicyDeniedError as exc:
+                refused[entry.qualified_name] = str(exc)
+        return refused
 
     def needs_approval(self, entries: Iterable[ToolEntry]) -> list[str]:
         """The qualified names among `entries` whose calls this user must approve."""
@@ -114,6 +114,15 @@ class UserRules:
         return found
 
 
+@dataclass(frozen=True)
+class UserView:
+    """One user's side of a catalog: the tools they may use (`catalog`: what their code's namespaces and the
+    pre-run check see) and the ones the policy keeps from them, with why (`refused`)."""
+
+    catalog: Catalog
+    refused: Mapping[str, str]
+
+
 class AccessPolicy:
     """The config's `policy:` resolved per user (cached: the config never changes while the portal runs)."""
 
@@ -127,7 +136,7 @@ class AccessPolicy:
         }
         self._users: dict[str, UserRules] = {}
         # Per catalog object (a listing change makes a new one, and the old one's entries go with it), per user.
-        self._hidden: weakref.WeakKeyDictionary[Catalog, dict[str, frozenset[str]]] = weakref.WeakKeyDictionary()
+        self._views: weakref.WeakKeyDictionary[Catalog, dict[str, UserView]] = weakref.WeakKeyDictionary()
 
     @property
     def approval_timeout(self) -> float:
@@ -139,13 +148,19 @@ class AccessPolicy:
             rules = self._users[user] = self._resolve(user)
         return rules
 
+    def view(self, user: str, catalog: Catalog) -> UserView:
+        """What `user` may use of `catalog`, cached per catalog and user (a listing change makes a new catalog)."""
+        per_user = self._views.setdefault(catalog, {})
+        found = per_user.get(user)
+        if found is None:
+            refused = self.for_user(user).refusals(catalog)
+            usable = catalog if not refused else Catalog(e for e in catalog if e.qualified_name not in refused)
+            found = per_user[user] = UserView(usable, refused)
+        return found
+
     def hidden(self, user: str, catalog: Catalog) -> frozenset[str]:
-        """`UserRules.hidden`, cached per catalog and user (a new catalog object after every listing change)."""
-        per_user = self._hidden.setdefault(catalog, {})
-        cached = per_user.get(user)
-        if cached is None:
-            cached = per_user[user] = self.for_user(user).hidden(catalog)
-        return cached
+        """Qualified names `user` may not call at all (search, the overview and hints leave them out)."""
+        return frozenset(self.view(user, catalog).refused)
 
     def _resolve(self, user: str) -> UserRules:
         policy = self._policy

@@ -78,7 +78,8 @@ def asks_in_result(ctx: ServerRequestContext[Any]) -> bool:
 
 def verdict_of(answer: types.ElicitResult) -> Verdict:
     if answer.action == "accept":
-        return "approved" if (answer.content or {}).get("approve") is not False else "declined"
+        # Fail closed: only an explicit yes approves (an unticked box may arrive as null, "false", 0 or nothing).
+        return "approved" if (answer.content or {}).get("approve") is True else "declined"
     return "declined" if answer.action == "decline" else "cancelled"
 
 

@@ -29,7 +29,7 @@ from portal_mcp.audit import AuditEvent, AuditSink, MemoryAuditSink
 from portal_mcp.audit_store import PostgresAuditSink, SqliteAuditSink
 from portal_mcp.bridge import Approver, Bridge, Caller
 from portal_mcp.catalog import Catalog
-from portal_mcp.config import PortalConfig
+from portal_mcp.config import ANONYMOUS, PortalConfig
 from portal_mcp.credentials import Redactor
 from portal_mcp.downstream import DownstreamEvent, DownstreamPool, ServerStatus
 from portal_mcp.metrics import Metrics, MetricsTee
@@ -60,7 +60,7 @@ class Portal:
         self._catalog = Catalog.build(pool.listings(), config.tool_filters())
         self._index: SearchIndex | None = None
         self._listeners: list[EventListener] = []
-        users = {user, *config.http.users, *(["bearer"] if config.http.bearer_tokens else [])}
+        users = {user, *config.http.users, *([ANONYMOUS] if config.http.bearer_tokens else [])}
         self.metrics = Metrics(lambda: self._catalog, self.statuses, users)
         # Every search, run and call goes to the audit sink and, from the same event, to the metrics.
         self.events: AuditSink = MetricsTee(audit, self.metrics)
@@ -268,7 +268,8 @@ class Portal:
         """
         started = time.perf_counter()
         who = user or self.user
-        problems = check_code(code, self._catalog)
+        view = self.policy.view(who, self._catalog)
+        problems = check_code(code, view.catalog, view.refused)
         wait = self._runs.admit(who, self.policy.for_user(who).runs_per_minute) if not problems else 0.0
         if problems:
             duration = (time.perf_counter() - started) * 1000
@@ -288,7 +289,7 @@ class Portal:
                 return await self.bridge.call(qualified, arguments, caller=caller)
 
             with self.metrics.running():
-                result = await self.sandbox.run(code, self._catalog.namespaces(), call, clock=clock)
+                result = await self.sandbox.run(code, view.catalog.namespaces(), call, clock=clock)
         digest = hashlib.sha256(code.encode()).hexdigest()[:16]
         outcome: Any = "ok" if result.ok else "refused" if problems or wait else "error"
         # The audit keeps rules and lines, not the rendered problems: those quote argument values.

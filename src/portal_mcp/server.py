@@ -26,7 +26,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from portal_mcp import __version__
 from portal_mcp.approvals import PendingRuns, asks_in_result, can_elicit, direct_approver
-from portal_mcp.config import HttpConfig, ReplicaConfig, is_loopback
+from portal_mcp.config import ANONYMOUS, HttpConfig, ReplicaConfig, is_loopback
 from portal_mcp.downstream import DownstreamEvent
 from portal_mcp.errors import ConfigError
 from portal_mcp.metrics import USABLE
@@ -200,6 +200,8 @@ class PortalServer:
                 )
 
     async def _on_event(self, event: DownstreamEvent) -> None:
+        if event.user is not None:
+            return  # about one user's own connection: logged by the pool, not told to every client
         data = {"server": event.server, "event": event.kind, "message": event.message}
         for connection, minimum in list(self._log_levels.items()):
             if _LEVELS.index(event.level) >= minimum:
@@ -325,7 +327,7 @@ class PortalServer:
         if authenticated:
             app = BearerAuth(
                 app,
-                dict.fromkeys(http.bearer_tokens, "bearer")
+                dict.fromkeys(http.bearer_tokens, ANONYMOUS)
                 | {user.token: name for name, user in http.users.items() if user.token is not None},
                 public=frozenset({"/healthz"}),
             )

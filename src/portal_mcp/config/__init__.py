@@ -4,7 +4,7 @@
 Claude Code (same keys). Everything is validated here, once; the rest of the portal trusts these types.
 
 The modules: `models` (the pydantic models), `parsing` (YAML with key lines, `${VAR}` interpolation, errors as
-sentences), `secrets` (`secrets_file` and `${user.KEY}` checks), `checks` (policy names), `loading` (load/parse,
+sentences), `secrets` (`secrets_file` and `${user.KEY}` checks), `checks` (policy names, reserved user names), `loading` (load/parse,
 the `mcpServers` JSON, `import_as_yaml`, the bundled config); public names are re-exported here.
 """
 
@@ -17,6 +17,7 @@ from portal_mcp.config.loading import (
     parse_config,
 )
 from portal_mcp.config.models import (
+    ANONYMOUS,
     REPLICA_ID,
     AnnotationsOverride,
     Approve,
@@ -37,6 +38,7 @@ from portal_mcp.config.models import (
 )
 
 __all__ = [
+    "ANONYMOUS",
     "REPLICA_ID",
     "AnnotationsOverride",
     "Approve",

@@ -1,11 +1,12 @@
-"""Checks across sections, once the models are valid: names the policy uses must exist."""
+"""Checks across sections, once the models are valid: names the policy uses must exist, reserved names stay free."""
 
 from __future__ import annotations
 
+import fnmatch
 from collections.abc import Mapping
 from typing import Any
 
-from portal_mcp.config.models import PolicyRule, PortalConfig
+from portal_mcp.config.models import ANONYMOUS, PolicyRule, PortalConfig
 from portal_mcp.config.parsing import nearest_line
 from portal_mcp.errors import ConfigError
 
@@ -38,10 +39,24 @@ def check_policy(config: PortalConfig, source: str, lines: Mapping[tuple[Any, ..
         for key in ("allow", "deny"):
             for pattern in getattr(rule, key):
                 server = pattern.split(".", 1)[0]
-                if not any(mark in server for mark in "*?[") and server not in config.servers:
+                if not fnmatch.filter(config.servers, server):
+                    hint = f"; for tools on every server write `*.{pattern}`" if "." not in pattern else ""
                     raise ConfigError(
-                        f"`{'.'.join(path)}.{key}` pattern {pattern!r} names no configured server "
-                        f"(servers: {', '.join(config.servers) or 'none'}); patterns are `server.tool` globs",
+                        f"`{'.'.join(path)}.{key}` pattern {pattern!r} matches no configured server "
+                        f"(servers: {', '.join(config.servers) or 'none'}); patterns are `server.tool` globs, and a "
+                        f"pattern without a dot means whole servers{hint}",
                         source=source,
                         line=nearest_line((*path, key), lines),
                     )
+
+
+def check_users(config: PortalConfig, source: str, lines: Mapping[tuple[Any, ...], int]) -> None:
+    """`bearer` is the user of the anonymous `bearer_tokens`: a configured user of that name would give every
+    anonymous caller that user's groups and secrets."""
+    if ANONYMOUS in config.http.users:
+        raise ConfigError(
+            f"`http.users` may not have a user named {ANONYMOUS!r}: it is the user of `http.bearer_tokens`; "
+            "rename the user",
+            source=source,
+            line=lines.get(("http", "users", ANONYMOUS)),
+        )

@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from portal_mcp.config.checks import check_policy
+from portal_mcp.config.checks import check_policy, check_users
 from portal_mcp.config.models import PortalConfig
 from portal_mcp.config.parsing import config_error, interpolate, key_lines, parse_yaml
 from portal_mcp.config.secrets import (
@@ -99,6 +99,7 @@ def parse_config(text: str, *, source: str, base_dir: Path, environ: Mapping[str
         config = PortalConfig.model_validate({**data, "source": source, "substituted_secrets": frozenset(captured)})
     except ValidationError as exc:
         raise config_error(exc, source, lines) from None
+    check_users(config, source, lines)
     check_policy(config, source, lines)
     return resolve_listing_users(config, source, lines)
 

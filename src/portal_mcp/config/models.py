@@ -135,6 +135,10 @@ class SandboxConfig(_Model):
     )
 
 
+ANONYMOUS = "bearer"
+"""The user every `http.bearer_tokens` caller is (so no configured user may have this name)."""
+
+
 class HttpUser(_Model):
     """A user: an HTTP caller known by their bearer token (write it as `${VAR}`, never inline), their groups (for
     the policy) and their own downstream secrets. A user without a token (e.g. the stdio `user:`) has no HTTP access."""

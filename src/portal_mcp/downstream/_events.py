@@ -16,3 +16,6 @@ class DownstreamEvent:
     kind: EventKind
     level: Literal["info", "warning", "error"]
     message: str
+    user: str | None = None
+    """Set when the event is about one user's own connection (a `${user.KEY}` server): such events go to the
+    portal's log only, never to other clients (their text can carry what that user's process printed)."""

@@ -289,7 +289,7 @@ class DownstreamPool:
 
     def _user_emitter(self, user: str) -> Callable[[DownstreamEvent], Awaitable[None]]:
         async def emit(event: DownstreamEvent) -> None:
-            await self._emit(replace(event, message=f"(as user {user!r}) {event.message}"))
+            await self._emit(replace(event, message=f"(as user {user!r}) {event.message}", user=user))
 
         return emit
 
@@ -340,6 +340,8 @@ class DownstreamPool:
 
     async def _emit(self, event: DownstreamEvent) -> None:
         fields = {"server": event.server, "event": event.kind}  # structured fields of a JSON log line (`logs`)
+        if event.user is not None:
+            fields["user"] = event.user
         logger.log(_LOG_LEVELS[event.level], "server %r: %s", event.server, event.message, extra=fields)
         if self._on_event is not None:
             await _guarded(self._on_event(event), "on_event")

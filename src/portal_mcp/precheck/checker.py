@@ -60,8 +60,11 @@ _SCANNED: Final = frozenset(
 """Node types `_scan` looks at (besides `Name`); the rest it only walks through."""
 
 
-def check_code(code: str, catalog: Catalog) -> list[Problem]:
+def check_code(code: str, catalog: Catalog, refused: Mapping[str, str] | None = None) -> list[Problem]:
     """Problems in `code`'s tool calls, in source order; [] when there are none or the code does not parse.
+
+    `catalog` is what the caller may use; `refused` names tools the policy keeps from them (qualified name -> why),
+    reported as such when the code names one exactly, and never offered as a suggestion.
 
     Never raises: code that does not parse is left to the sandbox, which reports the syntax error, and a failure
     of the checker itself is logged and treated as "no problems" so it can never block valid code.
@@ -77,7 +80,7 @@ def check_code(code: str, catalog: Catalog) -> list[Problem]:
     except Exception:  # SyntaxError, and ValueError / RecursionError / MemoryError on null bytes or deep nesting
         return []
     try:
-        return _Checker(code, catalog).check(tree)
+        return _Checker(code, catalog, refused or {}).check(tree)
     except Exception:
         logger.exception("the pre-run check of agent code failed; running the code unchecked")
         return []
@@ -100,9 +103,10 @@ class _Access:
 class _Checker:
     """One check of one piece of code against one catalog."""
 
-    def __init__(self, code: str, catalog: Catalog) -> None:
+    def __init__(self, code: str, catalog: Catalog, refused: Mapping[str, str]) -> None:
         self.code = code
         self.catalog = catalog
+        self.refused = refused
         self.problems: set[Problem] = set()
         self.bound: set[str] = set()
         self.parents: dict[int, ast.AST] = {}
@@ -137,7 +141,11 @@ class _Checker:
         for access in accesses:
             if access.name in self.bound:
                 continue
-            entry = self.catalog.get(f"{access.name}.{access.attr}")
+            qualified = f"{access.name}.{access.attr}"
+            if qualified in self.refused:
+                self._report(access.node, "not_allowed", self.refused[qualified])
+                continue
+            entry = self.catalog.get(qualified)
             if entry is None and access.name not in self.servers:
                 if access.call is not None:
                     self._unknown_server(access)
