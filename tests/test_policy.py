@@ -568,3 +568,38 @@ async def test_over_stateless_http_only_2026_clients_can_be_asked(tmp_path: Path
     else:
         assert "3" in text and "refused" not in text, text
         assert len(asked) == 1
+
+
+async def test_runs_waiting_for_answers_are_capped_per_user_and_forgotten_after_they_finish() -> None:
+    from portal_mcp.approvals import PendingRuns
+    from portal_mcp.bridge import ApprovalRequest, Approver
+    from portal_mcp.sandbox.host import RunResult
+
+    asked = ApprovalRequest("alice", "ops.drop_table", "drop", {"table": "t"}, "it may delete data")
+
+    async def run(approve: Approver) -> RunResult:
+        verdict = await approve(asked)
+        return RunResult(True, verdict, None, None, 1, 1.0)
+
+    pending = PendingRuns(keep_seconds=0.0, max_waiting=2)
+    first, second = [await pending.start("alice", run) for _ in range(2)]
+    assert isinstance(first, types.InputRequiredResult) and isinstance(second, types.InputRequiredResult)
+    refused = await pending.start("alice", run)
+    assert isinstance(refused, str) and "2 of your runs are already waiting" in refused
+    bobs = await pending.start("bob", run)
+    assert isinstance(bobs, types.InputRequiredResult)  # bob has his own allowance
+    assert first.request_state is not None and first.input_requests is not None
+    [key] = first.input_requests
+    yes = types.ElicitResult(action="accept", content={"approve": True})
+    done = await pending.resume("alice", first.request_state, {key: yes})
+    assert isinstance(done, RunResult) and done.output == "approved"
+    third = await pending.start("alice", run)
+    assert isinstance(third, types.InputRequiredResult)  # room again
+    assert len(pending) == 3  # the finished run was handed back and dropped; three still wait
+    no = types.ElicitResult(action="decline")
+    for waiting in (second, third, bobs):
+        assert waiting.request_state is not None and waiting.input_requests is not None
+        owner = "bob" if waiting is bobs else "alice"
+        answered = await pending.resume(owner, waiting.request_state, dict.fromkeys(waiting.input_requests, no))
+        assert isinstance(answered, RunResult) and answered.output == "declined"
+    assert len(pending) == 0

@@ -112,6 +112,9 @@ class _PendingRun:
     finished_at: float | None = None
     _keys: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
+    def mark_finished(self) -> None:
+        self.finished_at = time.monotonic()
+
     async def ask(self, request: ApprovalRequest) -> Verdict:
         key = f"approve-{next(self._keys)}"
         future: asyncio.Future[Verdict] = asyncio.get_running_loop().create_future()
@@ -138,11 +141,18 @@ class _PendingRun:
         }
 
 
+MAX_WAITING_PER_USER = 16
+"""Runs of one user that may wait for approval answers at once (each holds a sandbox worker while it waits)."""
+
+
 class PendingRuns:
     """Runs paused for an approval under the 2026-07-28 protocol, by their `requestState` token."""
 
-    def __init__(self, keep_seconds: float, replica: str | None = None) -> None:
+    def __init__(
+        self, keep_seconds: float, replica: str | None = None, max_waiting: int = MAX_WAITING_PER_USER
+    ) -> None:
         self._keep = keep_seconds
+        self._max_waiting = max_waiting
         self._runs: dict[str, _PendingRun] = {}
         self.replica = replica
         """This replica's id (`http.replica.id`): new tokens name it, tokens naming another one were misrouted."""
@@ -150,13 +160,21 @@ class PendingRuns:
     def __len__(self) -> int:
         return len(self._runs)
 
-    async def start(self, user: str | None, run: Run) -> RunResult | types.InputRequiredResult:
-        """Start a run that may ask questions; returns its result, or the first questions."""
+    async def start(self, user: str | None, run: Run) -> RunResult | types.InputRequiredResult | str:
+        """Start a run that may ask questions; returns its result, the first questions, or (too many of this
+        user's runs are waiting for answers already) an error message."""
         self._forget_stale()
+        waiting = sum(1 for pending in self._runs.values() if pending.user == user and pending.asks)
+        if waiting >= self._max_waiting:
+            return (
+                f"execute_code: {waiting} of your runs are already waiting for your approval answers; answer or let "
+                f"them time out (the policy's approval_timeout) before starting more"
+            )
         token = new_token(self.replica)
         pending = self._runs[token] = _PendingRun(user)
         pending.task = asyncio.get_running_loop().create_task(run(pending.ask))
         pending.task.add_done_callback(_retrieve)
+        pending.task.add_done_callback(lambda _: pending.mark_finished())
         return await self._progress(token, pending)
 
     async def resume(
@@ -209,14 +227,11 @@ class PendingRuns:
                     await waiter
 
     def _forget_stale(self) -> None:
-        """Drop runs that finished while no client came back for the result."""
+        """Drop runs that finished more than `keep_seconds` ago while no client came back for the result."""
         now = time.monotonic()
         for token, pending in list(self._runs.items()):
-            if pending.task is not None and pending.task.done():
-                if pending.finished_at is None:
-                    pending.finished_at = now
-                elif now - pending.finished_at > self._keep:
-                    self._runs.pop(token, None)
+            if pending.finished_at is not None and now - pending.finished_at > self._keep:
+                self._runs.pop(token, None)
 
 
 def _retrieve(task: asyncio.Task[RunResult]) -> None:

@@ -160,7 +160,7 @@ class PortalServer:
             started = await self._pending.start(
                 user, lambda approve: self.portal.execute_code(code, user=user, approve=approve)
             )
-            return _run_reply(started)
+            return _error(started) if isinstance(started, str) else _run_reply(started)
         approve = direct_approver(ctx) if can_elicit(ctx) else None
         return _run_reply(await self.portal.execute_code(code, user=user, approve=approve))
 
