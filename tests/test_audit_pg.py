@@ -6,24 +6,30 @@ SQLite is tested for both stores in test_audit_store.py.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import secrets
+import signal
 import subprocess
 import sys
 import textwrap
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import anyio
 import psycopg
 import pytest
+from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
 from portal_mcp.audit import AuditEvent
 from portal_mcp.audit_store import SCHEMA_VERSION, AuditStoreError, PostgresAuditSink, redact_dsn
+from portal_mcp.audit_store.writer import CLOSE_GRACE_S
 from portal_mcp.config import load_config
 from portal_mcp.errors import ConfigError
 from portal_mcp.portal import Portal
@@ -51,6 +57,57 @@ def rows(dsn: str, sql: str) -> list[tuple[Any, ...]]:
 def count_and_distinct(dsn: str) -> tuple[int, int]:
     [(count, distinct)] = rows(dsn, f"SELECT count(*), count(DISTINCT event_id) FROM {TABLE}")
     return count, distinct
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.02)
+
+
+def waiting_on_the_table(dsn: str) -> int:
+    """How many sessions wait for a lock on the events table."""
+    [(count,)] = rows(dsn, f"SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = '{TABLE}'::regclass")
+    return int(count)
+
+
+@contextlib.contextmanager
+def table_locked(dsn: str) -> Iterator[None]:
+    """The events table locked by another session (as a migration or VACUUM FULL would) until the block ends."""
+    with psycopg.connect(dsn) as conn:
+        conn.execute(f"LOCK TABLE {TABLE} IN ACCESS EXCLUSIVE MODE")
+        try:
+            yield
+        finally:
+            conn.rollback()
+
+
+@contextlib.contextmanager
+def queued_as_one_batch(store: PostgresAuditSink, dsn: str) -> Iterator[None]:
+    """Events recorded in the block reach the writer together, as one batch (as after an outage).
+
+    The writer's first batch (one event) waits on a locked table while the block records the rest; the lock is
+    released when the block ends, and the next batch holds everything recorded in it.
+    """
+    with table_locked(dsn):
+        store.record(call(user="first"))
+        wait_until(lambda: waiting_on_the_table(dsn) == 1)
+        yield
+
+
+@pytest.fixture
+def latin1_dsn(postgres_server: PostgresServer) -> Iterator[str]:
+    """A fresh database in LATIN1 (an existing database an operator may point the portal at): no CJK text fits."""
+    name = "test_latin1_" + secrets.token_hex(6)
+    with psycopg.connect(postgres_server.dsn(), autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("CREATE DATABASE {} ENCODING 'LATIN1' LOCALE 'C' TEMPLATE template0").format(sql.Identifier(name))
+        )
+    try:
+        yield postgres_server.dsn(name)
+    finally:
+        postgres_server.drop_database(name)
 
 
 @pytest.fixture
@@ -260,6 +317,140 @@ def test_a_long_outage_drops_what_does_not_fit_and_close_gives_up_at_its_deadlin
     assert store.writer.lost == 100 and store.writer.written == 0
     assert "the queue is full" in caplog.text and "100 events could not be written and are lost" in caplog.text
     assert password_of(pg_dsn) not in caplog.text
+
+
+# --- events no store can take as they are: cleaned, or lost alone, never with their batch ---
+
+
+def test_an_event_with_nul_and_lone_surrogates_is_stored_cleaned_and_its_batch_neighbours_too(
+    pg_dsn: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # An agent's search query is the event's subject: NUL made PostgreSQL reject the whole batch around it.
+    with PostgresAuditSink(pg_dsn, lock_timeout=60) as store:
+        with queued_as_one_batch(store, pg_dsn):
+            for i in range(20):
+                store.record(call("github.delete_repo", i, user="bob"))
+            store.record(AuditEvent("search", "mal\x00lory\ud800", "ok", 1.0, "rows\x00 \udc00", "why\x00"))
+            for i in range(20):
+                store.record(call("github.delete_repo", i, user="carol"))
+        assert store.flush(timeout=30)
+        assert (store.writer.written, store.writer.lost) == (42, 0)
+        assert {row.key: row.calls for row in store.summary("user")} == {"first": 1, "bob": 20, "carol": 20}
+    assert rows(pg_dsn, f"SELECT \"user\", subject, detail FROM {TABLE} WHERE kind = 'search'") == [
+        ("mal\ufffdlory\ufffd", "rows\ufffd \ufffd", "why\ufffd")
+    ]
+    assert "rejected" not in caplog.text and "lost" not in caplog.text
+
+
+def test_an_event_the_server_rejects_on_its_own_is_lost_alone_not_with_its_batch(
+    latin1_dsn: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A LATIN1 database cannot hold a search in Japanese: the row is refused (by psycopg, which speaks the database's
+    # encoding; by the server with a UTF8 client encoding), and with it the batch it is in.
+    with PostgresAuditSink(latin1_dsn, lock_timeout=60) as store:
+        with queued_as_one_batch(store, latin1_dsn):
+            for i in range(10):
+                store.record(call("github.delete_repo", i, user="bob"))
+            store.record(AuditEvent("search", "mallory", "ok", 1.0, "日本語のツール"))
+            for i in range(10):
+                store.record(call("café.open", i, user="carol"))
+        assert store.flush(timeout=30)
+        assert (store.writer.written, store.writer.lost) == (21, 1)
+        assert {row.key: row.calls for row in store.summary("user")} == {"first": 1, "bob": 10, "carol": 10}
+        assert store.recent(1)[0].subject == "café.open"
+    assert "rejected 1 of a batch of 21 events (" in caplog.text
+    assert "wrote the other 20 one by one; the rejected events are lost" in caplog.text
+    assert "日本" not in caplog.text  # logged without its content
+
+
+def test_a_value_too_big_for_an_index_is_rejected_not_retried_forever(
+    pg_dsn: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Retrying cannot cure "index row size exceeds maximum" (an OperationalError): it would wedge the writer.
+    with PostgresAuditSink(pg_dsn) as store:
+        store.record(call(user=secrets.token_urlsafe(9000)))  # `user` is indexed; random text does not compress
+        store.record(call(user="ada"))
+        assert store.flush(timeout=30)
+        assert (store.writer.written, store.writer.lost) == (1, 1)
+        assert [event.user for event in store.recent()] == ["ada"]
+    assert "ProgramLimitExceeded 54000" in caplog.text
+
+
+# --- closing: never hangs, says what it gave up, the writer thread closes its own connection ---
+
+
+def audit_backends(dsn: str) -> list[int]:
+    """The server process ids of the store's sessions in this database, oldest first (the reader's, the writer's)."""
+    found = rows(
+        dsn,
+        "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+        " AND application_name = 'portal-mcp audit' ORDER BY backend_start",
+    )
+    return [pid for (pid,) in found]
+
+
+def test_a_statement_waiting_on_a_lock_is_retried_after_the_lock_timeout(
+    pg_dsn: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="portal_mcp.audit")
+    with PostgresAuditSink(pg_dsn, lock_timeout=0.2) as store:
+        with table_locked(pg_dsn):
+            for i in range(10):
+                store.record(call(duration_ms=i))
+            wait_until(lambda: "lock timeout" in caplog.text)
+            assert not store.flush(timeout=0.3)
+        assert store.flush(timeout=30)
+        assert (store.writer.written, store.writer.lost) == (10, 0)
+    assert "retrying with backoff" in caplog.text and "writing again after" in caplog.text
+
+
+def test_close_with_a_statement_blocked_on_a_lock_returns_by_its_deadline_and_reports_what_it_gave_up(
+    pg_dsn: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = PostgresAuditSink(pg_dsn, close_timeout=1.0, lock_timeout=600)  # only the cancel can end the wait
+    store.record(call(user="before"))
+    assert store.flush(timeout=30)
+    with table_locked(pg_dsn):
+        for i in range(5):
+            store.record(call(duration_ms=i))
+        wait_until(lambda: waiting_on_the_table(pg_dsn) == 1)
+        for i in range(5):
+            store.record(call(duration_ms=i, user="queued"))
+        started = time.monotonic()
+        store.close()
+        took = time.monotonic() - started
+        assert waiting_on_the_table(pg_dsn) == 0  # the blocked INSERT was cancelled
+    assert took < 1.0 + CLOSE_GRACE_S + 2.0, took  # not the 600 s lock timeout
+    assert not store.writer.running
+    assert (store.writer.written, store.writer.lost, store.writer.pending) == (1, 10, 0)
+    assert "could not be written and are lost" in caplog.text
+    assert audit_backends(pg_dsn) == []  # both connections closed
+    assert rows(pg_dsn, f'SELECT "user" FROM {TABLE}') == [("before",)]
+
+
+def test_close_with_the_server_hung_mid_statement_gives_up_at_its_deadline_and_leaves_the_thread_to_end(
+    pg_dsn: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = PostgresAuditSink(pg_dsn, close_timeout=0.5)
+    store.record(call(user="before"))
+    assert store.flush(timeout=30)
+    [_, writer_pid] = audit_backends(pg_dsn)
+    os.kill(writer_pid, signal.SIGSTOP)  # the writer's server process hangs (as a frozen host or network would)
+    try:
+        for i in range(3):
+            store.record(call(duration_ms=i))
+        started = time.monotonic()
+        store.close()  # the cancel is sent, but nothing answers
+        took = time.monotonic() - started
+        assert took < 0.5 + CLOSE_GRACE_S + 2.0, took
+        assert (store.writer.written, store.writer.lost, store.writer.pending) == (1, 3, 0)
+        assert "still blocked" in caplog.text and "gave up on 3 events" in caplog.text
+        assert store.writer.running  # stuck in the driver: not killed, not touched by another thread
+    finally:
+        os.kill(writer_pid, signal.SIGCONT)
+    wait_until(lambda: not store.writer.running)  # it ends on its own, closing its connection
+    assert (store.writer.written, store.writer.lost) == (1, 3)  # what it did after close is not counted again
+    wait_until(lambda: audit_backends(pg_dsn) == [])
 
 
 def test_a_closed_store_refuses_to_record(pg_dsn: str) -> None:

@@ -61,6 +61,19 @@ def test_events_round_trip_with_every_field(open_store: OpenStore) -> None:
         assert store.recent(10) == events[::-1]
 
 
+def test_text_no_store_can_hold_as_it_is_is_stored_cleaned_and_the_same_in_both(open_store: OpenStore) -> None:
+    # A NUL (PostgreSQL refuses it), a lone surrogate (no UTF-8 encoding) and a pair split in two code points.
+    odd = AuditEvent("search", "ev\x00e", "ok", 1.0, "find\x00tools \ud800 \ud83d\ude00", "why\udfff", at=1000.0)
+    with open_store() as store:
+        store.record(odd)
+        store.record(call("time.now", 2.0, user="ev\x00e"))
+        assert store.recent(1, kind="search") == [
+            AuditEvent("search", "ev\ufffde", "ok", 1.0, "find\ufffdtools \ufffd \U0001f600", "why\ufffd", at=1000.0)
+        ]
+        assert store.summary("user") == [SummaryRow("ev\ufffde", 1, 0, 2.0, 2.0)]
+        assert len(store.recent(10, user="ev\x00e")) == 2  # a filter is cleaned the same way
+
+
 def test_recent_filters_by_kind_and_user_and_keeps_the_newest(open_store: OpenStore) -> None:
     with open_store() as store:
         for i in range(10):

@@ -17,11 +17,23 @@ when a connection drops mid-insert, the retried batch cannot duplicate the rows 
 writing to one database never collide. While the server is unreachable the writer logs once, keeps the events
 queued and retries with backoff; they are written when it comes back.
 
+Every text value is cleaned before it is sent (`query.storable`: NUL and unpaired surrogates become U+FFFD, the
+same as in the SQLite store), so an agent's search query cannot make the server refuse a batch. Should the server
+still reject a batch for good (not a connection or lock error: e.g. a character the database's encoding cannot
+hold), its events are inserted one by one and only those rejected on their own are lost (`writer.lost`, logged by
+count and error class, never content).
+
+Both connections run with `statement_timeout` (30 s) and `lock_timeout` (5 s) set for their session, so a statement
+waiting on a lock (`LOCK TABLE`, `VACUUM FULL`, a migration) fails and is retried with backoff instead of hanging
+the writer; a reader's query fails with an `AuditStoreError`.
+
 What can be lost: on a clean `close` nothing (it writes the queue first, waiting up to `close_timeout` if the server
-is down, then logs what it gave up on); on a crash of the portal process, the events not yet committed: at most
+is down or the table locked; at the deadline it cancels the statement in flight, counts what is left in
+`writer.lost` and logs it, and returns within about a second more, the writer thread ended: only that thread ever
+uses or closes its connection); on a crash of the portal process, the events not yet committed: at most
 `capacity` (10,000 by default), in practice the last few milliseconds' worth while the server is up; while
 `capacity` events are pending (the server down for long under load), new events are dropped and counted
-(`writer.dropped`), with an error log.
+(`writer.dropped`), with an error log; an event the server rejects on its own (see above).
 
 Queries (`recent`, `summary`) first wait for this sink's queue to drain, so they include every event it recorded
 before them; percentiles are computed by PostgreSQL (`percentile_disc`, the same nearest-rank as SQLite's).
@@ -89,7 +101,18 @@ _CONNECT_DEFAULTS = {
 _SECRET_KEYS = ("password", "sslpassword")
 """DSN parameters never shown: the server password and the client key's."""
 _RETRYABLE = (psycopg.OperationalError, psycopg.InterfaceError)
-"""Connection loss, server shutdown, a failed connect: the batch is retried on a new connection."""
+"""Connection loss, server shutdown, a failed connect, a lock or statement timeout, a cancel, a deadlock: the batch
+is retried on a new connection (the query is retried once)."""
+_REJECTED = (psycopg.errors.ProgramLimitExceeded,)
+"""`OperationalError`s that retrying cannot cure (class 54: e.g. an index entry too big): the batch is rejected."""
+_TIMED_OUT = (psycopg.errors.QueryCanceled, psycopg.errors.LockNotAvailable)
+"""`statement_timeout` or `lock_timeout` expired (or a cancel): a query is not repeated, the error is reported."""
+_CANCEL_TIMEOUT_S = 1.0
+"""How long `close` waits for the server to take a cancel request for the writer's blocked statement."""
+
+
+def _retryable(exc: Exception) -> bool:
+    return isinstance(exc, _RETRYABLE) and not isinstance(exc, _REJECTED)
 
 
 class PostgresAuditSink(AuditQueries):
@@ -110,10 +133,13 @@ class PostgresAuditSink(AuditQueries):
         capacity: int = 10_000,
         batch_size: int = 500,
         close_timeout: float = 10.0,
+        statement_timeout: float = 30.0,
+        lock_timeout: float = 5.0,
     ) -> None:
         self._dsn = dsn
         self._name = redact_dsn(dsn)
         self._close_timeout = close_timeout
+        self._timeouts = (f"{round(statement_timeout * 1000)}ms", f"{round(lock_timeout * 1000)}ms")
         self._lock = threading.Lock()
         self._closed = False
         self._reader: psycopg.Connection[Any] | None = None
@@ -136,7 +162,13 @@ class PostgresAuditSink(AuditQueries):
             self._reader.close()
             raise
         self._writer: BatchWriter[tuple[uuid.UUID, AuditEvent]] = BatchWriter(
-            self._write, describe=self._name, retryable=_RETRYABLE, capacity=capacity, batch_size=batch_size
+            self._write,
+            describe=self._name,
+            retryable=_retryable,
+            capacity=capacity,
+            batch_size=batch_size,
+            interrupt=self._cancel_write,
+            finish=self._close_writer_connection,
         )
 
     @property
@@ -145,7 +177,7 @@ class PostgresAuditSink(AuditQueries):
 
     @property
     def writer(self) -> BatchWriter[tuple[uuid.UUID, AuditEvent]]:
-        """The queue and its counters (`pending`, `written`, `dropped`, `lost`)."""
+        """The queue and its counters (`pending`, `written`, `dropped`, `lost`) and thread (`running`)."""
         return self._writer
 
     def __enter__(self) -> PostgresAuditSink:
@@ -167,17 +199,20 @@ class PostgresAuditSink(AuditQueries):
         return self._writer.flush(timeout)
 
     def close(self) -> None:
-        """Write what is queued (waiting at most `close_timeout`), then close; later calls raise. Idempotent."""
+        """Write what is queued (waiting at most `close_timeout`), then close; later calls raise. Idempotent.
+
+        At the deadline the statement in flight is cancelled and what is left is counted in `writer.lost` (and
+        logged); it returns within about `close_timeout` + 1 s. The writer thread closes its own connection.
+        """
         with self._lock:
             if self._closed:
                 return
             self._closed = True
         self._writer.close(self._close_timeout)
         with self._lock:
-            for conn in (self._reader, self._conn_writer):
-                if conn is not None:
-                    conn.close()
-            self._reader = self._conn_writer = None
+            if self._reader is not None:
+                self._reader.close()
+            self._reader = None
 
     def _write(self, batch: list[tuple[uuid.UUID, AuditEvent]]) -> None:
         """Insert one batch in one transaction (on the writer thread); raises `_RETRYABLE` when the link is gone."""
@@ -198,6 +233,18 @@ class PostgresAuditSink(AuditQueries):
             self._conn_writer = None
             raise
 
+    def _cancel_write(self) -> None:
+        """Cancel the writer's statement in flight, if any (`close` past its deadline, on a thread of its own)."""
+        conn = self._conn_writer
+        if conn is not None:
+            conn.cancel_safe(timeout=_CANCEL_TIMEOUT_S)
+
+    def _close_writer_connection(self) -> None:
+        """Close the writer's connection; on the writer thread as it ends, so never while a write uses it."""
+        conn, self._conn_writer = self._conn_writer, None
+        if conn is not None:
+            conn.close()
+
     def _fetch(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
         self._writer.flush(self._close_timeout)
         with self._lock:
@@ -205,14 +252,15 @@ class PostgresAuditSink(AuditQueries):
                 raise AuditStoreError(self._name, "the store is closed; open a new PostgresAuditSink")
             try:
                 return self._query(sql, params)
-            except _RETRYABLE:  # a restarted server: one more try on a new connection (reads are safe to repeat)
-                if self._reader is not None:
-                    self._reader.close()
-                self._reader = None
-                try:
-                    return self._query(sql, params)
-                except psycopg.Error as exc:
+            except psycopg.Error as exc:
+                if not _retryable(exc) or isinstance(exc, _TIMED_OUT):
                     raise AuditStoreError(self._name, f"query failed: {self._scrub(str(exc))}") from None
+            # A restarted server: one more try on a new connection (reads are safe to repeat).
+            if self._reader is not None:
+                self._reader.close()
+            self._reader = None
+            try:
+                return self._query(sql, params)
             except psycopg.Error as exc:
                 raise AuditStoreError(self._name, f"query failed: {self._scrub(str(exc))}") from None
 
@@ -236,7 +284,17 @@ class PostgresAuditSink(AuditQueries):
         ]
 
     def _connect(self) -> psycopg.Connection[Any]:
-        return psycopg.connect(make_conninfo("", **self._params), autocommit=True)
+        conn = psycopg.connect(make_conninfo("", **self._params), autocommit=True)
+        try:
+            # For the session (a DSN's `options` cannot be merged with ours): no statement waits forever on a lock.
+            conn.execute(
+                "SELECT set_config('statement_timeout', %s, false), set_config('lock_timeout', %s, false)",
+                self._timeouts,
+            )
+        except BaseException:
+            conn.close()
+            raise
+        return conn
 
     def _migrate(self, conn: psycopg.Connection[Any], create: bool) -> None:
         """Create the tables in a new database, or check that an existing schema is one this code reads."""

@@ -3,12 +3,20 @@
 One definition serves both stores: `AuditQueries` builds the SQL (the stores differ only in the parameter marker
 and in how a group's percentiles are computed: in Python for SQLite, in SQL for PostgreSQL, both nearest-rank),
 and `SummaryRow`, `percentile` and `as_json` are the result types and their rendering.
+
+`event_row` is also the one place where an event becomes stored values, and it makes every text value storable
+(`storable`): a NUL character becomes U+FFFD (PostgreSQL refuses NUL in text, and one such value made it reject
+the whole batch around it), and so does a surrogate code point with no partner (a lone `\\ud800` from JSON has no
+UTF-8 encoding: PostgreSQL's driver and SQLite's both refuse it); a pair split into two code points is joined into its
+character. SQLite could keep a NUL, but both stores apply the same cleaning so that the same events read back, and
+summarise, the same whichever store holds them. The cleaning is lossy only for text that no store can hold as it is.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -88,7 +96,7 @@ class AuditQueries(ABC):
         for column, op, value in (("kind", "=", kind), ('"user"', "=", user), ("at", ">=", since)):
             if value is not None:
                 clauses.append(f"{column} {op} {self._param}")
-                params.append(value)
+                params.append(storable(value) if isinstance(value, str) else value)  # matches what was stored
         return (" WHERE " + " AND ".join(clauses) if clauses else ""), tuple(params)
 
 
@@ -109,18 +117,34 @@ def as_json(rows: Sequence[AuditEvent | SummaryRow]) -> str:
 
 
 def event_row(event: AuditEvent) -> tuple[Any, ...]:
-    """The values of `COLUMNS` for one event."""
+    """The values of `COLUMNS` for one event, every text value made `storable`."""
     return (
-        event.kind,
-        event.user,
-        event.outcome,
+        storable(event.kind),
+        storable(event.user),
+        storable(event.outcome),
         event.duration_ms,
-        event.subject,
-        event.detail,
+        storable(event.subject),
+        storable(event.detail),
         event.size_in,
         event.size_out,
         event.at,
     )
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def storable(text: str) -> str:
+    """`text` as both stores can hold it: NUL and unpaired surrogates replaced by U+FFFD, split pairs joined.
+
+    Text without either (nearly all of it) is returned as it is, after two scans.
+    """
+    if "\x00" in text:
+        text = text.replace("\x00", "\ufffd")
+    if not text.isascii() and _SURROGATE.search(text):
+        # UTF-16 holds any surrogate (surrogatepass); decoding joins the pairs and replaces each lone one with U+FFFD.
+        text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return text
 
 
 def _event(row: tuple[Any, ...]) -> AuditEvent:

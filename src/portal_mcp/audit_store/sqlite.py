@@ -9,7 +9,9 @@ The file and its folders are created on first use. It runs in WAL mode with `syn
 event costs a page write and no fsync, so `record` is cheap enough to call on the event loop, and a committed
 event survives a crash of the portal (not a power cut before the next checkpoint). Readers (`portal-mcp audit`)
 never block the writer. Only what `AuditEvent` holds is stored: sizes, subjects and failure reasons, never
-argument or result values.
+argument or result values. Text is cleaned as in the PostgreSQL store (`query.storable`: NUL and unpaired surrogates
+become U+FFFD): SQLite could keep a NUL but not a lone surrogate (`record` raised UnicodeEncodeError), and the same
+events should read back and summarise the same from either store.
 """
 
 from __future__ import annotations

@@ -2,14 +2,24 @@
 
 It keeps network I/O off the caller's thread (the event loop): `put` only appends to a deque under a lock held
 for microseconds. The thread takes up to `batch_size` items at a time (whatever queued up while the previous batch
-was being written), hands them to `write`, and on a retryable error (the database went away) sleeps with
-exponential backoff and retries the same batch until it succeeds or the writer is closed with a deadline. `write`
-must therefore be idempotent for a batch it may already have committed (the PostgreSQL store inserts with unique
-event ids and ON CONFLICT DO NOTHING).
+was being written), hands them to `write`, and on a retryable error (the database went away, a lock wait timed out)
+sleeps with exponential backoff and retries the same batch until it succeeds or the writer is closed with a
+deadline. `write` must therefore be idempotent for a batch it may already have committed (the PostgreSQL store
+inserts with unique event ids and ON CONFLICT DO NOTHING).
+
+A batch the destination rejects for good (any other error) is written again one item at a time, so only the items
+it rejects on their own are lost, never their neighbours: one bad event cannot take the records queued with it (up
+to `batch_size`, e.g. everything queued during an outage) down with it. Rejected items are counted in `lost` and
+logged by count and error class only, never by content.
 
 What can be lost, and it is bounded: items refused by `put` while `capacity` items are pending (counted in
-`dropped`, logged), the pending items when the process crashes (queued or in flight: at most `capacity`), and
-whatever `close` could not write before its deadline (counted in `lost`, logged).
+`dropped`, logged), items the destination rejects on their own (counted in `lost`, logged), the pending items when
+the process crashes (queued or in flight: at most `capacity`), and whatever `close` could not write before its
+deadline (counted in `lost`, logged). `close` returns within its `timeout` plus `CLOSE_GRACE_S`: at the deadline it
+stops retrying and calls `interrupt` (the store cancels the statement in flight); should the thread still be stuck
+after the grace period, every pending item is given up on (counted, logged) and the thread is left to end on its
+own, its later outcome no longer counted. The thread calls `finish` as it ends, so the resources `write` uses (a
+connection) are released by the thread that uses them, never concurrently with a write.
 """
 
 from __future__ import annotations
@@ -17,7 +27,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
@@ -27,6 +37,28 @@ logger = logging.getLogger("portal_mcp.audit")
 
 _DROP_LOG_INTERVAL_S = 10.0
 """While items are being dropped, one error line per this many seconds (with the running count)."""
+CLOSE_GRACE_S = 1.0
+"""How long `close` waits, after its deadline and `interrupt`, for the thread to end before abandoning it."""
+
+
+class _Outcome:
+    """What became of one attempt to write a batch (besides the error that rejected it)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+_WRITTEN = _Outcome("written")
+_GAVE_UP = _Outcome("gave up")
+
+
+def error_kind(exc: BaseException) -> str:
+    """The class of an error (and its SQLSTATE when it has one), without its message: messages can quote values."""
+    code = getattr(exc, "sqlstate", None)
+    return f"{type(exc).__name__} {code}" if code else type(exc).__name__
 
 
 class BatchWriter(Generic[T]):
@@ -37,16 +69,20 @@ class BatchWriter(Generic[T]):
         write: Callable[[list[T]], None],
         *,
         describe: str,
-        retryable: tuple[type[BaseException], ...],
+        retryable: Callable[[Exception], bool],
         capacity: int = 10_000,
         batch_size: int = 500,
         backoff: tuple[float, float] = (0.05, 5.0),
         linger: float = 0.005,
+        interrupt: Callable[[], None] | None = None,
+        finish: Callable[[], None] | None = None,
     ) -> None:
-        """`describe` names the destination in log lines; `retryable` are the errors worth retrying (connection
-        loss); any other error from `write` drops that batch with an error log, so one bad batch cannot wedge it.
-        `linger` is how long the thread waits for a batch to fill once the first item arrived (latency for fewer
-        round trips).
+        """`describe` names the destination in log lines; `retryable(error)` says whether an error from `write` is
+        worth retrying (connection loss); any other error rejects the batch, whose items are then written one by
+        one so that only those rejected on their own are lost. `linger` is how long the thread waits for a batch to
+        fill once the first item arrived (latency for fewer round trips). `interrupt` is called (on a short-lived
+        thread of its own) when `close` reaches its deadline with a write in flight, to make it fail now; `finish`
+        is called on the writer thread as it ends.
         """
         self._write = write
         self._describe = describe
@@ -55,10 +91,14 @@ class BatchWriter(Generic[T]):
         self._batch_size = batch_size
         self._backoff = backoff
         self._linger = linger
+        self._interrupt = interrupt
+        self._finish = finish
         self._queue: deque[T] = deque()
         self._cond = threading.Condition()
         self._closing = False
         self._give_up = threading.Event()
+        self._abandoned = False
+        """`close` gave up on the thread (stuck past the grace period): nothing it does later is counted."""
         self._accepted = 0
         self._finished = 0
         """Accepted items that were written or given up on; `flush` waits for it to reach `_accepted`."""
@@ -67,7 +107,7 @@ class BatchWriter(Generic[T]):
         """Items refused by `put` because `capacity` items were pending."""
         self._reported_drop = -_DROP_LOG_INTERVAL_S
         self.lost = 0
-        """Accepted items never written: a batch `write` rejected, or what was left when `close` gave up."""
+        """Accepted items never written: rejected by the store on their own, or left when `close` gave up."""
         self._thread = threading.Thread(target=self._run, name=f"audit writer {describe}", daemon=True)
         self._thread.start()
 
@@ -76,6 +116,11 @@ class BatchWriter(Generic[T]):
         """Items accepted but not yet written (queued or in flight)."""
         with self._cond:
             return self._accepted - self._finished
+
+    @property
+    def running(self) -> bool:
+        """Whether the writer thread is still alive (False once `close` returned, unless it abandoned the thread)."""
+        return self._thread.is_alive()
 
     def put(self, item: T) -> bool:
         """Queue one item without blocking; False (and counted in `dropped`) when `capacity` items are pending
@@ -109,10 +154,11 @@ class BatchWriter(Generic[T]):
             return self._cond.wait_for(lambda: self._finished >= target, timeout)
 
     def close(self, timeout: float = 10.0) -> int:
-        """Write everything queued, waiting at most `timeout` seconds, then stop; returns how many were lost.
+        """Write everything queued, waiting at most `timeout` seconds, then stop; returns how many were lost in all.
 
-        While the destination is unreachable the thread keeps retrying until the deadline; what is then still
-        queued is counted in `lost` and logged. Closing twice is harmless.
+        While the destination is unreachable (or a write is blocked) the thread keeps retrying until the deadline;
+        then it stops, the write in flight is interrupted, and what is still pending is counted in `lost` and
+        logged. Returns within `timeout` + `CLOSE_GRACE_S` whatever the destination does. Closing twice is harmless.
         """
         with self._cond:
             self._closing = True
@@ -122,14 +168,38 @@ class BatchWriter(Generic[T]):
             self._give_up.set()
             with self._cond:
                 self._cond.notify_all()
-            self._thread.join(timeout=max(1.0, timeout / 2))
+            if self._interrupt is not None:
+                # On a thread of its own: interrupting may itself wait on the network, and close has a deadline.
+                threading.Thread(
+                    target=self._interrupt_quietly, name=f"audit writer {self._describe} interrupt", daemon=True
+                ).start()
+            self._thread.join(CLOSE_GRACE_S)
         with self._cond:
-            left = len(self._queue)
-            if left and not self._thread.is_alive():
+            if self._thread.is_alive() and not self._abandoned:
+                given_up = self._accepted - self._finished
                 self._queue.clear()
-                self._count_lost(left)
-            lost = self.lost
-        return lost
+                self._settle(lost=given_up, log=False)
+                self._abandoned = True
+                logger.error(
+                    "audit writer %s: still blocked %.1fs after the close deadline; gave up on %d events (a write in "
+                    "flight may still commit) and left its thread to end on its own",
+                    self._describe,
+                    CLOSE_GRACE_S,
+                    given_up,
+                )
+            elif left := len(self._queue):
+                self._queue.clear()
+                self._settle(lost=left)
+            return self.lost
+
+    def _interrupt_quietly(self) -> None:
+        assert self._interrupt is not None
+        try:
+            self._interrupt()
+        except Exception as exc:
+            logger.warning(
+                "audit writer %s: cannot interrupt the write in flight (%s)", self._describe, error_kind(exc)
+            )
 
     def _run(self) -> None:
         try:
@@ -143,22 +213,77 @@ class BatchWriter(Generic[T]):
                     if not self._queue or self._give_up.is_set():
                         return
                     batch = [self._queue.popleft() for _ in range(min(self._batch_size, len(self._queue)))]
-                self._write_with_retry(batch)
+                self._write_batch(batch)
         except BaseException:  # never let the thread die silently: the queue would only fill up
             logger.exception("audit writer %s stopped; events recorded from now on are dropped", self._describe)
             with self._cond:
                 self._closing = True
                 left = len(self._queue)
                 self._queue.clear()
-                self._count_lost(left)
+                self._settle(lost=left)
+        finally:
+            if self._finish is not None:
+                try:
+                    self._finish()
+                except Exception as exc:
+                    logger.warning("audit writer %s: cleaning up failed (%s)", self._describe, error_kind(exc))
 
-    def _write_with_retry(self, batch: list[T]) -> None:
+    def _write_batch(self, batch: list[T]) -> None:
+        """Write one batch; if the destination rejects it, write its items one by one and lose only the rejected."""
+        outcome = self._write_until_done(batch)
+        if outcome is _WRITTEN:
+            self._settle(written=len(batch))
+            return
+        if not isinstance(outcome, Exception):  # gave up at the close deadline
+            self._settle(lost=len(batch))
+            return
+        # Rejected for good: write the items one by one, so that only those rejected on their own are lost.
+        rejected: Counter[str] = Counter()
+        written = 0
+        if len(batch) == 1:
+            rejected[error_kind(outcome)] += 1
+        else:
+            for index, item in enumerate(batch):
+                if self._give_up.is_set():
+                    self._settle(lost=len(batch) - index)
+                    break
+                result = self._write_until_done([item])
+                if isinstance(result, Exception):
+                    rejected[error_kind(result)] += 1
+                elif result is _WRITTEN:
+                    written += 1
+                    self._settle(written=1)
+                else:
+                    self._settle(lost=1)
+        if rejected:
+            count = sum(rejected.values())
+            logger.error(
+                "audit writer %s: the store rejected %d of a batch of %d events (%s); %s; the rejected events are lost",
+                self._describe,
+                count,
+                len(batch),
+                ", ".join(f"{kind} x{n}" for kind, n in sorted(rejected.items())),
+                f"wrote the other {written} one by one" if len(batch) > 1 else "it was alone in its batch",
+            )
+            self._settle(lost=count, log=False)
+        elif written == len(batch):
+            logger.warning(
+                "audit writer %s: the store rejected a batch of %d events (%s) but took each of them on its own",
+                self._describe,
+                len(batch),
+                error_kind(outcome),
+            )
+
+    def _write_until_done(self, batch: list[T]) -> _Outcome | Exception:
+        """`write(batch)`, retrying with backoff while the error is retryable; the error that rejected it, if any."""
         delay, longest = self._backoff
         outage: float | None = None
         while True:
             try:
                 self._write(batch)
-            except self._retryable as exc:
+            except Exception as exc:
+                if not self._retryable(exc):
+                    return exc
                 if outage is None:
                     outage = time.monotonic()
                     logger.warning(
@@ -168,21 +293,9 @@ class BatchWriter(Generic[T]):
                         self.pending,
                     )
                 if self._give_up.wait(delay):
-                    with self._cond:
-                        self._count_lost(len(batch))
-                    return
+                    return _GAVE_UP
                 delay = min(delay * 2, longest)
                 continue
-            except Exception as exc:
-                logger.error(
-                    "audit writer %s: dropped a batch of %d events the store rejected: %s",
-                    self._describe,
-                    len(batch),
-                    " ".join(str(exc).split()),
-                )
-                with self._cond:
-                    self._count_lost(len(batch))
-                return
             if outage is not None:
                 logger.warning(
                     "audit writer %s: writing again after %.1fs; %d events still queued",
@@ -190,16 +303,16 @@ class BatchWriter(Generic[T]):
                     time.monotonic() - outage,
                     self.pending - len(batch),
                 )
-            with self._cond:
-                self.written += len(batch)
-                self._finished += len(batch)
-                self._cond.notify_all()
-            return
+            return _WRITTEN
 
-    def _count_lost(self, count: int) -> None:
-        """Give up on `count` accepted items; the caller holds the condition."""
-        if count:
-            self.lost += count
-            self._finished += count
+    def _settle(self, *, written: int = 0, lost: int = 0, log: bool = True) -> None:
+        """Count `written` and `lost` accepted items as finished (not once `close` abandoned the thread)."""
+        with self._cond:
+            if self._abandoned:
+                return
+            self.written += written
+            self.lost += lost
+            self._finished += written + lost
             self._cond.notify_all()
-            logger.error("audit writer %s: %d events could not be written and are lost", self._describe, count)
+        if lost and log:
+            logger.error("audit writer %s: %d events could not be written and are lost", self._describe, lost)
