@@ -114,3 +114,9 @@ def test_audit_without_a_file_says_how_to_configure_one(tmp_path: Path) -> None:
     assert result.returncode == 1 and "does not exist yet" in result.stderr
     result = run("audit", "summary")
     assert result.returncode == 2 and "set `audit: {sqlite: PATH}` in the config" in result.stderr
+
+
+def test_serve_refuses_stateless_over_stdio_instead_of_ignoring_it(config: Path) -> None:
+    result = run("serve", "--config", str(config), "--stateless")
+    assert result.returncode == 2
+    assert "--stateless/--stateful applies to `--transport http`" in result.stderr

@@ -138,6 +138,8 @@ def serve(
     """Serve search_api and execute_code over stdio (default) or streamable HTTP at /mcp (plus /metrics, /healthz)."""
     from portal_mcp.server import PortalServer
 
+    if transport == "stdio" and stateless is not None:
+        raise click.UsageError("--stateless/--stateful applies to `--transport http`; stdio has one client")
     config = _load(config_path)
     errlog = configure_logging(log_format)
     http = config.http if stateless is None else config.http.model_copy(update={"stateless": stateless})
