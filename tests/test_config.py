@@ -386,3 +386,15 @@ def test_a_stdio_user_can_have_secrets_and_groups_without_an_http_token(tmp_path
     assert config.http.users["ada"].token is None
     assert config.user_secrets() == {"ada": {"KEY": "ada-key-value"}}
     assert "ada-key-value" in config.secret_values()
+
+
+def test_a_secret_named_variable_is_redacted_wherever_it_is_used_and_a_path_is_not(tmp_path: Path) -> None:
+    text = (
+        "servers:\n"
+        "  remote: {url: 'https://mcp.example.com/mcp?token=${API_TOKEN}'}\n"
+        f"  local: {{command: {sys.executable!r}, args: ['--api-key=${{SERVICE_API_KEY}}', '${{DATA_DIR}}/db']}}\n"
+    )
+    environ = {"API_TOKEN": "url-token-0123456789", "SERVICE_API_KEY": "arg-key-0123456789", "DATA_DIR": "/srv/data/x"}
+    values = load_config(write(tmp_path, text), environ=environ).secret_values()
+    assert {"url-token-0123456789", "arg-key-0123456789"} <= values
+    assert "/srv/data/x" not in values

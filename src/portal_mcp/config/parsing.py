@@ -39,8 +39,9 @@ def interpolate(
 ) -> Any:
     """Expand `${VAR}` and `${VAR:-default}` in every string; `$${VAR}` is a literal `${VAR}`.
 
-    Values substituted into credential places (server `headers` and `env`, the `http` section) are added to
-    `captured`, so they can be redacted. `${user.KEY}` does not match (the dot): it is resolved per call.
+    Values substituted into credential places (server `headers` and `env`, the `http` section), and anywhere else
+    from a variable whose name says it is a secret (`API_TOKEN` in a url's query, `--api-key=${API_KEY}` in args),
+    are added to `captured`, so they can be redacted. `${user.KEY}` does not match (the dot): it is resolved per call.
     """
     if isinstance(value, str):
 
@@ -60,7 +61,7 @@ def interpolate(
                     source=source,
                     line=nearest_line(path, lines),
                 )
-            if _credential_place(path):
+            if _credential_place(path) or _SECRET_NAME.search(var):
                 captured.add(found)
             return found
 
@@ -70,6 +71,9 @@ def interpolate(
     if isinstance(value, list):
         return [interpolate(item, environ, (*path, i), lines, source, captured) for i, item in enumerate(value)]
     return value
+
+
+_SECRET_NAME = re.compile(r"TOKEN|SECRET|KEY|PASS|PWD|AUTH|CREDENTIAL|COOKIE|SESSION", re.IGNORECASE)
 
 
 def _credential_place(path: tuple[Any, ...]) -> bool:
