@@ -30,8 +30,10 @@ from psycopg.conninfo import conninfo_to_dict
 from portal_mcp.audit import AuditEvent
 from portal_mcp.audit_store import SCHEMA_VERSION, AuditStoreError, PostgresAuditSink, redact_dsn
 from portal_mcp.audit_store.writer import CLOSE_GRACE_S
+from portal_mcp.catalog import Catalog
 from portal_mcp.config import load_config
 from portal_mcp.errors import ConfigError
+from portal_mcp.metrics import Metrics
 from portal_mcp.portal import Portal
 from tests.pg import PostgresServer
 from tests.servers import crm_server
@@ -296,9 +298,12 @@ def test_events_recorded_while_the_server_is_down_are_written_when_it_restarts(
             store.record(call(duration_ms=i, user="during-outage"))
         assert not store.flush(timeout=0.5)
         assert store.writer.pending == 300
+        metrics = Metrics(Catalog, list, backlog=store.backlog)  # what an operator sees on /metrics
+        assert metrics.registry.get_sample_value("portal_audit_pending_events") == 300
         server_back_up.start()
         assert store.flush(timeout=60)
         assert store.writer.dropped == store.writer.lost == 0
+        assert metrics.registry.get_sample_value("portal_audit_pending_events") == 0
     assert count_and_distinct(pg_dsn) == (400, 400)
     logged = caplog.text
     assert "cannot write" in logged and "retrying with backoff" in logged and "writing again after" in logged
@@ -315,6 +320,9 @@ def test_a_long_outage_drops_what_does_not_fit_and_close_gives_up_at_its_deadlin
     assert store.writer.dropped == 50
     store.close()  # the server is still down: waits ~1 s, then gives up on the queue
     assert store.writer.lost == 100 and store.writer.written == 0
+    metrics = Metrics(Catalog, list, backlog=store.backlog)
+    assert metrics.registry.get_sample_value("portal_audit_dropped_events_total") == 50
+    assert metrics.registry.get_sample_value("portal_audit_lost_events_total") == 100
     assert "the queue is full" in caplog.text and "100 events could not be written and are lost" in caplog.text
     assert password_of(pg_dsn) not in caplog.text
 

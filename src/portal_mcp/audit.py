@@ -33,6 +33,17 @@ class AuditEvent:
     at: float = field(default_factory=time.time)
 
 
+@dataclass(frozen=True)
+class AuditBacklog:
+    """A queued sink's state: events waiting to be written, and those it had to give up on so far."""
+
+    pending: int
+    dropped: int
+    """Refused because the queue was full (a long outage)."""
+    lost: int
+    """Rejected by the store, or still queued when it closed."""
+
+
 class AuditSink(Protocol):
     def record(self, event: AuditEvent) -> None: ...
 

@@ -22,9 +22,9 @@ from typing import get_args
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import choose_encoder
-from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from portal_mcp.audit import AuditEvent, AuditSink
+from portal_mcp.audit import AuditBacklog, AuditEvent, AuditSink
 from portal_mcp.bridge import Verdict
 from portal_mcp.catalog import Catalog
 from portal_mcp.downstream import ServerState, ServerStatus
@@ -54,8 +54,10 @@ class Metrics:
         catalog: Callable[[], Catalog],
         statuses: Callable[[], list[ServerStatus]],
         users: Collection[str] = (),
+        backlog: Callable[[], AuditBacklog | None] = lambda: None,
     ) -> None:
         self._catalog = catalog
+        self._backlog = backlog
         self._users = frozenset(users)
         self._lock = threading.Lock()
         self._context: tuple[Catalog, int, int] | None = None
@@ -206,6 +208,15 @@ class _StateCollector:
             "portal_context_tokens_direct", "tokens a client listing every downstream tool would load", value=direct
         )
         yield GaugeMetricFamily("portal_context_tokens_portal", "tokens of the portal's two tools", value=portal)
+        backlog = self._metrics._backlog()
+        if backlog is not None:  # a queued audit store (PostgreSQL): what waits, and what it had to give up on
+            yield GaugeMetricFamily("portal_audit_pending_events", "audit events waiting to be written", value=backlog.pending)  # fmt: skip
+            yield CounterMetricFamily(
+                "portal_audit_dropped_events", "audit events refused because the queue was full", value=backlog.dropped
+            )
+            yield CounterMetricFamily(
+                "portal_audit_lost_events", "audit events the store rejected or that were queued at close", value=backlog.lost
+            )  # fmt: skip
 
 
 class MetricsTee:

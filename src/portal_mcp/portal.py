@@ -61,7 +61,8 @@ class Portal:
         self._index: SearchIndex | None = None
         self._listeners: list[EventListener] = []
         users = {user, *config.http.users, *([ANONYMOUS] if config.http.bearer_tokens else [])}
-        self.metrics = Metrics(lambda: self._catalog, self.statuses, users)
+        backlog = audit.backlog if isinstance(audit, PostgresAuditSink) else lambda: None
+        self.metrics = Metrics(lambda: self._catalog, self.statuses, users, backlog)
         # Every search, run and call goes to the audit sink and, from the same event, to the metrics.
         self.events: AuditSink = MetricsTee(audit, self.metrics)
         self.redactor = Redactor(config.secret_values())

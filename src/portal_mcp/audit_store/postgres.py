@@ -52,7 +52,7 @@ from typing import Any
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from portal_mcp.audit import AuditEvent
+from portal_mcp.audit import AuditBacklog, AuditEvent
 from portal_mcp.audit_store.query import COLUMNS, SCHEMA_VERSION, AuditQueries, SummaryKey, SummaryRow, event_row
 from portal_mcp.audit_store.writer import BatchWriter
 from portal_mcp.errors import AuditStoreError
@@ -174,6 +174,10 @@ class PostgresAuditSink(AuditQueries):
     @property
     def name(self) -> str:
         return self._name
+
+    def backlog(self) -> AuditBacklog:
+        """What waits in the queue, and what was given up on so far (`/metrics` reads it at every scrape)."""
+        return AuditBacklog(self._writer.pending, self._writer.dropped, self._writer.lost)
 
     @property
     def writer(self) -> BatchWriter[tuple[uuid.UUID, AuditEvent]]:
