@@ -408,8 +408,9 @@ def test_secret_values_never_show_in_the_configs_repr(tmp_path: Path, marks: Mar
     assert os.environ.get("ALICE_TOKEN") is None  # the markers never were in this process's environment
 
 
-async def test_what_one_users_connection_says_is_logged_but_never_sent_to_other_clients(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+@pytest.mark.parametrize("session_user", ["alice", "bob"])
+async def test_what_one_users_connection_says_reaches_that_user_and_the_log_never_other_clients(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, session_user: str
 ) -> None:
     import mcp_types as types
     from mcp.client import Client
@@ -419,7 +420,7 @@ async def test_what_one_users_connection_says_is_logged_but_never_sent_to_other_
 
     config_file = tmp_path / "portal.yaml"
     config_file.write_text(
-        "user: alice\n"
+        f"user: {session_user}\n"  # the in-process client's session is the stdio user's
         "http:\n  users:\n"
         "    alice: {secrets: {KEY: alice-key-0123456789}}\n"
         "    bob: {secrets: {KEY: bob-key-0123456789}}\n"
@@ -437,12 +438,13 @@ async def test_what_one_users_connection_says_is_logged_but_never_sent_to_other_
     with anyio.fail_after(60):
         async with (
             Portal.open(load_config(config_file, environ={})) as portal,
-            Client(PortalServer(portal).server, mode="legacy", logging_callback=on_log) as alice,
+            Client(PortalServer(portal).server, mode="legacy", logging_callback=on_log) as session,
         ):
-            await alice.list_tools()  # from now on alice's session is sent log messages
+            await session.list_tools()  # from now on the session is sent log messages
             with pytest.raises(PortalError):
                 await portal.bridge.call("picky.ping", {}, caller=Caller("bob"))
             await anyio.sleep(0.3)
-    assert not any("bob" in line or "atlas" in line for line in told), told
-    about_bob = [record for record in caplog.records if getattr(record, "user", None) == "bob"]
-    assert about_bob and any("private-project-atlas" in record.getMessage() for record in about_bob)
+    about_bob = [line for line in told if "atlas" in line]
+    assert (about_bob != []) == (session_user == "bob"), told  # bob hears about his own process; alice never
+    logged = [record for record in caplog.records if getattr(record, "user", None) == "bob"]
+    assert logged and any("private-project-atlas" in record.getMessage() for record in logged)

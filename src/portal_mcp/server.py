@@ -89,6 +89,7 @@ class PortalServer:
         # Connections that asked for log messages, with their minimum level; weak so closed sessions drop out.
         self._log_levels: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
         self._listed: weakref.WeakSet[Any] = weakref.WeakSet()  # connections counted in the tokens-saved metric
+        self._owners: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()  # connection -> its user
         with warnings.catch_warnings():
             # logging/setLevel is deprecated for 2026-07-28 clients but is what today's clients use.
             warnings.simplefilter("ignore", MCPDeprecationWarning)
@@ -123,6 +124,7 @@ class PortalServer:
         connection = _connection(ctx)
         if connection is not None:  # a connection without a channel (stateless HTTP) has nothing to remember it for
             self._log_levels[connection] = _LEVELS.index(params.level)
+            self._owners[connection] = _caller(ctx) or self.portal.user
         return types.EmptyResult()
 
     async def _call_tool(
@@ -193,6 +195,7 @@ class PortalServer:
         if connection is None or connection in self._log_levels:
             return
         self._log_levels[connection] = _LEVELS.index("info")
+        self._owners[connection] = _caller(ctx) or self.portal.user
         for status in self.portal.statuses():
             if status.state in ("failed", "down"):
                 await self._send(
@@ -200,10 +203,12 @@ class PortalServer:
                 )
 
     async def _on_event(self, event: DownstreamEvent) -> None:
-        if event.user is not None:
-            return  # about one user's own connection: logged by the pool, not told to every client
+        """Tell the clients that asked for log messages; an event about one user's own connection (its text can
+        quote what that user's process printed) only that user's."""
         data = {"server": event.server, "event": event.kind, "message": event.message}
         for connection, minimum in list(self._log_levels.items()):
+            if event.user is not None and self._owners.get(connection) != event.user:
+                continue
             if _LEVELS.index(event.level) >= minimum:
                 await self._send(connection, event.level, data)
 
