@@ -410,7 +410,7 @@ def test_secret_values_never_show_in_the_configs_repr(tmp_path: Path, marks: Mar
 
 @pytest.mark.parametrize("session_user", ["alice", "bob"])
 async def test_what_one_users_connection_says_reaches_that_user_and_the_log_never_other_clients(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture, session_user: str
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str], session_user: str
 ) -> None:
     import mcp_types as types
     from mcp.client import Client
@@ -444,7 +444,37 @@ async def test_what_one_users_connection_says_reaches_that_user_and_the_log_neve
             with pytest.raises(PortalError):
                 await portal.bridge.call("picky.ping", {}, caller=Caller("bob"))
             await anyio.sleep(0.3)
-    about_bob = [line for line in told if "atlas" in line]
+    about_bob = [line for line in told if "(as user 'bob')" in line]
     assert (about_bob != []) == (session_user == "bob"), told  # bob hears about his own process; alice never
+    # What the process printed (bob's data) is in the portal's stderr log only, never in an event or status.
+    assert not any("atlas" in line for line in told), told
+    assert all("its stderr is in the portal's log" in line for line in about_bob), about_bob
     logged = [record for record in caplog.records if getattr(record, "user", None) == "bob"]
-    assert logged and any("private-project-atlas" in record.getMessage() for record in logged)
+    assert logged and not any("atlas" in record.getMessage() for record in logged)
+    assert "private-project-atlas" in capfd.readouterr().err
+
+
+async def test_the_listing_users_process_output_stays_out_of_statuses_and_search(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    config_file = tmp_path / "portal.yaml"
+    config_file.write_text(
+        "user: alice\n"
+        "http:\n  users:\n"
+        "    alice: {secrets: {KEY: alice-key-0123456789}}\n"
+        "    bob: {secrets: {KEY: bob-key-0123456789}}\n"
+        f"servers:\n  picky:\n    command: {json.dumps(sys.executable)}\n"
+        f"    args: [{json.dumps(str(SERVERS / 'picky_server.py'))}]\n"
+        "    env: {API_KEY: '${user.KEY}'}\n"
+        "    list_as: bob\n",  # bob's process lists the tools, and it fails at start
+        encoding="utf-8",
+    )
+    with anyio.fail_after(60):
+        async with Portal.open(load_config(config_file, environ={})) as portal:
+            [status] = portal.statuses()
+            overview = portal.search_api("")
+    assert status.state == "failed" and status.error is not None
+    assert "its stderr is in the portal's log" in status.error
+    assert "atlas" not in status.error and "atlas" not in overview
+    assert "Unavailable: picky" in overview
+    assert "private-project-atlas" in capfd.readouterr().err  # the operator still has it
