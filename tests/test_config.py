@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -398,3 +399,19 @@ def test_a_secret_named_variable_is_redacted_wherever_it_is_used_and_a_path_is_n
     values = load_config(write(tmp_path, text), environ=environ).secret_values()
     assert {"url-token-0123456789", "arg-key-0123456789"} <= values
     assert "/srv/data/x" not in values
+
+
+@pytest.mark.parametrize(
+    ("http", "message"),
+    [
+        ("http: {users: {a: {token: same}, b: {token: same}}}", "user 'a' and user 'b' have the same token"),
+        ("http: {bearer_tokens: [same], users: {a: {token: same}}}", "`http.bearer_tokens[0]` and user 'a' have"),
+        ("http: {users: {a: {token: '${EMPTY}'}}}", "the token of user 'a' is empty"),
+        ("http: {bearer_tokens: ['  ']}", "the token of `http.bearer_tokens[0]` is empty"),
+    ],
+)
+def test_every_command_refuses_empty_or_shared_tokens_with_the_line(tmp_path: Path, http: str, message: str) -> None:
+    # Checked at load, so `portal-mcp check` refuses what `serve` would (it used to pass them).
+    with pytest.raises(ConfigError, match=re.escape(message)) as caught:
+        load_config(write(tmp_path, "servers: {}\n" + http + "\n"), environ={"EMPTY": ""})
+    assert caught.value.line == 2

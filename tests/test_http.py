@@ -175,4 +175,5 @@ async def test_two_callers_sharing_a_token_is_refused_at_start(tmp_path: Path) -
         async with running_portal(config):
             pass
     assert exited.value.returncode == 2, exited.value.output
-    assert "share a token" in exited.value.output
+    assert "user 'a' and user 'b' have the same token; give each caller its own" in exited.value.output
+    assert "portal.yaml:" in exited.value.output  # with the line

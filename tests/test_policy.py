@@ -563,7 +563,8 @@ async def test_over_stateless_http_only_2026_clients_can_be_asked(tmp_path: Path
         result = await client.call_tool("execute_code", {"code": code})
     text = "\n".join(block.text for block in result.content if isinstance(block, types.TextContent))
     if era == "legacy":
-        assert "refused: demo.add: not allowed: it needs the user's approval, and this client cannot ask" in text
+        assert "refused: demo.add: not allowed: it needs the user's approval, and the user cannot be asked on" in text
+        assert "a 2025-era client over stateless HTTP has no session" in text
         assert asked == []
     else:
         assert "3" in text and "refused" not in text, text

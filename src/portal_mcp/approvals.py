@@ -91,14 +91,20 @@ def direct_approver(ctx: ServerRequestContext[Any]) -> Approver:
             answer = await ctx.session.elicit_form(
                 request.message(), APPROVAL_SCHEMA, related_request_id=ctx.request_id
             )
-        except NoBackChannelError:
-            return "unsupported"
+        except NoBackChannelError:  # a handshake-era request without a session (stateless HTTP)
+            return "no_session"
         except Exception:  # the client's error or a closed connection: the call is simply not approved
             logger.warning("the approval request for %s failed", request.tool, exc_info=True)
             return "failed"
         return verdict_of(answer)
 
     return approve
+
+
+async def no_session(request: ApprovalRequest) -> Verdict:
+    """The approver of a handshake-era request without a session (stateless HTTP): nobody can be asked, and the
+    client's capabilities are not even known (they were declared on an `initialize` this portal did not keep)."""
+    return "no_session"
 
 
 @dataclass

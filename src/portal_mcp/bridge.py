@@ -36,7 +36,7 @@ from portal_mcp.errors import (
 
 logger = logging.getLogger(__name__)
 
-Verdict = Literal["approved", "declined", "cancelled", "unsupported", "timeout", "failed"]
+Verdict = Literal["approved", "declined", "cancelled", "unsupported", "no_session", "timeout", "failed"]
 
 _REFUSALS: dict[Verdict, str] = {
     "declined": "the user declined it when asked for approval",
@@ -44,6 +44,11 @@ _REFUSALS: dict[Verdict, str] = {
     "unsupported": (
         "it needs the user's approval, and this client cannot ask for it (no MCP elicitation support); "
         "the user can make the call themselves, or an operator can change `approve` in the portal's policy"
+    ),
+    "no_session": (
+        "it needs the user's approval, and the user cannot be asked on this connection: a 2025-era client over "
+        "stateless HTTP has no session to carry the question; use a client of the 2026-07-28 protocol, or a "
+        "stateful portal (without `http.stateless`)"
     ),
     "timeout": "the user did not answer the approval request within {timeout:g} s",
     "failed": "the approval request to the user's client failed",

@@ -25,7 +25,8 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from portal_mcp import __version__
-from portal_mcp.approvals import PendingRuns, asks_in_result, can_elicit, direct_approver
+from portal_mcp.approvals import PendingRuns, asks_in_result, can_elicit, direct_approver, no_session
+from portal_mcp.bridge import Approver
 from portal_mcp.config import ANONYMOUS, HttpConfig, ReplicaConfig, is_loopback
 from portal_mcp.downstream import DownstreamEvent
 from portal_mcp.errors import ConfigError
@@ -163,7 +164,10 @@ class PortalServer:
                 user, lambda approve: self.portal.execute_code(code, user=user, approve=approve)
             )
             return _error(started) if isinstance(started, str) else _run_reply(started)
-        approve = direct_approver(ctx) if can_elicit(ctx) else None
+        if can_elicit(ctx):
+            approve: Approver | None = direct_approver(ctx)
+        else:  # a handshake-era request without a session cannot be asked, whatever the client supports
+            approve = no_session if not asks_in_result(ctx) and _connection(ctx) is None else None
         return _run_reply(await self.portal.execute_code(code, user=user, approve=approve))
 
     def _search(self, args: dict[str, Any], user: str | None) -> types.CallToolResult:
@@ -228,16 +232,8 @@ class PortalServer:
 
     @staticmethod
     def check_bind(host: str, http: HttpConfig, source: str | None = None) -> None:
-        """Refuse to expose the portal beyond this machine without bearer tokens, or with an empty one."""
-        tokens = _tokens(http)
-        if any(not token.strip() for token in tokens):
-            raise ConfigError(
-                "`http.bearer_tokens` or an `http.users` token is empty (is the variable it names, e.g. "
-                "`${PORTAL_TOKEN}`, empty?); every token must be a non-empty secret",
-                source=source,
-            )
-        if len(set(tokens)) != len(tokens):
-            raise ConfigError("two callers in `http` share a token; give each its own", source=source)
+        """Refuse to expose the portal beyond this machine without bearer tokens."""
+        tokens = _tokens(http)  # each non-empty and one caller's: checked when the config was loaded
         if not is_loopback(host) and not tokens:
             raise ConfigError(
                 f"refusing to serve on {host!r} without authentication: binding beyond loopback needs "

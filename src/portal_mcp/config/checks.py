@@ -51,9 +51,28 @@ def check_policy(config: PortalConfig, source: str, lines: Mapping[tuple[Any, ..
 
 
 def check_users(config: PortalConfig, source: str, lines: Mapping[tuple[Any, ...], int]) -> None:
-    """`bearer` is the user of the anonymous `bearer_tokens`: a configured user of that name would give every
-    anonymous caller that user's groups and secrets."""
-    if ANONYMOUS in config.http.users:
+    """Every token is a non-empty secret of one caller, and `bearer` (the user of the anonymous `bearer_tokens`) is
+    no configured user's name: such a user would give every anonymous caller their groups and secrets."""
+    http = config.http
+    holders: list[tuple[tuple[Any, ...], str, str]] = [(("http", "bearer_tokens", i), f"`http.bearer_tokens[{i}]`", token) for i, token in enumerate(http.bearer_tokens)]  # fmt: skip
+    holders += [(("http", "users", name, "token"), f"user {name!r}", user.token) for name, user in http.users.items() if user.token is not None]  # fmt: skip
+    seen: dict[str, str] = {}
+    for path, who, token in holders:
+        if not token.strip():
+            raise ConfigError(
+                f"the token of {who} is empty (is the variable it names, e.g. `${{ALICE_TOKEN}}`, empty?); every "
+                "token must be a non-empty secret",
+                source=source,
+                line=nearest_line(path, lines),
+            )
+        if token in seen:
+            raise ConfigError(
+                f"{seen[token]} and {who} have the same token; give each caller its own",
+                source=source,
+                line=nearest_line(path, lines),
+            )
+        seen[token] = who
+    if ANONYMOUS in http.users:
         raise ConfigError(
             f"`http.users` may not have a user named {ANONYMOUS!r}: it is the user of `http.bearer_tokens`; "
             "rename the user",
