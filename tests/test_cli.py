@@ -120,3 +120,21 @@ def test_serve_refuses_stateless_over_stdio_instead_of_ignoring_it(config: Path)
     result = run("serve", "--config", str(config), "--stateless")
     assert result.returncode == 2
     assert "--stateless/--stateful applies to `--transport http`" in result.stderr
+
+
+def test_check_exits_one_for_a_policy_pattern_or_annotation_that_names_no_tool(tmp_path: Path) -> None:
+    # A typo in a tool name would silently switch a control off: `check` knows the real tools and says so.
+    path = tmp_path / "portal.yaml"
+    path.write_text(
+        "servers:\n"
+        "  clock:\n    snapshot: ${PORTAL_SCHEMAS}/time.json\n"
+        "    annotations: {conver_time: {read_only: true}, get_current_time: {read_only: true}}\n"
+        "policy: {default: {deny: [clock.get_curent_time, 'clock.convert_*']}}\n",
+        encoding="utf-8",
+    )
+    result = run("check", "--config", str(path))
+    assert result.returncode == 1, result.stdout + result.stderr
+    text = " ".join(result.stdout.split())
+    assert "`policy.default.deny` pattern 'clock.get_curent_time' matches no tool of clock" in text
+    assert "`servers.clock.annotations` key 'conver_time' matches no tool of clock" in text
+    assert "convert_*" not in text and "'get_current_time'" not in text  # the right ones are not reported

@@ -162,6 +162,37 @@ class AccessPolicy:
         """Qualified names `user` may not call at all (search, the overview and hints leave them out)."""
         return frozenset(self.view(user, catalog).refused)
 
+    def unmatched(self, catalog: Catalog) -> list[str]:
+        """Policy patterns and annotation overrides that name no tool of a server whose tools are known: a typo
+        there silently switches a control off (`deny: [github.delete_repoo]` denies nothing)."""
+        known = set(catalog.servers())
+        problems: list[str] = []
+        blocks = [("policy.default", self._policy.default)]
+        blocks += [(f"policy.groups.{name}", rule) for name, rule in self._policy.groups.items()]
+        blocks += [(f"policy.users.{name}", rule) for name, rule in self._policy.users.items()]
+        for where, rule in blocks:
+            for key in ("allow", "deny"):
+                for pattern in getattr(rule, key):
+                    server = pattern.split(".", 1)[0]
+                    servers = [name for name in known if fnmatch.fnmatchcase(name, server)]
+                    if (
+                        "." in pattern
+                        and servers
+                        and not any(_matches(pattern, entry) for name in servers for entry in catalog.by_server(name))
+                    ):
+                        problems.append(f"`{where}.{key}` pattern {pattern!r} matches no tool of {', '.join(servers)}")
+        for server, overrides in self._annotations.items():
+            if server not in known:
+                continue
+            entries = catalog.by_server(server)
+            for pattern in overrides:
+                if not any(
+                    fnmatch.fnmatchcase(entry.name, pattern) or fnmatch.fnmatchcase(entry.python_name, pattern)
+                    for entry in entries
+                ):
+                    problems.append(f"`servers.{server}.annotations` key {pattern!r} matches no tool of {server}")
+        return problems
+
     def _resolve(self, user: str) -> UserRules:
         policy = self._policy
         groups = [policy.groups[name] for name in self._groups.get(user, ()) if name in policy.groups]

@@ -164,13 +164,15 @@ def serve(
 @main.command()
 @CONFIG_OPTION
 def check(config_path: Path | None) -> None:
-    """Validate the config, connect to every server and show a status table (exit 1 if any server failed)."""
+    """Validate the config, connect to every server and show a status table (exit 1 if any server failed, or a
+    policy pattern or annotation override names no tool of its server)."""
     config = _load(config_path)
 
     async def run() -> int:
         async with _open(config) as portal:
             statuses = portal.statuses()
             layers = dict(portal.sandbox.layers)
+            unmatched = portal.policy.unmatched(portal.catalog)
         table = Table(title=f"{config.source}")
         for column in ("server", "transport", "status", "tools", "connect ms", "problem"):
             table.add_column(column, overflow="fold")
@@ -186,7 +188,9 @@ def check(config_path: Path | None) -> None:
             for layer, mechanisms in layers.items():
                 sandbox.add_row(layer, ", ".join(mechanisms) if mechanisms else "[yellow]nothing[/yellow]")
             out.print(sandbox)
-        return 1 if any(s.state in ("failed", "down") for s in statuses) else 0
+        for problem in unmatched:
+            out.print(f"[yellow]policy:[/yellow] {problem} (a typo? it has no effect)", highlight=False)
+        return 1 if unmatched or any(s.state in ("failed", "down") for s in statuses) else 0
 
     _run(run)
 

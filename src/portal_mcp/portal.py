@@ -14,6 +14,7 @@ from __future__ import annotations
 import difflib
 import getpass
 import hashlib
+import logging
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -37,6 +38,8 @@ from portal_mcp.precheck import check_code, render
 from portal_mcp.sandbox.host import RunClock, RunResult, SandboxHost
 from portal_mcp.search import SearchHit, SearchIndex
 from portal_mcp.stubs import render_stubs
+
+logger = logging.getLogger(__name__)
 
 Detail = Literal["name", "signature", "full", "auto"]
 FULL_HITS = 2
@@ -109,6 +112,8 @@ class Portal:
         # The sink outlives the pool and the sandbox, so calls finishing during shutdown are still recorded.
         async with _audit_sink(config, audit) as sink, pool, SandboxHost(config.sandbox) as sandbox:
             portal = cls(config, pool, sandbox, sink, user or config.user or _os_user())
+            for problem in portal.policy.unmatched(portal.catalog):
+                logger.warning("%s: a typo? it has no effect", problem, extra={"event": "policy_unmatched"})
             yield portal
 
     @property
