@@ -177,3 +177,26 @@ async def test_two_callers_sharing_a_token_is_refused_at_start(tmp_path: Path) -
     assert exited.value.returncode == 2, exited.value.output
     assert "user 'a' and user 'b' have the same token; give each caller its own" in exited.value.output
     assert "portal.yaml:" in exited.value.output  # with the line
+
+
+async def test_sigterm_shuts_the_portal_down_in_order_and_exits_zero(tmp_path: Path) -> None:
+    """uvicorn re-raises the signal after its own graceful stop: it must not kill the portal before the portal closes
+    its audit store (a PostgreSQL queue would be lost), downstream servers and sandbox."""
+    import signal as signals
+
+    from tests.portals import started, wait_until_listening
+
+    config = write_config(tmp_path)
+    port = free_port()
+    log_path = tmp_path / "portal.log"
+    async with started(portal_command(config, "127.0.0.1", port), log_path) as process:
+        with anyio.fail_after(STARTUP_TIMEOUT):
+            await wait_until_listening(process, port, log_path)
+        process.send_signal(signals.SIGTERM)
+        with anyio.fail_after(30):
+            returncode = await process.wait()
+    log = log_path.read_text()
+    assert returncode == 0, log
+    assert "serving 2 tools on http://127.0.0.1:" in log
+    assert "received SIGTERM" in log and "stopping: closing the audit store" in log
+    assert "Traceback" not in log

@@ -6,8 +6,11 @@ and exits with code 2; no traceback reaches the user.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import shlex
+import signal
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
@@ -27,6 +30,7 @@ from portal_mcp.logs import LogFormat
 from portal_mcp.logs import configure as configure_logging
 from portal_mcp.portal import Portal
 
+logger = logging.getLogger("portal_mcp")
 err = Console(stderr=True, soft_wrap=True)
 out = Console()
 
@@ -153,12 +157,46 @@ def serve(
         # Servers that fail to start are logged by the pool (`portal_mcp.downstream`), so no warnings are printed here.
         async with Portal.open(config, errlog=errlog) as portal:
             server = PortalServer(portal)
+            statuses = portal.statuses()
+            down = [s.name for s in statuses if s.state in ("failed", "down")]
+            where = "stdio" if transport == "stdio" else f"http://{host}:{port}/mcp" + (" (stateless)" if http.stateless else "")  # fmt: skip
+            logger.info(
+                "serving %d tools on %s: %d of %d servers up%s",
+                len(portal.catalog),
+                where,
+                len(statuses) - len(down),
+                len(statuses),
+                f" (unavailable: {', '.join(down)})" if down else "",
+                extra={"event": "serving"},
+            )
             if transport == "stdio":
+                # A client stops a stdio server by closing its stdin. (SIGTERM keeps its default: the blocking read
+                # of stdin cannot be interrupted, so a graceful stop on a signal would hang until stdin closed.)
                 await server.serve_stdio()
             else:
-                await server.serve_http(host, port, http)
+                with _signals_return():
+                    await server.serve_http(host, port, http)
+            # Leaving Portal.open closes the audit store (writing its queue), the downstream servers and the sandbox.
+            logger.info("stopping: closing the audit store, the downstream servers and the sandbox", extra={"event": "stopping"})  # fmt: skip
 
     _run(run)
+
+
+@contextlib.contextmanager
+def _signals_return() -> Iterator[None]:
+    """Over HTTP, uvicorn stops gracefully on SIGTERM or SIGINT, then raises the signal again with the handlers it
+    found. With the defaults that would kill the process (or raise KeyboardInterrupt) before the portal closes its
+    audit store, downstream servers and sandbox; with these, serving simply returns and the portal shuts down."""
+
+    def noted(received: int, frame: object) -> None:
+        logger.info("received %s", signal.Signals(received).name, extra={"event": "signal"})
+
+    previous = {sig: signal.signal(sig, noted) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 @main.command()
