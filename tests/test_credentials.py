@@ -8,6 +8,7 @@ a real `portal-mcp serve` process.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import os
@@ -19,18 +20,23 @@ from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import anyio
 import pytest
 
 from portal_mcp.bridge import Caller
 from portal_mcp.config import PortalConfig, load_config
+from portal_mcp.credentials import MIN_REDACTED_LENGTH, REDACTED, Redactor
+from portal_mcp.downstream._stderr import StderrPump
 from portal_mcp.errors import MissingSecretError, ToolFailedError
+from portal_mcp.logs import DownstreamStderr, JsonFormatter
 from portal_mcp.portal import Portal
 from tests.portals import authorised_client, running_portal
 from tests.servers import SERVERS, alive, descendants, free_port, kill_all
 
 AUTH_SERVER = SERVERS / "auth_server.py"
+LEAKY_SERVER = SERVERS / "leaky_server.py"
 linux_only = pytest.mark.skipif(sys.platform != "linux", reason="inspects processes through /proc")
 
 
@@ -264,6 +270,7 @@ async def test_a_user_without_the_secret_gets_an_error_naming_the_server_and_key
     message = str(refused.value)
     assert "'remote'" in message and "TOKEN" in message and "http.users.carol.secrets" in message
     assert "'dave' is not in `http.users`" in str(stranger.value)
+    assert "a `token` only if they call over HTTP" in str(stranger.value), "a user without a token is valid (stdio)"
     assert not run.ok and "TOKEN" in run.render() and "http.users.carol.secrets" in run.render()
     assert records(record) == [], "nothing was sent downstream"
     assert not marks.found_in(message + str(stranger.value) + run.render())
@@ -478,3 +485,128 @@ async def test_the_listing_users_process_output_stays_out_of_statuses_and_search
     assert "atlas" not in status.error and "atlas" not in overview
     assert "Unavailable: picky" in overview
     assert "private-project-atlas" in capfd.readouterr().err  # the operator still has it
+
+
+# A secret cut into pieces: downstream stderr is read line by line and long lines are wrapped.
+
+JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbGljZSIsImV4cCI6MTc5NTk1ODEyMX0.Zm9vYmFyYmF6cXV4cXV1eHF1dXhxdXV4cXV1eA"
+DSN = "postgresql://reporting_user:S3cr3t-Passw0rd-77@db-prod-2024.internal:5432/analytics_warehouse"
+
+
+def windows(secret: str, size: int = MIN_REDACTED_LENGTH) -> set[str]:
+    """Every `size`-character piece of `secret`: none may be left anywhere."""
+    return {secret[i : i + size] for i in range(len(secret) - size + 1)}
+
+
+def pieces_found(secret: str, text: str) -> list[str]:
+    return sorted(piece for piece in windows(secret) if piece in text)
+
+
+def test_a_secret_wrapped_over_three_stderr_lines_is_redacted_on_each_line() -> None:
+    # What the SDK's rich traceback printed for `ValueError("401 Unauthorized: bad token " + key)` (the smoke test).
+    lines = [
+        "                             ValueError: 401 Unauthorized: bad                  ",
+        "                             token                                              ",
+        f"                             {JWT[:37]}              ",
+        f"                             {JWT[37:74]}              ",
+        f"                             {JWT[74:]}                      ",
+    ]
+    redactor = Redactor([JWT, DSN])
+    assert [redactor.text(line).strip() for line in lines] == [
+        "ValueError: 401 Unauthorized: bad",
+        "token",
+        REDACTED,
+        REDACTED,
+        REDACTED,
+    ]
+    # The same through a stdio server's stderr pump, as the pool reads it.
+    out = io.StringIO()
+    pump = StderrPump("leaky", out, redactor.text)
+    pump.writer.write("\n".join(lines) + "\n")
+    pump.writer.flush()
+    assert pump.drain()
+    pump.close()
+    assert not pieces_found(JWT, out.getvalue())
+    assert out.getvalue().count(f"[leaky] {' ' * 29}{REDACTED}") == 3
+
+
+def test_pieces_are_redacted_wherever_they_sit_and_whole_values_in_every_spelling() -> None:
+    secret = 'k3y-"quoted"/Value\\with+Spaces and-more-42'
+    redactor = Redactor([JWT, secret])
+    assert redactor.text(f"bad token {JWT}.") == f"bad token {REDACTED}."
+    assert redactor.text(f"?token={JWT[5:60]}&x=1") == f"?token={REDACTED}&x=1"  # `=` ends a run
+    assert redactor.text(f"Bearer {JWT[20:80]}/rest of the path") == f"Bearer {REDACTED}/rest of the path"
+    assert redactor.text(quote(secret, safe="")) == REDACTED
+    assert redactor.text(json.dumps({"k": secret})) == json.dumps({"k": REDACTED})
+    cut = {"rows": [{"id": 1, "note": JWT[:40]}, {JWT[50:]: ["plain", 3]}]}
+    assert redactor.value(cut) == {"rows": [{"id": 1, "note": REDACTED}, {REDACTED: ["plain", 3]}]}
+    untouched = {"rows": [{"id": 1, "note": "nothing secret here, just words and 2024-01-01"}]}
+    assert redactor.value(untouched) is untouched
+
+
+def test_ordinary_words_and_the_dictionary_parts_of_a_dsn_are_kept() -> None:
+    redactor = Redactor([DSN, "postgresql://user:pw@db-prod-2024.internal/app"])
+    text = (
+        "connect with postgresql to localhost, then db and app; the analytics_warehouse belongs to reporting_user "
+        "on the internal network (port 5432). Authorization headers, configuration, documentation, 2024-01-01."
+    )
+    assert redactor.text(text) == text
+    assert redactor.value({"text": text, "words": text.split()}) == {"text": text, "words": text.split()}
+    # A random-looking piece of the DSN is its secret part, wherever it shows.
+    assert redactor.text("password S3cr3t-Passw0rd-77 rejected") == f"password {REDACTED} rejected"
+    assert redactor.text("host db-prod-2024.internal") == f"host {REDACTED}"  # documented: letters and digits
+
+
+def test_a_piece_shorter_than_twelve_characters_is_not_redacted() -> None:
+    # Documented limit: the tail of a token at a wrap boundary may be short; it is not enough to use the token.
+    redactor = Redactor([JWT])
+    assert redactor.text(JWT[-11:]) == JWT[-11:]
+    assert redactor.text(JWT[-12:]) == REDACTED
+    assert redactor.text(f"{JWT[:-11]}\n{JWT[-11:]}") == f"{REDACTED}\n{JWT[-11:]}"
+
+
+def long_key() -> str:
+    """A random JWT-shaped key of 103 characters: the SDK's traceback (80 columns) folds it into 37+37+29."""
+    key = f"eyJ{secrets.token_urlsafe(16)[:17]}.eyJ{secrets.token_urlsafe(32)[:42]}.{secrets.token_urlsafe(32)[:36]}"
+    assert len(key) == 103
+    return key
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+@pytest.mark.usefixtures("processes")
+async def test_a_secret_folded_over_a_downstreams_traceback_lines_reaches_no_log_nor_the_agent(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str], log_format: str
+) -> None:
+    caplog.set_level(logging.INFO)
+    key = long_key()
+    (tmp_path / "secrets.yaml").write_text(f"LEAKY_KEY: {json.dumps(key)}\n")
+    (tmp_path / "secrets.yaml").chmod(0o600)
+    config_file = tmp_path / "portal.yaml"
+    config_file.write_text(
+        "secrets_file: secrets.yaml\n"
+        f"servers:\n  leaky:\n    command: {json.dumps(sys.executable)}\n"
+        f"    args: [{json.dumps(str(LEAKY_SERVER))}]\n"
+        "    env: {API_KEY: '${LEAKY_KEY}', COLUMNS: '80'}\n",  # the width the smoke test saw
+        encoding="utf-8",
+    )
+    code = "print(await leaky.report())\ntry:\n    await leaky.boom()\nexcept Exception as exc:\n    print('caught', exc)\n"
+    # json: the served portal's `--log-format json` path, each stderr line a log record.
+    errlog = DownstreamStderr() if log_format == "json" else None
+    err = ""
+    with anyio.fail_after(60):
+        async with Portal.open(load_config(config_file, environ={}), errlog=errlog) as portal:
+            reply = (await portal.execute_code(code)).render()
+            while "UnexpectedToolError" not in err + caplog.text:  # the last exception of the traceback
+                await anyio.sleep(0.05)
+                err += capfd.readouterr().err
+    err += capfd.readouterr().err
+    logged = err + caplog.text + "\n".join(JsonFormatter().format(record) for record in caplog.records)
+
+    assert "caught leaky.boom failed" in reply, reply
+    # The result's repr: the key folded in three lines, each piece redacted.
+    assert repr(f"status: connected with key\n{REDACTED}\n{REDACTED}\n{REDACTED}\n(expires soon)") in reply, reply
+    assert "ValueError: 401 Unauthorized: bad" in logged
+    folded = [line for line in logged.splitlines() if line.rstrip().endswith(f" {REDACTED}")]
+    assert len(folded) >= 3, "the key was printed folded, a piece a line, and each piece was redacted"
+    assert not pieces_found(key, reply)
+    assert not pieces_found(key, logged)

@@ -98,7 +98,8 @@ class MissingSecretError(DownstreamError):
             how = (
                 f"add them under `http.users.{user}.secrets` in the config (e.g. `{example}`)"
                 if known
-                else f"user {user!r} is not in `http.users`: add it there, with a token and `secrets: {{{example}}}`"
+                else f"user {user!r} is not in `http.users`: add it there with `secrets: {{{example}}}` (and a `token` "
+                "only if they call over HTTP)"
             )
             message = (
                 f"calls to this server need the secret(s) {names} of the calling user {user!r}, who lacks them; {how}"

@@ -19,7 +19,8 @@ class StderrPump:
     """
 
     def __init__(self, server: str, errlog: TextIO | None, redact: Callable[[str], str] = str) -> None:
-        """`redact` rewrites each line before it is kept or forwarded (a server may print a credential)."""
+        """`redact` rewrites each line before it is kept or forwarded (a server may print a credential, whole or
+        folded over several lines: `Redactor.text` also takes out a piece of one, see its limits)."""
         self._server = server
         self._errlog = errlog
         self._redact = redact
