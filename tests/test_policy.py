@@ -196,7 +196,7 @@ def test_policy_names_must_exist_in_the_config(tmp_path: Path) -> None:
         "policy: {users: {alcie: {read_only: true}}}": "'alcie', who is neither in `http.users`",
         "policy: {groups: {engg: {read_only: true}}}": "names 'engg', but no user in `http.users` has that group",
         "policy: {default: {deny: [github.delete_repo]}}": "pattern 'github.delete_repo' matches no configured server",
-        "policy: {default: {approve: sometimes}}": "approve",
+        "policy: {default: {approve: sometimes}}": "'policy.default.approve': Input should be 'never', 'destructive' or 'always', not 'sometimes'",
         "policy: {default: {deny: ['delete_*']}}": "matches no configured server .* write `\\*.delete_\\*`",
         "http: {users: {bearer: {token: t2}}}": "may not have a user named 'bearer'",
     }

@@ -116,6 +116,9 @@ def config_error(exc: ValidationError, source: str, lines: Mapping[tuple[Any, ..
         message = f"unknown key {key!r} in {owner}; check the spelling (see the portal.yaml reference in the README)"
     elif error["type"] == "missing":
         message = f"{subject} is required"
+    elif error["type"] == "literal_error" and isinstance(error.get("input"), str | int | float | bool):
+        # A choice from a fixed list (`approve`, `backend`, ...): naming what was written helps, and it is no secret.
+        message = f"{subject}: {error['msg']}, not {error['input']!r}"
     else:
         message = f"{subject}: {error['msg']}"
     more = len(exc.errors()) - 1
