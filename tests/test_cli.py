@@ -138,3 +138,23 @@ def test_check_exits_one_for_a_policy_pattern_or_annotation_that_names_no_tool(t
     assert "`policy.default.deny` pattern 'clock.get_curent_time' matches no tool of clock" in text
     assert "`servers.clock.annotations` key 'conver_time' matches no tool of clock" in text
     assert "convert_*" not in text and "'get_current_time'" not in text  # the right ones are not reported
+
+
+def test_search_and_exec_act_as_the_user_given_so_an_operator_can_preview_their_policy(tmp_path: Path) -> None:
+    path = tmp_path / "portal.yaml"
+    path.write_text(
+        "servers:\n  clock:\n    snapshot: ${PORTAL_SCHEMAS}/time.json\n"
+        "user: ops\n"
+        "http:\n  users:\n    ops: {}\n    intern: {groups: [interns]}\n"
+        "policy: {groups: {interns: {deny: [clock.convert_time]}}}\n",
+        encoding="utf-8",
+    )
+    as_ops = run("search", "convert time between timezones", "--detail", "name", "--config", str(path))
+    as_intern = run(
+        "search", "convert time between timezones", "--detail", "name", "--config", str(path), "--user", "intern"
+    )
+    assert "clock.convert_time" in as_ops.stdout
+    assert "clock.convert_time" not in as_intern.stdout and "clock.get_current_time" in as_intern.stdout
+    refused = run("exec", "-", "--config", str(path), "--user", "intern", stdin="await clock.convert_time()")
+    assert refused.returncode == 1
+    assert "clock.convert_time: not allowed: the policy denies `clock.convert_time` to 'intern'" in refused.stdout

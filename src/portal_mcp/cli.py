@@ -101,6 +101,14 @@ async def _open(config: PortalConfig, *, quiet: bool = False) -> AsyncIterator[P
             yield portal
 
 
+USER_OPTION = click.option(
+    "--user",
+    default=None,
+    help="act as this user (their policy applies, and the audit log records them); default: the config's `user:` "
+    "or the OS user",
+)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="portal-mcp")
 def main() -> None:
@@ -245,13 +253,14 @@ def check(config_path: Path | None) -> None:
     show_default=True,
     help="auto: full docs for the top 2 hits, signatures for the rest",
 )
-def search(config_path: Path | None, query: str, server: str | None, limit: int, detail: Any) -> None:
-    """Print what search_api returns for QUERY (empty: the server overview)."""
+@USER_OPTION
+def search(config_path: Path | None, query: str, server: str | None, limit: int, detail: Any, user: str | None) -> None:
+    """Print what search_api returns for QUERY (empty: the server overview), as USER sees it under the policy."""
     config = _load(config_path)
 
     async def run() -> None:
         async with _open(config) as portal:
-            click.echo(portal.search_api(query, server=server, limit=limit, detail=detail))
+            click.echo(portal.search_api(query, server=server, limit=limit, detail=detail, user=user))
 
     _run(run)
 
@@ -259,14 +268,15 @@ def search(config_path: Path | None, query: str, server: str | None, limit: int,
 @main.command(name="exec")
 @CONFIG_OPTION
 @click.argument("file", type=click.File("r"))
-def exec_(config_path: Path | None, file: Any) -> None:
-    """Run FILE (agent code; '-' for stdin) through the same sandbox execute_code uses."""
+@USER_OPTION
+def exec_(config_path: Path | None, file: Any, user: str | None) -> None:
+    """Run FILE (agent code; '-' for stdin) through the same sandbox execute_code uses, as USER."""
     config = _load(config_path)
     code = file.read()
 
     async def run() -> int:
         async with _open(config) as portal:
-            result = await portal.execute_code(code)
+            result = await portal.execute_code(code, user=user)
         click.echo(result.render())
         return 0 if result.ok else 1
 
