@@ -158,3 +158,14 @@ def test_search_and_exec_act_as_the_user_given_so_an_operator_can_preview_their_
     refused = run("exec", "-", "--config", str(path), "--user", "intern", stdin="await clock.convert_time()")
     assert refused.returncode == 1
     assert "clock.convert_time: not allowed: the policy denies `clock.convert_time` to 'intern'" in refused.stdout
+
+
+def test_with_json_logs_a_fatal_start_error_is_one_json_line_too(tmp_path: Path) -> None:
+    path = tmp_path / "portal.yaml"
+    path.write_text("servers:\n  x: {command: a, url: 'http://b'}\n", encoding="utf-8")
+    result = run("serve", "--config", str(path), "--log-format", "json")
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()
+    record = json.loads(line)
+    assert (record["level"], record["event"]) == ("error", "fatal")
+    assert record["message"].startswith(f"config error {path}:2: server 'x' has both `command` and `url`")

@@ -43,27 +43,34 @@ CONFIG_OPTION = click.option(
 )
 
 
-def _config_failed(exc: ConfigError) -> NoReturn:
-    """One line on stderr and exit code 2: what every command does with a bad config."""
-    err.print(f"[red]config error[/red] {exc}", highlight=False)
-    raise SystemExit(2) from None
+def _fail(kind: str, exc: PortalError, code: int, *, as_log: bool) -> NoReturn:
+    """One line on stderr and the exit code: a log record when logs are JSON (so a log pipeline keeps it)."""
+    if as_log:
+        logger.error("%s %s", kind, exc, extra={"event": "fatal"})
+    else:
+        err.print(f"[red]{kind}[/red] {exc}", highlight=False)
+    raise SystemExit(code) from None
 
 
-def _load(path: Path | None) -> PortalConfig:
+def _config_failed(exc: ConfigError, *, as_log: bool = False) -> NoReturn:
+    """Exit code 2 and one line: what every command does with a bad config."""
+    _fail("config error", exc, 2, as_log=as_log)
+
+
+def _load(path: Path | None, *, as_log: bool = False) -> PortalConfig:
     try:
         return load_config(path)
     except ConfigError as exc:
-        _config_failed(exc)
+        _config_failed(exc, as_log=as_log)
 
 
-def _run(coro_fn: Callable[[], Coroutine[Any, Any, int | None]]) -> None:
+def _run(coro_fn: Callable[[], Coroutine[Any, Any, int | None]], *, as_log: bool = False) -> None:
     try:
         code = anyio.run(coro_fn)
     except ConfigError as exc:
-        _config_failed(exc)
+        _config_failed(exc, as_log=as_log)
     except PortalError as exc:
-        err.print(f"[red]error[/red] {exc}", highlight=False)
-        raise SystemExit(1) from None
+        _fail("error", exc, 1, as_log=as_log)
     except KeyboardInterrupt:
         raise SystemExit(130) from None
     raise SystemExit(code or 0)
@@ -152,8 +159,9 @@ def serve(
 
     if transport == "stdio" and stateless is not None:
         raise click.UsageError("--stateless/--stateful applies to `--transport http`; stdio has one client")
-    config = _load(config_path)
     errlog = configure_logging(log_format)
+    as_log = log_format == "json"
+    config = _load(config_path, as_log=as_log)
     http = config.http if stateless is None else config.http.model_copy(update={"stateless": stateless})
     if replica_id:  # replicas share one config: each gets its own id on the command line (checked below)
         http = http.model_copy(update={"replica": http.replica.model_copy(update={"id": replica_id})})
@@ -187,7 +195,7 @@ def serve(
             # Leaving Portal.open closes the audit store (writing its queue), the downstream servers and the sandbox.
             logger.info("stopping: closing the audit store, the downstream servers and the sandbox", extra={"event": "stopping"})  # fmt: skip
 
-    _run(run)
+    _run(run, as_log=as_log)
 
 
 @contextlib.contextmanager
