@@ -80,10 +80,13 @@ class UserRules:
             return Decision.APPROVE
         return Decision.ALLOW
 
-    def hints(self, entry: ToolEntry) -> dict[str, Any]:
+    def hints(self, entry: ToolEntry) -> Mapping[str, Any]:
         """The tool's annotations with the config's corrections applied."""
+        overrides = (self.annotations or {}).get(entry.server)
+        if not overrides:
+            return entry.annotations  # the common case, on every call: no copy
         hints = dict(entry.annotations)
-        for pattern, override in (self.annotations or {}).get(entry.server, {}).items():
+        for pattern, override in overrides.items():
             if fnmatch.fnmatchcase(entry.name, pattern) or fnmatch.fnmatchcase(entry.python_name, pattern):
                 hints.update(override)
         return hints
@@ -167,10 +170,8 @@ class AccessPolicy:
         there silently switches a control off (`deny: [github.delete_repoo]` denies nothing)."""
         known = set(catalog.servers())
         problems: list[str] = []
-        blocks = [("policy.default", self._policy.default)]
-        blocks += [(f"policy.groups.{name}", rule) for name, rule in self._policy.groups.items()]
-        blocks += [(f"policy.users.{name}", rule) for name, rule in self._policy.users.items()]
-        for where, rule in blocks:
+        for path, rule in self._policy.blocks():
+            where = ".".join(path)
             for key in ("allow", "deny"):
                 for pattern in getattr(rule, key):
                     server = pattern.split(".", 1)[0]

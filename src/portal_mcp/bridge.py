@@ -177,24 +177,25 @@ class Bridge:
         self, entry: ToolEntry, arguments: dict[str, Any], rules: UserRules, caller: Caller | None
     ) -> None:
         """Ask the user about this call; anything but a yes raises `PolicyDeniedError`."""
+        assert self._policy is not None  # `rules` come from it
+        timeout = self._policy.approval_timeout
         verdict: Verdict = "unsupported"
-        timeout = self._policy.approval_timeout if self._policy is not None else 300.0
         if caller is not None and caller.approve is not None:
-            hints = rules.hints(entry)
-            reason = (
-                "the portal's policy asks before every call"
-                if rules.approve == "always"
-                else "it may change or delete data (not annotated read-only"
-                + (")" if "destructiveHint" not in hints else ", annotated destructive)")
-            )
+            if rules.approve == "always":
+                reason = "the portal's policy asks before every call"
+            elif rules.hints(entry).get("destructiveHint") is True:
+                reason = "it may change or delete data (annotated destructive)"
+            else:
+                reason = "it may change or delete data (not annotated read-only)"
             request = ApprovalRequest(rules.user, entry.qualified_name, entry.title or entry.name, arguments, reason)
             with caller.pause():
                 verdict = "timeout"
                 with anyio.move_on_after(timeout):
                     verdict = await caller.approve(request)
         if verdict != "approved":
-            reason = _REFUSALS.get(verdict, _REFUSALS["failed"]).format(timeout=timeout)
-            raise PolicyDeniedError(entry.qualified_name, f"approval:{verdict}", reason)
+            raise PolicyDeniedError(
+                entry.qualified_name, f"approval:{verdict}", _REFUSALS[verdict].format(timeout=timeout)
+            )
 
     def _lookup(self, qualified: object) -> ToolEntry:
         if type(qualified) is not str:

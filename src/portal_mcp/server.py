@@ -158,6 +158,8 @@ class PortalServer:
         code = args.get("code")
         if not isinstance(code, str):
             return _error("execute_code needs `code`: a string of Python source")
+        if self.portal.policy.for_user(user or self.portal.user).approve == "never":
+            return _run_reply(await self.portal.execute_code(code, user=user))  # nothing to ask: the plain path
         if can_elicit(ctx) and asks_in_result(ctx):
             # 2026-07-28: no server-initiated requests; questions go back in the result and the run waits here.
             started = await self._pending.start(

@@ -6,7 +6,7 @@ import fnmatch
 from collections.abc import Mapping
 from typing import Any
 
-from portal_mcp.config.models import ANONYMOUS, PolicyRule, PortalConfig
+from portal_mcp.config.models import ANONYMOUS, PortalConfig
 from portal_mcp.config.parsing import nearest_line
 from portal_mcp.errors import ConfigError
 
@@ -32,10 +32,7 @@ def check_policy(config: PortalConfig, source: str, lines: Mapping[tuple[Any, ..
                 source=source,
                 line=lines.get(("policy", "groups", name)),
             )
-    blocks: list[tuple[tuple[str, ...], PolicyRule]] = [(("policy", "default"), policy.default)]
-    blocks += [(("policy", "groups", name), rule) for name, rule in policy.groups.items()]
-    blocks += [(("policy", "users", name), rule) for name, rule in policy.users.items()]
-    for path, rule in blocks:
+    for path, rule in policy.blocks():
         for key in ("allow", "deny"):
             for pattern in getattr(rule, key):
                 server = pattern.split(".", 1)[0]

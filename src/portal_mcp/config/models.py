@@ -288,6 +288,13 @@ class PolicyConfig(_Model):
     users: dict[str, PolicyRule] = Field(default_factory=dict)
     approval_timeout: float = Field(default=300.0, gt=0, description="seconds to wait for the user's answer")
 
+    def blocks(self) -> list[tuple[tuple[str, ...], PolicyRule]]:
+        """Every block with its key path in the config (`("policy", "groups", "eng")`), default first."""
+        found: list[tuple[tuple[str, ...], PolicyRule]] = [(("policy", "default"), self.default)]
+        found += [(("policy", "groups", name), rule) for name, rule in self.groups.items()]
+        found += [(("policy", "users", name), rule) for name, rule in self.users.items()]
+        return found
+
 
 class PortalConfig(_Model):
     secrets_file: Path | None = Field(

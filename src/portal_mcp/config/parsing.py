@@ -61,7 +61,7 @@ def interpolate(
                     source=source,
                     line=nearest_line(path, lines),
                 )
-            if _credential_place(path) or _SECRET_NAME.search(var):
+            if _credential_place(path) or _SECRET_LIKE_NAME.search(var):
                 captured.add(found)
             return found
 
@@ -73,7 +73,7 @@ def interpolate(
     return value
 
 
-_SECRET_NAME = re.compile(r"TOKEN|SECRET|KEY|PASS|PWD|AUTH|CREDENTIAL|COOKIE|SESSION", re.IGNORECASE)
+_SECRET_LIKE_NAME = re.compile(r"TOKEN|SECRET|KEY|PASS|PWD|AUTH|CREDENTIAL|COOKIE|SESSION", re.IGNORECASE)
 
 
 def _credential_place(path: tuple[Any, ...]) -> bool:
