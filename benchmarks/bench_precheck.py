@@ -29,8 +29,8 @@ from typing import Any
 from common import RESULTS, bundled_listings
 
 from portal_mcp.catalog.model import Catalog, ToolEntry
+from portal_mcp.catalog.schemas import object_shape
 from portal_mcp.catalog.snapshot import load_snapshot
-from portal_mcp.catalog.stubs.schema import object_shape
 from portal_mcp.runs.precheck import check_code
 
 NAME = "precheck"

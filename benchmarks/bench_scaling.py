@@ -30,7 +30,7 @@ def _search_median(listings: dict[str, list[Tool]]) -> int:
         with tempfile.TemporaryDirectory() as folder:
             paths = write_snapshots(listings, Path(folder))
             async with open_portal(snapshot_config(paths)) as portal:
-                return int(statistics.median(count_tokens(portal.search_api(q)) for q in TYPICAL_QUERIES))
+                return int(statistics.median(count_tokens(portal.search_api(q, portal.local)) for q in TYPICAL_QUERIES))
 
     return anyio.run(measure)
 

@@ -152,9 +152,11 @@ def _reply_tokens(queries: list[Query]) -> dict[str, Any]:
         }
 
     async def measure() -> dict[str, Any]:
-        async with Portal.open(load_config(SNAPSHOTS_CONFIG), user="benchmark") as portal:
+        async with Portal.open(load_config(SNAPSHOTS_CONFIG).model_copy(update={"user": "benchmark"})) as portal:
             sizes = {
-                detail: summary([count_tokens(portal.search_api(q.text, limit=5, detail=detail)) for q in queries])
+                detail: summary(
+                    [count_tokens(portal.search_api(q.text, portal.local, limit=5, detail=detail)) for q in queries]
+                )
                 for detail in DETAILS
             }
             tiered, cutoff = [], []

@@ -15,7 +15,7 @@ NAME = "tokens"
 
 async def _measure() -> dict[str, Any]:
     async with open_portal(bundled_config()) as portal:
-        replies = [portal.search_api(query) for query in TYPICAL_QUERIES]
+        replies = [portal.search_api(query, portal.local) for query in TYPICAL_QUERIES]
         report = measure_tokens(portal.catalog, portal_tools_json(), replies)
     return with_queries(report, TYPICAL_QUERIES).as_dict()
 

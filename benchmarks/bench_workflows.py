@@ -138,6 +138,7 @@ async def measure(fixtures: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
                         arguments = step["search_api"]
                         reply = bundled.search_api(
                             arguments["query"],
+                            bundled.local,
                             server=arguments.get("server"),
                             limit=arguments.get("limit", 5),
                             detail=arguments.get("detail", "full"),
@@ -145,7 +146,7 @@ async def measure(fixtures: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
                         steps.append(Search(arguments, reply))
                     else:
                         code = (CODE / step["execute_code"]).read_text(encoding="utf-8")
-                        ran = await p.execute_code(code)
+                        ran = await p.execute_code(code, p.local)
                         if not ran.ok:
                             raise SystemExit(f"{fixture['name']}: {step['execute_code']} failed: {ran.render()}")
                         steps.append(Run(code, ran.render()))

@@ -67,7 +67,7 @@ def write_snapshots(listings: Mapping[str, Sequence[Tool]], folder: Path) -> dic
 
 @asynccontextmanager
 async def open_portal(config: PortalConfig, local: Mapping[str, Any] | None = None) -> AsyncIterator[Portal]:
-    async with Portal.open(config, local=local, user="benchmark") as portal:
+    async with Portal.open(config.model_copy(update={"user": "benchmark"}), local=local) as portal:
         yield portal
 
 

@@ -456,13 +456,13 @@ async def test_with_restricted_python_bypassed_the_os_layers_still_hold(escaped:
     if not escaped.sandbox.layers.get(attack.layer):
         pytest.skip(f"no kernel mechanism enforces {attack.layer!r} here")
     with anyio.fail_after(30):
-        result = await escaped.execute_code(_try(attack.body))
+        result = await escaped.execute_code(_try(attack.body), escaped.local)
     text = result.render()
     assert "BLOCKED" in text, text
     assert "ESCAPED" not in text
     _assert_no_secret(text)
     with anyio.fail_after(30):
-        after = await escaped.execute_code(f"print({STILL_HERE})")
+        after = await escaped.execute_code(f"print({STILL_HERE})", escaped.local)
     assert after.output == "still here\n"
 
 
@@ -491,11 +491,11 @@ async def test_with_restricted_python_bypassed_forged_frames_are_refused_by_the_
         """
     )
     with anyio.fail_after(30):
-        result = await escaped.execute_code(forge)
+        result = await escaped.execute_code(forge, escaped.local)
     _assert_no_secret(result.render())
     assert "forged on [" in result.output
     assert result.ok, result.error
     assert result.tool_calls == 0  # refused against the catalog: no tool `evil.rm_rf`, nothing was called
     with anyio.fail_after(30):
-        after = await escaped.execute_code(f"print({STILL_HERE})")
+        after = await escaped.execute_code(f"print({STILL_HERE})", escaped.local)
     assert after.output == "still here\n"

@@ -483,9 +483,9 @@ def _write_config(tmp_path: Path, audit: str = "audit: {postgres: '${PORTAL_AUDI
 async def test_a_portal_with_audit_postgres_records_searches_runs_and_calls(pg_dsn: str, tmp_path: Path) -> None:
     config = load_config(_write_config(tmp_path), environ={"PORTAL_AUDIT_DSN": pg_dsn})
     with anyio.fail_after(60):
-        async with Portal.open(config, local={"crm": crm_server()}, user="ada") as portal:
-            portal.search_api("find a customer")
-            result = await portal.execute_code("print(await crm.find_customer(email='a@example.com'))")
+        async with Portal.open(config.model_copy(update={"user": "ada"}), local={"crm": crm_server()}) as portal:
+            portal.search_api("find a customer", portal.local)
+            result = await portal.execute_code("print(await crm.find_customer(email='a@example.com'))", portal.local)
     assert result.ok, result
     with PostgresAuditSink(pg_dsn, create=False) as store:
         events = store.recent(10)

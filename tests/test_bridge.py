@@ -11,10 +11,13 @@ from mcp.server.mcpserver import MCPServer
 from mcp_types import CallToolResult, ImageContent, TextContent
 
 from portal_mcp.catalog.model import Catalog
+from portal_mcp.catalog.schemas import Validators, drop_omitted
 from portal_mcp.control.audit import MemoryAuditSink
+from portal_mcp.control.credentials import Redactor
+from portal_mcp.control.principal import Principal
 from portal_mcp.downstream import DownstreamPool
 from portal_mcp.errors import ArgumentError, ToolFailedError, UnknownToolError
-from portal_mcp.runs.bridge import Bridge, drop_omitted, result_value
+from portal_mcp.runs.bridge import Bridge, Caller, result_value
 
 
 def make_tracker() -> tuple[MCPServer, list[dict[str, Any]]]:
@@ -40,6 +43,9 @@ def make_tracker() -> tuple[MCPServer, list[dict[str, Any]]]:
     return server, received
 
 
+ADA = Caller(Principal.unrestricted("ada"))
+
+
 @pytest.fixture
 async def bridge() -> AsyncIterator[tuple[Bridge, list[dict[str, Any]], MemoryAuditSink]]:
     server, received = make_tracker()
@@ -47,12 +53,12 @@ async def bridge() -> AsyncIterator[tuple[Bridge, list[dict[str, Any]], MemoryAu
     with anyio.fail_after(30):
         async with DownstreamPool({}, local={"tracker": server}) as pool:
             catalog = Catalog.build(pool.listings())
-            yield Bridge(lambda: catalog, pool, audit, "ada"), received, audit
+            yield Bridge(lambda: catalog, pool, audit, Redactor(), Validators(), approval_timeout=5.0), received, audit
 
 
 async def test_a_valid_call_reaches_the_server_and_returns_structured_content(bridge: Any) -> None:
     calls, received, audit = bridge
-    value = await calls.call("tracker.create_issue", {"title": "Login broken", "priority": 1})
+    value = await calls.call("tracker.create_issue", {"title": "Login broken", "priority": 1}, caller=ADA)
     assert value == {"id": 1, "title": "Login broken"}
     assert received == [{"title": "Login broken", "priority": 1, "labels": None}]
     event = list(audit)[-1]
@@ -73,7 +79,7 @@ async def test_invalid_arguments_are_refused_before_the_call_and_name_the_field(
 ) -> None:
     calls, received, audit = bridge
     with pytest.raises(ArgumentError) as info:
-        await calls.call("tracker.create_issue", arguments)
+        await calls.call("tracker.create_issue", arguments, caller=ADA)
     assert info.value.field == field
     assert problem in info.value.problem
     assert f"argument {field!r}" in str(info.value)
@@ -84,7 +90,7 @@ async def test_invalid_arguments_are_refused_before_the_call_and_name_the_field(
 async def test_an_unknown_tool_is_refused_with_near_names(bridge: Any) -> None:
     calls, _, _ = bridge
     with pytest.raises(UnknownToolError) as info:
-        await calls.call("tracker.create_isue", {})
+        await calls.call("tracker.create_isue", {}, caller=ADA)
     assert "tracker.create_issue" in info.value.suggestions
 
 
@@ -98,13 +104,13 @@ async def test_a_tool_name_that_is_not_exactly_a_str_is_refused(bridge: Any) -> 
         __hash__ = str.__hash__
 
     with pytest.raises(UnknownToolError):
-        await calls.call(Liar("tracker.nothing"), {"title": "x", "priority": 1})
+        await calls.call(Liar("tracker.nothing"), {"title": "x", "priority": 1}, caller=ADA)
     assert received == []
 
 
 async def test_optional_arguments_passed_as_none_are_omitted(bridge: Any) -> None:
     calls, received, _ = bridge
-    await calls.call("tracker.create_issue", {"title": "x", "priority": 2, "labels": None})
+    await calls.call("tracker.create_issue", {"title": "x", "priority": 2, "labels": None}, caller=ADA)
     assert received[-1]["labels"] is None
 
 
@@ -134,18 +140,20 @@ def test_results_follow_the_contract() -> None:
 
 async def test_a_plain_text_result_comes_back_as_text(bridge: Any) -> None:
     calls, _, _ = bridge
-    assert await calls.call("tracker.note", {"text": "hi"}) == "noted hi"
+    assert await calls.call("tracker.note", {"text": "hi"}, caller=ADA) == "noted hi"
 
 
 async def test_structured_content_is_returned_as_the_server_sent_it(bridge: Any) -> None:
     calls, _, _ = bridge
-    assert await calls.call("tracker.count", {"text": "four"}) == {"result": 4}
+    assert await calls.call("tracker.count", {"text": "four"}, caller=ADA) == {"result": 4}
 
 
 async def test_the_audit_keeps_the_kind_of_a_failure_but_never_its_message(bridge: Any) -> None:
     calls, _, audit = bridge
     with pytest.raises(ArgumentError):
-        await calls.call("tracker.create_issue", {"title": "secret-title-value", "priority": "secret-priority"})
+        await calls.call(
+            "tracker.create_issue", {"title": "secret-title-value", "priority": "secret-priority"}, caller=ADA
+        )
     event = list(audit)[-1]
     assert event.detail == "ArgumentError field=priority"
     assert "secret" not in repr(event)
@@ -153,5 +161,5 @@ async def test_the_audit_keeps_the_kind_of_a_failure_but_never_its_message(bridg
 
 async def test_the_audit_records_the_size_of_what_the_downstream_sent(bridge: Any) -> None:
     calls, _, audit = bridge
-    await calls.call("tracker.note", {"text": "hi"})
+    await calls.call("tracker.note", {"text": "hi"}, caller=ADA)
     assert list(audit)[-1].size_out == len(b"noted hi")

@@ -175,9 +175,15 @@ async def test_each_users_calls_reach_the_remote_server_with_that_users_token(tm
         with anyio.fail_after(60):
             async with Portal.open(config) as portal:
                 statuses = {s.name: s.state for s in portal.statuses()}
-                alice = await portal.bridge.call("remote.tag", {"text": "from alice"}, caller=Caller("alice"))
-                bob = await portal.bridge.call("remote.tag", {"text": "from bob"}, caller=Caller("bob"))
-                again = await portal.bridge.call("remote.tag", {"text": "alice again"}, caller=Caller("alice"))
+                alice = await portal.bridge.call(
+                    "remote.tag", {"text": "from alice"}, caller=Caller(portal.principal("alice"))
+                )
+                bob = await portal.bridge.call(
+                    "remote.tag", {"text": "from bob"}, caller=Caller(portal.principal("bob"))
+                )
+                again = await portal.bridge.call(
+                    "remote.tag", {"text": "alice again"}, caller=Caller(portal.principal("alice"))
+                )
 
     assert statuses == {"remote": "connected", "local": "connected"}
     assert (alice, bob, again) == ("tagged from alice", "tagged from bob", "tagged alice again")
@@ -198,7 +204,9 @@ async def test_concurrent_calls_of_two_users_never_carry_each_others_token(tmp_p
                 for i in range(25):
                     for user in ("alice", "bob"):
                         group.start_soon(
-                            partial(portal.bridge.call, caller=Caller(user)), "remote.tag", {"text": f"{user} {i}"}
+                            partial(portal.bridge.call, caller=Caller(portal.principal(user))),
+                            "remote.tag",
+                            {"text": f"{user} {i}"},
                         )
 
     seen = records(record)
@@ -218,9 +226,15 @@ async def test_a_stdio_server_runs_one_process_per_user_each_with_its_own_secret
         config = load(write_setup(tmp_path, marks, url))
         with anyio.fail_after(60):
             async with Portal.open(config) as portal:
-                alice = await portal.bridge.call("local.env_digest", {"name": "API_KEY"}, caller=Caller("alice"))
-                bob = await portal.bridge.call("local.env_digest", {"name": "API_KEY"}, caller=Caller("bob"))
-                bob_again = await portal.bridge.call("local.env_digest", {"name": "API_KEY"}, caller=Caller("bob"))
+                alice = await portal.bridge.call(
+                    "local.env_digest", {"name": "API_KEY"}, caller=Caller(portal.principal("alice"))
+                )
+                bob = await portal.bridge.call(
+                    "local.env_digest", {"name": "API_KEY"}, caller=Caller(portal.principal("bob"))
+                )
+                bob_again = await portal.bridge.call(
+                    "local.env_digest", {"name": "API_KEY"}, caller=Caller(portal.principal("bob"))
+                )
                 running = alive({alice["pid"], bob["pid"]})
 
     assert alice["sha256"] == sha(marks["ALICE_KEY"])
@@ -239,14 +253,20 @@ async def test_an_idle_users_process_is_closed_and_the_next_call_starts_a_new_on
         config = load(write_setup(tmp_path, marks, url, idle=0.3))
         with anyio.fail_after(60):
             async with Portal.open(config) as portal:
-                first = await portal.bridge.call("local.env_digest", {"name": "API_KEY"}, caller=Caller("bob"))
+                first = await portal.bridge.call(
+                    "local.env_digest", {"name": "API_KEY"}, caller=Caller(portal.principal("bob"))
+                )
                 while alive({first["pid"]}):
                     await anyio.sleep(0.05)
-                second = await portal.bridge.call("local.env_digest", {"name": "API_KEY"}, caller=Caller("bob"))
-                listing = await portal.bridge.call("local.env_digest", {"name": "API_KEY"}, caller=Caller("alice"))
+                second = await portal.bridge.call(
+                    "local.env_digest", {"name": "API_KEY"}, caller=Caller(portal.principal("bob"))
+                )
+                listing = await portal.bridge.call(
+                    "local.env_digest", {"name": "API_KEY"}, caller=Caller(portal.principal("alice"))
+                )
                 await anyio.sleep(1.0)
                 listing_again = await portal.bridge.call(
-                    "local.env_digest", {"name": "API_KEY"}, caller=Caller("alice")
+                    "local.env_digest", {"name": "API_KEY"}, caller=Caller(portal.principal("alice"))
                 )
 
     assert second["pid"] != first["pid"] and second["sha256"] == first["sha256"]
@@ -262,10 +282,10 @@ async def test_a_user_without_the_secret_gets_an_error_naming_the_server_and_key
         with anyio.fail_after(60):
             async with Portal.open(config) as portal:
                 with pytest.raises(MissingSecretError) as refused:
-                    await portal.bridge.call("remote.tag", {"text": "carol"}, caller=Caller("carol"))
+                    await portal.bridge.call("remote.tag", {"text": "carol"}, caller=Caller(portal.principal("carol")))
                 with pytest.raises(MissingSecretError) as stranger:
-                    await portal.bridge.call("local.tag", {"text": "dave"}, caller=Caller("dave"))
-                run = await portal.execute_code("await remote.whoami()", user="carol")
+                    await portal.bridge.call("local.tag", {"text": "dave"}, caller=Caller(portal.principal("dave")))
+                run = await portal.execute_code("await remote.whoami()", portal.principal("carol"))
 
     message = str(refused.value)
     assert "'remote'" in message and "TOKEN" in message and "http.users.carol.secrets" in message
@@ -293,9 +313,9 @@ for call in (remote.reject(), local.reject(), remote.reject_rpc()):
         config = load(write_setup(tmp_path, marks, url))
         with anyio.fail_after(60):
             async with Portal.open(config) as portal:
-                run = await portal.execute_code(code, user="bob")
+                run = await portal.execute_code(code, portal.principal("bob"))
                 with pytest.raises(ToolFailedError) as failed:
-                    await portal.bridge.call("remote.reject", {}, caller=Caller("alice"))
+                    await portal.bridge.call("remote.reject", {}, caller=Caller(portal.principal("alice")))
 
     output = run.render()
     assert run.ok, output
@@ -332,9 +352,11 @@ print(await remote.whoami())
         config = load(write_setup(tmp_path, marks, url))
         with anyio.fail_after(60):
             async with Portal.open(config) as portal:
-                outputs = [(await portal.execute_code(hunt, user=user)).render() for user in ("alice", "bob")]
-                outputs.append(portal.search_api("credentials whoami"))
-                outputs.append(portal.search_api(""))
+                outputs = [
+                    (await portal.execute_code(hunt, portal.principal(user))).render() for user in ("alice", "bob")
+                ]
+                outputs.append(portal.search_api("credentials whoami", portal.local))
+                outputs.append(portal.search_api("", portal.local))
                 # Every process below the test that holds a marker must be a downstream server.
                 holders, sandbox = scan_processes(marks)
                 # A library's log record quoting a secret (the SDK logs lines it cannot parse) is redacted too.
@@ -449,7 +471,7 @@ async def test_what_one_users_connection_says_reaches_that_user_and_the_log_neve
         ):
             await session.list_tools()  # from now on the session is sent log messages
             with pytest.raises(PortalError):
-                await portal.bridge.call("picky.ping", {}, caller=Caller("bob"))
+                await portal.bridge.call("picky.ping", {}, caller=Caller(portal.principal("bob")))
             await anyio.sleep(0.3)
     about_bob = [line for line in told if "(as user 'bob')" in line]
     assert (about_bob != []) == (session_user == "bob"), told  # bob hears about his own process; alice never
@@ -479,7 +501,7 @@ async def test_the_listing_users_process_output_stays_out_of_statuses_and_search
     with anyio.fail_after(60):
         async with Portal.open(load_config(config_file, environ={})) as portal:
             [status] = portal.statuses()
-            overview = portal.search_api("")
+            overview = portal.search_api("", portal.local)
     assert status.state == "failed" and status.error is not None
     assert "its stderr is in the portal's log" in status.error
     assert "atlas" not in status.error and "atlas" not in overview
@@ -595,7 +617,7 @@ async def test_a_secret_folded_over_a_downstreams_traceback_lines_reaches_no_log
     err = ""
     with anyio.fail_after(60):
         async with Portal.open(load_config(config_file, environ={}), errlog=errlog) as portal:
-            reply = (await portal.execute_code(code)).render()
+            reply = (await portal.execute_code(code, portal.local)).render()
             while "UnexpectedToolError" not in err + caplog.text:  # the last exception of the traceback
                 await anyio.sleep(0.05)
                 err += capfd.readouterr().err

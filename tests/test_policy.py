@@ -218,29 +218,29 @@ async def test_code_naming_a_denied_tool_is_refused_before_it_runs_and_the_tool_
     config = config_with({"users": {"alice": {"deny": ["ops.drop_table"]}}})
     async with opened(config, received) as (portal, audit):
         code = 'print(await ops.read_rows(table="users"))\nawait ops.drop_table(table="users")'
-        result = await portal.execute_code(code)
+        result = await portal.execute_code(code, portal.local)
         assert not result.ok and result.error_kind == "precheck"
         assert result.error is not None
         assert "line 2" in result.error
         assert "ops.drop_table: not allowed: the policy denies `ops.drop_table` to 'alice'" in result.error
         # Reached by a name the check cannot see, the tool is simply not there for alice.
-        dynamic = await portal.execute_code('await getattr(ops, "drop_" + "table")(table="users")')
+        dynamic = await portal.execute_code('await getattr(ops, "drop_" + "table")(table="users")', portal.local)
         assert not dynamic.ok and dynamic.error is not None and "has no tool 'drop_table'" in dynamic.error
         assert received == []
         [run, _] = calls_of(audit, "run")
         assert (run.outcome, run.detail) == ("refused", "line 2: not_allowed")
         # bob has no such rule: the same code runs for him.
-        assert (await portal.execute_code(code, user="bob")).ok
+        assert (await portal.execute_code(code, portal.principal("bob"))).ok
         assert received == ["read_rows users", "drop_table users"]
 
 
 async def test_hints_never_name_a_tool_the_policy_hides() -> None:
     config = config_with({"users": {"alice": {"deny": ["ops.drop_table"]}}})
     async with opened(config, []) as (portal, _):
-        typo = await portal.execute_code('await ops.drop_tabl(table="t")')
-        dynamic = await portal.execute_code('await getattr(ops, "drop_tabl")(table="t")')
-        search = portal.search_api("ops.drop_tabl")
-        for_bob = await portal.execute_code('await ops.drop_tabl(table="t")', user="bob")
+        typo = await portal.execute_code('await ops.drop_tabl(table="t")', portal.local)
+        dynamic = await portal.execute_code('await getattr(ops, "drop_tabl")(table="t")', portal.local)
+        search = portal.search_api("ops.drop_tabl", portal.local)
+        for_bob = await portal.execute_code('await ops.drop_tabl(table="t")', portal.principal("bob"))
     for text in (typo.error, dynamic.error, search):
         assert text is not None and "drop_table" not in text, text
     assert for_bob.error is not None and "did you mean ops.drop_table?" in for_bob.error
@@ -253,7 +253,7 @@ async def test_the_bridge_refuses_a_denied_call_itself_audits_and_logs_it(caplog
     config = config_with({"users": {"alice": {"deny": ["ops.drop_table"]}}})
     async with opened(config, received) as (portal, audit):
         with pytest.raises(PolicyDeniedError, match=r"the policy denies `ops\.drop_table` to 'alice'"):
-            await portal.bridge.call("ops.drop_table", {"table": "users"}, caller=Caller("alice"))
+            await portal.bridge.call("ops.drop_table", {"table": "users"}, caller=Caller(portal.principal("alice")))
     assert received == []
     [denied] = calls_of(audit)
     assert (denied.subject, denied.outcome, denied.detail) == (
@@ -271,7 +271,7 @@ async def test_the_bridge_refuses_a_denied_call_itself_audits_and_logs_it(caplog
 async def test_read_only_refuses_code_calling_a_tool_that_is_not_annotated_read_only() -> None:
     received: list[str] = []
     async with opened(config_with({"default": {"read_only": True}}), received) as (portal, _):
-        result = await portal.execute_code('await ops.insert_row(table="t", value="v")')
+        result = await portal.execute_code('await ops.insert_row(table="t", value="v")', portal.local)
     assert not result.ok and result.error is not None
     assert "ops.insert_row: not allowed: 'alice' may only call tools annotated read-only" in result.error
     assert received == []
@@ -280,9 +280,9 @@ async def test_read_only_refuses_code_calling_a_tool_that_is_not_annotated_read_
 async def test_search_shows_each_user_only_the_tools_they_may_call() -> None:
     policy = {"groups": {"eng": {"read_only": True}, "ops": {"approve": "destructive"}}}
     async with opened(config_with(policy), []) as (portal, _):
-        for_alice = portal.search_api("table rows", user="alice", detail="name")
-        for_carol = portal.search_api("table rows", user="carol", detail="name")
-        overview = portal.search_api("", user="alice")
+        for_alice = portal.search_api("table rows", portal.principal("alice"), detail="name")
+        for_carol = portal.search_api("table rows", portal.principal("carol"), detail="name")
+        overview = portal.search_api("", portal.principal("alice"))
     assert "ops.read_rows" in for_alice and "drop_table" not in for_alice and "insert_row" not in for_alice
     assert "1 of 1 tools" in overview or "1 tools on 1 servers" in overview, overview
     assert "ops.drop_table" in for_carol and "ops.insert_row" in for_carol
@@ -302,18 +302,18 @@ async def test_calls_per_run_caps_one_run_not_the_next() -> None:
                     print(i, exc)
             """
         )
-        result = await portal.execute_code(code)
+        result = await portal.execute_code(code, portal.local)
         assert result.ok, result.error
         assert "3 ops.read_rows: not allowed: 'alice' may make 3 tool calls per run" in result.output
         assert received == ["read_rows t0", "read_rows t1", "read_rows t2"]
         assert [event.detail for event in calls_of(audit)][-2:] == ["PolicyDeniedError rule=calls_per_run"] * 2
-        assert (await portal.execute_code('await ops.read_rows(table="again")')).ok
+        assert (await portal.execute_code('await ops.read_rows(table="again")', portal.local)).ok
 
 
 async def test_runs_per_minute_is_counted_per_user() -> None:
     async with opened(config_with({"default": {"runs_per_minute": 2}}), []) as (portal, audit):
-        first, second, third = [await portal.execute_code("1 + 1") for _ in range(3)]
-        other = await portal.execute_code("1 + 1", user="bob")
+        first, second, third = [await portal.execute_code("1 + 1", portal.local) for _ in range(3)]
+        other = await portal.execute_code("1 + 1", portal.principal("bob"))
     assert first.ok and second.ok and other.ok
     assert not third.ok and third.error_kind == "rate_limit"
     assert third.error is not None and "'alice' may start 2 runs per minute" in third.error
@@ -413,7 +413,7 @@ async def test_a_client_without_elicitation_cannot_approve(era: str) -> None:
     received: list[str] = []
     async with opened(config_with(APPROVE_DESTRUCTIVE), received) as (portal, audit):
         text = await run_with_client(portal, DROP, None, era)
-        direct = await portal.execute_code(DROP)  # the CLI's `exec`: nobody to ask
+        direct = await portal.execute_code(DROP, portal.local)  # the CLI's `exec`: nobody to ask
     assert "this client cannot ask for it (no MCP elicitation support)" in text
     assert "refused:" in direct.output
     assert received == ["read_rows users", "read_rows users"]

@@ -42,44 +42,44 @@ async def portal(tmp_path: Path) -> AsyncIterator[Portal]:
 
 
 async def test_the_overview_shows_description_owner_tags_and_docs(portal: Portal) -> None:
-    text = portal.search_api("")
+    text = portal.search_api("", portal.local)
     assert "- files (14 tools): Shared drive [owner: platform-team; tags: storage, internal; docs: https://wiki" in text
     assert "- clock (2 tools)" in text
 
 
 async def test_owner_in_the_query_narrows_the_search_to_that_teams_servers(portal: Portal) -> None:
-    text = portal.search_api("read owner:knowledge-team")
+    text = portal.search_api("read owner:knowledge-team", portal.local)
     assert "graph." in text
     assert "files." not in text
 
 
 async def test_tag_filters_combine_with_owner(portal: Portal) -> None:
-    assert "files." not in portal.search_api("delete tag:internal owner:knowledge-team")
+    assert "files." not in portal.search_api("delete tag:internal owner:knowledge-team", portal.local)
 
 
 async def test_a_filter_alone_gives_the_overview_of_matching_servers(portal: Portal) -> None:
-    text = portal.search_api("tag:storage")
+    text = portal.search_api("tag:storage", portal.local)
     assert text.startswith("14 tools on 1 servers:")
     assert "  - files.read_text_file" in text
 
 
 async def test_an_unknown_owner_says_so_and_lists_servers(portal: Portal) -> None:
-    assert "Unknown owner 'nobody'" in portal.search_api("x owner:nobody")
+    assert "Unknown owner 'nobody'" in portal.search_api("x owner:nobody", portal.local)
 
 
 async def test_a_near_miss_tool_name_gets_a_did_you_mean(portal: Portal) -> None:
-    text = portal.search_api("clock.get_curent_time")
+    text = portal.search_api("clock.get_curent_time", portal.local)
     assert "did you mean clock.get_current_time" in text
 
 
 async def test_an_exact_tool_name_gets_no_hint_and_ranks_first(portal: Portal) -> None:
-    text = portal.search_api("clock.convert_time", limit=1)
+    text = portal.search_api("clock.convert_time", portal.local, limit=1)
     assert "did you mean" not in text
     assert "# clock.convert_time" in text
 
 
 async def test_searches_are_audited(portal: Portal) -> None:
-    portal.search_api("time now")
+    portal.search_api("time now", portal.local)
     events = [event for event in portal.audit if event.kind == "search"]  # type: ignore[attr-defined]
     assert events[-1].subject == "time now"
 
@@ -101,9 +101,9 @@ async def test_a_configured_sqlite_audit_file_keeps_every_search_after_the_porta
         f"servers:\n  clock: {{snapshot: {bundled_schemas_dir() / 'time.json'}}}\naudit: {{sqlite: audit/log.sqlite}}\n"
     )
     with anyio.fail_after(30):
-        async with Portal.open(load_config(config, environ={}), user="ada") as portal:
-            portal.search_api("current time")
-            portal.search_api("convert a time zone")
+        async with Portal.open(load_config(config, environ={}).model_copy(update={"user": "ada"})) as portal:
+            portal.search_api("current time", portal.local)
+            portal.search_api("convert a time zone", portal.local)
     with SqliteAuditSink(tmp_path / "audit" / "log.sqlite") as store:
         events = store.recent(10)
     assert [(e.kind, e.user, e.subject) for e in events] == [
@@ -117,7 +117,7 @@ async def test_the_configured_user_is_who_stdio_searches_are_attributed_to(tmp_p
     config.write_text(f"user: ada\nservers:\n  clock: {{snapshot: {bundled_schemas_dir() / 'time.json'}}}\n")
     with anyio.fail_after(30):
         async with Portal.open(load_config(config, environ={})) as opened:
-            opened.search_api("time")
-            opened.search_api("time", user="grace")
+            opened.search_api("time", opened.local)
+            opened.search_api("time", opened.principal("grace"))
     users = [event.user for event in opened.audit if event.kind == "search"]  # type: ignore[attr-defined]
     assert users == ["ada", "grace"]

@@ -14,12 +14,14 @@ from inline_snapshot import snapshot
 from mcp_types import CallToolResult, Tool
 
 from portal_mcp.catalog.model import Catalog
+from portal_mcp.catalog.schemas import Validators, object_shape
 from portal_mcp.catalog.snapshot import load_snapshot
-from portal_mcp.catalog.stubs.schema import object_shape
 from portal_mcp.config import bundled_schemas_dir
 from portal_mcp.control.audit import MemoryAuditSink
+from portal_mcp.control.credentials import Redactor
+from portal_mcp.control.principal import Principal
 from portal_mcp.errors import ArgumentError
-from portal_mcp.runs.bridge import Bridge
+from portal_mcp.runs.bridge import Bridge, Caller
 from portal_mcp.runs.precheck import MAX_PROBLEMS, Problem, check_code, render
 
 STRING = {"type": "string"}
@@ -306,7 +308,7 @@ def test_literals_outside_an_enum_or_deep_in_a_list_name_the_field() -> None:
 
 
 class _NoDownstream:
-    async def call_tool(self, server: str, tool: str, arguments: dict[str, Any]) -> CallToolResult:
+    async def call_tool(self, server: str, tool: str, arguments: dict[str, Any], *, user: str) -> CallToolResult:
         raise AssertionError("the bridge must refuse these arguments before calling downstream")
 
 
@@ -321,9 +323,9 @@ class _NoDownstream:
 async def test_a_reported_literal_carries_the_message_the_bridge_would_give(
     arguments: dict[str, Any], source: str
 ) -> None:
-    bridge = Bridge(lambda: CATALOG, _NoDownstream(), MemoryAuditSink(), "ada")
+    bridge = Bridge(lambda: CATALOG, _NoDownstream(), MemoryAuditSink(), Redactor(), Validators(), approval_timeout=5.0)
     with pytest.raises(ArgumentError) as refused:
-        await bridge.call("github.create_issue", arguments)
+        await bridge.call("github.create_issue", arguments, caller=Caller(Principal.unrestricted("ada")))
     [problem] = check(f'await github.create_issue(owner="acme", repo="portal", title="x", {source})')
     assert problem.message == str(refused.value)
 

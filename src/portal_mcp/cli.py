@@ -116,6 +116,11 @@ USER_OPTION = click.option(
 )
 
 
+def _as_user(config: PortalConfig, user: str | None) -> PortalConfig:
+    """The config with `--user` as its local user: the portal's `local` principal is whom the command acts as."""
+    return config if user is None else config.model_copy(update={"user": user})
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="portal-mcp")
 def main() -> None:
@@ -264,11 +269,11 @@ def check(config_path: Path | None) -> None:
 @USER_OPTION
 def search(config_path: Path | None, query: str, server: str | None, limit: int, detail: Any, user: str | None) -> None:
     """Print what search_api returns for QUERY (empty: the server overview), as USER sees it under the policy."""
-    config = _load(config_path)
+    config = _as_user(_load(config_path), user)
 
     async def run() -> None:
         async with _open(config) as portal:
-            click.echo(portal.search_api(query, server=server, limit=limit, detail=detail, user=user))
+            click.echo(portal.search_api(query, portal.local, server=server, limit=limit, detail=detail))
 
     _run(run)
 
@@ -279,12 +284,12 @@ def search(config_path: Path | None, query: str, server: str | None, limit: int,
 @USER_OPTION
 def exec_(config_path: Path | None, file: Any, user: str | None) -> None:
     """Run FILE (agent code; '-' for stdin) through the same sandbox execute_code uses, as USER."""
-    config = _load(config_path)
+    config = _as_user(_load(config_path), user)
     code = file.read()
 
     async def run() -> int:
         async with _open(config) as portal:
-            result = await portal.execute_code(code, user=user)
+            result = await portal.execute_code(code, portal.local)
         click.echo(result.render())
         return 0 if result.ok else 1
 
@@ -375,7 +380,7 @@ def bench(config_path: Path | None, json_path: Path | None) -> None:
                 replies = []
                 for query in TYPICAL_QUERIES:
                     progress.update(searching, description=f"search_api({query!r})")
-                    replies.append(portal.search_api(query))
+                    replies.append(portal.search_api(query, portal.local))
                     progress.advance(searching)
                 counting = progress.add_task("counting tokens", total=len(catalog))
                 report = measure_tokens(

@@ -12,7 +12,6 @@ the audit sink are created here and passed in.
 from __future__ import annotations
 
 import difflib
-import getpass
 import hashlib
 import logging
 import re
@@ -26,6 +25,7 @@ from mcp.server.mcpserver import MCPServer
 from mcp_types import Tool
 
 from portal_mcp.catalog.model import Catalog
+from portal_mcp.catalog.schemas import Validators
 from portal_mcp.catalog.search import SearchHit, SearchIndex
 from portal_mcp.catalog.stubs import render_stubs
 from portal_mcp.config import ANONYMOUS, PortalConfig
@@ -34,6 +34,7 @@ from portal_mcp.control.audit import AuditEvent, AuditSink, MemoryAuditSink
 from portal_mcp.control.audit_store import PostgresAuditSink, SqliteAuditSink
 from portal_mcp.control.credentials import Redactor
 from portal_mcp.control.metrics import Metrics, MetricsTee
+from portal_mcp.control.principal import Principal, Principals
 from portal_mcp.downstream import DownstreamEvent, DownstreamPool, ServerStatus
 from portal_mcp.runs.bridge import Approver, Bridge, Caller
 from portal_mcp.runs.precheck import check_code, render
@@ -51,26 +52,34 @@ EventListener = Callable[[DownstreamEvent], Awaitable[None]]
 class Portal:
     """The running portal. Build it with `Portal.open(config)`; the constructor only wires parts."""
 
-    def __init__(
-        self, config: PortalConfig, pool: DownstreamPool, sandbox: SandboxHost, audit: AuditSink, user: str
-    ) -> None:
+    def __init__(self, config: PortalConfig, pool: DownstreamPool, sandbox: SandboxHost, audit: AuditSink) -> None:
         self.config = config
         self.pool = pool
         self.sandbox = sandbox
         self.audit = audit
-        self.user = user
+        self.policy = AccessPolicy(config)
+        self.principals = Principals(config, self.policy)
+        self.local = self.principals.local
+        """The stdio / command-line user (`user:` of the config, else the OS user)."""
         self._catalog = Catalog.build(pool.listings(), config.tool_filters())
         self._index: SearchIndex | None = None
         self._listeners: list[EventListener] = []
-        users = {user, *config.http.users, *([ANONYMOUS] if config.http.bearer_tokens else [])}
+        users = {self.local.name, *config.http.users, *([ANONYMOUS] if config.http.bearer_tokens else [])}
         backlog = audit.backlog if isinstance(audit, PostgresAuditSink) else lambda: None
         self.metrics = Metrics(lambda: self._catalog, self.statuses, users, backlog)
         # Every search, run and call goes to the audit sink and, from the same event, to the metrics.
         self.events: AuditSink = MetricsTee(audit, self.metrics)
         self.redactor = Redactor(config.secret_values())
-        self.policy = AccessPolicy(config)
         self._runs = RunLimiter()
-        self.bridge = Bridge(lambda: self._catalog, pool, self.events, user, self.redactor, self.policy)
+        self.validators = Validators()  # one cache of schema validators for the pre-run check and the bridge
+        self.bridge = Bridge(
+            lambda: self._catalog,
+            pool,
+            self.events,
+            self.redactor,
+            self.validators,
+            approval_timeout=self.policy.approval_timeout,
+        )
 
     @classmethod
     @asynccontextmanager
@@ -81,7 +90,6 @@ class Portal:
         local: Mapping[str, MCPServer] | None = None,
         on_status: Callable[[ServerStatus], None] | None = None,
         audit: AuditSink | None = None,
-        user: str | None = None,
         errlog: TextIO | None = None,
     ) -> AsyncIterator[Portal]:
         """Connect every downstream server (failures are reported, not raised) and start the sandbox host.
@@ -110,10 +118,14 @@ class Portal:
         )
         # The sink outlives the pool and the sandbox, so calls finishing during shutdown are still recorded.
         async with _audit_sink(config, audit) as sink, pool, SandboxHost(config.sandbox) as sandbox:
-            portal = cls(config, pool, sandbox, sink, user or config.user or _os_user())
+            portal = cls(config, pool, sandbox, sink)
             for problem in portal.policy.unmatched(portal.catalog):
                 logger.warning("%s: a typo? it has no effect", problem, extra={"event": "policy_unmatched"})
             yield portal
+
+    def principal(self, name: str) -> Principal:
+        """The principal of user `name` (an HTTP user, a `--user` of the command line)."""
+        return self.principals.get(name)
 
     @property
     def catalog(self) -> Catalog:
@@ -142,20 +154,14 @@ class Portal:
         return self._index
 
     def search_api(
-        self,
-        query: str,
-        *,
-        server: str | None = None,
-        limit: int = 5,
-        detail: Detail = "auto",
-        user: str | None = None,
+        self, query: str, principal: Principal, *, server: str | None = None, limit: int = 5, detail: Detail = "auto"
     ) -> str:
         """The text `search_api` returns: matching tools as typed stubs, or an overview for an empty query.
 
         `owner:NAME`, `tag:NAME` and `server:NAME` words in the query narrow the search to matching servers.
         """
         started = time.perf_counter()
-        who = user or self.user
+        who = principal.name
         hidden = self.policy.hidden(who, self._catalog)
         limit = max(1, min(limit, MAX_LIMIT))
         words, filters = _split_filters(query)
@@ -178,7 +184,7 @@ class Portal:
                 else:
                     stubs = render_stubs(entries, detail=detail)
                 where = f" on {', '.join(sorted(scope))}" if scope is not None else ""
-                approval = self.policy.for_user(who).needs_approval(entries)
+                approval = principal.rules.needs_approval(entries)
                 asks = (
                     f" Calls to {', '.join(approval)} ask the user for approval first; refused calls raise "
                     "PermissionError."
@@ -264,23 +270,23 @@ class Portal:
         )
         return "\n".join(lines)
 
-    async def execute_code(self, code: str, *, user: str | None = None, approve: Approver | None = None) -> RunResult:
+    async def execute_code(self, code: str, principal: Principal, *, approve: Approver | None = None) -> RunResult:
         """Check agent code against the catalog, then run it in a fresh sandbox worker.
 
         Code with a wrong tool call (unknown tool, bad or missing arguments, no `await`) is refused before anything
-        runs; every call the code makes goes through the bridge, under `user`'s policy. `approve` asks the user
+        runs; every call the code makes goes through the bridge, under `principal`'s policy. `approve` asks the user
         about calls the policy wants approved (None: they are refused).
         """
         started = time.perf_counter()
-        who = user or self.user
+        who = principal.name
         view = self.policy.view(who, self._catalog)
-        problems = check_code(code, view.catalog, view.refused)
-        wait = self._runs.admit(who, self.policy.for_user(who).runs_per_minute) if not problems else 0.0
+        problems = check_code(code, view.catalog, view.refused, validators=self.validators)
+        wait = self._runs.admit(who, principal.rules.runs_per_minute) if not problems else 0.0
         if problems:
             duration = (time.perf_counter() - started) * 1000
             result = RunResult(False, "", None, render(problems), 0, duration, "precheck")
         elif wait:
-            limit = self.policy.for_user(who).runs_per_minute
+            limit = principal.rules.runs_per_minute
             error = (
                 f"RateLimitError: {who!r} may start {limit} runs per minute; the next run is allowed in {wait:.0f} s. "
                 "Do more per run (asyncio.gather, loops) instead of many small runs."
@@ -288,7 +294,7 @@ class Portal:
             result = RunResult(False, "", None, error, 0, (time.perf_counter() - started) * 1000, "rate_limit")
         else:
             clock = RunClock()
-            caller = Caller(who, approve, clock.paused)
+            caller = Caller(principal, approve, clock.paused)
 
             async def call(qualified: str, arguments: dict[str, Any]) -> Any:
                 return await self.bridge.call(qualified, arguments, caller=caller)
@@ -304,13 +310,6 @@ class Portal:
             AuditEvent("run", who, outcome, result.duration_ms, digest, detail, len(code), len(result.output))
         )
         return result
-
-
-def _os_user() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"
 
 
 _FILTER = re.compile(r"(?<!\S)(owner|tag|server):(\S+)")

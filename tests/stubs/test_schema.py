@@ -6,8 +6,9 @@ from typing import Any
 
 import pytest
 
+from portal_mcp.catalog.schemas import object_shape
 from portal_mcp.catalog.stubs.pytypes import render_typeddicts
-from portal_mcp.catalog.stubs.schema import TypeBuilder, object_shape
+from portal_mcp.catalog.stubs.schema import TypeBuilder
 
 
 def type_of(schema: Any, root: dict[str, Any] | None = None) -> str:

@@ -112,7 +112,7 @@ async def no_session(request: ApprovalRequest) -> Verdict:
 class _PendingRun:
     """One run started for a 2026-07-28 client: its task, and the questions it is waiting on."""
 
-    user: str | None
+    user: str
     task: asyncio.Task[RunResult] | None = None
     asks: dict[str, tuple[ApprovalRequest, asyncio.Future[Verdict]]] = field(default_factory=dict)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
@@ -167,7 +167,7 @@ class PendingRuns:
     def __len__(self) -> int:
         return len(self._runs)
 
-    async def start(self, user: str | None, run: Run) -> RunResult | types.InputRequiredResult | str:
+    async def start(self, user: str, run: Run) -> RunResult | types.InputRequiredResult | str:
         """Start a run that may ask questions; returns its result, the first questions, or (too many of this
         user's runs are waiting for answers already) an error message."""
         self._forget_stale()
@@ -185,7 +185,7 @@ class PendingRuns:
         return await self._progress(token, pending)
 
     async def resume(
-        self, user: str | None, token: str, responses: Mapping[str, Any] | None, *, not_forwarded: str | None = None
+        self, user: str, token: str, responses: Mapping[str, Any] | None, *, not_forwarded: str | None = None
     ) -> RunResult | types.InputRequiredResult | str:
         """Hand the client's answers to the run `token` names; returns as `start` does, or an error message.
 

@@ -16,15 +16,14 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import anyio
-import jsonschema
-from jsonschema.exceptions import ValidationError, best_match
-from jsonschema.protocols import Validator
 from mcp_types import CallToolResult, TextContent
 
 from portal_mcp.catalog.model import Catalog, ToolEntry
-from portal_mcp.control.access import AccessPolicy, Decision, UserRules
+from portal_mcp.catalog.schemas import Validators, drop_omitted
+from portal_mcp.control.access import Decision, UserRules
 from portal_mcp.control.audit import AuditEvent, AuditSink, Verdict
 from portal_mcp.control.credentials import Redactor
+from portal_mcp.control.principal import Principal
 from portal_mcp.errors import (
     ArgumentError,
     PolicyDeniedError,
@@ -83,7 +82,7 @@ Approver = Callable[[ApprovalRequest], Awaitable[Verdict]]
 class Caller:
     """Whom a call runs for, within which run: how to ask them for approval, and what the run has used."""
 
-    user: str
+    principal: Principal
     approve: Approver | None = None
     """Asks the user about one call (None: this client cannot be asked)."""
     pause: Callable[[], AbstractContextManager[None]] = field(default=nullcontext)
@@ -94,9 +93,7 @@ class Caller:
 class ToolTransport(Protocol):
     """What the bridge needs from the downstream layer."""
 
-    async def call_tool(
-        self, server: str, tool: str, arguments: dict[str, Any], *, user: str | None = None
-    ) -> CallToolResult:
+    async def call_tool(self, server: str, tool: str, arguments: dict[str, Any], *, user: str) -> CallToolResult:
         """Call as `user`: a server whose headers/env say `${user.KEY}` is reached with that user's secrets."""
         ...
 
@@ -114,35 +111,35 @@ class Bridge:
         catalog: Callable[[], Catalog],
         transport: ToolTransport,
         audit: AuditSink,
-        user: str,
-        redactor: Redactor | None = None,
-        policy: AccessPolicy | None = None,
+        redactor: Redactor,
+        validators: Validators,
+        *,
+        approval_timeout: float,
     ) -> None:
         self._catalog = catalog
         self._transport = transport
         self._audit = audit
-        self._user = user
-        self._redactor = redactor or Redactor()
-        self._policy = policy
-        self._validators: dict[int, tuple[Mapping[str, Any], Validator]] = {}
+        self._redactor = redactor
+        self._approval_timeout = approval_timeout
+        self._validators = validators
 
-    async def call(self, qualified: str, arguments: dict[str, Any], *, caller: Caller | None = None) -> Any:
-        """Run one tool call for `caller` (default: the portal's user, who cannot be asked for approval); returns
-        the agent-facing value or raises a `PortalError` with a message for the agent."""
-        who = caller.user if caller is not None else self._user
+    async def call(self, qualified: str, arguments: dict[str, Any], *, caller: Caller) -> Any:
+        """Run one tool call for `caller` under their policy; returns the agent-facing value or raises a
+        `PortalError` with a message for the agent."""
+        rules = caller.principal.rules
+        who = caller.principal.name
         started = time.perf_counter()
         size_in = 0
         detail = ""
         try:
             entry = self._lookup(qualified)
-            rules = self._policy.for_user(who) if self._policy is not None else None
             decision = self._admit(entry, rules, caller)
             if type(arguments) is not dict or any(type(key) is not str for key in arguments):
                 raise ArgumentError(qualified, "", "arguments must be keyword arguments")
             arguments = drop_omitted(entry.input_schema, arguments)
             size_in = len(json.dumps(arguments, default=str))
-            self._validate(entry, arguments)
-            if decision is Decision.APPROVE and rules is not None:
+            self._validators.check(qualified, entry.input_schema, arguments)
+            if decision is Decision.APPROVE:
                 await self._approve(entry, arguments, rules, caller)
                 detail = "approved"
             result = await self._transport.call_tool(entry.server, entry.name, arguments, user=who)
@@ -157,11 +154,9 @@ class Bridge:
         self._record(who, qualified, "ok", started, size_in, result_size(result), detail)
         return value
 
-    def _admit(self, entry: ToolEntry, rules: UserRules | None, caller: Caller | None) -> Decision:
+    def _admit(self, entry: ToolEntry, rules: UserRules, caller: Caller) -> Decision:
         """The policy's answer for this call, counting it against the run's `calls_per_run`."""
-        if rules is None:
-            return Decision.ALLOW
-        if caller is not None and rules.calls_per_run is not None:
+        if rules.calls_per_run is not None:
             caller.calls += 1
             if caller.calls > rules.calls_per_run:
                 raise PolicyDeniedError(
@@ -171,14 +166,11 @@ class Bridge:
                 )
         return Decision.ALLOW if rules.unrestricted else rules.decide(entry)
 
-    async def _approve(
-        self, entry: ToolEntry, arguments: dict[str, Any], rules: UserRules, caller: Caller | None
-    ) -> None:
+    async def _approve(self, entry: ToolEntry, arguments: dict[str, Any], rules: UserRules, caller: Caller) -> None:
         """Ask the user about this call; anything but a yes raises `PolicyDeniedError`."""
-        assert self._policy is not None  # `rules` come from it
-        timeout = self._policy.approval_timeout
+        timeout = self._approval_timeout
         verdict: Verdict = "unsupported"
-        if caller is not None and caller.approve is not None:
+        if caller.approve is not None:
             if rules.approve == "always":
                 reason = "the portal's policy asks before every call"
             elif rules.hints(entry).get("destructiveHint") is True:
@@ -204,26 +196,6 @@ class Bridge:
             raise UnknownToolError(qualified, catalog.close_matches(qualified))
         return entry
 
-    def _validate(self, entry: ToolEntry, arguments: dict[str, Any]) -> None:
-        validator = self._validator(entry.input_schema)
-        error = best_match(validator.iter_errors(arguments))
-        if error is not None:
-            raise ArgumentError(entry.qualified_name, *describe_validation_error(error))
-
-    def _validator(self, schema: Mapping[str, Any]) -> Validator:
-        cached = self._validators.get(id(schema))
-        if cached is not None and cached[0] is schema:
-            return cached[1]
-        cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
-        try:
-            cls.check_schema(dict(schema))
-            validator: Validator = cls(schema)
-        except jsonschema.SchemaError:
-            # A server with a broken schema should still be callable: check only that arguments form an object.
-            validator = jsonschema.Draft202012Validator({"type": "object"})
-        self._validators[id(schema)] = (schema, validator)
-        return validator
-
     def _record(
         self, user: str, subject: str, outcome: Any, started: float, size_in: int, size_out: int, detail: str
     ) -> None:
@@ -241,58 +213,6 @@ def audit_detail(exc: PortalError, *, approved: bool = False) -> str:
     field = f" field={exc.field}" if isinstance(exc, ArgumentError) and exc.field else ""
     rule = f" rule={exc.rule}" if isinstance(exc, PolicyDeniedError) else ""
     return type(exc).__name__ + field + rule + (" approved" if approved else "")
-
-
-def drop_omitted(schema: Mapping[str, Any], arguments: dict[str, Any]) -> dict[str, Any]:
-    """Drop optional arguments passed as None when the schema does not accept null.
-
-    Stubs show optional parameters as `= None` meaning "omit it", so `tool(x=None)` must mean the same as `tool()`.
-    """
-    properties = schema.get("properties")
-    if not isinstance(properties, Mapping) or None not in arguments.values():
-        return arguments
-    required = schema.get("required") or ()
-    return {
-        key: value
-        for key, value in arguments.items()
-        if value is not None or key in required or _accepts_null(properties.get(key))
-    }
-
-
-def _accepts_null(schema: Any) -> bool:
-    if not isinstance(schema, Mapping):
-        return True  # unknown shape: pass the None through and let validation speak
-    kind = schema.get("type")
-    if kind == "null" or (isinstance(kind, list) and "null" in kind) or schema.get("nullable") is True:
-        return True
-    if kind is None and not any(key in schema for key in ("anyOf", "oneOf", "enum", "const", "$ref", "allOf")):
-        return True
-    return any(_accepts_null(option) for key in ("anyOf", "oneOf") for option in schema.get(key) or ())
-
-
-def describe_validation_error(error: ValidationError) -> tuple[str, str]:
-    """(field path, problem) for a jsonschema error, worded for someone fixing a call."""
-    path = ".".join(str(part) for part in error.absolute_path)
-    expected: Any = error.validator_value
-    schema: Any = error.schema
-    if error.validator == "required" and isinstance(error.instance, dict):
-        missing = [name for name in expected if name not in error.instance]
-        field = ".".join(filter(None, [path, missing[0] if missing else ""]))
-        return field, "is required but was not passed"
-    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
-        allowed = sorted(schema.get("properties", {})) if isinstance(schema, dict) else []
-        extra = sorted(set(error.instance) - set(allowed))
-        field = ".".join(filter(None, [path, extra[0] if extra else ""]))
-        return field, f"is not a parameter of this tool (parameters: {', '.join(allowed) or 'none'})"
-    value = json.dumps(error.instance, default=str)
-    if len(value) > 60:
-        value = value[:57] + "..."
-    if error.validator == "type":
-        return path, f"expected {expected}, got {value}"
-    if error.validator == "enum":
-        choices = ", ".join(json.dumps(choice) for choice in expected)
-        return path, f"must be one of {choices}, got {value}"
-    return path, error.message
 
 
 def result_size(result: CallToolResult) -> int:

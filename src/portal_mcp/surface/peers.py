@@ -142,14 +142,14 @@ class ReplicaRouter:
                 owner,
                 url,
                 exc,
-                extra={"event": "forward_failed", "user": scope.get("portal_user")},
+                extra={"event": "forward_failed", "user": _user_name(scope)},
             )
             return (
                 f"replica {owner!r} did not answer ({type(exc).__name__}; the URL is in `http.replica.peers`, "
                 "the error in this replica's log): is it running?"
             )
         self._metrics.forwards.labels(label, "forwarded").inc()
-        logger.debug("forwarded an approval answer to replica %r", owner, extra={"user": scope.get("portal_user")})
+        logger.debug("forwarded an approval answer to replica %r", owner, extra={"user": _user_name(scope)})
         try:
             await _relay(response, owner, receive, send)
         finally:
@@ -239,3 +239,8 @@ async def _cancel_on_disconnect(receive: Receive, scope: anyio.CancelScope) -> N
         if (await receive())["type"] == "http.disconnect":
             scope.cancel()
             return
+
+
+def _user_name(scope: Scope) -> str | None:
+    """The authenticated caller's name for a log line (the scope holds their `Principal`, see `server.BearerAuth`)."""
+    return getattr(scope.get("portal_user"), "name", None)

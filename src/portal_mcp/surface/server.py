@@ -27,6 +27,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from portal_mcp import __version__
 from portal_mcp.config import ANONYMOUS, HttpConfig, ReplicaConfig, is_loopback
 from portal_mcp.control.metrics import USABLE
+from portal_mcp.control.principal import Principal
 from portal_mcp.downstream import DownstreamEvent
 from portal_mcp.errors import ConfigError
 from portal_mcp.portal import Portal
@@ -84,7 +85,7 @@ class PortalServer:
         connection = _connection(ctx)
         if connection is not None:  # a connection without a channel (stateless HTTP) has nothing to remember it for
             self._log_levels[connection] = _LEVELS.index(params.level)
-            self._owners[connection] = _caller(ctx) or self.portal.user
+            self._owners[connection] = self._principal(ctx).name
         return types.EmptyResult()
 
     async def _call_tool(
@@ -93,7 +94,7 @@ class PortalServer:
         await self._greet(ctx)
         args = params.arguments or {}
         if params.name == "search_api":
-            return self._search(args, _caller(ctx))
+            return self._search(args, self._principal(ctx))
         if params.name == "execute_code":
             return await self._execute(ctx, params, args)
         return _error(f"unknown tool {params.name!r}; this server has `search_api` and `execute_code`")
@@ -102,7 +103,8 @@ class PortalServer:
         self, ctx: ServerRequestContext[Any], params: types.CallToolRequestParams, args: dict[str, Any]
     ) -> types.CallToolResult | types.InputRequiredResult:
         """Run the code; calls the policy wants approved ask the user through elicitation (see approvals.py)."""
-        user = _caller(ctx)
+        principal = self._principal(ctx)
+        user = principal.name
         if params.request_state is not None:
             # Over HTTP with `http.replica` peers, an answer for another replica's run was forwarded there before it
             # got here (peers.ReplicaRouter); one that reaches this point comes with the reason it was not.
@@ -117,21 +119,21 @@ class PortalServer:
         code = args.get("code")
         if not isinstance(code, str):
             return _error("execute_code needs `code`: a string of Python source")
-        if self.portal.policy.for_user(user or self.portal.user).approve == "never":
-            return _run_reply(await self.portal.execute_code(code, user=user))  # nothing to ask: the plain path
+        if principal.rules.approve == "never":
+            return _run_reply(await self.portal.execute_code(code, principal))  # nothing to ask: the plain path
         if can_elicit(ctx) and asks_in_result(ctx):
             # 2026-07-28: no server-initiated requests; questions go back in the result and the run waits here.
             started = await self._pending.start(
-                user, lambda approve: self.portal.execute_code(code, user=user, approve=approve)
+                user, lambda approve: self.portal.execute_code(code, principal, approve=approve)
             )
             return _error(started) if isinstance(started, str) else _run_reply(started)
         if can_elicit(ctx):
             approve: Approver | None = direct_approver(ctx)
         else:  # a handshake-era request without a session cannot be asked, whatever the client supports
             approve = no_session if not asks_in_result(ctx) and _connection(ctx) is None else None
-        return _run_reply(await self.portal.execute_code(code, user=user, approve=approve))
+        return _run_reply(await self.portal.execute_code(code, principal, approve=approve))
 
-    def _search(self, args: dict[str, Any], user: str | None) -> types.CallToolResult:
+    def _search(self, args: dict[str, Any], principal: Principal) -> types.CallToolResult:
         query, server, limit, detail = (
             args.get("query", ""),
             args.get("server"),
@@ -146,8 +148,14 @@ class PortalServer:
             return _error(f"search_api: `limit` must be an integer from 1 to {MAX_LIMIT}")
         if detail not in ("name", "signature", "full", "auto"):
             return _error("search_api: `detail` must be 'name', 'signature' or 'full'")
-        text = self.portal.search_api(query, server=server or None, limit=limit, detail=detail, user=user)
+        text = self.portal.search_api(query, principal, server=server or None, limit=limit, detail=detail)
         return types.CallToolResult(content=[types.TextContent(text=text)])
+
+    def _principal(self, ctx: ServerRequestContext[Any]) -> Principal:
+        """Who is calling: the user an HTTP request authenticated as, else (stdio, HTTP without tokens) the portal's
+        local user."""
+        found = _scope(ctx).get("portal_user")
+        return found if isinstance(found, Principal) else self.portal.local
 
     async def _greet(self, ctx: ServerRequestContext[Any]) -> None:
         """On a connection's first request, tell it which servers are unavailable: they failed before it came.
@@ -160,7 +168,7 @@ class PortalServer:
         if connection is None or connection in self._log_levels:
             return
         self._log_levels[connection] = _LEVELS.index("info")
-        self._owners[connection] = _caller(ctx) or self.portal.user
+        self._owners[connection] = self._principal(ctx).name
         for status in self.portal.statuses():
             if status.state in ("failed", "down"):
                 await self._send(
@@ -287,10 +295,11 @@ class PortalServer:
                 app, replica=http.replica.id, peers=http.replica.peers, guard=guard, metrics=self.portal.metrics
             )
         if authenticated:
+            anonymous = self.portal.principal(ANONYMOUS)
             app = BearerAuth(
                 app,
-                dict.fromkeys(http.bearer_tokens, ANONYMOUS)
-                | {user.token: name for name, user in http.users.items() if user.token is not None},
+                dict.fromkeys(http.bearer_tokens, anonymous)
+                | {user.token: self.portal.principal(name) for name, user in http.users.items() if user.token},
                 public=frozenset({"/healthz"}),
             )
         return app
@@ -318,12 +327,13 @@ class PortalServer:
 
 class BearerAuth:
     """Requires `Authorization: Bearer <token>` matching a configured token (constant-time compare), and records
-    whose token it was in the ASGI scope (`portal_user`) so every search, run and call is attributed.
+    whose token it was in the ASGI scope (`portal_user`: their `Principal`) so every search, run and call is
+    attributed.
 
     Requests for a `public` path pass without a token (and without `portal_user`); the endpoint decides what an
     anonymous caller sees."""
 
-    def __init__(self, app: ASGIApp, users: dict[str, str], public: frozenset[str] = frozenset()) -> None:
+    def __init__(self, app: ASGIApp, users: dict[str, Principal], public: frozenset[str] = frozenset()) -> None:
         self.app = app
         self._users = [(token.encode(), user) for token, user in users.items() if token]
         self._public = public
@@ -351,13 +361,13 @@ class BearerAuth:
             scope = {**scope, "portal_user": user}
         await self.app(scope, receive, send)
 
-    def _identify(self, scope: Scope) -> str | None:
+    def _identify(self, scope: Scope) -> Principal | None:
         header = dict(scope.get("headers") or []).get(b"authorization", b"")
         scheme, _, presented = header.partition(b" ")
         if scheme.lower() != b"bearer" or not presented:
             return None
         # Compare against every token so timing does not reveal which one (or whether any) matched early.
-        found: str | None = None
+        found: Principal | None = None
         for token, user in self._users:
             if hmac.compare_digest(presented.strip(), token):
                 found = user
@@ -376,12 +386,6 @@ def _scope(ctx: ServerRequestContext[Any]) -> dict[str, Any]:
     """The ASGI scope of an HTTP request (empty over stdio)."""
     scope = getattr(ctx.request, "scope", None)
     return scope if isinstance(scope, dict) else {}
-
-
-def _caller(ctx: ServerRequestContext[Any]) -> str | None:
-    """The user an HTTP request authenticated as (None over stdio: the portal's own user)."""
-    user = _scope(ctx).get("portal_user")
-    return user if isinstance(user, str) else None
 
 
 def _connection(ctx: ServerRequestContext[Any]) -> Any:

@@ -15,11 +15,21 @@ from __future__ import annotations
 import json
 import keyword
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import unquote
 
+from portal_mcp.catalog.schemas import (
+    MAX_DEPTH,
+    as_list,
+    as_mapping,
+    as_strings,
+    expand,
+    merged,
+    refs_in,
+    resolve_pointer,
+)
+from portal_mcp.catalog.stubs.notes import MAX_LITERALS, MAX_OBJECT_VARIANTS, is_objectish, notes, object_variants
 from portal_mcp.catalog.stubs.pytypes import (
     ANY,
     BOOL,
@@ -40,113 +50,18 @@ from portal_mcp.catalog.stubs.pytypes import (
 )
 from portal_mcp.catalog.stubs.text import one_line
 
-MAX_LITERALS = 30
-"""Enums longer than this are typed by their base type and described instead: a 300-value Literal costs more
-tokens than it is worth to the model reading it."""
-
-MAX_OBJECT_VARIANTS = 12
-"""A union of more object shapes than this (one real schema has 146) is typed `dict[str, Any]`: spelled out it would
-cost thousands of tokens for one parameter."""
-
-MAX_DEPTH = 32
 FIELD_DOC_CHARS = 100
 
 TYPING_NAMES = frozenset({"Any", "Literal", "NotRequired", "TypedDict"})
 _RESERVED = TYPING_NAMES | {"str", "int", "float", "bool", "list", "dict", "None", "True", "False", "object"}
 _STRUCTURAL = ("type", "properties", "items", "prefixItems", "additionalProperties", "enum", "const", "$ref")
-# Formats that only restate the Python type (`int32` on an integer); not worth the tokens.
-_NUMERIC_FORMATS = frozenset({"int32", "int64", "float", "double", "decimal", "integer", "number"})
 _WORD = re.compile(r"[0-9A-Za-z]+")
-
-
-@dataclass(frozen=True)
-class ObjectShape:
-    """The keys of an object schema, as a function signature needs them."""
-
-    properties: Mapping[str, Any]
-    required: frozenset[str]
-    extra: Mapping[str, Any] | None = None
-    """The schema of additional keys, when the object declares one (they become `**kwargs`)."""
 
 
 def camel(text: str) -> str:
     """`get_current_time`, `get current time` -> `GetCurrentTime`; '' when `text` has no ASCII letters or digits."""
     name = "".join(word[0].upper() + word[1:] for word in _WORD.findall(text))
     return "T" + name if name[:1].isdigit() else name
-
-
-def resolve_pointer(root: Mapping[str, Any], ref: str) -> Mapping[str, Any] | None:
-    """The subschema a local `$ref` (`#`, `#/$defs/X`, any JSON pointer) points to, or None."""
-    if not ref.startswith("#"):
-        return None
-    node: Any = root
-    pointer = unquote(ref[1:])
-    for raw in pointer.split("/")[1:] if pointer else []:
-        part = raw.replace("~1", "/").replace("~0", "~")
-        if isinstance(node, Mapping):
-            node = node.get(part)
-        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
-            node = node[int(part)]
-        else:
-            return None
-    return node if isinstance(node, Mapping) else None
-
-
-def object_shape(schema: Mapping[str, Any], root: Mapping[str, Any] | None = None) -> ObjectShape:
-    """The properties of an object schema after following `$ref`, merging `allOf` and folding `anyOf` variants.
-
-    Keys of `anyOf`/`oneOf` variants are all offered; only keys every variant requires stay required.
-    """
-    root = schema if root is None else root
-    schema = _expand(schema, root)
-    properties: dict[str, Any] = dict(_mapping(schema.get("properties")))
-    required = set(_strings(schema.get("required")))
-    variants = [_expand(v, root) for v in _list(schema.get("anyOf")) + _list(schema.get("oneOf")) if _is_map(v)]
-    variants = [variant for variant in variants if _mapping(variant.get("properties"))]
-    if variants:
-        shared: set[str] | None = None
-        for variant in variants:
-            for key, sub in _mapping(variant.get("properties")).items():
-                properties.setdefault(key, sub)
-            needed = set(_strings(variant.get("required")))
-            shared = needed if shared is None else shared & needed
-        required |= shared or set()
-    extra = schema.get("additionalProperties")
-    return ObjectShape(
-        properties=properties,
-        required=frozenset(key for key in required if key in properties),
-        extra=extra if isinstance(extra, Mapping) and extra else None,
-    )
-
-
-def notes(schema: object, root: Mapping[str, Any], depth: int = 0) -> list[str]:
-    """Facts a type cannot carry (format, range, an enum too long for `Literal`), for the docs."""
-    if not isinstance(schema, Mapping) or depth > 3:
-        return []
-    schema = _expand(schema, root)
-    found: list[str] = []
-    if isinstance(schema.get("format"), str) and schema["format"] not in _NUMERIC_FORMATS:
-        found.append(f"format: {schema['format']}")
-    low, high = schema.get("minimum"), schema.get("maximum")
-    if _is_number(low) and _is_number(high):
-        found.append(f"{low}..{high}")
-    elif _is_number(low):
-        found.append(f">= {low}")
-    elif _is_number(high):
-        found.append(f"<= {high}")
-    values = _list(schema.get("enum"))
-    if len(values) > MAX_LITERALS:
-        shown = ", ".join(json.dumps(value) for value in values[:8])
-        found.append(f"one of {len(values)} values: {shown}, ...")
-    branches = [b for b in _list(schema.get("anyOf")) + _list(schema.get("oneOf")) if _is_map(b) and not _is_null(b)]
-    if _object_variants(branches) > MAX_OBJECT_VARIANTS:
-        found.append(f"one of {_object_variants(branches)} object shapes")
-    if len(branches) == 1 and not found:
-        found.extend(notes(branches[0], root, depth + 1))  # `X | None` from pydantic: the facts live on the X branch
-    items = schema.get("items")
-    if isinstance(items, Mapping) and "properties" not in items:
-        found.extend(f"items {note}" for note in notes(items, root, depth + 1))
-    return found
 
 
 class TypeBuilder:
@@ -193,15 +108,15 @@ class TypeBuilder:
     def _convert(self, schema: Mapping[str, Any], root: Mapping[str, Any], hint: str, depth: int) -> PyType:
         if "$ref" in schema:
             return self._ref(schema["$ref"], root, hint, depth)
-        if schema is root and _is_plain_object(schema) and "#" in _refs_in(schema):
+        if schema is root and _is_plain_object(schema) and "#" in refs_in(schema):
             return self._ref("#", root, hint, depth)  # the same TypedDict as its own recursive references
         if "const" in schema:
             return literal([schema["const"]])
-        values = _list(schema.get("enum"))
+        values = as_list(schema.get("enum"))
         if values:
             return literal(values) if len(values) <= MAX_LITERALS else union(map(_base_type, values))
         for keyword_ in ("anyOf", "oneOf"):
-            branches = [branch for branch in _list(schema.get(keyword_)) if _is_map(branch)]
+            branches = [branch for branch in as_list(schema.get(keyword_)) if _is_mapping(branch)]
             if not branches:
                 continue
             if not any(_structural(branch) for branch in branches):
@@ -209,16 +124,16 @@ class TypeBuilder:
                 rest = {key: value for key, value in schema.items() if key != keyword_}
                 return self.convert(rest, root=root, hint=hint, depth=depth + 1)
             siblings = {key: schema[key] for key in _STRUCTURAL if key in schema}
-            too_many = _object_variants(branches) > MAX_OBJECT_VARIANTS
+            too_many = object_variants(branches) > MAX_OBJECT_VARIANTS
             return union(
                 DictOf(ANY)
-                if too_many and _is_objectish(branch)
+                if too_many and is_objectish(branch)
                 else self.convert(
                     branch if "$ref" in branch else {**siblings, **branch}, root=root, hint=hint, depth=depth + 1
                 )
                 for branch in branches
             )
-        if _list(schema.get("allOf")):
+        if as_list(schema.get("allOf")):
             return self.convert(self._merge_all_of(schema, root), root=root, hint=hint, depth=depth + 1)
         declared = schema.get("type")
         if isinstance(declared, list):
@@ -243,17 +158,17 @@ class TypeBuilder:
 
     def _items(self, schema: Mapping[str, Any], root: Mapping[str, Any], hint: str, depth: int) -> PyType:
         items = schema.get("items")
-        prefix = _list(schema.get("prefixItems")) or _list(items)  # a list under `items` is draft-4 tuple syntax
+        prefix = as_list(schema.get("prefixItems")) or as_list(items)  # a list under `items` is draft-4 tuple syntax
         item_hint = _singular(hint)
         if prefix:
             members = [self.convert(item, root=root, hint=item_hint, depth=depth + 1) for item in prefix]
             if isinstance(items, Mapping):
                 members.append(self.convert(items, root=root, hint=item_hint, depth=depth + 1))
             return union(members)
-        return self.convert(items, root=root, hint=item_hint, depth=depth + 1) if _is_map(items) else ANY
+        return self.convert(items, root=root, hint=item_hint, depth=depth + 1) if _is_mapping(items) else ANY
 
     def _object(self, schema: Mapping[str, Any], root: Mapping[str, Any], hint: str, depth: int) -> PyType:
-        if _mapping(schema.get("properties")):
+        if as_mapping(schema.get("properties")):
             # Keyed by fields alone: real schemas repeat one inline shape under many names (`profile`, `author`),
             # and one definition is cheaper to read. Its description is not kept: it is already on the field or
             # parameter that holds the object, and would be wrong for the other places the shape is reused.
@@ -264,18 +179,18 @@ class TypeBuilder:
                 self._shapes[fields] = name
             return Named(self._shapes[fields])
         extra = schema.get("additionalProperties")
-        if _is_map(extra):
+        if _is_mapping(extra):
             return DictOf(self.convert(extra, root=root, hint=camel(hint) + "Value", depth=depth + 1))
-        patterns = list(_mapping(schema.get("patternProperties")).values())
+        patterns = list(as_mapping(schema.get("patternProperties")).values())
         if patterns:
             value_hint = camel(hint) + "Value"
             return DictOf(union(self.convert(p, root=root, hint=value_hint, depth=depth + 1) for p in patterns))
         return DictOf(ANY)
 
     def _fields(self, schema: Mapping[str, Any], root: Mapping[str, Any], depth: int) -> tuple[Field, ...]:
-        required = set(_strings(schema.get("required")))
+        required = set(as_strings(schema.get("required")))
         fields: list[Field] = []
-        for key, sub in _mapping(schema.get("properties")).items():
+        for key, sub in as_mapping(schema.get("properties")).items():
             doc = _text(sub.get("description")) if isinstance(sub, Mapping) else ""
             extra = notes(sub, root)
             text = one_line(doc, FIELD_DOC_CHARS)
@@ -325,59 +240,17 @@ class TypeBuilder:
                 continue
             target = resolve_pointer(root, current)
             seen[current] = target
-            stack.extend(_refs_in(target))
+            stack.extend(refs_in(target))
         key = json.dumps([ref, sorted(seen.items(), key=lambda item: item[0])], sort_keys=True, default=str)
         self._closure_keys[(id(root), ref)] = (root, key)
         return key
 
     def _merge_all_of(self, schema: Mapping[str, Any], root: Mapping[str, Any]) -> Mapping[str, Any]:
-        members: list[Mapping[str, Any]] = [member for member in _list(schema.get("allOf")) if _is_map(member)]
+        members: list[Mapping[str, Any]] = [member for member in as_list(schema.get("allOf")) if _is_mapping(member)]
         rest = {key: value for key, value in schema.items() if key != "allOf"}
         if len(members) == 1 and not any(key in rest for key in _STRUCTURAL):
             return members[0]  # `allOf: [{$ref}]` + description is how pydantic annotates a reference
-        return _merged([rest, *(_expand(member, root) for member in members)])
-
-
-def _expand(schema: Mapping[str, Any], root: Mapping[str, Any], depth: int = 0) -> Mapping[str, Any]:
-    """Follow a top-level `$ref` and merge `allOf`, so an object's properties can be read directly."""
-    if depth > MAX_DEPTH:
-        return schema
-    ref = schema.get("$ref")
-    if isinstance(ref, str):
-        target = resolve_pointer(root, ref)
-        return _expand(target, root, depth + 1) if target is not None else {}
-    members = [member for member in _list(schema.get("allOf")) if _is_map(member)]
-    if not members:
-        return schema
-    rest = {key: value for key, value in schema.items() if key != "allOf"}
-    return _merged([rest, *(_expand(member, root, depth + 1) for member in members)])
-
-
-def _merged(schemas: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    merged: dict[str, Any] = {}
-    for part in schemas:
-        for key, value in part.items():
-            if key == "properties" and isinstance(value, Mapping):
-                merged["properties"] = {**merged.get("properties", {}), **value}
-            elif key == "required" and isinstance(value, list):
-                merged["required"] = [*merged.get("required", []), *value]
-            else:
-                merged.setdefault(key, value)
-    if "properties" in merged:
-        merged.setdefault("type", "object")
-    return merged
-
-
-def _refs_in(node: object) -> Iterator[str]:
-    if isinstance(node, Mapping):
-        for key, value in node.items():
-            if key == "$ref" and isinstance(value, str):
-                yield value
-            else:
-                yield from _refs_in(value)
-    elif isinstance(node, list):
-        for value in node:
-            yield from _refs_in(value)
+        return merged([rest, *(expand(member, root) for member in members)])
 
 
 def _structural(schema: Mapping[str, Any]) -> bool:
@@ -386,20 +259,8 @@ def _structural(schema: Mapping[str, Any]) -> bool:
 
 def _is_plain_object(schema: Mapping[str, Any]) -> bool:
     """An object with its own properties and nothing that would make it a union."""
-    has_variants = _list(schema.get("anyOf")) or _list(schema.get("oneOf"))
-    return bool(_mapping(schema.get("properties"))) and not has_variants and schema.get("type", "object") == "object"
-
-
-def _is_objectish(schema: Mapping[str, Any]) -> bool:
-    return "properties" in schema or "$ref" in schema
-
-
-def _object_variants(branches: Iterable[object]) -> int:
-    return sum(1 for branch in branches if isinstance(branch, Mapping) and _is_objectish(branch))
-
-
-def _is_null(schema: Mapping[str, Any]) -> bool:
-    return schema.get("type") == "null"
+    has_variants = as_list(schema.get("anyOf")) or as_list(schema.get("oneOf"))
+    return bool(as_mapping(schema.get("properties"))) and not has_variants and schema.get("type", "object") == "object"
 
 
 def _base_type(value: object) -> PyType:
@@ -427,25 +288,9 @@ def _singular(hint: str) -> str:
     return name + "Item" if name else "Item"
 
 
-def _is_map(value: object) -> bool:
-    return isinstance(value, Mapping)
-
-
-def _mapping(value: object) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
-
-
-def _list(value: object) -> list[Any]:
-    return value if isinstance(value, list) else []
-
-
-def _strings(value: object) -> list[str]:
-    return [item for item in _list(value) if isinstance(item, str)]
-
-
 def _text(value: object) -> str:
     return value if isinstance(value, str) else ""
 
 
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+def _is_mapping(value: object) -> bool:
+    return isinstance(value, Mapping)

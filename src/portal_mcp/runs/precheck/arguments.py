@@ -12,9 +12,7 @@ import re
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Final
 
-from jsonschema.protocols import Validator
-
-from portal_mcp.catalog.stubs.schema import resolve_pointer
+from portal_mcp.catalog.schemas import resolve_pointer
 from portal_mcp.errors import ArgumentError
 from portal_mcp.naming import python_name
 
@@ -121,15 +119,6 @@ def missing_arguments(qualified: str, missing: list[str]) -> str:
         return ArgumentError(qualified, missing[0], "is required but was not passed").message
     names = ", ".join(repr(name) for name in missing)
     return f"{qualified}: arguments {names}: are required but were not passed"
-
-
-def schema_is_valid(cls: type[Validator], schema: Mapping[str, Any]) -> bool:
-    """As the bridge decides it: a schema failing `check_schema` is not validated against. Slow: error path only."""
-    try:
-        cls.check_schema(dict(schema))
-    except Exception:
-        return False
-    return True
 
 
 def nearest(name: str, candidates: Iterable[str], *, limit: int = 3, cutoff: float = 0.6) -> list[str]:

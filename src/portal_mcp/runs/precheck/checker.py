@@ -13,14 +13,11 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Final
 
-import jsonschema
 from jsonschema.exceptions import ValidationError, best_match
-from jsonschema.protocols import Validator
 
 from portal_mcp.catalog.model import Catalog, ToolEntry
-from portal_mcp.catalog.stubs.schema import ObjectShape, object_shape
-from portal_mcp.errors import ArgumentError, UnknownToolError
-from portal_mcp.runs.bridge import describe_validation_error, drop_omitted
+from portal_mcp.catalog.schemas import ObjectShape, Validators, argument_error, drop_omitted, object_shape
+from portal_mcp.errors import UnknownToolError
 from portal_mcp.runs.precheck.arguments import (
     UNKNOWN,
     accepts_key,
@@ -28,7 +25,6 @@ from portal_mcp.runs.precheck.arguments import (
     literal_value,
     missing_arguments,
     nearest,
-    schema_is_valid,
     unknown_argument,
 )
 from portal_mcp.runs.precheck.problems import MAX_PROBLEMS, RULE_ORDER, Problem, Rule
@@ -60,11 +56,14 @@ _SCANNED: Final = frozenset(
 """Node types `_scan` looks at (besides `Name`); the rest it only walks through."""
 
 
-def check_code(code: str, catalog: Catalog, refused: Mapping[str, str] | None = None) -> list[Problem]:
+def check_code(
+    code: str, catalog: Catalog, refused: Mapping[str, str] | None = None, *, validators: Validators | None = None
+) -> list[Problem]:
     """Problems in `code`'s tool calls, in source order; [] when there are none or the code does not parse.
 
     `catalog` is what the caller may use; `refused` names tools the policy keeps from them (qualified name -> why),
-    reported as such when the code names one exactly, and never offered as a suggestion.
+    reported as such when the code names one exactly, and never offered as a suggestion. `validators`: the
+    portal's cache shared with the bridge (default: one for this check only).
 
     Never raises: code that does not parse is left to the sandbox, which reports the syntax error, and a failure
     of the checker itself is logged and treated as "no problems" so it can never block valid code.
@@ -80,7 +79,7 @@ def check_code(code: str, catalog: Catalog, refused: Mapping[str, str] | None = 
     except Exception:  # SyntaxError, and ValueError / RecursionError / MemoryError on null bytes or deep nesting
         return []
     try:
-        return _Checker(code, catalog, refused or {}).check(tree)
+        return _Checker(code, catalog, refused or {}, validators or Validators()).check(tree)
     except Exception:
         logger.exception("the pre-run check of agent code failed; running the code unchecked")
         return []
@@ -103,7 +102,7 @@ class _Access:
 class _Checker:
     """One check of one piece of code against one catalog."""
 
-    def __init__(self, code: str, catalog: Catalog, refused: Mapping[str, str]) -> None:
+    def __init__(self, code: str, catalog: Catalog, refused: Mapping[str, str], validators: Validators) -> None:
         self.code = code
         self.catalog = catalog
         self.refused = refused
@@ -111,11 +110,8 @@ class _Checker:
         self.bound: set[str] = set()
         self.parents: dict[int, ast.AST] = {}
         """id(call) -> parent node, for every call (the not-awaited rule looks one level up)."""
-        self.validators: dict[int, Validator] = {}
-        """id(input schema) -> its validator; schemas are owned by the catalog, so ids are stable during a check."""
+        self.validators = validators
         self.shapes: dict[str, ObjectShape] = {}
-        self.schema_valid: dict[int, bool] = {}
-        """id(input schema) -> whether it passes `check_schema` (slow, so asked once per schema and check)."""
 
     @cached_property
     def servers(self) -> dict[str, None]:
@@ -332,11 +328,7 @@ class _Checker:
         if not instance:
             return {}
         try:
-            validator = self.validators.get(id(schema))
-            if validator is None:
-                cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
-                validator = self.validators[id(schema)] = cls(schema)
-            errors = list(validator.iter_errors(instance))
+            errors = list(self.validators.build(schema).iter_errors(instance))
         except Exception:
             return {}  # a schema the validator cannot apply (bad $ref, malformed keyword): the bridge decides at run time
         by_key: dict[str, list[ValidationError]] = {}
@@ -348,16 +340,13 @@ class _Checker:
                 by_key.setdefault(str(path[0]), []).append(error)
         if not by_key:
             return {}
-        valid = self.schema_valid.get(id(schema))
-        if valid is None:
-            valid = self.schema_valid[id(schema)] = schema_is_valid(type(validator), schema)
-        if not valid:
+        if not self.validators.is_valid(schema):  # slow, so only asked on this error path
             return {}
         messages: dict[str, str] = {}
         for key, key_errors in by_key.items():
             error = best_match(key_errors)
             if error is not None:
-                messages[key] = ArgumentError(qualified, *describe_validation_error(error)).message
+                messages[key] = argument_error(qualified, error).message
         return messages
 
 
