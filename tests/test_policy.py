@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 import textwrap
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from portal_mcp.control.audit import AuditEvent, MemoryAuditSink
 from portal_mcp.errors import ConfigError, PolicyDeniedError
 from portal_mcp.portal import Portal
 from portal_mcp.runs.bridge import Caller
+from portal_mcp.runs.run import Refused
 from portal_mcp.surface.server import PortalServer
 from tests.portals import authorised_client, running_portal
 from tests.servers import DEMO_SERVER
@@ -219,7 +220,7 @@ async def test_code_naming_a_denied_tool_is_refused_before_it_runs_and_the_tool_
     async with opened(config, received) as (portal, audit):
         code = 'print(await ops.read_rows(table="users"))\nawait ops.drop_table(table="users")'
         result = await portal.execute_code(code, portal.local)
-        assert not result.ok and result.error_kind == "precheck"
+        assert isinstance(result, Refused) and result.kind == "precheck"
         assert result.error is not None
         assert "line 2" in result.error
         assert "ops.drop_table: not allowed: the policy denies `ops.drop_table` to 'alice'" in result.error
@@ -315,7 +316,7 @@ async def test_runs_per_minute_is_counted_per_user() -> None:
         first, second, third = [await portal.execute_code("1 + 1", portal.local) for _ in range(3)]
         other = await portal.execute_code("1 + 1", portal.principal("bob"))
     assert first.ok and second.ok and other.ok
-    assert not third.ok and third.error_kind == "rate_limit"
+    assert isinstance(third, Refused) and third.kind == "rate_limit"
     assert third.error is not None and "'alice' may start 2 runs per minute" in third.error
     assert [(event.user, event.outcome) for event in calls_of(audit, "run")] == [
         ("alice", "ok"),
@@ -572,35 +573,49 @@ async def test_over_stateless_http_only_2026_clients_can_be_asked(tmp_path: Path
 
 
 async def test_runs_waiting_for_answers_are_capped_per_user_and_forgotten_after_they_finish() -> None:
+    from portal_mcp.control.principal import Principal
+    from portal_mcp.errors import TooManyWaitingError
     from portal_mcp.runs.approvals import PendingRuns
-    from portal_mcp.runs.bridge import ApprovalRequest, Approver
+    from portal_mcp.runs.bridge import ApprovalRequest
+    from portal_mcp.runs.run import ASK_LATER, Run, RunOutcome
     from portal_mcp.sandbox.host import RunResult
 
     asked = ApprovalRequest("alice", "ops.drop_table", "drop", {"table": "t"}, "it may delete data")
 
-    async def run(approve: Approver) -> RunResult:
-        verdict = await approve(asked)
+    async def body(run: Run) -> RunResult:
+        assert run.caller.approve is not None
+        verdict = await run.caller.approve(asked)
         return RunResult(True, verdict, None, None, 1, 1.0)
 
     pending = PendingRuns(keep_seconds=0.0, max_waiting=2)
-    first, second = [await pending.start("alice", run) for _ in range(2)]
-    assert isinstance(first, types.InputRequiredResult) and isinstance(second, types.InputRequiredResult)
-    refused = await pending.start("alice", run)
-    assert isinstance(refused, str) and "2 of your runs are already waiting" in refused
-    bobs = await pending.start("bob", run)
-    assert isinstance(bobs, types.InputRequiredResult)  # bob has his own allowance
-    assert first.request_state is not None and first.input_requests is not None
-    [key] = first.input_requests
-    yes = types.ElicitResult(action="accept", content={"approve": True})
-    done = await pending.resume("alice", first.request_state, {key: yes})
-    assert isinstance(done, RunResult) and done.output == "approved"
-    third = await pending.start("alice", run)
-    assert isinstance(third, types.InputRequiredResult)  # room again
-    assert len(pending) == 3  # the finished run was handed back and dropped; three still wait
-    no = types.ElicitResult(action="decline")
-    for waiting in (second, third, bobs):
-        assert waiting.request_state is not None and waiting.input_requests is not None
-        owner = "bob" if waiting is bobs else "alice"
-        answered = await pending.resume(owner, waiting.request_state, dict.fromkeys(waiting.input_requests, no))
-        assert isinstance(answered, RunResult) and answered.output == "declined"
-    assert len(pending) == 0
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tasks:
+
+            def start(user: str) -> Coroutine[Any, Any, RunOutcome | types.InputRequiredResult]:
+                pending.check_room(user)
+                run = Run("code", Principal.unrestricted(user), pending.new_token(), ASK_LATER)
+                tasks.start_soon(run.execute, body)
+                return pending.progress(run)
+
+            first, second = [await start("alice") for _ in range(2)]
+            assert isinstance(first, types.InputRequiredResult) and isinstance(second, types.InputRequiredResult)
+            with pytest.raises(TooManyWaitingError, match="2 of your runs are already waiting"):
+                start("alice")
+            bobs = await start("bob")
+            assert isinstance(bobs, types.InputRequiredResult)  # bob has his own allowance
+            assert first.request_state is not None and first.input_requests is not None
+            [key] = first.input_requests
+            yes = types.ElicitResult(action="accept", content={"approve": True})
+            done = await pending.progress(pending.resume("alice", first.request_state, {key: yes}))
+            assert isinstance(done, RunResult) and done.output == "approved"
+            third = await start("alice")
+            assert isinstance(third, types.InputRequiredResult)  # room again
+            assert len(pending) == 3  # the finished run was handed back and dropped; three still wait
+            no = types.ElicitResult(action="decline")
+            for waiting in (second, third, bobs):
+                assert waiting.request_state is not None and waiting.input_requests is not None
+                owner = "bob" if waiting is bobs else "alice"
+                resumed = pending.resume(owner, waiting.request_state, dict.fromkeys(waiting.input_requests, no))
+                answered = await pending.progress(resumed)
+                assert isinstance(answered, RunResult) and answered.output == "declined"
+            assert len(pending) == 0

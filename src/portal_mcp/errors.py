@@ -14,6 +14,10 @@ PortalError                       base; `str(err)` is a complete, user-facing me
 │   ├── ArgumentError             arguments do not match the tool's inputSchema (names the field)
 │   ├── ToolFailedError           the downstream answered with `isError`; carries its message
 │   └── PolicyDeniedError         the portal's policy refused the call; carries the `rule` (PermissionError in code)
+├── RunError                      an execute_code run cannot be started, resumed or finished (not: the code failed)
+│   ├── TooManyWaitingError       the user has too many runs waiting for approval answers already
+│   ├── UnknownRunError           an approval answer names no run waiting here (finished, timed out, elsewhere)
+│   └── RunCancelledError         the run was stopped before it ended (the portal closed, the client went away)
 ├── SandboxError                  the sandbox could not run the code (not: the code raised)
 └── AuditStoreError               the audit store cannot be opened, read or written; carries `store`
 ```
@@ -152,6 +156,33 @@ class PolicyDeniedError(ToolCallError):
     def __init__(self, tool: str, rule: str, reason: str) -> None:
         self.rule = rule
         super().__init__(tool, f"{tool}: not allowed: {reason}")
+
+
+class RunError(PortalError):
+    """An `execute_code` run cannot be started, resumed or finished; the code itself may be fine."""
+
+
+class TooManyWaitingError(RunError):
+    """`user` has `waiting` runs paused on approval questions, the most allowed at once."""
+
+    def __init__(self, user: str, waiting: int) -> None:
+        self.user = user
+        self.waiting = waiting
+        super().__init__(
+            f"execute_code: {waiting} of your runs are already waiting for your approval answers; answer or let "
+            "them time out (the policy's approval_timeout) before starting more"
+        )
+
+
+class UnknownRunError(RunError):
+    """An approval answer's `requestState` names no run waiting in this portal; the message says what to do."""
+
+
+class RunCancelledError(RunError):
+    """The run was stopped before it ended: the portal is closing, or whoever waited for it went away."""
+
+    def __init__(self) -> None:
+        super().__init__("execute_code: the run was cancelled before it ended (the portal closed); run the code again")
 
 
 class SandboxError(PortalError):

@@ -16,11 +16,13 @@ import hashlib
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any, Literal, TextIO
 
 import anyio
+from anyio.abc import TaskGroup
 from mcp.server.mcpserver import MCPServer
 from mcp_types import Tool
 
@@ -36,9 +38,11 @@ from portal_mcp.control.credentials import Redactor
 from portal_mcp.control.metrics import Metrics, MetricsTee
 from portal_mcp.control.principal import Principal, Principals
 from portal_mcp.downstream import DownstreamEvent, DownstreamPool, ServerStatus
-from portal_mcp.runs.bridge import Approver, Bridge, Caller
+from portal_mcp.runs.approvals import PendingRuns
+from portal_mcp.runs.bridge import Approver, Bridge
 from portal_mcp.runs.precheck import check_code, render
-from portal_mcp.sandbox.host import RunClock, RunResult, SandboxHost
+from portal_mcp.runs.run import ASK_LATER, Asking, Refused, Run, RunOutcome
+from portal_mcp.sandbox.host import RunResult, SandboxHost
 from portal_mcp.tools import MAX_LIMIT
 
 logger = logging.getLogger(__name__)
@@ -52,7 +56,9 @@ EventListener = Callable[[DownstreamEvent], Awaitable[None]]
 class Portal:
     """The running portal. Build it with `Portal.open(config)`; the constructor only wires parts."""
 
-    def __init__(self, config: PortalConfig, pool: DownstreamPool, sandbox: SandboxHost, audit: AuditSink) -> None:
+    def __init__(
+        self, config: PortalConfig, pool: DownstreamPool, sandbox: SandboxHost, audit: AuditSink, tasks: TaskGroup
+    ) -> None:
         self.config = config
         self.pool = pool
         self.sandbox = sandbox
@@ -71,6 +77,10 @@ class Portal:
         self.events: AuditSink = MetricsTee(audit, self.metrics)
         self.redactor = Redactor(config.secret_values())
         self._runs = RunLimiter()
+        self._tasks = tasks
+        """Where runs live: closing the portal cancels the runs still going."""
+        self.approvals = PendingRuns(keep_seconds=self.policy.approval_timeout)
+        """Runs paused on approval questions until their client comes back with answers (2026-07-28)."""
         self.validators = Validators()  # one cache of schema validators for the pre-run check and the bridge
         self.bridge = Bridge(
             lambda: self._catalog,
@@ -117,11 +127,19 @@ class Portal:
             redactor=Redactor(config.secret_values()),
         )
         # The sink outlives the pool and the sandbox, so calls finishing during shutdown are still recorded.
-        async with _audit_sink(config, audit) as sink, pool, SandboxHost(config.sandbox) as sandbox:
-            portal = cls(config, pool, sandbox, sink)
+        async with (
+            _audit_sink(config, audit) as sink,
+            pool,
+            SandboxHost(config.sandbox) as sandbox,
+            anyio.create_task_group() as tasks,
+        ):
+            portal = cls(config, pool, sandbox, sink, tasks)
             for problem in portal.policy.unmatched(portal.catalog):
                 logger.warning("%s: a typo? it has no effect", problem, extra={"event": "policy_unmatched"})
-            yield portal
+            try:
+                yield portal
+            finally:
+                tasks.cancel_scope.cancel()  # the runs still going: before the sandbox and the pool close
 
     def principal(self, name: str) -> Principal:
         """The principal of user `name` (an HTTP user, a `--user` of the command line)."""
@@ -270,46 +288,69 @@ class Portal:
         )
         return "\n".join(lines)
 
-    async def execute_code(self, code: str, principal: Principal, *, approve: Approver | None = None) -> RunResult:
-        """Check agent code against the catalog, then run it in a fresh sandbox worker.
+    def start_run(self, code: str, principal: Principal, *, approve: Asking = None) -> Run:
+        """Check agent code against `principal`'s view of the catalog, then run it in a fresh sandbox worker.
 
         Code with a wrong tool call (unknown tool, bad or missing arguments, no `await`) is refused before anything
-        runs; every call the code makes goes through the bridge, under `principal`'s policy. `approve` asks the user
-        about calls the policy wants approved (None: they are refused).
+        runs, as is a run over the user's `runs_per_minute`: the run returned is over already, its outcome `Refused`.
+        Otherwise it runs in the portal's task group (closing the portal cancels it); every call the code makes goes
+        through the bridge under `principal`'s policy. `approve` says how calls the policy wants approved are asked
+        (see `Asking`); with `ASK_LATER` a user may have only so many runs waiting (TooManyWaitingError).
         """
         started = time.perf_counter()
-        who = principal.name
-        view = self.policy.view(who, self._catalog)
+        if approve == ASK_LATER:
+            self.approvals.check_room(principal.name)
+        run = Run(code, principal, self.approvals.new_token(), approve)
+        view = self.policy.view(principal.name, self._catalog)
         problems = check_code(code, view.catalog, view.refused, validators=self.validators)
-        wait = self._runs.admit(who, principal.rules.runs_per_minute) if not problems else 0.0
+        wait = self._runs.admit(principal.name, principal.rules.runs_per_minute) if not problems else 0.0
         if problems:
-            duration = (time.perf_counter() - started) * 1000
-            result = RunResult(False, "", None, render(problems), 0, duration, "precheck")
+            refusal = Refused("precheck", render(problems), (time.perf_counter() - started) * 1000, tuple(problems))
         elif wait:
-            limit = principal.rules.runs_per_minute
             error = (
-                f"RateLimitError: {who!r} may start {limit} runs per minute; the next run is allowed in {wait:.0f} s. "
-                "Do more per run (asyncio.gather, loops) instead of many small runs."
+                f"RateLimitError: {principal.name!r} may start {principal.rules.runs_per_minute} runs per minute; the "
+                f"next run is allowed in {wait:.0f} s. Do more per run (asyncio.gather, loops) instead of many small "
+                "runs."
             )
-            result = RunResult(False, "", None, error, 0, (time.perf_counter() - started) * 1000, "rate_limit")
+            refusal = Refused("rate_limit", error, (time.perf_counter() - started) * 1000)
         else:
-            clock = RunClock()
-            caller = Caller(principal, approve, clock.paused)
+            self._tasks.start_soon(run.execute, partial(self._sandboxed, namespaces=view.catalog.namespaces()))
+            return run
+        run.refuse(refusal)
+        self._record_run(run, refusal)
+        return run
 
-            async def call(qualified: str, arguments: dict[str, Any]) -> Any:
-                return await self.bridge.call(qualified, arguments, caller=caller)
+    async def execute_code(self, code: str, principal: Principal, *, approve: Approver | None = None) -> RunOutcome:
+        """`start_run` and wait for the outcome (the command line's `exec`, and whoever asks questions right away);
+        a caller that stops waiting stops the run."""
+        run = self.start_run(code, principal, approve=approve)
+        try:
+            return await run.wait()
+        finally:
+            run.cancel()  # a no-op once it is over
 
-            with self.metrics.running():
-                result = await self.sandbox.run(code, view.catalog.namespaces(), call, clock=clock)
-        digest = hashlib.sha256(code.encode()).hexdigest()[:16]
-        outcome: Any = "ok" if result.ok else "refused" if problems or wait else "error"
+    async def _sandboxed(self, run: Run, *, namespaces: Mapping[str, Sequence[str]]) -> RunResult:
+        async def call(qualified: str, arguments: dict[str, Any]) -> Any:
+            return await self.bridge.call(qualified, arguments, caller=run.caller)
+
+        with self.metrics.running():
+            result = await self.sandbox.run(run.code, namespaces, call, clock=run.clock)
+        self._record_run(run, result)
+        return result
+
+    def _record_run(self, run: Run, outcome: RunOutcome) -> None:
         # The audit keeps rules and lines, not the rendered problems: those quote argument values.
         # Nor the error text of a failed run: it can quote the code and the values it handled.
-        detail = "; ".join(f"line {p.line}: {p.rule}" for p in problems) or (result.error_kind or "")
-        self.events.record(
-            AuditEvent("run", who, outcome, result.duration_ms, digest, detail, len(code), len(result.output))
+        if isinstance(outcome, Refused):
+            kind: Any = "refused"
+            detail = "; ".join(f"line {p.line}: {p.rule}" for p in outcome.problems) or outcome.kind
+        else:
+            kind, detail = ("ok" if outcome.ok else "error"), outcome.error_kind or ""
+        digest = hashlib.sha256(run.code.encode()).hexdigest()[:16]
+        event = AuditEvent(
+            "run", run.principal.name, kind, outcome.duration_ms, digest, detail, len(run.code), len(outcome.output)
         )
-        return result
+        self.events.record(event)
 
 
 _FILTER = re.compile(r"(?<!\S)(owner|tag|server):(\S+)")

@@ -16,9 +16,10 @@ from typing import Literal, Protocol
 Outcome = Literal["ok", "error", "refused"]
 RunErrorKind = Literal[
     "exception", "syntax", "memory", "not_awaited", "internal", "timeout", "cpu", "crash", "protocol", "too_long",
-    "precheck", "rate_limit",
 ]  # fmt: skip
-"""Why a run failed: the detail of a failed run's record, and a bounded label of the metrics."""
+"""Why a run in the sandbox failed: the detail of a failed run's record, and a bounded label of the metrics."""
+RefusalKind = Literal["precheck", "rate_limit"]
+"""Why the portal refused to start a run: its code failed the pre-run check, or its user is over the rate limit."""
 Verdict = Literal["approved", "declined", "cancelled", "unsupported", "no_session", "timeout", "failed"]
 """A person's answer to an approval question (or why there was none): in a call record's detail and the metrics."""
 

@@ -14,15 +14,11 @@ answers are refused by the policy's `approval_timeout` and dropped.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import itertools
 import logging
 import re
 import secrets
 import time
-from collections.abc import Callable, Coroutine, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from typing import Any
 
 import mcp_types as types
@@ -32,8 +28,9 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from portal_mcp.config import REPLICA_ID
 from portal_mcp.control.audit import Verdict
+from portal_mcp.errors import TooManyWaitingError, UnknownRunError
 from portal_mcp.runs.bridge import ApprovalRequest, Approver
-from portal_mcp.sandbox.host import RunResult
+from portal_mcp.runs.run import Run, RunOutcome
 
 logger = logging.getLogger(__name__)
 
@@ -42,9 +39,6 @@ APPROVAL_SCHEMA: types.ElicitRequestedSchema = {
     "properties": {"approve": {"type": "boolean", "title": "Allow this call", "default": True}},
     "required": ["approve"],
 }
-
-Run = Callable[[Approver], Coroutine[Any, Any, RunResult]]
-"""Starts `execute_code` with the given approver."""
 
 _REPLICA_PREFIX = re.compile(rf"({REPLICA_ID.pattern})\.")
 NO_PEERS = (
@@ -108,140 +102,102 @@ async def no_session(request: ApprovalRequest) -> Verdict:
     return "no_session"
 
 
-@dataclass
-class _PendingRun:
-    """One run started for a 2026-07-28 client: its task, and the questions it is waiting on."""
-
-    user: str
-    task: asyncio.Task[RunResult] | None = None
-    asks: dict[str, tuple[ApprovalRequest, asyncio.Future[Verdict]]] = field(default_factory=dict)
-    changed: asyncio.Event = field(default_factory=asyncio.Event)
-    finished_at: float | None = None
-    _keys: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
-
-    def mark_finished(self) -> None:
-        self.finished_at = time.monotonic()
-
-    async def ask(self, request: ApprovalRequest) -> Verdict:
-        key = f"approve-{next(self._keys)}"
-        future: asyncio.Future[Verdict] = asyncio.get_running_loop().create_future()
-        self.asks[key] = (request, future)
-        self.changed.set()
-        try:
-            return await future
-        finally:
-            self.asks.pop(key, None)  # answered, or given up by the policy's timeout
-
-    def answer(self, responses: Mapping[str, Any]) -> None:
-        for key, response in responses.items():
-            pending = self.asks.get(key)
-            if pending is not None and not pending[1].done() and isinstance(response, types.ElicitResult):
-                pending[1].set_result(verdict_of(response))
-
-    def open_questions(self) -> dict[str, types.ElicitRequest]:
-        return {
-            key: types.ElicitRequest(
-                params=types.ElicitRequestFormParams(message=request.message(), requested_schema=APPROVAL_SCHEMA)
-            )
-            for key, (request, future) in self.asks.items()
-            if not future.done()
-        }
-
-
 MAX_WAITING_PER_USER = 16
 """Runs of one user that may wait for approval answers at once (each holds a sandbox worker while it waits)."""
 
 
 class PendingRuns:
-    """Runs paused for an approval under the 2026-07-28 protocol, by their `requestState` token."""
+    """The runs of 2026-07-28 clients paused on approval questions, by their `requestState` token. The portal owns
+    it (the runs themselves live in the portal's task group); the MCP surface hands it answers."""
 
     def __init__(
         self, keep_seconds: float, replica: str | None = None, max_waiting: int = MAX_WAITING_PER_USER
     ) -> None:
         self._keep = keep_seconds
         self._max_waiting = max_waiting
-        self._runs: dict[str, _PendingRun] = {}
+        self._runs: dict[str, Run] = {}
         self.replica = replica
         """This replica's id (`http.replica.id`): new tokens name it, tokens naming another one were misrouted."""
 
     def __len__(self) -> int:
         return len(self._runs)
 
-    async def start(self, user: str, run: Run) -> RunResult | types.InputRequiredResult | str:
-        """Start a run that may ask questions; returns its result, the first questions, or (too many of this
-        user's runs are waiting for answers already) an error message."""
-        self._forget_stale()
-        waiting = sum(1 for pending in self._runs.values() if pending.user == user and pending.asks)
-        if waiting >= self._max_waiting:
-            return (
-                f"execute_code: {waiting} of your runs are already waiting for your approval answers; answer or let "
-                f"them time out (the policy's approval_timeout) before starting more"
-            )
-        token = new_token(self.replica)
-        pending = self._runs[token] = _PendingRun(user)
-        pending.task = asyncio.get_running_loop().create_task(run(pending.ask))
-        pending.task.add_done_callback(_retrieve)
-        pending.task.add_done_callback(lambda _: pending.mark_finished())
-        return await self._progress(token, pending)
+    def new_token(self) -> str:
+        return new_token(self.replica)
 
-    async def resume(
+    def check_room(self, user: str) -> None:
+        """Raise `TooManyWaitingError` when `user` has too many runs waiting for answers to start another."""
+        self._forget_stale()
+        waiting = sum(1 for run in self._runs.values() if run.principal.name == user and run.open_questions())
+        if waiting >= self._max_waiting:
+            raise TooManyWaitingError(user, waiting)
+
+    async def progress(self, run: Run) -> RunOutcome | types.InputRequiredResult:
+        """Wait until `run` is over (its outcome) or, when it asks later, has open questions (kept here by its token
+        and returned as an InputRequiredResult). A run that is asked now is cancelled if this wait is."""
+        try:
+            while True:
+                questions = run.open_questions()
+                if run.done:
+                    self._runs.pop(run.token, None)
+                    return await run.wait()
+                if questions and run.asks_later:
+                    self._runs[run.token] = run
+                    input_requests: dict[str, types.InputRequest] = {
+                        key: _elicit_request(request) for key, request in questions.items()
+                    }
+                    return types.InputRequiredResult(input_requests=input_requests, request_state=run.token)
+                await run.changed()
+        except BaseException:
+            if not run.asks_later:  # nobody will come back for it
+                run.cancel()
+            raise
+
+    def resume(
         self, user: str, token: str, responses: Mapping[str, Any] | None, *, not_forwarded: str | None = None
-    ) -> RunResult | types.InputRequiredResult | str:
-        """Hand the client's answers to the run `token` names; returns as `start` does, or an error message.
+    ) -> Run:
+        """Hand the client's answers to the run `token` names and return it (for `progress`). Raises
+        `UnknownRunError` when no run of `user` waits here under that token.
 
         `not_forwarded`: why the HTTP layer kept an answer for another replica's run here (see `peers`)."""
         owner = replica_of(token)
         if owner is not None and owner != self.replica:
             here = f"this replica ({self.replica!r})" if self.replica else "this replica (which has no id)"
-            return (
+            raise UnknownRunError(
                 f"execute_code: this approval answer is for a run on portal replica {owner!r}, and {here} could "
                 f"not forward it there: {not_forwarded or NO_PEERS}. Run the code again."
             )
-        pending = self._runs.get(token)
-        if pending is None or pending.user != user:  # another user's run: told the same, so nothing is revealed
+        run = self._runs.get(token)
+        if run is None or run.principal.name != user:  # another user's run: told the same, so nothing is revealed
             elsewhere = (
                 ""
                 if owner is not None or self.replica is not None
                 else " If several portal replicas serve behind a load balancer, the run may live on another portal "
                 f"replica that could not be told from this answer: {NO_PEERS}, so answers reach the run's replica."
             )
-            return (
+            raise UnknownRunError(
                 "execute_code: this approval answer belongs to no run waiting here: the run may have timed out "
                 "(the policy's approval_timeout) or finished, or the answer came with another user's token."
                 f"{elsewhere} Run the code again."
             )
-        pending.answer(responses or {})
-        return await self._progress(token, pending)
-
-    async def _progress(self, token: str, pending: _PendingRun) -> RunResult | types.InputRequiredResult:
-        """Wait until the run finishes or asks something new."""
-        assert pending.task is not None
-        while True:
-            questions = pending.open_questions()
-            if pending.task.done():
-                self._runs.pop(token, None)
-                return pending.task.result()
-            if questions:
-                pending.changed.clear()
-                return types.InputRequiredResult(input_requests=dict(questions), request_state=token)
-            pending.changed.clear()
-            waiter = asyncio.ensure_future(pending.changed.wait())
-            try:
-                await asyncio.wait({pending.task, waiter}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                waiter.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await waiter
+        run.answer(
+            {
+                key: verdict_of(answer)
+                for key, answer in (responses or {}).items()
+                if isinstance(answer, types.ElicitResult)
+            }
+        )
+        return run
 
     def _forget_stale(self) -> None:
         """Drop runs that finished more than `keep_seconds` ago while no client came back for the result."""
         now = time.monotonic()
-        for token, pending in list(self._runs.items()):
-            if pending.finished_at is not None and now - pending.finished_at > self._keep:
+        for token, run in list(self._runs.items()):
+            if run.finished_at is not None and now - run.finished_at > self._keep:
                 self._runs.pop(token, None)
 
 
-def _retrieve(task: asyncio.Task[RunResult]) -> None:
-    """Mark a failure as seen (it is raised to whoever collects the result, if anyone does)."""
-    if not task.cancelled() and task.exception() is not None:
-        logger.error("an execute_code run waiting for approval failed", exc_info=task.exception())
+def _elicit_request(request: ApprovalRequest) -> types.ElicitRequest:
+    return types.ElicitRequest(
+        params=types.ElicitRequestFormParams(message=request.message(), requested_schema=APPROVAL_SCHEMA)
+    )

@@ -29,11 +29,10 @@ from portal_mcp.config import ANONYMOUS, HttpConfig, ReplicaConfig, is_loopback
 from portal_mcp.control.metrics import USABLE
 from portal_mcp.control.principal import Principal
 from portal_mcp.downstream import DownstreamEvent
-from portal_mcp.errors import ConfigError
+from portal_mcp.errors import ConfigError, RunError
 from portal_mcp.portal import Portal
-from portal_mcp.runs.approvals import PendingRuns, asks_in_result, can_elicit, direct_approver, no_session
-from portal_mcp.runs.bridge import Approver
-from portal_mcp.sandbox.host import RunResult
+from portal_mcp.runs.approvals import asks_in_result, can_elicit, direct_approver, no_session
+from portal_mcp.runs.run import ASK_LATER, Asking
 from portal_mcp.surface.peers import NOT_FORWARDED, ReplicaRouter
 from portal_mcp.tools import INSTRUCTIONS, MAX_LIMIT, TOOLS
 
@@ -66,7 +65,6 @@ class PortalServer:
                 get_tool_input_schema=_input_schema,
             )
         portal.add_listener(self._on_event)
-        self._pending = PendingRuns(keep_seconds=portal.policy.approval_timeout)
 
     async def _list_tools(
         self, ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
@@ -102,36 +100,42 @@ class PortalServer:
     async def _execute(
         self, ctx: ServerRequestContext[Any], params: types.CallToolRequestParams, args: dict[str, Any]
     ) -> types.CallToolResult | types.InputRequiredResult:
-        """Run the code; calls the policy wants approved ask the user through elicitation (see approvals.py)."""
+        """Start a run or resume one with the client's answers, then reply with its outcome or, for a 2026-07-28
+        client, with the approval questions it waits on (see approvals.py)."""
         principal = self._principal(ctx)
-        user = principal.name
-        if params.request_state is not None:
-            # Over HTTP with `http.replica` peers, an answer for another replica's run was forwarded there before it
-            # got here (peers.ReplicaRouter); one that reaches this point comes with the reason it was not.
-            reason = _scope(ctx).get(NOT_FORWARDED)
-            resumed = await self._pending.resume(
-                user,
-                params.request_state,
-                params.input_responses,
-                not_forwarded=reason if isinstance(reason, str) else None,
-            )
-            return _error(resumed) if isinstance(resumed, str) else _run_reply(resumed)
-        code = args.get("code")
-        if not isinstance(code, str):
-            return _error("execute_code needs `code`: a string of Python source")
-        if principal.rules.approve == "never":
-            return _run_reply(await self.portal.execute_code(code, principal))  # nothing to ask: the plain path
+        approvals = self.portal.approvals
+        try:
+            if params.request_state is not None:
+                # Over HTTP with `http.replica` peers, an answer for another replica's run was forwarded there before
+                # it got here (peers.ReplicaRouter); one that reaches this point comes with the reason it was not.
+                reason = _scope(ctx).get(NOT_FORWARDED)
+                run = approvals.resume(
+                    principal.name,
+                    params.request_state,
+                    params.input_responses,
+                    not_forwarded=reason if isinstance(reason, str) else None,
+                )
+            else:
+                code = args.get("code")
+                if not isinstance(code, str):
+                    return _error("execute_code needs `code`: a string of Python source")
+                run = self.portal.start_run(code, principal, approve=self._asking(ctx))
+            reply = await approvals.progress(run)
+        except RunError as exc:
+            return _error(str(exc))
+        if isinstance(reply, types.InputRequiredResult):
+            return reply
+        return types.CallToolResult(content=[types.TextContent(text=reply.render())], is_error=not reply.ok)
+
+    @staticmethod
+    def _asking(ctx: ServerRequestContext[Any]) -> Asking:
+        """How this request's client is asked about calls that need approval."""
         if can_elicit(ctx) and asks_in_result(ctx):
-            # 2026-07-28: no server-initiated requests; questions go back in the result and the run waits here.
-            started = await self._pending.start(
-                user, lambda approve: self.portal.execute_code(code, principal, approve=approve)
-            )
-            return _error(started) if isinstance(started, str) else _run_reply(started)
+            return ASK_LATER  # 2026-07-28: no server-initiated requests; the questions go back in the result
         if can_elicit(ctx):
-            approve: Approver | None = direct_approver(ctx)
-        else:  # a handshake-era request without a session cannot be asked, whatever the client supports
-            approve = no_session if not asks_in_result(ctx) and _connection(ctx) is None else None
-        return _run_reply(await self.portal.execute_code(code, principal, approve=approve))
+            return direct_approver(ctx)
+        # A handshake-era request without a session cannot be asked, whatever the client supports.
+        return no_session if not asks_in_result(ctx) and _connection(ctx) is None else None
 
     def _search(self, args: dict[str, Any], principal: Principal) -> types.CallToolResult:
         query, server, limit, detail = (
@@ -245,7 +249,7 @@ class PortalServer:
         """
         self.check_bind(host, http)
         self.check_replica(http)
-        self._pending.replica = http.replica.id  # tokens handed out from now on name this replica
+        self.portal.approvals.replica = http.replica.id  # tokens handed out from now on name this replica
         hosts = ["127.0.0.1:*", "localhost:*", "[::1]:*", *http.allowed_hosts]
         if host in ("0.0.0.0", "::"):
             if not http.allowed_hosts:
@@ -397,12 +401,6 @@ def _connection(ctx: ServerRequestContext[Any]) -> Any:
     """
     connection = getattr(ctx.session, "_connection", None)
     return connection if getattr(connection, "has_standalone_channel", False) else None
-
-
-def _run_reply(result: RunResult | types.InputRequiredResult) -> types.CallToolResult | types.InputRequiredResult:
-    if isinstance(result, types.InputRequiredResult):
-        return result
-    return types.CallToolResult(content=[types.TextContent(text=result.render())], is_error=not result.ok)
 
 
 def _error(message: str) -> types.CallToolResult:

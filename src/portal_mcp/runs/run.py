@@ -1,0 +1,176 @@
+"""One `execute_code` run as an object: `Run`, started by `Portal.start_run` and owned by the portal's task group.
+
+```
+run = portal.start_run(code, principal)          # refused at once (pre-run check, rate limit) or running
+outcome = await run.wait()                        # a RunResult from the sandbox, or a Refused
+```
+A run holds what belongs to it alone: its code and principal, its `requestState` token, its wall clock (paused while
+a person answers), its call count, the approval questions it has open and, once over, its outcome. Whoever serves
+the run (the MCP surface, the command line) decides how questions reach a person: asked now through an `Approver`,
+left open on the run for the client to answer later (`ASK_LATER`: 2026-07-28's InputRequiredResult), or nobody can
+be asked (None). `cancel()` stops a run; closing the portal cancels every run still going.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Final, Literal
+
+import anyio
+
+from portal_mcp.control.audit import RefusalKind, Verdict
+from portal_mcp.control.principal import Principal
+from portal_mcp.errors import RunCancelledError
+from portal_mcp.runs.bridge import ApprovalRequest, Approver, Caller
+from portal_mcp.runs.precheck import Problem
+from portal_mcp.sandbox.host import RunClock, RunResult
+
+__all__ = ["ASK_LATER", "Asking", "Refused", "Run", "RunOutcome"]
+
+logger = logging.getLogger(__name__)
+
+ASK_LATER: Final = "later"
+Asking = Approver | Literal["later"] | None
+"""How a run's approval questions reach a person: an `Approver` asks now; `ASK_LATER` leaves them open on the run
+(`Run.open_questions`, answered with `Run.answer`); None: nobody can be asked, so such calls are refused."""
+
+
+@dataclass(frozen=True)
+class Refused:
+    """A run the portal did not start: its code failed the pre-run check, or its user is over their rate limit."""
+
+    kind: RefusalKind
+    error: str
+    """What the agent reads: the problems with line and column, or when the next run is allowed."""
+    duration_ms: float
+    problems: tuple[Problem, ...] = ()
+
+    # What a RunResult says too, so a caller can read either outcome the same way.
+    @property
+    def ok(self) -> bool:
+        return False
+
+    @property
+    def output(self) -> str:
+        return ""
+
+    @property
+    def value(self) -> str | None:
+        return None
+
+    @property
+    def tool_calls(self) -> int:
+        return 0
+
+    def render(self) -> str:
+        return f"Error: {self.error}"
+
+
+RunOutcome = RunResult | Refused
+"""How a run ended: the sandbox's result (which may be an error of the code), or the portal's refusal."""
+
+
+@dataclass
+class _Question:
+    request: ApprovalRequest
+    answered: anyio.Event
+    verdict: Verdict = "cancelled"
+
+
+class Run:
+    """One run of agent code for `principal`. Built by `Portal.start_run`; its task lives in the portal's group."""
+
+    def __init__(self, code: str, principal: Principal, token: str, asking: Asking) -> None:
+        self.code = code
+        self.principal = principal
+        self.token = token
+        """The `requestState` a 2026-07-28 client sends back with its answers."""
+        self.asks_later = asking == ASK_LATER
+        self.clock = RunClock()
+        approver = self._ask if asking == ASK_LATER else asking
+        self.caller = Caller(principal, approver, self.clock.paused)
+        self.outcome: RunOutcome | None = None
+        self.finished_at: float | None = None
+        self._error: BaseException | None = None
+        self._questions: dict[str, _Question] = {}
+        self._keys = itertools.count(1)
+        self._scope = anyio.CancelScope()
+        self._finished = anyio.Event()
+        self._changed = anyio.Event()
+
+    @property
+    def calls(self) -> int:
+        """Tool calls made so far (counted against the policy's `calls_per_run`)."""
+        return self.caller.calls
+
+    @property
+    def done(self) -> bool:
+        return self._finished.is_set()
+
+    def refuse(self, refusal: Refused) -> None:
+        """End the run before it started."""
+        self.outcome = refusal
+        self._finish()
+
+    async def execute(self, body: Callable[[Run], Awaitable[RunResult]]) -> None:
+        """The run's task: `body` runs the code; its result, or its failure, becomes what `wait` returns."""
+        try:
+            with self._scope:
+                self.outcome = await body(self)
+        except Exception as exc:  # kept for whoever waits: the portal's task group must not fail with it
+            self._error = exc
+        finally:
+            self._finish()
+
+    def cancel(self) -> None:
+        """Stop the run (a no-op once it is over): the sandbox worker is killed, calls in flight are cancelled."""
+        self._scope.cancel()
+
+    async def wait(self) -> RunOutcome:
+        """The outcome, once the run is over. Raises what stopped it: the sandbox's error, or RunCancelledError."""
+        await self._finished.wait()
+        if self._error is not None:
+            raise self._error
+        if self.outcome is None:
+            raise RunCancelledError()
+        return self.outcome
+
+    async def changed(self) -> None:
+        """Return when the run is over or has a new open question."""
+        if not self.done:
+            await self._changed.wait()
+
+    def open_questions(self) -> dict[str, ApprovalRequest]:
+        """The approval questions waiting for an answer, by key."""
+        return {key: q.request for key, q in self._questions.items() if not q.answered.is_set()}
+
+    def answer(self, verdicts: Mapping[str, Verdict]) -> None:
+        """Answer open questions by key; unknown keys and questions answered already are ignored."""
+        for key, verdict in verdicts.items():
+            question = self._questions.get(key)
+            if question is not None and not question.answered.is_set():
+                question.verdict = verdict
+                question.answered.set()
+
+    async def _ask(self, request: ApprovalRequest) -> Verdict:
+        key = f"approve-{next(self._keys)}"
+        question = self._questions[key] = _Question(request, anyio.Event())
+        self._notify()
+        try:
+            await question.answered.wait()
+            return question.verdict
+        finally:
+            self._questions.pop(key, None)  # answered, or given up by the policy's timeout
+
+    def _notify(self) -> None:
+        changed, self._changed = self._changed, anyio.Event()
+        changed.set()
+
+    def _finish(self) -> None:
+        self.finished_at = time.monotonic()
+        self._finished.set()
+        self._notify()
