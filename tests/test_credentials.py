@@ -40,6 +40,11 @@ LEAKY_SERVER = SERVERS / "leaky_server.py"
 linux_only = pytest.mark.skipif(sys.platform != "linux", reason="inspects processes through /proc")
 
 
+def as_user(portal: Portal, user: str) -> Caller:
+    """The caller of a bridge call made for `user` outside any run."""
+    return Caller(portal.principal(user))
+
+
 class Marks:
     """Random marker secrets: any of them turning up outside the downstream is a leak."""
 
@@ -175,15 +180,9 @@ async def test_each_users_calls_reach_the_remote_server_with_that_users_token(tm
         with anyio.fail_after(60):
             async with Portal.open(config) as portal:
                 statuses = {s.name: s.state for s in portal.statuses()}
-                alice = await portal.bridge.call(
-                    "remote.tag", {"text": "from alice"}, caller=Caller(portal.principal("alice"))
-                )
-                bob = await portal.bridge.call(
-                    "remote.tag", {"text": "from bob"}, caller=Caller(portal.principal("bob"))
-                )
-                again = await portal.bridge.call(
-                    "remote.tag", {"text": "alice again"}, caller=Caller(portal.principal("alice"))
-                )
+                alice = await portal.bridge.call("remote.tag", {"text": "from alice"}, caller=as_user(portal, "alice"))
+                bob = await portal.bridge.call("remote.tag", {"text": "from bob"}, caller=as_user(portal, "bob"))
+                again = await portal.bridge.call("remote.tag", {"text": "alice again"}, caller=as_user(portal, "alice"))
 
     assert statuses == {"remote": "connected", "local": "connected"}
     assert (alice, bob, again) == ("tagged from alice", "tagged from bob", "tagged alice again")
@@ -204,7 +203,7 @@ async def test_concurrent_calls_of_two_users_never_carry_each_others_token(tmp_p
                 for i in range(25):
                     for user in ("alice", "bob"):
                         group.start_soon(
-                            partial(portal.bridge.call, caller=Caller(portal.principal(user))),
+                            partial(portal.bridge.call, caller=as_user(portal, user)),
                             "remote.tag",
                             {"text": f"{user} {i}"},
                         )
@@ -227,13 +226,11 @@ async def test_a_stdio_server_runs_one_process_per_user_each_with_its_own_secret
         with anyio.fail_after(60):
             async with Portal.open(config) as portal:
                 alice = await portal.bridge.call(
-                    "local.env_digest", {"name": "API_KEY"}, caller=Caller(portal.principal("alice"))
+                    "local.env_digest", {"name": "API_KEY"}, caller=as_user(portal, "alice")
                 )
-                bob = await portal.bridge.call(
-                    "local.env_digest", {"name": "API_KEY"}, caller=Caller(portal.principal("bob"))
-                )
+                bob = await portal.bridge.call("local.env_digest", {"name": "API_KEY"}, caller=as_user(portal, "bob"))
                 bob_again = await portal.bridge.call(
-                    "local.env_digest", {"name": "API_KEY"}, caller=Caller(portal.principal("bob"))
+                    "local.env_digest", {"name": "API_KEY"}, caller=as_user(portal, "bob")
                 )
                 running = alive({alice["pid"], bob["pid"]})
 
@@ -253,20 +250,18 @@ async def test_an_idle_users_process_is_closed_and_the_next_call_starts_a_new_on
         config = load(write_setup(tmp_path, marks, url, idle=0.3))
         with anyio.fail_after(60):
             async with Portal.open(config) as portal:
-                first = await portal.bridge.call(
-                    "local.env_digest", {"name": "API_KEY"}, caller=Caller(portal.principal("bob"))
-                )
+                first = await portal.bridge.call("local.env_digest", {"name": "API_KEY"}, caller=as_user(portal, "bob"))
                 while alive({first["pid"]}):
                     await anyio.sleep(0.05)
                 second = await portal.bridge.call(
-                    "local.env_digest", {"name": "API_KEY"}, caller=Caller(portal.principal("bob"))
+                    "local.env_digest", {"name": "API_KEY"}, caller=as_user(portal, "bob")
                 )
                 listing = await portal.bridge.call(
-                    "local.env_digest", {"name": "API_KEY"}, caller=Caller(portal.principal("alice"))
+                    "local.env_digest", {"name": "API_KEY"}, caller=as_user(portal, "alice")
                 )
                 await anyio.sleep(1.0)
                 listing_again = await portal.bridge.call(
-                    "local.env_digest", {"name": "API_KEY"}, caller=Caller(portal.principal("alice"))
+                    "local.env_digest", {"name": "API_KEY"}, caller=as_user(portal, "alice")
                 )
 
     assert second["pid"] != first["pid"] and second["sha256"] == first["sha256"]
@@ -282,9 +277,9 @@ async def test_a_user_without_the_secret_gets_an_error_naming_the_server_and_key
         with anyio.fail_after(60):
             async with Portal.open(config) as portal:
                 with pytest.raises(MissingSecretError) as refused:
-                    await portal.bridge.call("remote.tag", {"text": "carol"}, caller=Caller(portal.principal("carol")))
+                    await portal.bridge.call("remote.tag", {"text": "carol"}, caller=as_user(portal, "carol"))
                 with pytest.raises(MissingSecretError) as stranger:
-                    await portal.bridge.call("local.tag", {"text": "dave"}, caller=Caller(portal.principal("dave")))
+                    await portal.bridge.call("local.tag", {"text": "dave"}, caller=as_user(portal, "dave"))
                 run = await portal.execute_code("await remote.whoami()", portal.principal("carol"))
 
     message = str(refused.value)
@@ -315,7 +310,7 @@ for call in (remote.reject(), local.reject(), remote.reject_rpc()):
             async with Portal.open(config) as portal:
                 run = await portal.execute_code(code, portal.principal("bob"))
                 with pytest.raises(ToolFailedError) as failed:
-                    await portal.bridge.call("remote.reject", {}, caller=Caller(portal.principal("alice")))
+                    await portal.bridge.call("remote.reject", {}, caller=as_user(portal, "alice"))
 
     output = run.render()
     assert run.ok, output
@@ -471,7 +466,7 @@ async def test_what_one_users_connection_says_reaches_that_user_and_the_log_neve
         ):
             await session.list_tools()  # from now on the session is sent log messages
             with pytest.raises(PortalError):
-                await portal.bridge.call("picky.ping", {}, caller=Caller(portal.principal("bob")))
+                await portal.bridge.call("picky.ping", {}, caller=as_user(portal, "bob"))
             await anyio.sleep(0.3)
     about_bob = [line for line in told if "(as user 'bob')" in line]
     assert (about_bob != []) == (session_user == "bob"), told  # bob hears about his own process; alice never

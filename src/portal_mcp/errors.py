@@ -19,6 +19,8 @@ PortalError                       base; `str(err)` is a complete, user-facing me
 │   ├── UnknownRunError           an approval answer names no run waiting here (finished, timed out, elsewhere)
 │   └── RunCancelledError         the run was stopped before it ended (the portal closed, the client went away)
 ├── SandboxError                  the sandbox could not run the code (not: the code raised)
+│   ├── WorkerStartError          no worker could be started; the message says why (often the process's stderr)
+│   └── ProtocolViolation         the other end of a sandbox channel sent what the protocol does not allow
 └── AuditStoreError               the audit store cannot be opened, read or written; carries `store`
 ```
 """
@@ -187,6 +189,15 @@ class RunCancelledError(RunError):
 
 class SandboxError(PortalError):
     """The sandbox itself failed (could not start a worker, broken channel), not the agent's code."""
+
+
+class WorkerStartError(SandboxError):
+    """No sandbox worker (or fork server) could be started; the message says why, often with its stderr."""
+
+
+class ProtocolViolation(SandboxError):
+    """The other end of a sandbox channel (a worker, the fork server, or the host as the worker sees it) sent bytes
+    or a frame the protocol does not allow; whatever it was doing is stopped."""
 
 
 class AuditStoreError(PortalError):

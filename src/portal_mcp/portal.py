@@ -127,19 +127,24 @@ class Portal:
             redactor=Redactor(config.secret_values()),
         )
         # The sink outlives the pool and the sandbox, so calls finishing during shutdown are still recorded.
+        failure: Exception | None = None
         async with (
             _audit_sink(config, audit) as sink,
             pool,
             SandboxHost(config.sandbox) as sandbox,
             anyio.create_task_group() as tasks,
         ):
-            portal = cls(config, pool, sandbox, sink, tasks)
-            for problem in portal.policy.unmatched(portal.catalog):
-                logger.warning("%s: a typo? it has no effect", problem, extra={"event": "policy_unmatched"})
             try:
+                portal = cls(config, pool, sandbox, sink, tasks)
+                for problem in portal.policy.unmatched(portal.catalog):
+                    logger.warning("%s: a typo? it has no effect", problem, extra={"event": "policy_unmatched"})
                 yield portal
+            except Exception as exc:  # raised as itself below, not wrapped in the task group's ExceptionGroup
+                failure = exc
             finally:
                 tasks.cancel_scope.cancel()  # the runs still going: before the sandbox and the pool close
+        if failure is not None:
+            raise failure
 
     def principal(self, name: str) -> Principal:
         """The principal of user `name` (an HTTP user, a `--user` of the command line)."""

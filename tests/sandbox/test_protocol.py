@@ -23,7 +23,7 @@ def test_a_pre_encoded_call_frame_decodes_like_a_built_one() -> None:
 
 def test_an_oversized_frame_is_refused_from_its_header_alone() -> None:
     decoder = protocol.FrameDecoder(100)
-    with pytest.raises(protocol.ProtocolError, match="exceeds the limit of 100 bytes"):
+    with pytest.raises(protocol.ProtocolViolation, match="exceeds the limit of 100 bytes"):
         decoder.feed(protocol.HEADER.pack(2**31))
 
 
@@ -32,13 +32,13 @@ def test_an_oversized_frame_is_refused_from_its_header_alone() -> None:
     [b"not json", b"[1, 2]", b'{"no_type": 1}', b'{"type": 5}', b"\xff\xfe", b'{"type": "x", "v": NaN}'],
 )
 def test_anything_but_a_json_object_with_a_string_type_is_a_protocol_error(payload: bytes) -> None:
-    with pytest.raises(protocol.ProtocolError):
+    with pytest.raises(protocol.ProtocolViolation):
         protocol.FrameDecoder(1_000).feed(protocol.HEADER.pack(len(payload)) + payload)
 
 
 def test_deeply_nested_json_is_a_protocol_error_not_a_crash() -> None:
     payload = b'{"type": "x", "v": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
-    with pytest.raises(protocol.ProtocolError):
+    with pytest.raises(protocol.ProtocolViolation):
         protocol.FrameDecoder(10**6).feed(protocol.HEADER.pack(len(payload)) + payload)
 
 
@@ -71,5 +71,28 @@ def test_a_worker_ready_frame_carries_its_layers() -> None:
     ],
 )
 def test_a_malformed_worker_ready_frame_is_a_protocol_error(frame: dict[str, object]) -> None:
-    with pytest.raises(protocol.ProtocolError):
+    with pytest.raises(protocol.ProtocolViolation):
         protocol.parse_worker_ready(frame)
+
+
+def test_limits_cross_the_boundary_as_a_typed_value_and_a_wrong_shape_is_refused() -> None:
+    limits = protocol.WorkerLimits(memory_mb=256, cpu_seconds=5.0, max_output_bytes=1000, max_result_bytes=2000)
+    frame = protocol.fork_frame(7, limits)
+    decoded = protocol.FrameDecoder(4096).feed(protocol.encode_frame(frame))[0]
+    assert protocol.WorkerLimits.from_json(decoded["limits"]) == limits
+    for wrong in (
+        None,
+        [],
+        {**limits.to_json(), "extra": 1},
+        {**limits.to_json(), "memory_mb": "256"},
+        {**limits.to_json(), "cpu_seconds": 0},
+    ):
+        with pytest.raises(protocol.ProtocolViolation, match="limits must be"):
+            protocol.WorkerLimits.from_json(wrong)
+
+
+def test_the_sandbox_errors_are_part_of_the_portal_error_tree() -> None:
+    from portal_mcp.errors import PortalError, SandboxError, WorkerStartError
+
+    assert issubclass(protocol.ProtocolViolation, SandboxError) and issubclass(WorkerStartError, SandboxError)
+    assert issubclass(SandboxError, PortalError)

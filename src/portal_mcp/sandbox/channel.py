@@ -1,10 +1,10 @@
 """The host's end of a worker (or fork server) socket: bytes in and out, frames out of the bytes.
 
 Tool calls from the sandbox cross this socket twice each, so it is on the hot path, and on machines where a
-system call is expensive (a VM, a nested VM) the number of system calls per call is what counts. On asyncio the
-socket stays registered with the loop for its whole life (no `epoll_ctl` per wait) and is read only after the
-loop said it is readable (no `recv` that ends in EAGAIN); elsewhere `anyio.wait_readable` does the same job more
-slowly. Not anyio's `UNIXSocketStream`: on asyncio its close can race a cancelled receive (anyio#1267).
+system call is expensive (a VM, a nested VM) the number of system calls per call is what counts. The socket stays
+registered with the asyncio loop for its whole life (no `epoll_ctl` per wait) and is read only after the loop said
+it is readable (no `recv` that ends in EAGAIN). The sandbox host runs on asyncio only (docs/sandbox.md says why).
+Not anyio's `UNIXSocketStream`: on asyncio its close can race a cancelled receive (anyio#1267).
 """
 
 from __future__ import annotations
@@ -22,17 +22,13 @@ import anyio.lowlevel
 
 from portal_mcp.sandbox import protocol
 
-__all__ = ["Channel", "FrameReader", "ProtocolViolation"]
+__all__ = ["Channel", "FrameReader"]
 
 T = TypeVar("T")
 
 
-class ProtocolViolation(Exception):
-    """The other side broke the protocol; what it was doing is stopped."""
-
-
 class Channel:
-    """One end of a connected UNIX stream socket, non-blocking; create it inside the event loop that uses it."""
+    """One end of a connected UNIX stream socket, non-blocking; create it inside the asyncio loop that uses it."""
 
     def __init__(self, sock: socket.socket) -> None:
         sock.setblocking(False)
@@ -40,24 +36,17 @@ class Channel:
         self._closed = False
         # Frames from concurrent tasks must not interleave; uncontended, taking it does not yield.
         self._send_lock = anyio.Lock(fast_acquire=True)
-        self._loop: asyncio.AbstractEventLoop | None = None
-        with contextlib.suppress(RuntimeError):  # not on asyncio: the generic path below
-            self._loop = asyncio.get_running_loop()
+        self._loop = asyncio.get_running_loop()
         self._registered = False
         self._readable = True  # until a read finds the socket drained
         self._waiter: asyncio.Future[None] | None = None
         self._sink: Callable[[bytes], None] | None = None
 
-    @property
-    def on_asyncio(self) -> bool:
-        return self._loop is not None
-
     def set_sink(self, sink: Callable[[bytes], None] | None) -> None:
-        """asyncio only: hand every read to `sink` from the loop's I/O callback (b"" at end of stream).
+        """Hand every read to `sink` from the loop's I/O callback (b"" at end of stream).
 
         No task wakes up per read: on the tool-call path that is one loop round trip less per frame.
         """
-        assert self._loop is not None
         self._sink = sink
         if sink is not None and not self._registered and not self._closed:
             self._loop.add_reader(self.sock.fileno(), self._on_readable)
@@ -67,16 +56,13 @@ class Channel:
         """Bytes as they arrive; EndOfStream when the peer hung up, BrokenResourceError when it failed."""
         waited = False
         while True:
-            if self._loop is not None and not self._readable:
+            if not self._readable:
                 await self._wait_readable()
                 waited = True
             try:
                 data = self.sock.recv(max_bytes)
             except BlockingIOError:
                 self._readable = False
-                if self._loop is None:
-                    await anyio.wait_readable(self.sock)
-                    waited = True
                 continue
             except OSError as exc:
                 raise (anyio.ClosedResourceError() if self._closed else anyio.BrokenResourceError()) from exc
@@ -91,7 +77,6 @@ class Channel:
             return data
 
     async def _wait_readable(self) -> None:
-        assert self._loop is not None
         if self._closed:
             raise anyio.ClosedResourceError
         if not self._registered:
@@ -115,7 +100,7 @@ class Channel:
             except OSError:
                 data = b""
             self._readable = False
-            if not data and self._registered and self._loop is not None:
+            if not data and self._registered:
                 self._loop.remove_reader(self.sock.fileno())  # level-triggered: EOF would fire forever
                 self._registered = False
             self._sink(data)
@@ -161,7 +146,7 @@ class Channel:
         if self._closed:
             return
         self._closed = True
-        if self._registered and self._loop is not None:
+        if self._registered:
             self._loop.remove_reader(self.sock.fileno())
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
@@ -170,7 +155,7 @@ class Channel:
 
 
 class FrameReader:
-    """Frames from one channel, size-capped; a malformed one raises ProtocolViolation."""
+    """Frames from one channel, size-capped; a malformed one raises ProtocolViolation (from the decoder)."""
 
     def __init__(self, stream: Channel, max_frame_bytes: int) -> None:
         self._stream = stream
@@ -184,26 +169,17 @@ class FrameReader:
                 data = await self._stream.receive(1 << 16)
             except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
                 return None
-            try:
-                self._ready.extend(self.decoder.feed(data))
-            except protocol.ProtocolError as exc:
-                raise ProtocolViolation(str(exc)) from None
+            self._ready.extend(self.decoder.feed(data))
         return self._ready.popleft()
 
     async def dispatch(self, handle: Callable[[dict[str, Any]], T | None]) -> T | None:
         """Give each frame to `handle` until it returns a value (returned here) or the stream ends (None).
 
-        `handle` runs synchronously and may raise ProtocolViolation. On asyncio it runs in the loop's I/O
-        callback; elsewhere in this task, frame by frame.
+        `handle` runs synchronously, in the loop's I/O callback, and may raise ProtocolViolation.
         """
         while self._ready:
             if (result := handle(self._ready.popleft())) is not None:
                 return result
-        if not self._stream.on_asyncio:
-            while (frame := await self.next()) is not None:
-                if (result := handle(frame)) is not None:
-                    return result
-            return None
         finished: asyncio.Future[T | None] = asyncio.get_running_loop().create_future()
 
         def on_data(data: bytes) -> None:
@@ -217,8 +193,6 @@ class FrameReader:
                     if (result := handle(frame)) is not None:
                         finished.set_result(result)
                         return
-            except protocol.ProtocolError as exc:
-                finished.set_exception(ProtocolViolation(str(exc)))
             except Exception as exc:  # ProtocolViolation, or a bug: either way the waiting task gets it
                 finished.set_exception(exc)
 

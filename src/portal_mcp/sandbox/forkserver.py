@@ -14,23 +14,23 @@ import itertools
 import logging
 import socket
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Final
 
 import anyio
 from anyio.abc import Process, TaskGroup
 
+from portal_mcp.errors import ProtocolViolation, WorkerStartError
 from portal_mcp.sandbox import protocol
-from portal_mcp.sandbox.channel import Channel, FrameReader, ProtocolViolation
+from portal_mcp.sandbox.channel import Channel, FrameReader
 from portal_mcp.sandbox.launcher import (
     EXIT_TIMEOUT,
     READY_TIMEOUT,
     STDERR_KEPT,
     LayerLog,
     Worker,
-    WorkerStartError,
     open_with_channel,
     stderr_of,
 )
@@ -133,14 +133,13 @@ class _ForkedWorker(Worker):
 class ForkServer:
     """`backend: fork`: the warm fork server and a few confined spare workers, owned by a task group."""
 
-    def __init__(self, limits: Mapping[str, Any], identity: Mapping[str, Any], spares: int) -> None:
-        self.limits = dict(limits)
+    def __init__(self, limits: protocol.WorkerLimits, identity: Mapping[str, Any], spares: int) -> None:
+        self.limits = limits
         self.identity = dict(identity)
         self.spares_wanted = spares
         self.seen = LayerLog()
         self._zygote: _Zygote | None = None
         self._tg: TaskGroup | None = None
-        self._exit_stack = contextlib.AsyncExitStack()
         self._spares: collections.deque[_ForkedWorker] = collections.deque()
         self._filling = 0
         self._spare_added = anyio.Event()
@@ -151,21 +150,28 @@ class ForkServer:
         self._released: list[_ForkedWorker] = []
         self._wake = anyio.Event()
 
-    async def __aenter__(self) -> ForkServer:
-        self._tg = await self._exit_stack.enter_async_context(anyio.create_task_group())
-        try:
-            worker = await self._fork(await self._running())
-        except BaseException:
-            await self.__aexit__(None, None, None)
-            raise
-        self._spares.append(worker)
-        self._top_up()
-        self._tg.start_soon(self._housekeep)
-        return self
+    @asynccontextmanager
+    async def open(self) -> AsyncIterator[ForkServer]:
+        """Start the fork server and a first worker (so configuration problems surface now), then keep spares
+        ready in this context's task group, which owns every background task (housekeeping, the control socket's
+        reader, spares being prepared)."""
+        failure: Exception | None = None
+        async with anyio.create_task_group() as tg:
+            self._tg = tg
+            try:
+                self._spares.append(await self._fork(await self._running()))
+                self._top_up()
+                tg.start_soon(self._housekeep)
+                yield self
+            except Exception as exc:  # raised as itself below, not wrapped in the task group's ExceptionGroup
+                failure = exc
+            finally:
+                await self._close()
+                tg.cancel_scope.cancel()
+        if failure is not None:
+            raise failure
 
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    async def _close(self) -> None:
         self._closing = True
         for scope in self._fill_scopes:
             scope.cancel()
@@ -177,9 +183,6 @@ class ForkServer:
                 await worker.kill()
             if self._zygote is not None:
                 await _stop_zygote(self._zygote)
-        if self._tg is not None:
-            self._tg.cancel_scope.cancel()
-        await self._exit_stack.__aexit__(exc_type, exc, tb)
 
     async def acquire(self) -> Worker:
         """A confined worker that has said ready: a spare when there is one, else a fresh fork."""

@@ -14,6 +14,7 @@ usual.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import pwd
 import time
@@ -27,6 +28,7 @@ from portal_mcp.control.audit import RunErrorKind
 from portal_mcp.errors import SandboxError
 from portal_mcp.sandbox.forkserver import ForkServer
 from portal_mcp.sandbox.launcher import Layers, Spawner
+from portal_mcp.sandbox.protocol import WorkerLimits
 from portal_mcp.sandbox.session import Outcome, RunClock, Session, ToolCaller
 
 __all__ = ["MAX_CODE_CHARS", "RunClock", "RunErrorKind", "RunResult", "SandboxHost", "ToolCaller"]
@@ -71,18 +73,19 @@ class SandboxHost:
         if run_as is not None:
             account = pwd.getpwnam(run_as) if isinstance(run_as, str) else pwd.getpwuid(run_as)
             self.identity = {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": []}
-        worker_limits = {
-            "memory_mb": limits.memory_mb,
-            "cpu_seconds": limits.cpu_seconds,
-            "max_output_bytes": limits.max_output_bytes,
-            "max_result_bytes": limits.max_result_bytes,
-        }
+        worker_limits = WorkerLimits(
+            memory_mb=limits.memory_mb,
+            cpu_seconds=limits.cpu_seconds,
+            max_output_bytes=limits.max_output_bytes,
+            max_result_bytes=limits.max_result_bytes,
+        )
         self._launcher: ForkServer | Spawner = (
             ForkServer(worker_limits, self.identity, limits.spare_workers)
             if limits.backend == "fork"
             else Spawner(worker_limits, self.identity)
         )
         self._state: Literal["new", "open", "closed"] = "new"
+        self._stack = contextlib.AsyncExitStack()
 
     @property
     def layers(self) -> Layers:
@@ -95,7 +98,8 @@ class SandboxHost:
 
     async def __aenter__(self) -> SandboxHost:
         # The fork server starts here and one worker is confined, so configuration problems surface now.
-        await self._launcher.__aenter__()
+        if isinstance(self._launcher, ForkServer):
+            await self._stack.enter_async_context(self._launcher.open())
         self._state = "open"
         return self
 
@@ -103,7 +107,7 @@ class SandboxHost:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self._state = "closed"
-        await self._launcher.__aexit__(exc_type, exc, tb)
+        await self._stack.__aexit__(exc_type, exc, tb)
 
     async def run(
         self,

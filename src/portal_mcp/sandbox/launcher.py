@@ -21,9 +21,9 @@ from typing import Any, Final
 import anyio
 from anyio.abc import Process
 
-from portal_mcp.errors import SandboxError
+from portal_mcp.errors import WorkerStartError
 from portal_mcp.sandbox import protocol
-from portal_mcp.sandbox.channel import Channel, FrameReader, ProtocolViolation
+from portal_mcp.sandbox.channel import Channel, FrameReader
 
 __all__ = [
     "WORKER_COMMAND",
@@ -31,7 +31,6 @@ __all__ = [
     "Layers",
     "Spawner",
     "Worker",
-    "WorkerStartError",
     "open_with_channel",
     "stderr_of",
 ]
@@ -48,10 +47,6 @@ STDERR_KEPT: Final = 4_096
 READY_TIMEOUT: Final = 30.0  # a fork takes milliseconds; an interpreter start on a loaded machine, seconds
 EXIT_TIMEOUT: Final = 2.0
 _MAX_READY_FRAME: Final = 16_384
-
-
-class WorkerStartError(SandboxError):
-    """No worker could be started; the message says why (often the stderr of the process that failed)."""
 
 
 class Worker:
@@ -73,10 +68,7 @@ class Worker:
             raise WorkerStartError(f"a sandbox worker did not get ready within {READY_TIMEOUT:g} s")
         if frame is None:
             return False
-        try:
-            self.layers, self.unavailable = protocol.parse_worker_ready(frame)
-        except protocol.ProtocolError as exc:
-            raise ProtocolViolation(str(exc)) from None
+        self.layers, self.unavailable = protocol.parse_worker_ready(frame)
         return True
 
     async def send(self, data: bytes) -> None:
@@ -150,20 +142,17 @@ async def open_with_channel(
 class Spawner:
     """`backend: spawn`: a fresh `python -I -B` per run, the channel on its fds 0 and 1."""
 
-    def __init__(self, limits: Mapping[str, Any], identity: Mapping[str, Any]) -> None:
-        self.limits = dict(limits)
+    def __init__(self, limits: protocol.WorkerLimits, identity: Mapping[str, Any]) -> None:
+        self.limits = limits
         self.identity = dict(identity)
         self.seen = LayerLog()
 
-    async def __aenter__(self) -> Spawner:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        pass
-
     async def acquire(self) -> Worker:
         process, ours = await open_with_channel(
-            [*WORKER_COMMAND, json.dumps(self.limits)], self.identity, "sandbox worker", stdout_on_channel=True
+            [*WORKER_COMMAND, json.dumps(self.limits.to_json())],
+            self.identity,
+            "sandbox worker",
+            stdout_on_channel=True,
         )
         worker = _SpawnedWorker(process, Channel(ours))
         try:

@@ -22,7 +22,7 @@ The fork server (`zygote.py`) speaks the same frames on its control socket:
 
 ```
 zygote  ready   {protocol}
-host    fork    {token, limits}    + the worker's end of a fresh socketpair, passed with SCM_RIGHTS
+host    fork    {token, limits}    limits: WorkerLimits as JSON; + the worker's end of a fresh socketpair, passed with SCM_RIGHTS
 zygote  forked  {token, pid}
 host    kill    {pid}              SIGKILL the worker's process group (ignored once it is reaped)
 zygote  exited  {pid, status}      status as in `subprocess`: the exit code, or -signal
@@ -34,7 +34,10 @@ from __future__ import annotations
 import json
 import struct
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
 from typing import Any, Final, Literal
+
+from portal_mcp.errors import ProtocolViolation
 
 PROTOCOL_VERSION: Final = 2
 HEADER: Final = struct.Struct(">I")
@@ -56,7 +59,8 @@ __all__ = [
     "PROTOCOL_VERSION",
     "ErrorKind",
     "FrameDecoder",
-    "ProtocolError",
+    "ProtocolViolation",
+    "WorkerLimits",
     "call_frame",
     "cancel_frame",
     "done_frame",
@@ -75,8 +79,32 @@ __all__ = [
 ]
 
 
-class ProtocolError(Exception):
-    """The other side sent bytes that are not a well-formed frame."""
+@dataclass(frozen=True)
+class WorkerLimits:
+    """What a worker is confined to, as the host sends it (`fork` frame, or the spawned worker's argv)."""
+
+    memory_mb: int
+    cpu_seconds: float
+    max_output_bytes: int
+    max_result_bytes: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {field.name: getattr(self, field.name) for field in fields(self)}
+
+    @classmethod
+    def from_json(cls, value: object) -> WorkerLimits:
+        """The limits in a frame; ProtocolViolation unless they have exactly the fields, as positive numbers."""
+        names = [field.name for field in fields(cls)]
+        if type(value) is not dict or sorted(value) != sorted(names):
+            raise ProtocolViolation(f"limits must be an object with exactly the keys {', '.join(names)}")
+        if any(type(value[name]) not in (int, float) or not value[name] > 0 for name in names):
+            raise ProtocolViolation("limits must be positive numbers")
+        return cls(
+            memory_mb=int(value["memory_mb"]),
+            cpu_seconds=float(value["cpu_seconds"]),
+            max_output_bytes=int(value["max_output_bytes"]),
+            max_result_bytes=int(value["max_result_bytes"]),
+        )
 
 
 def _reject_constant(name: str) -> float:
@@ -103,13 +131,13 @@ class FrameDecoder:
         return bool(self._buffer)
 
     def feed(self, data: bytes) -> list[dict[str, Any]]:
-        """Add received bytes; return every frame now complete. Raises ProtocolError on malformed input."""
+        """Add received bytes; return every frame now complete. Raises ProtocolViolation on malformed input."""
         self._buffer += data
         frames: list[dict[str, Any]] = []
         while len(self._buffer) >= HEADER.size:
             (length,) = HEADER.unpack_from(self._buffer)
             if length > self.max_frame_bytes:
-                raise ProtocolError(f"a frame of {length} bytes exceeds the limit of {self.max_frame_bytes} bytes")
+                raise ProtocolViolation(f"a frame of {length} bytes exceeds the limit of {self.max_frame_bytes} bytes")
             end = HEADER.size + length
             if len(self._buffer) < end:
                 break
@@ -125,9 +153,9 @@ class FrameDecoder:
             else:
                 message = json.loads(payload.decode(), parse_constant=_reject_constant)
         except (ValueError, RecursionError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
-            raise ProtocolError(f"a frame is not valid UTF-8 JSON: {exc}") from None
+            raise ProtocolViolation(f"a frame is not valid UTF-8 JSON: {exc}") from None
         if type(message) is not dict or type(message.get("type")) is not str:
-            raise ProtocolError('a frame must be a JSON object with a string "type"')
+            raise ProtocolViolation('a frame must be a JSON object with a string "type"')
         return message
 
 
@@ -147,7 +175,7 @@ def ready_frame(layers: Mapping[str, Sequence[str]] | None = None, unavailable: 
 
 
 def parse_worker_ready(frame: Mapping[str, Any]) -> tuple[dict[str, tuple[str, ...]], tuple[str, ...]]:
-    """The (layers, unavailable) of a worker's ready frame; ProtocolError unless it has exactly that shape."""
+    """The (layers, unavailable) of a worker's ready frame; ProtocolViolation unless it has exactly that shape."""
     layers, unavailable = frame.get("layers"), frame.get("unavailable")
     if (
         frame.keys() != {"type", "protocol", "layers", "unavailable"}
@@ -166,7 +194,7 @@ def parse_worker_ready(frame: Mapping[str, Any]) -> tuple[dict[str, tuple[str, .
             for name, mechanisms in layers.items()
         )
     ):
-        raise ProtocolError(f"expected a ready frame of protocol {PROTOCOL_VERSION}, got {frame.get('type')!r}")
+        raise ProtocolViolation(f"expected a ready frame of protocol {PROTOCOL_VERSION}, got {frame.get('type')!r}")
     return {name: tuple(mechanisms) for name, mechanisms in layers.items()}, tuple(unavailable)
 
 
@@ -182,9 +210,9 @@ def start_frame(code: str, namespaces: Mapping[str, list[str]]) -> dict[str, Any
     return {"type": "start", "code": code, "namespaces": dict(namespaces)}
 
 
-def fork_frame(token: int, limits: Mapping[str, float]) -> dict[str, Any]:
+def fork_frame(token: int, limits: WorkerLimits) -> dict[str, Any]:
     """Ask the fork server for a worker under `limits` (sent together with the worker's channel fd)."""
-    return {"type": "fork", "token": token, "limits": dict(limits)}
+    return {"type": "fork", "token": token, "limits": limits.to_json()}
 
 
 def forked_frame(token: int, pid: int) -> dict[str, Any]:

@@ -18,19 +18,16 @@ import math
 import signal
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any, Final
 
 import anyio
-from anyio.abc import TaskGroup
 
 from portal_mcp.config import SandboxConfig
 from portal_mcp.control.audit import RunErrorKind
-from portal_mcp.errors import PolicyDeniedError, PortalError, UnknownToolError
+from portal_mcp.errors import PolicyDeniedError, PortalError, ProtocolViolation, UnknownToolError, WorkerStartError
 from portal_mcp.sandbox import protocol
-from portal_mcp.sandbox.channel import ProtocolViolation
 from portal_mcp.sandbox.forkserver import ForkServer
-from portal_mcp.sandbox.launcher import Spawner, Worker, WorkerStartError
+from portal_mcp.sandbox.launcher import Spawner, Worker
 
 logger = logging.getLogger("portal_mcp.sandbox.host")  # the name operators know from the portal log
 
@@ -122,7 +119,7 @@ class Session:
         self.output = Output(self.limits.max_output_bytes)
         self.tool_calls = 0
         self._calls_requested = 0
-        self._calls = _Calls()
+        self._calls: _Calls | None = None
         self._worker: Worker | None = None
 
     async def execute(self, launcher: ForkServer | Spawner, code: str, namespaces: dict[str, list[str]]) -> Outcome:
@@ -150,12 +147,15 @@ class Session:
         self._worker = worker
         finished = False
         try:
-            async with self._calls:
+            async with asyncio.TaskGroup() as group:
+                calls = self._calls = _Calls(group)
                 try:
                     outcome = await self._serve(worker, code, namespaces)
                     finished = outcome.finished
                 except ProtocolViolation as exc:
                     outcome = _violation(exc)
+                finally:
+                    calls.cancel_all()
             return outcome
         finally:
             with anyio.CancelScope(shield=True):
@@ -182,7 +182,7 @@ class Session:
             self.output.append(frame["text"])
         elif kind == "cancel" and frame.keys() == {"type", "id"}:
             if type(frame["id"]) is int:
-                self._calls.cancel(frame["id"])
+                self._active().cancel(frame["id"])
         elif kind == "done":
             return _finished(frame, self.limits)
         else:
@@ -194,7 +194,8 @@ class Session:
         if frame.keys() != _CALL_KEYS:
             raise ProtocolViolation("a call frame must have exactly the keys type, id, tool, args")
         call_id, tool, args = frame["id"], frame["tool"], frame["args"]
-        if type(call_id) is not int or not 0 < call_id < 2**53 or call_id in self._calls:
+        calls = self._active()
+        if type(call_id) is not int or not 0 < call_id < 2**53 or call_id in calls:
             raise ProtocolViolation("a call id must be a new positive integer")
         if type(tool) is not str or type(args) is not dict or any(type(key) is not str for key in args):
             raise ProtocolViolation("a call needs a string tool name and an object of arguments")
@@ -215,10 +216,10 @@ class Session:
         elif tool not in self.tools:
             error = str(UnknownToolError(tool, difflib.get_close_matches(tool, self.tools, n=3)))
         if error is not None:
-            self._calls.start(None, self._send(protocol.encode_frame(protocol.error_result_frame(call_id, error))))
+            calls.start(None, self._send(protocol.encode_frame(protocol.error_result_frame(call_id, error))))
             return None
         self.tool_calls += 1
-        self._calls.start(call_id, self._call(call_id, tool, args))
+        calls.start(call_id, self._call(call_id, tool, args))
         return None
 
     async def _call(self, call_id: int, tool: str, args: dict[str, Any]) -> None:
@@ -251,6 +252,10 @@ class Session:
             return protocol.encode_frame(protocol.error_result_frame(call_id, error))
         return frame
 
+    def _active(self) -> _Calls:
+        assert self._calls is not None  # frames are handled only while the session serves its worker
+        return self._calls
+
     async def _send(self, data: bytes) -> None:
         assert self._worker is not None
         await self._worker.send(data)
@@ -259,69 +264,41 @@ class Session:
 class _Calls:
     """The tool calls in flight in one session, each cancellable by its id, all cancelled when the session ends.
 
-    On asyncio each call is a plain task, tracked here and awaited on exit (anyio's `start_soon` costs about
-    five times as much, and this is the hot path of every tool call); elsewhere a task of an anyio task group.
+    Tasks of an `asyncio.TaskGroup` the session enters: structured, and one task creation per call (anyio's
+    `start_soon` costs about five times as much, on the hot path of every tool call). A call never raises into the
+    group: a failure is logged, so one broken call cannot cancel the others or the run.
     """
 
-    def __init__(self) -> None:
-        self.group: TaskGroup | None = None
+    def __init__(self, group: asyncio.TaskGroup) -> None:
+        self._group = group
         self._tasks: dict[int, asyncio.Task[None]] = {}
-        self._scopes: dict[int, anyio.CancelScope] = {}
         self._anonymous = itertools.count(1)
-        self._loop: asyncio.AbstractEventLoop | None = None
-        with contextlib.suppress(RuntimeError):
-            self._loop = asyncio.get_running_loop()
-
-    async def __aenter__(self) -> _Calls:
-        if self._loop is None:
-            self.group = await anyio.create_task_group().__aenter__()
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        with anyio.CancelScope(shield=True):
-            tasks = list(self._tasks.values())
-            for task in tasks:
-                task.cancel()
-            if tasks:
-                await asyncio.wait(tasks)
-        if self.group is not None:
-            self.group.cancel_scope.cancel()
-            await self.group.__aexit__(exc_type, exc, tb)
 
     def __contains__(self, call_id: int) -> bool:
-        return call_id in self._tasks or call_id in self._scopes
+        return call_id in self._tasks
 
     def start(self, call_id: int | None, call: Coroutine[Any, Any, None]) -> None:
         """Run `call` concurrently; with an id it can be cancelled (a refusal being sent has none)."""
         key = call_id if call_id is not None else -next(self._anonymous)
-        if self._loop is not None:
-            task = self._tasks[key] = self._loop.create_task(call)
-            task.add_done_callback(lambda done: self._finished(key, done))
-            return
-        assert self.group is not None
-        scope = self._scopes[key] = anyio.CancelScope()
-        self.group.start_soon(self._scoped, key, scope, call)
+        self._tasks[key] = self._group.create_task(self._guarded(key, call))
 
-    async def _scoped(self, key: int, scope: anyio.CancelScope, call: Coroutine[Any, Any, None]) -> None:
+    async def _guarded(self, key: int, call: Coroutine[Any, Any, None]) -> None:
         try:
-            with scope:
-                await call
+            await call
+        except Exception:
+            logger.exception("a sandbox tool call failed in the portal")
         finally:
-            self._scopes.pop(key, None)
-
-    def _finished(self, key: int, task: asyncio.Task[None]) -> None:
-        self._tasks.pop(key, None)
-        if not task.cancelled() and task.exception() is not None:
-            logger.error("a sandbox tool call failed in the portal", exc_info=task.exception())
+            self._tasks.pop(key, None)
 
     def cancel(self, call_id: int) -> None:
         """The code stopped waiting for this call."""
         if (task := self._tasks.get(call_id)) is not None:
             task.cancel()
-        elif (scope := self._scopes.get(call_id)) is not None:
-            scope.cancel()
+
+    def cancel_all(self) -> None:
+        """The run is over: nobody waits for the calls still in flight."""
+        for task in list(self._tasks.values()):
+            task.cancel()
 
 
 def _violation(exc: ProtocolViolation) -> Outcome:

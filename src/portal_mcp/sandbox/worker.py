@@ -100,7 +100,7 @@ class Channel:
             os._exit(EXIT_HOST_GONE)
         try:
             frames = self._decoder.feed(data)
-        except protocol.ProtocolError:
+        except protocol.ProtocolViolation:
             os._exit(EXIT_INTERNAL)
         if frames and self._start is not None and not self._start.done():
             start = frames.pop(0)
@@ -252,7 +252,7 @@ def _cap(text: str, limit: int, what: str) -> str:
 
 
 async def _run(
-    start: dict[str, Any], limits: Mapping[str, Any], channel: Channel, printer: policy.Printer
+    start: dict[str, Any], limits: protocol.WorkerLimits, channel: Channel, printer: policy.Printer
 ) -> dict[str, Any]:
     global _reserve
     try:
@@ -281,7 +281,7 @@ async def _run(
         _reserve = None
         detail = policy.describe_exception(exc, compiled).partition("\n")[2]
         agent_globals.clear()
-        message = f"MemoryError: the code ran out of memory (limit {limits['memory_mb']} MB)"
+        message = f"MemoryError: the code ran out of memory (limit {limits.memory_mb} MB)"
         return _done(printer, error=f"{message}\n{detail}".rstrip(), kind="memory")
     except BaseException as exc:  # SystemExit, KeyboardInterrupt and the code's own BaseExceptions included
         return _done(printer, error=policy.describe_exception(exc, compiled), kind="exception")
@@ -306,7 +306,7 @@ async def _run(
     shown = None
     if has_value and value is not None:
         try:
-            shown = _cap(repr(value), int(limits["max_output_bytes"]), "value")
+            shown = _cap(repr(value), limits.max_output_bytes, "value")
         except Exception as exc:
             return _done(printer, error=policy.describe_exception(exc, compiled), kind="exception")
     return _done(printer, value=shown)
@@ -344,7 +344,7 @@ class _Discard:
         pass
 
 
-def _warm_up(loop: asyncio.AbstractEventLoop, limits: Mapping[str, Any]) -> None:
+def _warm_up(loop: asyncio.AbstractEventLoop, limits: protocol.WorkerLimits) -> None:
     """Run a fixed snippet through the whole run path once, writing to nowhere.
 
     A forked worker shares the fork server's memory copy-on-write, and CPython writes to every object it
@@ -352,8 +352,8 @@ def _warm_up(loop: asyncio.AbstractEventLoop, limits: Mapping[str, Any]) -> None
     them here, while the worker waits as a spare, takes them off the agent's clock. The snippet is ours and
     leaves nothing behind that the agent's run could see: it gets its own globals, printer and channel.
     """
-    channel = Channel(-1, -1, int(limits["max_result_bytes"]))
-    printer = policy.Printer(int(limits["max_output_bytes"]), _ignore)
+    channel = Channel(-1, -1, limits.max_result_bytes)
+    printer = policy.Printer(limits.max_output_bytes, _ignore)
     done = loop.run_until_complete(_run({"code": _WARM_UP_CODE, "namespaces": {}}, limits, channel, printer))
     printer.flush()
     protocol.encode_frame(protocol.output_frame("1"))
@@ -374,7 +374,7 @@ def _ignore(text: str) -> None:
 
 
 def serve(
-    channel_fd: int, limits: Mapping[str, Any], *, netns: Callable[[], tuple[str, ...]] | None = None
+    channel_fd: int, limits: protocol.WorkerLimits, *, netns: Callable[[], tuple[str, ...]] | None = None
 ) -> NoReturn:
     """Confine this process, handshake, run the code of the `start` frame, report, exit. Never returns.
 
@@ -385,12 +385,10 @@ def serve(
     try:
         # Before confinement: the event loop opens a socketpair, which seccomp forbids afterwards.
         loop = asyncio.new_event_loop()
-        confinement = confine.confine(int(limits["memory_mb"]), float(limits["cpu_seconds"]), netns=netns)
+        confinement = confine.confine(limits.memory_mb, limits.cpu_seconds, netns=netns)
         _warm_up(loop, limits)
-        channel = Channel(channel_fd, channel_fd, int(limits["max_result_bytes"]))
-        printer = policy.Printer(
-            int(limits["max_output_bytes"]), lambda text: channel.send(protocol.output_frame(text))
-        )
+        channel = Channel(channel_fd, channel_fd, limits.max_result_bytes)
+        printer = policy.Printer(limits.max_output_bytes, lambda text: channel.send(protocol.output_frame(text)))
         channel.flush_output = printer.flush
         channel.listen(loop)
         ready = protocol.ready_frame(confinement.layers, confinement.unavailable)
@@ -419,8 +417,8 @@ def main() -> NoReturn:
     """Spawned entry point: `python -I -B -c '...main()' '<limits as JSON>'`."""
     channel_fd = _take_channel()
     try:
-        limits = json.loads(sys.argv[1])
-    except (IndexError, ValueError):
+        limits = protocol.WorkerLimits.from_json(json.loads(sys.argv[1]))
+    except (IndexError, ValueError, protocol.ProtocolViolation):
         os._exit(EXIT_INTERNAL)
     serve(channel_fd, limits)
 

@@ -122,18 +122,22 @@ class _ForkServer:
         self.fds.extend(fds)
         try:
             frames = self.decoder.feed(data)
-        except protocol.ProtocolError:
+        except protocol.ProtocolViolation:
             self.shutdown()
         for frame in frames:
             kind = frame["type"]
-            if kind == "fork" and type(frame.get("token")) is int and type(frame.get("limits")) is dict and self.fds:
-                self.fork(frame["token"], frame["limits"], self.fds.popleft())
+            if kind == "fork" and type(frame.get("token")) is int and self.fds:
+                try:
+                    limits = protocol.WorkerLimits.from_json(frame.get("limits"))
+                except protocol.ProtocolViolation:
+                    self.shutdown()
+                self.fork(frame["token"], limits, self.fds.popleft())
             elif kind == "kill" and type(frame.get("pid")) is int:
                 self.kill(frame["pid"])
             else:
                 self.shutdown()
 
-    def fork(self, token: int, limits: dict[str, Any], channel_fd: int) -> None:
+    def fork(self, token: int, limits: protocol.WorkerLimits, channel_fd: int) -> None:
         parent = os.getpid()
         try:
             pid = os.fork()
@@ -147,7 +151,7 @@ class _ForkServer:
         self.children.add(pid)
         self.send(protocol.forked_frame(token, pid))
 
-    def become_worker(self, channel_fd: int, limits: dict[str, Any], parent: int) -> NoReturn:
+    def become_worker(self, channel_fd: int, limits: protocol.WorkerLimits, parent: int) -> NoReturn:
         try:
             os.setpgid(0, 0)
             if sys.platform == "linux":
