@@ -8,6 +8,7 @@ PortalError                       base; `str(err)` is a complete, user-facing me
 │   ├── SnapshotOnlyError         the server is a saved snapshot; its tools cannot be called
 │   ├── ToolTimeoutError          a call exceeded the server's `timeout`
 │   ├── ServerUnavailableError    the server is down and respawn attempts are exhausted
+│   │   └── ServerDownError       failed to start or went down; retried in the background (says when)
 │   └── MissingSecretError        the calling user lacks a secret the server's `${user.KEY}` headers/env need
 ├── ToolCallError                 a call from agent code was refused or failed; carries `tool`
 │   ├── UnknownToolError          no such qualified name (carries close matches)
@@ -82,6 +83,23 @@ class ToolTimeoutError(DownstreamError):
 
 class ServerUnavailableError(DownstreamError):
     """The server is down and could not be brought back."""
+
+
+class ServerDownError(ServerUnavailableError):
+    """The server failed to start or went down; the portal retries it in the background.
+
+    `server 'remote' is down (it failed to start: connection refused at 10:41:07); retrying in 20 s`
+    """
+
+    def __init__(self, server: str, reason: str, at: str | None, retry_in: float | None) -> None:
+        self.reason = reason
+        self.at = at
+        self.retry_in = retry_in
+        when = f" at {at}" if at else ""
+        retry = f"; retrying in {retry_in:.0f} s" if retry_in is not None else "; it is not retried (`max_restarts: 0`)"
+        PortalError.__init__(self, f"server {server!r} is down ({reason}{when}){retry}")
+        self.server = server
+        self.message = f"is down ({reason}{when}){retry}"
 
 
 class MissingSecretError(DownstreamError):

@@ -15,6 +15,7 @@ import difflib
 import getpass
 import hashlib
 import logging
+import os
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -60,7 +61,7 @@ class Portal:
         self.sandbox = sandbox
         self.audit = audit
         self.user = user
-        self._catalog = Catalog.build(pool.listings(), config.tool_filters())
+        self._catalog = Catalog.build(pool.known_listings(), config.tool_filters())
         self._index: SearchIndex | None = None
         self._listeners: list[EventListener] = []
         users = {user, *config.http.users, *([ANONYMOUS] if config.http.bearer_tokens else [])}
@@ -84,10 +85,13 @@ class Portal:
         audit: AuditSink | None = None,
         user: str | None = None,
         errlog: TextIO | None = None,
+        background: bool = False,
     ) -> AsyncIterator[Portal]:
         """Connect every downstream server (failures are reported, not raised) and start the sandbox host.
 
-        Stdio servers' stderr goes to `errlog` (default: the portal's stderr) as `[name] line`."""
+        Stdio servers' stderr goes to `errlog` (default: the portal's stderr) as `[name] line`. With `background`
+        the portal is usable at once and servers connect meanwhile: until one is up, search and stubs use its last
+        known tools (kept in the state folder) and a call to it waits for its first attempt (`connect_timeout`)."""
         portal: Portal | None = None
 
         async def tools_changed(server: str, tools: list[Tool]) -> None:
@@ -108,6 +112,8 @@ class Portal:
             errlog=errlog,
             users=config.user_secrets(),
             redactor=Redactor(config.secret_values()),
+            state_dir=config.state_folder(os.environ),
+            background=background,
         )
         # The sink outlives the pool and the sandbox, so calls finishing during shutdown are still recorded.
         async with _audit_sink(config, audit) as sink, pool, SandboxHost(config.sandbox) as sandbox:
@@ -132,9 +138,9 @@ class Portal:
             self._listeners.remove(listener)
 
     async def _tools_changed(self, server: str, tools: list[Tool]) -> None:
-        tool_filter = self.config.servers[server].tools.as_filter() if server in self.config.servers else None
-        self._catalog = self._catalog.replace_server(server, tools, tool_filter)
-        self._index = None
+        # One assignment each, with no await between: a search or run sees the old catalog and index or the new.
+        catalog = Catalog.build(self.pool.known_listings(), self.config.tool_filters())
+        self._catalog, self._index = catalog, None
 
     def index(self) -> SearchIndex:
         """The search index of the current catalog, built on first use after every change."""
@@ -188,12 +194,40 @@ class Portal:
                 )
                 reply = (
                     f"{len(hits)} of {len(self._catalog) - len(hidden)} tools match{where}.{hint} Call them in "
-                    f"execute_code as `await server.tool(...)`.{asks}\n\n{stubs}"
+                    f"execute_code as `await server.tool(...)`.{asks}{self._availability(entries)}\n\n{stubs}"
                 )
         self.events.record(
             AuditEvent("search", who, "ok", (time.perf_counter() - started) * 1000, query, size_out=len(reply))
         )
         return reply
+
+    def _availability(self, entries: list[Any]) -> str:
+        """A note on the servers of `entries` that are not connected now: their tools are the last known list."""
+        servers = {entry.server for entry in entries}
+        notes = [
+            f"{s.name} is still connecting ({s.for_seconds:.0f} s; a call waits for it)"
+            if s.state == "connecting"
+            else f"{s.name} is down ({_retry(s).lstrip('; ') or 'not retried'})"
+            for s in self.pool.statuses()
+            if s.name in servers and s.state in ("connecting", "failed", "down")
+        ]
+        return f" Not connected now: {'; '.join(notes)}; the stubs below are its last known tools." if notes else ""
+
+    def _unlisted(self) -> dict[str, str]:
+        """Servers not connected now whose tools are not known at all, with why: code naming one gets that reason
+        instead of a NameError."""
+        found: dict[str, str] = {}
+        for s in self.pool.statuses():
+            if s.name in self._catalog.namespaces():
+                continue
+            if s.state == "connecting":
+                found[s.name] = (
+                    f"server {s.name!r} is still connecting ({s.for_seconds:.0f} s) and has never listed its tools "
+                    "here; run the code again once search_api shows them"
+                )
+            elif s.state in ("failed", "down"):
+                found[s.name] = f"server {s.name!r} is down ({s.error}){_retry(s)}"
+        return found
 
     def _scope(self, filters: list[tuple[str, str]]) -> tuple[set[str] | None, str]:
         """The servers the filters leave (None: all), or a message saying which filter matched nothing."""
@@ -256,9 +290,16 @@ class Portal:
             lines.append("".join(about))
             if len(names) == 1:
                 lines.extend(f"  - {entry.qualified_name}" for entry in entries)
+        connecting = [s for s in self.pool.statuses() if s.state == "connecting"]
+        if connecting:
+            lines.append(
+                "Still connecting: "
+                + ", ".join(f"{s.name} ({s.for_seconds:.0f} s)" for s in connecting)
+                + "; until each is up its tools are its last known list, and a call waits for it"
+            )
         down = [s for s in self.pool.statuses() if s.state in ("failed", "down")]
         if down:
-            lines.append("Unavailable: " + ", ".join(f"{s.name} ({s.error})" for s in down))
+            lines.append("Unavailable: " + ", ".join(f"{s.name} ({s.error}{_retry(s)})" for s in down))
         lines.append(
             "Search with words for what you need, e.g. search_api(query='create an issue'); "
             "narrow with server:NAME, owner:NAME or tag:NAME in the query."
@@ -275,7 +316,7 @@ class Portal:
         started = time.perf_counter()
         who = user or self.user
         view = self.policy.view(who, self._catalog)
-        problems = check_code(code, view.catalog, view.refused)
+        problems = check_code(code, view.catalog, view.refused, self._unlisted())
         wait = self._runs.admit(who, self.policy.for_user(who).runs_per_minute) if not problems else 0.0
         if problems:
             duration = (time.perf_counter() - started) * 1000
@@ -305,6 +346,10 @@ class Portal:
             AuditEvent("run", who, outcome, result.duration_ms, digest, detail, len(code), len(result.output))
         )
         return result
+
+
+def _retry(status: ServerStatus) -> str:
+    return f"; retrying in {status.retry_in:.0f} s" if status.retry_in is not None else ""
 
 
 def _os_user() -> str:

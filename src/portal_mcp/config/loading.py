@@ -91,6 +91,8 @@ def parse_config(text: str, *, source: str, base_dir: Path, environ: Mapping[str
                 f"server {name!r}: settings must be a mapping", source=source, line=lines.get(("servers", name))
             )
         servers[name] = _classify_server(str(name), server, base_dir, source, lines)
+    if isinstance(data.get("state_dir"), str):
+        data["state_dir"] = str(base_dir / Path(data["state_dir"]).expanduser())
     audit = data.get("audit")
     if isinstance(audit, dict) and isinstance(audit.get("sqlite"), str):
         data["audit"] = {**audit, "sqlite": str(base_dir / Path(audit["sqlite"]).expanduser())}

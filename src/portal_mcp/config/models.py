@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -306,6 +307,11 @@ class PortalConfig(_Model):
     audit: AuditConfig = Field(default_factory=AuditConfig)
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
     user: str | None = Field(default=None, description="who stdio calls are attributed to (default: the OS user)")
+    state_dir: Path | None = Field(
+        default=None,
+        description="where the portal keeps each server's last tool list (relative to the config; default: "
+        "$PORTAL_MCP_STATE_DIR, else $XDG_STATE_HOME/portal-mcp, else ~/.local/state/portal-mcp)",
+    )
     source: str | None = Field(default=None, exclude=True)
     substituted_secrets: frozenset[str] = Field(default=frozenset(), exclude=True, repr=False)
     """Values that came from the secrets file, or from `${VAR}` in headers, env or `http`: all get redacted."""
@@ -322,6 +328,17 @@ class PortalConfig(_Model):
                 values.add(user.token)
             values.update(user.secrets.values())
         return {value for value in values if value}
+
+    def state_folder(self, environ: Mapping[str, str]) -> Path:
+        """The portal's state folder: `state_dir`, else $PORTAL_MCP_STATE_DIR, else $XDG_STATE_HOME/portal-mcp, else
+        ~/.local/state/portal-mcp."""
+        if self.state_dir is not None:
+            return self.state_dir
+        if environ.get("PORTAL_MCP_STATE_DIR"):
+            return Path(environ["PORTAL_MCP_STATE_DIR"]).expanduser()
+        if environ.get("XDG_STATE_HOME"):
+            return Path(environ["XDG_STATE_HOME"]).expanduser() / "portal-mcp"
+        return Path.home() / ".local" / "state" / "portal-mcp"
 
     def enabled_servers(self) -> dict[str, StdioServerConfig | RemoteServerConfig | SnapshotServerConfig]:
         return {name: server for name, server in self.servers.items() if not server.disabled}

@@ -14,6 +14,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import replace
+from pathlib import Path
 from types import TracebackType
 from typing import Any, TextIO
 
@@ -22,20 +23,26 @@ import anyio.abc
 from mcp.server import MCPServer, Server
 from mcp_types import CallToolResult, Tool
 
-from portal_mcp.config import RemoteServerConfig, ServerConfig, SnapshotServerConfig, StdioServerConfig
-from portal_mcp.credentials import RedactingFilter, Redactor, expand_user_refs, first_user_with, missing_keys
+from portal_mcp.config import ServerConfig, SnapshotServerConfig, StdioServerConfig
+from portal_mcp.credentials import RedactingFilter, Redactor, first_user_with, missing_keys
 from portal_mcp.downstream._events import DownstreamEvent
+from portal_mcp.downstream._known import KnownTools
 from portal_mcp.downstream._link import CLOSE_GRACE, Hooks, Link
+from portal_mcp.downstream._progress import report_progress
 from portal_mcp.downstream._status import ServerState, ServerStatus, TransportKind, transport_kind
 from portal_mcp.downstream._stderr import StderrPump
+from portal_mcp.downstream._users import for_user as _for_user
+from portal_mcp.downstream._users import guarded as _guarded
+from portal_mcp.downstream._users import idle_timeout as _idle_timeout
+from portal_mcp.downstream._users import ignore_status as _ignore_status
+from portal_mcp.downstream._users import ignore_tools as _ignore_tools
+from portal_mcp.downstream._users import run_with_pump
 from portal_mcp.errors import ConfigError, DownstreamError, MissingSecretError, SnapshotOnlyError
 from portal_mcp.snapshot import load_snapshot
 
 # The package's name, not `__name__`: the CLI prints it in every log line.
 logger = logging.getLogger("portal_mcp.downstream")
 
-_CALLBACK_TIMEOUT = 10.0
-_PUMP_EOF_TIMEOUT = 3.0
 _MAX_REAP_INTERVAL = 30.0
 _LOG_LEVELS = {"info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 
@@ -60,6 +67,8 @@ class DownstreamPool:
         down_retry_after: float = 30.0,
         users: Mapping[str, Mapping[str, str]] | None = None,
         redactor: Redactor | None = None,
+        state_dir: Path | None = None,
+        background: bool = False,
     ) -> None:
         """`local` servers run in this process (tests, embedders). `on_status` is startup progress: called once per
         server when its first connection attempt settles; later changes arrive as `on_event` events. Stdio servers'
@@ -67,7 +76,9 @@ class DownstreamPool:
         may be the portal's MCP channel. After a server ends `down` (or `failed`), calls fail fast for
         `down_retry_after` seconds; the next call after that tries to bring it back. `users` maps each user to
         their secrets, for servers whose headers/env say `${user.KEY}`. `redactor` takes secret values out of every
-        error, event, stderr line, tool listing and (while the pool is open) log record of the root handlers."""
+        error, event, stderr line, tool listing and (while the pool is open) log record of the root handlers.
+        `state_dir` keeps each server's last tool list (`KnownTools`); `background=True` returns from `async with`
+        at once and connects meanwhile (progress goes to the log), instead of waiting for every first attempt."""
         clash = sorted(set(servers) & set(local or {}))
         if clash:
             raise ValueError(f"server names {clash} are both configured and passed as `local`; rename one")
@@ -93,6 +104,9 @@ class DownstreamPool:
         self._task_group: anyio.abc.TaskGroup | None = None
         self._hooks: Hooks | None = None
         self._log_filter: tuple[RedactingFilter, list[logging.Handler]] | None = None
+        self._known = KnownTools(state_dir, self._servers)
+        self._background = background
+        self._ready = False
 
     async def __aenter__(self) -> DownstreamPool:
         if self._entered:
@@ -110,7 +124,11 @@ class DownstreamPool:
             self._task_group = task_group
             self._cancel = task_group.cancel_scope
             hooks = Hooks(
-                emit=self._emit, tools_changed=self._tools_changed, status=self._status, redactor=self._redactor
+                emit=self._emit,
+                tools_changed=self._tools_changed,
+                status=self._status,
+                redactor=self._redactor,
+                listed=self._listed,
             )
             self._hooks = hooks
             for name, server in self._servers.items():
@@ -155,15 +173,23 @@ class DownstreamPool:
                 self._links[name] = Link(name, local_server, hooks, None, self._down_retry_after)
             for link in self._links.values():
                 task_group.start_soon(link.run)
-            # Each connect ends within its connect_timeout; the margin covers the SDK's bounded cleanup.
-            longest = max((link.connect_timeout for link in self._links.values()), default=0.0)
-            with anyio.move_on_after(longest + 2 * CLOSE_GRACE):
-                for link in self._links.values():
-                    await link.first_settled.wait()
+            if self._background:
+                task_group.start_soon(report_progress, self._links)
+            else:
+                await self.settled()
+            self._ready = True
         except BaseException:
             await self._close()
             raise
         return self
+
+    async def settled(self) -> None:
+        """Wait until every server's first connection attempt has ended (each within its `connect_timeout`)."""
+        # The margin covers the SDK's bounded cleanup.
+        longest = max((link.connect_timeout for link in self._links.values()), default=0.0)
+        with anyio.move_on_after(longest + 2 * CLOSE_GRACE):
+            for link in list(self._links.values()):
+                await link.first_settled.wait()
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
@@ -206,6 +232,21 @@ class DownstreamPool:
                     result[name] = list(tools)
             elif self._links[name].state in ("connected", "restarting", "exited"):
                 result[name] = list(self._links[name].tools)
+        return result
+
+    def known_listings(self) -> dict[str, list[Tool]]:
+        """`listings()` plus, for a server that is not connected now, its last known tools (from this run, else from
+        the state folder): what search and stubs show while it is starting or down. In config order."""
+        live = self.listings()
+        result: dict[str, list[Tool]] = {}
+        for name in self._order():
+            link = self._links.get(name)
+            if name in live:
+                result[name] = live[name]
+            elif link is not None and link.ever_connected:
+                result[name] = list(link.tools)
+            elif (known := self._known.get(name)) is not None:
+                result[name] = known
         return result
 
     def statuses(self) -> list[ServerStatus]:
@@ -287,6 +328,7 @@ class DownstreamPool:
             emit=self._user_emitter(user),
             tools_changed=_ignore_tools,
             status=_ignore_status,
+            listed=None,
             private_stderr=True,
         )
         link = Link(server, _for_user(config, secrets), hooks, pump, self._down_retry_after)
@@ -303,29 +345,10 @@ class DownstreamPool:
     async def _run_user_link(self, key: tuple[str, str], link: Link, pump: StderrPump | None) -> None:
         """Run one user's link (and its stderr pump) until it is closed: idle, or the pool closing."""
         try:
-            async with anyio.create_task_group() as task_group:
-                if pump is not None and pump.available:
-                    pump_done = anyio.Event()
-
-                    async def forward(pump: StderrPump = pump) -> None:
-                        try:
-                            await pump.run()
-                        finally:
-                            pump_done.set()
-
-                    task_group.start_soon(forward)
-                await link.run()
-                if pump is not None and pump.available:
-                    pump.writer.close()  # with the process gone, the pipe reaches end of file
-                    with anyio.move_on_after(_PUMP_EOF_TIMEOUT):
-                        await pump_done.wait()
-                task_group.cancel_scope.cancel()
+            await run_with_pump(link, pump)
         finally:
             if self._user_links.get(key) is link:
                 del self._user_links[key]
-            if pump is not None:
-                pump.drain()
-                pump.close()
 
     async def _close_idle_links(self) -> None:
         """Close per-user links that have had no call for their server's `user_idle_timeout`."""
@@ -353,6 +376,13 @@ class DownstreamPool:
         if self._on_event is not None:
             await _guarded(self._on_event(event), "on_event")
 
+    async def _listed(self, server: str, tools: list[Tool], first: bool) -> None:
+        """Keep every listing as the server's last known one; a server that came up after the pool was ready (in the
+        background, or after failing at start) changes the catalog."""
+        self._known.save(server, tools)
+        if first and self._ready:
+            await self._tools_changed(server, tools)
+
     async def _tools_changed(self, server: str, tools: list[Tool]) -> None:
         if self._on_tools_changed is not None:
             await _guarded(self._on_tools_changed(server, tools), "on_tools_changed")
@@ -363,34 +393,3 @@ class DownstreamPool:
                 self._on_status(status)
             except Exception:
                 logger.exception("on_status callback raised")
-
-
-def _for_user(config: StdioServerConfig | RemoteServerConfig, secrets: Mapping[str, str]) -> Any:
-    """The config with `${user.KEY}` in its env/headers replaced by the user's secrets (and `$${user.KEY}` by a
-    literal); the result lives only in this process, handed to the transport."""
-    if isinstance(config, StdioServerConfig):
-        return config.model_copy(update={"env": {k: expand_user_refs(v, secrets) for k, v in config.env.items()}})
-    return config.model_copy(update={"headers": {k: expand_user_refs(v, secrets) for k, v in config.headers.items()}})
-
-
-def _idle_timeout(config: ServerConfig) -> float:
-    return config.user_idle_timeout if isinstance(config, StdioServerConfig | RemoteServerConfig) else 900.0
-
-
-async def _ignore_tools(server: str, tools: list[Tool]) -> None:
-    """A per-user link's listing does not change the catalog: the listing user's does."""
-
-
-def _ignore_status(status: ServerStatus) -> None:
-    """`on_status` is startup progress of the servers, not of per-user links."""
-
-
-async def _guarded(call: Awaitable[None], what: str) -> None:
-    """Run an embedder's callback without letting it break (or hang) a connection."""
-    with anyio.move_on_after(_CALLBACK_TIMEOUT) as scope:
-        try:
-            await call
-        except Exception:
-            logger.exception("%s callback raised", what)
-    if scope.cancelled_caught:
-        logger.warning("%s callback took longer than %gs and was cancelled", what, _CALLBACK_TIMEOUT)

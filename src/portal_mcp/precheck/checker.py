@@ -60,11 +60,17 @@ _SCANNED: Final = frozenset(
 """Node types `_scan` looks at (besides `Name`); the rest it only walks through."""
 
 
-def check_code(code: str, catalog: Catalog, refused: Mapping[str, str] | None = None) -> list[Problem]:
+def check_code(
+    code: str,
+    catalog: Catalog,
+    refused: Mapping[str, str] | None = None,
+    unavailable: Mapping[str, str] | None = None,
+) -> list[Problem]:
     """Problems in `code`'s tool calls, in source order; [] when there are none or the code does not parse.
 
     `catalog` is what the caller may use; `refused` names tools the policy keeps from them (qualified name -> why),
-    reported as such when the code names one exactly, and never offered as a suggestion.
+    reported as such when the code names one exactly, and never offered as a suggestion. `unavailable` names
+    configured servers whose tools are not known now (server -> why): a call on one is reported with that reason.
 
     Never raises: code that does not parse is left to the sandbox, which reports the syntax error, and a failure
     of the checker itself is logged and treated as "no problems" so it can never block valid code.
@@ -80,7 +86,7 @@ def check_code(code: str, catalog: Catalog, refused: Mapping[str, str] | None = 
     except Exception:  # SyntaxError, and ValueError / RecursionError / MemoryError on null bytes or deep nesting
         return []
     try:
-        return _Checker(code, catalog, refused or {}).check(tree)
+        return _Checker(code, catalog, refused or {}, unavailable or {}).check(tree)
     except Exception:
         logger.exception("the pre-run check of agent code failed; running the code unchecked")
         return []
@@ -103,10 +109,11 @@ class _Access:
 class _Checker:
     """One check of one piece of code against one catalog."""
 
-    def __init__(self, code: str, catalog: Catalog, refused: Mapping[str, str]) -> None:
+    def __init__(self, code: str, catalog: Catalog, refused: Mapping[str, str], unavailable: Mapping[str, str]) -> None:
         self.code = code
         self.catalog = catalog
         self.refused = refused
+        self.unavailable = unavailable
         self.problems: set[Problem] = set()
         self.bound: set[str] = set()
         self.parents: dict[int, ast.AST] = {}
@@ -241,6 +248,9 @@ class _Checker:
 
     def _unknown_server(self, access: _Access) -> None:
         name = access.name
+        if name in self.unavailable:
+            self._report(access.node, "unavailable", self.unavailable[name])
+            return
         if name in _KNOWN_NAMES or name.startswith("_"):
             return
         servers = nearest(name, self.servers, cutoff=0.8)
