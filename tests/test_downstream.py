@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import re
-
 import io
 import os
+import re
 import signal
 import sys
 from collections.abc import Iterator, Mapping
@@ -27,6 +26,7 @@ from mcp_types import (
     Tool,
 )
 
+from portal_mcp.catalog.snapshot import dump_snapshot
 from portal_mcp.config import ServerConfig, SnapshotServerConfig, StdioServerConfig
 from portal_mcp.downstream import DownstreamEvent, DownstreamPool, ServerStatus
 from portal_mcp.errors import (
@@ -35,7 +35,6 @@ from portal_mcp.errors import (
     SnapshotOnlyError,
     ToolTimeoutError,
 )
-from portal_mcp.snapshot import dump_snapshot
 from tests.servers import alive, demo_http, demo_stdio, descendants, ensure_node_servers, kill_all
 
 DEMO_TOOLS = ["echo", "add", "slow", "fail", "crash", "add_tool", "stats", "header", "pid"]
@@ -339,7 +338,9 @@ async def test_a_server_that_keeps_dying_ends_down(recorder: Recorder, tmp_path:
                 await pool.call_tool("flaky", "echo", {"text": "x"})
             message = str(caught.value)
             assert message.startswith("server 'flaky' is down (after 2 restart attempt(s): ")
-            assert "this is a respawn; exiting" in message and re.search(r" at \d\d:\d\d:\d\d\); retrying in \d+ s$", message)
+            assert "this is a respawn; exiting" in message and re.search(
+                r" at \d\d:\d\d:\d\d\); retrying in \d+ s$", message
+            )
             assert status_of(pool, "flaky").state == "down"
             assert "flaky" not in pool.listings()
 

@@ -18,9 +18,9 @@ from pathlib import Path
 
 from mcp_types import Tool
 
+from portal_mcp.catalog.snapshot import dump_snapshot, load_snapshot
 from portal_mcp.config import RemoteServerConfig, ServerConfig, StdioServerConfig
 from portal_mcp.errors import ConfigError
-from portal_mcp.snapshot import dump_snapshot, load_snapshot
 
 logger = logging.getLogger("portal_mcp.downstream")
 

@@ -9,10 +9,10 @@ from typing import Any
 import anyio
 from mcp_types import Tool
 
+from portal_mcp.catalog.status import ServerStatus
 from portal_mcp.config import RemoteServerConfig, ServerConfig, StdioServerConfig
-from portal_mcp.credentials import expand_user_refs
+from portal_mcp.config.user_refs import expand_user_refs
 from portal_mcp.downstream._link import Link
-from portal_mcp.downstream._status import ServerStatus
 from portal_mcp.downstream._stderr import StderrPump
 
 logger = logging.getLogger("portal_mcp.downstream")

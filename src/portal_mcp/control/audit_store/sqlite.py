@@ -24,8 +24,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from portal_mcp.audit import AuditEvent
-from portal_mcp.audit_store.query import (
+from portal_mcp.control.audit import AuditEvent
+from portal_mcp.control.audit_store.query import (
     COLUMNS,
     SCHEMA_VERSION,
     AuditQueries,
