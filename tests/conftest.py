@@ -6,6 +6,8 @@ throwaway PostgreSQL server started on first use.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 pytest_plugins = ["tests.pg"]
@@ -14,3 +16,12 @@ pytest_plugins = ["tests.pg"]
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture(autouse=True)
+def state_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test's portals (and the `portal-mcp` processes it starts) keep their last known tools in a folder of
+    their own, never in the user's ~/.local/state."""
+    folder = tmp_path_factory.mktemp("state")
+    monkeypatch.setenv("PORTAL_MCP_STATE_DIR", str(folder))
+    return folder

@@ -309,6 +309,9 @@ class _NoDownstream:
     async def call_tool(self, server: str, tool: str, arguments: dict[str, Any]) -> CallToolResult:
         raise AssertionError("the bridge must refuse these arguments before calling downstream")
 
+    async def ready(self, server: str) -> None:
+        raise AssertionError("the bridge must refuse these arguments before waiting for a server")
+
 
 @pytest.mark.parametrize(
     ("arguments", "source"),

@@ -28,6 +28,7 @@ from portal_mcp.downstream import ServerStatus
 from portal_mcp.errors import AuditStoreError, ConfigError, PortalError
 from portal_mcp.logs import LogFormat
 from portal_mcp.logs import configure as configure_logging
+from portal_mcp.naming import plural
 from portal_mcp.portal import Portal
 
 logger = logging.getLogger("portal_mcp")
@@ -170,19 +171,14 @@ def serve(
         if transport == "http":
             PortalServer.check_bind(host, http, config.source)
             PortalServer.check_replica(http, config.source)
-        # Servers that fail to start are logged by the pool (`portal_mcp.downstream`), so no warnings are printed here.
-        async with Portal.open(config, errlog=errlog) as portal:
+        # Servers connect in the background (the pool logs progress and failures): clients get answers at once.
+        async with Portal.open(config, errlog=errlog, background=True) as portal:
             server = PortalServer(portal)
-            statuses = portal.statuses()
-            down = [s.name for s in statuses if s.state in ("failed", "down")]
             where = "stdio" if transport == "stdio" else f"http://{host}:{port}/mcp" + (" (stateless)" if http.stateless else "")  # fmt: skip
             logger.info(
-                "serving %d tools on %s: %d of %d servers up%s",
-                len(portal.catalog),
+                "serving %s on %s while servers connect",
+                plural(len(portal.catalog), "known tool"),
                 where,
-                len(statuses) - len(down),
-                len(statuses),
-                f" (unavailable: {', '.join(down)})" if down else "",
                 extra={"event": "serving"},
             )
             if transport == "stdio":

@@ -88,18 +88,18 @@ class ServerUnavailableError(DownstreamError):
 class ServerDownError(ServerUnavailableError):
     """The server failed to start or went down; the portal retries it in the background.
 
-    `server 'remote' is down (it failed to start: connection refused at 10:41:07); retrying in 20 s`
+    `server 'remote' is down since 10:41:07 (it failed to start: connection refused ...); retrying in 20 s`
     """
 
     def __init__(self, server: str, reason: str, at: str | None, retry_in: float | None) -> None:
         self.reason = reason
         self.at = at
         self.retry_in = retry_in
-        when = f" at {at}" if at else ""
+        when = f" since {at}" if at else ""
         retry = f"; retrying in {retry_in:.0f} s" if retry_in is not None else "; it is not retried (`max_restarts: 0`)"
-        PortalError.__init__(self, f"server {server!r} is down ({reason}{when}){retry}")
         self.server = server
-        self.message = f"is down ({reason}{when}){retry}"
+        self.message = f"is down{when} ({reason}){retry}"
+        PortalError.__init__(self, f"server {server!r} {self.message}")
 
 
 class MissingSecretError(DownstreamError):

@@ -224,8 +224,8 @@ class Portal:
                     f"server {s.name!r} is still connecting ({s.for_seconds:.0f} s) and has never listed its tools "
                     "here; run the code again once search_api shows them"
                 )
-            elif s.state in ("failed", "down"):
-                found[s.name] = f"server {s.name!r} is down ({s.error}){_retry(s)}"
+            elif (down := self.pool.down_error(s.name)) is not None:
+                found[s.name] = str(down)
         return found
 
     def _scope(self, filters: list[tuple[str, str]]) -> tuple[set[str] | None, str]:

@@ -30,6 +30,7 @@ from portal_mcp.downstream._processes import end_processes
 from portal_mcp.downstream._stderr import StderrPump
 from portal_mcp.downstream._transports import Watch, open_transport
 from portal_mcp.errors import DownstreamError, ServerDownError, ServerUnavailableError, ToolTimeoutError
+from portal_mcp.naming import plural
 
 logger = logging.getLogger("portal_mcp.downstream")
 
@@ -455,16 +456,16 @@ class Link:
                 if client is not None and not self._drop and not (watch is not None and watch.closed.is_set()):
                     return client, watch, self._generation
                 if self._given_up_at is not None and anyio.current_time() - self._given_up_at < self._down_retry_after:
-                    raise self._unavailable()
+                    raise self.down_error()
                 await self._request_cycle().wait()
                 if self._given_up_at is not None and self._client is None:
-                    raise self._unavailable()
+                    raise self.down_error()
         raise ServerUnavailableError(
             self.name, f"the connection keeps dropping ({self.error}); check `portal-mcp check`"
         )
 
-    def _unavailable(self) -> ServerDownError:
-        """`server 'remote' is down (it failed to start: ... at 10:41:07); retrying in 20 s`."""
+    def down_error(self) -> ServerDownError:
+        """`server 'remote' is down since 10:41:07 (it failed to start: ...); retrying in 20 s`."""
         if self.state == "failed" or not self.ever_connected:
             why = f"it failed to start: {self.error}"
         elif self.max_restarts == 0:
@@ -540,7 +541,7 @@ class Link:
 
 
 def _lists(count: int) -> str:
-    return f"lists {count} tool" if count == 1 else f"lists {count} tools"
+    return f"lists {plural(count, 'tool')}"
 
 
 def _dump(tools: Sequence[Tool]) -> list[dict[str, Any]]:

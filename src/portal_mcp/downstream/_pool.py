@@ -39,7 +39,13 @@ from portal_mcp.downstream._users import idle_timeout as _idle_timeout
 from portal_mcp.downstream._users import ignore_status as _ignore_status
 from portal_mcp.downstream._users import ignore_tools as _ignore_tools
 from portal_mcp.downstream._users import run_with_pump
-from portal_mcp.errors import ConfigError, DownstreamError, MissingSecretError, SnapshotOnlyError
+from portal_mcp.errors import (
+    ConfigError,
+    DownstreamError,
+    MissingSecretError,
+    ServerDownError,
+    SnapshotOnlyError,
+)
 
 # The package's name, not `__name__`: the CLI prints it in every log line.
 logger = logging.getLogger("portal_mcp.downstream")
@@ -290,6 +296,17 @@ class DownstreamPool:
             raise DownstreamError(server, "the server is disabled (`disabled: true`); enable it to call its tools")
         known = ", ".join(repr(name) for name in self._order()) or "none"
         raise DownstreamError(server, f"no server has this name (configured: {known}); check `servers:`")
+
+    async def ready(self, server: str) -> None:
+        """Wait while `server` is on its first connection attempt (each ends within its `connect_timeout`)."""
+        link = self._links.get(server)
+        if link is not None and not link.first_settled.is_set():
+            await link.first_settled.wait()
+
+    def down_error(self, server: str) -> ServerDownError | None:
+        """What a call to `server` gets while it is `failed` or `down` (None while it is anything else)."""
+        link = self._links.get(server)
+        return link.down_error() if link is not None and link.state in ("failed", "down") else None
 
     def _order(self) -> list[str]:
         return [*self._servers, *self._local]

@@ -15,16 +15,12 @@ from collections.abc import Mapping
 import anyio
 
 from portal_mcp.downstream._link import Link
+from portal_mcp.naming import plural
 
 logger = logging.getLogger("portal_mcp.downstream")
 
 PROGRESS_EVERY = 5.0
 """Seconds between progress lines while some server is still connecting."""
-
-
-def plural(count: int, noun: str) -> str:
-    """`1 server`, `2 servers`."""
-    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 def summary(links: Mapping[str, Link]) -> tuple[str, bool]:

@@ -100,6 +100,10 @@ class ToolTransport(Protocol):
         """Call as `user`: a server whose headers/env say `${user.KEY}` is reached with that user's secrets."""
         ...
 
+    async def ready(self, server: str) -> None:
+        """Return once `server` is past its first connection attempt (at once for any other server)."""
+        ...
+
 
 class Bridge:
     """Validates and forwards tool calls. `catalog` is a callable so a refreshed catalog is seen at once.
@@ -145,6 +149,9 @@ class Bridge:
             if decision is Decision.APPROVE and rules is not None:
                 await self._approve(entry, arguments, rules, caller)
                 detail = "approved"
+            with caller.pause() if caller is not None else nullcontext():
+                # A server still starting (the portal serves before its servers are up) does not use up the run.
+                await self._transport.ready(entry.server)
             result = await self._transport.call_tool(entry.server, entry.name, arguments, user=who)
             value = self._redactor.value(result_value(qualified, result))
         except PortalError as exc:
