@@ -197,6 +197,6 @@ async def test_sigterm_shuts_the_portal_down_in_order_and_exits_zero(tmp_path: P
             returncode = await process.wait()
     log = log_path.read_text()
     assert returncode == 0, log
-    assert "serving 2 tools on http://127.0.0.1:" in log
+    assert "known tools on http://127.0.0.1:" in log and "while servers connect" in log
     assert "received SIGTERM" in log and "stopping: closing the audit store" in log
     assert "Traceback" not in log

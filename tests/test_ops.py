@@ -72,6 +72,17 @@ def _text(result: types.CallToolResult) -> str:
     return "\n".join(block.text for block in result.content if isinstance(block, types.TextContent))
 
 
+async def _until_connected(base: str, token: str | None, server: str) -> None:
+    """`serve` answers at once and connects its servers meanwhile: wait until `server` is up."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async with httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30)) as http:
+        while True:
+            report = (await http.get(f"{base}/healthz")).json()
+            if any(s["name"] == server and s["state"] == "connected" for s in report["servers"]):
+                return
+            await anyio.sleep(0.1)
+
+
 MARKER = "marker-argument-value-7f3a"
 
 RUNS = {
@@ -88,6 +99,7 @@ async def test_metrics_health_and_json_logs_of_a_real_http_portal(tmp_path: Path
     config = _config(tmp_path)
     async with _serving(config, {"ALICE_TOKEN": alice, "BOB_TOKEN": bob}) as base:
         with anyio.fail_after(90):
+            await _until_connected(base, alice, "demo")  # serve answers at once; the tokens saved need the catalog
             async with authorised_client(f"{base}/mcp", alice) as client:
                 await client.list_tools()
                 await client.call_tool("search_api", {"query": "echo text"})
@@ -190,6 +202,7 @@ async def test_without_tokens_on_loopback_metrics_and_full_health_need_no_token(
     )
     async with _serving(config, {}) as base, httpx2.AsyncClient(timeout=httpx2.Timeout(30)) as http:
         with anyio.fail_after(30):
+            await _until_connected(base, None, "demo")
             scraped = await http.get(f"{base}/metrics")
             health = await http.get(f"{base}/healthz")
             openmetrics = await http.get(f"{base}/metrics", headers={"Accept": "application/openmetrics-text"})

@@ -212,6 +212,17 @@ class Portal:
         ]
         return f" Not connected now: {'; '.join(notes)}; the stubs below are its last known tools." if notes else ""
 
+    async def _await_starting(self, code: str) -> None:
+        """Code that names a server on its first connection attempt, whose tools are not known yet, waits for it
+        (at most its `connect_timeout`), so the check and the run see its tools."""
+        for status in self.pool.statuses():
+            if (
+                status.state == "connecting"
+                and status.name not in self._catalog.namespaces()
+                and re.search(rf"\b{re.escape(status.name)}\s*\.", code)
+            ):
+                await self.pool.ready(status.name)
+
     def _unlisted(self) -> dict[str, str]:
         """Servers not connected now whose tools are not known at all, with why: code naming one gets that reason
         instead of a NameError."""
@@ -314,6 +325,7 @@ class Portal:
         """
         started = time.perf_counter()
         who = user or self.user
+        await self._await_starting(code)
         view = self.policy.view(who, self._catalog)
         problems = check_code(code, view.catalog, view.refused, self._unlisted())
         wait = self._runs.admit(who, self.policy.for_user(who).runs_per_minute) if not problems else 0.0

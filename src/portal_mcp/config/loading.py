@@ -15,6 +15,13 @@ import yaml
 from pydantic import ValidationError
 
 from portal_mcp.config.checks import check_policy, check_users
+from portal_mcp.config.clients import (
+    client_variables,
+    inputs_by_id,
+    normalise_client,
+    read_env_file,
+    strip_json_comments,
+)
 from portal_mcp.config.models import PortalConfig
 from portal_mcp.config.parsing import config_error, interpolate, key_lines, parse_yaml
 from portal_mcp.config.secrets import (
@@ -62,14 +69,16 @@ def load_config(path: str | Path | None = None, environ: Mapping[str, str] | Non
 
 def parse_config(text: str, *, source: str, base_dir: Path, environ: Mapping[str, str]) -> PortalConfig:
     """Validate config text (YAML or JSON). Every problem becomes a `ConfigError` naming the place."""
-    node, data = parse_yaml(text, source)
+    node, data = parse_yaml(strip_json_comments(text), source)
     lines = key_lines(node) if node is not None else {}
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError("the top level must be a mapping with a `servers:` key", source=source, line=1)
 
-    data, lines = _normalise_root(data, lines, source)
+    inputs = inputs_by_id(data)
+    data, lines = normalise_client(data, lines, source)
+    _check_server_names(data, lines, source)
     data = dict(data)
     secrets: dict[str, str] = {}
     if data.get("secrets_file") is not None:
@@ -77,7 +86,9 @@ def parse_config(text: str, *, source: str, base_dir: Path, environ: Mapping[str
         secrets = read_secrets(secrets_path, source, lines.get(("secrets_file",)))
         data["secrets_file"] = str(secrets_path)
     captured = set(secrets.values())
-    data = interpolate(data, Variables(environ, secrets), (), lines, source, captured)
+    variables = Variables(environ, secrets)
+    data = client_variables(data, base_dir, inputs, variables, source, lines, captured)
+    data = interpolate(data, variables, (), lines, source, captured)
     servers = data.get("servers")
     if servers is None:
         servers = data["servers"] = {}
@@ -106,44 +117,18 @@ def parse_config(text: str, *, source: str, base_dir: Path, environ: Mapping[str
     return resolve_listing_users(config, source, lines)
 
 
-def _normalise_root(
-    data: dict[str, Any], lines: dict[tuple[Any, ...], int], source: str
-) -> tuple[dict[str, Any], dict[tuple[Any, ...], int]]:
-    """Accept `mcpServers` (Claude Desktop / Cursor JSON) as `servers`, sanitising names into identifiers."""
-    if "mcpServers" not in data:
-        servers = data.get("servers")
-        if isinstance(servers, dict):
-            for name in servers:
-                if not isinstance(name, str) or not re.match(SERVER_NAME_PATTERN, name):
-                    raise ConfigError(
-                        f"server name {name!r} is not a Python identifier (it is the namespace agent code uses); "
-                        f"rename it, e.g. to {python_name(str(name))!r}",
-                        source=source,
-                        line=lines.get(("servers", name)),
-                    )
-        return data, lines
-    if "servers" in data:
-        raise ConfigError(
-            "use either `servers` or `mcpServers`, not both", source=source, line=lines.get(("mcpServers",))
-        )
-    data = dict(data)
-    raw = data.pop("mcpServers")
-    if not isinstance(raw, dict):
-        raise ConfigError(
-            "`mcpServers` must be a mapping of server name to settings", source=source, line=lines.get(("mcpServers",))
-        )
-    renamed: dict[str, Any] = {}
-    new_lines = {k: v for k, v in lines.items() if not k or k[0] != "mcpServers"}
-    for name, server in raw.items():
-        ident = python_name(str(name)) if not re.match(SERVER_NAME_PATTERN, str(name)) else str(name)
-        if ident in renamed:
-            raise ConfigError(f"server names {name!r} and another both become {ident!r}; rename one", source=source)
-        renamed[ident] = server
-        for key, line in lines.items():
-            if key[:2] == ("mcpServers", name):
-                new_lines[("servers", ident, *key[2:])] = line
-    data["servers"] = renamed
-    return data, new_lines
+def _check_server_names(data: dict[str, Any], lines: dict[tuple[Any, ...], int], source: str) -> None:
+    """portal.yaml server names are the namespaces agent code uses: each must be a Python identifier."""
+    servers = data.get("servers")
+    if isinstance(servers, dict):
+        for name in servers:
+            if not isinstance(name, str) or not re.match(SERVER_NAME_PATTERN, name):
+                raise ConfigError(
+                    f"server name {name!r} is not a Python identifier (it is the namespace agent code uses); "
+                    f"rename it, e.g. to {python_name(str(name))!r}",
+                    source=source,
+                    line=lines.get(("servers", name)),
+                )
 
 
 def _classify_server(
@@ -183,6 +168,11 @@ def _classify_server(
             server["command"] = str((base_dir / command).resolve())
         if isinstance(server.get("cwd"), str):
             server["cwd"] = str((base_dir / server["cwd"]).resolve())
+        env_file = server.pop("envFile", None)
+        if isinstance(env_file, str):
+            env_path = base_dir / Path(env_file).expanduser()
+            line_of = lines.get(("servers", name, "envFile"), line)
+            server["env"] = {**read_env_file(env_path, source, line_of), **(server.get("env") or {})}
     elif kind == "url":
         # Claude Code / VS Code spell streamable HTTP as `streamable-http` or `http`.
         if transport in ("streamable-http", "streamableHttp", "streamable_http", None):
@@ -214,26 +204,32 @@ class _AnyVariable(dict[str, str]):
         return "x"
 
 
-def import_as_yaml(path: Path) -> str:
-    """Render an `mcpServers` JSON file (or a portal.yaml) as portal.yaml, keeping `${VAR}` references as written."""
+def import_servers(path: Path) -> dict[str, Any]:
+    """The portal.yaml data of another client's config file (or a portal.yaml): its servers (and portal sections),
+    `${VAR}` references kept as written (another client's variables in the portal's spelling). Validates first,
+    with every variable counted as set, so a broken file fails here with the usual messages."""
     source = str(path)
-    text = path.read_text(encoding="utf-8")
-    # Validate first (all variables count as set) so a broken file fails here with the usual messages.
-    parse_config(
-        text, source=source, base_dir=path.resolve().parent, environ=_AnyVariable({**builtin_variables(), **os.environ})
-    )
+    text = strip_json_comments(path.read_text(encoding="utf-8"))
+    base_dir = path.resolve().parent
+    parse_config(text, source=source, base_dir=base_dir, environ=_AnyVariable({**builtin_variables(), **os.environ}))
     data = yaml.safe_load(text) or {}
-    servers = data.get("mcpServers", data.get("servers", {}))
+    inputs = inputs_by_id(data)
+    data, lines = normalise_client(data, {}, source)
+    data = client_variables(data, base_dir, inputs, {}, source, lines, set(), keep_refs=True)
     body: dict[str, Any] = {"servers": {}}
-    for name, server in servers.items():
+    for name, server in data.get("servers", {}).items():
         server = dict(server)
         if server.get("type") in ("stdio", "streamable-http", "streamableHttp", "streamable_http") or (
             server.get("type") == "http" and "url" in server
         ):
             server.pop("type")
-        ident = name if re.match(SERVER_NAME_PATTERN, str(name)) else python_name(str(name))
-        body["servers"][ident] = server
+        body["servers"][name] = server
     for key in ("sandbox", "http", "audit", "policy", "user"):
         if key in data:
             body[key] = data[key]
-    return yaml.safe_dump(body, sort_keys=False, allow_unicode=True)
+    return body
+
+
+def import_as_yaml(path: Path) -> str:
+    """Render another client's config file (or a portal.yaml) as portal.yaml, keeping `${VAR}` references."""
+    return yaml.safe_dump(import_servers(path), sort_keys=False, allow_unicode=True)

@@ -98,8 +98,8 @@ class Link:
         self.error: str | None = None
         self.connect_ms: float | None = None
         self.restarts = 0
-        self.since = anyio.current_time()
-        """When the state last changed (event-loop clock): "connecting for 41 s"."""
+        self.since = time.monotonic()
+        """When the state last changed (monotonic clock; `status()` is also read from threads): "connecting 41 s"."""
         self.ever_connected = False
         self._failed_wall: float | None = None
         self._retry_at: float | None = None
@@ -126,7 +126,7 @@ class Link:
         self.last_used = anyio.current_time()
 
     def status(self) -> ServerStatus:
-        now = anyio.current_time()
+        now = time.monotonic()
         retry_in = None if self._retry_at is None else max(0.0, self._retry_at - now)
         return ServerStatus(
             self.name,
@@ -155,7 +155,7 @@ class Link:
                     if retry:
                         # Failed to start or down: try again in the background, waiting longer each time.
                         delay = min(RETRY_CAP, RETRY_FIRST * 2**self._retries)
-                        self._retry_at = anyio.current_time() + delay
+                        self._retry_at = time.monotonic() + delay
                         with anyio.move_on_after(delay):
                             await self._cycle_wanted.wait()
                         self._retries += 1
@@ -473,7 +473,7 @@ class Link:
         else:
             why = f"after {self.max_restarts} restart attempt(s): {self.error}"
         at = time.strftime("%H:%M:%S", time.localtime(self._failed_wall)) if self._failed_wall else None
-        retry_in = None if self._retry_at is None else max(0.0, self._retry_at - anyio.current_time())
+        retry_in = None if self._retry_at is None else max(0.0, self._retry_at - time.monotonic())
         return ServerDownError(self.name, why, at, retry_in)
 
     async def _lost(self, watch: Watch | None, written: int, generation: int) -> Literal["unsent", "maybe"]:
@@ -512,7 +512,7 @@ class Link:
 
     def _set_state(self, state: ServerState, error: str | None) -> None:
         if state != self.state:
-            self.since = anyio.current_time()
+            self.since = time.monotonic()
         self.state, self.error = state, None if error is None else self._hooks.redactor.text(error)
         if not self._reported:
             # `on_status` is startup progress: once per server, when its first attempt settles.

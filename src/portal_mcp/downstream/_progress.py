@@ -10,6 +10,7 @@ all 27 servers settled: 26 up, 1 failed (jira)
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 
 import anyio
@@ -25,7 +26,7 @@ PROGRESS_EVERY = 5.0
 
 def summary(links: Mapping[str, Link]) -> tuple[str, bool]:
     """One progress line, and whether any server is still on its first attempt."""
-    now = anyio.current_time()
+    now = time.monotonic()
     connecting = [link for link in links.values() if not link.first_settled.is_set()]
     up = sum(1 for link in links.values() if link.state == "connected")
     failed = [link.name for link in links.values() if link.first_settled.is_set() and link.state != "connected"]
@@ -47,6 +48,8 @@ async def report_progress(links: Mapping[str, Link], every: float = PROGRESS_EVE
         with anyio.move_on_after(every):
             for link in list(links.values()):
                 await link.first_settled.wait()
+        if any(link.closing for link in links.values()):
+            return  # the portal is stopping: nothing to report
         line, pending = summary(links)
         if not pending:
             logger.info("all %s settled: %s", plural(len(links), "server"), line, extra={"event": "settled"})
