@@ -10,7 +10,9 @@ import contextlib
 import json
 import logging
 import shlex
+import shutil
 import signal
+import sys
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
@@ -290,13 +292,59 @@ def exec_(config_path: Path | None, file: Any, user: str | None) -> None:
 @main.command(name="import")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def import_(file: Path) -> None:
-    """Print a Claude Desktop / Cursor / Claude Code `mcpServers` JSON file as portal.yaml (variables kept as written)."""
+    """Print another client's config file (Claude Desktop, Claude Code, Cursor, VS Code, Windsurf, Zed) as
+    portal.yaml (variables kept as written)."""
     from portal_mcp.config import import_as_yaml
 
     try:
         click.echo(import_as_yaml(file), nl=False)
     except ConfigError as exc:
         _config_failed(exc)
+
+
+@main.command()
+@click.argument("client")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), help="portal.yaml to serve")
+@click.option("--name", default="portal", show_default=True, help="the portal's entry name in the client's file")
+@click.option("--force", is_flag=True, help="replace an entry (or portal.yaml servers) of the same name")
+@click.option("--import", "move", is_flag=True, help="move the client's other servers into --config (portal.yaml)")
+@click.option("--print", "print_only", is_flag=True, help="only print the entry to paste (any other client)")
+@click.option("--file", type=click.Path(dir_okay=False, path_type=Path), help="the client's file, if not the usual one")
+def install(
+    client: str, config_path: Path | None, name: str, force: bool, move: bool, print_only: bool, file: Path | None
+) -> None:
+    """Add the portal to CLIENT's MCP servers: claude-desktop, claude-code, cursor or vscode (any other: --print)."""
+    from portal_mcp.config.install import CLIENTS, entry_json
+    from portal_mcp.config.install import install as install_into
+
+    beside = Path(sys.executable).parent / "portal-mcp"  # the portal installed with the Python running this
+    command = str(beside) if beside.is_file() else shutil.which("portal-mcp") or str(Path(sys.argv[0]).resolve())
+    config = config_path.resolve() if config_path is not None else None
+    if print_only or client not in CLIENTS:
+        if not print_only:
+            raise click.UsageError(f"unknown client {client!r}: use one of {', '.join(CLIENTS)}, or --print")
+        click.echo(entry_json(name, command, config))
+        return
+    try:
+        done = install_into(
+            client,
+            home=Path.home(),
+            command=command,
+            config=config,
+            name=name,
+            force=force,
+            move_servers=move,
+            file=file,
+        )
+    except ConfigError as exc:
+        _config_failed(exc)
+    if done.imported:
+        err.print(f"moved {plural(len(done.imported), 'server')} into {done.portal_yaml}: {', '.join(done.imported)}")
+    if done.changed:
+        backup = f" (backup: {done.backup})" if done.backup else ""
+        err.print(f"added {name!r} to {done.file}{backup}; restart {client} to use it", highlight=False)
+    else:
+        err.print(f"{done.file} already has {name!r} as this portal; nothing changed", highlight=False)
 
 
 @main.command()
