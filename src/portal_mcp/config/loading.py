@@ -173,12 +173,16 @@ def _classify_server(
             env_path = base_dir / Path(env_file).expanduser()
             line_of = lines.get(("servers", name, "envFile"), line)
             server["env"] = {**read_env_file(env_path, source, line_of), **(server.get("env") or {})}
-    elif kind == "url":
+        if server.get("cwd") is None and isinstance(server.get("args"), list):
+            server["args"] = [_arg_path(arg, base_dir) for arg in server["args"]]
+    if kind in ("command", "url") and isinstance(server.get("known_tools"), str):
+        server["known_tools"] = str((base_dir / server["known_tools"]).resolve())
+    if kind == "url":
         # Claude Code / VS Code spell streamable HTTP as `streamable-http` or `http`.
         if transport in ("streamable-http", "streamableHttp", "streamable_http", None):
             server["type"] = "http"
         server["kind"] = "remote"
-    else:
+    elif kind == "snapshot":
         server["kind"] = "snapshot"
         snapshot = server.get("snapshot")
         if isinstance(snapshot, str):
@@ -192,6 +196,16 @@ def _classify_server(
                 )
             server["snapshot"] = str(path)
     return server
+
+
+def _arg_path(arg: Any, base_dir: Path) -> Any:
+    """A relative path in `args` (without `cwd:`) names a file next to the config, as `command:` does: `./x`,
+    `../x`, or a `dir/file` that exists there. Package names (`@scope/pkg`), flags and URLs stay as written."""
+    if not isinstance(arg, str) or not arg or arg.startswith(("-", "@", "/", "~")) or "://" in arg or "=" in arg:
+        return arg
+    if arg.startswith(("./", "../")) or ("/" in arg and (base_dir / arg).exists()):
+        return str((base_dir / arg).resolve())
+    return arg
 
 
 class _AnyVariable(dict[str, str]):

@@ -89,6 +89,10 @@ class StdioServerConfig(_ServerBase):
     cwd: Path | None = None
     max_restarts: int = Field(default=3, ge=0, description="respawns attempted per failure before giving up")
     list_as: str | None = Field(default=None, description="`${user.KEY}` servers: whose connection lists the tools")
+    known_tools: Path | None = Field(
+        default=None,
+        description="a snapshot file searched until the server has listed its tools once (relative to the config)",
+    )
     user_idle_timeout: float = Field(
         default=900.0, gt=0, description="`${user.KEY}` servers: seconds before an idle user's connection is closed"
     )
@@ -106,6 +110,10 @@ class RemoteServerConfig(_ServerBase):
     headers: dict[str, str] = Field(default_factory=dict, repr=False)
     type: Literal["http", "sse"] = "http"
     list_as: str | None = Field(default=None, description="`${user.KEY}` servers: whose connection lists the tools")
+    known_tools: Path | None = Field(
+        default=None,
+        description="a snapshot file searched until the server has listed its tools once (relative to the config)",
+    )
     user_idle_timeout: float = Field(
         default=900.0, gt=0, description="`${user.KEY}` servers: seconds before an idle user's connection is closed"
     )

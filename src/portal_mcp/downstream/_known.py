@@ -39,11 +39,14 @@ class KnownTools:
                 digest = hashlib.sha256(source.encode()).hexdigest()[:12]
                 self._files[name] = folder / "catalog" / f"{name}-{digest}.json"
         for name, path in self._files.items():
-            if path.is_file():
-                try:
-                    self._tools[name] = load_snapshot(path)
-                except ConfigError as exc:
-                    logger.warning("ignoring the last known tools of %r: %s", name, exc, extra={"server": name})
+            seed = getattr(servers[name], "known_tools", None)
+            for candidate in (path, seed):  # the last list seen, else the config's `known_tools:` snapshot
+                if candidate is not None and Path(candidate).is_file():
+                    try:
+                        self._tools[name] = load_snapshot(candidate)
+                        break
+                    except ConfigError as exc:
+                        logger.warning("ignoring the known tools of %r: %s", name, exc, extra={"server": name})
 
     def get(self, server: str) -> list[Tool] | None:
         """The last tools `server` listed (in this run or an earlier one), or None if it never listed any."""
@@ -53,7 +56,7 @@ class KnownTools:
     def save(self, server: str, tools: list[Tool]) -> None:
         """Remember `tools` as `server`'s list, on disk when it differs from the saved one. Never raises."""
         path = self._files.get(server)
-        previous = self._tools.get(server)
+        previous = self._tools.get(server) if path is not None and path.is_file() else None
         self._tools[server] = list(tools)
         if path is None or (previous is not None and _same(previous, tools)):
             return
