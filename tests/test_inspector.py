@@ -34,7 +34,9 @@ def inspector() -> list[str]:
     if setup.returncode != 0:
         pytest.fail(f".ci/node-setup failed ({setup.returncode}):\n{setup.stdout}\n{setup.stderr}")
     entry = json.loads((INSPECTOR / "package.json").read_text(encoding="utf-8"))["bin"]["mcp-inspector"]
-    return [str(NODE), str(INSPECTOR / entry), "--cli"]
+    # 15 s is the Inspector's default connect timeout (initialize) for a server given on the command line; said here
+    # so a new default cannot loosen the test.
+    return [str(NODE), str(INSPECTOR / entry), "--cli", "--connect-timeout", "15000"]
 
 
 async def inspect(inspector: list[str], tmp_path: Path, *method: str) -> dict[str, Any]:
