@@ -7,11 +7,13 @@ and exits with code 2; no traceback reaches the user.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import shlex
 import shutil
 import signal
+import socket
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -25,6 +27,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn
 from rich.table import Table
 
 from portal_mcp.config import PortalConfig, RemoteServerConfig, StdioServerConfig, load_config
+from portal_mcp.control.audit import AuditSink, MemoryAuditSink
 from portal_mcp.control.audit_store import AuditStore, PostgresAuditSink, SqliteAuditSink, as_json
 from portal_mcp.downstream import ServerStatus
 from portal_mcp.errors import AuditStoreError, ConfigError, PortalError
@@ -80,8 +83,12 @@ def _run(coro_fn: Callable[[], Coroutine[Any, Any, int | None]], *, as_log: bool
 
 
 @asynccontextmanager
-async def _open(config: PortalConfig, *, quiet: bool = False) -> AsyncIterator[Portal]:
-    """Open the portal with a progress bar on stderr while servers connect."""
+async def _open(
+    config: PortalConfig, *, quiet: bool = False, table: bool = False, audit: AuditSink | None = None
+) -> AsyncIterator[Portal]:
+    """Open the portal with a progress bar on stderr while servers connect; `table`: the command reports every
+    server's state itself, so the pool's failure lines are left out; `audit`: record there, not in the config's
+    store."""
     servers = config.enabled_servers()
     with Progress(
         SpinnerColumn(),
@@ -101,14 +108,39 @@ async def _open(config: PortalConfig, *, quiet: bool = False) -> AsyncIterator[P
                 description=f"connected {status.name}" if status.error is None else f"failed {status.name}",
             )
 
-        async with Portal.open(config, on_status=on_status) as portal:
-            progress.stop()
-            for status in portal.statuses():
-                if status.state in ("failed", "down"):
-                    err.print(
-                        f"[yellow]warning[/yellow] server {status.name!r} unavailable: {status.error}", highlight=False
-                    )
-            yield portal
+        # A server that fails to start is reported once, by the pool's log line (or, for `check`, in its table).
+        with _quiet_downstream() if table else contextlib.nullcontext():
+            async with Portal.open(config, on_status=on_status, audit=audit) as portal:
+                progress.stop()
+                yield portal
+
+
+def _check_port(host: str, port: int, *, as_log: bool) -> None:
+    """Exit 2 with one line when the port is taken, before any downstream server is started."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: TIME_WAIT is no conflict
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            reason = "is already in use" if exc.errno == errno.EADDRINUSE else f"cannot be bound ({exc.strerror})"
+            message = (
+                f"port {port} on {host} {reason}; stop what listens there (`ss -ltnp 'sport = :{port}'` shows it) "
+                "or serve on another port with `--port`"
+            )
+            _fail("error", PortalError(message), 2, as_log=as_log)
+
+
+@contextmanager
+def _quiet_downstream() -> Iterator[None]:
+    """Leave the servers' failures to the command's own report (`check` shows them in its table)."""
+    downstream = logging.getLogger("portal_mcp.downstream")
+    level = downstream.level
+    downstream.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        downstream.setLevel(level)
 
 
 USER_OPTION = click.option(
@@ -173,6 +205,7 @@ def serve(
         if transport == "http":
             PortalServer.check_bind(host, http, config.source)
             PortalServer.check_replica(http, config.source)
+            _check_port(host, port, as_log=as_log)
         # Servers connect in the background (the pool logs progress and failures): clients get answers at once.
         async with Portal.open(config, errlog=errlog, background=True) as portal:
             server = PortalServer(portal)
@@ -221,7 +254,7 @@ def check(config_path: Path | None) -> None:
     config = _load(config_path)
 
     async def run() -> int:
-        async with _open(config) as portal:
+        async with _open(config, table=True) as portal:
             statuses = portal.statuses()
             layers = dict(portal.sandbox.layers)
             unmatched = portal.policy.unmatched(portal.catalog)
@@ -405,7 +438,8 @@ def bench(config_path: Path | None, json_path: Path | None) -> None:
     config = _load(config_path)
 
     async def run() -> None:
-        async with _open(config) as portal:
+        # Its made-up searches are no one's: they stay out of the configured audit store.
+        async with _open(config, audit=MemoryAuditSink()) as portal:
             catalog = portal.catalog
             with Progress(
                 SpinnerColumn(),

@@ -32,14 +32,38 @@ class PortalError(Exception):
 class ConfigError(PortalError):
     """The configuration cannot be used. `source` is the file, `line` the 1-based line when known."""
 
-    def __init__(self, message: str, *, source: str | None = None, line: int | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        source: str | None = None,
+        line: int | None = None,
+        more: Sequence[ConfigError] = (),
+    ) -> None:
         self.message = message
         self.source = source
         self.line = line
+        self.more = tuple(more)
+        """Further problems of the same file, each with its own line (all are shown, one per line)."""
         where = source or "config"
         if line is not None:
             where = f"{where}:{line}"
-        super().__init__(f"{where}: {message}")
+        text = f"{where}: {message}"
+        if self.more:
+            text = f"{len(self.more) + 1} problems:\n{text}\n" + "\n".join(str(problem) for problem in self.more)
+        super().__init__(text)
+
+    def problems(self) -> list[ConfigError]:
+        """This problem and the further ones, each on its own."""
+        return [ConfigError(p.message, source=p.source, line=p.line) for p in (self, *self.more)]
+
+    @classmethod
+    def combined(cls, errors: Sequence[ConfigError]) -> ConfigError:
+        """One error listing every problem of `errors` (in line order; at least one)."""
+        problems = [problem for error in errors for problem in error.problems()]
+        ordered = sorted(problems, key=lambda p: (p.line is None, p.line or 0))
+        first, *rest = ordered
+        return cls(first.message, source=first.source, line=first.line, more=rest)
 
 
 class DownstreamError(PortalError):

@@ -3,16 +3,17 @@ Claude Code (same keys), what kind each server is, and `import_as_yaml` (mcpServ
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import sys
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args, get_origin
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from portal_mcp.config.checks import check_policy, check_users
 from portal_mcp.config.clients import (
@@ -96,12 +97,17 @@ def parse_config(text: str, *, source: str, base_dir: Path, environ: Mapping[str
         raise ConfigError(
             "`servers` must be a mapping of server name to settings", source=source, line=lines.get(("servers",))
         )
+    problems: list[ConfigError] = []
     for name, server in list(servers.items()):
-        if not isinstance(server, dict):
-            raise ConfigError(
-                f"server {name!r}: settings must be a mapping", source=source, line=lines.get(("servers", name))
-            )
-        servers[name] = _classify_server(str(name), server, base_dir, source, lines)
+        try:
+            if not isinstance(server, dict):
+                raise ConfigError(
+                    f"server {name!r}: settings must be a mapping", source=source, line=lines.get(("servers", name))
+                )
+            servers[name] = _classify_server(str(name), server, base_dir, source, lines)
+        except ConfigError as exc:
+            problems.append(exc)  # every problem is listed, not only the first
+            del servers[name]
     if isinstance(data.get("state_dir"), str):
         data["state_dir"] = str(base_dir / Path(data["state_dir"]).expanduser())
     audit = data.get("audit")
@@ -111,10 +117,46 @@ def parse_config(text: str, *, source: str, base_dir: Path, environ: Mapping[str
     try:
         config = PortalConfig.model_validate({**data, "source": source, "substituted_secrets": frozenset(captured)})
     except ValidationError as exc:
-        raise config_error(exc, source, lines) from None
+        raise ConfigError.combined([*problems, config_error(exc, source, lines, allowed_keys)]) from None
+    if problems:
+        raise ConfigError.combined(problems)
     check_users(config, source, lines)
     check_policy(config, source, lines)
     return resolve_listing_users(config, source, lines)
+
+
+def allowed_keys(loc: tuple[Any, ...]) -> set[str]:
+    """The keys a mapping at `loc` of portal.yaml may have (for "did you mean" on an unknown key)."""
+    models: list[type[BaseModel]] = [PortalConfig]
+    parts = list(loc)
+    while parts:
+        part = str(parts.pop(0))
+        found: list[type[BaseModel]] = []
+        mapping = False
+        for model in models:
+            field = model.model_fields.get(part)
+            if field is not None:
+                inner, is_mapping = _models_in(field.annotation)
+                found.extend(inner)
+                mapping = mapping or is_mapping
+        if mapping and parts:
+            parts.pop(0)  # a name of the user's choosing (a server, a user): its value is the model
+        models = found
+    return {name for model in models for name in model.model_fields if name not in ("kind", "source")}
+
+
+def _models_in(annotation: Any) -> tuple[list[type[BaseModel]], bool]:
+    """The pydantic models an annotation holds (through Optional, unions, Annotated, dict values and lists), and
+    whether it is a mapping of names to them."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation], False
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin is dict and len(args) == 2:
+        return _models_in(args[1])[0], True
+    models: list[type[BaseModel]] = []
+    for arg in args:
+        models.extend(_models_in(arg)[0])
+    return models, False
 
 
 def _check_server_names(data: dict[str, Any], lines: dict[tuple[Any, ...], int], source: str) -> None:
@@ -145,10 +187,17 @@ def _classify_server(
             line=line,
         )
     if not kinds:
+        typos = {
+            key: near[0]
+            for key in server
+            if (near := difflib.get_close_matches(str(key), ["command", "url", "snapshot"], n=1, cutoff=0.6))
+        }
+        hint = "".join(f"; `{key}` looks like a typo for `{near}`" for key, near in typos.items())
         raise ConfigError(
-            f"server {name!r} needs one of `command` (local process), `url` (remote server) or `snapshot` (saved tool list)",
+            f"server {name!r} needs one of `command` (local process), `url` (remote server) or `snapshot` (saved tool "
+            f"list){hint}",
             source=source,
-            line=line,
+            line=lines.get(("servers", name, next(iter(typos))), line) if typos else line,
         )
     server = dict(server)
     kind = kinds[0]

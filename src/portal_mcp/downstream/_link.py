@@ -248,6 +248,8 @@ class Link:
         error: str | None = None
         self._drop = self._relist = False
         self._stream_error = None
+        if self._pump is not None:
+            self._pump.next_process()
         try:
             with anyio.CancelScope(deadline=started + self.connect_timeout) as deadline:
                 client = Client(
