@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -169,3 +170,54 @@ def test_with_json_logs_a_fatal_start_error_is_one_json_line_too(tmp_path: Path)
     record = json.loads(line)
     assert (record["level"], record["event"]) == ("error", "fatal")
     assert record["message"].startswith(f"config error {path}:2: server 'x' has both `command` and `url`")
+
+
+def test_check_reports_a_failed_server_once(config: Path) -> None:
+    config.write_text(config.read_text() + "  broken: {command: /nonexistent/server}\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "portal_mcp", "check", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "COLUMNS": "400"},  # the table on one line per server
+    )
+    output = result.stdout + result.stderr
+    assert output.count("'/nonexistent/server' not found") == 1, output
+
+
+def test_bench_keeps_its_made_up_searches_out_of_the_configured_audit_store(config: Path, tmp_path: Path) -> None:
+    store = tmp_path / "audit.db"
+    config.write_text(config.read_text() + f"audit: {{sqlite: {store}}}\n")
+    assert run("search", "--config", str(config), "add two numbers").returncode == 0  # a real search, recorded
+    result = run("bench", "--config", str(config))
+    assert result.returncode == 0, result.stderr
+    recent = run("audit", "recent", "--config", str(config), "--json")
+    assert recent.returncode == 0, recent.stderr
+    subjects = [record["subject"] for record in json.loads(recent.stdout)]
+    assert subjects == ["add two numbers"]
+
+
+def test_a_busy_port_is_one_line_naming_the_port_and_the_fix(config: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run("serve", "--config", str(config), "--transport", "http", "--port", str(port))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert f"port {port} on 127.0.0.1 is already in use" in lines[0] and "--port" in lines[0]
+    assert result.stdout == ""
+
+
+def test_words_agree_with_their_counts(tmp_path: Path) -> None:
+    path = tmp_path / "portal.yaml"
+    path.write_text(
+        "servers:\n"
+        f"  clock: {{snapshot: {Path(__file__).parents[1] / 'schemas' / 'time.json'}, tools: {{allow: [get_current_time]}}}}\n"
+    )
+    result = run("search", "--config", str(path), "")
+    assert result.returncode == 0, result.stderr
+    assert "1 tool on 1 server:" in result.stdout and "- clock (1 tool)" in result.stdout

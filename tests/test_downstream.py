@@ -571,3 +571,26 @@ async def test_missing_credentials_are_reported_as_the_http_status(recorder: Rec
     assert allowed.state == "connected"
     assert denied.state == "failed"
     assert denied.error == f"{server.url} answered HTTP 401 Unauthorized; check the credentials in `headers:`"
+
+
+async def test_an_error_quotes_only_the_stderr_of_the_process_at_fault(recorder: Recorder, tmp_path: Path) -> None:
+    server = demo_stdio("--once", str(tmp_path / "started"), max_restarts=1)
+    with anyio.fail_after(30):
+        async with recorder.pool({"flaky": server}) as pool:
+            with pytest.raises(DownstreamError, match="crashing on request"):
+                await pool.call_tool("flaky", "crash", {})
+            with pytest.raises(ServerUnavailableError) as caught:
+                await pool.call_tool("flaky", "echo", {"text": "x"})
+    message = str(caught.value)
+    assert message.count("this is a respawn; exiting") == 1, message
+    assert "crashing on request" not in message  # said by the first process, not the respawn that failed
+
+
+async def test_the_spawn_marker_in_a_servers_environment_does_not_read_as_a_credential(recorder: Recorder) -> None:
+    with anyio.fail_after(30):
+        async with recorder.pool({"demo": demo_stdio(env={"GREETING": "hi"})}) as pool:
+            pid = int(text(await pool.call_tool("demo", "pid", {})))
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    names = {entry.split(b"=", 1)[0].decode() for entry in environ if entry}
+    portal_names = {name for name in names if name.startswith("PORTAL_MCP_") and name != "PORTAL_MCP_STATE_DIR"}
+    assert portal_names == {"PORTAL_MCP_SPAWN_ID"}

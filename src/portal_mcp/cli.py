@@ -627,7 +627,7 @@ def demo() -> None:
 
 def _write(path: Path, text: str, tools: int) -> None:
     path.write_text(text, encoding="utf-8")
-    out.print(f"wrote {path} ({tools} tools)", highlight=False)
+    out.print(f"wrote {path} ({plural(tools, 'tool')})", highlight=False)
 
 
 def _source(server: Any) -> str:

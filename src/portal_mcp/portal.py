@@ -36,6 +36,7 @@ from portal_mcp.control.audit_store import PostgresAuditSink, SqliteAuditSink
 from portal_mcp.control.credentials import Redactor
 from portal_mcp.control.metrics import Metrics, MetricsTee
 from portal_mcp.downstream import DownstreamEvent, DownstreamPool, ServerStatus
+from portal_mcp.naming import plural
 from portal_mcp.runs.bridge import Approver, Bridge, Caller
 from portal_mcp.runs.precheck import check_code, render
 from portal_mcp.sandbox.host import RunClock, RunResult, SandboxHost
@@ -192,7 +193,7 @@ class Portal:
                     else ""
                 )
                 reply = (
-                    f"{len(hits)} of {len(self._catalog) - len(hidden)} tools match{where}.{hint} Call them in "
+                    f"{len(hits)} of {plural(len(self._catalog) - len(hidden), 'tool')} match{where}.{hint} Call them in "
                     f"execute_code as `await server.tool(...)`.{asks}{self._availability(entries)}\n\n{stubs}"
                 )
         self.events.record(
@@ -284,11 +285,11 @@ class Portal:
         }
         names = [name for name, entries in visible.items() if entries]
         total = sum(len(visible[name]) for name in names)
-        lines = [f"{total} tools on {len(names)} servers:"]
+        lines = [f"{plural(total, 'tool')} on {plural(len(names), 'server')}:"]
         for name in names:
             entries = visible[name]
             config = self.config.servers.get(name)
-            about = [f"- {name} ({len(entries)} tools)"]
+            about = [f"- {name} ({plural(len(entries), 'tool')})"]
             if config is not None:
                 if config.description:
                     about.append(f": {config.description}")
