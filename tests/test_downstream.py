@@ -590,7 +590,7 @@ async def test_the_spawn_marker_in_a_servers_environment_does_not_read_as_a_cred
     with anyio.fail_after(30):
         async with recorder.pool({"demo": demo_stdio(env={"GREETING": "hi"})}) as pool:
             pid = int(text(await pool.call_tool("demo", "pid", {})))
-            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            environ = (await anyio.Path(f"/proc/{pid}/environ").read_bytes()).split(b"\0")
     names = {entry.split(b"=", 1)[0].decode() for entry in environ if entry}
     portal_names = {name for name in names if name.startswith("PORTAL_MCP_") and name != "PORTAL_MCP_STATE_DIR"}
     assert portal_names == {"PORTAL_MCP_SPAWN_ID"}
