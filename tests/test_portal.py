@@ -59,7 +59,7 @@ async def test_tag_filters_combine_with_owner(portal: Portal) -> None:
 
 async def test_a_filter_alone_gives_the_overview_of_matching_servers(portal: Portal) -> None:
     text = portal.search_api("tag:storage")
-    assert text.startswith("14 tools on 1 servers:")
+    assert text.startswith("14 tools on 1 server:")
     assert "  - files.read_text_file" in text
 
 

@@ -202,7 +202,7 @@ class Portal:
         return reply
 
     def _availability(self, entries: list[Any]) -> str:
-        """A note on the servers of `entries` that are not connected now: their tools are the last known list."""
+        """A note on the servers of `entries` not connected now (their tools are the last known list)."""
         servers = {entry.server for entry in entries}
         notes = [
             f"{s.name} is still connecting ({s.for_seconds:.0f} s; a call waits for it)"
@@ -214,8 +214,7 @@ class Portal:
         return f" Not connected now: {'; '.join(notes)}; the stubs below are its last known tools." if notes else ""
 
     async def _await_starting(self, code: str) -> None:
-        """Code that names a server on its first connection attempt, whose tools are not known yet, waits for it
-        (at most its `connect_timeout`), so the check and the run see its tools."""
+        """Code naming a server on its first attempt, with no tools known yet, waits for it (its connect_timeout)."""
         for status in self.pool.statuses():
             if (
                 status.state == "connecting"
@@ -225,8 +224,7 @@ class Portal:
                 await self.pool.ready(status.name)
 
     def _unlisted(self) -> dict[str, str]:
-        """Servers not connected now whose tools are not known at all, with why: code naming one gets that reason
-        instead of a NameError."""
+        """Servers not connected whose tools are not known, with why (code naming one gets it, not a NameError)."""
         found: dict[str, str] = {}
         for s in self.pool.statuses():
             if s.name in self._catalog.namespaces():
@@ -302,12 +300,8 @@ class Portal:
             if len(names) == 1:
                 lines.extend(f"  - {entry.qualified_name}" for entry in entries)
         connecting = [s for s in self.pool.statuses() if s.state == "connecting"]
-        if connecting:
-            lines.append(
-                "Still connecting: "
-                + ", ".join(f"{s.name} ({s.for_seconds:.0f} s)" for s in connecting)
-                + "; until each is up its tools are its last known list, and a call waits for it"
-            )
+        if connecting:  # until each is up: its last known tools, and a call waits for it
+            lines.append("Still connecting: " + ", ".join(f"{s.name} ({s.for_seconds:.0f} s)" for s in connecting))
         down = [s for s in self.pool.statuses() if s.state in ("failed", "down")]
         if down:
             lines.append("Unavailable: " + ", ".join(f"{s.name} ({s.error}{_retry(s)})" for s in down))

@@ -28,17 +28,12 @@ from portal_mcp.catalog.status import ServerState, ServerStatus, TransportKind, 
 from portal_mcp.config import ServerConfig, SnapshotServerConfig, StdioServerConfig
 from portal_mcp.config.user_refs import first_user_with, missing_keys
 from portal_mcp.control.credentials import RedactingFilter, Redactor
+from portal_mcp.downstream import _users
 from portal_mcp.downstream._events import DownstreamEvent
 from portal_mcp.downstream._known import KnownTools
 from portal_mcp.downstream._link import CLOSE_GRACE, Hooks, Link
 from portal_mcp.downstream._progress import report_progress
 from portal_mcp.downstream._stderr import StderrPump
-from portal_mcp.downstream._users import for_user as _for_user
-from portal_mcp.downstream._users import guarded as _guarded
-from portal_mcp.downstream._users import idle_timeout as _idle_timeout
-from portal_mcp.downstream._users import ignore_status as _ignore_status
-from portal_mcp.downstream._users import ignore_tools as _ignore_tools
-from portal_mcp.downstream._users import run_with_pump
 from portal_mcp.errors import (
     ConfigError,
     DownstreamError,
@@ -173,7 +168,7 @@ class DownstreamPool:
                         self._pumps.append(pump)
                         task_group.start_soon(pump.run)
                     own = replace(hooks, private_stderr=True) if needed else hooks
-                    self._links[name] = Link(name, _for_user(server, secrets), own, pump, self._down_retry_after)
+                    self._links[name] = Link(name, _users.for_user(server, secrets), own, pump, self._down_retry_after)
             if self._needs:
                 task_group.start_soon(self._close_idle_links)
             for name, local_server in self._local.items():
@@ -344,12 +339,12 @@ class DownstreamPool:
         hooks = replace(
             self._hooks,
             emit=self._user_emitter(user),
-            tools_changed=_ignore_tools,
-            status=_ignore_status,
+            tools_changed=_users.ignore_tools,
+            status=_users.ignore_status,
             listed=None,
             private_stderr=True,
         )
-        link = Link(server, _for_user(config, secrets), hooks, pump, self._down_retry_after)
+        link = Link(server, _users.for_user(config, secrets), hooks, pump, self._down_retry_after)
         self._user_links[key] = link
         self._task_group.start_soon(self._run_user_link, key, link, pump)
         return link
@@ -363,23 +358,15 @@ class DownstreamPool:
     async def _run_user_link(self, key: tuple[str, str], link: Link, pump: StderrPump | None) -> None:
         """Run one user's link (and its stderr pump) until it is closed: idle, or the pool closing."""
         try:
-            await run_with_pump(link, pump)
+            await _users.run_with_pump(link, pump)
         finally:
             if self._user_links.get(key) is link:
                 del self._user_links[key]
 
     async def _close_idle_links(self) -> None:
         """Close per-user links that have had no call for their server's `user_idle_timeout`."""
-        timeouts = {name: _idle_timeout(self._servers[name]) for name in self._needs}
-        interval = min(_MAX_REAP_INTERVAL, *(timeout / 4 for timeout in timeouts.values()))
-        while True:
-            await anyio.sleep(interval)
-            now = anyio.current_time()
-            for (server, user), link in list(self._user_links.items()):
-                if link.in_flight == 0 and now - link.last_used >= timeouts[server] and not link.closing:
-                    del self._user_links[(server, user)]
-                    logger.info("server %r: closing user %r's idle connection", server, user)
-                    link.close()
+        timeouts = {name: _users.idle_timeout(self._servers[name]) for name in self._needs}
+        await _users.close_idle_links(self._user_links, timeouts, _MAX_REAP_INTERVAL)
 
     def _fix(self, name: str, kind: TransportKind, state: ServerState, tools: list[Tool], error: str | None) -> None:
         status = ServerStatus(name, kind, state, len(tools), None, error)
@@ -392,7 +379,7 @@ class DownstreamPool:
             fields["user"] = event.user
         logger.log(_LOG_LEVELS[event.level], "server %r: %s", event.server, event.message, extra=fields)
         if self._on_event is not None:
-            await _guarded(self._on_event(event), "on_event")
+            await _users.guarded(self._on_event(event), "on_event")
 
     async def _listed(self, server: str, tools: list[Tool], first: bool) -> None:
         """Keep every listing as the server's last known one; a server that came up after the pool was ready (in the
@@ -403,7 +390,7 @@ class DownstreamPool:
 
     async def _tools_changed(self, server: str, tools: list[Tool]) -> None:
         if self._on_tools_changed is not None:
-            await _guarded(self._on_tools_changed(server, tools), "on_tools_changed")
+            await _users.guarded(self._on_tools_changed(server, tools), "on_tools_changed")
 
     def _status(self, status: ServerStatus) -> None:
         if self._on_status is not None:

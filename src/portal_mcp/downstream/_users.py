@@ -21,6 +21,20 @@ _CALLBACK_TIMEOUT = 10.0
 _PUMP_EOF_TIMEOUT = 3.0
 
 
+async def close_idle_links(links: dict[tuple[str, str], Link], timeouts: Mapping[str, float], most: float) -> None:
+    """Close the (server, user) links that have had no call for their server's timeout; check at least every
+    `most` seconds. Runs until cancelled."""
+    interval = min(most, *(timeout / 4 for timeout in timeouts.values()))
+    while True:
+        await anyio.sleep(interval)
+        now = anyio.current_time()
+        for (server, user), link in list(links.items()):
+            if link.in_flight == 0 and now - link.last_used >= timeouts[server] and not link.closing:
+                del links[(server, user)]
+                logger.info("server %r: closing user %r's idle connection", server, user)
+                link.close()
+
+
 async def run_with_pump(link: Link, pump: StderrPump | None) -> None:
     """Run one user's link and its stderr pump until the link is closed; then the pump reads to end of file."""
     try:
