@@ -34,6 +34,7 @@ from portal_mcp.runs.approvals import PendingRuns, asks_in_result, can_elicit, d
 from portal_mcp.runs.bridge import Approver
 from portal_mcp.sandbox.host import RunResult
 from portal_mcp.surface.peers import NOT_FORWARDED, ReplicaRouter
+from portal_mcp.surface.principals import session_owner
 from portal_mcp.tools import INSTRUCTIONS, MAX_LIMIT, TOOLS
 
 logger = logging.getLogger("portal_mcp")
@@ -332,7 +333,7 @@ class BearerAuth:
         if scope["type"] == "http":
             user = self._identify(scope)
             if user is None and scope.get("path") in self._public:
-                await self.app({key: value for key, value in scope.items() if key != "portal_user"}, receive, send)
+                await self.app({k: v for k, v in scope.items() if k not in ("portal_user", "user")}, receive, send)
                 return
             if user is None:
                 body = b'{"error": "unauthorized", "error_description": "send Authorization: Bearer <token>"}'
@@ -348,8 +349,14 @@ class BearerAuth:
                 )
                 await send({"type": "http.response.body", "body": body})
                 return
-            scope = {**scope, "portal_user": user}
+            # `user`: the SDK refuses a session to any principal but the one that opened it (principals.py).
+            scope = {**scope, "portal_user": user, "user": session_owner(user, self._presented(scope))}
         await self.app(scope, receive, send)
+
+    @staticmethod
+    def _presented(scope: Scope) -> bytes:
+        header = dict(scope.get("headers") or []).get(b"authorization", b"")
+        return header.partition(b" ")[2].strip()
 
     def _identify(self, scope: Scope) -> str | None:
         header = dict(scope.get("headers") or []).get(b"authorization", b"")

@@ -1,0 +1,44 @@
+"""One user cannot act for another over HTTP: a real `serve --transport http` with users alice and bob."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+import anyio
+import httpx2
+
+from tests.portals import running_portal
+from tests.test_http import INITIALIZE, MCP_HEADERS, write_config
+
+USERS = "http:\n  users:\n    alice: {token: '${ALICE_TOKEN}'}\n    bob: {token: '${BOB_TOKEN}'}\n"
+
+
+def tokens() -> dict[str, str]:
+    return {"ALICE_TOKEN": secrets.token_urlsafe(16), "BOB_TOKEN": secrets.token_urlsafe(16)}
+
+
+async def test_a_session_answers_only_the_token_that_opened_it(tmp_path: Path) -> None:
+    env = tokens()
+    alice = {**MCP_HEADERS, "Authorization": f"Bearer {env['ALICE_TOKEN']}"}
+    bob = {**MCP_HEADERS, "Authorization": f"Bearer {env['BOB_TOKEN']}"}
+    async with running_portal(write_config(tmp_path, USERS), env=env) as url:
+        with anyio.fail_after(30):
+            async with httpx2.AsyncClient(timeout=httpx2.Timeout(10)) as http:
+                opened = await http.post(url, json=INITIALIZE, headers=alice)
+                session = {"mcp-session-id": opened.headers["mcp-session-id"], "mcp-protocol-version": "2025-11-25"}
+                initialized = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+                await http.post(url, json=initialized, headers={**alice, **session})
+                # An answer to a server request (what an approval answer is) and a request, each with bob's token.
+                answer = {"jsonrpc": "2.0", "id": 0, "result": {"action": "accept", "content": {"approve": True}}}
+                bob_answer = await http.post(url, json=answer, headers={**bob, **session})
+                ping = {"jsonrpc": "2.0", "id": 2, "method": "ping"}
+                bob_ping = await http.post(url, json=ping, headers={**bob, **session})
+                bob_close = await http.delete(url, headers={**bob, **session})
+                alice_ping = await http.post(url, json=ping, headers={**alice, **session})
+
+    assert opened.status_code == 200, opened.text
+    assert (bob_answer.status_code, bob_ping.status_code, bob_close.status_code) == (404, 404, 404)
+    assert alice_ping.status_code == 200, alice_ping.text
+    log = (tmp_path / "portal.log").read_text(encoding="utf-8")
+    assert "credential does not match" in log
