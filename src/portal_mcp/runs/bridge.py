@@ -33,6 +33,7 @@ from portal_mcp.errors import (
     ToolFailedError,
     UnknownToolError,
 )
+from portal_mcp.runs.approval_text import arguments_digest, escape, render_arguments
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ _REFUSALS: dict[Verdict, str] = {
     "timeout": "the user did not answer the approval request within {timeout:g} s",
     "failed": "the approval request to the user's client failed",
 }
-_MAX_PREVIEW = 600
+_CHANGED = "its arguments changed after the user approved it; make the call again to ask again"
 
 
 @dataclass(frozen=True)
@@ -66,13 +67,14 @@ class ApprovalRequest:
     reason: str
     """Why it needs approval, e.g. "it may change or delete data (annotated destructive)"."""
 
+    digest: str = ""
+    """SHA-256 of the full arguments (`approval_text.arguments_digest`): the approved call must still match it."""
+
     def message(self) -> str:
-        preview = json.dumps(self.arguments, ensure_ascii=False, default=str)
-        if len(preview) > _MAX_PREVIEW:
-            preview = preview[: _MAX_PREVIEW - 3] + "..."
+        """Every argument on its own line, each cut and escaped on its own (approval_text.py)."""
         return (
-            f"Code running for {self.user} wants to call {self.tool} ({self.title}): {self.reason}.\n"
-            f"Arguments: {preview}\nAllow this call?"
+            f"Code running for {escape(self.user)} wants to call {self.tool} ({escape(self.title)}): {self.reason}."
+            f"\nArguments:\n{render_arguments(self.arguments)}\nFingerprint: {self.digest[:16]}\nAllow this call?"
         )
 
 
@@ -178,6 +180,7 @@ class Bridge:
         assert self._policy is not None  # `rules` come from it
         timeout = self._policy.approval_timeout
         verdict: Verdict = "unsupported"
+        digest = arguments_digest(arguments)
         if caller is not None and caller.approve is not None:
             if rules.approve == "always":
                 reason = "the portal's policy asks before every call"
@@ -185,7 +188,9 @@ class Bridge:
                 reason = "it may change or delete data (annotated destructive)"
             else:
                 reason = "it may change or delete data (not annotated read-only)"
-            request = ApprovalRequest(rules.user, entry.qualified_name, entry.title or entry.name, arguments, reason)
+            request = ApprovalRequest(
+                rules.user, entry.qualified_name, entry.title or entry.name, arguments, reason, digest
+            )
             with caller.pause():
                 verdict = "timeout"
                 with anyio.move_on_after(timeout):
@@ -194,6 +199,8 @@ class Bridge:
             raise PolicyDeniedError(
                 entry.qualified_name, f"approval:{verdict}", _REFUSALS[verdict].format(timeout=timeout)
             )
+        if arguments_digest(arguments) != digest:  # the call sent must be the one the person saw
+            raise PolicyDeniedError(entry.qualified_name, "approval:changed", _CHANGED)
 
     def _lookup(self, qualified: object) -> ToolEntry:
         if type(qualified) is not str:
