@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import secrets
 from pathlib import Path
 
 import anyio
 import httpx2
+import pytest
 
 from tests.portals import running_portal
 from tests.test_http import INITIALIZE, MCP_HEADERS, write_config
@@ -42,3 +44,38 @@ async def test_a_session_answers_only_the_token_that_opened_it(tmp_path: Path) -
     assert alice_ping.status_code == 200, alice_ping.text
     log = (tmp_path / "portal.log").read_text(encoding="utf-8")
     assert "credential does not match" in log
+
+
+async def test_a_shared_servers_stderr_reaches_the_operators_log_and_no_user(tmp_path: Path) -> None:
+    """What a shared server logs while serving alice can hold her data: bob, and alice too, learn only that it
+    crashed and that it restarts; the lines themselves go to the operator's log."""
+    from portal_mcp.config import PortalConfig
+    from portal_mcp.downstream import DownstreamEvent
+    from portal_mcp.errors import DownstreamError
+    from portal_mcp.portal import Portal
+    from tests.servers import demo_stdio, wait_until_exited
+
+    private = "alice-ledger-entry-4471-x"
+    errlog = io.StringIO()
+    events: list[DownstreamEvent] = []
+    config = PortalConfig.model_validate({"user": "alice", "servers": {"demo": demo_stdio().model_dump()}})
+
+    async def heard(event: DownstreamEvent) -> None:
+        events.append(event)
+
+    with anyio.fail_after(60):
+        async with Portal.open(config, errlog=errlog) as portal:
+            portal.add_listener(heard)
+            with pytest.raises(DownstreamError) as crashed:
+                await portal.pool.call_tool("demo", "crash", {"note": private}, user="alice")
+            await wait_until_exited(portal, "demo")
+            seen_by_bob = [
+                portal.search_api("", user="bob"),
+                (await portal.execute_code("print(await demo.echo(text='hi'))", user="bob")).render(),
+            ]
+            statuses = [status.error or "" for status in portal.statuses()]
+
+    told = [str(crashed.value), *seen_by_bob, *statuses, *(event.message for event in events)]
+    assert not [text for text in told if private in text], told
+    assert any("restarts" in event.message for event in events), events
+    assert f"[demo] demo server: serving {private}" in errlog.getvalue()
