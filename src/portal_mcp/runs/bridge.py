@@ -156,6 +156,9 @@ class Bridge:
                 extra = {"user": who, "event": "policy_refused", "server": qualified.split(".", 1)[0]}
                 logger.info("policy refused %s for %r (rule %s)", qualified, who, exc.rule, extra=extra)
             raise self._redactor.error(exc) from None
+        except BaseException as exc:  # cancelled (wait_for, the run's time limit), RecursionError, a portal bug
+            self._record(who, qualified, "error", started, size_in, 0, unfinished(exc, approved=bool(detail)))
+            raise
         self._record(who, qualified, "ok", started, size_in, result_size(result), detail)
         return value
 
@@ -248,6 +251,12 @@ def audit_detail(exc: PortalError, *, approved: bool = False) -> str:
     field = f" field={exc.field}" if isinstance(exc, ArgumentError) and exc.field else ""
     rule = f" rule={exc.rule}" if isinstance(exc, PolicyDeniedError) else ""
     return type(exc).__name__ + field + rule + (" approved" if approved else "")
+
+
+def unfinished(exc: BaseException, *, approved: bool = False) -> str:
+    """The audit detail of a call that ended without a result or a `PortalError`: `cancelled`, or the type."""
+    kind = "cancelled" if isinstance(exc, anyio.get_cancelled_exc_class()) else type(exc).__name__
+    return kind + (" approved" if approved else "")
 
 
 def drop_omitted(schema: Mapping[str, Any], arguments: dict[str, Any]) -> dict[str, Any]:
