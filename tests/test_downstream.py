@@ -338,7 +338,8 @@ async def test_a_server_that_keeps_dying_ends_down(recorder: Recorder, tmp_path:
                 await pool.call_tool("flaky", "echo", {"text": "x"})
             message = str(caught.value)
             assert "down after 2 restart attempt(s)" in message
-            assert "this is a respawn; exiting" in message and "`portal-mcp check`" in message
+            assert "its stderr is in the portal's log" in message and "`portal-mcp check`" in message
+            assert "this is a respawn; exiting" in recorder.errlog.getvalue()
             assert status_of(pool, "flaky").state == "down"
             assert "flaky" not in pool.listings()
 

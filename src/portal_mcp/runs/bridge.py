@@ -22,11 +22,14 @@ from jsonschema.protocols import Validator
 from mcp_types import CallToolResult, TextContent
 
 from portal_mcp.catalog.model import Catalog, ToolEntry
+from portal_mcp.config import LimitsConfig
 from portal_mcp.control.access import AccessPolicy, Decision, UserRules
 from portal_mcp.control.audit import AuditEvent, AuditSink, Verdict
+from portal_mcp.control.budgets import Budgets
 from portal_mcp.control.credentials import Redactor
 from portal_mcp.errors import (
     ArgumentError,
+    LimitError,
     PolicyDeniedError,
     PortalError,
     ToolCallError,
@@ -119,8 +122,10 @@ class Bridge:
         user: str,
         redactor: Redactor | None = None,
         policy: AccessPolicy | None = None,
+        budgets: Budgets | None = None,
     ) -> None:
         self._catalog = catalog
+        self._budgets = budgets or Budgets(LimitsConfig(), max_result_bytes=2_000_000)
         self._transport = transport
         self._audit = audit
         self._user = user
@@ -143,14 +148,20 @@ class Bridge:
                 raise ArgumentError(qualified, "", "arguments must be keyword arguments")
             arguments = drop_omitted(entry.input_schema, arguments)
             size_in = len(json.dumps(arguments, default=str))
-            self._validate(entry, arguments)
-            if decision is Decision.APPROVE and rules is not None:
-                await self._approve(entry, arguments, rules, caller)
-                detail = "approved"
-            result = await self._transport.call_tool(entry.server, entry.name, arguments, user=who)
-            value = self._redactor.value(result_value(qualified, result))
+            # Budgets (control/budgets.py): sizes and bytes in flight checked first; big work off the event loop.
+            with self._budgets.call(who, caller or self, size_in) as held:
+                await self._budgets.offload(self._validate, entry, arguments, size=size_in)
+                if decision is Decision.APPROVE and rules is not None:
+                    await self._approve(entry, arguments, rules, caller)
+                    detail = "approved"
+                result = await self._transport.call_tool(entry.server, entry.name, arguments, user=who)
+                size_out = result_size(result)
+                self._budgets.result(size_out)
+                held.add(size_out)
+                value = await self._budgets.offload(self._shape, qualified, result, size=size_out)
         except PortalError as exc:
-            outcome = "refused" if isinstance(exc, ToolCallError) and not isinstance(exc, ToolFailedError) else "error"
+            refused = isinstance(exc, ToolCallError | LimitError) and not isinstance(exc, ToolFailedError)
+            outcome = "refused" if refused else "error"
             self._record(who, qualified, outcome, started, size_in, 0, audit_detail(exc, approved=bool(detail)))
             if isinstance(exc, PolicyDeniedError):
                 extra = {"user": who, "event": "policy_refused", "server": qualified.split(".", 1)[0]}
@@ -159,8 +170,11 @@ class Bridge:
         except BaseException as exc:  # cancelled (wait_for, the run's time limit), RecursionError, a portal bug
             self._record(who, qualified, "error", started, size_in, 0, unfinished(exc, approved=bool(detail)))
             raise
-        self._record(who, qualified, "ok", started, size_in, result_size(result), detail)
+        self._record(who, qualified, "ok", started, size_in, size_out, detail)
         return value
+
+    def _shape(self, qualified: str, result: CallToolResult) -> Any:
+        return self._redactor.value(result_value(qualified, result))
 
     def _admit(self, entry: ToolEntry, rules: UserRules | None, caller: Caller | None) -> Decision:
         """The policy's answer for this call, counting it against the run's `calls_per_run`."""
@@ -250,7 +264,8 @@ def audit_detail(exc: PortalError, *, approved: bool = False) -> str:
     """
     field = f" field={exc.field}" if isinstance(exc, ArgumentError) and exc.field else ""
     rule = f" rule={exc.rule}" if isinstance(exc, PolicyDeniedError) else ""
-    return type(exc).__name__ + field + rule + (" approved" if approved else "")
+    limit = f" limit={exc.key}" if isinstance(exc, LimitError) else ""
+    return type(exc).__name__ + field + rule + limit + (" approved" if approved else "")
 
 
 def unfinished(exc: BaseException, *, approved: bool = False) -> str:

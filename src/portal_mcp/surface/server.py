@@ -355,7 +355,7 @@ class BearerAuth:
 
     @staticmethod
     def _presented(scope: Scope) -> bytes:
-        header = dict(scope.get("headers") or []).get(b"authorization", b"")
+        header: bytes = dict(scope.get("headers") or []).get(b"authorization", b"")
         return header.partition(b" ")[2].strip()
 
     def _identify(self, scope: Scope) -> str | None:
