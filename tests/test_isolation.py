@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import secrets
+import socket
 from pathlib import Path
 
 import anyio
 import httpx2
 import pytest
 
-from tests.portals import running_portal
+from tests.portals import authorised_client, running_portal
 from tests.test_http import INITIALIZE, MCP_HEADERS, write_config
 
 USERS = "http:\n  users:\n    alice: {token: '${ALICE_TOKEN}'}\n    bob: {token: '${BOB_TOKEN}'}\n"
@@ -79,3 +81,47 @@ async def test_a_shared_servers_stderr_reaches_the_operators_log_and_no_user(tmp
     assert not [text for text in told if private in text], told
     assert any("restarts" in event.message for event in events), events
     assert f"[demo] demo server: serving {private}" in errlog.getvalue()
+
+
+async def _loris(port: int, source: str) -> socket.socket:
+    """A connection from `source` that starts a request and never finishes its headers."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setblocking(False)
+    sock.bind((source, 0))
+    with contextlib.suppress(BlockingIOError):
+        sock.connect(("127.0.0.1", port))
+    await anyio.wait_writable(sock)
+    sock.send(b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+    return sock
+
+
+async def _closed_by_server(sock: socket.socket) -> None:
+    while True:
+        await anyio.wait_readable(sock)
+        try:
+            if sock.recv(4096) == b"":
+                return
+        except ConnectionResetError:
+            return
+
+
+async def test_slow_loris_connections_are_capped_per_client_and_cut_at_the_header_deadline(tmp_path: Path) -> None:
+    """Loopback only and bounded: 40 connections from 127.0.0.2 that never finish their headers."""
+    env = tokens()
+    limits = "  limits: {header_timeout: 1, max_connections_per_client: 10, max_connections: 100}\n"
+    async with running_portal(write_config(tmp_path, USERS + limits), env=env) as url:
+        port = int(url.rsplit(":", 1)[1].split("/")[0])
+        lorises = [await _loris(port, "127.0.0.2") for _ in range(40)]
+        try:
+            with anyio.fail_after(30):
+                async with authorised_client(url, env["ALICE_TOKEN"]) as client:
+                    found = await client.call_tool("search_api", {"query": "current time"})
+                for sock in lorises:  # the server ends every one of them: over the cap at once, the rest at 1 s
+                    await _closed_by_server(sock)
+        finally:
+            for sock in lorises:
+                sock.close()
+    assert not found.is_error
+    log = (tmp_path / "portal.log").read_text(encoding="utf-8")
+    assert "http.limits.max_connections_per_client" in log
+    assert log.count("connection refused") <= 10  # 30+ refusals, a few lines: the rest are counted, not logged

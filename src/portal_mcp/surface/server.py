@@ -33,6 +33,7 @@ from portal_mcp.portal import Portal
 from portal_mcp.runs.approvals import PendingRuns, asks_in_result, can_elicit, direct_approver, no_session
 from portal_mcp.runs.bridge import Approver
 from portal_mcp.sandbox.host import RunResult
+from portal_mcp.surface.http_limits import BodyLimits, guarded_protocol, install_log_limits
 from portal_mcp.surface.peers import NOT_FORWARDED, ReplicaRouter
 from portal_mcp.surface.principals import session_owner
 from portal_mcp.tools import INSTRUCTIONS, MAX_LIMIT, TOOLS
@@ -224,8 +225,12 @@ class PortalServer:
         import uvicorn
 
         app = self.http_app(host, http)
+        install_log_limits()  # http_limits.py: connection caps, header deadline, floods of log lines bounded
         # log_config=None: uvicorn's loggers propagate to the portal's handler (text or JSON, see `logs`).
-        config = uvicorn.Config(app, host=host, port=port, log_level="warning", log_config=None, lifespan="on")
+        config = uvicorn.Config(
+            app, host=host, port=port, log_level="warning", log_config=None, lifespan="on",
+            http=guarded_protocol(http.limits),
+        )  # fmt: skip
         await uvicorn.Server(config).serve()
 
     def http_app(self, host: str, http: HttpConfig) -> ASGIApp:
@@ -294,7 +299,7 @@ class PortalServer:
                 | {user.token: name for name, user in http.users.items() if user.token is not None},
                 public=frozenset({"/healthz"}),
             )
-        return app
+        return BodyLimits(app, http.limits)
 
     def health(self, detailed: bool = True) -> dict[str, Any]:
         """`/healthz`: `ok` when every downstream server is usable, `degraded` when one is not (the portal still
