@@ -188,3 +188,14 @@ async def test_searches_are_capped_in_length_and_rate_and_the_audit_keeps_no_lon
     searches = [event for event in audit if event.kind == "search"]
     assert max(len(event.subject) for event in searches) <= 1_000
     assert [event.outcome for event in searches] == ["refused", "ok", "ok", "refused", "ok"]
+
+
+async def test_a_search_query_is_redacted_before_the_audit_keeps_it() -> None:
+    audit = MemoryAuditSink()
+    secret = "sk-live-Qx7RZ2pL9vW4mK8d"
+    cfg = config({}, http={"users": {"alice": {"token": secret}}})
+    with anyio.fail_after(60):
+        async with Portal.open(cfg, local={"store": store([])}, audit=audit) as portal:
+            portal.search_api(f"keep items {secret}", user="alice")
+    [search] = [event for event in audit if event.kind == "search"]
+    assert secret not in search.subject and "[redacted]" in search.subject

@@ -65,6 +65,7 @@ class Portal:
         self._index: SearchIndex | None = None
         self._listeners: list[EventListener] = []
         users = {user, *config.http.users, *([ANONYMOUS] if config.http.bearer_tokens else [])}
+        users = users if config.http.metric_user_labels else set()  # without names every user counts as `other`
         backlog = audit.backlog if isinstance(audit, PostgresAuditSink) else lambda: None
         self.metrics = Metrics(lambda: self._catalog, self.statuses, users, backlog)
         # Every search, run and call goes to the audit sink and, from the same event, to the metrics.

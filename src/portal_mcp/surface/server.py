@@ -262,10 +262,16 @@ class PortalServer:
         )
         guard = TransportSecurityMiddleware(security)
         authenticated = bool(_tokens(http))
+        operators = frozenset(name for name, user in http.users.items() if set(user.groups) & set(http.operator_groups))
+
+        def operator(request: Request) -> bool:  # with tokens, only `http.operator_groups` members see the details
+            return not authenticated or request.scope.get("portal_user") in operators
 
         async def metrics(request: Request) -> Response:
             if (refused := await guard.validate_request(request)) is not None:
                 return refused
+            if not operator(request):
+                return JSONResponse({"error": "forbidden: /metrics is for users in `http.operator_groups`"}, 403)
             # Serialising walks every series and may count the catalog's tokens: off the event loop.
             body, content_type = await anyio.to_thread.run_sync(self.portal.metrics.exposition, request.headers.get("accept"))  # fmt: skip
             return Response(body, headers={"content-type": content_type})
@@ -273,7 +279,7 @@ class PortalServer:
         async def healthz(request: Request) -> Response:
             if (refused := await guard.validate_request(request)) is not None:
                 return refused
-            detailed = not authenticated or "portal_user" in request.scope
+            detailed = operator(request)
             return JSONResponse(self.health(detailed), headers={"cache-control": "no-store"})
 
         app: ASGIApp = self.server.streamable_http_app(
