@@ -331,7 +331,7 @@ class Portal:
             self.budgets.code(code)
         except LimitError as exc:
             return (_refusal(f"LimitError: {exc}", started, "limit"), f"limit={exc.key}"), []
-        problems = await self.budgets.offload(check_code, code, catalog, refused, size=len(code))
+        problems = await self.budgets.offload(check_code, code, catalog, refused, size=len(code), user=who)
         if problems:
             return (_refusal(render(problems), started, "precheck"), ""), problems
         return None, []

@@ -56,6 +56,7 @@ class Budgets:
         self._run_bytes: dict[int, int] = {}
         self._searches: dict[str, deque[float]] = {}
         self._heavy: anyio.CapacityLimiter | None = None
+        self._heavy_users: dict[str, anyio.Lock] = {}
 
     def search(self, user: str, query: str) -> None:
         """Admit one search of `user` (counted even when refused for its length: a refusal is work too)."""
@@ -140,13 +141,22 @@ class Budgets:
                 f"the tool answered with {size} bytes; ask for less (filter, paginate or select fields)",
             )
 
-    async def offload(self, work: Callable[..., T], *args: Any, size: int) -> T:
-        """`work(*args)` on the event loop when its input is small, else in a thread of `limits.heavy_threads`."""
+    async def offload(self, work: Callable[..., T], *args: Any, size: int, user: str) -> T:
+        """`work(*args)` on the event loop when its input is small, else in a thread of `limits.heavy_threads`,
+        one at a time per user (so one user's big inputs never take every thread, and the loop keeps its share)."""
         if size <= INLINE_BYTES:
             return work(*args)
         if self._heavy is None:
             self._heavy = anyio.CapacityLimiter(self.limits.heavy_threads)
-        return await anyio.to_thread.run_sync(work, *args, limiter=self._heavy)
+        own = self._heavy_users.get(user)
+        if own is None:
+            own = self._heavy_users[user] = anyio.Lock()
+        async with own:
+            try:
+                return await anyio.to_thread.run_sync(work, *args, limiter=self._heavy)
+            finally:
+                if not own.statistics().tasks_waiting:
+                    self._heavy_users.pop(user, None)
 
     def in_flight(self, user: str) -> dict[str, int]:
         """What `user` holds now (for tests and the load suite)."""

@@ -150,7 +150,7 @@ class Bridge:
             size_in = len(json.dumps(arguments, default=str))
             # Budgets (control/budgets.py): sizes and bytes in flight checked first; big work off the event loop.
             with self._budgets.call(who, caller or self, size_in) as held:
-                await self._budgets.offload(self._validate, entry, arguments, size=size_in)
+                await self._budgets.offload(self._validate, entry, arguments, size=size_in, user=who)
                 if decision is Decision.APPROVE and rules is not None:
                     await self._approve(entry, arguments, rules, caller)
                     detail = "approved"
@@ -158,7 +158,7 @@ class Bridge:
                 size_out = result_size(result)
                 self._budgets.result(size_out)
                 held.add(size_out)
-                value = await self._budgets.offload(self._shape, qualified, result, size=size_out)
+                value = await self._budgets.offload(self._shape, qualified, result, size=size_out, user=who)
         except PortalError as exc:
             refused = isinstance(exc, ToolCallError | LimitError) and not isinstance(exc, ToolFailedError)
             outcome = "refused" if refused else "error"
