@@ -4,6 +4,8 @@ once is budgeted per run and per user (`limits:`), each refusal naming its confi
 from __future__ import annotations
 
 import textwrap
+import threading
+from collections import Counter
 from typing import Any
 
 import anyio
@@ -199,3 +201,37 @@ async def test_a_search_query_is_redacted_before_the_audit_keeps_it() -> None:
             portal.search_api(f"keep items {secret}", user="alice")
     [search] = [event for event in audit if event.kind == "search"]
     assert secret not in search.subject and "[redacted]" in search.subject
+
+
+async def test_work_on_big_inputs_runs_off_the_event_loop_one_thread_per_user() -> None:
+    from portal_mcp.config import LimitsConfig
+    from portal_mcp.control.budgets import INLINE_BYTES, Budgets
+
+    budgets = Budgets(LimitsConfig(heavy_threads=4), max_result_bytes=1_000)
+    loop_thread = threading.get_ident()
+    running: Counter[str] = Counter()
+    most: Counter[str] = Counter()
+    gate = threading.Event()
+
+    def work(user: str) -> int:
+        running[user] += 1
+        most[user] = max(most[user], running[user])
+        gate.wait(5)
+        running[user] -= 1
+        return threading.get_ident()
+
+    assert await budgets.offload(threading.get_ident, size=INLINE_BYTES, user="alice") == loop_thread
+    threads: list[int] = []
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as group:
+
+            async def big(user: str) -> None:
+                threads.append(await budgets.offload(work, user, size=INLINE_BYTES + 1, user=user))
+
+            for user in ("alice", "alice", "alice", "bob"):
+                group.start_soon(big, user)
+            while sum(running.values()) < 2:  # alice's first and bob's, at once; alice's others wait their turn
+                await anyio.sleep(0.01)
+            gate.set()
+    assert loop_thread not in threads and len(threads) == 4
+    assert most == Counter({"alice": 1, "bob": 1})
