@@ -7,7 +7,7 @@ the attacks of issue 13:
 
 - `big_args`: calls with ~1-2 MB arguments (over `limits.max_argument_bytes`) and `**kw` padding, gathered;
 - `big_code`: code with a ~980 kB literal (over `limits.max_code_bytes`), and code just under the cap that is
-  costliest to parse (a literal of 24,000 dicts), as fast as the portal answers;
+  costliest to parse (a literal of 4,900 dicts, under `limits.max_code_items`), as fast as the portal answers;
 - `big_query`: 3.9 MB search queries, then a search flood (`limits.searches_per_minute`);
 - `flood_calls`: 200 gathered slow calls with 100 kB of padding each (`limits.*_bytes_in_flight`);
 - `crasher`: crashes `fragile` and calls `sluggish` for seconds at a time (downstream crashes, slow servers);
@@ -25,6 +25,7 @@ and run answered to any user must be in the audit store, and every tool call a g
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import platform
 import secrets
@@ -66,7 +67,7 @@ ATTACK_CODE = {
         "print(len(r))"
     ),
     "big_code": "x = " + repr("y" * 980_000) + "\nprint(len(x))",
-    "big_literal": "x = " + repr([{}] * 24_000) + "\nprint(len(x))",  # under the size cap: parsed, in a thread
+    "big_literal": "x = " + repr([{}] * 4_900) + "\nprint(len(x))",  # just under the caps: parsed, in a thread
     "flood_calls": (
         "import asyncio\n"
         "pad = 'x' * 100_000\n"
@@ -192,18 +193,35 @@ async def _sample_memory(pid: int, peak: list[float], until: Callable[[], bool])
         await anyio.sleep(0.25)
 
 
-async def _attacks(url: str, port: int, tokens: dict[str, str], attacks: tuple[str, ...], tally: Tally) -> None:
-    """Run `attacks` for one phase; the good users keep going meanwhile."""
-    until = time.monotonic() + PHASE_SECONDS
+async def _attacks(url: str, tokens: dict[str, str], attacks: tuple[str, ...], tally: Tally) -> None:
+    """Run `attacks` for one phase, each in a process of its own (so an attacker's own CPU, e.g. encoding a 3.9 MB
+    query, does not slow the good users' clients in this process); the good users keep going meanwhile."""
     hostile = dict(zip(ATTACKS, [name for name in tokens if name.startswith("hostile")], strict=True))
     if not attacks:
         await anyio.sleep(PHASE_SECONDS)
+
+    async def attack(name: str) -> None:
+        user = hostile[name]
+        command = [sys.executable, __file__, "attack", name, url, tokens[user], str(PHASE_SECONDS)]
+        done = await anyio.run_process(command, check=False)
+        answered = json.loads(done.stdout or b"{}")
+        for kind, count in answered.items():
+            tally.answered[(user, kind)] += count
+
     async with anyio.create_task_group() as group:
-        for attack in attacks:
-            if attack == "loris":
-                group.start_soon(_loris, port, until)
-            else:
-                group.start_soon(_hostile, url, hostile[attack], tokens[hostile[attack]], attack, tally, until)
+        for name in attacks:
+            group.start_soon(attack, name)
+
+
+async def _attacker(attack: str, url: str, token: str, seconds: float) -> None:
+    """One attack for `seconds` (`bench_isolation.py attack NAME URL TOKEN SECONDS`); prints its answers' count."""
+    tally = Tally()
+    until = time.monotonic() + seconds
+    if attack == "loris":
+        await _loris(int(url.rsplit(":", 1)[1].split("/")[0]), until)
+    else:
+        await _hostile(url, "me", token, attack, tally, until)
+    print(json.dumps({kind: count for (_, kind), count in tally.answered.items()}))
 
 
 def _audit_counts(path: Path) -> Counter[tuple[str, str]]:
@@ -241,7 +259,7 @@ async def measure() -> dict[str, Any]:
                     for name, attacks in phases:
                         print(f"   phase {name}", file=sys.stderr, flush=True)
                         phase[0] = name
-                        await _attacks(url, port, tokens, attacks, tally)
+                        await _attacks(url, tokens, attacks, tally)
                         phase[0] = "settling"  # what an attack still in flight leaves behind is not counted
                         await anyio.sleep(2)
                 alive = process.returncode is None
@@ -336,6 +354,7 @@ def markdown(results: dict[str, Any]) -> str:
 
 
 if __name__ == "__main__":
-    import json
-
-    print(json.dumps(run(), indent=2))
+    if sys.argv[1:2] == ["attack"]:
+        anyio.run(_attacker, sys.argv[2], sys.argv[3], sys.argv[4], float(sys.argv[5]))
+    else:
+        print(json.dumps(run(), indent=2))

@@ -176,6 +176,15 @@ async def test_refused_runs_count_against_runs_per_minute() -> None:
     assert [event.detail for event in audit if event.kind == "run"][:1] == ["limit=limits.max_code_bytes"]
 
 
+async def test_code_with_a_big_literal_is_refused_before_it_is_parsed() -> None:
+    with anyio.fail_after(60):
+        async with Portal.open(config({}), local={"store": store([])}) as portal:
+            literal = await run(portal, "x = " + repr([{}] * 6_000))  # 42 kB, under max_code_bytes
+            fine = await run(portal, "x = " + repr([{}] * 100) + "\nprint(len(x))")
+    assert literal.error_kind == "limit" and "`limits.max_code_items`" in (literal.error or "")
+    assert fine.ok and fine.output == "100\n"
+
+
 async def test_searches_are_capped_in_length_and_rate_and_the_audit_keeps_no_long_query() -> None:
     audit = MemoryAuditSink()
     with anyio.fail_after(60):

@@ -12,6 +12,9 @@ class LimitsConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     max_code_bytes: int = Field(default=100_000, ge=1_000, description="size of one execute_code's code")
+    max_code_items: int = Field(
+        default=10_000, ge=100, description="commas and opening brackets in the code: bounds the cost of parsing it"
+    )
     max_query_chars: int = Field(default=1_000, ge=10, description="length of one search_api query")
     max_argument_bytes: int = Field(default=1_000_000, ge=1_000, description="JSON size of one tool call's arguments")
     searches_per_minute: int = Field(default=300, ge=1, description="search_api calls per user per minute")
