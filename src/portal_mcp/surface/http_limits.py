@@ -18,9 +18,7 @@ from collections import Counter
 from typing import Any
 
 import anyio
-import h11
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from portal_mcp.config import HttpLimitsConfig
 
@@ -67,8 +65,12 @@ def install_log_limits() -> RateLimitedLog:
     return limiter
 
 
-def guarded_protocol(limits: HttpLimitsConfig) -> type[H11Protocol]:
-    """uvicorn's h11 protocol class with `limits` applied to each new connection (pass it as `uvicorn.Config(http=)`)."""
+def guarded_protocol(limits: HttpLimitsConfig) -> type[asyncio.Protocol]:
+    """uvicorn's h11 protocol class with `limits` applied to each new connection (pass it as `uvicorn.Config(http=)`).
+
+    Imported here, not at the top: only `serve --transport http` needs uvicorn."""
+    import h11
+    from uvicorn.protocols.http.h11_impl import H11Protocol
 
     class GuardedProtocol(H11Protocol):
         _header_timer: asyncio.TimerHandle | None = None
