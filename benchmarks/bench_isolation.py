@@ -9,7 +9,8 @@ the attacks of issue 13:
 - `big_code`: code with a ~980 kB literal (over `limits.max_code_bytes`), and code just under the cap that is
   costliest to parse (a literal of 4,900 dicts, under `limits.max_code_items`), as fast as the portal answers;
 - `big_query`: 3.9 MB search queries, then a search flood (`limits.searches_per_minute`);
-- `flood_calls`: 200 gathered slow calls with 100 kB of padding each (`limits.*_bytes_in_flight`);
+- `flood_calls`: 200 gathered slow calls with `[{}] * 30_000` of padding each (90 kB of JSON, ~2 MB decoded;
+  `limits.*_bytes_in_flight`);
 - `crasher`: crashes `fragile` and calls `sluggish` for seconds at a time (downstream crashes, slow servers);
 - `loris`: 200 connections from 127.0.0.2 that never finish their headers, reopened as they are cut.
 
@@ -70,7 +71,7 @@ ATTACK_CODE = {
     "big_literal": "x = " + repr([{}] * 4_900) + "\nprint(len(x))",  # just under the caps: parsed, in a thread
     "flood_calls": (
         "import asyncio\n"
-        "pad = 'x' * 100_000\n"
+        "pad = [{}] * 30_000\n"  # 90 kB of JSON, ~2 MB once decoded in the portal
         "r = await asyncio.gather(*[demo.slow(seconds=2, **{'pad': pad}) for _ in range(200)], return_exceptions=True)\n"
         "print(len(r))"
     ),

@@ -161,7 +161,8 @@ class LimitError(PortalError):
     def __init__(self, key: str, limit: float, message: str) -> None:
         self.key = key
         self.limit = limit
-        super().__init__(f"{message} (the limit `{key}` is {limit:g}; an operator sets it in the portal's config)")
+        shown = f"{int(limit)}" if float(limit).is_integer() else f"{limit:g}"
+        super().__init__(f"{message} (the limit `{key}` is {shown}; an operator sets it in the portal's config)")
 
 
 class SandboxError(PortalError):

@@ -23,10 +23,10 @@ class LimitsConfig(BaseModel):
     )
     calls_in_flight: int = Field(default=64, ge=1, description="tool calls of one user waiting at once")
     run_bytes_in_flight: int = Field(
-        default=8_000_000, ge=10_000, description="argument + result bytes of one run's calls held at once"
+        default=4_000_000, ge=10_000, description="argument + result bytes of one run's calls held at once"
     )
     user_bytes_in_flight: int = Field(
-        default=16_000_000, ge=10_000, description="argument + result bytes of one user's calls held at once"
+        default=8_000_000, ge=10_000, description="argument + result bytes of one user's calls held at once"
     )
     heavy_threads: int = Field(
         default=2, ge=1, le=16, description="threads for work whose cost grows with the input (big validations)"
