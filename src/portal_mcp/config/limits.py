@@ -21,7 +21,7 @@ class LimitsConfig(BaseModel):
     runs_in_flight: int = Field(
         default=8, ge=1, description="execute_code runs of one user at once, waiting for approval or not (any protocol)"
     )
-    calls_in_flight: int = Field(default=64, ge=1, description="tool calls of one user waiting at once")
+    calls_in_flight: int = Field(default=500, ge=1, description="tool calls of one user waiting at once")
     run_bytes_in_flight: int = Field(
         default=4_000_000, ge=10_000, description="argument + result bytes of one run's calls held at once"
     )
