@@ -221,7 +221,8 @@ def replica_config(
     `stateless` goes into the file only when given (the replicas also get `--stateless` on the command line), and
     so does `policy`.
     """
-    http: dict[str, Any] = {"users": {user: {"token": token} for user, token in users.items()}}
+    # Operators all (`http.operator_groups`): the tests read each replica's /metrics with a client's token.
+    http: dict[str, Any] = {"users": {user: {"token": token, "groups": ["operators"]} for user, token in users.items()}}
     if stateless is not None:
         http["stateless"] = stateless
     config: dict[str, Any] = {

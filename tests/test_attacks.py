@@ -165,7 +165,7 @@ def _attacks() -> list[Attack]:
         a("memory", "recursion", "def f(n):\n    return f(n + 1)\nf(0)", "RecursionError"),
         a("memory", "deep repr", "x = []\nfor i in range(100000):\n    x = [x]\nx", "RecursionError"),
         a("memory", "deep nesting at compile", "x = " + "(" * 5000 + ")" * 5000, "SyntaxError"),
-        a("memory", "code over the size limit", "x = 1\n" * 200_000, "over the limit of"),
+        a("memory", "code over the size limit", "x = 1\n" * 200_000, "`limits.max_code_bytes`"),
         # --- output floods ---
         a("floods", "print loop", "for i in range(10 ** 6):\n    print(i)", "[output truncated: ", is_error=False),
         a("floods", "one huge print", "print('y' * 10 ** 7)", "[output truncated: ", is_error=False),

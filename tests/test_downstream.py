@@ -293,14 +293,15 @@ async def test_a_missing_working_directory_is_named(recorder: Recorder, tmp_path
             )
 
 
-async def test_a_server_that_exits_at_start_is_failed_with_its_stderr(recorder: Recorder) -> None:
+async def test_a_server_that_exits_at_start_is_failed_and_its_stderr_is_in_the_log(recorder: Recorder) -> None:
     with anyio.fail_after(30):
         async with recorder.pool({"quits": demo_stdio("--exit-at-start")}) as pool:
             status = status_of(pool, "quits")
     assert status.state == "failed"
     assert status.error is not None
     assert status.error.startswith("the process exited before the MCP handshake finished")
-    assert status.error.endswith("its stderr ends with: demo server: refusing to start (--exit-at-start)")
+    assert status.error.endswith("its stderr is in the portal's log")
+    assert "[quits] demo server: refusing to start (--exit-at-start)" in recorder.errlog.getvalue()
 
 
 async def test_a_server_that_hangs_at_start_fails_after_its_connect_timeout(recorder: Recorder) -> None:
@@ -317,7 +318,7 @@ async def test_a_crashed_server_is_respawned_by_the_next_call(recorder: Recorder
         async with recorder.pool({"demo": demo_stdio()}) as pool:
             with pytest.raises(DownstreamError, match="was not retried because it may have run") as caught:
                 await pool.call_tool("demo", "crash", {})
-            assert "demo server: crashing on request" in str(caught.value)
+            assert "its stderr is in the portal's log" in str(caught.value)
             assert status_of(pool, "demo").state == "exited"
             assert list(pool.listings()) == ["demo"]  # still callable: the next call respawns it
 
@@ -337,8 +338,9 @@ async def test_a_server_that_keeps_dying_ends_down(recorder: Recorder, tmp_path:
             with pytest.raises(ServerUnavailableError) as caught:
                 await pool.call_tool("flaky", "echo", {"text": "x"})
             message = str(caught.value)
-            assert re.match(r"server 'flaky' is down since \d\d:\d\d:\d\d \(after 2 restart attempt\(s\): ", message)
-            assert "this is a respawn; exiting" in message and re.search(r"\); retrying in \d+ s$", message)
+            assert re.match(r"server 'flaky' is down since \d\d:\d\d:\d\d \(after 2 restart attempt\(s\)", message)
+            assert "its stderr is in the portal's log" in message and re.search(r"; retrying in \d+ s$", message)
+            assert "this is a respawn; exiting" in recorder.errlog.getvalue()
             assert status_of(pool, "flaky").state == "down"
             assert "flaky" not in pool.listings()
 

@@ -42,7 +42,7 @@ def _config(folder: Path) -> Path:
         "servers:\n"
         f"  demo:\n    command: {sys.executable!r}\n    args: [{str(DEMO_SERVER)!r}, --many, '20']\n"
         "  dead:\n    command: /nonexistent/portal-test-command\n"
-        "http:\n  users:\n    alice: {token: '${ALICE_TOKEN}'}\n    bob: {token: '${BOB_TOKEN}'}\n",
+        "http:\n  users:\n    alice: {token: '${ALICE_TOKEN}', groups: [operators]}\n    bob: {token: '${BOB_TOKEN}'}\n",
         encoding="utf-8",
     )
     return path
@@ -120,6 +120,9 @@ async def test_metrics_health_and_json_logs_of_a_real_http_portal(tmp_path: Path
                 scraped = await http.get(f"{base}/metrics", headers=as_alice)
                 anonymous_health = await http.get(f"{base}/healthz")
                 health = await http.get(f"{base}/healthz", headers=as_alice)
+                as_bob = {"Authorization": f"Bearer {bob}"}  # a user, not an operator
+                bobs_metrics = await http.get(f"{base}/metrics", headers=as_bob)
+                bobs_health = await http.get(f"{base}/healthz", headers=as_bob)
                 rebound = [
                     (await http.get(f"{base}{path}", headers={**as_alice, "Host": "evil.example"})).status_code
                     for path in ("/metrics", "/healthz")
@@ -135,6 +138,9 @@ async def test_metrics_health_and_json_logs_of_a_real_http_portal(tmp_path: Path
     assert scraped.headers["content-type"].startswith("text/plain")
     assert anonymous_health.status_code == 200
     assert anonymous_health.json() == {"status": "degraded"}
+    # The details (other users' names and activity, servers' errors) are the operators' (`http.operator_groups`).
+    assert bobs_metrics.status_code == 403 and "operator_groups" in bobs_metrics.text
+    assert bobs_health.json() == {"status": "degraded"}
     # The DNS-rebinding check applies to both, token or not.
     assert rebound == [421, 421]
 

@@ -376,7 +376,7 @@ async def test_an_approved_destructive_call_runs_and_the_decision_is_audited(era
     assert "dropped" in text and "refused" not in text
     assert received == ["drop_table users", "read_rows users"]
     assert len(asked) == 1  # the read-only call was not asked about
-    assert "alice" in asked[0] and "ops.drop_table" in asked[0] and '"table": "users"' in asked[0]
+    assert "alice" in asked[0] and "ops.drop_table" in asked[0] and 'table = "users"' in asked[0]
     drop = calls_of(audit)[0]
     assert (drop.subject, drop.outcome, drop.detail) == ("ops.drop_table", "ok", "approved")
     assert approved == 1

@@ -215,7 +215,7 @@ async def test_approval_answers_reach_the_replica_holding_the_run_whichever_repl
     async def client(proxy: str, user: str) -> None:
         async def answer(context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
             asked[user] += 1
-            return types.ElicitResult(action="accept", content={"approve": '"a": 1' in params.message})
+            return types.ElicitResult(action="accept", content={"approve": "  a = 1\n" in params.message})
 
         async with modern_client(proxy + "/mcp", users[user], elicitation_callback=answer) as session:
             for index in range(APPROVAL_RUNS):

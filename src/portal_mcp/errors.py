@@ -15,6 +15,7 @@ PortalError                       base; `str(err)` is a complete, user-facing me
 │   ├── ArgumentError             arguments do not match the tool's inputSchema (names the field)
 │   ├── ToolFailedError           the downstream answered with `isError`; carries its message
 │   └── PolicyDeniedError         the portal's policy refused the call; carries the `rule` (PermissionError in code)
+├── LimitError                    a budget of `limits:` refused a search, run or call; carries `key` and `limit`
 ├── SandboxError                  the sandbox could not run the code (not: the code raised)
 └── AuditStoreError               the audit store cannot be opened, read or written; carries `store`
 ```
@@ -194,6 +195,16 @@ class PolicyDeniedError(ToolCallError):
     def __init__(self, tool: str, rule: str, reason: str) -> None:
         self.rule = rule
         super().__init__(tool, f"{tool}: not allowed: {reason}")
+
+
+class LimitError(PortalError):
+    """A budget refused the work: `key` is its config key (`limits.calls_in_flight`), `limit` its value."""
+
+    def __init__(self, key: str, limit: float, message: str) -> None:
+        self.key = key
+        self.limit = limit
+        shown = f"{int(limit)}" if float(limit).is_integer() else f"{limit:g}"
+        super().__init__(f"{message} (the limit `{key}` is {shown}; an operator sets it in the portal's config)")
 
 
 class SandboxError(PortalError):

@@ -31,14 +31,16 @@ from portal_mcp.catalog.search import SearchHit, SearchIndex
 from portal_mcp.catalog.stubs import render_stubs
 from portal_mcp.config import ANONYMOUS, PortalConfig
 from portal_mcp.control.access import AccessPolicy, RunLimiter
-from portal_mcp.control.audit import AuditEvent, AuditSink, MemoryAuditSink
+from portal_mcp.control.audit import AuditEvent, AuditSink, MemoryAuditSink, RunErrorKind
 from portal_mcp.control.audit_store import PostgresAuditSink, SqliteAuditSink
+from portal_mcp.control.budgets import Budgets
 from portal_mcp.control.credentials import Redactor
 from portal_mcp.control.metrics import Metrics, MetricsTee
 from portal_mcp.downstream import DownstreamEvent, DownstreamPool, ServerStatus
+from portal_mcp.errors import LimitError
 from portal_mcp.naming import plural
 from portal_mcp.runs.bridge import Approver, Bridge, Caller
-from portal_mcp.runs.precheck import check_code, render
+from portal_mcp.runs.precheck import Problem, check_code, render
 from portal_mcp.sandbox.host import RunClock, RunResult, SandboxHost
 from portal_mcp.tools import MAX_LIMIT
 
@@ -65,6 +67,7 @@ class Portal:
         self._index: SearchIndex | None = None
         self._listeners: list[EventListener] = []
         users = {user, *config.http.users, *([ANONYMOUS] if config.http.bearer_tokens else [])}
+        users = users if config.http.metric_user_labels else set()  # without names every user counts as `other`
         backlog = audit.backlog if isinstance(audit, PostgresAuditSink) else lambda: None
         self.metrics = Metrics(lambda: self._catalog, self.statuses, users, backlog)
         # Every search, run and call goes to the audit sink and, from the same event, to the metrics.
@@ -72,7 +75,8 @@ class Portal:
         self.redactor = Redactor(config.secret_values())
         self.policy = AccessPolicy(config)
         self._runs = RunLimiter()
-        self.bridge = Bridge(lambda: self._catalog, pool, self.events, user, self.redactor, self.policy)
+        self.budgets = Budgets(config.limits, config.sandbox.max_result_bytes)
+        self.bridge = Bridge(lambda: self._catalog, pool, self.events, user, self.redactor, self.policy, self.budgets)
 
     @classmethod
     @asynccontextmanager
@@ -163,6 +167,11 @@ class Portal:
         """
         started = time.perf_counter()
         who = user or self.user
+        try:
+            self.budgets.search(who, query)  # the length and the rate, before any work (control/budgets.py)
+        except LimitError as exc:
+            self._searched(who, "refused", started, query[: self.config.limits.max_query_chars], f"limit={exc.key}")
+            return f"search_api: {exc}"
         hidden = self.policy.hidden(who, self._catalog)
         limit = max(1, min(limit, MAX_LIMIT))
         words, filters = _split_filters(query)
@@ -196,9 +205,7 @@ class Portal:
                     f"{len(hits)} of {plural(len(self._catalog) - len(hidden), 'tool')} match{where}.{hint} Call them in "
                     f"execute_code as `await server.tool(...)`.{asks}{self._availability(entries)}\n\n{stubs}"
                 )
-        self.events.record(
-            AuditEvent("search", who, "ok", (time.perf_counter() - started) * 1000, query, size_out=len(reply))
-        )
+        self._searched(who, "ok", started, query, "", len(reply))
         return reply
 
     def _availability(self, entries: list[Any]) -> str:
@@ -237,6 +244,11 @@ class Portal:
             elif (down := self.pool.down_error(s.name)) is not None:
                 found[s.name] = str(down)
         return found
+
+    def _searched(self, who: str, outcome: Any, started: float, query: str, detail: str, size: int = 0) -> None:
+        """Audit a search; the query is redacted like every other text the portal keeps."""
+        duration = (time.perf_counter() - started) * 1000
+        self.events.record(AuditEvent("search", who, outcome, duration, self.redactor.text(query), detail, 0, size))
 
     def _scope(self, filters: list[tuple[str, str]]) -> tuple[set[str] | None, str]:
         """The servers the filters leave (None: all), or a message saying which filter matched nothing."""
@@ -322,36 +334,61 @@ class Portal:
         who = user or self.user
         await self._await_starting(code)
         view = self.policy.view(who, self._catalog)
-        problems = check_code(code, view.catalog, view.refused, self._unlisted())
-        wait = self._runs.admit(who, self.policy.for_user(who).runs_per_minute) if not problems else 0.0
-        if problems:
-            duration = (time.perf_counter() - started) * 1000
-            result = RunResult(False, "", None, render(problems), 0, duration, "precheck")
-        elif wait:
-            limit = self.policy.for_user(who).runs_per_minute
-            error = (
-                f"RateLimitError: {who!r} may start {limit} runs per minute; the next run is allowed in {wait:.0f} s. "
-                "Do more per run (asyncio.gather, loops) instead of many small runs."
-            )
-            result = RunResult(False, "", None, error, 0, (time.perf_counter() - started) * 1000, "rate_limit")
-        else:
+        refused, problems = await self._admit(code, who, view.catalog, view.refused, started)
+        if refused is None:
             clock = RunClock()
             caller = Caller(who, approve, clock.paused)
 
             async def call(qualified: str, arguments: dict[str, Any]) -> Any:
                 return await self.bridge.call(qualified, arguments, caller=caller)
 
-            with self.metrics.running():
-                result = await self.sandbox.run(code, view.catalog.namespaces(), call, clock=clock)
-        digest = hashlib.sha256(code.encode()).hexdigest()[:16]
-        outcome: Any = "ok" if result.ok else "refused" if problems or wait else "error"
+            try:
+                with self.budgets.run(who), self.metrics.running():  # runs in flight, paused for approval or not
+                    result = await self.sandbox.run(code, view.catalog.namespaces(), call, clock=clock)
+            except LimitError as exc:
+                refused = _refusal(f"LimitError: {exc}", started, "limit"), f"limit={exc.key}"
+        if refused is not None:
+            result = refused[0]
+        digest = hashlib.sha256(code.encode(errors="replace")).hexdigest()[:16]
+        outcome: Any = "ok" if result.ok else "refused" if refused is not None else "error"
         # The audit keeps rules and lines, not the rendered problems: those quote argument values.
         # Nor the error text of a failed run: it can quote the code and the values it handled.
-        detail = "; ".join(f"line {p.line}: {p.rule}" for p in problems) or (result.error_kind or "")
+        detail = "; ".join(f"line {p.line}: {p.rule}" for p in problems) or (refused[1] if refused else "")
+        detail = detail or (result.error_kind or "")
         self.events.record(
             AuditEvent("run", who, outcome, result.duration_ms, digest, detail, len(code), len(result.output))
         )
         return result
+
+    async def _admit(
+        self, code: str, who: str, catalog: Catalog, refused: Mapping[str, str], started: float
+    ) -> tuple[tuple[RunResult, str] | None, list[Problem]]:
+        """May this run start? (None, []) or (the refusal and its audit detail, the pre-run check's problems).
+
+        Every run counts against `runs_per_minute`, refused ones too (a refusal costs the portal work as well); the
+        code's size is checked before the pre-run check reads it, and big code is checked off the event loop."""
+        wait = self._runs.admit(who, self.policy.for_user(who).runs_per_minute)
+        if wait:
+            limit = self.policy.for_user(who).runs_per_minute
+            error = (
+                f"RateLimitError: {who!r} may start {limit} runs per minute; the next run is allowed in {wait:.0f} s. "
+                "Do more per run (asyncio.gather, loops) instead of many small runs."
+            )
+            return (_refusal(error, started, "rate_limit"), "rate_limit"), []
+        try:
+            self.budgets.code(code)
+        except LimitError as exc:
+            return (_refusal(f"LimitError: {exc}", started, "limit"), f"limit={exc.key}"), []
+        problems = await self.budgets.offload(
+            check_code, code, catalog, refused, self._unlisted(), size=len(code), user=who
+        )
+        if problems:
+            return (_refusal(render(problems), started, "precheck"), ""), problems
+        return None, []
+
+
+def _refusal(error: str, started: float, kind: RunErrorKind) -> RunResult:
+    return RunResult(False, "", None, error, 0, (time.perf_counter() - started) * 1000, kind)
 
 
 def _retry(status: ServerStatus) -> str:

@@ -110,6 +110,8 @@ def build_server(*, many: int = 0, page_size: int = 50, loop_cursor: bool = Fals
             case "fail":
                 return _text(str(args["message"]), is_error=True)
             case "crash":
+                if "note" in args:  # what a server logs about the call it was serving (not in the schema)
+                    sys.stderr.write(f"demo server: serving {args['note']}\n")
                 sys.stderr.write("demo server: crashing on request\n")
                 sys.stderr.flush()
                 os._exit(1)

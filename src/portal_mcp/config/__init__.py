@@ -8,6 +8,7 @@ sentences), `secrets` (`secrets_file` and `${user.KEY}` checks), `checks` (polic
 the `mcpServers` JSON, `import_as_yaml`, the bundled config); public names are re-exported here.
 """
 
+from portal_mcp.config.limits import HttpLimitsConfig, LimitsConfig
 from portal_mcp.config.loading import (
     builtin_variables,
     bundled_config_path,
@@ -45,7 +46,9 @@ __all__ = [
     "Approve",
     "AuditConfig",
     "HttpConfig",
+    "HttpLimitsConfig",
     "HttpUser",
+    "LimitsConfig",
     "PolicyConfig",
     "PolicyRule",
     "PortalConfig",

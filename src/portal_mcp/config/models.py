@@ -16,6 +16,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from portal_mcp.config.limits import HttpLimitsConfig, LimitsConfig
 from portal_mcp.config.user_refs import SECRET_NAME, keys_needed
 
 
@@ -256,6 +257,11 @@ class HttpConfig(_Model):
         default_factory=ReplicaConfig,
         description="several replicas: this one's id and every replica's URL, to forward approval answers",
     )
+    limits: HttpLimitsConfig = Field(default_factory=HttpLimitsConfig)
+    operator_groups: list[str] = Field(
+        default=["operators"], description="users in these groups see /metrics and /healthz details"
+    )
+    metric_user_labels: bool = Field(default=True, description="per-user names in metric labels (else `other`)")
 
 
 class AuditConfig(_Model):
@@ -328,6 +334,7 @@ class PortalConfig(_Model):
     http: HttpConfig = Field(default_factory=HttpConfig)
     audit: AuditConfig = Field(default_factory=AuditConfig)
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
     user: str | None = Field(default=None, description="who stdio calls are attributed to (default: the OS user)")
     state_dir: Path | None = Field(
         default=None,

@@ -16,7 +16,7 @@ from typing import Literal, Protocol
 Outcome = Literal["ok", "error", "refused"]
 RunErrorKind = Literal[
     "exception", "syntax", "memory", "not_awaited", "internal", "timeout", "cpu", "crash", "protocol", "too_long",
-    "precheck", "rate_limit",
+    "precheck", "rate_limit", "limit",
 ]  # fmt: skip
 """Why a run failed: the detail of a failed run's record, and a bounded label of the metrics."""
 Verdict = Literal["approved", "declined", "cancelled", "unsupported", "no_session", "timeout", "failed"]

@@ -61,9 +61,6 @@ class Hooks:
     status: Callable[[ServerStatus], None]
     redactor: Redactor
     """Applied to every error and event message the link writes, and to the tools it lists."""
-    private_stderr: bool = False
-    """The process runs with one user's secrets (a `${user.KEY}` server): what it prints to stderr is that user's
-    business, so it stays in the portal's log and out of error messages, statuses and events."""
     listed: Callable[[str, list[Tool], bool], Awaitable[None]] | None = None
     """Every successful listing (server, tools, whether this is the link's first connection): the pool keeps it
     as the server's last known list and, for a server that came up after start, updates the catalog."""
@@ -534,11 +531,11 @@ class Link:
         elif self._stream_error:
             message += f" ({self._stream_error})"
         if self._pump is not None:
+            # Never the lines themselves: this text reaches users (call errors, events, statuses), and what a
+            # server printed while serving one user can hold that user's data. The operator's log has them.
             self._pump.drain()
-            if self._pump.tail and self._hooks.private_stderr:
+            if self._pump.tail:
                 message += "; its stderr is in the portal's log"
-            elif self._pump.tail:
-                message += "; its stderr ends with: " + " | ".join(list(self._pump.tail)[-5:])
         return message
 
 

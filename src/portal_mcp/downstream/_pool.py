@@ -167,8 +167,9 @@ class DownstreamPool:
                     if pump is not None and pump.available:
                         self._pumps.append(pump)
                         task_group.start_soon(pump.run)
-                    own = replace(hooks, private_stderr=True) if needed else hooks
-                    self._links[name] = Link(name, _users.for_user(server, secrets), own, pump, self._down_retry_after)
+                    self._links[name] = Link(
+                        name, _users.for_user(server, secrets), hooks, pump, self._down_retry_after
+                    )
             if self._needs:
                 task_group.start_soon(self._close_idle_links)
             for name, local_server in self._local.items():
@@ -342,7 +343,6 @@ class DownstreamPool:
             tools_changed=_users.ignore_tools,
             status=_users.ignore_status,
             listed=None,
-            private_stderr=True,
         )
         link = Link(server, _users.for_user(config, secrets), hooks, pump, self._down_retry_after)
         self._user_links[key] = link

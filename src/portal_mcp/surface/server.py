@@ -33,7 +33,9 @@ from portal_mcp.portal import Portal
 from portal_mcp.runs.approvals import PendingRuns, asks_in_result, can_elicit, direct_approver, no_session
 from portal_mcp.runs.bridge import Approver
 from portal_mcp.sandbox.host import RunResult
+from portal_mcp.surface.http_limits import BodyLimits, guarded_protocol, install_log_limits
 from portal_mcp.surface.peers import NOT_FORWARDED, ReplicaRouter
+from portal_mcp.surface.principals import session_owner
 from portal_mcp.tools import INSTRUCTIONS, MAX_LIMIT, TOOLS
 
 logger = logging.getLogger("portal_mcp")
@@ -223,8 +225,12 @@ class PortalServer:
         import uvicorn
 
         app = self.http_app(host, http)
+        install_log_limits()  # http_limits.py: connection caps, header deadline, floods of log lines bounded
         # log_config=None: uvicorn's loggers propagate to the portal's handler (text or JSON, see `logs`).
-        config = uvicorn.Config(app, host=host, port=port, log_level="warning", log_config=None, lifespan="on")
+        config = uvicorn.Config(
+            app, host=host, port=port, log_level="warning", log_config=None, lifespan="on",
+            http=guarded_protocol(http.limits),
+        )  # fmt: skip
         await uvicorn.Server(config).serve()
 
     def http_app(self, host: str, http: HttpConfig) -> ASGIApp:
@@ -256,10 +262,16 @@ class PortalServer:
         )
         guard = TransportSecurityMiddleware(security)
         authenticated = bool(_tokens(http))
+        operators = frozenset(name for name, user in http.users.items() if set(user.groups) & set(http.operator_groups))
+
+        def operator(request: Request) -> bool:  # with tokens, only `http.operator_groups` members see the details
+            return not authenticated or request.scope.get("portal_user") in operators
 
         async def metrics(request: Request) -> Response:
             if (refused := await guard.validate_request(request)) is not None:
                 return refused
+            if not operator(request):
+                return JSONResponse({"error": "forbidden: /metrics is for users in `http.operator_groups`"}, 403)
             # Serialising walks every series and may count the catalog's tokens: off the event loop.
             body, content_type = await anyio.to_thread.run_sync(self.portal.metrics.exposition, request.headers.get("accept"))  # fmt: skip
             return Response(body, headers={"content-type": content_type})
@@ -267,7 +279,7 @@ class PortalServer:
         async def healthz(request: Request) -> Response:
             if (refused := await guard.validate_request(request)) is not None:
                 return refused
-            detailed = not authenticated or "portal_user" in request.scope
+            detailed = operator(request)
             return JSONResponse(self.health(detailed), headers={"cache-control": "no-store"})
 
         app: ASGIApp = self.server.streamable_http_app(
@@ -293,7 +305,7 @@ class PortalServer:
                 | {user.token: name for name, user in http.users.items() if user.token is not None},
                 public=frozenset({"/healthz"}),
             )
-        return app
+        return BodyLimits(app, http.limits)
 
     def health(self, detailed: bool = True) -> dict[str, Any]:
         """`/healthz`: `ok` when every downstream server is usable, `degraded` when one is not (the portal still
@@ -332,7 +344,7 @@ class BearerAuth:
         if scope["type"] == "http":
             user = self._identify(scope)
             if user is None and scope.get("path") in self._public:
-                await self.app({key: value for key, value in scope.items() if key != "portal_user"}, receive, send)
+                await self.app({k: v for k, v in scope.items() if k not in ("portal_user", "user")}, receive, send)
                 return
             if user is None:
                 body = b'{"error": "unauthorized", "error_description": "send Authorization: Bearer <token>"}'
@@ -348,8 +360,14 @@ class BearerAuth:
                 )
                 await send({"type": "http.response.body", "body": body})
                 return
-            scope = {**scope, "portal_user": user}
+            # `user`: the SDK refuses a session to any principal but the one that opened it (principals.py).
+            scope = {**scope, "portal_user": user, "user": session_owner(user, self._presented(scope))}
         await self.app(scope, receive, send)
+
+    @staticmethod
+    def _presented(scope: Scope) -> bytes:
+        header: bytes = dict(scope.get("headers") or []).get(b"authorization", b"")
+        return header.partition(b" ")[2].strip()
 
     def _identify(self, scope: Scope) -> str | None:
         header = dict(scope.get("headers") or []).get(b"authorization", b"")
