@@ -21,9 +21,8 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"downstream", "sandbox"}),
     frozenset({"runs"}),
     frozenset({"portal"}),
-    frozenset({"surface", "agents_md"}),
+    frozenset({"surface"}),
     frozenset({"benchmark"}),
-    frozenset({"demo"}),
     frozenset({"cli"}),
     frozenset({"__main__"}),
 )

@@ -11,6 +11,7 @@ the audit sink are created here and passed in.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import getpass
 import hashlib
@@ -83,10 +84,14 @@ class Portal:
         audit: AuditSink | None = None,
         user: str | None = None,
         errlog: TextIO | None = None,
+        catalog_only: bool = False,
     ) -> AsyncIterator[Portal]:
         """Connect every downstream server (failures are reported, not raised) and start the sandbox host.
 
-        Stdio servers' stderr goes to `errlog` (default: the portal's stderr) as `[name] line`."""
+        Stdio servers' stderr goes to `errlog` (default: the portal's stderr) as `[name] line`. With `catalog_only`
+        (commands that only read the catalog: stubs, snapshot, search, agents-md) the sandbox host is never entered,
+        so no fork server starts and a run raises SandboxError, and the configured audit store is never opened:
+        events go to memory unless `audit` is given."""
         portal: Portal | None = None
 
         async def tools_changed(server: str, tools: list[Tool]) -> None:
@@ -109,7 +114,11 @@ class Portal:
             redactor=Redactor(config.secret_values()),
         )
         # The sink outlives the pool and the sandbox, so calls finishing during shutdown are still recorded.
-        async with _audit_sink(config, audit) as sink, pool, SandboxHost(config.sandbox) as sandbox:
+        sandbox = SandboxHost(config.sandbox)
+        if catalog_only:
+            audit = audit or MemoryAuditSink()
+        started = contextlib.nullcontext(sandbox) if catalog_only else sandbox
+        async with _audit_sink(config, audit) as sink, pool, started:
             portal = cls(config, pool, sandbox, sink, user or config.user or _os_user())
             for problem in portal.policy.unmatched(portal.catalog):
                 logger.warning("%s: a typo? it has no effect", problem, extra={"event": "policy_unmatched"})
