@@ -13,7 +13,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "portal_mcp"
 
 LAYERS: tuple[frozenset[str], ...] = (
-    frozenset({"errors", "naming", "tools", "logs"}),
+    frozenset({"errors", "naming", "tools", "logs", "sdk"}),
     frozenset({"__init__"}),
     frozenset({"config"}),
     frozenset({"catalog"}),
