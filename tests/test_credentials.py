@@ -332,6 +332,8 @@ print(await remote.whoami())
         config = load(write_setup(tmp_path, marks, url))
         with anyio.fail_after(60):
             async with Portal.open(config) as portal:
+                # The test's log output, as an embedding application's: it adds the portal's redaction itself.
+                caplog.handler.addFilter(portal.redactor.filter())
                 outputs = [(await portal.execute_code(hunt, user=user)).render() for user in ("alice", "bob")]
                 outputs.append(portal.search_api("credentials whoami"))
                 outputs.append(portal.search_api(""))

@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from portal_mcp.cli.common import CONFIG_OPTION, load, logger, run
+from portal_mcp.control.credentials import Redactor
 from portal_mcp.logs import LogFormat
 from portal_mcp.logs import configure as configure_logging
 from portal_mcp.portal import Portal
@@ -53,9 +54,11 @@ def serve(
 
     if transport == "stdio" and stateless is not None:
         raise click.UsageError("--stateless/--stateful applies to `--transport http`; stdio has one client")
-    errlog = configure_logging(log_format)
+    output = configure_logging(log_format)
     as_log = log_format == "json"
     config = load(config_path, as_log=as_log)
+    # Every record on the portal's log output, the SDK's and httpx's too, with the config's secrets taken out.
+    output.handler.addFilter(Redactor(config.secret_values()).filter())
     http = config.http if stateless is None else config.http.model_copy(update={"stateless": stateless})
     if replica_id:  # replicas share one config: each gets its own id on the command line (checked below)
         http = http.model_copy(update={"replica": http.replica.model_copy(update={"id": replica_id})})
@@ -65,7 +68,7 @@ def serve(
             PortalServer.check_bind(host, http, config.source)
             PortalServer.check_replica(http, config.source)
         # Servers that fail to start are logged by the pool (`portal_mcp.downstream`), so no warnings are printed here.
-        async with Portal.open(config, errlog=errlog) as portal:
+        async with Portal.open(config, errlog=output.errlog) as portal:
             server = PortalServer(portal)
             statuses = portal.statuses()
             down = [s.name for s in statuses if s.state in ("failed", "down")]

@@ -26,7 +26,7 @@ from portal_mcp.catalog.snapshot import load_snapshot
 from portal_mcp.catalog.status import ServerState, ServerStatus, TransportKind, transport_kind
 from portal_mcp.config import RemoteServerConfig, ServerConfig, SnapshotServerConfig, StdioServerConfig
 from portal_mcp.config.user_refs import expand_user_refs, first_user_with, missing_keys
-from portal_mcp.control.credentials import RedactingFilter, Redactor
+from portal_mcp.control.credentials import Redactor
 from portal_mcp.downstream._events import DownstreamEvent
 from portal_mcp.downstream._link import CLOSE_GRACE, Hooks, Link
 from portal_mcp.downstream._stderr import StderrPump
@@ -68,7 +68,8 @@ class DownstreamPool:
         may be the portal's MCP channel. After a server ends `down` (or `failed`), calls fail fast for
         `down_retry_after` seconds; the next call after that tries to bring it back. `users` maps each user to
         their secrets, for servers whose headers/env say `${user.KEY}`. `redactor` takes secret values out of every
-        error, event, stderr line, tool listing and (while the pool is open) log record of the root handlers."""
+        error, event, stderr line and tool listing; the pool changes no logging settings (the log output's owner
+        adds `redactor.filter()` to its handlers: `portal-mcp serve` does)."""
         clash = sorted(set(servers) & set(local or {}))
         if clash:
             raise ValueError(f"server names {clash} are both configured and passed as `local`; rename one")
@@ -93,19 +94,12 @@ class DownstreamPool:
         self._user_links: dict[tuple[str, str], Link] = {}
         self._task_group: anyio.abc.TaskGroup | None = None
         self._hooks: Hooks | None = None
-        self._log_filter: tuple[RedactingFilter, list[logging.Handler]] | None = None
 
     async def __aenter__(self) -> DownstreamPool:
         if self._entered:
             raise RuntimeError("a DownstreamPool can be entered only once")
         self._entered = True
         self._stack = AsyncExitStack()
-        if self._redactor:
-            log_filter = self._redactor.filter()
-            handlers = list(logging.getLogger().handlers)
-            for handler in handlers:
-                handler.addFilter(log_filter)
-            self._log_filter = (log_filter, handlers)
         try:
             task_group = await self._stack.enter_async_context(anyio.create_task_group())
             self._task_group = task_group
@@ -192,10 +186,6 @@ class DownstreamPool:
             for pump in self._pumps:
                 pump.drain()  # the last words of a server that just exited
                 pump.close()
-            if self._log_filter is not None:
-                log_filter, handlers = self._log_filter
-                for handler in handlers:
-                    handler.removeFilter(log_filter)
 
     def listings(self) -> dict[str, list[Tool]]:
         """The current tools of every usable server (connected, reconnectable, snapshot), in config order."""
