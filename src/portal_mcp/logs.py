@@ -68,6 +68,12 @@ class DownstreamStderr(io.TextIOBase):
         return len(text)
 
 
+def downstream_stderr() -> TextIO:
+    """A `DownstreamStderr`, typed as the text stream `Portal.open(errlog=...)` takes: a TextIOBase, it has every
+    method the pool's stderr pump uses."""
+    return cast(TextIO, DownstreamStderr())
+
+
 class LogOutput(NamedTuple):
     """What `configure` installed: the handler (add filters to it, e.g. the portal's redaction) and the stream
     stdio servers' stderr should go to."""
@@ -95,6 +101,5 @@ def configure(log_format: LogFormat, stream: TextIO | None = None) -> LogOutput:
     logging.getLogger("bm25s").setLevel(logging.WARNING)  # it logs every index build at DEBUG
     if log_format == "json":
         logging.captureWarnings(True)
-        # A TextIOBase: has every method the pool's stderr pump uses.
-        return LogOutput(handler, cast(TextIO, DownstreamStderr()))
+        return LogOutput(handler, downstream_stderr())
     return LogOutput(handler, None)
