@@ -6,14 +6,16 @@ configured for `serve` is not needed to print stubs."""
 from __future__ import annotations
 
 import shlex
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import click
 
 from portal_mcp.cli.common import CONFIG_OPTION, USER_OPTION, config_failed, load, open_portal, run, write
-from portal_mcp.config import RemoteServerConfig, StdioServerConfig
+from portal_mcp.config import PortalConfig, RemoteServerConfig, StdioServerConfig
 from portal_mcp.errors import ConfigError
+from portal_mcp.portal import Portal
 
 
 @click.command()
@@ -59,18 +61,11 @@ def snapshot(config_path: Path | None, out_dir: Path) -> None:
     """Write one tools/list snapshot file per connected server into --out."""
     from portal_mcp.catalog.snapshot import dump_snapshot
 
-    config = load(config_path)
+    def files(config: PortalConfig, portal: Portal) -> Iterator[tuple[str, str, int]]:
+        for name, tools in portal.pool.listings().items():
+            yield f"{name}.json", dump_snapshot(name, _source(config.servers.get(name)), tools), len(tools)
 
-    async def writing() -> int:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        async with open_portal(config, catalog_only=True) as portal:
-            listings = portal.pool.listings()
-            failed = [s.name for s in portal.statuses() if s.state in ("failed", "down")]
-        for name, tools in listings.items():
-            write(out_dir / f"{name}.json", dump_snapshot(name, _source(config.servers.get(name)), tools), len(tools))
-        return 1 if failed else 0
-
-    run(writing)
+    _write_per_server(config_path, out_dir, files, strict=True)
 
 
 @click.command()
@@ -80,15 +75,32 @@ def stubs(config_path: Path | None, out_dir: Path) -> None:
     """Write one typed stub file (.pyi) per server into --out."""
     from portal_mcp.catalog.stubs.render import render_module
 
+    def files(config: PortalConfig, portal: Portal) -> Iterator[tuple[str, str, int]]:
+        for name in portal.catalog.servers():
+            entries = portal.catalog.by_server(name)
+            yield f"{name}.pyi", render_module(name, entries), len(entries)
+
+    _write_per_server(config_path, out_dir, files, strict=False)
+
+
+def _write_per_server(
+    config_path: Path | None,
+    out_dir: Path,
+    files: Callable[[PortalConfig, Portal], Iterable[tuple[str, str, int]]],
+    *,
+    strict: bool,
+) -> None:
+    """Write the (file name, text, tool count) of `files` into `out_dir`; with `strict`, exit 1 if a server failed."""
     config = load(config_path)
 
-    async def writing() -> None:
+    async def writing() -> int:
         out_dir.mkdir(parents=True, exist_ok=True)
         async with open_portal(config, catalog_only=True) as portal:
-            catalog = portal.catalog
-        for name in catalog.servers():
-            entries = catalog.by_server(name)
-            write(out_dir / f"{name}.pyi", render_module(name, entries), len(entries))
+            rendered = list(files(config, portal))
+            failed = any(s.state in ("failed", "down") for s in portal.statuses())
+        for name, text, tools in rendered:
+            write(out_dir / name, text, tools)
+        return 1 if strict and failed else 0
 
     run(writing)
 
