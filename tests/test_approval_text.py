@@ -21,7 +21,7 @@ __all__ = ["era"]  # the fixture, imported for its parametrisation over both pro
 def bank(received: list[dict[str, Any]]) -> MCPServer:
     server = MCPServer("bank")
 
-    @server.tool(annotations=types.ToolAnnotations(destructiveHint=True))
+    @server.tool(annotations=types.ToolAnnotations(destructive_hint=True))
     def pay(memo: str, to_account: str, amount: int) -> str:
         """Send a payment."""
         received.append({"memo": memo, "to_account": to_account, "amount": amount})

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
+import mcp_types as types
 import pytest
 from mcp.client import Client
 
@@ -335,7 +336,9 @@ async def client(tmp_path_factory: pytest.TempPathFactory, portal_secret: None) 
 async def _execute(client: Client, code: str) -> tuple[str, bool]:
     with anyio.fail_after(30):
         result = await client.call_tool("execute_code", {"code": code})
-    return "\n".join(block.text for block in result.content), bool(result.is_error)
+    return "\n".join(block.text for block in result.content if isinstance(block, types.TextContent)), bool(
+        result.is_error
+    )
 
 
 def _assert_no_secret(text: str) -> None:

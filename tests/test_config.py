@@ -363,9 +363,9 @@ def test_list_as_on_a_server_without_user_references_is_refused(tmp_path: Path) 
     assert "`list_as` only applies to servers whose headers/env use `${user.KEY}`" in message
 
 
-def test_the_readme_config_reference_is_a_valid_config(tmp_path: Path) -> None:
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    section = readme[readme.index("## portal.yaml reference") :]
+def test_the_config_reference_is_a_valid_config(tmp_path: Path) -> None:
+    reference = (Path(__file__).resolve().parents[1] / "docs" / "configuration.md").read_text()
+    section = reference[reference.index("## portal.yaml reference") :]
     text = section[section.index("```yaml\n") + 8 : section.index("\n```", section.index("```yaml"))]
     (tmp_path / "schemas").mkdir()
     shutil.copy(bundled_schemas_dir() / "time.json", tmp_path / "schemas" / "legacy.json")

@@ -14,7 +14,8 @@ import mcp_types as types
 import pytest
 from mcp.client import Client
 
-from tests.portals import STARTUP_TIMEOUT, PortalExited, authorised_client, free_port, portal_command, running_portal
+from tests.portals import STARTUP_TIMEOUT, PortalExited, authorised_client, portal_command, running_portal
+from tests.servers import free_port
 
 INITIALIZE = {
     "jsonrpc": "2.0",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 import textwrap
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -327,16 +327,14 @@ async def test_runs_per_minute_is_counted_per_user() -> None:
 
 # --- approvals through MCP elicitation ---------------------------------------------------------------------------------
 
-Answer = Callable[[types.ElicitRequestParams], Any]
+Answer = Callable[[types.ElicitRequestParams], types.ElicitResult | Awaitable[types.ElicitResult]]
 
 
 def elicitation(answer: Answer, asked: list[str]) -> Any:
     async def callback(context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
         asked.append(params.message)
         result = answer(params)
-        if hasattr(result, "__await__"):
-            result = await result
-        return result
+        return result if isinstance(result, types.ElicitResult) else await result
 
     return callback
 
@@ -485,7 +483,10 @@ async def test_calls_gathered_at_once_are_each_asked_about(era: str) -> None:
 
 
 async def test_an_answer_for_no_waiting_run_gets_a_clear_error() -> None:
-    callback = elicitation(lambda _: None, [])
+    def unused(_: types.ElicitRequestParams) -> types.ElicitResult:
+        raise AssertionError("answered by hand, never through the callback")
+
+    callback = elicitation(unused, [])
     async with (
         opened(config_with(APPROVE_DESTRUCTIVE), []) as (portal, _),
         Client(PortalServer(portal).server, elicitation_callback=callback) as client,

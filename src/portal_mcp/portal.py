@@ -11,6 +11,7 @@ the audit sink are created here and passed in.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import getpass
 import hashlib
@@ -90,12 +91,16 @@ class Portal:
         user: str | None = None,
         errlog: TextIO | None = None,
         background: bool = False,
+        catalog_only: bool = False,
     ) -> AsyncIterator[Portal]:
         """Connect every downstream server (failures are reported, not raised) and start the sandbox host.
 
         Stdio servers' stderr goes to `errlog` (default: the portal's stderr) as `[name] line`. With `background`
         the portal is usable at once and servers connect meanwhile: until one is up, search and stubs use its last
-        known tools (kept in the state folder) and a call to it waits for its first attempt (`connect_timeout`)."""
+        known tools (kept in the state folder) and a call to it waits for its first attempt (`connect_timeout`).
+        With `catalog_only` (commands that only read the catalog: stubs, snapshot, search, agents-md) the sandbox
+        host is never entered, so no fork server starts and a run raises SandboxError, and the configured audit
+        store is never opened: events go to memory unless `audit` is given."""
         portal: Portal | None = None
 
         async def tools_changed(server: str, tools: list[Tool]) -> None:
@@ -120,7 +125,11 @@ class Portal:
             background=background,
         )
         # The sink outlives the pool and the sandbox, so calls finishing during shutdown are still recorded.
-        async with _audit_sink(config, audit) as sink, pool, SandboxHost(config.sandbox) as sandbox:
+        sandbox = SandboxHost(config.sandbox)
+        if catalog_only:
+            audit = audit or MemoryAuditSink()
+        started = contextlib.nullcontext(sandbox) if catalog_only else sandbox
+        async with _audit_sink(config, audit) as sink, pool, started:
             portal = cls(config, pool, sandbox, sink, user or config.user or _os_user())
             for problem in portal.policy.unmatched(portal.catalog):
                 logger.warning("%s: a typo? it has no effect", problem, extra={"event": "policy_unmatched"})

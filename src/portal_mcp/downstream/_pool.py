@@ -27,7 +27,7 @@ from portal_mcp.catalog.snapshot import load_snapshot
 from portal_mcp.catalog.status import ServerState, ServerStatus, TransportKind, transport_kind
 from portal_mcp.config import ServerConfig, SnapshotServerConfig, StdioServerConfig
 from portal_mcp.config.user_refs import first_user_with, missing_keys
-from portal_mcp.control.credentials import RedactingFilter, Redactor
+from portal_mcp.control.credentials import Redactor
 from portal_mcp.downstream import _users
 from portal_mcp.downstream._events import DownstreamEvent
 from portal_mcp.downstream._known import KnownTools
@@ -78,9 +78,10 @@ class DownstreamPool:
         may be the portal's MCP channel. After a server ends `down` (or `failed`), calls fail fast for
         `down_retry_after` seconds; the next call after that tries to bring it back. `users` maps each user to
         their secrets, for servers whose headers/env say `${user.KEY}`. `redactor` takes secret values out of every
-        error, event, stderr line, tool listing and (while the pool is open) log record of the root handlers.
-        `state_dir` keeps each server's last tool list (`KnownTools`); `background=True` returns from `async with`
-        at once and connects meanwhile (progress goes to the log), instead of waiting for every first attempt."""
+        error, event, stderr line and tool listing; the pool changes no logging settings (the log output's owner
+        adds `redactor.filter()` to its handlers: `portal-mcp serve` does). `state_dir` keeps each server's last tool
+        list (`KnownTools`); `background=True` returns from `async with` at once and connects meanwhile (progress
+        goes to the log), instead of waiting for every first attempt."""
         clash = sorted(set(servers) & set(local or {}))
         if clash:
             raise ValueError(f"server names {clash} are both configured and passed as `local`; rename one")
@@ -105,7 +106,6 @@ class DownstreamPool:
         self._user_links: dict[tuple[str, str], Link] = {}
         self._task_group: anyio.abc.TaskGroup | None = None
         self._hooks: Hooks | None = None
-        self._log_filter: tuple[RedactingFilter, list[logging.Handler]] | None = None
         self._known = KnownTools(state_dir, self._servers)
         self._background = background
         self._ready = False
@@ -115,12 +115,6 @@ class DownstreamPool:
             raise RuntimeError("a DownstreamPool can be entered only once")
         self._entered = True
         self._stack = AsyncExitStack()
-        if self._redactor:
-            log_filter = self._redactor.filter()
-            handlers = list(logging.getLogger().handlers)
-            for handler in handlers:
-                handler.addFilter(log_filter)
-            self._log_filter = (log_filter, handlers)
         try:
             task_group = await self._stack.enter_async_context(anyio.create_task_group())
             self._task_group = task_group
@@ -220,10 +214,6 @@ class DownstreamPool:
             for pump in self._pumps:
                 pump.drain()  # the last words of a server that just exited
                 pump.close()
-            if self._log_filter is not None:
-                log_filter, handlers = self._log_filter
-                for handler in handlers:
-                    handler.removeFilter(log_filter)
 
     def listings(self) -> dict[str, list[Tool]]:
         """The current tools of every usable server (connected, reconnectable, snapshot), in config order."""

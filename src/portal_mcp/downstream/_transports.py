@@ -21,8 +21,8 @@ from portal_mcp.downstream._processes import SPAWN_ID_VAR
 from portal_mcp.downstream._stderr import StderrPump
 
 if TYPE_CHECKING:
-    # The SDK's stream protocols; only named in annotations.
-    from mcp.client._transport import ReadStream, TransportStreams, WriteStream
+    # The SDK's stream protocols (in a private module: portal_mcp.sdk names them); only named in annotations.
+    from portal_mcp.sdk import ReadStream, TransportStreams, WriteStream
 
 
 class Watch:

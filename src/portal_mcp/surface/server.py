@@ -6,7 +6,6 @@ that awaits the stubs) in as few tokens as possible; `tests/test_server.py` hold
 
 from __future__ import annotations
 
-import hmac
 import logging
 import warnings
 import weakref
@@ -22,7 +21,7 @@ from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp
 
 from portal_mcp import __version__
 from portal_mcp.config import ANONYMOUS, HttpConfig, ReplicaConfig, is_loopback
@@ -33,9 +32,10 @@ from portal_mcp.portal import Portal
 from portal_mcp.runs.approvals import PendingRuns, asks_in_result, can_elicit, direct_approver, no_session
 from portal_mcp.runs.bridge import Approver
 from portal_mcp.sandbox.host import RunResult
+from portal_mcp.sdk import Connection, connection_of, lasting_connection
+from portal_mcp.surface.auth import BearerAuth
 from portal_mcp.surface.http_limits import BodyLimits, guarded_protocol, install_log_limits
 from portal_mcp.surface.peers import NOT_FORWARDED, ReplicaRouter
-from portal_mcp.surface.principals import session_owner
 from portal_mcp.tools import INSTRUCTIONS, MAX_LIMIT, TOOLS
 
 logger = logging.getLogger("portal_mcp")
@@ -49,9 +49,9 @@ class PortalServer:
     def __init__(self, portal: Portal) -> None:
         self.portal = portal
         # Connections that asked for log messages, with their minimum level; weak so closed sessions drop out.
-        self._log_levels: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
-        self._listed: weakref.WeakSet[Any] = weakref.WeakSet()  # connections counted in the tokens-saved metric
-        self._owners: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()  # connection -> its user
+        self._log_levels: weakref.WeakKeyDictionary[Connection, int] = weakref.WeakKeyDictionary()
+        self._listed: weakref.WeakSet[Connection] = weakref.WeakSet()  # connections counted in the tokens-saved metric
+        self._owners: weakref.WeakKeyDictionary[Connection, str] = weakref.WeakKeyDictionary()  # connection -> its user
         with warnings.catch_warnings():
             # logging/setLevel is deprecated for 2026-07-28 clients but is what today's clients use.
             warnings.simplefilter("ignore", MCPDeprecationWarning)
@@ -74,7 +74,7 @@ class PortalServer:
     ) -> types.ListToolsResult:
         await self._greet(ctx)
         # Counted once per connection: a legacy session, or one request of the sessionless 2026-07-28 protocol.
-        connection = getattr(ctx.session, "_connection", None)  # with or without a channel: each client counts
+        connection = connection_of(ctx.session)  # with or without a channel: each client counts
         if connection is not None and connection not in self._listed:
             self._listed.add(connection)
             await anyio.to_thread.run_sync(self.portal.metrics.tools_listed)
@@ -179,7 +179,7 @@ class PortalServer:
             if _LEVELS.index(event.level) >= minimum:
                 await self._send(connection, event.level, data)
 
-    async def _send(self, connection: Any, level: types.LoggingLevel, data: dict[str, Any]) -> None:
+    async def _send(self, connection: Connection, level: types.LoggingLevel, data: dict[str, Any]) -> None:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", MCPDeprecationWarning)
@@ -328,60 +328,6 @@ class PortalServer:
         return {"status": status, "version": __version__, "tools": len(self.portal.catalog), "servers": servers}
 
 
-class BearerAuth:
-    """Requires `Authorization: Bearer <token>` matching a configured token (constant-time compare), and records
-    whose token it was in the ASGI scope (`portal_user`) so every search, run and call is attributed.
-
-    Requests for a `public` path pass without a token (and without `portal_user`); the endpoint decides what an
-    anonymous caller sees."""
-
-    def __init__(self, app: ASGIApp, users: dict[str, str], public: frozenset[str] = frozenset()) -> None:
-        self.app = app
-        self._users = [(token.encode(), user) for token, user in users.items() if token]
-        self._public = public
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            user = self._identify(scope)
-            if user is None and scope.get("path") in self._public:
-                await self.app({k: v for k, v in scope.items() if k not in ("portal_user", "user")}, receive, send)
-                return
-            if user is None:
-                body = b'{"error": "unauthorized", "error_description": "send Authorization: Bearer <token>"}'
-                await send(
-                    {
-                        "type": "http.response.start",
-                        "status": 401,
-                        "headers": [
-                            (b"content-type", b"application/json"),
-                            (b"www-authenticate", b'Bearer realm="portal-mcp"'),
-                        ],
-                    }
-                )
-                await send({"type": "http.response.body", "body": body})
-                return
-            # `user`: the SDK refuses a session to any principal but the one that opened it (principals.py).
-            scope = {**scope, "portal_user": user, "user": session_owner(user, self._presented(scope))}
-        await self.app(scope, receive, send)
-
-    @staticmethod
-    def _presented(scope: Scope) -> bytes:
-        header: bytes = dict(scope.get("headers") or []).get(b"authorization", b"")
-        return header.partition(b" ")[2].strip()
-
-    def _identify(self, scope: Scope) -> str | None:
-        header = dict(scope.get("headers") or []).get(b"authorization", b"")
-        scheme, _, presented = header.partition(b" ")
-        if scheme.lower() != b"bearer" or not presented:
-            return None
-        # Compare against every token so timing does not reveal which one (or whether any) matched early.
-        found: str | None = None
-        for token, user in self._users:
-            if hmac.compare_digest(presented.strip(), token):
-                found = user
-        return found
-
-
 def _input_schema(name: str) -> dict[str, Any] | None:
     return next((tool.input_schema for tool in TOOLS if tool.name == name), None)
 
@@ -402,15 +348,9 @@ def _caller(ctx: ServerRequestContext[Any]) -> str | None:
     return user if isinstance(user, str) else None
 
 
-def _connection(ctx: ServerRequestContext[Any]) -> Any:
-    """The connection a request came on, if it outlives the request and has a channel for log notifications.
-
-    The SDK exposes the connection only on the per-request session. Stateless HTTP requests (and 2026-07-28 ones)
-    each get a fresh connection without a standalone channel: remembering those would greet every request and keep
-    a log level nobody can use, so they count as no connection.
-    """
-    connection = getattr(ctx.session, "_connection", None)
-    return connection if getattr(connection, "has_standalone_channel", False) else None
+def _connection(ctx: ServerRequestContext[Any]) -> Connection | None:
+    """The connection a request came on, if it outlives the request and has a channel for log notifications."""
+    return lasting_connection(ctx.session)
 
 
 def _run_reply(result: RunResult | types.InputRequiredResult) -> types.CallToolResult | types.InputRequiredResult:

@@ -47,7 +47,7 @@ import threading
 import uuid
 from collections.abc import Callable, Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
@@ -191,7 +191,7 @@ class PostgresAuditSink(AuditQueries):
         """The queue and its counters (`pending`, `written`, `dropped`, `lost`) and thread (`running`)."""
         return self._writer
 
-    def __enter__(self) -> PostgresAuditSink:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(
