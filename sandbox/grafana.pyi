@@ -60,7 +60,7 @@ class Filter(TypedDict):
     value: str  # The value to match against
     type: str  # One of the '=' or '!=' or '=~' or '!~'
 
-class Matche(TypedDict, total=False):
+class Match(TypedDict, total=False):
     filters: list[Filter]
 
 class Operation(TypedDict):
@@ -638,7 +638,7 @@ async def list_oncall_users(*, page: int | None = None, userId: str | None = Non
         username: The username to filter users by. If provided, returns only the user matching this username
     """
 
-async def list_prometheus_label_names(*, datasourceUid: str, endRfc3339: str | None = None, limit: int = 100, matches: list[Matche] | None = None, projectName: str | None = None, startRfc3339: str | None = None) -> Any:
+async def list_prometheus_label_names(*, datasourceUid: str, endRfc3339: str | None = None, limit: int = 100, matches: list[Match] | None = None, projectName: str | None = None, startRfc3339: str | None = None) -> Any:
     """List label names in a PromQL-compatible datasource (Prometheus, Thanos, Mimir, Cloud Monitoring, etc.). Allows filtering by series selectors and time range.
 
     Args:
@@ -650,7 +650,7 @@ async def list_prometheus_label_names(*, datasourceUid: str, endRfc3339: str | N
         startRfc3339: Optionally, the start time of the time range to filter the results by. Supports RFC3339 or relative time (e.g. 'now-1h')
     """
 
-async def list_prometheus_label_values(*, datasourceUid: str, labelName: str, endRfc3339: str | None = None, limit: int = 100, matches: list[Matche] | None = None, projectName: str | None = None, startRfc3339: str | None = None) -> Any:
+async def list_prometheus_label_values(*, datasourceUid: str, labelName: str, endRfc3339: str | None = None, limit: int = 100, matches: list[Match] | None = None, projectName: str | None = None, startRfc3339: str | None = None) -> Any:
     """Gets the values for a specific label name in a PromQL-compatible datasource (Prometheus, Thanos, Mimir, Cloud Monitoring, etc.). Allows filtering by series selectors and time range.
 
     Args:

@@ -36,11 +36,11 @@ class AggregateResult(TypedDict):
     count: Literal['indeterminate'] | float  # The total number of documents returned by the aggregation pipeline
     appliedLimits: list[Literal['config.maxDocumentsPerQuery', 'config.maxBytesPerQuery', 'tool.responseBytesLimit']]  # The limits applied to the aggregation pipeline
 
-class ClassicIndexe(TypedDict):
+class ClassicIndex(TypedDict):
     name: str
     key: dict[str, Any]
 
-class SearchIndexe(TypedDict):
+class SearchIndex(TypedDict):
     name: str
     type: str
     status: str
@@ -48,8 +48,8 @@ class SearchIndexe(TypedDict):
     latestDefinition: dict[str, Any]
 
 class CollectionIndexesResult(TypedDict):
-    classicIndexes: list[ClassicIndexe]
-    searchIndexes: list[SearchIndexe]
+    classicIndexes: list[ClassicIndex]
+    searchIndexes: list[SearchIndex]
     classicIndexesCount: float
     searchIndexesCount: float
 

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import json
 import keyword
-import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
+from portal_mcp.catalog.stubs.names import camel, shared_result_name, singular
 from portal_mcp.catalog.stubs.pytypes import (
     ANY,
     BOOL,
@@ -56,7 +56,6 @@ _RESERVED = TYPING_NAMES | {"str", "int", "float", "bool", "list", "dict", "None
 _STRUCTURAL = ("type", "properties", "items", "prefixItems", "additionalProperties", "enum", "const", "$ref")
 # Formats that only restate the Python type (`int32` on an integer); not worth the tokens.
 _NUMERIC_FORMATS = frozenset({"int32", "int64", "float", "double", "decimal", "integer", "number"})
-_WORD = re.compile(r"[0-9A-Za-z]+")
 
 
 @dataclass(frozen=True)
@@ -67,12 +66,6 @@ class ObjectShape:
     required: frozenset[str]
     extra: Mapping[str, Any] | None = None
     """The schema of additional keys, when the object declares one (they become `**kwargs`)."""
-
-
-def camel(text: str) -> str:
-    """`get_current_time`, `get current time` -> `GetCurrentTime`; '' when `text` has no ASCII letters or digits."""
-    name = "".join(word[0].upper() + word[1:] for word in _WORD.findall(text))
-    return "T" + name if name[:1].isdigit() else name
 
 
 def resolve_pointer(root: Mapping[str, Any], ref: str) -> Mapping[str, Any] | None:
@@ -160,6 +153,8 @@ class TypeBuilder:
         # A $ref being converted right now; meeting it again means recursion, answered with its reserved name.
         self._pending: dict[str, str | None] = {}
         self._closure_keys: dict[tuple[int, str], tuple[Mapping[str, Any], str]] = {}
+        self._recursive: set[str] = set()
+        self._results: dict[str, set[str]] = {}
 
     def convert(self, schema: object, *, root: Mapping[str, Any], hint: str, depth: int = 0) -> PyType:
         """The Python type of values matching `schema`; `hint` names a TypedDict when the schema has no name."""
@@ -177,6 +172,20 @@ class TypeBuilder:
             candidate = f"{name}{n}"
         self._taken.add(candidate)
         return candidate
+
+    def result_of(self, tool: str, expr: PyType) -> None:
+        """Note that tool `tool` (its python name) returns `expr`, for `renames`."""
+        if isinstance(expr, Named):
+            self._results.setdefault(expr.name, set()).add(tool)
+
+    def renames(self) -> dict[str, str]:
+        """New names for result TypedDicts named for one tool (`HangOutput`) that other tools return too: named for
+        their keys instead (`StrResult`). Call once, after converting every schema of the text; render with it."""
+        renamed: dict[str, str] = {}
+        for name, tools in self._results.items():
+            if len(tools) > 1 and any(name.startswith(camel(tool)) for tool in tools):
+                renamed[name] = self.reserve(shared_result_name(self._definitions[name].fields))
+        return renamed
 
     def definitions_for(self, types: Iterable[PyType]) -> list[TypedDictDef]:
         """Every TypedDict the `types` need (transitively), in definition order."""
@@ -244,7 +253,7 @@ class TypeBuilder:
     def _items(self, schema: Mapping[str, Any], root: Mapping[str, Any], hint: str, depth: int) -> PyType:
         items = schema.get("items")
         prefix = _list(schema.get("prefixItems")) or _list(items)  # a list under `items` is draft-4 tuple syntax
-        item_hint = _singular(hint)
+        item_hint = singular(camel(hint))
         if prefix:
             members = [self.convert(item, root=root, hint=item_hint, depth=depth + 1) for item in prefix]
             if isinstance(items, Mapping):
@@ -294,6 +303,8 @@ class TypeBuilder:
             return self._refs[key]
         if key in self._pending:
             pending = self._pending[key]
+            if pending:
+                self._recursive.add(pending)
             return Named(pending) if pending else ANY
         def_name = camel(unquote(ref.rsplit("/", 1)[-1])) or _title_name(target) or camel(hint)
         result: PyType
@@ -302,9 +313,16 @@ class TypeBuilder:
             name = self.reserve(def_name or "Object")
             self._pending[key] = name
             fields = self._fields(target, root, depth + 1)
-            doc = one_line(_text(target.get("description")), FIELD_DOC_CHARS)
-            self._definitions[name] = TypedDictDef(name, fields, doc)
-            result = Named(name)
+            shared = self._shapes.get(fields)
+            if shared is not None and name not in self._recursive:
+                # The same shape is defined already (another tool's copy of this $def, or an inline object).
+                self._taken.discard(name)
+                result = Named(shared)
+            else:
+                doc = one_line(_text(target.get("description")), FIELD_DOC_CHARS)
+                self._definitions[name] = TypedDictDef(name, fields, doc)
+                self._shapes.setdefault(fields, name)
+                result = Named(name)
         else:
             self._pending[key] = None
             result = self.convert(target, root=root, hint=def_name or hint, depth=depth + 1)
@@ -418,13 +436,6 @@ def _title_name(schema: Mapping[str, Any]) -> str:
     if not isinstance(title, str) or len(title) > 40 or len(title.split()) > 3:
         return ""
     return camel(title)
-
-
-def _singular(hint: str) -> str:
-    name = camel(hint)
-    if name.endswith("s") and not name.endswith(("ss", "us", "is")) and len(name) > 3:
-        return name[:-1]
-    return name + "Item" if name else "Item"
 
 
 def _is_map(value: object) -> bool:
