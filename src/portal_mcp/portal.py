@@ -27,11 +27,13 @@ from mcp_types import Tool
 
 from portal_mcp.catalog.model import Catalog
 from portal_mcp.catalog.search import SearchHit, SearchIndex
+from portal_mcp.catalog.shapes import ShapeBook
 from portal_mcp.catalog.stubs import render_stubs
 from portal_mcp.config import ANONYMOUS, PortalConfig
 from portal_mcp.control.access import AccessPolicy, RunLimiter
 from portal_mcp.control.audit import AuditEvent, AuditSink, MemoryAuditSink
 from portal_mcp.control.audit_store import PostgresAuditSink, SqliteAuditSink
+from portal_mcp.control.audit_store.shapes import open_shapes
 from portal_mcp.control.credentials import Redactor
 from portal_mcp.control.metrics import Metrics, MetricsTee
 from portal_mcp.downstream import DownstreamEvent, DownstreamPool, ServerStatus
@@ -52,7 +54,13 @@ class Portal:
     """The running portal. Build it with `Portal.open(config)`; the constructor only wires parts."""
 
     def __init__(
-        self, config: PortalConfig, pool: DownstreamPool, sandbox: SandboxHost, audit: AuditSink, user: str
+        self,
+        config: PortalConfig,
+        pool: DownstreamPool,
+        sandbox: SandboxHost,
+        audit: AuditSink,
+        user: str,
+        shapes: ShapeBook | None = None,
     ) -> None:
         self.config = config
         self.pool = pool
@@ -70,7 +78,11 @@ class Portal:
         self.redactor = Redactor(config.secret_values())
         self.policy = AccessPolicy(config)
         self._runs = RunLimiter()
-        self.bridge = Bridge(lambda: self._catalog, pool, self.events, user, self.redactor, self.policy)
+        # What tools without an outputSchema return, learned from calls: shown as their return types in stubs.
+        self.shapes = shapes or ShapeBook(skip=config.unobserved)
+        self.bridge = Bridge(
+            lambda: self._catalog, pool, self.events, user, self.redactor, self.policy, self.shapes.observe
+        )
 
     @classmethod
     @asynccontextmanager
@@ -109,8 +121,13 @@ class Portal:
             redactor=Redactor(config.secret_values()),
         )
         # The sink outlives the pool and the sandbox, so calls finishing during shutdown are still recorded.
-        async with _audit_sink(config, audit) as sink, pool, SandboxHost(config.sandbox) as sandbox:
-            portal = cls(config, pool, sandbox, sink, user or config.user or _os_user())
+        async with (
+            _audit_sink(config, audit) as sink,
+            open_shapes(sink, skip=config.unobserved) as shapes,
+            pool,
+            SandboxHost(config.sandbox) as sandbox,
+        ):
+            portal = cls(config, pool, sandbox, sink, user or config.user or _os_user(), shapes)
             for problem in portal.policy.unmatched(portal.catalog):
                 logger.warning("%s: a typo? it has no effect", problem, extra={"event": "policy_unmatched"})
             yield portal
@@ -173,10 +190,11 @@ class Portal:
                 reply = f"No tools match {query!r}.{hint}\n\n" + self.overview(scope, hidden=hidden)
             else:
                 entries = [hit.entry for hit in hits]
+                observed = self.shapes.observed(entries)
                 if detail == "auto":
-                    stubs = render_stubs(entries, detail="full", full_first=FULL_HITS)
+                    stubs = render_stubs(entries, detail="full", full_first=FULL_HITS, observed=observed)
                 else:
-                    stubs = render_stubs(entries, detail=detail)
+                    stubs = render_stubs(entries, detail=detail, observed=observed)
                 where = f" on {', '.join(sorted(scope))}" if scope is not None else ""
                 approval = self.policy.for_user(who).needs_approval(entries)
                 asks = (

@@ -117,7 +117,10 @@ class Bridge:
         user: str,
         redactor: Redactor | None = None,
         policy: AccessPolicy | None = None,
+        observe: Callable[[ToolEntry, Any], None] | None = None,
     ) -> None:
+        """`observe(entry, value)` learns from each successful result (the shapes of results, `ShapeBook`)."""
+        self._observe = observe
         self._catalog = catalog
         self._transport = transport
         self._audit = audit
@@ -147,6 +150,8 @@ class Bridge:
                 detail = "approved"
             result = await self._transport.call_tool(entry.server, entry.name, arguments, user=who)
             value = self._redactor.value(result_value(qualified, result))
+            if self._observe is not None:
+                self._observe(entry, value)
         except PortalError as exc:
             outcome = "refused" if isinstance(exc, ToolCallError) and not isinstance(exc, ToolFailedError) else "error"
             self._record(who, qualified, outcome, started, size_in, 0, audit_detail(exc, approved=bool(detail)))
