@@ -124,6 +124,14 @@ def test_observing_a_huge_result_visits_a_bounded_number_of_values() -> None:
     assert size(shape_of(deep)) <= MAX_DEPTH + 2
 
 
+def test_items_past_the_budget_are_left_out_rather_than_typed_any() -> None:
+    record = {f"field_{chr(97 + i)}": {"a": 1, "b": "x", "c": [1, 2]} for i in range(20)}
+    schema = to_schema(shape_of([record] * 500))
+    assert schema["type"] == "array" and schema["items"]["type"] == "object"
+    fields = schema["items"]["properties"]
+    assert len(fields) == 20 and all(field["type"] == "object" for field in fields.values())
+
+
 def test_a_merged_shape_is_cut_to_its_size_bound() -> None:
     shape = None
     for n in range(300):

@@ -12,7 +12,7 @@ dropped. A residual risk, stated in the README: a data key that looks like a fie
 kept when its object has few such keys.
 
 The work per result is bounded (`MAX_NODES` values visited, the first `MAX_ITEMS` items of a list, `MAX_DEPTH`
-levels; beyond that a value is `any`), so observing a large result costs about the same as a small one, and a
+levels; beyond that a value is `any`: not looked at, typed `Any` unless other calls saw more), so observing a large result costs about the same as a small one, and a
 merged shape is pruned to `MAX_SHAPE_NODES` nodes by cutting its deepest levels to `any`.
 
 `ShapeBook` holds the merged shape of every tool in memory for the stubs and hands each call's shape (a delta) to
@@ -76,6 +76,8 @@ class _Observer:
         if isinstance(value, list | tuple):
             items: Shape | None = None
             for item in value[:MAX_ITEMS]:
+                if items is not None and self.budget <= 0:
+                    break  # the items seen so far stand for the rest
                 items = merge(items, self.node(item, depth + 1))
             return {"list": {"n": 1, "items": items}}
         if isinstance(value, dict):
@@ -83,6 +85,8 @@ class _Observer:
             if len(keys) > MAX_KEYS or any(data_key(key) for key in keys):
                 values: Shape | None = None
                 for key in keys[:MAX_ITEMS]:
+                    if values is not None and self.budget <= 0:
+                        break
                     values = merge(values, self.node(value[key], depth + 1))
                 return {"map": {"n": 1, "values": values}}
             fields = {key: self.node(value[key], depth + 1) for key in keys}
@@ -188,10 +192,12 @@ def to_schema(node: Shape | None) -> dict[str, Any]:
     if node is None:
         return {}
     branches: list[dict[str, Any]] = []
-    for kind in sorted(node, key=_KIND_ORDER.index):
+    # `any` is a value not looked at (past a bound): it says nothing when other kinds were seen there.
+    kinds = [kind for kind in node if kind != "any"]
+    if not kinds:
+        return {}
+    for kind in sorted(kinds, key=_KIND_ORDER.index):
         value = node[kind]
-        if kind == "any":
-            return {}
         if kind == "list":
             items = value.get("items")
             branches.append({"type": "array", "items": to_schema(items)} if items is not None else {"type": "array"})
