@@ -328,7 +328,8 @@ def snapshot(config_path: Path | None, out_dir: Path) -> None:
 @CONFIG_OPTION
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path))
 def stubs(config_path: Path | None, out_dir: Path) -> None:
-    """Write one typed stub file (.pyi) per server into --out."""
+    """Write one typed stub file (.pyi) per server into --out (with the return types observed in calls, when the
+    config's audit store has some)."""
     from portal_mcp.catalog.stubs.render import render_module
 
     config = _load(config_path)
@@ -337,9 +338,10 @@ def stubs(config_path: Path | None, out_dir: Path) -> None:
         out_dir.mkdir(parents=True, exist_ok=True)
         async with _open(config) as portal:
             catalog = portal.catalog
+            observed = portal.shapes.observed(catalog)  # return types learned from calls (the audit store's)
         for name in catalog.servers():
             entries = catalog.by_server(name)
-            _write(out_dir / f"{name}.pyi", render_module(name, entries), len(entries))
+            _write(out_dir / f"{name}.pyi", render_module(name, entries, observed), len(entries))
 
     _run(run)
 
