@@ -24,7 +24,6 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -40,7 +39,6 @@ from portal_mcp.errors import AuditStoreError
 _SQLITE_TABLE = "tool_shapes"
 _PG_TABLE = "portal_tool_shapes"
 _PG_LOCK = 0x706F7274616D  # pg_advisory_xact_lock key for shape writes (next to the audit migration's)
-_BUSY_TIMEOUT_S = 5.0
 _CLOSE_TIMEOUT_S = 10.0
 
 
@@ -112,22 +110,16 @@ class ShapeStore(ABC):
 class SqliteShapeStore(ShapeStore):
     """The `tool_shapes` table in the audit store's SQLite file (its own connection, used by the writer thread)."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._db = self._open()
-        super().__init__(str(path))
-
-    def _open(self) -> sqlite3.Connection:
+    def __init__(self, connect: Callable[[], sqlite3.Connection], name: str) -> None:
+        self._db = connect()
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute(
+            self._db.execute(
                 f"CREATE TABLE IF NOT EXISTS {_SQLITE_TABLE} (tool TEXT PRIMARY KEY, shape TEXT NOT NULL, at REAL)"
             )
-        except (OSError, sqlite3.Error) as exc:
-            raise AuditStoreError(str(self.path), f"cannot keep result shapes there ({exc})") from None
-        return db
+        except sqlite3.Error as exc:
+            self._db.close()
+            raise AuditStoreError(name, f"cannot keep result shapes there ({exc})") from None
+        super().__init__(name)
 
     def _load_rows(self) -> list[tuple[str, str]]:
         return self._db.execute(f"SELECT tool, shape FROM {_SQLITE_TABLE}").fetchall()
@@ -204,7 +196,7 @@ class PostgresShapeStore(ShapeStore):
 def store_beside(sink: AuditSink) -> ShapeStore | None:
     """The shape store in the same database as a durable audit sink (None for the in-memory sink)."""
     if isinstance(sink, SqliteAuditSink):
-        return SqliteShapeStore(sink.path)
+        return SqliteShapeStore(sink.connect, sink.name)
     if isinstance(sink, PostgresAuditSink):
         return PostgresShapeStore(sink.connect, sink.name)
     return None
