@@ -12,6 +12,7 @@ from portal_mcp.catalog.shapes import (
     MAX_DEPTH,
     MAX_NODES,
     MAX_SHAPE_NODES,
+    MAX_STUB_NODES,
     ShapeBook,
     bounded,
     calls,
@@ -138,6 +139,16 @@ def test_a_merged_shape_is_cut_to_its_size_bound() -> None:
         shape = merge(shape, shape_of({f"k{chr(97 + n % 26)}": {f"s{chr(97 + m)}": {"x": [1]} for m in range(20)}}))
     assert shape is not None
     assert size(bounded(shape)) <= MAX_SHAPE_NODES
+
+
+def test_a_return_type_in_a_stub_is_cut_to_its_size_bound() -> None:
+    book = ShapeBook()
+    tool = entry()
+    nested = {f"k{chr(97 + i)}": {f"s{chr(97 + j)}": {"x": 1, "y": "z"} for j in range(12)} for i in range(12)}
+    book.observe(tool, nested)
+    assert size(book.shape(tool.qualified_name)) > MAX_STUB_NODES
+    reply = render_stubs([tool], observed=book.observed([tool]))
+    assert reply.count(": ") <= MAX_STUB_NODES and "# return type observed over 1 call" in reply
 
 
 def test_a_book_renders_an_observed_return_type_with_its_call_count() -> None:

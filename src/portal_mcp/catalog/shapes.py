@@ -38,6 +38,9 @@ MAX_KEYS = 40
 UNIFORM_KEYS = 16
 """An object with at least this many keys, all holding the same scalar kind, is a map (`{"alice": 3, ...}`)."""
 MAX_SHAPE_NODES = 2_000
+MAX_STUB_NODES = 200
+"""A return type shown in a stub is cut to this many nodes (deepest levels typed `Any`): a GitHub issue list is
+about 80, and a search reply should not carry thousands of tokens for one result type."""
 MAX_KEY_CHARS = 40
 
 _SCALARS = ("null", "bool", "int", "float", "str", "any")
@@ -160,10 +163,10 @@ def size(node: Shape | None) -> int:
     return total
 
 
-def bounded(node: Shape) -> Shape:
-    """`node` cut to at most `MAX_SHAPE_NODES` nodes, deepest levels first (they become `any`)."""
+def bounded(node: Shape, limit: int = MAX_SHAPE_NODES) -> Shape:
+    """`node` cut to at most `limit` nodes, deepest levels first (they become `any`)."""
     depth = MAX_DEPTH
-    while size(node) > MAX_SHAPE_NODES and depth > 0:
+    while size(node) > limit and depth > 0:
         depth -= 1
         node = _cut(node, depth)
     return node
@@ -259,7 +262,7 @@ class ShapeBook:
         for entry in entries:
             shape = self._shapes.get(entry.qualified_name)
             if shape is not None and entry.output_schema is None and not self._skip(entry.server):
-                found[entry.qualified_name] = Observed(to_schema(shape), calls(shape))
+                found[entry.qualified_name] = Observed(to_schema(bounded(shape, MAX_STUB_NODES)), calls(shape))
         return found
 
     def shape(self, tool: str) -> Shape | None:

@@ -33,7 +33,8 @@ MAX_PARAMS = 30
 """In search replies, optional parameters past this many fold into `**kwargs` (one real tool takes 205)."""
 PARAM_DOC_CHARS = 200
 SUMMARY_CHARS = 120
-INLINE_DICT = "dict[str, Any]"
+INLINE_DICT = "dict"
+"""How a signature-only stub spells a TypedDict it does not define: one token, where the name took several."""
 _BUILTIN_NAMES = frozenset({"str", "int", "float", "bool", "list", "dict"})
 
 
