@@ -8,9 +8,13 @@ its keys rather than for whichever tool happened to be converted first (`echo ->
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
-from portal_mcp.catalog.stubs.pytypes import Builtin, DictOf, Field, ListOf, Named
+from portal_mcp.catalog.stubs.pytypes import Builtin, DictOf, Field, ListOf, Named, PyType
+
+if TYPE_CHECKING:
+    from portal_mcp.catalog.stubs.schema import TypeBuilder  # schema imports this module for `camel`, `singular`
 
 _IRREGULAR = {
     "aliases": "alias",
@@ -67,6 +71,24 @@ def _singular_word(word: str) -> str | None:
     if word.endswith(("sses", "xes", "ches", "shes", "zzes")):
         return word[:-2]
     return word[:-1]
+
+
+def shared_result_renames(builder: TypeBuilder, returns: Iterable[tuple[str, PyType]]) -> dict[str, str]:
+    """New names for result TypedDicts named for one tool (`HangOutput`) that other tools of the same text return
+    too (`returns`: python name and return type of each tool): named for their keys instead (`StrResult`).
+
+    Call once per text, after every schema in it is converted; render with the result as (part of) the spelling.
+    """
+    tools: dict[str, set[str]] = {}
+    for tool, expr in returns:
+        if isinstance(expr, Named):
+            tools.setdefault(expr.name, set()).add(tool)
+    renamed: dict[str, str] = {}
+    for name, users in tools.items():
+        if len(users) > 1 and any(name.startswith(camel(tool)) for tool in users):
+            definition = next(d for d in builder.definitions_for([Named(name)]) if d.name == name)
+            renamed[name] = builder.reserve(shared_result_name(definition.fields))
+    return renamed
 
 
 def shared_result_name(fields: Sequence[Field]) -> str:

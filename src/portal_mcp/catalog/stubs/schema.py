@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
-from portal_mcp.catalog.stubs.names import camel, shared_result_name, singular
+from portal_mcp.catalog.stubs.names import camel, singular
 from portal_mcp.catalog.stubs.pytypes import (
     ANY,
     BOOL,
@@ -154,7 +154,6 @@ class TypeBuilder:
         self._pending: dict[str, str | None] = {}
         self._closure_keys: dict[tuple[int, str], tuple[Mapping[str, Any], str]] = {}
         self._recursive: set[str] = set()
-        self._results: dict[str, set[str]] = {}
 
     def convert(self, schema: object, *, root: Mapping[str, Any], hint: str, depth: int = 0) -> PyType:
         """The Python type of values matching `schema`; `hint` names a TypedDict when the schema has no name."""
@@ -172,20 +171,6 @@ class TypeBuilder:
             candidate = f"{name}{n}"
         self._taken.add(candidate)
         return candidate
-
-    def result_of(self, tool: str, expr: PyType) -> None:
-        """Note that tool `tool` (its python name) returns `expr`, for `renames`."""
-        if isinstance(expr, Named):
-            self._results.setdefault(expr.name, set()).add(tool)
-
-    def renames(self) -> dict[str, str]:
-        """New names for result TypedDicts named for one tool (`HangOutput`) that other tools return too: named for
-        their keys instead (`StrResult`). Call once, after converting every schema of the text; render with it."""
-        renamed: dict[str, str] = {}
-        for name, tools in self._results.items():
-            if len(tools) > 1 and any(name.startswith(camel(tool)) for tool in tools):
-                renamed[name] = self.reserve(shared_result_name(self._definitions[name].fields))
-        return renamed
 
     def definitions_for(self, types: Iterable[PyType]) -> list[TypedDictDef]:
         """Every TypedDict the `types` need (transitively), in definition order."""
