@@ -9,12 +9,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-from portal_mcp.catalog.stubs.pytypes import Builtin, DictOf, Field, ListOf, Named, PyType
-
-if TYPE_CHECKING:
-    from portal_mcp.catalog.stubs.schema import TypeBuilder  # schema imports this module for `camel`, `singular`
+from portal_mcp.catalog.stubs.pytypes import Builtin, DictOf, Field, ListOf, Named, PyType, TypedDictDef
 
 _IRREGULAR = {
     "aliases": "alias",
@@ -73,7 +70,15 @@ def _singular_word(word: str) -> str | None:
     return word[:-1]
 
 
-def shared_result_renames(builder: TypeBuilder, returns: Iterable[tuple[str, PyType]]) -> dict[str, str]:
+class Definitions(Protocol):
+    """What renaming needs of a `TypeBuilder` (schema.py imports this module, so not the class itself)."""
+
+    def definitions_for(self, types: Iterable[PyType]) -> list[TypedDictDef]: ...
+
+    def reserve(self, base: str) -> str: ...
+
+
+def shared_result_renames(builder: Definitions, returns: Iterable[tuple[str, PyType]]) -> dict[str, str]:
     """New names for result TypedDicts named for one tool (`HangOutput`) that other tools of the same text return
     too (`returns`: python name and return type of each tool): named for their keys instead (`StrResult`).
 
