@@ -3,7 +3,9 @@ or memory), shown in search replies, never holding a value, and off per server w
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sqlite3
 import sys
 import textwrap
 from pathlib import Path
@@ -88,6 +90,24 @@ async def test_shapes_live_in_the_sqlite_audit_file_survive_a_restart_and_hold_n
     stored = sqlite_bytes(tmp_path)
     assert b"tool_shapes" in stored and b"EchoResult" not in stored and b'"total"' in stored
     assert MARKER.encode() not in stored
+
+
+async def test_a_damaged_stored_shape_is_skipped_and_replaced_by_what_calls_teach(tmp_path: Path) -> None:
+    path = tmp_path / "audit.sqlite"
+    audit = f"audit: {{sqlite: {path}}}\n"
+    with anyio.fail_after(60):
+        async with Portal.open(config(tmp_path, audit)):
+            pass
+        damage(path)
+        async with Portal.open(config(tmp_path, audit)) as portal:
+            assert "async def echo(*, text: str) -> Any:" in portal.search_api("echo")
+            await call_echo(portal, FIRST)
+            assert "observed over 1 call" in portal.search_api("echo")
+
+
+def damage(path: Path) -> None:
+    with contextlib.closing(sqlite3.connect(path)) as db, db:
+        db.execute('INSERT INTO tool_shapes VALUES (\'demo.echo\', \'{"object": {"n": "x"}}\', 0)')
 
 
 async def test_without_an_audit_store_shapes_are_kept_in_memory_only(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ from portal_mcp.catalog.shapes import (
     bounded,
     calls,
     data_key,
+    is_shape,
     merge,
     shape_of,
     size,
@@ -194,3 +195,9 @@ def test_a_plain_text_result_is_observed_as_str() -> None:
     assert "async def read() -> str:  # return type observed over 1 call" in render_stubs(
         [tool], observed=book.observed([tool])
     )
+
+
+def test_only_well_formed_shapes_pass_the_check_applied_to_stored_rows() -> None:
+    assert is_shape(shape_of({"items": [{"id": 1}], "by": {"a@b.c": None}}))
+    for damaged in ({}, [], {"str": "3"}, {"object": {"n": 1, "keys": {"a": {"weird": 1}}}}, {"list": {"items": {}}}):
+        assert not is_shape(damaged), damaged

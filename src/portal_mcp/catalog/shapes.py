@@ -144,6 +144,27 @@ def _as_map_if_uniform(node: Shape) -> Shape:
     return node
 
 
+def is_shape(value: object, depth: int = 0) -> bool:
+    """Whether `value` (read back from a store) is a well-formed shape: a damaged row is skipped, not rendered."""
+    if not isinstance(value, dict) or not value or depth > MAX_DEPTH + 1:
+        return False
+    for kind, payload in value.items():
+        if kind in _SCALARS:
+            ok = type(payload) is int
+        elif kind in ("list", "map", "object") and isinstance(payload, dict) and type(payload.get("n")) is int:
+            if kind == "object":
+                keys = payload.get("keys")
+                ok = isinstance(keys, dict) and all(is_shape(sub, depth + 1) for sub in keys.values())
+            else:
+                sub = payload.get("items" if kind == "list" else "values")
+                ok = sub is None or is_shape(sub, depth + 1)
+        else:
+            ok = False
+        if not ok:
+            return False
+    return True
+
+
 def calls(node: Shape) -> int:
     """How many values a node was seen with (for the root: how many calls)."""
     return sum(value if isinstance(value, int) else value["n"] for value in node.values())

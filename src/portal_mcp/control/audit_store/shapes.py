@@ -29,7 +29,7 @@ from typing import Any
 import anyio
 import psycopg
 
-from portal_mcp.catalog.shapes import Shape, ShapeBook, bounded, merge
+from portal_mcp.catalog.shapes import Shape, ShapeBook, bounded, is_shape, merge
 from portal_mcp.control.audit import AuditSink
 from portal_mcp.control.audit_store.postgres import PostgresAuditSink, _retryable
 from portal_mcp.control.audit_store.sqlite import SqliteAuditSink
@@ -64,14 +64,8 @@ class ShapeStore(ABC):
         self._close()
 
     def load(self) -> dict[str, Shape]:
-        """Every stored shape, by qualified tool name (a row that is not valid JSON is skipped)."""
-        shapes: dict[str, Shape] = {}
-        for tool, text in self._load_rows():
-            try:
-                shapes[tool] = json.loads(text)
-            except ValueError:
-                continue
-        return shapes
+        """Every stored shape, by qualified tool name (a damaged row is skipped)."""
+        return _parsed(self._load_rows())
 
     def _write(self, batch: list[tuple[str, Shape]]) -> None:
         deltas: dict[str, Shape] = {}
@@ -82,12 +76,7 @@ class ShapeStore(ABC):
     @staticmethod
     def merged_rows(stored: Sequence[tuple[str, str]], deltas: Mapping[str, Shape]) -> list[tuple[str, str, float]]:
         """(tool, shape JSON, time) rows to upsert: each delta merged into the stored shape of its tool."""
-        old: dict[str, Shape] = {}
-        for tool, text in stored:
-            try:
-                old[tool] = json.loads(text)
-            except ValueError:
-                continue
+        old = _parsed(stored)
         now = time.time()
         return [
             (tool, json.dumps(bounded(merge(old.get(tool), delta) or delta), separators=(",", ":")), now)
@@ -191,6 +180,18 @@ class PostgresShapeStore(ShapeStore):
     def _close(self) -> None:
         if self._conn is not None:
             self._conn.close()
+
+
+def _parsed(rows: Sequence[tuple[str, str]]) -> dict[str, Shape]:
+    shapes: dict[str, Shape] = {}
+    for tool, text in rows:
+        try:
+            shape = json.loads(text)
+        except ValueError:
+            continue
+        if is_shape(shape):
+            shapes[tool] = shape
+    return shapes
 
 
 def store_beside(sink: AuditSink) -> ShapeStore | None:
