@@ -93,6 +93,23 @@ async def convert_time() -> TimeConversionResult: ...
 """)
 
 
+def test_a_definition_repeated_with_other_field_descriptions_is_still_defined_once() -> None:
+    def config_of(purpose: str) -> dict[str, object]:
+        s3 = {"type": "object", "properties": {"uri": {"type": "string", "description": purpose}}, "required": ["uri"]}
+        return {
+            "type": "object",
+            "properties": {"target": {"$ref": "#/$defs/S3Configuration"}},
+            "required": ["target"],
+            "$defs": {"S3Configuration": s3},
+        }
+
+    export = tool("start_export", input=config_of("Where the export goes."))
+    job = tool("start_job", input=config_of("Where job logs go."))
+    reply = render_stubs([export, job])
+    assert reply.count("class S3Configuration(TypedDict):") == 1 and "S3Configuration2" not in reply
+    assert "async def start_job(*, target: S3Configuration) -> Any:" in reply
+
+
 def test_a_result_shape_several_tools_return_is_named_for_its_keys_not_for_one_of_them() -> None:
     hang = tool("hang", "Wait forever.", output={**WRAPPED_STR, "title": "hangOutput"})
     echo = tool("echo", "Return the text.", output={**WRAPPED_STR, "title": "echoOutput"})

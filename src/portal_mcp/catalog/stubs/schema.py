@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import keyword
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import unquote
 
@@ -154,6 +154,7 @@ class TypeBuilder:
         self._pending: dict[str, str | None] = {}
         self._closure_keys: dict[tuple[int, str], tuple[Mapping[str, Any], str]] = {}
         self._recursive: set[str] = set()
+        self._named: dict[tuple[str, tuple[Field, ...]], str] = {}
 
     def convert(self, schema: object, *, root: Mapping[str, Any], hint: str, depth: int = 0) -> PyType:
         """The Python type of values matching `schema`; `hint` names a TypedDict when the schema has no name."""
@@ -252,11 +253,13 @@ class TypeBuilder:
             # and one definition is cheaper to read. Its description is not kept: it is already on the field or
             # parameter that holds the object, and would be wrong for the other places the shape is reused.
             fields = self._fields(schema, root, depth)
-            if fields not in self._shapes:
-                name = self.reserve(_title_name(schema) or camel(hint) or "Object")
+            base = _title_name(schema) or camel(hint) or "Object"
+            name = self._same_shape(base, fields)
+            if name is None:
+                name = self.reserve(base)
                 self._definitions[name] = TypedDictDef(name, fields)
-                self._shapes[fields] = name
-            return Named(self._shapes[fields])
+                self._remember(base, fields, name)
+            return Named(name)
         extra = schema.get("additionalProperties")
         if _is_map(extra):
             return DictOf(self.convert(extra, root=root, hint=camel(hint) + "Value", depth=depth + 1))
@@ -279,6 +282,15 @@ class TypeBuilder:
             fields.append(Field(str(key), expr, key in required, text))
         return tuple(fields)
 
+    def _same_shape(self, base: str, fields: tuple[Field, ...]) -> str | None:
+        """The TypedDict already defined for these fields, or for the same keys and types under the same name
+        (`S3Configuration` from two tools whose field descriptions differ: not worth a second `S3Configuration2`)."""
+        return self._shapes.get(fields) or self._named.get((base, _bare(fields)))
+
+    def _remember(self, base: str, fields: tuple[Field, ...], name: str) -> None:
+        self._shapes.setdefault(fields, name)
+        self._named.setdefault((base, _bare(fields)), name)
+
     def _ref(self, ref: object, root: Mapping[str, Any], hint: str, depth: int) -> PyType:
         target = resolve_pointer(root, ref) if isinstance(ref, str) else None
         if target is None or not isinstance(ref, str):
@@ -295,10 +307,11 @@ class TypeBuilder:
         result: PyType
         if _is_plain_object(target):
             # Named after its definition and reserved before its fields, so that recursion can refer to it.
-            name = self.reserve(def_name or "Object")
+            base = def_name or "Object"
+            name = self.reserve(base)
             self._pending[key] = name
             fields = self._fields(target, root, depth + 1)
-            shared = self._shapes.get(fields)
+            shared = self._same_shape(base, fields)
             if shared is not None and name not in self._recursive:
                 # The same shape is defined already (another tool's copy of this $def, or an inline object).
                 self._taken.discard(name)
@@ -306,7 +319,7 @@ class TypeBuilder:
             else:
                 doc = one_line(_text(target.get("description")), FIELD_DOC_CHARS)
                 self._definitions[name] = TypedDictDef(name, fields, doc)
-                self._shapes.setdefault(fields, name)
+                self._remember(base, fields, name)
                 result = Named(name)
         else:
             self._pending[key] = None
@@ -339,6 +352,10 @@ class TypeBuilder:
         if len(members) == 1 and not any(key in rest for key in _STRUCTURAL):
             return members[0]  # `allOf: [{$ref}]` + description is how pydantic annotates a reference
         return _merged([rest, *(_expand(member, root) for member in members)])
+
+
+def _bare(fields: tuple[Field, ...]) -> tuple[Field, ...]:
+    return tuple(replace(field, doc="") for field in fields)
 
 
 def _expand(schema: Mapping[str, Any], root: Mapping[str, Any], depth: int = 0) -> Mapping[str, Any]:
