@@ -94,6 +94,15 @@ def test_many_keys_or_many_keys_of_one_kind_make_a_map() -> None:
     assert list(shape_of(wide)) == ["map"]
 
 
+def test_keys_that_change_from_call_to_call_become_a_map_and_are_dropped() -> None:
+    shape = None
+    for names in (("alice", "bob", "carol"), ("dave", "erin", "frank"), ("grace", "heidi", "ivan")):
+        shape = merge(shape, shape_of({"id": 1, "votes": dict.fromkeys(names, 2)}))
+    assert shape is not None
+    assert "alice" not in json.dumps(shape)
+    assert to_schema(shape)["properties"]["votes"] == {"type": "object", "additionalProperties": {"type": "integer"}}
+
+
 def test_merging_calls_adds_counts_and_makes_keys_seen_in_some_calls_optional() -> None:
     first = shape_of({"id": 1, "name": "a", "email": "x"})
     second = shape_of({"id": "abc", "name": "b"})

@@ -8,8 +8,9 @@ A shape is a JSON value of nested dicts, one node per place in a result, keyed b
 Values are never kept: no strings, numbers or enum members, only kinds. Keys are kept only while they look like
 field names; an object whose keys look like data (an email, an id, a date, a path), that has more than
 `MAX_KEYS` keys, or whose many keys all hold one scalar kind is recorded as a `map` (`dict[str, V]`), its keys
-dropped. A residual risk, stated in the README: a data key that looks like a field name (`{"alice": 3}`) can be
-kept when its object has few such keys.
+dropped; so is an object whose keys keep changing from call to call, once that shows (`_varying`). The residual
+risk, stated in the README: a data key that looks like a field name (`{"alice": 3}`) in an object with few keys is
+kept until later calls show the keys vary, or for good when they never do.
 
 The work per result is bounded (`MAX_NODES` values visited, the first `MAX_ITEMS` items of a list, `MAX_DEPTH`
 levels; beyond that a value is `any`: not looked at, typed `Any` unless other calls saw more), so observing a large result costs about the same as a small one, and a
@@ -37,6 +38,8 @@ MAX_NODES = 1_000
 MAX_KEYS = 40
 UNIFORM_KEYS = 16
 """An object with at least this many keys, all holding the same scalar kind, is a map (`{"alice": 3, ...}`)."""
+VARYING_AFTER = 3
+VARYING_KEYS = 8
 MAX_SHAPE_NODES = 2_000
 MAX_STUB_NODES = 200
 """A return type shown in a stub is cut to this many nodes (deepest levels typed `Any`): a GitHub issue list is
@@ -117,9 +120,19 @@ def merge(a: Shape | None, b: Shape | None) -> Shape | None:
             for key, sub in y["keys"].items():
                 keys[key] = merge(keys.get(key), sub)
             merged[kind] = {"n": x["n"] + y["n"], "keys": keys}
-    if "object" in merged and (len(merged["object"]["keys"]) > MAX_KEYS or "map" in merged):
+    if "object" in merged and (len(merged["object"]["keys"]) > MAX_KEYS or "map" in merged or _varying(merged)):
         merged = _fold_into_map(merged)
     return _as_map_if_uniform(merged)
+
+
+def _varying(node: Shape) -> bool:
+    """Whether an object's keys look like data because they keep changing: seen at least `VARYING_AFTER` times, with
+    at least `VARYING_KEYS` keys, three quarters of them seen only once (`{"alice": 3}`, then `{"bob": 1}`, ...)."""
+    obj = node["object"]
+    keys = obj["keys"]
+    if obj["n"] < VARYING_AFTER or len(keys) < VARYING_KEYS:
+        return False
+    return sum(1 for sub in keys.values() if calls(sub) == 1) * 4 > len(keys) * 3
 
 
 def _fold_into_map(node: Shape) -> Shape:
