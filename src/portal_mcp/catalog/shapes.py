@@ -13,8 +13,9 @@ risk, stated in the README: a data key that looks like a field name (`{"alice": 
 kept until later calls show the keys vary, or for good when they never do.
 
 The work per result is bounded (`MAX_NODES` values visited, the first `MAX_ITEMS` items of a list, `MAX_DEPTH`
-levels; beyond that a value is `any`: not looked at, typed `Any` unless other calls saw more), so observing a large result costs about the same as a small one, and a
-merged shape is pruned to `MAX_SHAPE_NODES` nodes by cutting its deepest levels to `any`.
+levels; beyond that a value is `any`: not looked at, typed `Any` unless other calls saw more), so observing a large
+result costs about the same as a small one, and a merged shape is pruned to `MAX_SHAPE_NODES` nodes by cutting its
+deepest levels to `any`.
 
 `ShapeBook` holds the merged shape of every tool in memory for the stubs and hands each call's shape (a delta) to
 a store that persists it (`control/audit_store/shapes.py`); without one, shapes live as long as the process.
