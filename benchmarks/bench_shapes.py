@@ -85,7 +85,6 @@ def markdown(results: dict[str, Any]) -> str:
         "|---:|---:|---:|---:|---:|",
     ]
     for row in results["rows"]:
-        lines.append(
-            f"| {row['issues']:,} | {row['bytes']:,} | {row['observe_ms']} | {row['json_loads_ms']} | {row['stub_tokens']} |"
-        )
+        cells = [f"{row['issues']:,}", f"{row['bytes']:,}", row["observe_ms"], row["json_loads_ms"], row["stub_tokens"]]
+        lines.append("| " + " | ".join(str(cell) for cell in cells) + " |")
     return "\n".join(lines) + "\n"
