@@ -84,6 +84,19 @@ def test_snapshot_then_stubs_round_trip_through_files(config: Path, tmp_path: Pa
     assert "async def get_current_time(" in (stubs / "time.pyi").read_text()
 
 
+def test_stubs_show_the_return_types_observed_in_earlier_runs(config: Path, tmp_path: Path) -> None:
+    config.write_text(config.read_text() + f"audit: {{sqlite: {tmp_path / 'audit.sqlite'}}}\n")
+    code = """await demo.echo(text='{"id": 1, "tags": ["MARKER-c0ffee-value"]}')\n"""
+    assert run("exec", "--config", str(config), "-", stdin=code).returncode == 0
+    stubs = tmp_path / "stubs"
+    result = run("stubs", "--config", str(config), "--out", str(stubs))
+    assert result.returncode == 0, result.stderr
+    module = (stubs / "demo.pyi").read_text()
+    assert "class EchoResult(TypedDict):\n    id: int\n    tags: list[str]\n" in module
+    assert "async def echo(*, text: str) -> EchoResult:  # return type observed over 1 call\n" in module
+    assert "MARKER" not in module
+
+
 def test_bench_prints_the_savings_table_and_writes_json(config: Path, tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     result = run("bench", "--config", str(config), "--json", str(out))

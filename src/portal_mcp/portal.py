@@ -29,11 +29,13 @@ from mcp_types import Tool
 
 from portal_mcp.catalog.model import Catalog
 from portal_mcp.catalog.search import SearchHit, SearchIndex
+from portal_mcp.catalog.shapes import ShapeBook
 from portal_mcp.catalog.stubs import render_stubs
 from portal_mcp.config import ANONYMOUS, PortalConfig
 from portal_mcp.control.access import AccessPolicy, RunLimiter
 from portal_mcp.control.audit import AuditEvent, AuditSink, MemoryAuditSink, RunErrorKind
 from portal_mcp.control.audit_store import PostgresAuditSink, SqliteAuditSink
+from portal_mcp.control.audit_store.shapes import open_shapes
 from portal_mcp.control.budgets import Budgets
 from portal_mcp.control.credentials import Redactor
 from portal_mcp.control.metrics import Metrics, MetricsTee
@@ -57,7 +59,13 @@ class Portal:
     """The running portal. Build it with `Portal.open(config)`; the constructor only wires parts."""
 
     def __init__(
-        self, config: PortalConfig, pool: DownstreamPool, sandbox: SandboxHost, audit: AuditSink, user: str
+        self,
+        config: PortalConfig,
+        pool: DownstreamPool,
+        sandbox: SandboxHost,
+        audit: AuditSink,
+        user: str,
+        shapes: ShapeBook | None = None,
     ) -> None:
         self.config = config
         self.pool = pool
@@ -77,7 +85,18 @@ class Portal:
         self.policy = AccessPolicy(config)
         self._runs = RunLimiter()
         self.budgets = Budgets(config.limits, config.sandbox.max_result_bytes)
-        self.bridge = Bridge(lambda: self._catalog, pool, self.events, user, self.redactor, self.policy, self.budgets)
+        # What tools without an outputSchema return, learned from calls: shown as their return types in stubs.
+        self.shapes = shapes or ShapeBook(skip=config.unobserved)
+        self.bridge = Bridge(
+            lambda: self._catalog,
+            pool,
+            self.events,
+            user,
+            self.redactor,
+            self.policy,
+            self.budgets,
+            self.shapes.observe,
+        )
 
     @classmethod
     @asynccontextmanager
@@ -129,8 +148,13 @@ class Portal:
         if catalog_only:
             audit = audit or MemoryAuditSink()
         started = contextlib.nullcontext(sandbox) if catalog_only else sandbox
-        async with _audit_sink(config, audit) as sink, pool, started:
-            portal = cls(config, pool, sandbox, sink, user or config.user or _os_user())
+        async with (
+            _audit_sink(config, audit) as sink,
+            open_shapes(sink, skip=config.unobserved) as shapes,
+            pool,
+            started,
+        ):
+            portal = cls(config, pool, sandbox, sink, user or config.user or _os_user(), shapes)
             for problem in portal.policy.unmatched(portal.catalog):
                 logger.warning("%s: a typo? it has no effect", problem, extra={"event": "policy_unmatched"})
             yield portal
@@ -198,10 +222,11 @@ class Portal:
                 reply = f"No tools match {query!r}.{hint}\n\n" + self.overview(scope, hidden=hidden)
             else:
                 entries = [hit.entry for hit in hits]
+                observed = self.shapes.observed(entries)
                 if detail == "auto":
-                    stubs = render_stubs(entries, detail="full", full_first=FULL_HITS)
+                    stubs = render_stubs(entries, detail="full", full_first=FULL_HITS, observed=observed)
                 else:
-                    stubs = render_stubs(entries, detail=detail)
+                    stubs = render_stubs(entries, detail=detail, observed=observed)
                 where = f" on {', '.join(sorted(scope))}" if scope is not None else ""
                 approval = self.policy.for_user(who).needs_approval(entries)
                 asks = (

@@ -78,6 +78,11 @@ class _ServerBase(_Model):
     owner: str | None = Field(default=None, description="who runs this service (searchable as `owner:NAME`)")
     tags: list[str] = Field(default_factory=list, description="labels (searchable as `tag:NAME`)")
     docs: str | None = Field(default=None, description="where to read more (a URL)")
+    observe_results: bool = Field(
+        default=True,
+        description="learn what tools without an outputSchema return (keys and types, never values) from their calls, "
+        "and show it as their return type in stubs",
+    )
 
 
 class StdioServerConfig(_ServerBase):
@@ -371,6 +376,11 @@ class PortalConfig(_Model):
 
     def enabled_servers(self) -> dict[str, StdioServerConfig | RemoteServerConfig | SnapshotServerConfig]:
         return {name: server for name, server in self.servers.items() if not server.disabled}
+
+    def unobserved(self, server: str) -> bool:
+        """Whether the shapes of `server`'s results are not to be learned (`observe_results: false`)."""
+        config = self.servers.get(server)
+        return config is not None and not config.observe_results
 
     def tool_filters(self) -> dict[str, ToolFilter]:
         return {name: server.tools.as_filter() for name, server in self.servers.items()}

@@ -127,7 +127,10 @@ class Bridge:
         redactor: Redactor | None = None,
         policy: AccessPolicy | None = None,
         budgets: Budgets | None = None,
+        observe: Callable[[ToolEntry, Any], None] | None = None,
     ) -> None:
+        """`observe(entry, value)` learns from each successful result (the shapes of results, `ShapeBook`)."""
+        self._observe = observe
         self._catalog = catalog
         self._budgets = budgets or Budgets(LimitsConfig(), max_result_bytes=2_000_000)
         self._transport = transport
@@ -166,6 +169,8 @@ class Bridge:
                 self._budgets.result(size_out)
                 held.add(size_out)
                 value = await self._budgets.offload(self._shape, qualified, result, size=size_out, user=who)
+                if self._observe is not None:
+                    self._observe(entry, value)
         except PortalError as exc:
             refused = isinstance(exc, ToolCallError | LimitError) and not isinstance(exc, ToolFailedError)
             outcome = "refused" if refused else "error"

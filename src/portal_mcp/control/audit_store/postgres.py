@@ -294,6 +294,10 @@ class PostgresAuditSink(AuditQueries):
             SummaryRow(key, int(calls), int(errors), float(p50), float(p95)) for key, calls, errors, p50, p95 in rows
         ]
 
+    def connect(self) -> psycopg.Connection[Any]:
+        """A new connection with this store's settings (DSN, timeouts), for a table kept beside the log."""
+        return self._connect()
+
     def _connect(self) -> psycopg.Connection[Any]:
         conn = psycopg.connect(make_conninfo("", **self._params), autocommit=True)
         try:

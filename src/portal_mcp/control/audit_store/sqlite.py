@@ -137,6 +137,10 @@ class SqliteAuditSink(AuditQueries):
             self._db = self._open()
         return self._db
 
+    def connect(self) -> sqlite3.Connection:
+        """A new connection to the file, set up (WAL, the audit tables), for a table kept beside the log."""
+        return self._open()
+
     def _open(self) -> sqlite3.Connection:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
