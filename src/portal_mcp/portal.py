@@ -30,9 +30,11 @@ from portal_mcp.audit import AuditEvent, AuditSink, MemoryAuditSink
 from portal_mcp.audit_store import PostgresAuditSink, SqliteAuditSink
 from portal_mcp.bridge import Approver, Bridge, Caller
 from portal_mcp.catalog import Catalog
-from portal_mcp.config import ANONYMOUS, PortalConfig
+from portal_mcp.config import ANONYMOUS, PortalConfig, SearchConfig
 from portal_mcp.credentials import Redactor
 from portal_mcp.downstream import DownstreamEvent, DownstreamPool, ServerStatus
+from portal_mcp.embeddings import EmbeddingCache, Encoder, default_cache_dir
+from portal_mcp.errors import SearchModelError
 from portal_mcp.metrics import Metrics, MetricsTee
 from portal_mcp.precheck import check_code, render
 from portal_mcp.sandbox.host import RunClock, RunResult, SandboxHost
@@ -53,9 +55,16 @@ class Portal:
     """The running portal. Build it with `Portal.open(config)`; the constructor only wires parts."""
 
     def __init__(
-        self, config: PortalConfig, pool: DownstreamPool, sandbox: SandboxHost, audit: AuditSink, user: str
+        self,
+        config: PortalConfig,
+        pool: DownstreamPool,
+        sandbox: SandboxHost,
+        audit: AuditSink,
+        user: str,
+        embeddings: EmbeddingCache | None = None,
     ) -> None:
         self.config = config
+        self.embeddings = embeddings
         self.pool = pool
         self.sandbox = sandbox
         self.audit = audit
@@ -110,8 +119,11 @@ class Portal:
             redactor=Redactor(config.secret_values()),
         )
         # The sink outlives the pool and the sandbox, so calls finishing during shutdown are still recorded.
+        embeddings = await anyio.to_thread.run_sync(search_embeddings, config.search)
         async with _audit_sink(config, audit) as sink, pool, SandboxHost(config.sandbox) as sandbox:
-            portal = cls(config, pool, sandbox, sink, user or config.user or _os_user())
+            portal = cls(config, pool, sandbox, sink, user or config.user or _os_user(), embeddings)
+            # Built off the event loop: embedding a large catalog the first time takes seconds.
+            portal._index = await anyio.to_thread.run_sync(SearchIndex, portal.catalog, embeddings)
             for problem in portal.policy.unmatched(portal.catalog):
                 logger.warning("%s: a typo? it has no effect", problem, extra={"event": "policy_unmatched"})
             yield portal
@@ -139,7 +151,7 @@ class Portal:
     def index(self) -> SearchIndex:
         """The search index of the current catalog, built on first use after every change."""
         if self._index is None:
-            self._index = SearchIndex(self._catalog)
+            self._index = SearchIndex(self._catalog, self.embeddings)
         return self._index
 
     def search_api(
@@ -305,6 +317,19 @@ class Portal:
             AuditEvent("run", who, outcome, result.duration_ms, digest, detail, len(code), len(result.output))
         )
         return result
+
+
+def search_embeddings(settings: SearchConfig) -> EmbeddingCache | None:
+    """The embedding cache `search_api` ranks with, or None for words only: `semantic: false`, or (with one
+    warning line) a model that cannot be loaded."""
+    if not settings.semantic:
+        return None
+    try:
+        encoder = Encoder.load(settings.model)
+    except SearchModelError as error:
+        logger.warning("%s; searching by words only", error, extra={"event": "search_model_unavailable"})
+        return None
+    return EmbeddingCache(encoder, settings.cache or default_cache_dir())
 
 
 def _os_user() -> str:

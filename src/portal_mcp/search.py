@@ -33,6 +33,7 @@ import bm25s
 import numpy as np
 
 from portal_mcp.catalog import Catalog, ToolEntry
+from portal_mcp.embeddings import EmbeddingCache, Vectors
 from portal_mcp.search_words import (
     EQUIVALENT_PHRASES,
     EQUIVALENT_TOKENS,
@@ -61,6 +62,9 @@ ALIAS_PURITY = 0.9
 ALIAS_COVERAGE = 0.3
 # A verb pair is mined when a tool's name starts with one and its description with the other this many times.
 MINED_PAIR_COUNT = 3
+DENSE_WEIGHT = 1.0
+DENSE_DEPTH = 50
+DENSE_DESCRIPTION_CHARS = 400
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s|\n")
 
@@ -76,8 +80,12 @@ class SearchHit:
 class SearchIndex:
     """BM25 ranking of a catalog's tools for a free-text query, with synonyms and server awareness."""
 
-    def __init__(self, catalog: Catalog) -> None:
+    def __init__(self, catalog: Catalog, embeddings: EmbeddingCache | None = None) -> None:
         self._entries = tuple(catalog)
+        self._embeddings = embeddings
+        self._dense: Vectors | None = None
+        if embeddings is not None and self._entries:
+            self._dense = embeddings.vectors([dense_text(entry) for entry in self._entries])
         self._exact: dict[str, list[int]] = {}
         self._position = {entry.qualified_name: position for position, entry in enumerate(self._entries)}
         for position, entry in enumerate(self._entries):
@@ -147,6 +155,8 @@ class SearchIndex:
             scores = scores + (keep & in_mentioned) * (SERVER_BOOST * scores.max())
         if keep.any():
             self._reward_named_coverage(scores, keep, set(tokens) | set(related))
+        if self._dense is not None and self._embeddings is not None:
+            scores, keep = self._fuse(query, scores, keep)
         exact = self._exact.get(query.strip().lower(), [])
         if exact:
             # Lifted above every other score (keeping their own order), so a named tool comes first.
@@ -185,6 +195,18 @@ class SearchIndex:
             if words:
                 scores[i] += COVERAGE_BOOST * best * len(words & terms) / len(words)
 
+    def _fuse(self, query: str, lexical: Scores, keep: np.ndarray[Any, np.dtype[np.bool_]]) -> tuple[Scores, Any]:
+        """Lexical scores (scaled to the best) plus `DENSE_WEIGHT` times the query's cosine similarity to each tool,
+        over the tools the words found and the `DENSE_DEPTH` nearest by meaning."""
+        assert self._dense is not None and self._embeddings is not None
+        similarity = self._dense @ self._embeddings.encoder.encode([query])[0]
+        near = np.argpartition(-similarity, min(DENSE_DEPTH, len(similarity) - 1))[:DENSE_DEPTH]
+        keep = keep.copy()
+        keep[near] = True
+        best = lexical.max()
+        fused = (lexical / best if best > 0 else lexical) + DENSE_WEIGHT * np.maximum(similarity, 0)
+        return fused, keep
+
     def _names_server(self, token: str) -> bool:
         return token in self._aliases or any(word in self._aliases for word in EQUIVALENT_TOKENS.get(token, ()))
 
@@ -215,6 +237,20 @@ def _bm25_scores(index: Any, tokens: list[str], size: int) -> Scores:
     if not known:
         return np.zeros(size)
     return np.asarray(index.get_scores(known), dtype=np.float64)
+
+
+def dense_text(entry: ToolEntry) -> str:
+    """What a tool's vector is made of: its name in words, server, title, description head, parameter names."""
+    name = " ".join(WORD.findall(re.sub(r"([a-z])([A-Z])", r"\1 \2", entry.name).replace("_", " ").lower()))
+    parameters = " ".join(key.replace("_", " ") for key, _ in _parameters(entry.input_schema))
+    parts = [
+        name,
+        entry.server.replace("_", " "),
+        entry.title or "",
+        entry.description[:DENSE_DESCRIPTION_CHARS],
+        parameters,
+    ]
+    return ". ".join(part for part in parts if part)
 
 
 def name_document(entry: ToolEntry) -> list[str]:

@@ -296,6 +296,19 @@ class PolicyConfig(_Model):
         return found
 
 
+class SearchConfig(_Model):
+    """How `search_api` ranks: words (BM25) fused with meaning (a static embedding model), or words only."""
+
+    semantic: bool = Field(default=True, description="fuse an embedding model's similarity with the word ranking")
+    model: str | None = Field(
+        default=None,
+        description="a model2vec model: a folder, or a hub name (downloads when online); default: the bundled one",
+    )
+    cache: Path | None = Field(
+        default=None, description="folder of cached tool embeddings (default: ~/.cache/portal-mcp/embeddings)"
+    )
+
+
 class PortalConfig(_Model):
     secrets_file: Path | None = Field(
         default=None, description="YAML mapping NAME: value whose names `${NAME}` can use (relative to the config)"
@@ -305,6 +318,7 @@ class PortalConfig(_Model):
     http: HttpConfig = Field(default_factory=HttpConfig)
     audit: AuditConfig = Field(default_factory=AuditConfig)
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
+    search: SearchConfig = Field(default_factory=SearchConfig)
     user: str | None = Field(default=None, description="who stdio calls are attributed to (default: the OS user)")
     source: str | None = Field(default=None, exclude=True)
     substituted_secrets: frozenset[str] = Field(default=frozenset(), exclude=True, repr=False)
