@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from portal_mcp.embeddings import EmbeddingCache, Encoder
 from portal_mcp.errors import SearchModelError
 from portal_mcp.portal import Portal, search_embeddings
 from portal_mcp.search import SearchIndex
+from portal_mcp.search_intents import split_intents
 
 
 def tool(name: str, description: str) -> Tool:
@@ -116,3 +118,78 @@ async def test_a_portal_ranks_by_meaning_and_keeps_the_cache_where_the_config_sa
 
 
 SNAPSHOT = Path(__file__).resolve().parents[1] / "schemas" / "time.json"
+
+
+def test_a_multi_step_task_splits_into_its_intents() -> None:
+    assert split_intents("find the trending repos, read the top one's wiki, then save a summary as Markdown") == [
+        "find the trending repos",
+        "read the top one's wiki",
+        "save a summary as Markdown",
+    ]
+    assert split_intents("1. Get the weather in Paris 2. convert 20 EUR to USD") == [
+        "Get the weather in Paris",
+        "convert 20 EUR to USD",
+    ]
+
+
+def test_a_plain_query_and_a_list_of_nouns_stay_one_intent() -> None:
+    assert split_intents("create an issue in jira") == ["create an issue in jira"]
+    assert split_intents("papers on climate, oceans and currents") == ["papers on climate, oceans and currents"]
+    assert split_intents("read and write files") == ["read and write files"]
+
+
+def test_each_intent_of_a_task_gets_its_own_tools_and_the_flat_ranking_holds_them_all(encoder: Encoder) -> None:
+    index = SearchIndex(CATALOG, EmbeddingCache(encoder, None))
+    task = "get the popular videos on bilibili, then save the list as Markdown to a file"
+    groups = index.search_intents(task, limit=2)
+    assert [intent for intent, _ in groups] == [
+        task,
+        "get the popular videos on bilibili",
+        "save the list as Markdown to a file",
+    ]
+    assert groups[1][1][0].entry.qualified_name == "bilibili.get_popular_videos"
+    assert groups[2][1][0].entry.qualified_name == "filesystem.write_file"
+    assert {"bilibili.get_popular_videos", "filesystem.write_file"} <= set(names(index, task, 3))
+
+
+def test_a_weak_best_match_is_called_weak_and_a_good_one_is_not(encoder: Encoder) -> None:
+    index = SearchIndex(CATALOG, EmbeddingCache(encoder, None))
+    cake = "bake a chocolate cake for my grandmother"
+    assert index.weak(cake, index.search(cake))
+    assert not index.weak("refund the customer's charge", index.search("refund the customer's charge"))
+    assert index.closest_servers("refund the customer's charge", ["stripe", "weather", "bilibili"], 1) == ["stripe"]
+
+
+async def test_search_api_answers_nothing_fits_with_the_closest_servers_and_a_task_by_intent(tmp_path: Path) -> None:
+    servers = {
+        "weather": {"snapshot": str(_snapshot(tmp_path, "weather")), "description": "Forecasts and alerts"},
+        "filesystem": {"snapshot": str(_snapshot(tmp_path, "filesystem"))},
+        "bilibili": {"snapshot": str(_snapshot(tmp_path, "bilibili"))},
+        "stripe": {"snapshot": str(_snapshot(tmp_path, "stripe"))},
+    }
+    config = parse_config(json.dumps({"servers": servers}), source="p.json", base_dir=tmp_path, environ={})
+    async with Portal.open(config, user="tester") as portal:
+        reply = portal.search_api("bake a chocolate cake for my grandmother")
+        assert reply.startswith("Nothing here fits 'bake a chocolate cake for my grandmother' well.")
+        lines = [line for line in reply.splitlines() if line.startswith("- ")]
+        assert len(lines) == 3
+        described = {
+            "weather": "- weather (1 tools): Forecasts and alerts",
+            "filesystem": "- filesystem (2 tools): tools: write_file, read_file",
+            "bilibili": "- bilibili (1 tools): tools: get_popular_videos",
+            "stripe": "- stripe (1 tools): tools: create_refund",
+        }
+        assert set(lines) <= set(described.values())
+        task = portal.search_api("get the popular videos on bilibili, then save the list as Markdown to a file")
+        assert task.startswith("A task of 2 steps")
+        first, second = task.split("## 2. ")
+        assert "bilibili.get_popular_videos" in first.split("## 1. ")[1]
+        assert "filesystem.write_file" in second
+
+
+def _snapshot(folder: Path, server: str) -> Path:
+    path = folder / f"{server}.json"
+    tools = [entry for entry in CATALOG if entry.server == server]
+    wire = [{"name": e.name, "description": e.description, "inputSchema": dict(e.input_schema)} for e in tools]
+    path.write_text(json.dumps({"tools": wire}), encoding="utf-8")
+    return path

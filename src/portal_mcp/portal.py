@@ -29,7 +29,7 @@ from portal_mcp.access import AccessPolicy, RunLimiter
 from portal_mcp.audit import AuditEvent, AuditSink, MemoryAuditSink
 from portal_mcp.audit_store import PostgresAuditSink, SqliteAuditSink
 from portal_mcp.bridge import Approver, Bridge, Caller
-from portal_mcp.catalog import Catalog
+from portal_mcp.catalog import Catalog, ToolEntry
 from portal_mcp.config import ANONYMOUS, PortalConfig, SearchConfig
 from portal_mcp.credentials import Redactor
 from portal_mcp.downstream import DownstreamEvent, DownstreamPool, ServerStatus
@@ -39,6 +39,7 @@ from portal_mcp.metrics import Metrics, MetricsTee
 from portal_mcp.precheck import check_code, render
 from portal_mcp.sandbox.host import RunClock, RunResult, SandboxHost
 from portal_mcp.search import SearchHit, SearchIndex
+from portal_mcp.search_reply import nothing_fits_reply, task_reply
 from portal_mcp.stubs import render_stubs
 
 logger = logging.getLogger(__name__)
@@ -180,10 +181,21 @@ class Portal:
         elif not words.strip():
             reply = self.overview(scope, hidden=hidden)
         else:
-            hits = self.index().search(words, servers=scope, limit=limit, exclude=hidden)
+            index = self.index()
+            groups = index.search_intents(words, servers=scope, limit=limit, exclude=hidden)
+            hits, intents = groups[0][1], groups[1:]
             hint = self._did_you_mean(words, hits, hidden)
-            if not hits:
+            visible = [name for name in self._catalog.servers() if scope is None or name in scope]
+            if not hits and not any(found for _, found in intents):
                 reply = f"No tools match {query!r}.{hint}\n\n" + self.overview(scope, hidden=hidden)
+            elif intents:
+                reply, shown = task_reply(intents, limit, detail)
+                shown_entries = [entry for name in shown if (entry := self._catalog.get(name)) is not None]
+                reply += self._approval_note(who, shown_entries)
+            elif index.weak(words, hits):
+                closest = index.closest_servers(words, [name for name in visible if self._visible(name, hidden)])
+                about = {name: config.description for name, config in self.config.servers.items() if config.description}
+                reply = nothing_fits_reply(query, closest, hits, self._catalog, about)
             else:
                 entries = [hit.entry for hit in hits]
                 if detail == "auto":
@@ -191,21 +203,23 @@ class Portal:
                 else:
                     stubs = render_stubs(entries, detail=detail)
                 where = f" on {', '.join(sorted(scope))}" if scope is not None else ""
-                approval = self.policy.for_user(who).needs_approval(entries)
-                asks = (
-                    f" Calls to {', '.join(approval)} ask the user for approval first; refused calls raise "
-                    "PermissionError."
-                    if approval
-                    else ""
-                )
                 reply = (
                     f"{len(hits)} of {len(self._catalog) - len(hidden)} tools match{where}.{hint} Call them in "
-                    f"execute_code as `await server.tool(...)`.{asks}\n\n{stubs}"
+                    f"execute_code as `await server.tool(...)`.{self._approval_note(who, entries)}\n\n{stubs}"
                 )
         self.events.record(
             AuditEvent("search", who, "ok", (time.perf_counter() - started) * 1000, query, size_out=len(reply))
         )
         return reply
+
+    def _approval_note(self, who: str, entries: list[ToolEntry]) -> str:
+        approval = self.policy.for_user(who).needs_approval(entries)
+        if not approval:
+            return ""
+        return f" Calls to {', '.join(approval)} ask the user for approval first; refused calls raise PermissionError."
+
+    def _visible(self, server: str, hidden: frozenset[str]) -> bool:
+        return any(entry.qualified_name not in hidden for entry in self._catalog.by_server(server))
 
     def _scope(self, filters: list[tuple[str, str]]) -> tuple[set[str] | None, str]:
         """The servers the filters leave (None: all), or a message saying which filter matched nothing."""
