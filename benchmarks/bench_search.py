@@ -2,7 +2,7 @@
 
 Quality: recall@1, recall@5, MRR@10, nDCG@10 and needed@10 (the share of a query's expected tools in the first
 10) of four rankers, per set and per split (train / held-out test, by a hash of the query):
-  hybrid    `portal_mcp.search.SearchIndex` with the bundled embedding model, what `search_api` uses;
+  hybrid    `portal_mcp.catalog.search.SearchIndex` with the bundled embedding model, what `search_api` uses;
   words     the same index with `search: {semantic: false}` (BM25, synonyms, server awareness);
   bm25      plain BM25 (bm25s defaults: its default tokenizer, no stemming, no stopwords) over name + description;
   fastmcp   FastMCP's CodeMode search (`search_eval/fastmcp_rank.py`), run in its own venv because fastmcp pins
@@ -37,8 +37,9 @@ from common import HERE, SCHEMAS, bundled_listings
 from search_eval.evaluate import DEPTH, Query, bundled_catalog, by_split, load_queries, rank_all
 from search_eval.external import available
 
-from portal_mcp.benchmark import count_tokens, grow_listings
-from portal_mcp.catalog import Catalog
+from portal_mcp.benchmark import grow_listings
+from portal_mcp.catalog.model import Catalog
+from portal_mcp.catalog.tokens import count_tokens
 from portal_mcp.config import load_config
 from portal_mcp.portal import Portal
 
@@ -56,8 +57,8 @@ NEW_PACKAGES = ("tokenizers", "safetensors", "huggingface_hub", "hf_xet", "fsspe
 
 
 def run() -> dict[str, Any]:
-    from portal_mcp.embeddings import EmbeddingCache, Encoder
-    from portal_mcp.search import SearchIndex
+    from portal_mcp.catalog.search import SearchIndex
+    from portal_mcp.catalog.search.embeddings import EmbeddingCache, Encoder
 
     encoder = Encoder.load()
     sets: list[tuple[str, str, Catalog, list[Query]]] = [
@@ -207,8 +208,8 @@ def _scale() -> dict[str, Any]:
     listings = _corpus_listings() if CORPUS.is_dir() else bundled_listings()
     catalog = Catalog.build(grow_listings(listings, SCALE_TOOLS))
     before = _rss_mb()
-    from portal_mcp.embeddings import EmbeddingCache, Encoder
-    from portal_mcp.search import SearchIndex
+    from portal_mcp.catalog.search import SearchIndex
+    from portal_mcp.catalog.search.embeddings import EmbeddingCache, Encoder
 
     started = time.perf_counter()
     encoder = Encoder.load()
@@ -256,7 +257,7 @@ def _scale() -> dict[str, Any]:
 
 
 def _corpus_listings() -> dict[str, list[Any]]:
-    from portal_mcp.snapshot import parse_snapshot
+    from portal_mcp.catalog.snapshot import parse_snapshot
 
     listings = {}
     for path in sorted(CORPUS.glob("*.json")):
@@ -269,7 +270,7 @@ def _install_size() -> dict[str, Any]:
     """Bytes on disk of the packages the embedding model added, and of the bundled model."""
     from importlib import metadata
 
-    from portal_mcp.embeddings import BUNDLED_MODEL
+    from portal_mcp.catalog.search.embeddings import BUNDLED_MODEL
 
     sizes = {}
     for package in NEW_PACKAGES:

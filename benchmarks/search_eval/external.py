@@ -34,8 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from portal_mcp.catalog import Catalog
-from portal_mcp.snapshot import parse_snapshot
+from portal_mcp.catalog.model import Catalog
+from portal_mcp.catalog.snapshot import parse_snapshot
 
 HERE = Path(__file__).resolve().parent
 DATASETS = HERE / "datasets"

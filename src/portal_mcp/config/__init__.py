@@ -34,6 +34,7 @@ from portal_mcp.config.models import (
     ServerConfig,
     SnapshotServerConfig,
     StdioServerConfig,
+    ToolFilter,
     ToolsConfig,
     is_loopback,
 )
@@ -56,6 +57,7 @@ __all__ = [
     "ServerConfig",
     "SnapshotServerConfig",
     "StdioServerConfig",
+    "ToolFilter",
     "ToolsConfig",
     "builtin_variables",
     "bundled_config_path",

@@ -1,0 +1,295 @@
+"""The search index behind `search_api`: BM25 over what each tool is called and what it says it does.
+
+A tool's score for a query adds up these signals:
+
+1. BM25 (bm25s) over everything a tool says: its name split into words and kept whole, server, title,
+   description, parameter names and descriptions (names repeated `NAME_WEIGHT` times).
+2. BM25 over its headline only (name, server, title, the first sentence of its description), weighted
+   `HEADLINE_BOOST`: a query naming the thing ("create issue") beats a tool that merely mentions it.
+3. Synonyms: agents ask in their words ("make a PR", "get rid of the collection", "k8s"), tools answer in theirs
+   ("create pull request", "drop", "kubernetes"). Equivalents (abbreviations, idioms) count like the query's own
+   words; related words (a small thesaurus plus verb pairs mined from the catalog itself: a tool named `delete_x`
+   described as "Remove ..." teaches that remove means delete here) weigh `SYNONYM_WEIGHT`.
+4. Server awareness: words that name a server are mined from the catalog (its name, and the prefix most of its
+   tool names share: `jira_` for atlassian, `browser_` for playwright). Such a word selects the server rather than
+   matching prose: the named server's matching tools are lifted by `SERVER_BOOST` times the best score, so
+   "create an issue in jira" ranks Jira's tools above GitHub's.
+5. Name coverage: the best `RERANK_DEPTH` tools gain up to `COVERAGE_BOOST` times the best score for the share of
+   their name the query says (`jira_create_issue` over `jira_batch_create_issues` for "create a jira issue").
+
+Like the catalog it indexes, an index is immutable: a new catalog gets a new `SearchIndex`.
+The words themselves (stopwords, the synonym tables, `tokenize` and `stem`) are in `search_words`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import bm25s
+import numpy as np
+
+from portal_mcp.catalog.model import Catalog, ToolEntry
+from portal_mcp.catalog.search.embeddings import EmbeddingCache, Vectors
+from portal_mcp.catalog.search.intents import interleave, split_intents
+from portal_mcp.catalog.search.text import dense_text, document, headline, mined_synonyms, name_words, server_aliases
+from portal_mcp.catalog.search.words import (
+    EQUIVALENT_PHRASES,
+    EQUIVALENT_TOKENS,
+    RELATED_PHRASES,
+    RELATED_TOKENS,
+    WORD,
+    tokenize,
+)
+
+HEADLINE_BOOST = 2.0
+SYNONYM_WEIGHT = 0.5
+SERVER_BOOST = 1.0
+COVERAGE_BOOST = 0.1
+RERANK_DEPTH = 50
+DENSE_WEIGHT = 1.0
+DENSE_DEPTH = 50
+SERVER_WEIGHT = 0.5
+# "Nothing fits" (measured on the train splits: 1% of queries that have a tool are judged weak).
+WEAK_SIMILARITY = 0.3
+WEAK_COVERAGE = 0.34
+
+
+Scores = np.ndarray[Any, np.dtype[np.float64]]
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    entry: ToolEntry
+    score: float
+    similarity: float | None = None
+    """Cosine similarity of the query and the tool by meaning (None without a model)."""
+
+
+class SearchIndex:
+    """BM25 ranking of a catalog's tools for a free-text query, with synonyms and server awareness."""
+
+    def __init__(self, catalog: Catalog, embeddings: EmbeddingCache | None = None) -> None:
+        self._entries = tuple(catalog)
+        self._embeddings = embeddings
+        self._dense: Vectors | None = None
+        self._servers_dense: Vectors | None = None
+        self._exact: dict[str, list[int]] = {}
+        self._position = {entry.qualified_name: position for position, entry in enumerate(self._entries)}
+        for position, entry in enumerate(self._entries):
+            names = {entry.qualified_name, f"{entry.server}.{entry.name}", entry.name, entry.python_name}
+            for name in names:
+                self._exact.setdefault(name.lower(), []).append(position)
+        self._server_names = sorted({entry.server for entry in self._entries})
+        server_ids = {name: number for number, name in enumerate(self._server_names)}
+        self._server_of = np.array([server_ids[entry.server] for entry in self._entries], dtype=np.int32)
+        if embeddings is not None and self._entries:
+            self._dense = embeddings.vectors([dense_text(entry) for entry in self._entries])
+            # A server's vector: the mean of its tools' (what the server is about, for routing a query to it).
+            centroids = np.zeros((len(self._server_names), self._dense.shape[1]), dtype=np.float32)
+            np.add.at(centroids, self._server_of, self._dense)
+            self._servers_dense = centroids / np.maximum(np.linalg.norm(centroids, axis=1, keepdims=True), 1e-9)
+        self._bm25: Any = None
+        self._headlines: Any = None
+        self._aliases: dict[str, frozenset[int]] = {}
+        self._name_words: list[frozenset[str]] = []
+        self._related: dict[str, tuple[str, ...]] = dict(RELATED_TOKENS)
+        if self._entries:
+            headlines = [headline(entry) for entry in self._entries]
+            self._bm25 = bm25s.BM25()
+            self._bm25.index([document(entry) for entry in self._entries], show_progress=False)
+            self._headlines = bm25s.BM25()
+            self._headlines.index(headlines, show_progress=False)
+            aliases = server_aliases(self._entries, headlines)
+            self._aliases = {word: frozenset(server_ids[s] for s in names) for word, names in aliases.items()}
+            own = {server: {word for word, names in aliases.items() if server in names} for server in server_ids}
+            self._name_words = [name_words(entry) - own[entry.server] for entry in self._entries]
+            for word, synonyms in mined_synonyms(self._entries).items():
+                self._related[word] = tuple(dict.fromkeys((*self._related.get(word, ()), *synonyms)))
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def search(
+        self,
+        query: str,
+        *,
+        server: str | None = None,
+        servers: Collection[str] | None = None,
+        limit: int = 5,
+        exclude: Collection[str] = (),
+    ) -> list[SearchHit]:
+        """The best `limit` tools for `query`, optionally of one server or a set of servers, never one named in
+        `exclude` (qualified names); [] for a blank query. A whole task ("find X, then save it as Y") ranks the
+        best tools of each of its intents first, in turn (`search_intents`)."""
+        groups = self.search_intents(query, server=server, servers=servers, limit=limit, exclude=exclude)
+        if len(groups) == 1:
+            return groups[0][1]
+        return interleave([hits for _, hits in groups], limit, lambda hit: hit.entry.qualified_name)
+
+    def search_intents(
+        self,
+        query: str,
+        *,
+        server: str | None = None,
+        servers: Collection[str] | None = None,
+        limit: int = 5,
+        exclude: Collection[str] = (),
+    ) -> list[tuple[str, list[SearchHit]]]:
+        """(intent, its best `limit` tools) for each intent of the query, in order; one group for a plain query."""
+        intents = split_intents(query)
+        if len(intents) > 1:
+            # The whole task ranks first: its best tool is often what every intent needs (and its words say more).
+            intents = [query, *intents]
+        return [(intent, self._search(intent, server, servers, limit, exclude)) for intent in intents]
+
+    def _search(
+        self,
+        query: str,
+        server: str | None,
+        servers: Collection[str] | None,
+        limit: int,
+        exclude: Collection[str],
+    ) -> list[SearchHit]:
+        """The ranking of one intent (see `search`).
+
+        A query that is exactly a tool's name (`get_current_time`) or qualified name (`time.get_current_time`)
+        ranks that tool first; tools with no query word (or synonym) at all are never returned.
+        """
+        if not query.strip() or limit <= 0 or self._bm25 is None:
+            return []
+        words = WORD.findall(query.lower())
+        tokens = tokenize(query)
+        tokens += [word for word in _expand(words, tokens, EQUIVALENT_TOKENS, EQUIVALENT_PHRASES) if word not in tokens]
+        related = [word for word in _expand(words, tokens, self._related, RELATED_PHRASES) if word not in tokens]
+        mentioned = self._mentioned(tokens + related)
+        # A word naming a server selects its tools (the boost below) instead of matching their prose: a tool whose
+        # description happens to repeat "MongoDB" is no better an answer to "list collections in mongo".
+        naming = {token for token in tokens if self._names_server(token)}
+        content = [token for token in tokens if token not in naming]
+        scores = self._scores(content) + SYNONYM_WEIGHT * self._scores([w for w in related if w not in naming])
+        keep = scores > 0
+        in_mentioned = np.isin(self._server_of, list(mentioned))
+        if naming and not (keep & in_mentioned).any():
+            # None of the named server's tools says any other query word ("what time is it", "how much money is
+            # in stripe"): its name is then the best clue there is, so it counts as a word again.
+            scores = self._scores(tokens) + SYNONYM_WEIGHT * self._scores(related)
+            keep = scores > 0
+        if mentioned and (keep & in_mentioned).any():
+            # An agent that names a service means it: at SERVER_BOOST 1 its matching tools come before any other.
+            scores = scores + (keep & in_mentioned) * (SERVER_BOOST * scores.max())
+        if keep.any():
+            self._reward_named_coverage(scores, keep, set(tokens) | set(related))
+        similarity: Scores | None = None
+        if self._dense is not None and self._embeddings is not None:
+            scores, keep, similarity = self._fuse(query, scores, keep)
+        exact = self._exact.get(query.strip().lower(), [])
+        if exact:
+            # Lifted above every other score (keeping their own order), so a named tool comes first.
+            scores[exact] += scores.max() + 1.0
+            keep[exact] = True
+        if server is not None:
+            servers = [server] if servers is None else [name for name in servers if name == server]
+        if servers is not None:
+            wanted = [number for number, name in enumerate(self._server_names) if name in servers]
+            keep &= np.isin(self._server_of, wanted)
+        if exclude:
+            keep[[self._position[name] for name in exclude if name in self._position]] = False
+        candidates = np.flatnonzero(keep)
+        if len(candidates) > limit:
+            # Only the best `limit` need sorting: a partial selection first keeps big catalogs fast.
+            best = np.argpartition(-scores[candidates], limit - 1)[:limit]
+            candidates = candidates[best]
+        order = candidates[np.argsort(-scores[candidates], kind="stable")][:limit]
+        return [
+            SearchHit(self._entries[i], float(scores[i]), None if similarity is None else float(similarity[i]))
+            for i in order
+        ]
+
+    def _reward_named_coverage(
+        self, scores: Scores, keep: np.ndarray[Any, np.dtype[np.bool_]], terms: set[str]
+    ) -> None:
+        """Rerank the best `RERANK_DEPTH` tools by how much of their name the query says, in place.
+
+        BM25 rewards a tool for each query word it contains; this rewards a tool whose name is covered by the
+        query: "create an issue in jira" says all of `jira_create_issue` but not the `batch` of
+        `jira_batch_create_issues`. Only the top few are rescored, which keeps big catalogs fast.
+        """
+        candidates = np.flatnonzero(keep)
+        if len(candidates) > RERANK_DEPTH:
+            candidates = candidates[np.argpartition(-scores[candidates], RERANK_DEPTH - 1)[:RERANK_DEPTH]]
+        best = float(scores[candidates].max())
+        for i in candidates:
+            words = self._name_words[i]
+            if words:
+                scores[i] += COVERAGE_BOOST * best * len(words & terms) / len(words)
+
+    def _fuse(
+        self, query: str, lexical: Scores, keep: np.ndarray[Any, np.dtype[np.bool_]]
+    ) -> tuple[Scores, Any, Scores]:
+        """Lexical scores (scaled to the best) plus `DENSE_WEIGHT` times the query's cosine similarity to each tool
+        (plus `SERVER_WEIGHT` times its server's), over the tools the words found and the `DENSE_DEPTH` nearest by
+        meaning; and the tools' own similarities."""
+        assert self._dense is not None and self._embeddings is not None
+        vector = self._embeddings.encoder.encode([query])[0]
+        similarity = self._dense @ vector
+        assert self._servers_dense is not None
+        # Server routing: a tool whose server is about the query (the mean of its tools' vectors) gains.
+        routed = similarity + SERVER_WEIGHT * (self._servers_dense @ vector)[self._server_of]
+        near = np.argpartition(-routed, min(DENSE_DEPTH, len(routed) - 1))[:DENSE_DEPTH]
+        keep = keep.copy()
+        keep[near] = True
+        best = lexical.max()
+        fused = (lexical / best if best > 0 else lexical) + DENSE_WEIGHT * np.maximum(routed, 0)
+        return fused, keep, similarity
+
+    def weak(self, query: str, hits: Sequence[SearchHit]) -> bool:
+        """True when even the best hits fit the query poorly: none is close by meaning (`WEAK_SIMILARITY`) and
+        none says a `WEAK_COVERAGE` share of the query's words. Only judged with a model (False without)."""
+        if self._dense is None or not hits:
+            return self._dense is not None
+        if max(hit.similarity or 0.0 for hit in hits) >= WEAK_SIMILARITY:
+            return False
+        words = set(tokenize(query))
+        said = max(len(words & set(document(hit.entry))) for hit in hits)
+        return said < WEAK_COVERAGE * len(words)
+
+    def closest_servers(self, query: str, servers: Collection[str], limit: int = 3) -> list[str]:
+        """The `limit` servers among `servers` nearest to the query by meaning (by name order without a model)."""
+        wanted = [number for number, name in enumerate(self._server_names) if name in servers]
+        if self._servers_dense is None or self._embeddings is None:
+            return [self._server_names[number] for number in wanted[:limit]]
+        closeness = self._servers_dense[wanted] @ self._embeddings.encoder.encode([query])[0]
+        return [self._server_names[wanted[i]] for i in np.argsort(-closeness, kind="stable")[:limit]]
+
+    def _names_server(self, token: str) -> bool:
+        return token in self._aliases or any(word in self._aliases for word in EQUIVALENT_TOKENS.get(token, ()))
+
+    def _scores(self, tokens: list[str]) -> Scores:
+        size = len(self._entries)
+        return _bm25_scores(self._bm25, tokens, size) + HEADLINE_BOOST * _bm25_scores(self._headlines, tokens, size)
+
+    def _mentioned(self, tokens: Iterable[str]) -> set[int]:
+        """The servers the query names, by their mined aliases."""
+        return {server for token in tokens for server in self._aliases.get(token, ())}
+
+
+def _expand(
+    words: list[str], tokens: list[str], by_token: Mapping[str, Sequence[str]], by_phrase: Mapping[str, Sequence[str]]
+) -> list[str]:
+    """Synonyms of a query's phrases (of up to 3 words) and tokens, as index tokens, in order and once each."""
+    extra: list[str] = []
+    for size in (1, 2, 3):
+        for start in range(len(words) - size + 1):
+            extra.extend(by_phrase.get(" ".join(words[start : start + size]), ()))
+    for token in tokens:
+        extra.extend(by_token.get(token, ()))
+    return list(dict.fromkeys(extra))
+
+
+def _bm25_scores(index: Any, tokens: list[str], size: int) -> Scores:
+    known = [token for token in tokens if token in index.vocab_dict]
+    if not known:
+        return np.zeros(size)
+    return np.asarray(index.get_scores(known), dtype=np.float64)

@@ -1,0 +1,408 @@
+"""The MCP surface: exactly two tools, `search_api` and `execute_code`, over stdio or streamable HTTP.
+
+The tool descriptions are the whole manual the model gets, so they teach the workflow (search, then write code
+that awaits the stubs) in as few tokens as possible; `tests/test_server.py` holds the budget.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import warnings
+import weakref
+from typing import Any, Literal
+
+import anyio
+import mcp_types as types
+from mcp.server import Server
+from mcp.server.context import ServerRequestContext
+from mcp.server.transport_security import TransportSecurityMiddleware, TransportSecuritySettings
+from mcp.shared.exceptions import MCPDeprecationWarning
+from pydantic import ValidationError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from portal_mcp import __version__
+from portal_mcp.config import ANONYMOUS, HttpConfig, ReplicaConfig, is_loopback
+from portal_mcp.control.metrics import USABLE
+from portal_mcp.downstream import DownstreamEvent
+from portal_mcp.errors import ConfigError
+from portal_mcp.portal import Portal
+from portal_mcp.runs.approvals import PendingRuns, asks_in_result, can_elicit, direct_approver, no_session
+from portal_mcp.runs.bridge import Approver
+from portal_mcp.sandbox.host import RunResult
+from portal_mcp.surface.peers import NOT_FORWARDED, ReplicaRouter
+from portal_mcp.tools import INSTRUCTIONS, MAX_LIMIT, TOOLS
+
+logger = logging.getLogger("portal_mcp")
+
+_LEVELS: list[types.LoggingLevel] = ["debug", "info", "notice", "warning", "error", "critical", "alert", "emergency"]
+
+
+class PortalServer:
+    """Serves a `Portal` as an MCP server and forwards downstream events to clients as log notifications."""
+
+    def __init__(self, portal: Portal) -> None:
+        self.portal = portal
+        # Connections that asked for log messages, with their minimum level; weak so closed sessions drop out.
+        self._log_levels: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
+        self._listed: weakref.WeakSet[Any] = weakref.WeakSet()  # connections counted in the tokens-saved metric
+        self._owners: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()  # connection -> its user
+        with warnings.catch_warnings():
+            # logging/setLevel is deprecated for 2026-07-28 clients but is what today's clients use.
+            warnings.simplefilter("ignore", MCPDeprecationWarning)
+            self.server: Server[Any] = Server(
+                "portal-mcp",
+                version=__version__,
+                instructions=INSTRUCTIONS,
+                on_list_tools=self._list_tools,
+                on_call_tool=self._call_tool,
+                on_set_logging_level=self._set_level,
+                # Without it the SDK runs the tools/list handler before every 2026-07-28 HTTP call (to check
+                # `Mcp-Param-*` headers), which would count each call as a listing in the metrics.
+                get_tool_input_schema=_input_schema,
+            )
+        portal.add_listener(self._on_event)
+        self._pending = PendingRuns(keep_seconds=portal.policy.approval_timeout)
+
+    async def _list_tools(
+        self, ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
+    ) -> types.ListToolsResult:
+        await self._greet(ctx)
+        # Counted once per connection: a legacy session, or one request of the sessionless 2026-07-28 protocol.
+        connection = getattr(ctx.session, "_connection", None)  # with or without a channel: each client counts
+        if connection is not None and connection not in self._listed:
+            self._listed.add(connection)
+            await anyio.to_thread.run_sync(self.portal.metrics.tools_listed)
+        return types.ListToolsResult(tools=TOOLS)
+
+    async def _set_level(
+        self, ctx: ServerRequestContext[Any], params: types.SetLevelRequestParams
+    ) -> types.EmptyResult:
+        connection = _connection(ctx)
+        if connection is not None:  # a connection without a channel (stateless HTTP) has nothing to remember it for
+            self._log_levels[connection] = _LEVELS.index(params.level)
+            self._owners[connection] = _caller(ctx) or self.portal.user
+        return types.EmptyResult()
+
+    async def _call_tool(
+        self, ctx: ServerRequestContext[Any], params: types.CallToolRequestParams
+    ) -> types.CallToolResult | types.InputRequiredResult:
+        await self._greet(ctx)
+        args = params.arguments or {}
+        if params.name == "search_api":
+            return self._search(args, _caller(ctx))
+        if params.name == "execute_code":
+            return await self._execute(ctx, params, args)
+        return _error(f"unknown tool {params.name!r}; this server has `search_api` and `execute_code`")
+
+    async def _execute(
+        self, ctx: ServerRequestContext[Any], params: types.CallToolRequestParams, args: dict[str, Any]
+    ) -> types.CallToolResult | types.InputRequiredResult:
+        """Run the code; calls the policy wants approved ask the user through elicitation (see approvals.py)."""
+        user = _caller(ctx)
+        if params.request_state is not None:
+            # Over HTTP with `http.replica` peers, an answer for another replica's run was forwarded there before it
+            # got here (peers.ReplicaRouter); one that reaches this point comes with the reason it was not.
+            reason = _scope(ctx).get(NOT_FORWARDED)
+            resumed = await self._pending.resume(
+                user,
+                params.request_state,
+                params.input_responses,
+                not_forwarded=reason if isinstance(reason, str) else None,
+            )
+            return _error(resumed) if isinstance(resumed, str) else _run_reply(resumed)
+        code = args.get("code")
+        if not isinstance(code, str):
+            return _error("execute_code needs `code`: a string of Python source")
+        if self.portal.policy.for_user(user or self.portal.user).approve == "never":
+            return _run_reply(await self.portal.execute_code(code, user=user))  # nothing to ask: the plain path
+        if can_elicit(ctx) and asks_in_result(ctx):
+            # 2026-07-28: no server-initiated requests; questions go back in the result and the run waits here.
+            started = await self._pending.start(
+                user, lambda approve: self.portal.execute_code(code, user=user, approve=approve)
+            )
+            return _error(started) if isinstance(started, str) else _run_reply(started)
+        if can_elicit(ctx):
+            approve: Approver | None = direct_approver(ctx)
+        else:  # a handshake-era request without a session cannot be asked, whatever the client supports
+            approve = no_session if not asks_in_result(ctx) and _connection(ctx) is None else None
+        return _run_reply(await self.portal.execute_code(code, user=user, approve=approve))
+
+    def _search(self, args: dict[str, Any], user: str | None) -> types.CallToolResult:
+        query, server, limit, detail = (
+            args.get("query", ""),
+            args.get("server"),
+            args.get("limit", 5),
+            args.get("detail", "auto"),
+        )
+        if not isinstance(query, str):
+            return _error("search_api: `query` must be a string")
+        if server is not None and not isinstance(server, str):
+            return _error("search_api: `server` must be a server name (string)")
+        if type(limit) is not int or not 1 <= limit <= MAX_LIMIT:
+            return _error(f"search_api: `limit` must be an integer from 1 to {MAX_LIMIT}")
+        if detail not in ("name", "signature", "full", "auto"):
+            return _error("search_api: `detail` must be 'name', 'signature' or 'full'")
+        text = self.portal.search_api(query, server=server or None, limit=limit, detail=detail, user=user)
+        return types.CallToolResult(content=[types.TextContent(text=text)])
+
+    async def _greet(self, ctx: ServerRequestContext[Any]) -> None:
+        """On a connection's first request, tell it which servers are unavailable: they failed before it came.
+
+        Only connections that outlive a request are greeted and sent downstream events: a stateless HTTP request
+        (`http: {stateless: true}`, and every 2026-07-28 request) gets a connection of its own with no channel to send
+        on, so there the events go to the portal's own log only and a failed server shows up when it is called.
+        """
+        connection = _connection(ctx)
+        if connection is None or connection in self._log_levels:
+            return
+        self._log_levels[connection] = _LEVELS.index("info")
+        self._owners[connection] = _caller(ctx) or self.portal.user
+        for status in self.portal.statuses():
+            if status.state in ("failed", "down"):
+                await self._send(
+                    connection, "error", {"server": status.name, "event": status.state, "message": status.error}
+                )
+
+    async def _on_event(self, event: DownstreamEvent) -> None:
+        """Tell the clients that asked for log messages; an event about one user's own connection (its text can
+        quote what that user's process printed) only that user's."""
+        data = {"server": event.server, "event": event.kind, "message": event.message}
+        for connection, minimum in list(self._log_levels.items()):
+            if event.user is not None and self._owners.get(connection) != event.user:
+                continue
+            if _LEVELS.index(event.level) >= minimum:
+                await self._send(connection, event.level, data)
+
+    async def _send(self, connection: Any, level: types.LoggingLevel, data: dict[str, Any]) -> None:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", MCPDeprecationWarning)
+                await connection.log(level, data, "portal-mcp")
+        except Exception:  # a client that went away must not break delivery to the others
+            logger.debug("dropping log notification for a closed connection", exc_info=True)
+
+    async def serve_stdio(self) -> None:
+        from mcp.server.stdio import stdio_server
+
+        async with stdio_server() as (read, write):
+            await self.server.run(read, write, self.server.create_initialization_options())
+
+    @staticmethod
+    def check_bind(host: str, http: HttpConfig, source: str | None = None) -> None:
+        """Refuse to expose the portal beyond this machine without bearer tokens."""
+        tokens = _tokens(http)  # each non-empty and one caller's: checked when the config was loaded
+        if not is_loopback(host) and not tokens:
+            raise ConfigError(
+                f"refusing to serve on {host!r} without authentication: binding beyond loopback needs "
+                "`http: {bearer_tokens: [...]}` or `http: {users: {NAME: {token: ...}}}` in the config "
+                "(e.g. `- ${PORTAL_TOKEN}`)",
+                source=source,
+            )
+
+    @staticmethod
+    def check_replica(http: HttpConfig, source: str | None = None) -> None:
+        """Refuse a replica setup that cannot forward approval answers: a bad id, or peers but no id of its own."""
+        replica = http.replica
+        try:  # the id may come from `serve --replica-id` / PORTAL_REPLICA_ID, set without validation
+            ReplicaConfig.model_validate(replica.model_dump())
+        except ValidationError as exc:
+            message = str(exc.errors()[0]["msg"]).removeprefix("Value error, ")
+            raise ConfigError(f"http.replica: {message}", source=source) from None
+        if replica.peers and replica.id is None:
+            raise ConfigError(
+                "`http.replica.peers` lists the replicas, so this one needs its id: `serve --replica-id NAME` or "
+                f"PORTAL_REPLICA_ID=NAME, one of {', '.join(sorted(replica.peers))}",
+                source=source,
+            )
+
+    async def serve_http(self, host: str, port: int, http: HttpConfig) -> None:
+        import uvicorn
+
+        app = self.http_app(host, http)
+        # log_config=None: uvicorn's loggers propagate to the portal's handler (text or JSON, see `logs`).
+        config = uvicorn.Config(app, host=host, port=port, log_level="warning", log_config=None, lifespan="on")
+        await uvicorn.Server(config).serve()
+
+    def http_app(self, host: str, http: HttpConfig) -> ASGIApp:
+        """The streamable HTTP app at `/mcp` with `/metrics` and `/healthz` next to it: DNS-rebinding checks on all
+        three and, when configured, bearer tokens (`/healthz` answers without one, with its overall status only).
+
+        With `http.stateless` no MCP session is kept: every request is served on its own (so any replica behind a
+        load balancer can take it), and nothing is pushed to the client outside a request's own response. With
+        `http.replica.peers`, an approval answer for a run on another replica is forwarded there (`peers`).
+        """
+        self.check_bind(host, http)
+        self.check_replica(http)
+        self._pending.replica = http.replica.id  # tokens handed out from now on name this replica
+        hosts = ["127.0.0.1:*", "localhost:*", "[::1]:*", *http.allowed_hosts]
+        if host in ("0.0.0.0", "::"):
+            if not http.allowed_hosts:
+                # Clients reach a wildcard bind by names the portal cannot know; without them every remote request
+                # gets `421 Invalid Host header`, which is hard to trace back to the config.
+                logger.warning(
+                    "serving on %r: only requests addressed to localhost pass the DNS-rebinding check; list the "
+                    "names clients use (e.g. `myhost:*`, `192.0.2.7:*`) in `http: {allowed_hosts: [...]}`",
+                    host,
+                )
+        else:
+            hosts.append(f"[{host}]:*" if ":" in host else f"{host}:*")  # an IPv6 Host header is bracketed
+        origins = ["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*", *http.allowed_origins]
+        security = TransportSecuritySettings(
+            enable_dns_rebinding_protection=True, allowed_hosts=hosts, allowed_origins=origins
+        )
+        guard = TransportSecurityMiddleware(security)
+        authenticated = bool(_tokens(http))
+
+        async def metrics(request: Request) -> Response:
+            if (refused := await guard.validate_request(request)) is not None:
+                return refused
+            # Serialising walks every series and may count the catalog's tokens: off the event loop.
+            body, content_type = await anyio.to_thread.run_sync(self.portal.metrics.exposition, request.headers.get("accept"))  # fmt: skip
+            return Response(body, headers={"content-type": content_type})
+
+        async def healthz(request: Request) -> Response:
+            if (refused := await guard.validate_request(request)) is not None:
+                return refused
+            detailed = not authenticated or "portal_user" in request.scope
+            return JSONResponse(self.health(detailed), headers={"cache-control": "no-store"})
+
+        app: ASGIApp = self.server.streamable_http_app(
+            streamable_http_path="/mcp",
+            transport_security=security,
+            host=host,
+            stateless_http=http.stateless,
+            custom_starlette_routes=[
+                Route("/metrics", metrics, methods=["GET"]),
+                Route("/healthz", healthz, methods=["GET"]),
+            ],
+        )
+        if http.replica.peers:
+            # Inside the bearer check: only authenticated requests are forwarded, with the caller's own token.
+            assert http.replica.id is not None  # check_replica
+            app = ReplicaRouter(
+                app, replica=http.replica.id, peers=http.replica.peers, guard=guard, metrics=self.portal.metrics
+            )
+        if authenticated:
+            app = BearerAuth(
+                app,
+                dict.fromkeys(http.bearer_tokens, ANONYMOUS)
+                | {user.token: name for name, user in http.users.items() if user.token is not None},
+                public=frozenset({"/healthz"}),
+            )
+        return app
+
+    def health(self, detailed: bool = True) -> dict[str, Any]:
+        """`/healthz`: `ok` when every downstream server is usable, `degraded` when one is not (the portal still
+        serves the others); with `detailed`, each server's state, tool count and last error."""
+        statuses = self.portal.statuses()
+        status = "ok" if all(s.state in USABLE or s.state == "disabled" for s in statuses) else "degraded"
+        if not detailed:
+            return {"status": status}
+        servers = [
+            {
+                "name": s.name,
+                "kind": s.transport,
+                "state": s.state,
+                "tools": s.tool_count,
+                "restarts": s.restarts,
+                "error": s.error,
+            }
+            for s in statuses
+        ]
+        return {"status": status, "version": __version__, "tools": len(self.portal.catalog), "servers": servers}
+
+
+class BearerAuth:
+    """Requires `Authorization: Bearer <token>` matching a configured token (constant-time compare), and records
+    whose token it was in the ASGI scope (`portal_user`) so every search, run and call is attributed.
+
+    Requests for a `public` path pass without a token (and without `portal_user`); the endpoint decides what an
+    anonymous caller sees."""
+
+    def __init__(self, app: ASGIApp, users: dict[str, str], public: frozenset[str] = frozenset()) -> None:
+        self.app = app
+        self._users = [(token.encode(), user) for token, user in users.items() if token]
+        self._public = public
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            user = self._identify(scope)
+            if user is None and scope.get("path") in self._public:
+                await self.app({key: value for key, value in scope.items() if key != "portal_user"}, receive, send)
+                return
+            if user is None:
+                body = b'{"error": "unauthorized", "error_description": "send Authorization: Bearer <token>"}'
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": 401,
+                        "headers": [
+                            (b"content-type", b"application/json"),
+                            (b"www-authenticate", b'Bearer realm="portal-mcp"'),
+                        ],
+                    }
+                )
+                await send({"type": "http.response.body", "body": body})
+                return
+            scope = {**scope, "portal_user": user}
+        await self.app(scope, receive, send)
+
+    def _identify(self, scope: Scope) -> str | None:
+        header = dict(scope.get("headers") or []).get(b"authorization", b"")
+        scheme, _, presented = header.partition(b" ")
+        if scheme.lower() != b"bearer" or not presented:
+            return None
+        # Compare against every token so timing does not reveal which one (or whether any) matched early.
+        found: str | None = None
+        for token, user in self._users:
+            if hmac.compare_digest(presented.strip(), token):
+                found = user
+        return found
+
+
+def _input_schema(name: str) -> dict[str, Any] | None:
+    return next((tool.input_schema for tool in TOOLS if tool.name == name), None)
+
+
+def _tokens(http: HttpConfig) -> list[str]:
+    return [*http.bearer_tokens, *(user.token for user in http.users.values() if user.token is not None)]
+
+
+def _scope(ctx: ServerRequestContext[Any]) -> dict[str, Any]:
+    """The ASGI scope of an HTTP request (empty over stdio)."""
+    scope = getattr(ctx.request, "scope", None)
+    return scope if isinstance(scope, dict) else {}
+
+
+def _caller(ctx: ServerRequestContext[Any]) -> str | None:
+    """The user an HTTP request authenticated as (None over stdio: the portal's own user)."""
+    user = _scope(ctx).get("portal_user")
+    return user if isinstance(user, str) else None
+
+
+def _connection(ctx: ServerRequestContext[Any]) -> Any:
+    """The connection a request came on, if it outlives the request and has a channel for log notifications.
+
+    The SDK exposes the connection only on the per-request session. Stateless HTTP requests (and 2026-07-28 ones)
+    each get a fresh connection without a standalone channel: remembering those would greet every request and keep
+    a log level nobody can use, so they count as no connection.
+    """
+    connection = getattr(ctx.session, "_connection", None)
+    return connection if getattr(connection, "has_standalone_channel", False) else None
+
+
+def _run_reply(result: RunResult | types.InputRequiredResult) -> types.CallToolResult | types.InputRequiredResult:
+    if isinstance(result, types.InputRequiredResult):
+        return result
+    return types.CallToolResult(content=[types.TextContent(text=result.render())], is_error=not result.ok)
+
+
+def _error(message: str) -> types.CallToolResult:
+    return types.CallToolResult(content=[types.TextContent(text=message)], is_error=True)
+
+
+Transport = Literal["stdio", "http"]
