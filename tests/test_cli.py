@@ -169,3 +169,20 @@ def test_with_json_logs_a_fatal_start_error_is_one_json_line_too(tmp_path: Path)
     record = json.loads(line)
     assert (record["level"], record["event"]) == ("error", "fatal")
     assert record["message"].startswith(f"config error {path}:2: server 'x' has both `command` and `url`")
+
+
+def test_check_exits_one_for_search_curation_that_names_no_tool(tmp_path: Path) -> None:
+    path = tmp_path / "portal.yaml"
+    path.write_text(
+        "servers:\n"
+        "  clock:\n    snapshot: ${PORTAL_SCHEMAS}/time.json\n"
+        "    search:\n"
+        "      keywords: [hour]\n"
+        "      tools: {get_curent_time: {aliases: [now]}, convert_time: {description: Time in another zone}}\n",
+        encoding="utf-8",
+    )
+    result = run("check", "--config", str(path))
+    assert result.returncode == 1, result.stdout + result.stderr
+    text = " ".join(result.stdout.split())
+    assert "search: `servers.clock.search.tools` key 'get_curent_time' names no tool of clock" in text
+    assert "'convert_time'" not in text

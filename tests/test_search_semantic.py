@@ -193,3 +193,29 @@ def _snapshot(folder: Path, server: str) -> Path:
     wire = [{"name": e.name, "description": e.description, "inputSchema": dict(e.input_schema)} for e in tools]
     path.write_text(json.dumps({"tools": wire}), encoding="utf-8")
     return path
+
+
+async def test_operator_curation_finds_tools_by_keywords_and_aliases_and_overrides_descriptions(tmp_path: Path) -> None:
+    servers = {
+        "weather": {
+            "snapshot": str(_snapshot(tmp_path, "weather")),
+            "search": {
+                "aliases": ["meteo"],
+                "tools": {
+                    "get_forecast": {"keywords": ["umbrella"], "aliases": ["wx"], "description": "Forecast by day."}
+                },
+            },
+        },
+        "filesystem": {"snapshot": str(_snapshot(tmp_path, "filesystem")), "search": {"keywords": ["disk"]}},
+    }
+    text = json.dumps({"servers": servers, "search": {"semantic": False}})
+    config = parse_config(text, source="p.json", base_dir=tmp_path, environ={})
+    async with Portal.open(config, user="tester") as portal:
+        index = portal.index()
+        assert names(index, "do I need an umbrella", 1) == ["weather.get_forecast"]
+        assert names(index, "wx", 1) == ["weather.get_forecast"]
+        assert {hit.entry.server for hit in index.search("disk", limit=5)} == {"filesystem"}
+        assert portal.catalog.get("weather.get_forecast").description == "Forecast by day."  # type: ignore[union-attr]
+        assert "Forecast by day." in portal.search_api("umbrella")
+        assert "Get the weather forecast" not in portal.search_api("umbrella")
+        assert portal.unmatched() == []

@@ -69,7 +69,8 @@ class Portal:
         self.sandbox = sandbox
         self.audit = audit
         self.user = user
-        self._catalog = Catalog.build(pool.listings(), config.tool_filters())
+        listings = {server: config.curated(server, tools) for server, tools in pool.listings().items()}
+        self._catalog = Catalog.build(listings, config.tool_filters())
         self._index: SearchIndex | None = None
         self._listeners: list[EventListener] = []
         users = {user, *config.http.users, *([ANONYMOUS] if config.http.bearer_tokens else [])}
@@ -123,10 +124,19 @@ class Portal:
         async with _audit_sink(config, audit) as sink, pool, SandboxHost(config.sandbox) as sandbox:
             portal = cls(config, pool, sandbox, sink, user or config.user or _os_user(), embeddings)
             # Built off the event loop: embedding a large catalog the first time takes seconds.
-            portal._index = await anyio.to_thread.run_sync(SearchIndex, portal.catalog, embeddings)
-            for problem in portal.policy.unmatched(portal.catalog):
+            portal._index = await anyio.to_thread.run_sync(SearchIndex, portal.catalog, embeddings, config.servers)
+            for problem in portal.unmatched():
                 logger.warning("%s: a typo? it has no effect", problem, extra={"event": "policy_unmatched"})
             yield portal
+
+    def unmatched(self) -> list[str]:
+        """Policy patterns, annotation overrides and search curation that name no tool of a known server."""
+        problems = self.policy.unmatched(self._catalog)
+        for server in self._catalog.servers():
+            config = self.config.servers.get(server)
+            if config is not None:
+                problems += config.search.unmatched(server, {entry.name for entry in self._catalog.by_server(server)})
+        return problems
 
     @property
     def catalog(self) -> Catalog:
@@ -145,13 +155,13 @@ class Portal:
 
     async def _tools_changed(self, server: str, tools: list[Tool]) -> None:
         tool_filter = self.config.servers[server].tools.as_filter() if server in self.config.servers else None
-        self._catalog = self._catalog.replace_server(server, tools, tool_filter)
+        self._catalog = self._catalog.replace_server(server, self.config.curated(server, tools), tool_filter)
         self._index = None
 
     def index(self) -> SearchIndex:
         """The search index of the current catalog, built on first use after every change."""
         if self._index is None:
-            self._index = SearchIndex(self._catalog, self.embeddings)
+            self._index = SearchIndex(self._catalog, self.embeddings, self.config.servers)
         return self._index
 
     def search_api(

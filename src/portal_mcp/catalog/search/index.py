@@ -42,6 +42,7 @@ from portal_mcp.catalog.search.words import (
     WORD,
     tokenize,
 )
+from portal_mcp.config import ServerConfig
 
 HEADLINE_BOOST = 2.0
 SYNONYM_WEIGHT = 0.5
@@ -70,25 +71,50 @@ class SearchHit:
 class SearchIndex:
     """BM25 ranking of a catalog's tools for a free-text query, with synonyms and server awareness."""
 
-    def __init__(self, catalog: Catalog, embeddings: EmbeddingCache | None = None) -> None:
+    def __init__(
+        self,
+        catalog: Catalog,
+        embeddings: EmbeddingCache | None = None,
+        servers: Mapping[str, ServerConfig] | None = None,
+    ) -> None:
+        """`servers` (the config's) adds what operators wrote for search: server descriptions (routing),
+        `search.keywords` and `search.aliases` of servers and tools (see `ServerCuration`)."""
         self._entries = tuple(catalog)
         self._embeddings = embeddings
+        servers = servers or {}
+        extra = [_curated_words(entry, servers.get(entry.server)) for entry in self._entries]
         self._dense: Vectors | None = None
         self._servers_dense: Vectors | None = None
         self._exact: dict[str, list[int]] = {}
         self._position = {entry.qualified_name: position for position, entry in enumerate(self._entries)}
         for position, entry in enumerate(self._entries):
             names = {entry.qualified_name, f"{entry.server}.{entry.name}", entry.name, entry.python_name}
+            config = servers.get(entry.server)
+            curation = config.search.tools.get(entry.name) if config is not None else None
+            names |= set(curation.aliases) if curation is not None else set()
             for name in names:
                 self._exact.setdefault(name.lower(), []).append(position)
         self._server_names = sorted({entry.server for entry in self._entries})
         server_ids = {name: number for number, name in enumerate(self._server_names)}
         self._server_of = np.array([server_ids[entry.server] for entry in self._entries], dtype=np.int32)
         if embeddings is not None and self._entries:
-            self._dense = embeddings.vectors([dense_text(entry) for entry in self._entries])
-            # A server's vector: the mean of its tools' (what the server is about, for routing a query to it).
+            self._dense = embeddings.vectors(
+                [
+                    f"{dense_text(entry)}. {words}" if words else dense_text(entry)
+                    for entry, words in zip(self._entries, extra, strict=True)
+                ]
+            )
+            # A server's vector: the mean of its tools' and of its description (what the server is about).
             centroids = np.zeros((len(self._server_names), self._dense.shape[1]), dtype=np.float32)
             np.add.at(centroids, self._server_of, self._dense)
+            about = {name: config.description for name, config in servers.items() if config.description}
+            described = [name for name in self._server_names if name in about]
+            if described:
+                vectors = embeddings.vectors([about[name] for name in described])
+                counts = np.bincount(self._server_of, minlength=len(self._server_names))
+                for name, vector in zip(described, vectors, strict=True):
+                    # As much as all its tools together: the operator's line says what the server is for.
+                    centroids[server_ids[name]] += vector * counts[server_ids[name]]
             self._servers_dense = centroids / np.maximum(np.linalg.norm(centroids, axis=1, keepdims=True), 1e-9)
         self._bm25: Any = None
         self._headlines: Any = None
@@ -96,12 +122,18 @@ class SearchIndex:
         self._name_words: list[frozenset[str]] = []
         self._related: dict[str, tuple[str, ...]] = dict(RELATED_TOKENS)
         if self._entries:
-            headlines = [headline(entry) for entry in self._entries]
+            headlines = [headline(entry) + tokenize(words) for entry, words in zip(self._entries, extra, strict=True)]
             self._bm25 = bm25s.BM25()
-            self._bm25.index([document(entry) for entry in self._entries], show_progress=False)
+            documents = [document(entry) + tokenize(words) for entry, words in zip(self._entries, extra, strict=True)]
+            self._bm25.index(documents, show_progress=False)
             self._headlines = bm25s.BM25()
             self._headlines.index(headlines, show_progress=False)
             aliases = server_aliases(self._entries, headlines)
+            for name, config in servers.items():
+                if name in server_ids:
+                    for alias in config.search.aliases:
+                        for word in tokenize(alias):
+                            aliases.setdefault(word, set()).add(name)
             self._aliases = {word: frozenset(server_ids[s] for s in names) for word, names in aliases.items()}
             own = {server: {word for word, names in aliases.items() if server in names} for server in server_ids}
             self._name_words = [name_words(entry) - own[entry.server] for entry in self._entries]
@@ -273,6 +305,15 @@ class SearchIndex:
     def _mentioned(self, tokens: Iterable[str]) -> set[int]:
         """The servers the query names, by their mined aliases."""
         return {server for token in tokens for server in self._aliases.get(token, ())}
+
+
+def _curated_words(entry: ToolEntry, config: ServerConfig | None) -> str:
+    """The words an operator added for a tool: its server's keywords, its own keywords and aliases."""
+    if config is None:
+        return ""
+    curation = config.search.tools.get(entry.name)
+    words = [*config.search.keywords, *(curation.keywords if curation else ()), *(curation.aliases if curation else ())]
+    return " ".join(word.replace("_", " ") for word in words)
 
 
 def _expand(
