@@ -219,3 +219,12 @@ async def test_operator_curation_finds_tools_by_keywords_and_aliases_and_overrid
         assert "Forecast by day." in portal.search_api("umbrella")
         assert "Get the weather forecast" not in portal.search_api("umbrella")
         assert portal.unmatched() == []
+
+
+def test_every_cached_vector_is_found_again_whatever_its_key_bytes(encoder: Encoder, tmp_path: Path) -> None:
+    # 1,000 keys: some digests end in a zero byte, which a string array would have dropped.
+    texts = [f"tool number {n} does thing {n * 7}" for n in range(1000)]
+    EmbeddingCache(encoder, tmp_path).vectors(texts)
+    again = EmbeddingCache(encoder, tmp_path)
+    again.vectors(texts)
+    assert again.embedded == 0

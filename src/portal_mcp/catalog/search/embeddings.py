@@ -27,8 +27,9 @@ from portal_mcp.errors import SearchModelError
 logger = logging.getLogger(__name__)
 
 BUNDLED_MODEL = Path(__file__).resolve().parent / "model"
-MAX_TOKENS = 512
-"""Tokens of a text that count (model2vec's default): a description past that adds little."""
+MAX_TOKENS = 256
+"""Tokens of a text that count: a tool's text is its name, a description head and parameter names."""
+BATCH = 256
 Vectors = np.ndarray[Any, np.dtype[np.float32]]
 
 
@@ -92,25 +93,31 @@ class Encoder:
         return cls("bundled" if model is None else source, tokenizer, embeddings, weights, mapping)
 
     def encode(self, texts: Sequence[str]) -> Vectors:
-        """One normalised vector per text (zeros for a text with no known token)."""
+        """One normalised vector per text (zeros for a text with no known token), `BATCH` texts at a time so
+        memory stays bounded whatever the catalog's size."""
         vectors = np.zeros((len(texts), self.dims), dtype=np.float32)
-        if not texts:
-            return vectors
+        for start in range(0, len(texts), BATCH):
+            vectors[start : start + BATCH] = self._encode(texts[start : start + BATCH])
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        normalised: Vectors = vectors / np.maximum(norms, 1e-9)
+        return normalised
+
+    def _encode(self, texts: Sequence[str]) -> Vectors:
+        """Mean token vectors of a batch (not normalised)."""
+        vectors = np.zeros((len(texts), self.dims), dtype=np.float32)
         encodings = self._tokenizer.encode_batch_fast(list(texts), add_special_tokens=False)
-        ids = [encoding.ids[:MAX_TOKENS] for encoding in encodings]
+        ids = [np.asarray(encoding.ids[:MAX_TOKENS], dtype=np.int64) for encoding in encodings]
         lengths = np.array([len(row) for row in ids])
-        flat = np.fromiter((i for row in ids for i in row), dtype=np.int64, count=int(lengths.sum()))
-        if not len(flat):
+        if not lengths.sum():
             return vectors
+        flat = np.concatenate(ids)
         rows = self._embeddings[self._mapping[flat] if self._mapping is not None else flat]
         if self._weights is not None:
             rows = rows * self._weights[flat][:, None]
         filled = lengths > 0
         starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))[filled]
         vectors[filled] = np.add.reduceat(rows, starts, axis=0) / lengths[filled][:, None]
-        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-        normalised: Vectors = vectors / np.maximum(norms, 1e-9)
-        return normalised
+        return vectors
 
 
 class EmbeddingCache:
@@ -154,13 +161,14 @@ class EmbeddingCache:
         except (OSError, ValueError, KeyError) as error:
             logger.warning("ignoring the unreadable embedding cache %s: %s", self.path, error)
             return
-        if vectors.ndim == 2 and vectors.shape[1] == self.encoder.dims and len(keys) == len(vectors):
-            self._vectors.update(zip((bytes(key) for key in keys), vectors.astype(np.float32), strict=True))
+        if vectors.ndim == 2 and vectors.shape[1] == self.encoder.dims and keys.shape == (len(vectors), 16):
+            self._vectors.update(zip((key.tobytes() for key in keys), vectors.astype(np.float32), strict=True))
 
     def _save(self) -> None:
         if self.path is None:
             return
-        keys = np.array(list(self._vectors), dtype="S16")
+        # As raw bytes (numpy's "S" strings would drop a digest's trailing zero bytes).
+        keys = np.frombuffer(b"".join(self._vectors), dtype=np.uint8).reshape(-1, 16)
         vectors = np.stack(list(self._vectors.values())).astype(np.float16)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
