@@ -286,7 +286,9 @@ async def test_search_shows_each_user_only_the_tools_they_may_call() -> None:
     assert "ops.read_rows" in for_alice and "drop_table" not in for_alice and "insert_row" not in for_alice
     assert "1 of 1 tools" in overview or "1 tools on 1 servers" in overview, overview
     assert "ops.drop_table" in for_carol and "ops.insert_row" in for_carol
-    assert "Calls to ops.drop_table ask the user for approval first" in for_carol
+    # Search by meaning may add other destructive tools (purge_cache) to the list: drop_table must be in it.
+    approval = for_carol.split("Calls to ", 1)[1].split(" ask the user for approval first", 1)[0]
+    assert "ops.drop_table" in approval.split(", ")
     assert "approval" not in for_alice
 
 
