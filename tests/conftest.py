@@ -6,6 +6,8 @@ throwaway PostgreSQL server started on first use.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,3 +27,15 @@ def state_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Monk
     folder = tmp_path_factory.mktemp("state")
     monkeypatch.setenv("PORTAL_MCP_STATE_DIR", str(folder))
     return folder
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _embedding_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Portals opened by tests keep their search embeddings in a temporary folder, not the user's ~/.cache."""
+    previous = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if previous is None:
+        del os.environ["XDG_CACHE_HOME"]
+    else:
+        os.environ["XDG_CACHE_HOME"] = previous

@@ -201,13 +201,14 @@ def test_check_reports_a_failed_server_once(config: Path) -> None:
 def test_bench_keeps_its_made_up_searches_out_of_the_configured_audit_store(config: Path, tmp_path: Path) -> None:
     store = tmp_path / "audit.db"
     config.write_text(config.read_text() + f"audit: {{sqlite: {store}}}\n")
-    assert run("search", "--config", str(config), "add two numbers").returncode == 0  # a real search, recorded
+    code = tmp_path / "run.py"
+    code.write_text("print(1)\n")
+    assert run("exec", "--config", str(config), str(code)).returncode == 0  # a real run, recorded
     result = run("bench", "--config", str(config))
     assert result.returncode == 0, result.stderr
     recent = run("audit", "recent", "--config", str(config), "--json")
     assert recent.returncode == 0, recent.stderr
-    subjects = [record["subject"] for record in json.loads(recent.stdout)]
-    assert subjects == ["add two numbers"]
+    assert [record["kind"] for record in json.loads(recent.stdout)] == ["run"]
 
 
 def test_a_busy_port_is_one_line_naming_the_port_and_the_fix(config: Path) -> None:
@@ -234,3 +235,20 @@ def test_words_agree_with_their_counts(tmp_path: Path) -> None:
     result = run("search", "--config", str(path), "")
     assert result.returncode == 0, result.stderr
     assert "1 tool on 1 server:" in result.stdout and "- clock (1 tool)" in result.stdout
+
+
+def test_check_exits_one_for_search_curation_that_names_no_tool(tmp_path: Path) -> None:
+    path = tmp_path / "portal.yaml"
+    path.write_text(
+        "servers:\n"
+        "  clock:\n    snapshot: ${PORTAL_SCHEMAS}/time.json\n"
+        "    search:\n"
+        "      keywords: [hour]\n"
+        "      tools: {get_curent_time: {aliases: [now]}, convert_time: {description: Time in another zone}}\n",
+        encoding="utf-8",
+    )
+    result = run("check", "--config", str(path))
+    assert result.returncode == 1, result.stdout + result.stderr
+    text = " ".join(result.stdout.split())
+    assert "search: `servers.clock.search.tools` key 'get_curent_time' names no tool of clock" in text
+    assert "'convert_time'" not in text

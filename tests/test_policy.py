@@ -286,7 +286,9 @@ async def test_search_shows_each_user_only_the_tools_they_may_call() -> None:
     assert "ops.read_rows" in for_alice and "drop_table" not in for_alice and "insert_row" not in for_alice
     assert "1 tool on 1 server" in overview, overview
     assert "ops.drop_table" in for_carol and "ops.insert_row" in for_carol
-    assert "Calls to ops.drop_table ask the user for approval first" in for_carol
+    # Search by meaning may add other destructive tools (purge_cache) to the list: drop_table must be in it.
+    approval = for_carol.split("Calls to ", 1)[1].split(" ask the user for approval first", 1)[0]
+    assert "ops.drop_table" in approval.split(", ")
     assert "approval" not in for_alice
 
 
@@ -533,7 +535,9 @@ async def test_over_http_each_token_gets_its_own_users_policy(tmp_path: Path) ->
             ]
     alice_search, alice_run = replies["alice"]
     bob_search, bob_run = replies["bob"]
-    assert "# demo.add:" not in alice_search and "1 of 8 tools" in alice_search  # bob sees all 9
+    assert (
+        "# demo.add:" not in alice_search and " of 8 tools match" in alice_search
+    )  # bob sees all 9 (meaning may add hits)
     assert "# demo.add:" in bob_search
     assert "demo.add: not allowed: the policy denies `demo.add` to 'alice'" in alice_run
     assert "refused" not in bob_run and "3" in bob_run

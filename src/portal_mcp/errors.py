@@ -17,7 +17,8 @@ PortalError                       base; `str(err)` is a complete, user-facing me
 │   └── PolicyDeniedError         the portal's policy refused the call; carries the `rule` (PermissionError in code)
 ├── LimitError                    a budget of `limits:` refused a search, run or call; carries `key` and `limit`
 ├── SandboxError                  the sandbox could not run the code (not: the code raised)
-└── AuditStoreError               the audit store cannot be opened, read or written; carries `store`
+├── AuditStoreError               the audit store cannot be opened, read or written; carries `store`
+└── SearchModelError              the embedding model of `search: {model: ...}` cannot be loaded; carries `model`
 ```
 """
 
@@ -222,3 +223,16 @@ class AuditStoreError(PortalError):
         self.store = store
         self.message = message
         super().__init__(f"audit store {store!r}: {message}")
+
+
+class SearchModelError(PortalError):
+    """The search's embedding model cannot be loaded. `model` is the name or path the config gave."""
+
+    def __init__(self, model: str, reason: str) -> None:
+        self.model = model
+        self.reason = reason
+        super().__init__(
+            f"search model {model!r} cannot be loaded: {reason}; give a model2vec model's folder or hub name "
+            "(the machine must be online for a name), remove `search.model` for the bundled one, or set "
+            "`search: {semantic: false}`"
+        )

@@ -27,11 +27,13 @@ import anyio
 from mcp.server.mcpserver import MCPServer
 from mcp_types import Tool
 
-from portal_mcp.catalog.model import Catalog
+from portal_mcp.catalog.model import Catalog, ToolEntry
 from portal_mcp.catalog.search import SearchHit, SearchIndex
+from portal_mcp.catalog.search.embeddings import EmbeddingCache, Encoder, default_cache_dir
+from portal_mcp.catalog.search.reply import nothing_fits_reply, task_reply
 from portal_mcp.catalog.shapes import ShapeBook
 from portal_mcp.catalog.stubs import render_stubs
-from portal_mcp.config import ANONYMOUS, PortalConfig
+from portal_mcp.config import ANONYMOUS, PortalConfig, SearchConfig
 from portal_mcp.control.access import AccessPolicy, RunLimiter
 from portal_mcp.control.audit import AuditEvent, AuditSink, MemoryAuditSink, RunErrorKind
 from portal_mcp.control.audit_store import PostgresAuditSink, SqliteAuditSink
@@ -40,7 +42,7 @@ from portal_mcp.control.budgets import Budgets
 from portal_mcp.control.credentials import Redactor
 from portal_mcp.control.metrics import Metrics, MetricsTee
 from portal_mcp.downstream import DownstreamEvent, DownstreamPool, ServerStatus
-from portal_mcp.errors import LimitError
+from portal_mcp.errors import LimitError, SearchModelError
 from portal_mcp.naming import plural
 from portal_mcp.runs.bridge import Approver, Bridge, Caller
 from portal_mcp.runs.precheck import Problem, check_code, render
@@ -66,13 +68,16 @@ class Portal:
         audit: AuditSink,
         user: str,
         shapes: ShapeBook | None = None,
+        embeddings: EmbeddingCache | None = None,
     ) -> None:
         self.config = config
+        self.embeddings = embeddings
         self.pool = pool
         self.sandbox = sandbox
         self.audit = audit
         self.user = user
-        self._catalog = Catalog.build(pool.known_listings(), config.tool_filters())
+        listings = {server: config.curated(server, tools) for server, tools in pool.known_listings().items()}
+        self._catalog = Catalog.build(listings, config.tool_filters())
         self._index: SearchIndex | None = None
         self._listeners: list[EventListener] = []
         users = {user, *config.http.users, *([ANONYMOUS] if config.http.bearer_tokens else [])}
@@ -144,6 +149,7 @@ class Portal:
             background=background,
         )
         # The sink outlives the pool and the sandbox, so calls finishing during shutdown are still recorded.
+        embeddings = await anyio.to_thread.run_sync(search_embeddings, config.search)
         sandbox = SandboxHost(config.sandbox)
         if catalog_only:
             audit = audit or MemoryAuditSink()
@@ -154,10 +160,21 @@ class Portal:
             pool,
             started,
         ):
-            portal = cls(config, pool, sandbox, sink, user or config.user or _os_user(), shapes)
-            for problem in portal.policy.unmatched(portal.catalog):
+            portal = cls(config, pool, sandbox, sink, user or config.user or _os_user(), shapes, embeddings)
+            # Built off the event loop: embedding a large catalog the first time takes seconds.
+            portal._index = await anyio.to_thread.run_sync(SearchIndex, portal.catalog, embeddings, config.servers)
+            for problem in portal.unmatched():
                 logger.warning("%s: a typo? it has no effect", problem, extra={"event": "policy_unmatched"})
             yield portal
+
+    def unmatched(self) -> list[str]:
+        """Policy patterns, annotation overrides and search curation that name no tool of a known server."""
+        problems = self.policy.unmatched(self._catalog)
+        for server in self._catalog.servers():
+            config = self.config.servers.get(server)
+            if config is not None:
+                problems += config.search.unmatched(server, {entry.name for entry in self._catalog.by_server(server)})
+        return problems
 
     @property
     def catalog(self) -> Catalog:
@@ -176,13 +193,14 @@ class Portal:
 
     async def _tools_changed(self, server: str, tools: list[Tool]) -> None:
         # One assignment each, with no await between: a search or run sees the old catalog and index or the new.
-        catalog = Catalog.build(self.pool.known_listings(), self.config.tool_filters())
+        listings = {name: self.config.curated(name, tools) for name, tools in self.pool.known_listings().items()}
+        catalog = Catalog.build(listings, self.config.tool_filters())
         self._catalog, self._index = catalog, None
 
     def index(self) -> SearchIndex:
         """The search index of the current catalog, built on first use after every change."""
         if self._index is None:
-            self._index = SearchIndex(self._catalog)
+            self._index = SearchIndex(self._catalog, self.embeddings, self.config.servers)
         return self._index
 
     def search_api(
@@ -216,10 +234,21 @@ class Portal:
         elif not words.strip():
             reply = self.overview(scope, hidden=hidden)
         else:
-            hits = self.index().search(words, servers=scope, limit=limit, exclude=hidden)
+            index = self.index()
+            groups = index.search_intents(words, servers=scope, limit=limit, exclude=hidden)
+            hits, intents = groups[0][1], groups[1:]
             hint = self._did_you_mean(words, hits, hidden)
-            if not hits:
+            visible = [name for name in self._catalog.servers() if scope is None or name in scope]
+            if not hits and not any(found for _, found in intents):
                 reply = f"No tools match {query!r}.{hint}\n\n" + self.overview(scope, hidden=hidden)
+            elif intents:
+                reply, shown = task_reply(intents, limit, detail)
+                shown_entries = [entry for name in shown if (entry := self._catalog.get(name)) is not None]
+                reply += self._approval_note(who, shown_entries)
+            elif index.weak(words, hits):
+                closest = index.closest_servers(words, [name for name in visible if self._visible(name, hidden)])
+                about = {name: config.description for name, config in self.config.servers.items() if config.description}
+                reply = nothing_fits_reply(query, closest, hits, self._catalog, about)
             else:
                 entries = [hit.entry for hit in hits]
                 observed = self.shapes.observed(entries)
@@ -228,16 +257,9 @@ class Portal:
                 else:
                     stubs = render_stubs(entries, detail=detail, observed=observed)
                 where = f" on {', '.join(sorted(scope))}" if scope is not None else ""
-                approval = self.policy.for_user(who).needs_approval(entries)
-                asks = (
-                    f" Calls to {', '.join(approval)} ask the user for approval first; refused calls raise "
-                    "PermissionError."
-                    if approval
-                    else ""
-                )
                 reply = (
                     f"{len(hits)} of {plural(len(self._catalog) - len(hidden), 'tool')} match{where}.{hint} Call them in "
-                    f"execute_code as `await server.tool(...)`.{asks}{self._availability(entries)}\n\n{stubs}"
+                    f"execute_code as `await server.tool(...)`.{self._approval_note(who, entries)}{self._availability(entries)}\n\n{stubs}"
                 )
         self._searched(who, "ok", started, query, "", len(reply))
         return reply
@@ -283,6 +305,15 @@ class Portal:
         """Audit a search; the query is redacted like every other text the portal keeps."""
         duration = (time.perf_counter() - started) * 1000
         self.events.record(AuditEvent("search", who, outcome, duration, self.redactor.text(query), detail, 0, size))
+
+    def _approval_note(self, who: str, entries: list[ToolEntry]) -> str:
+        approval = self.policy.for_user(who).needs_approval(entries)
+        if not approval:
+            return ""
+        return f" Calls to {', '.join(approval)} ask the user for approval first; refused calls raise PermissionError."
+
+    def _visible(self, server: str, hidden: frozenset[str]) -> bool:
+        return any(entry.qualified_name not in hidden for entry in self._catalog.by_server(server))
 
     def _scope(self, filters: list[tuple[str, str]]) -> tuple[set[str] | None, str]:
         """The servers the filters leave (None: all), or a message saying which filter matched nothing."""
@@ -427,6 +458,19 @@ def _refusal(error: str, started: float, kind: RunErrorKind) -> RunResult:
 
 def _retry(status: ServerStatus) -> str:
     return f"; retrying in {status.retry_in:.0f} s" if status.retry_in is not None else ""
+
+
+def search_embeddings(settings: SearchConfig) -> EmbeddingCache | None:
+    """The embedding cache `search_api` ranks with, or None for words only: `semantic: false`, or (with one
+    warning line) a model that cannot be loaded."""
+    if not settings.semantic:
+        return None
+    try:
+        encoder = Encoder.load(settings.model)
+    except SearchModelError as error:
+        logger.warning("%s; searching by words only", error, extra={"event": "search_model_unavailable"})
+        return None
+    return EmbeddingCache(encoder, settings.cache or default_cache_dir())
 
 
 def _os_user() -> str:

@@ -18,14 +18,14 @@ from portal_mcp.control.audit import MemoryAuditSink
 @CONFIG_OPTION
 def check(config_path: Path | None) -> None:
     """Validate the config, connect to every server and show a status table (exit 1 if any server failed, or a
-    policy pattern or annotation override names no tool of its server)."""
+    policy pattern, annotation override or search curation names no tool of its server)."""
     config = load(config_path)
 
     async def checking() -> int:
         async with open_portal(config, table=True) as portal:
             statuses = portal.statuses()
             layers = dict(portal.sandbox.layers)
-            unmatched = portal.policy.unmatched(portal.catalog)
+            unmatched = portal.unmatched()
         table = Table(title=f"{config.source}")
         for column in ("server", "transport", "status", "tools", "connect ms", "problem"):
             table.add_column(column, overflow="fold")
@@ -42,7 +42,8 @@ def check(config_path: Path | None) -> None:
                 sandbox.add_row(layer, ", ".join(mechanisms) if mechanisms else "[yellow]nothing[/yellow]")
             out.print(sandbox)
         for problem in unmatched:
-            out.print(f"[yellow]policy:[/yellow] {problem} (a typo? it has no effect)", highlight=False)
+            kind = "search" if ".search." in problem else "policy"
+            out.print(f"[yellow]{kind}:[/yellow] {problem} (a typo? it has no effect)", highlight=False)
         return 1 if unmatched or any(s.state in ("failed", "down") for s in statuses) else 0
 
     run(checking)

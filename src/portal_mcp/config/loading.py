@@ -113,6 +113,9 @@ def parse_config(text: str, *, source: str, base_dir: Path, environ: Mapping[str
     audit = data.get("audit")
     if isinstance(audit, dict) and isinstance(audit.get("sqlite"), str):
         data["audit"] = {**audit, "sqlite": str(base_dir / Path(audit["sqlite"]).expanduser())}
+    search = data.get("search")
+    if isinstance(search, dict):
+        data["search"] = _search_paths(search, base_dir)
     check_user_ref_places(data, (), source, lines)
     try:
         config = PortalConfig.model_validate({**data, "source": source, "substituted_secrets": frozenset(captured)})
@@ -171,6 +174,17 @@ def _check_server_names(data: dict[str, Any], lines: dict[tuple[Any, ...], int],
                     source=source,
                     line=lines.get(("servers", name)),
                 )
+
+
+def _search_paths(search: dict[str, Any], base_dir: Path) -> dict[str, Any]:
+    """`search.cache`, and a `search.model` written as a path (./x, ../x, /x, ~/x), start at the config's folder."""
+    search = dict(search)
+    if isinstance(search.get("cache"), str):
+        search["cache"] = str(base_dir / Path(search["cache"]).expanduser())
+    model = search.get("model")
+    if isinstance(model, str) and model.startswith((".", "/", "~")):
+        search["model"] = str(base_dir / Path(model).expanduser())
+    return search
 
 
 def _classify_server(

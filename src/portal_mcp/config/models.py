@@ -8,11 +8,12 @@ from __future__ import annotations
 import fnmatch
 import ipaddress
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 
+from mcp_types import Tool
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
@@ -66,8 +67,44 @@ class AnnotationsOverride(_Model):
         return {wire: value for field, wire in names.items() if (value := getattr(self, field)) is not None}
 
 
+class ToolCuration(_Model):
+    """How search and the stubs present one tool (never sent downstream: a call still goes by the server's name)."""
+
+    description: str | None = Field(default=None, description="replaces the server's description in search and stubs")
+    keywords: list[str] = Field(default_factory=list, description="extra words the tool is found by")
+    aliases: list[str] = Field(default_factory=list, description="other names the tool is found by exactly")
+
+
+class ServerCuration(_Model):
+    """An operator's help for search: words for all of a server's tools, names for the server, per-tool curation."""
+
+    keywords: list[str] = Field(default_factory=list, description="extra words every tool of the server is found by")
+    aliases: list[str] = Field(default_factory=list, description="words that name this server in a query")
+    tools: dict[str, ToolCuration] = Field(default_factory=dict, description="tool name -> its curation")
+
+    def apply(self, tools: Sequence[Tool]) -> list[Tool]:
+        """The tools with their description overrides (the rest unchanged)."""
+        return [
+            tool.model_copy(update={"description": curation.description})
+            if (curation := self.tools.get(tool.name)) is not None and curation.description is not None
+            else tool
+            for tool in tools
+        ]
+
+    def unmatched(self, server: str, names: Collection[str]) -> list[str]:
+        """Curated tool names that are not among `names` (the tools the server lists)."""
+        return [
+            f"`servers.{server}.search.tools` key {name!r} names no tool of {server}"
+            for name in self.tools
+            if name not in names
+        ]
+
+
 class _ServerBase(_Model):
     tools: ToolsConfig = Field(default_factory=ToolsConfig)
+    search: ServerCuration = Field(
+        default_factory=ServerCuration, description="keywords, aliases and description overrides for search"
+    )
     annotations: dict[str, AnnotationsOverride] = Field(
         default_factory=dict, description="tool name (or glob) -> corrected annotation hints, used by the policy"
     )
@@ -330,6 +367,19 @@ class PolicyConfig(_Model):
         return found
 
 
+class SearchConfig(_Model):
+    """How `search_api` ranks: words (BM25) fused with meaning (a static embedding model), or words only."""
+
+    semantic: bool = Field(default=True, description="fuse an embedding model's similarity with the word ranking")
+    model: str | None = Field(
+        default=None,
+        description="a model2vec model: a folder, or a hub name (downloads when online); default: the bundled one",
+    )
+    cache: Path | None = Field(
+        default=None, description="folder of cached tool embeddings (default: ~/.cache/portal-mcp/embeddings)"
+    )
+
+
 class PortalConfig(_Model):
     secrets_file: Path | None = Field(
         default=None, description="YAML mapping NAME: value whose names `${NAME}` can use (relative to the config)"
@@ -340,6 +390,7 @@ class PortalConfig(_Model):
     audit: AuditConfig = Field(default_factory=AuditConfig)
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    search: SearchConfig = Field(default_factory=SearchConfig)
     user: str | None = Field(default=None, description="who stdio calls are attributed to (default: the OS user)")
     state_dir: Path | None = Field(
         default=None,
@@ -381,6 +432,11 @@ class PortalConfig(_Model):
         """Whether the shapes of `server`'s results are not to be learned (`observe_results: false`)."""
         config = self.servers.get(server)
         return config is not None and not config.observe_results
+
+    def curated(self, server: str, tools: Sequence[Tool]) -> list[Tool]:
+        """A server's tools as search and stubs show them (`servers.NAME.search.tools.TOOL.description`)."""
+        config = self.servers.get(server)
+        return config.search.apply(tools) if config is not None else list(tools)
 
     def tool_filters(self) -> dict[str, ToolFilter]:
         return {name: server.tools.as_filter() for name, server in self.servers.items()}
