@@ -47,7 +47,8 @@ def _preload() -> None:
         with contextlib.suppress(LookupError):
             codecs.lookup(encoding)
     policy.compile_agent_code("import json\nx = [i async for i in y]\nawait f(x)\nx")
-    policy.make_globals(printer=policy.Printer(100, lambda text: None), names={}, extra_builtins={})
+    policy.compile_agent_code(_WARM_OPEN)
+    policy.make_globals(printer=policy.Printer(100, lambda text, skipped: None), names={}, extra_builtins={})
     confine.prepare_seccomp()
     with contextlib.suppress(confine.LayerUnavailable):
         confine.landlock_abi()
@@ -57,6 +58,17 @@ def _preload() -> None:
     gc.freeze()
 
 
+_WARM_OPEN: Final = """
+from dataclasses import dataclass
+@dataclass
+class P:
+    x: int = 0
+    def __repr__(self):
+        return type(self).__name__
+match P():
+    case P(x=0):
+        pass
+"""
 _ENCODINGS: Final = (
     "utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le", "utf-32-be", "utf-7", "latin-1", "ascii", "cp1252",
     "cp437", "idna", "punycode", "unicode-escape", "raw-unicode-escape", "base64", "hex", "rot13",
