@@ -32,7 +32,8 @@ _PROBE = textwrap.dedent(
         elif mechanism == 'confine_without_kernel_layers':
             def refuse():
                 raise confine.LayerUnavailable('switched off by the test')
-            for name in ('isolate_network', 'drop_capabilities', 'restrict_filesystem', 'install_seccomp'):
+            for name in ('isolate_network', 'drop_capabilities', 'restrict_filesystem', 'install_seccomp',
+                         'enter_seatbelt'):
                 setattr(confine, name, refuse)
             result = confine.confine(256, 5)
             report['layers'] = result.layers
@@ -184,7 +185,8 @@ def test_seccomp_alone_forbids_sockets_processes_signals_and_writes(tmp_path: Pa
 def test_confine_reports_missing_mechanisms_instead_of_failing(tmp_path: Path, listener: int) -> None:
     report = _probe("confine_without_kernel_layers", tmp_path, listener)
     assert report["unavailable"] == [
-        f"{mechanism}: switched off by the test" for mechanism in ("netns", "capabilities", "landlock", "seccomp")
+        f"{mechanism}: switched off by the test"
+        for mechanism in ("netns", "capabilities", "landlock", "seccomp", "seatbelt")
     ]
     assert report["layers"]["network"] == []
     assert report["layers"]["filesystem writes"] == ["rlimit"]

@@ -163,7 +163,7 @@ class _ForkServer:
         try:
             os.setpgid(0, 0)
             if sys.platform == "linux":
-                confine._c().prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+                confine.c_library().prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
             if os.getppid() != parent:
                 os._exit(protocol.EXIT_HOST_GONE)  # the fork server died before the line above
             signal.set_wakeup_fd(-1)
@@ -216,7 +216,7 @@ def main() -> NoReturn:
     # fd 2 stays the host's pipe until a worker is forked: the host logs what the fork server says there.
     if sys.platform == "linux":
         with contextlib.suppress(confine.LayerUnavailable):
-            confine._c().prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+            confine.c_library().prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     netns = _shared_network()
     _preload()
     _ForkServer(control, netns).serve()
