@@ -7,7 +7,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 
 import anyio
 import pytest
@@ -27,8 +26,8 @@ _ALL = {
     "new processes": ("seccomp",),
     "other processes": ("capabilities", "landlock", "seccomp"),
 }
-_MACOS = {layer: ("seatbelt",) for layer in _ALL} | {"filesystem writes": ("rlimit", "seatbelt")}
-_NOTHING = {layer: () for layer in _ALL} | {"filesystem writes": ("rlimit",)}
+_MACOS = dict.fromkeys(_ALL, ("seatbelt",)) | {"filesystem writes": ("rlimit", "seatbelt")}
+_NOTHING = dict.fromkeys(_ALL, ()) | {"filesystem writes": ("rlimit",)}
 _NO_LANDLOCK = _ALL | {"filesystem reads": ()}
 
 
@@ -72,9 +71,8 @@ _OPEN_SNIPPET = "from dataclasses import dataclass\n@dataclass\nclass P:\n    x:
 
 
 @pytest.fixture
-def without_layers(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def without_layers(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(forkserver, "ZYGOTE_COMMAND", _zygote_without(*_KERNEL_LAYERS))
-    yield
 
 
 async def _run(code: str, **limits: object) -> tuple[str, str]:
