@@ -35,6 +35,7 @@ from portal_mcp.credentials import Redactor
 from portal_mcp.downstream import DownstreamEvent, DownstreamPool, ServerStatus
 from portal_mcp.metrics import Metrics, MetricsTee
 from portal_mcp.precheck import check_code, render
+from portal_mcp.sandbox.facades import server_alias
 from portal_mcp.sandbox.host import RunClock, RunResult, SandboxHost
 from portal_mcp.search import SearchHit, SearchIndex
 from portal_mcp.stubs import render_stubs
@@ -114,6 +115,14 @@ class Portal:
             portal = cls(config, pool, sandbox, sink, user or config.user or _os_user())
             for problem in portal.policy.unmatched(portal.catalog):
                 logger.warning("%s: a typo? it has no effect", problem, extra={"event": "policy_unmatched"})
+            for server in portal.catalog.servers():
+                if (alias := server_alias(server)) is not None:
+                    logger.warning(
+                        "server %r is named like the module `%s`: in execute_code `import %s` gives the module, "
+                        "and the server stays reachable as `%s` (and as `%s` where nothing imported the module)",
+                        server, server, server, alias, server,
+                        extra={"server": server, "event": "name_clash"},
+                    )  # fmt: skip
             yield portal
 
     @property

@@ -10,6 +10,7 @@ import hmac
 import logging
 import warnings
 import weakref
+from collections.abc import Iterable
 from typing import Any, Literal
 
 import anyio
@@ -33,6 +34,7 @@ from portal_mcp.errors import ConfigError
 from portal_mcp.metrics import USABLE
 from portal_mcp.peers import NOT_FORWARDED, ReplicaRouter
 from portal_mcp.portal import MAX_LIMIT, Portal
+from portal_mcp.sandbox.facades import importable, server_alias
 from portal_mcp.sandbox.host import RunResult
 
 logger = logging.getLogger("portal_mcp")
@@ -41,12 +43,28 @@ SEARCH_DESCRIPTION = (
     "Find tools across all connected servers. Returns them as typed Python stubs named `server.tool`. "
     "Search before execute_code; an empty query lists the servers."
 )
-EXECUTE_DESCRIPTION = (
+_EXECUTE_BASE = (
     "Run Python that calls tools found with search_api: `r = await server.tool(arg=value)` (keyword arguments, "
     "top-level await; `asyncio.gather` runs calls concurrently). Filter and combine results in code and print only "
-    "what you need; the reply is the printed output and the last expression's value. A failed tool raises ToolError. "
-    "Imports: json, re, math, statistics, datetime, collections, itertools, functools, asyncio, time. No files or network."
+    "what you need; the reply is the printed output and the last expression's value. A failed tool raises ToolError."
 )
+
+
+def execute_description(servers: Iterable[str] = (), language: str = "open") -> str:
+    """The `execute_code` description, true for this catalog and language level: the importable modules come from
+    the sandbox's facade list, and a server named like one of them is named by its alias."""
+    modules = ", ".join(name for name in importable(language) if name != "urllib")
+    text = f"{_EXECUTE_BASE} Imports (curated subsets): {modules}. No files or network."
+    if language == "strict":
+        text += " Names starting with `_` are not available."
+    clashes = [(server, alias) for server in servers if (alias := server_alias(server)) is not None]
+    if clashes:
+        named = "; ".join(f"server `{server}` is also `{alias}`" for server, alias in clashes)
+        text += f" `import X` gives the module X, so {named}: call it as `{clashes[0][1]}.tool(...)` after an import."
+    return text
+
+
+EXECUTE_DESCRIPTION = execute_description()
 INSTRUCTIONS = (
     "portal-mcp fronts many MCP servers. Use search_api to find tools, then execute_code to call them from Python."
 )
@@ -117,7 +135,12 @@ class PortalServer:
         if connection is not None and connection not in self._listed:
             self._listed.add(connection)
             await anyio.to_thread.run_sync(self.portal.metrics.tools_listed)
-        return types.ListToolsResult(tools=TOOLS)
+        # Only the servers this caller may see: a name the policy hides must not appear in a description either.
+        visible = self.portal.policy.view(_caller(ctx) or self.portal.user, self.portal.catalog).catalog.servers()
+        execute = TOOLS[1].model_copy(
+            update={"description": execute_description(visible, self.portal.sandbox.language)}
+        )
+        return types.ListToolsResult(tools=[TOOLS[0], execute])
 
     async def _set_level(
         self, ctx: ServerRequestContext[Any], params: types.SetLevelRequestParams

@@ -71,16 +71,23 @@ _META: Final = "_facade meta"  # not an identifier: no attribute or `from` impor
 class Facade:
     """A module-like object exposing only chosen attributes; missing ones get a helpful AttributeError."""
 
-    def __init__(self, name: str, members: Mapping[str, Any], hints: Mapping[str, str]) -> None:
+    def __init__(
+        self, name: str, members: Mapping[str, Any], hints: Mapping[str, str], server_alias: str | None = None
+    ) -> None:
         self.__dict__.update(members)
-        self.__dict__[_META] = (name, tuple(sorted(members)), dict(hints))
+        self.__dict__[_META] = (name, tuple(sorted(members)), dict(hints), server_alias)
 
     def __getattr__(self, name: str) -> Any:
-        module, available, hints = self.__dict__[_META]
+        module, available, hints, alias = self.__dict__[_META]
         if name in hints:
             raise AttributeError(f"`{module}.{name}` is not available in the sandbox; {hints[name]}")
         close = difflib.get_close_matches(name, available, n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else f"; available: {', '.join(available)}"
+        if alias is not None:
+            hint += (
+                f". If you meant the tool `{module}.{name}` of the server {module!r}: `import {module}` gave the "
+                f"module, so call it as `{alias}.{name}(...)`"
+            )
         raise AttributeError(f"module {module!r} in the sandbox has no attribute {name!r}{hint}")
 
     def __repr__(self) -> str:
@@ -146,7 +153,8 @@ class FacadeImporter:
         for child in _BUILDERS:
             if child.startswith(name + ".") and self._allowed(child):
                 members[child[len(name) + 1 :]] = self._get(child)
-        facade = self._built[name] = Facade(name, members, _HINTS.get(name, {}))
+        alias = server_alias(name) if name in self.services.servers else None
+        facade = self._built[name] = Facade(name, members, _HINTS.get(name, {}), alias)
         return facade
 
     def _allowed(self, name: str) -> bool:

@@ -12,11 +12,13 @@ __all__ = ["Builder", "Services", "public"]
 
 @dataclass(frozen=True)
 class Services:
-    """What facades may use of the run: its output, its error text, and the guarded `getattr`."""
+    """What facades may use of the run: its output, its error text, the guarded `getattr`, and the names of its
+    servers (for the hint when `import time` hides the server `time`)."""
 
     write: Callable[[str], None]
     describe: Callable[[BaseException], str]
     getattr: Callable[..., Any]
+    servers: frozenset[str] = frozenset()
 
 
 Builder = Callable[[Services], dict[str, Any]]

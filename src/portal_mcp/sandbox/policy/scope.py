@@ -107,6 +107,7 @@ def make_globals(
         write=printer.write,
         describe=describe or (lambda exc: f"{type(exc).__name__}: {exc}"),
         getattr=guards.getattr,
+        servers=frozenset(names),
     )
     allowed.update(
         getattr=guards.getattr,
