@@ -54,9 +54,9 @@ async def test_private_names_frames_and_eval_are_refused_at_compile_time(source:
         ("def g():\n    yield 1\ngetattr(g(), 'gi_frame')", "'gi_frame' is not available"),
         ("async def c():\n    pass\nco = c()\nx = getattr(co, 'cr_frame')", "'cr_frame' is not available"),
         ("def f():\n    pass\ngetattr(f, '__glo' + 'bals__')", "'__globals__' is not available"),
-        ("'{0.__class__}'.format(1)", "str.format is not available"),
-        ("str.format('{0}', 1)", "str.format is not available"),
-        ("'{a}'.format_map({'a': 1})", "str.format is not available"),
+        ("'{0.__class__.__mro__}'.format(1)", "'__mro__' is not available"),
+        ("str.format('{0.__globals__}', print)", "'__globals__' is not available"),
+        ("'{a.gi_frame}'.format_map({'a': (x for x in [])})", "'gi_frame' is not available"),
         ("import json\njson.codecs", "has no attribute 'codecs'"),
         ("import json\ngetattr(json, 'codecs')", "has no attribute 'codecs'"),
         ("from json import codecs", "cannot import name 'codecs'"),
@@ -87,10 +87,15 @@ async def test_runtime_guards_refuse_the_way_out(source: str, message: str) -> N
     assert message in (result.error or "")
 
 
-@pytest.mark.parametrize("module", ["os", "sys", "subprocess", "importlib", "ctypes", "socket", "pickle"])
+@pytest.mark.parametrize("module", ["os", "subprocess", "importlib", "ctypes", "socket", "pickle", "inspect"])
 async def test_importing_a_module_outside_the_allow_list_names_the_module(module: str) -> None:
     result = await run(f"import {module}")
     assert f"ModuleNotFoundError: module {module!r} is not available in the sandbox" in (result.error or "")
+
+
+async def test_str_format_is_refused_in_the_strict_language() -> None:
+    result = await run("'{0}'.format(1)", language="strict")
+    assert "str.format is not available in the sandbox; use an f-string" in (result.error or "")
 
 
 async def test_attribute_errors_do_not_hand_back_the_object_they_came_from() -> None:

@@ -37,7 +37,9 @@ REQUIRED_LAYERS: Final = ("network", "filesystem reads", "filesystem writes")
 # `__class__`). Everything else starting with `__` stays refused: `__globals__`, `__code__`, `__closure__`,
 # `__subclasses__`, `__bases__`, `__mro__`, `__dict__` of others, `__getattribute__`, `__annotations__`
 # (dataclasses build source from its keys), `__traceback__`, `__context__`, `__cause__`, `__self__`, ...
-READABLE_DUNDERS: Final = frozenset({"__name__", "__qualname__", "__doc__", "__module__", "__class__"})
+READABLE_DUNDERS: Final = frozenset(
+    {"__name__", "__qualname__", "__doc__", "__module__", "__class__", "__cause__", "__slots__"}
+)  # `__cause__` is set by `raise ... from`; `__context__` (implicit, may hold a trusted error's `.obj`) is not
 
 # Special methods a class may define, and which the code may read (to call `super().__init__(...)`,
 # `Base.__repr__(self)`). Not `__del__` (runs at an unknown time), `__getattribute__`/`__setattr__` reads

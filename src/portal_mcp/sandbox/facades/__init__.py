@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from portal_mcp.sandbox.facades import code, core, text
+from portal_mcp.sandbox.facades import code, core, runtime, text
 from portal_mcp.sandbox.facades.common import Builder, Services
 
 __all__ = [
@@ -32,8 +32,8 @@ __all__ = [
     "server_alias",
 ]
 
-_BUILDERS: Final[dict[str, Builder]] = {**core.BUILDERS, **text.BUILDERS, **code.BUILDERS}
-_HINTS: Final[dict[str, dict[str, str]]] = {**core.HINTS, **text.HINTS, **code.HINTS}
+_BUILDERS: Final[dict[str, Builder]] = {**core.BUILDERS, **text.BUILDERS, **code.BUILDERS, **runtime.BUILDERS}
+_HINTS: Final[dict[str, dict[str, str]]] = {**core.HINTS, **text.HINTS, **code.HINTS, **runtime.HINTS}
 
 # The strict language (see policy/language.py): the ten modules, with the members they always had.
 _STRICT: Final[dict[str, tuple[str, ...] | None]] = {
@@ -169,7 +169,6 @@ def _is_c_level_import(fromlist: Any) -> bool:
 _WHY_NOT: Final = {
     "os": "there is no file system or environment to reach; os.path string helpers: use str methods or posixpath-"
     "free code, e.g. name.rsplit('/', 1)",
-    "sys": "print to the output with print(); there is no interpreter state to read",
     "subprocess": "no processes can be started",
     "socket": "there is no network; call the tools instead",
     "requests": "there is no network; call the tools instead",

@@ -150,6 +150,31 @@ def _asyncio(services: Services) -> dict[str, Any]:
         "ALL_COMPLETED",
     )
 
+    asyncio = importlib.import_module("asyncio")
+
+    def as_coroutine(awaitable: Any) -> Any:
+        # A tool call is an awaitable, not a coroutine; tasks want coroutines.
+        if asyncio.iscoroutine(awaitable) or not hasattr(type(awaitable), "__await__"):
+            return awaitable
+
+        async def awaiting() -> Any:
+            return await awaitable
+
+        return awaiting()
+
+    def create_task(coro: Any, **kwargs: Any) -> Any:
+        """asyncio.create_task: also takes a tool call (`create_task(server.tool(...))`)."""
+        return asyncio.create_task(as_coroutine(coro), **kwargs)
+
+    class TaskGroup(asyncio.TaskGroup):  # type: ignore[misc,name-defined]
+        """asyncio.TaskGroup whose `create_task` also takes a tool call."""
+
+        def create_task(self, coro: Any, **kwargs: Any) -> Any:
+            return super().create_task(as_coroutine(coro), **kwargs)
+
+    TaskGroup.__module__ = "asyncio"
+    members.update(create_task=create_task, TaskGroup=TaskGroup)
+
     def run(main: Any, **kwargs: Any) -> Any:
         """asyncio.run: the code already runs in an event loop."""
         if hasattr(main, "close"):

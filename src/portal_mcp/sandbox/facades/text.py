@@ -92,16 +92,20 @@ def _traceback(services: Services) -> dict[str, Any]:
             return exc
         return sys.exception()
 
+    def as_traceback(exc: BaseException) -> str:
+        headline, _, lines = describe(exc).partition("\n")
+        return f"Traceback (most recent call last):\n{lines}\n{headline}\n" if lines else f"{headline}\n"
+
     def format_exc(limit: Any = None, chain: bool = True) -> str:
         current = _current()
-        return "NoneType: None\n" if current is None else describe(current) + "\n"
+        return "NoneType: None\n" if current is None else as_traceback(current)
 
     def print_exc(limit: Any = None, file: Any = None, chain: bool = True) -> None:
         write(format_exc())
 
     def format_exception(exc: Any, *rest: Any, **kwargs: Any) -> list[str]:
         current = _current(rest[0] if rest and isinstance(rest[0], BaseException) else exc)
-        return [] if current is None else [describe(current) + "\n"]
+        return [] if current is None else [as_traceback(current)]
 
     def print_exception(exc: Any, *rest: Any, **kwargs: Any) -> None:
         write("".join(format_exception(exc, *rest)))

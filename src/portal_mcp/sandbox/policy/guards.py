@@ -18,6 +18,7 @@ from typing import Any, Final
 
 from portal_mcp.sandbox import language
 from portal_mcp.sandbox.language import AGENT_MODULE, Language
+from portal_mcp.sandbox.policy.formatting import GuardedFormatter
 from portal_mcp.sandbox.policy.transform import BLOCKED_NAMES, dunder_refusal
 
 __all__ = ["Guards", "ReadOnly", "TypeOf"]
@@ -69,6 +70,7 @@ class Guards:
     def __init__(self, level: Language) -> None:
         self.level = level
         self.agent_classes: set[type] = set()
+        self._formatter = GuardedFormatter(self.getattr, guarded_getitem)
 
     # --- whose object is it ---
 
@@ -93,10 +95,9 @@ class Guards:
             raise AttributeError(f"attribute {name!r} is not available in the sandbox")
         if name.startswith("_") and name != "_":
             self._check_private(obj, name, writing)
-        # str.format walks attributes of its arguments in C, past every guard (CVE-2023-41039).
-        if name in ("format", "format_map") and (
-            isinstance(obj, str) or (isinstance(obj, type) and issubclass(obj, str))
-        ):
+        # str.format walks attributes of its arguments in C, past every guard (CVE-2023-41039): the open
+        # language gets the guarded one instead (`getattr` below), the strict one none.
+        if name in ("format", "format_map") and _is_str(obj) and (writing or self.level == "strict"):
             raise AttributeError("str.format is not available in the sandbox; use an f-string or %-formatting")
 
     def _check_private(self, obj: Any, name: str, writing: bool) -> None:
@@ -120,6 +121,8 @@ class Guards:
     def getattr(self, obj: Any, name: str, default: Any = _MISSING) -> Any:
         """`_getattr_` and the `getattr` builtin: name checks, then a check of what comes back."""
         self.check_attribute(obj, name)
+        if name in ("format", "format_map") and _is_str(obj):
+            return self._formatter.method(obj, name)
         try:
             value = getattr(obj, name)
         except AttributeError as exc:
@@ -216,6 +219,10 @@ class ClassMaker:
 
     def __call__(self, name: str, bases: tuple[type, ...], namespace: dict[str, Any], **kwargs: Any) -> type:
         return self._guards.make_class(name, bases, namespace, **kwargs)
+
+
+def _is_str(obj: Any) -> bool:
+    return isinstance(obj, str) or (isinstance(obj, type) and issubclass(obj, str))
 
 
 def guarded_getitem(obj: Any, key: Any) -> Any:

@@ -82,6 +82,8 @@ class _Policy(RestrictingNodeTransformer):
     def visit_Name(self, node: ast.Name) -> Any:
         if self.level == "open" and node.id == "__name__" and isinstance(node.ctx, ast.Load):
             return node  # the code's module name, "__main__"
+        if self.level == "open" and node.id == "__slots__" and isinstance(node.ctx, ast.Store) and self._classes:
+            return node  # `__slots__ = ("x", "y")` in a class body
         return super().visit_Name(node)
 
     def visit_Nonlocal(self, node: ast.Nonlocal) -> Any:
