@@ -19,7 +19,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import tools  # noqa: E402
+import tools
 
 
 class ToolError(Exception):
