@@ -28,10 +28,10 @@ from typing import Any
 
 from common import RESULTS, bundled_listings
 
-from portal_mcp.catalog import Catalog, ToolEntry
-from portal_mcp.precheck import check_code
-from portal_mcp.snapshot import load_snapshot
-from portal_mcp.stubs.schema import object_shape
+from portal_mcp.catalog.model import Catalog, ToolEntry
+from portal_mcp.catalog.snapshot import load_snapshot
+from portal_mcp.catalog.stubs.schema import object_shape
+from portal_mcp.runs.precheck import check_code
 
 NAME = "precheck"
 CORPUS = Path(os.environ.get("PORTAL_CORPUS", "/work/shared/corpus/servers"))
@@ -56,7 +56,7 @@ def run() -> dict[str, Any]:
 
 def markdown(results: dict[str, Any]) -> str:
     lines = [
-        "## Pre-run check of agent code (`portal_mcp.precheck`)",
+        "## Pre-run check of agent code (`portal_mcp.runs.precheck`)",
         "",
         f"{results['snippets']} generated snippets of 5-50 lines per catalog (a third with one mistake), each "
         f"checked {results['repeats']} times; times are the median per snippet, then the median / p95 over snippets. "

@@ -16,7 +16,8 @@ import anyio
 from common import HERE, bundled_listings, fmt, open_portal, snapshot_config, write_snapshots
 from mcp_types import Tool
 
-from portal_mcp.benchmark import TYPICAL_QUERIES, count_tokens, scaling_rows
+from portal_mcp.benchmark import TYPICAL_QUERIES, scaling_rows
+from portal_mcp.catalog.tokens import count_tokens
 
 NAME = "scaling"
 SIZES = (10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)

@@ -2,7 +2,7 @@
 
 Quality: recall@1, recall@5 and MRR@10 of three rankers over the bundled catalog (`schemas/`, 850 tools) on the
 queries of `search_eval/queries.yaml`, split into train and a held-out test split (by a hash of the query):
-  ours      `portal_mcp.search.SearchIndex`, what `search_api` uses;
+  ours      `portal_mcp.catalog.search.SearchIndex`, what `search_api` uses;
   bm25      plain BM25 (bm25s defaults: its default tokenizer, no stemming, no stopwords) over name + description;
   fastmcp   FastMCP's CodeMode search (`search_eval/fastmcp_rank.py`), run in its own venv because fastmcp pins
             its own mcp; the venv is created on demand (`$PORTAL_FASTMCP_VENV`, default /tmp/fastmcp-venv) and
@@ -31,13 +31,14 @@ import bm25s
 from common import HERE, SCHEMAS, bundled_listings
 from search_eval.evaluate import DEPTH, Query, bundled_catalog, by_split, load_queries, rank_all
 
-from portal_mcp.benchmark import count_tokens, grow_listings
-from portal_mcp.catalog import Catalog
+from portal_mcp.benchmark import grow_listings
+from portal_mcp.catalog.model import Catalog
+from portal_mcp.catalog.search import SearchIndex
+from portal_mcp.catalog.snapshot import load_snapshot
+from portal_mcp.catalog.stubs import render_stubs
+from portal_mcp.catalog.tokens import count_tokens
 from portal_mcp.config import load_config
 from portal_mcp.portal import Portal
-from portal_mcp.search import SearchIndex
-from portal_mcp.snapshot import load_snapshot
-from portal_mcp.stubs import render_stubs
 
 NAME = "search"
 FASTMCP_VENV = Path(os.environ.get("PORTAL_FASTMCP_VENV", "/tmp/fastmcp-venv"))

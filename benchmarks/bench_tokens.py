@@ -7,7 +7,8 @@ from typing import Any
 import anyio
 from common import bundled_config, fmt, open_portal, pct
 
-from portal_mcp.benchmark import TYPICAL_QUERIES, measure_tokens, portal_tools_json, with_queries
+from portal_mcp.benchmark import TYPICAL_QUERIES, measure_tokens, with_queries
+from portal_mcp.catalog.tokens import portal_tools_json
 
 NAME = "tokens"
 

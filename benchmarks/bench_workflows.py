@@ -29,18 +29,9 @@ from common import HERE, bundled_config, bundled_listings, fmt, open_portal
 from mcp.server import Server
 from mcp_types import CallToolRequestParams, CallToolResult, ListToolsResult, TextContent, Tool
 
-from portal_mcp.benchmark import (
-    Call,
-    ContextCount,
-    Run,
-    Search,
-    count_tokens,
-    direct_context,
-    entry_tokens,
-    portal_context,
-    portal_tools_json,
-)
-from portal_mcp.catalog import Catalog
+from portal_mcp.benchmark import Call, ContextCount, Run, Search, direct_context, portal_context
+from portal_mcp.catalog.model import Catalog
+from portal_mcp.catalog.tokens import count_tokens, entry_tokens, portal_tools_json
 
 NAME = "workflows"
 FOLDER = HERE / "workflows"

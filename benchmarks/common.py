@@ -15,9 +15,9 @@ from typing import Any
 import yaml
 from mcp_types import Tool
 
+from portal_mcp.catalog.snapshot import dump_snapshot, load_snapshot
 from portal_mcp.config import PortalConfig, bundled_schemas_dir, parse_config
 from portal_mcp.portal import Portal
-from portal_mcp.snapshot import dump_snapshot, load_snapshot
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"

@@ -42,8 +42,8 @@ from mcp.client import Client
 from mcp.client.streamable_http import streamable_http_client
 from starlette.types import Message, Receive, Scope, Send
 
-from portal_mcp.audit import AuditEvent
-from portal_mcp.peers import FORWARDED_BY, HOP_BY_HOP
+from portal_mcp.control.audit import AuditEvent
+from portal_mcp.surface.peers import FORWARDED_BY, HOP_BY_HOP
 from tests.portals import STARTUP_TIMEOUT, free_port, started, wait_until_listening
 from tests.servers import DEMO_SERVER
 
@@ -188,7 +188,7 @@ class AuditStore:
 
 def sqlite_store(path: Path) -> AuditStore:
     def events() -> list[AuditEvent]:
-        from portal_mcp.audit_store import SqliteAuditSink
+        from portal_mcp.control.audit_store import SqliteAuditSink
 
         with SqliteAuditSink(path) as store:
             return store.recent(limit=10**9)
@@ -200,7 +200,7 @@ def postgres_store(dsn: str) -> AuditStore:
     """One PostgreSQL database that every replica writes to (each through its own background writer)."""
 
     def events() -> list[AuditEvent]:
-        from portal_mcp.audit_store import PostgresAuditSink
+        from portal_mcp.control.audit_store import PostgresAuditSink
 
         with PostgresAuditSink(dsn, create=False) as store:
             return store.recent(limit=10**9)

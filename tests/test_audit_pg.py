@@ -27,13 +27,13 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
-from portal_mcp.audit import AuditEvent
-from portal_mcp.audit_store import SCHEMA_VERSION, AuditStoreError, PostgresAuditSink, redact_dsn
-from portal_mcp.audit_store.writer import CLOSE_GRACE_S
-from portal_mcp.catalog import Catalog
+from portal_mcp.catalog.model import Catalog
 from portal_mcp.config import load_config
+from portal_mcp.control.audit import AuditEvent
+from portal_mcp.control.audit_store import SCHEMA_VERSION, AuditStoreError, PostgresAuditSink, redact_dsn
+from portal_mcp.control.audit_store.writer import CLOSE_GRACE_S
+from portal_mcp.control.metrics import Metrics
 from portal_mcp.errors import ConfigError
-from portal_mcp.metrics import Metrics
 from portal_mcp.portal import Portal
 from tests.pg import PostgresServer
 from tests.servers import crm_server
@@ -243,8 +243,8 @@ def test_two_processes_writing_at_once_lose_and_duplicate_nothing(pg_dsn: str) -
     script = textwrap.dedent(
         """
         import sys, threading
-        from portal_mcp.audit import AuditEvent
-        from portal_mcp.audit_store import PostgresAuditSink
+        from portal_mcp.control.audit import AuditEvent
+        from portal_mcp.control.audit_store import PostgresAuditSink
 
         with PostgresAuditSink(sys.argv[1]) as store:
             def write(thread):
@@ -288,7 +288,7 @@ def test_events_recorded_while_connections_are_cut_are_written_after_reconnectin
 def test_events_recorded_while_the_server_is_down_are_written_when_it_restarts(
     pg_dsn: str, server_back_up: PostgresServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="portal_mcp.audit")
+    caplog.set_level(logging.WARNING, logger="portal_mcp.control.audit")
     with PostgresAuditSink(pg_dsn) as store:
         for i in range(100):
             store.record(call(duration_ms=i))
@@ -400,7 +400,7 @@ def audit_backends(dsn: str) -> list[int]:
 def test_a_statement_waiting_on_a_lock_is_retried_after_the_lock_timeout(
     pg_dsn: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="portal_mcp.audit")
+    caplog.set_level(logging.WARNING, logger="portal_mcp.control.audit")
     with PostgresAuditSink(pg_dsn, lock_timeout=0.2) as store:
         with table_locked(pg_dsn):
             for i in range(10):

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from portal_mcp.audit import AuditEvent, AuditSink
-from portal_mcp.audit_store import (
+from portal_mcp.control.audit import AuditEvent, AuditSink
+from portal_mcp.control.audit_store import (
     SCHEMA_VERSION,
     AuditStore,
     AuditStoreError,

@@ -8,17 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from portal_mcp.benchmark import (
-    Call,
-    Run,
-    Search,
-    direct_context,
-    grow_listings,
-    portal_context,
-    scaling_rows,
-)
+from portal_mcp.benchmark import Call, Run, Search, direct_context, grow_listings, portal_context, scaling_rows
+from portal_mcp.catalog.snapshot import load_snapshot
 from portal_mcp.config import bundled_schemas_dir
-from portal_mcp.snapshot import load_snapshot
 
 
 def test_bench_on_the_bundled_catalog_writes_the_four_rows_and_the_portal_costs_less(tmp_path: Path) -> None:

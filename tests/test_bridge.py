@@ -10,11 +10,11 @@ import pytest
 from mcp.server.mcpserver import MCPServer
 from mcp_types import CallToolResult, ImageContent, TextContent
 
-from portal_mcp.audit import MemoryAuditSink
-from portal_mcp.bridge import Bridge, drop_omitted, result_value
-from portal_mcp.catalog import Catalog
+from portal_mcp.catalog.model import Catalog
+from portal_mcp.control.audit import MemoryAuditSink
 from portal_mcp.downstream import DownstreamPool
 from portal_mcp.errors import ArgumentError, ToolFailedError, UnknownToolError
+from portal_mcp.runs.bridge import Bridge, drop_omitted, result_value
 
 
 def make_tracker() -> tuple[MCPServer, list[dict[str, Any]]]:

@@ -25,13 +25,13 @@ from urllib.parse import quote
 import anyio
 import pytest
 
-from portal_mcp.bridge import Caller
 from portal_mcp.config import PortalConfig, load_config
-from portal_mcp.credentials import MIN_REDACTED_LENGTH, REDACTED, Redactor
+from portal_mcp.control.credentials import MIN_REDACTED_LENGTH, REDACTED, Redactor
 from portal_mcp.downstream._stderr import StderrPump
 from portal_mcp.errors import MissingSecretError, ToolFailedError
 from portal_mcp.logs import DownstreamStderr, JsonFormatter
 from portal_mcp.portal import Portal
+from portal_mcp.runs.bridge import Caller
 from tests.portals import authorised_client, running_portal
 from tests.servers import SERVERS, alive, descendants, free_port, kill_all
 
@@ -423,7 +423,7 @@ async def test_what_one_users_connection_says_reaches_that_user_and_the_log_neve
     from mcp.client import Client
 
     from portal_mcp.errors import PortalError
-    from portal_mcp.server import PortalServer
+    from portal_mcp.surface.server import PortalServer
 
     config_file = tmp_path / "portal.yaml"
     config_file.write_text(

@@ -25,6 +25,7 @@ from mcp_types import (
     Tool,
 )
 
+from portal_mcp.catalog.snapshot import dump_snapshot
 from portal_mcp.config import ServerConfig, SnapshotServerConfig, StdioServerConfig
 from portal_mcp.downstream import DownstreamEvent, DownstreamPool, ServerStatus
 from portal_mcp.errors import (
@@ -33,7 +34,6 @@ from portal_mcp.errors import (
     SnapshotOnlyError,
     ToolTimeoutError,
 )
-from portal_mcp.snapshot import dump_snapshot
 from tests.servers import alive, demo_http, demo_stdio, descendants, ensure_node_servers, kill_all
 
 DEMO_TOOLS = ["echo", "add", "slow", "fail", "crash", "add_tool", "stats", "header", "pid"]

@@ -16,7 +16,7 @@ from mcp.client import Client
 
 from portal_mcp.config import PortalConfig, load_config
 from portal_mcp.portal import Portal
-from portal_mcp.server import PortalServer
+from portal_mcp.surface.server import PortalServer
 from tests.servers import crm_server, wait_until_exited
 
 DEMO_SERVER = Path(__file__).parent / "servers" / "demo_server.py"

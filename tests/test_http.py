@@ -144,7 +144,7 @@ async def test_a_request_with_a_foreign_host_header_is_rejected_with_421(tmp_pat
 
 
 async def test_each_callers_searches_runs_and_calls_are_attributed_to_their_user(tmp_path: Path) -> None:
-    from portal_mcp.audit_store import SqliteAuditSink
+    from portal_mcp.control.audit_store import SqliteAuditSink
 
     alice, bob = secrets.token_urlsafe(16), secrets.token_urlsafe(16)
     config = write_config(

@@ -16,7 +16,7 @@ from mcp.client import Client
 from portal_mcp.config import load_config
 from portal_mcp.portal import Portal
 from portal_mcp.sandbox.facades import FACADE_NAMES
-from portal_mcp.server import PortalServer
+from portal_mcp.surface.server import PortalServer
 from tests.servers import crm_server
 
 pytestmark = pytest.mark.anyio

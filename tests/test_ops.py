@@ -21,12 +21,13 @@ from mcp.client.streamable_http import streamable_http_client
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
-from portal_mcp.audit import AuditEvent, MemoryAuditSink
-from portal_mcp.benchmark import measure_tokens, portal_tools_json
-from portal_mcp.catalog import Catalog
+from portal_mcp.benchmark import measure_tokens
+from portal_mcp.catalog.model import Catalog
+from portal_mcp.catalog.tokens import portal_tools_json
+from portal_mcp.control.audit import AuditEvent, MemoryAuditSink
+from portal_mcp.control.metrics import Metrics, MetricsTee
 from portal_mcp.downstream import ServerStatus
 from portal_mcp.logs import DownstreamStderr, JsonFormatter
-from portal_mcp.metrics import Metrics, MetricsTee
 from tests.portals import authorised_client, running_portal
 from tests.servers import DEMO_SERVER
 
@@ -331,7 +332,7 @@ def test_a_failure_inside_the_metrics_never_reaches_the_recorded_action(caplog: 
 
     metrics = Metrics(broken_catalog, list, users=())
     memory = MemoryAuditSink()
-    with caplog.at_level(logging.ERROR, logger="portal_mcp.metrics"):
+    with caplog.at_level(logging.ERROR, logger="portal_mcp.control.metrics"):
         MetricsTee(memory, metrics).record(AuditEvent("call", "alice", "ok", 1.0, "github.tool_1"))
 
     assert len(memory) == 1

@@ -19,14 +19,14 @@ import pytest
 from mcp.client import Client
 from mcp.server import MCPServer
 
-from portal_mcp.access import AccessPolicy, Decision
-from portal_mcp.audit import AuditEvent, MemoryAuditSink
-from portal_mcp.bridge import Caller
-from portal_mcp.catalog import Catalog
+from portal_mcp.catalog.model import Catalog
 from portal_mcp.config import PortalConfig, load_config
+from portal_mcp.control.access import AccessPolicy, Decision
+from portal_mcp.control.audit import AuditEvent, MemoryAuditSink
 from portal_mcp.errors import ConfigError, PolicyDeniedError
 from portal_mcp.portal import Portal
-from portal_mcp.server import PortalServer
+from portal_mcp.runs.bridge import Caller
+from portal_mcp.surface.server import PortalServer
 from tests.portals import authorised_client, running_portal
 from tests.servers import DEMO_SERVER
 
@@ -248,7 +248,7 @@ async def test_hints_never_name_a_tool_the_policy_hides() -> None:
 
 async def test_the_bridge_refuses_a_denied_call_itself_audits_and_logs_it(caplog: pytest.LogCaptureFixture) -> None:
     """Behind the pre-run check and the namespaces, the bridge decides every call on its own too."""
-    caplog.set_level("INFO", logger="portal_mcp.bridge")
+    caplog.set_level("INFO", logger="portal_mcp.runs.bridge")
     received: list[str] = []
     config = config_with({"users": {"alice": {"deny": ["ops.drop_table"]}}})
     async with opened(config, received) as (portal, audit):
@@ -572,8 +572,8 @@ async def test_over_stateless_http_only_2026_clients_can_be_asked(tmp_path: Path
 
 
 async def test_runs_waiting_for_answers_are_capped_per_user_and_forgotten_after_they_finish() -> None:
-    from portal_mcp.approvals import PendingRuns
-    from portal_mcp.bridge import ApprovalRequest, Approver
+    from portal_mcp.runs.approvals import PendingRuns
+    from portal_mcp.runs.bridge import ApprovalRequest, Approver
     from portal_mcp.sandbox.host import RunResult
 
     asked = ApprovalRequest("alice", "ops.drop_table", "drop", {"table": "t"}, "it may delete data")

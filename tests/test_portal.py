@@ -94,7 +94,7 @@ async def test_agents_md_lists_servers_with_owners_and_the_workflow(portal: Port
 
 
 async def test_a_configured_sqlite_audit_file_keeps_every_search_after_the_portal_closes(tmp_path: Path) -> None:
-    from portal_mcp.audit_store import SqliteAuditSink
+    from portal_mcp.control.audit_store import SqliteAuditSink
 
     config = tmp_path / "portal.yaml"
     config.write_text(

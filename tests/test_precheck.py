@@ -13,14 +13,14 @@ import pytest
 from inline_snapshot import snapshot
 from mcp_types import CallToolResult, Tool
 
-from portal_mcp.audit import MemoryAuditSink
-from portal_mcp.bridge import Bridge
-from portal_mcp.catalog import Catalog
+from portal_mcp.catalog.model import Catalog
+from portal_mcp.catalog.snapshot import load_snapshot
+from portal_mcp.catalog.stubs.schema import object_shape
 from portal_mcp.config import bundled_schemas_dir
+from portal_mcp.control.audit import MemoryAuditSink
 from portal_mcp.errors import ArgumentError
-from portal_mcp.precheck import MAX_PROBLEMS, Problem, check_code, render
-from portal_mcp.snapshot import load_snapshot
-from portal_mcp.stubs.schema import object_shape
+from portal_mcp.runs.bridge import Bridge
+from portal_mcp.runs.precheck import MAX_PROBLEMS, Problem, check_code, render
 
 STRING = {"type": "string"}
 INTEGER = {"type": "integer"}
@@ -463,7 +463,7 @@ def _mutants(seed: int, count: int) -> list[str]:
 
 
 def test_the_check_never_fails_on_broken_random_or_deeply_nested_code(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.ERROR, logger="portal_mcp.precheck")
+    caplog.set_level(logging.ERROR, logger="portal_mcp.runs.precheck")
     for code in [*PATHOLOGICAL, *_mutants(seed=3, count=600)]:
         problems = check_code(code, CATALOG)
         assert all(isinstance(problem, Problem) and problem.line >= 1 for problem in problems)

@@ -27,7 +27,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from portal_mcp.config import HttpConfig, ReplicaConfig
 from portal_mcp.errors import ConfigError
-from portal_mcp.server import PortalServer
+from portal_mcp.surface.server import PortalServer
 from tests.portals import free_port
 from tests.replicas import (
     AuditStore,

@@ -11,9 +11,9 @@ import pytest
 import yaml
 from mcp_types import Tool
 
-from portal_mcp.catalog import Catalog
-from portal_mcp.search import SearchIndex, headline, mined_synonyms, server_aliases, stem, tokenize
-from portal_mcp.snapshot import load_snapshot
+from portal_mcp.catalog.model import Catalog
+from portal_mcp.catalog.search import SearchIndex, headline, mined_synonyms, server_aliases, stem, tokenize
+from portal_mcp.catalog.snapshot import load_snapshot
 from tests.stubs._mypy import mypy_errors
 
 

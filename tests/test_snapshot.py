@@ -9,8 +9,8 @@ import pytest
 from inline_snapshot import snapshot
 from mcp_types import Tool, ToolAnnotations
 
+from portal_mcp.catalog.snapshot import dump_snapshot, load_snapshot
 from portal_mcp.errors import ConfigError
-from portal_mcp.snapshot import dump_snapshot, load_snapshot
 
 TOOLS = [
     Tool(

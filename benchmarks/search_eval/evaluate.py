@@ -17,8 +17,8 @@ from typing import Literal
 
 import yaml
 
-from portal_mcp.catalog import Catalog
-from portal_mcp.snapshot import load_snapshot
+from portal_mcp.catalog.model import Catalog
+from portal_mcp.catalog.snapshot import load_snapshot
 
 HERE = Path(__file__).resolve().parent
 QUERIES = HERE / "queries.yaml"
@@ -88,7 +88,7 @@ def rank_all(ranker: Ranker, queries: Sequence[Query]) -> dict[str, list[str]]:
 
 
 def main(argv: list[str]) -> int:
-    from portal_mcp.search import SearchIndex
+    from portal_mcp.catalog.search import SearchIndex
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--split", choices=["train", "test", "all"], default="train")

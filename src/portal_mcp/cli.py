@@ -22,8 +22,8 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn
 from rich.table import Table
 
-from portal_mcp.audit_store import AuditStore, PostgresAuditSink, SqliteAuditSink, as_json
 from portal_mcp.config import PortalConfig, RemoteServerConfig, StdioServerConfig, load_config
+from portal_mcp.control.audit_store import AuditStore, PostgresAuditSink, SqliteAuditSink, as_json
 from portal_mcp.downstream import ServerStatus
 from portal_mcp.errors import AuditStoreError, ConfigError, PortalError
 from portal_mcp.logs import LogFormat
@@ -155,7 +155,7 @@ def serve(
     replica_id: str | None,
 ) -> None:
     """Serve search_api and execute_code over stdio (default) or streamable HTTP at /mcp (plus /metrics, /healthz)."""
-    from portal_mcp.server import PortalServer
+    from portal_mcp.surface.server import PortalServer
 
     if transport == "stdio" and stateless is not None:
         raise click.UsageError("--stateless/--stateful applies to `--transport http`; stdio has one client")
@@ -308,7 +308,7 @@ def import_(file: Path) -> None:
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path))
 def snapshot(config_path: Path | None, out_dir: Path) -> None:
     """Write one tools/list snapshot file per connected server into --out."""
-    from portal_mcp.snapshot import dump_snapshot
+    from portal_mcp.catalog.snapshot import dump_snapshot
 
     config = _load(config_path)
 
@@ -329,7 +329,7 @@ def snapshot(config_path: Path | None, out_dir: Path) -> None:
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path))
 def stubs(config_path: Path | None, out_dir: Path) -> None:
     """Write one typed stub file (.pyi) per server into --out."""
-    from portal_mcp.stubs.render import render_module
+    from portal_mcp.catalog.stubs.render import render_module
 
     config = _load(config_path)
 
@@ -355,7 +355,8 @@ def stubs(config_path: Path | None, out_dir: Path) -> None:
 )
 def bench(config_path: Path | None, json_path: Path | None) -> None:
     """Print how many context tokens the portal saves against listing every tool inline (and write it as JSON)."""
-    from portal_mcp.benchmark import TYPICAL_QUERIES, measure_tokens, portal_tools_json, report_table, with_queries
+    from portal_mcp.benchmark import TYPICAL_QUERIES, measure_tokens, report_table, with_queries
+    from portal_mcp.catalog.tokens import portal_tools_json
 
     config = _load(config_path)
 

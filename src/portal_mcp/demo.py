@@ -15,10 +15,11 @@ from rich.console import Console
 from rich.panel import Panel
 from rich.syntax import Syntax
 
-from portal_mcp.benchmark import compact, measure_tokens, report_table
-from portal_mcp.catalog import Catalog
+from portal_mcp.benchmark import measure_tokens, report_table
+from portal_mcp.catalog.model import Catalog
+from portal_mcp.catalog.snapshot import load_snapshot
+from portal_mcp.catalog.tokens import compact
 from portal_mcp.config import bundled_schemas_dir
-from portal_mcp.snapshot import load_snapshot
 
 DEMO_CODE = textwrap.dedent(
     """\

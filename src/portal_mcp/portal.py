@@ -25,20 +25,21 @@ import anyio
 from mcp.server.mcpserver import MCPServer
 from mcp_types import Tool
 
-from portal_mcp.access import AccessPolicy, RunLimiter
-from portal_mcp.audit import AuditEvent, AuditSink, MemoryAuditSink
-from portal_mcp.audit_store import PostgresAuditSink, SqliteAuditSink
-from portal_mcp.bridge import Approver, Bridge, Caller
-from portal_mcp.catalog import Catalog
+from portal_mcp.catalog.model import Catalog
+from portal_mcp.catalog.search import SearchHit, SearchIndex
+from portal_mcp.catalog.stubs import render_stubs
 from portal_mcp.config import ANONYMOUS, PortalConfig
-from portal_mcp.credentials import Redactor
+from portal_mcp.control.access import AccessPolicy, RunLimiter
+from portal_mcp.control.audit import AuditEvent, AuditSink, MemoryAuditSink
+from portal_mcp.control.audit_store import PostgresAuditSink, SqliteAuditSink
+from portal_mcp.control.credentials import Redactor
+from portal_mcp.control.metrics import Metrics, MetricsTee
 from portal_mcp.downstream import DownstreamEvent, DownstreamPool, ServerStatus
-from portal_mcp.metrics import Metrics, MetricsTee
-from portal_mcp.precheck import check_code, render
+from portal_mcp.runs.bridge import Approver, Bridge, Caller
+from portal_mcp.runs.precheck import check_code, render
 from portal_mcp.sandbox.facades import server_alias
 from portal_mcp.sandbox.host import RunClock, RunResult, SandboxHost
-from portal_mcp.search import SearchHit, SearchIndex
-from portal_mcp.stubs import render_stubs
+from portal_mcp.tools import MAX_LIMIT
 
 logger = logging.getLogger(__name__)
 
@@ -46,8 +47,6 @@ Detail = Literal["name", "signature", "full", "auto"]
 FULL_HITS = 2
 """With the default detail ("auto"), this many best hits get full docs and the rest signatures."""
 EventListener = Callable[[DownstreamEvent], Awaitable[None]]
-
-MAX_LIMIT = 20
 
 
 class Portal:

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from mcp_types import Tool
 
-from portal_mcp.catalog import Catalog
-from portal_mcp.stubs import render_module, render_stub
+from portal_mcp.catalog.model import Catalog
+from portal_mcp.catalog.stubs import render_module, render_stub
 from tests.stubs._mypy import mypy_errors
 
 CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus" / "servers"

@@ -11,8 +11,8 @@ from typing import Any
 from inline_snapshot import snapshot
 from mcp_types import Tool
 
-from portal_mcp.catalog import Catalog, ToolEntry
-from portal_mcp.stubs import render_module, render_stub, render_stubs
+from portal_mcp.catalog.model import Catalog, ToolEntry
+from portal_mcp.catalog.stubs import render_module, render_stub, render_stubs
 from tests.stubs._mypy import mypy_errors
 
 

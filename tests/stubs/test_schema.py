@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from portal_mcp.stubs.pytypes import render_typeddicts
-from portal_mcp.stubs.schema import TypeBuilder, object_shape
+from portal_mcp.catalog.stubs.pytypes import render_typeddicts
+from portal_mcp.catalog.stubs.schema import TypeBuilder, object_shape
 
 
 def type_of(schema: Any, root: dict[str, Any] | None = None) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ast
 
-from portal_mcp.stubs.text import clean, docstring, one_line, summary, trim
+from portal_mcp.catalog.stubs.text import clean, docstring, one_line, summary, trim
 
 
 def test_clean_dedents_squashes_spaces_and_keeps_list_structure() -> None:

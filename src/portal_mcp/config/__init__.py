@@ -33,6 +33,7 @@ from portal_mcp.config.models import (
     ServerConfig,
     SnapshotServerConfig,
     StdioServerConfig,
+    ToolFilter,
     ToolsConfig,
     is_loopback,
 )
@@ -54,6 +55,7 @@ __all__ = [
     "ServerConfig",
     "SnapshotServerConfig",
     "StdioServerConfig",
+    "ToolFilter",
     "ToolsConfig",
     "builtin_variables",
     "bundled_config_path",

@@ -5,16 +5,30 @@ Everything is validated once, at load (`portal_mcp.config.loading`); the rest of
 
 from __future__ import annotations
 
+import fnmatch
 import ipaddress
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from portal_mcp.catalog import ToolFilter
-from portal_mcp.credentials import SECRET_NAME, keys_needed
+from portal_mcp.config.user_refs import SECRET_NAME, keys_needed
+
+
+@dataclass(frozen=True)
+class ToolFilter:
+    """Allow/deny lists of tool names (original names, shell-style globs). Deny wins over allow."""
+
+    allow: tuple[str, ...] = ()
+    deny: tuple[str, ...] = ()
+
+    def permits(self, tool_name: str) -> bool:
+        if any(fnmatch.fnmatchcase(tool_name, pattern) for pattern in self.deny):
+            return False
+        return not self.allow or any(fnmatch.fnmatchcase(tool_name, pattern) for pattern in self.allow)
 
 
 class _Model(BaseModel):

@@ -12,7 +12,7 @@ from typing import Any
 
 from portal_mcp.config.models import PortalConfig, SnapshotServerConfig
 from portal_mcp.config.parsing import interpolate, key_lines, nearest_line, parse_yaml
-from portal_mcp.credentials import SECRET_NAME, USER_REF, first_user_with, missing_keys
+from portal_mcp.config.user_refs import SECRET_NAME, USER_REF, first_user_with, missing_keys
 from portal_mcp.errors import ConfigError
 
 logger = logging.getLogger("portal_mcp.config")

@@ -20,8 +20,8 @@ SDK transports), `_failures` (errors as sentences), `_stderr` (stderr forwarding
 processes), `_status` and `_events` (what the pool reports).
 """
 
+from portal_mcp.catalog.status import ServerState, ServerStatus, TransportKind
 from portal_mcp.downstream._events import DownstreamEvent, EventKind
 from portal_mcp.downstream._pool import DownstreamPool
-from portal_mcp.downstream._status import ServerState, ServerStatus, TransportKind
 
 __all__ = ["DownstreamEvent", "DownstreamPool", "EventKind", "ServerState", "ServerStatus", "TransportKind"]

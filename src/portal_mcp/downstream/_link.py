@@ -19,12 +19,12 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import ValidationError
 
 from portal_mcp import __version__
+from portal_mcp.catalog.status import ServerState, ServerStatus, TransportKind, transport_kind
 from portal_mcp.config import RemoteServerConfig, StdioServerConfig
-from portal_mcp.credentials import Redactor
+from portal_mcp.control.credentials import Redactor
 from portal_mcp.downstream._events import DownstreamEvent, EventKind
 from portal_mcp.downstream._failures import TOO_OLD, TooOld, describe, rejects_handshake, unreachable
 from portal_mcp.downstream._processes import end_processes
-from portal_mcp.downstream._status import ServerState, ServerStatus, TransportKind, transport_kind
 from portal_mcp.downstream._stderr import StderrPump
 from portal_mcp.downstream._transports import Watch, open_transport
 from portal_mcp.errors import DownstreamError, ServerUnavailableError, ToolTimeoutError

@@ -22,14 +22,15 @@ import anyio.abc
 from mcp.server import MCPServer, Server
 from mcp_types import CallToolResult, Tool
 
+from portal_mcp.catalog.snapshot import load_snapshot
+from portal_mcp.catalog.status import ServerState, ServerStatus, TransportKind, transport_kind
 from portal_mcp.config import RemoteServerConfig, ServerConfig, SnapshotServerConfig, StdioServerConfig
-from portal_mcp.credentials import RedactingFilter, Redactor, expand_user_refs, first_user_with, missing_keys
+from portal_mcp.config.user_refs import expand_user_refs, first_user_with, missing_keys
+from portal_mcp.control.credentials import RedactingFilter, Redactor
 from portal_mcp.downstream._events import DownstreamEvent
 from portal_mcp.downstream._link import CLOSE_GRACE, Hooks, Link
-from portal_mcp.downstream._status import ServerState, ServerStatus, TransportKind, transport_kind
 from portal_mcp.downstream._stderr import StderrPump
 from portal_mcp.errors import ConfigError, DownstreamError, MissingSecretError, SnapshotOnlyError
-from portal_mcp.snapshot import load_snapshot
 
 # The package's name, not `__name__`: the CLI prints it in every log line.
 logger = logging.getLogger("portal_mcp.downstream")

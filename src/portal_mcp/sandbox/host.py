@@ -22,11 +22,12 @@ from types import TracebackType
 from typing import Any, Final, Literal
 
 from portal_mcp.config import SandboxConfig
+from portal_mcp.control.audit import RunErrorKind
 from portal_mcp.errors import SandboxError
 from portal_mcp.sandbox.forkserver import ForkServer
 from portal_mcp.sandbox.language import Language, choose_language
 from portal_mcp.sandbox.launcher import Layers, Spawner
-from portal_mcp.sandbox.session import Outcome, RunClock, RunErrorKind, Session, ToolCaller
+from portal_mcp.sandbox.session import Outcome, RunClock, Session, ToolCaller
 
 __all__ = ["MAX_CODE_CHARS", "RunClock", "RunErrorKind", "RunResult", "SandboxHost", "ToolCaller"]
 

@@ -19,12 +19,13 @@ import signal
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Final, Literal
+from typing import Any, Final
 
 import anyio
 from anyio.abc import TaskGroup
 
 from portal_mcp.config import SandboxConfig
+from portal_mcp.control.audit import RunErrorKind
 from portal_mcp.errors import PolicyDeniedError, PortalError, UnknownToolError
 from portal_mcp.sandbox import protocol
 from portal_mcp.sandbox.channel import ProtocolViolation
@@ -36,11 +37,6 @@ logger = logging.getLogger("portal_mcp.sandbox.host")  # the name operators know
 
 ToolCaller = Callable[[str, dict[str, Any]], Awaitable[Any]]
 """(qualified "server.python_name", kwargs) -> JSON value; PortalError messages reach the code as ToolError."""
-
-RunErrorKind = Literal[
-    "exception", "syntax", "memory", "not_awaited", "internal", "timeout", "cpu", "crash", "protocol", "too_long",
-    "precheck", "rate_limit",
-]  # fmt: skip
 
 _MAX_ERROR_CHARS: Final = 8_000
 _CALL_KEYS: Final = frozenset({"type", "id", "tool", "args"})

@@ -4,8 +4,8 @@
 descriptions for it.
 """
 
-from portal_mcp.stubs.pytypes import PyType, TypedDictDef
-from portal_mcp.stubs.render import Detail, render_module, render_stub, render_stubs
-from portal_mcp.stubs.schema import TypeBuilder
+from portal_mcp.catalog.stubs.pytypes import PyType, TypedDictDef
+from portal_mcp.catalog.stubs.render import Detail, render_module, render_stub, render_stubs
+from portal_mcp.catalog.stubs.schema import TypeBuilder
 
 __all__ = ["Detail", "PyType", "TypeBuilder", "TypedDictDef", "render_module", "render_stub", "render_stubs"]

@@ -33,7 +33,7 @@ from typing import Generic, TypeVar
 
 T = TypeVar("T")
 
-logger = logging.getLogger("portal_mcp.audit")
+logger = logging.getLogger("portal_mcp.control.audit")
 
 _DROP_LOG_INTERVAL_S = 10.0
 """While items are being dropped, one error line per this many seconds (with the running count)."""

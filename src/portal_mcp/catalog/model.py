@@ -7,7 +7,6 @@ so readers (search, stubs, the bridge) never see a half-updated one.
 from __future__ import annotations
 
 import difflib
-import fnmatch
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -15,20 +14,8 @@ from typing import Any
 
 from mcp_types import Tool
 
+from portal_mcp.config import ToolFilter
 from portal_mcp.naming import assign_python_names, qualified_name
-
-
-@dataclass(frozen=True)
-class ToolFilter:
-    """Allow/deny lists of tool names (original names, shell-style globs). Deny wins over allow."""
-
-    allow: tuple[str, ...] = ()
-    deny: tuple[str, ...] = ()
-
-    def permits(self, tool_name: str) -> bool:
-        if any(fnmatch.fnmatchcase(tool_name, pattern) for pattern in self.deny):
-            return False
-        return not self.allow or any(fnmatch.fnmatchcase(tool_name, pattern) for pattern in self.allow)
 
 
 @dataclass(frozen=True)

@@ -24,11 +24,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from portal_mcp.audit import AuditBacklog, AuditEvent, AuditSink
-from portal_mcp.bridge import Verdict
-from portal_mcp.catalog import Catalog
-from portal_mcp.downstream import ServerState, ServerStatus
-from portal_mcp.sandbox.host import RunErrorKind
+from portal_mcp.catalog.model import Catalog
+from portal_mcp.catalog.status import ServerState, ServerStatus
+from portal_mcp.control.audit import AuditBacklog, AuditEvent, AuditSink, RunErrorKind, Verdict
 
 RUN_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 """Seconds. A run starts a sandbox worker (tens of ms warm) and may wait on several tool calls."""
@@ -155,7 +153,7 @@ class Metrics:
             cached = self._context
             if cached is not None and cached[0] is catalog:
                 return cached[1], cached[2]
-            from portal_mcp.benchmark import count_tokens, portal_tools_json, tool_json
+            from portal_mcp.catalog.tokens import count_tokens, portal_tools_json, tool_json
 
             direct = sum(
                 count_tokens(tool_json(entry.qualified_name, entry.description, entry.input_schema))

@@ -14,6 +14,13 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 Outcome = Literal["ok", "error", "refused"]
+RunErrorKind = Literal[
+    "exception", "syntax", "memory", "not_awaited", "internal", "timeout", "cpu", "crash", "protocol", "too_long",
+    "precheck", "rate_limit",
+]  # fmt: skip
+"""Why a run failed: the detail of a failed run's record, and a bounded label of the metrics."""
+Verdict = Literal["approved", "declined", "cancelled", "unsupported", "no_session", "timeout", "failed"]
+"""A person's answer to an approval question (or why there was none): in a call record's detail and the metrics."""
 
 
 @dataclass(frozen=True)

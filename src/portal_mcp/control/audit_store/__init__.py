@@ -9,9 +9,17 @@ writer.py    BatchWriter: the bounded queue + background thread + retry that kee
 `AuditStoreError` lives in `portal_mcp.errors` and is re-exported here.
 """
 
-from portal_mcp.audit_store.postgres import PostgresAuditSink, redact_dsn
-from portal_mcp.audit_store.query import SCHEMA_VERSION, AuditQueries, Kind, SummaryKey, SummaryRow, as_json, percentile
-from portal_mcp.audit_store.sqlite import SqliteAuditSink
+from portal_mcp.control.audit_store.postgres import PostgresAuditSink, redact_dsn
+from portal_mcp.control.audit_store.query import (
+    SCHEMA_VERSION,
+    AuditQueries,
+    Kind,
+    SummaryKey,
+    SummaryRow,
+    as_json,
+    percentile,
+)
+from portal_mcp.control.audit_store.sqlite import SqliteAuditSink
 from portal_mcp.errors import AuditStoreError
 
 AuditStore = SqliteAuditSink | PostgresAuditSink

@@ -1,7 +1,7 @@
 """The words of search: stopwords, the synonym tables and `tokenize`/`stem`, shared by the index and the query.
 
 `EQUIVALENTS` and `RELATED` are written as words and phrases; `*_TOKENS` / `*_PHRASES` are the same tables in the
-form a query is looked up in (see `portal_mcp.search` for how each weighs).
+form a query is looked up in (see `portal_mcp.catalog.search` for how each weighs).
 """
 
 from __future__ import annotations

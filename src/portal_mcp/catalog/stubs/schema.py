@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
-from portal_mcp.stubs.pytypes import (
+from portal_mcp.catalog.stubs.pytypes import (
     ANY,
     BOOL,
     FLOAT,
@@ -38,7 +38,7 @@ from portal_mcp.stubs.pytypes import (
     type_of_value,
     union,
 )
-from portal_mcp.stubs.text import one_line
+from portal_mcp.catalog.stubs.text import one_line
 
 MAX_LITERALS = 30
 """Enums longer than this are typed by their base type and described instead: a 300-value Literal costs more

@@ -17,10 +17,11 @@ import jsonschema
 from jsonschema.exceptions import ValidationError, best_match
 from jsonschema.protocols import Validator
 
-from portal_mcp.bridge import describe_validation_error, drop_omitted
-from portal_mcp.catalog import Catalog, ToolEntry
+from portal_mcp.catalog.model import Catalog, ToolEntry
+from portal_mcp.catalog.stubs.schema import ObjectShape, object_shape
 from portal_mcp.errors import ArgumentError, UnknownToolError
-from portal_mcp.precheck.arguments import (
+from portal_mcp.runs.bridge import describe_validation_error, drop_omitted
+from portal_mcp.runs.precheck.arguments import (
     UNKNOWN,
     accepts_key,
     literal_keys,
@@ -30,12 +31,11 @@ from portal_mcp.precheck.arguments import (
     schema_is_valid,
     unknown_argument,
 )
-from portal_mcp.precheck.problems import MAX_PROBLEMS, RULE_ORDER, Problem, Rule
+from portal_mcp.runs.precheck.problems import MAX_PROBLEMS, RULE_ORDER, Problem, Rule
 from portal_mcp.sandbox.facades import server_alias
 from portal_mcp.sandbox.host import MAX_CODE_CHARS
-from portal_mcp.stubs.schema import ObjectShape, object_shape
 
-logger = logging.getLogger("portal_mcp.precheck")
+logger = logging.getLogger("portal_mcp.runs.precheck")
 
 _KNOWN_NAMES: Final = frozenset(dir(builtins)) | {"ToolError"} | frozenset(sys.stdlib_module_names)
 # Callables that use their argument as a value (iterate it, format it, convert it): a pending call there is a bug.

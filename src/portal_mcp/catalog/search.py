@@ -32,8 +32,8 @@ from typing import Any
 import bm25s
 import numpy as np
 
-from portal_mcp.catalog import Catalog, ToolEntry
-from portal_mcp.search_words import (
+from portal_mcp.catalog.model import Catalog, ToolEntry
+from portal_mcp.catalog.search_words import (
     EQUIVALENT_PHRASES,
     EQUIVALENT_TOKENS,
     RELATED_PHRASES,
@@ -42,7 +42,7 @@ from portal_mcp.search_words import (
     WORD,
     tokenize,
 )
-from portal_mcp.search_words import stem as stem  # public here too, as before the split
+from portal_mcp.catalog.search_words import stem as stem  # public here too, as before the split
 
 HEADLINE_BOOST = 2.0
 NAME_WEIGHT = 2

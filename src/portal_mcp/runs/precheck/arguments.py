@@ -14,9 +14,9 @@ from typing import Any, Final
 
 from jsonschema.protocols import Validator
 
+from portal_mcp.catalog.stubs.schema import resolve_pointer
 from portal_mcp.errors import ArgumentError
 from portal_mcp.naming import python_name
-from portal_mcp.stubs.schema import resolve_pointer
 
 _MAX_LITERAL_DEPTH: Final = 32
 _MAX_NAMES_SHOWN: Final = 12

@@ -30,8 +30,9 @@ from mcp.server.context import ServerRequestContext
 from mcp.shared.exceptions import NoBackChannelError
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
-from portal_mcp.bridge import ApprovalRequest, Approver, Verdict
 from portal_mcp.config import REPLICA_ID
+from portal_mcp.control.audit import Verdict
+from portal_mcp.runs.bridge import ApprovalRequest, Approver
 from portal_mcp.sandbox.host import RunResult
 
 logger = logging.getLogger(__name__)

@@ -1,8 +1,4 @@
-"""Credentials: the `${user.KEY}` references of downstream headers/env, and the redaction of secret values.
-
-`${user.KEY}` in a remote server's `headers` or a stdio server's `env` is not expanded when the config loads (the
-load-time `${VAR}` pattern does not match the dot); it is resolved for each call from the calling user's
-`http.users.NAME.secrets`. `$${user.KEY}` is a literal `${user.KEY}`.
+"""Credentials: the redaction of secret values (the `${user.KEY}` syntax itself is `config.user_refs`).
 
 `Redactor` is the one place secret values are taken out of text: every value of the secrets file, every user's
 token and secrets, the bearer tokens and every `${VAR}` value substituted into a server's `headers`. It is used on
@@ -16,14 +12,11 @@ import json
 import logging
 import re
 from bisect import bisect
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from itertools import accumulate
 from typing import Any
 from urllib.parse import quote
 
-USER_REF = re.compile(r"\$(\$)?\{user\.([A-Za-z_][A-Za-z0-9_]*)\}")
-"""`${user.KEY}` (group 2 is KEY); with a leading `$` (group 1) it is an escaped, literal `${user.KEY}`."""
-SECRET_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 REDACTED = "[redacted]"
 MIN_REDACTED_LENGTH = 8
 """Shorter values are not redacted: they would match ordinary words and numbers. Real tokens are longer."""
@@ -33,45 +26,6 @@ _TOKEN_RUN = re.compile(r"[A-Za-z0-9_.~+/-]+")
 _LOWER, _UPPER, _DIGIT = re.compile("[a-z]"), re.compile("[A-Z]"), re.compile("[0-9]")
 _GRAM, _STRIDE = 6, 7
 """Samples of `_GRAM` characters every `_STRIDE`: any `PIECE_LENGTH` characters contain one (_GRAM + _STRIDE - 1)."""
-
-
-def user_keys(text: str) -> set[str]:
-    """The KEYs of the (unescaped) `${user.KEY}` references in `text`."""
-    return {match.group(2) for match in USER_REF.finditer(text) if not match.group(1)}
-
-
-def keys_needed(values: Iterable[str]) -> frozenset[str]:
-    """Every KEY referred to as `${user.KEY}` in these values."""
-    found: set[str] = set()
-    for value in values:
-        found |= user_keys(value)
-    return frozenset(found)
-
-
-def missing_keys(needed: Iterable[str], secrets: Mapping[str, str]) -> list[str]:
-    """The needed KEYs a user does not have (an empty value counts as not set), sorted."""
-    return sorted(key for key in needed if not secrets.get(key))
-
-
-def expand_user_refs(text: str, secrets: Mapping[str, str]) -> str:
-    """`text` with each `${user.KEY}` replaced by the user's secret (check `missing_keys` first: a missing KEY
-    raises KeyError) and each `$${user.KEY}` by a literal `${user.KEY}`."""
-
-    def expand(match: re.Match[str]) -> str:
-        if match.group(1):
-            return match.group(0)[1:]
-        return secrets[match.group(2)]
-
-    return USER_REF.sub(expand, text)
-
-
-def first_user_with(needed: Iterable[str], users: Mapping[str, Mapping[str, str]]) -> str | None:
-    """The first user (in config order) who has every needed secret."""
-    needed = list(needed)
-    for name, secrets in users.items():
-        if not missing_keys(needed, secrets):
-            return name
-    return None
 
 
 class Redactor:

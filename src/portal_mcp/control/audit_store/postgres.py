@@ -52,9 +52,16 @@ from typing import Any
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from portal_mcp.audit import AuditBacklog, AuditEvent
-from portal_mcp.audit_store.query import COLUMNS, SCHEMA_VERSION, AuditQueries, SummaryKey, SummaryRow, event_row
-from portal_mcp.audit_store.writer import BatchWriter
+from portal_mcp.control.audit import AuditBacklog, AuditEvent
+from portal_mcp.control.audit_store.query import (
+    COLUMNS,
+    SCHEMA_VERSION,
+    AuditQueries,
+    SummaryKey,
+    SummaryRow,
+    event_row,
+)
+from portal_mcp.control.audit_store.writer import BatchWriter
 from portal_mcp.errors import AuditStoreError
 
 _TABLE = "portal_audit_events"

@@ -30,7 +30,7 @@ The modules: `checker` (the AST walk and the rules), `arguments` (literals, sche
 names), `problems` (`Problem` and `render`); public names are re-exported here.
 """
 
-from portal_mcp.precheck.checker import check_code
-from portal_mcp.precheck.problems import MAX_PROBLEMS, MAX_RENDERED, Problem, Rule, render
+from portal_mcp.runs.precheck.checker import check_code
+from portal_mcp.runs.precheck.problems import MAX_PROBLEMS, MAX_RENDERED, Problem, Rule, render
 
 __all__ = ["MAX_PROBLEMS", "MAX_RENDERED", "Problem", "Rule", "check_code", "render"]

@@ -13,7 +13,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 import anyio
 import jsonschema
@@ -21,10 +21,10 @@ from jsonschema.exceptions import ValidationError, best_match
 from jsonschema.protocols import Validator
 from mcp_types import CallToolResult, TextContent
 
-from portal_mcp.access import AccessPolicy, Decision, UserRules
-from portal_mcp.audit import AuditEvent, AuditSink
-from portal_mcp.catalog import Catalog, ToolEntry
-from portal_mcp.credentials import Redactor
+from portal_mcp.catalog.model import Catalog, ToolEntry
+from portal_mcp.control.access import AccessPolicy, Decision, UserRules
+from portal_mcp.control.audit import AuditEvent, AuditSink, Verdict
+from portal_mcp.control.credentials import Redactor
 from portal_mcp.errors import (
     ArgumentError,
     PolicyDeniedError,
@@ -35,8 +35,6 @@ from portal_mcp.errors import (
 )
 
 logger = logging.getLogger(__name__)
-
-Verdict = Literal["approved", "declined", "cancelled", "unsupported", "no_session", "timeout", "failed"]
 
 _REFUSALS: dict[Verdict, str] = {
     "declined": "the user declined it when asked for approval",

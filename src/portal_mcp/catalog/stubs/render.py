@@ -18,11 +18,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from portal_mcp.catalog import ToolEntry
+from portal_mcp.catalog.model import ToolEntry
+from portal_mcp.catalog.stubs.pytypes import ANY, PLAIN, PyType, Spelling, optional, python_literal, render_typeddicts
+from portal_mcp.catalog.stubs.schema import TYPING_NAMES, TypeBuilder, camel, notes, object_shape
+from portal_mcp.catalog.stubs.text import docstring, one_line, summary, trim
 from portal_mcp.naming import python_name, unique_name
-from portal_mcp.stubs.pytypes import ANY, PLAIN, PyType, Spelling, optional, python_literal, render_typeddicts
-from portal_mcp.stubs.schema import TYPING_NAMES, TypeBuilder, camel, notes, object_shape
-from portal_mcp.stubs.text import docstring, one_line, summary, trim
 
 Detail = Literal["name", "signature", "full"]
 

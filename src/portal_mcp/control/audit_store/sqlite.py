@@ -18,14 +18,15 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from portal_mcp.audit import AuditEvent
-from portal_mcp.audit_store.query import (
+from portal_mcp.control.audit import AuditEvent
+from portal_mcp.control.audit_store.query import (
     COLUMNS,
     SCHEMA_VERSION,
     AuditQueries,
@@ -147,9 +148,7 @@ class SqliteAuditSink(AuditQueries):
         except sqlite3.Error as exc:
             raise AuditStoreError(self.name, f"cannot open it ({exc}); check the path and its permissions") from None
         try:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            self._migrate(db)
+            self._prepare(db)
         except sqlite3.DatabaseError as exc:
             db.close()
             raise AuditStoreError(
@@ -159,6 +158,21 @@ class SqliteAuditSink(AuditQueries):
             db.close()
             raise
         return db
+
+    def _prepare(self, db: sqlite3.Connection) -> None:
+        """WAL mode and the schema. Switching a new file to WAL takes a lock that SQLite does not wait for (no busy
+        handler), so a second store opening the same new file at that moment is retried until the busy timeout."""
+        deadline = time.monotonic() + _BUSY_TIMEOUT_S
+        while True:
+            try:
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=NORMAL")
+                self._migrate(db)
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
 
     def _migrate(self, db: sqlite3.Connection) -> None:
         """Create the tables in a new file, or check that an existing file's schema is one this code reads."""

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal, cast
 
-from portal_mcp.audit import AuditEvent
+from portal_mcp.control.audit import AuditEvent
 
 SCHEMA_VERSION = 1
 """The version of the stored event record; bump it with a migration in each store whenever the tables change.

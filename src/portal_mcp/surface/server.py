@@ -26,35 +26,26 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from portal_mcp import __version__
-from portal_mcp.approvals import PendingRuns, asks_in_result, can_elicit, direct_approver, no_session
-from portal_mcp.bridge import Approver
 from portal_mcp.config import ANONYMOUS, HttpConfig, ReplicaConfig, is_loopback
+from portal_mcp.control.metrics import USABLE
 from portal_mcp.downstream import DownstreamEvent
 from portal_mcp.errors import ConfigError
-from portal_mcp.metrics import USABLE
-from portal_mcp.peers import NOT_FORWARDED, ReplicaRouter
-from portal_mcp.portal import MAX_LIMIT, Portal
+from portal_mcp.portal import Portal
+from portal_mcp.runs.approvals import PendingRuns, asks_in_result, can_elicit, direct_approver, no_session
+from portal_mcp.runs.bridge import Approver
 from portal_mcp.sandbox.facades import importable, server_alias
 from portal_mcp.sandbox.host import RunResult
+from portal_mcp.surface.peers import NOT_FORWARDED, ReplicaRouter
+from portal_mcp.tools import EXECUTE_DESCRIPTION, INSTRUCTIONS, MAX_LIMIT, TOOLS
 
 logger = logging.getLogger("portal_mcp")
-
-SEARCH_DESCRIPTION = (
-    "Find tools across all connected servers. Returns them as typed Python stubs named `server.tool`. "
-    "Search before execute_code; an empty query lists the servers."
-)
-_EXECUTE_BASE = (
-    "Run Python that calls tools found with search_api: `r = await server.tool(arg=value)` (keyword arguments, "
-    "top-level await; `asyncio.gather` runs calls concurrently). Filter and combine results in code and print only "
-    "what you need; the reply is the printed output and the last expression's value. A failed tool raises ToolError."
-)
 
 
 def execute_description(servers: Iterable[str] = (), language: str = "open") -> str:
     """The `execute_code` description, true for this catalog and language level: the importable modules come from
     the sandbox's facade list, and a server named like one of them is named by its alias."""
     modules = ", ".join(name for name in importable(language) if name != "urllib")
-    text = f"{_EXECUTE_BASE} Imports (curated subsets): {modules}. No files or network."
+    text = f"{EXECUTE_DESCRIPTION} Imports (curated subsets): {modules}. No files or network."
     if language == "strict":
         text += " Names starting with `_` are not available."
     clashes = [(server, alias) for server in servers if (alias := server_alias(server)) is not None]
@@ -63,39 +54,6 @@ def execute_description(servers: Iterable[str] = (), language: str = "open") -> 
         text += f" `import X` gives the module X, so {named}: call it as `{clashes[0][1]}.tool(...)` after an import."
     return text
 
-
-EXECUTE_DESCRIPTION = execute_description()
-INSTRUCTIONS = (
-    "portal-mcp fronts many MCP servers. Use search_api to find tools, then execute_code to call them from Python."
-)
-
-TOOLS = [
-    types.Tool(
-        name="search_api",
-        description=SEARCH_DESCRIPTION,
-        input_schema={
-            "type": "object",
-            "properties": {
-                "query": {"type": "string", "description": "what you need, in words"},
-                "server": {"type": "string", "description": "only this server"},
-                "limit": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": 5},
-                "detail": {"enum": ["name", "signature", "full"], "description": "default: full docs for the top 2"},
-            },
-            "required": ["query"],
-        },
-        annotations=types.ToolAnnotations(read_only_hint=True, open_world_hint=False),
-    ),
-    types.Tool(
-        name="execute_code",
-        description=EXECUTE_DESCRIPTION,
-        input_schema={
-            "type": "object",
-            "properties": {"code": {"type": "string", "description": "Python source"}},
-            "required": ["code"],
-        },
-        annotations=types.ToolAnnotations(read_only_hint=False, destructive_hint=True, open_world_hint=True),
-    ),
-]
 
 _LEVELS: list[types.LoggingLevel] = ["debug", "info", "notice", "warning", "error", "critical", "alert", "emergency"]
 

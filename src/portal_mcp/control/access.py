@@ -26,7 +26,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from portal_mcp.catalog import Catalog, ToolEntry
+from portal_mcp.catalog.model import Catalog, ToolEntry
 from portal_mcp.config import Approve, PolicyConfig, PolicyRule, PortalConfig
 from portal_mcp.errors import PolicyDeniedError
 

@@ -32,8 +32,8 @@ from mcp.server.transport_security import DEFAULT_MAX_REQUEST_BODY_SIZE, Transpo
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from portal_mcp.approvals import replica_of
-from portal_mcp.metrics import UNKNOWN, Metrics
+from portal_mcp.control.metrics import UNKNOWN, Metrics
+from portal_mcp.runs.approvals import replica_of
 
 logger = logging.getLogger(__name__)
 
