@@ -46,6 +46,7 @@ from portal_mcp.errors import LimitError, SearchModelError
 from portal_mcp.naming import plural
 from portal_mcp.runs.bridge import Approver, Bridge, Caller
 from portal_mcp.runs.precheck import Problem, check_code, render
+from portal_mcp.sandbox.facades import server_alias
 from portal_mcp.sandbox.host import RunClock, RunResult, SandboxHost
 from portal_mcp.tools import MAX_LIMIT
 
@@ -165,6 +166,14 @@ class Portal:
             portal._index = await anyio.to_thread.run_sync(SearchIndex, portal.catalog, embeddings, config.servers)
             for problem in portal.unmatched():
                 logger.warning("%s: a typo? it has no effect", problem, extra={"event": "policy_unmatched"})
+            for server in portal.catalog.servers():
+                if (alias := server_alias(server)) is not None:
+                    logger.warning(
+                        "server %r is named like the module `%s`: in execute_code `import %s` gives the module, "
+                        "and the server stays reachable as `%s` (and as `%s` where nothing imported the module)",
+                        server, server, server, alias, server,
+                        extra={"server": server, "event": "name_clash"},
+                    )  # fmt: skip
             yield portal
 
     def unmatched(self) -> list[str]:

@@ -189,7 +189,11 @@ class SandboxConfig(_Model):
     timeout: float = Field(default=30.0, gt=0, description="wall-clock seconds per run")
     memory_mb: int = Field(default=512, ge=32, description="address-space limit of the worker process")
     cpu_seconds: float = Field(default=10.0, gt=0, description="CPU time per run")
-    max_output_bytes: int = Field(default=64_000, ge=1_000, description="printed output kept per run")
+    max_output_bytes: int = Field(
+        default=20_000,
+        ge=1_000,
+        description="printed output kept per run (~5k tokens): past it the start and the end are kept, with a note",
+    )
     max_tool_calls: int = Field(default=500, ge=1, description="tool calls allowed per run")
     max_result_bytes: int = Field(default=2_000_000, ge=1_000, description="size of one tool result sent to the code")
     backend: Literal["fork", "spawn"] = Field(
@@ -198,6 +202,11 @@ class SandboxConfig(_Model):
     )
     spare_workers: int = Field(
         default=2, ge=0, le=32, description="fork backend: confined workers kept ready for the next runs"
+    )
+    language: Literal["auto", "open", "strict"] = Field(
+        default="auto",
+        description="auto: the Python models write where the OS confines the worker's network and files, "
+        "the strict subset where it does not; open: always (an operator's choice); strict: always",
     )
 
 

@@ -202,9 +202,9 @@ def exited_frame(pid: int, status: int) -> dict[str, Any]:
     return {"type": "exited", "pid": pid, "status": status}
 
 
-def output_frame(text: str) -> dict[str, Any]:
-    """Text the code printed since the previous output frame."""
-    return {"type": "output", "text": text}
+def output_frame(text: str, skipped: int = 0) -> dict[str, Any]:
+    """Text the code printed since the previous output frame; `skipped` bytes printed before it were cut."""
+    return {"type": "output", "text": text, "skipped": skipped} if skipped else {"type": "output", "text": text}
 
 
 def call_frame(call_id: int, tool: str, args: Mapping[str, Any]) -> dict[str, Any]:

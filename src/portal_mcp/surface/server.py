@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import warnings
 import weakref
+from collections.abc import Iterable
 from typing import Any, Literal
 
 import anyio
@@ -31,14 +32,30 @@ from portal_mcp.errors import ConfigError
 from portal_mcp.portal import Portal
 from portal_mcp.runs.approvals import PendingRuns, asks_in_result, can_elicit, direct_approver, no_session
 from portal_mcp.runs.bridge import Approver
+from portal_mcp.sandbox.facades import importable, server_alias
 from portal_mcp.sandbox.host import RunResult
 from portal_mcp.sdk import Connection, connection_of, lasting_connection
 from portal_mcp.surface.auth import BearerAuth
 from portal_mcp.surface.http_limits import BodyLimits, guarded_protocol, install_log_limits
 from portal_mcp.surface.peers import NOT_FORWARDED, ReplicaRouter
-from portal_mcp.tools import INSTRUCTIONS, MAX_LIMIT, TOOLS
+from portal_mcp.tools import EXECUTE_DESCRIPTION, INSTRUCTIONS, MAX_LIMIT, TOOLS
 
 logger = logging.getLogger("portal_mcp")
+
+
+def execute_description(servers: Iterable[str] = (), language: str = "open") -> str:
+    """The `execute_code` description, true for this catalog and language level: the importable modules come from
+    the sandbox's facade list, and a server named like one of them is named by its alias."""
+    modules = ", ".join(name for name in importable(language) if name != "urllib")
+    text = f"{EXECUTE_DESCRIPTION} Imports (curated subsets): {modules}. No files or network."
+    if language == "strict":
+        text += " Names starting with `_` are not available."
+    clashes = [(server, alias) for server in servers if (alias := server_alias(server)) is not None]
+    if clashes:
+        named = "; ".join(f"server `{server}` is also `{alias}`" for server, alias in clashes)
+        text += f" `import X` gives the module X, so {named}: call it as `{clashes[0][1]}.tool(...)` after an import."
+    return text
+
 
 _LEVELS: list[types.LoggingLevel] = ["debug", "info", "notice", "warning", "error", "critical", "alert", "emergency"]
 
@@ -78,7 +95,12 @@ class PortalServer:
         if connection is not None and connection not in self._listed:
             self._listed.add(connection)
             await anyio.to_thread.run_sync(self.portal.metrics.tools_listed)
-        return types.ListToolsResult(tools=TOOLS)
+        # Only the servers this caller may see: a name the policy hides must not appear in a description either.
+        visible = self.portal.policy.view(_caller(ctx) or self.portal.user, self.portal.catalog).catalog.servers()
+        execute = TOOLS[1].model_copy(
+            update={"description": execute_description(visible, self.portal.sandbox.language)}
+        )
+        return types.ListToolsResult(tools=[TOOLS[0], execute])
 
     async def _set_level(
         self, ctx: ServerRequestContext[Any], params: types.SetLevelRequestParams

@@ -9,7 +9,7 @@ import re
 import sys
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Any, Final
 
@@ -32,6 +32,7 @@ from portal_mcp.runs.precheck.arguments import (
     unknown_argument,
 )
 from portal_mcp.runs.precheck.problems import MAX_PROBLEMS, RULE_ORDER, Problem, Rule
+from portal_mcp.sandbox.facades import server_alias
 from portal_mcp.sandbox.host import MAX_CODE_CHARS
 
 logger = logging.getLogger("portal_mcp.runs.precheck")
@@ -148,6 +149,7 @@ class _Checker:
         for access in accesses:
             if access.name in self.bound:
                 continue
+            access = self._unaliased(access)
             qualified = f"{access.name}.{access.attr}"
             if qualified in self.refused:
                 self._report(access.node, "not_allowed", self.refused[qualified])
@@ -164,6 +166,13 @@ class _Checker:
                 self._not_awaited(access.call, qualified)
                 if entry is not None:
                     self._arguments(access.call, entry)
+
+    def _unaliased(self, access: _Access) -> _Access:
+        """`time_.tool` is the server `time`'s tool: a server named like an importable module has that alias."""
+        name, server = access.name, access.name[:-1]
+        if name not in self.servers and server in self.servers and server_alias(server) == name:
+            return replace(access, name=server)
+        return access
 
     def _scan(self, tree: ast.Module) -> tuple[list[_Access], bool]:
         """One pass over the tree: names the code binds, accesses to `name.attr`, parents of calls."""
