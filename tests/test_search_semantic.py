@@ -11,11 +11,11 @@ from mcp_types import Tool
 
 from portal_mcp.catalog.model import Catalog
 from portal_mcp.catalog.search import SearchIndex
-from portal_mcp.catalog.search.embeddings import EmbeddingCache, Encoder
+from portal_mcp.catalog.search.embeddings import EmbeddingCache, Encoder, search_embeddings
 from portal_mcp.catalog.search.intents import split_intents
 from portal_mcp.config import parse_config
 from portal_mcp.errors import SearchModelError
-from portal_mcp.portal import Portal, search_embeddings
+from portal_mcp.portal import Portal
 
 
 def tool(name: str, description: str) -> Tool:

@@ -12,7 +12,6 @@ the audit sink are created here and passed in.
 from __future__ import annotations
 
 import contextlib
-import difflib
 import getpass
 import hashlib
 import logging
@@ -28,21 +27,23 @@ from mcp.server.mcpserver import MCPServer
 from mcp_types import Tool
 
 from portal_mcp.catalog.model import Catalog, ToolEntry
-from portal_mcp.catalog.search import SearchHit, SearchIndex
-from portal_mcp.catalog.search.embeddings import EmbeddingCache, Encoder, default_cache_dir
+from portal_mcp.catalog.overview import availability, did_you_mean, overview, scope_of, split_filters, visible_in
+from portal_mcp.catalog.search import SearchIndex
+from portal_mcp.catalog.search.embeddings import EmbeddingCache, search_embeddings
 from portal_mcp.catalog.search.reply import nothing_fits_reply, task_reply
 from portal_mcp.catalog.shapes import ShapeBook
 from portal_mcp.catalog.stubs import render_stubs
-from portal_mcp.config import ANONYMOUS, PortalConfig, SearchConfig
+from portal_mcp.config import ANONYMOUS, PortalConfig
 from portal_mcp.control.access import AccessPolicy, RunLimiter
 from portal_mcp.control.audit import AuditEvent, AuditSink, MemoryAuditSink, RunErrorKind
-from portal_mcp.control.audit_store import PostgresAuditSink, SqliteAuditSink
+from portal_mcp.control.audit_store import PostgresAuditSink
+from portal_mcp.control.audit_store.opening import open_audit_sink
 from portal_mcp.control.audit_store.shapes import open_shapes
 from portal_mcp.control.budgets import Budgets
 from portal_mcp.control.credentials import Redactor
 from portal_mcp.control.metrics import Metrics, MetricsTee
 from portal_mcp.downstream import DownstreamEvent, DownstreamPool, ServerStatus
-from portal_mcp.errors import LimitError, SearchModelError
+from portal_mcp.errors import LimitError
 from portal_mcp.naming import plural
 from portal_mcp.runs.bridge import Approver, Bridge, Caller
 from portal_mcp.runs.precheck import Problem, check_code, render
@@ -156,7 +157,7 @@ class Portal:
             audit = audit or MemoryAuditSink()
         started = contextlib.nullcontext(sandbox) if catalog_only else sandbox
         async with (
-            _audit_sink(config, audit) as sink,
+            open_audit_sink(config, audit) as sink,
             open_shapes(sink, skip=config.unobserved) as shapes,
             pool,
             started,
@@ -234,10 +235,10 @@ class Portal:
             return f"search_api: {exc}"
         hidden = self.policy.hidden(who, self._catalog)
         limit = max(1, min(limit, MAX_LIMIT))
-        words, filters = _split_filters(query)
+        words, filters = split_filters(query)
         if server is not None:
             filters.append(("server", server))
-        scope, problem = self._scope(filters)
+        scope, problem = scope_of(self._catalog, self.config.servers, filters)
         if problem:
             reply = problem
         elif not words.strip():
@@ -246,7 +247,7 @@ class Portal:
             index = self.index()
             groups = index.search_intents(words, servers=scope, limit=limit, exclude=hidden)
             hits, intents = groups[0][1], groups[1:]
-            hint = self._did_you_mean(words, hits, hidden)
+            hint = did_you_mean(self._catalog, words, hits, hidden)
             visible = [name for name in self._catalog.servers() if scope is None or name in scope]
             if not hits and not any(found for _, found in intents):
                 reply = f"No tools match {query!r}.{hint}\n\n" + self.overview(scope, hidden=hidden)
@@ -255,7 +256,9 @@ class Portal:
                 shown_entries = [entry for name in shown if (entry := self._catalog.get(name)) is not None]
                 reply += self._approval_note(who, shown_entries)
             elif index.weak(words, hits):
-                closest = index.closest_servers(words, [name for name in visible if self._visible(name, hidden)])
+                closest = index.closest_servers(
+                    words, [name for name in visible if visible_in(self._catalog, name, hidden)]
+                )
                 about = {name: config.description for name, config in self.config.servers.items() if config.description}
                 reply = nothing_fits_reply(query, closest, hits, self._catalog, about)
             else:
@@ -268,22 +271,10 @@ class Portal:
                 where = f" on {', '.join(sorted(scope))}" if scope is not None else ""
                 reply = (
                     f"{len(hits)} of {plural(len(self._catalog) - len(hidden), 'tool')} match{where}.{hint} Call them in "
-                    f"execute_code as `await server.tool(...)`.{self._approval_note(who, entries)}{self._availability(entries)}\n\n{stubs}"
+                    f"execute_code as `await server.tool(...)`.{self._approval_note(who, entries)}{availability(entries, self.pool.statuses())}\n\n{stubs}"
                 )
         self._searched(who, "ok", started, query, "", len(reply))
         return reply
-
-    def _availability(self, entries: list[Any]) -> str:
-        """A note on the servers of `entries` not connected now (their tools are the last known list)."""
-        servers = {entry.server for entry in entries}
-        notes = [
-            f"{s.name} is still connecting ({s.for_seconds:.0f} s; a call waits for it)"
-            if s.state == "connecting"
-            else f"{s.name} is down ({_retry(s).lstrip('; ') or 'not retried'})"
-            for s in self.pool.statuses()
-            if s.name in servers and s.state in ("connecting", "failed", "down")
-        ]
-        return f" Not connected now: {'; '.join(notes)}; the stubs below are its last known tools." if notes else ""
 
     async def _await_starting(self, code: str) -> None:
         """Code naming a server on its first attempt, with no tools known yet, waits for it (its connect_timeout)."""
@@ -321,81 +312,9 @@ class Portal:
             return ""
         return f" Calls to {', '.join(approval)} ask the user for approval first; refused calls raise PermissionError."
 
-    def _visible(self, server: str, hidden: frozenset[str]) -> bool:
-        return any(entry.qualified_name not in hidden for entry in self._catalog.by_server(server))
-
-    def _scope(self, filters: list[tuple[str, str]]) -> tuple[set[str] | None, str]:
-        """The servers the filters leave (None: all), or a message saying which filter matched nothing."""
-        scope: set[str] | None = None
-        for key, value in filters:
-            matching = {name for name in self._catalog.servers() if self._server_matches(name, key, value)}
-            if not matching:
-                known = ", ".join(self._catalog.servers()) or "none"
-                return None, f"Unknown {key} {value!r}. Servers: {known}. Send an empty query for an overview."
-            scope = matching if scope is None else scope & matching
-        return scope, ""
-
-    def _server_matches(self, name: str, key: str, value: str) -> bool:
-        config = self.config.servers.get(name)
-        if key == "server":
-            return name == value
-        if config is None:
-            return False
-        if key == "owner":
-            return (config.owner or "").lower() == value.lower()
-        return value.lower() in (tag.lower() for tag in config.tags)
-
-    def _did_you_mean(self, words: str, hits: list[SearchHit], hidden: frozenset[str] = frozenset()) -> str:
-        """A hint when the query looks like a tool name that does not exist."""
-        name = words.strip()
-        if " " in name or not any(mark in name for mark in "._-") or name in self._catalog:
-            return ""
-        if any(name in (hit.entry.name, hit.entry.python_name, hit.entry.qualified_name) for hit in hits):
-            return ""
-        near = [
-            match for match in self._catalog.close_matches(name) if match not in hidden
-        ] or difflib.get_close_matches(
-            name, [entry.python_name for entry in self._catalog if entry.qualified_name not in hidden], n=3, cutoff=0.7
-        )
-        return f" No tool is named {name!r}; did you mean {', '.join(near)}?" if near else ""
-
     def overview(self, scope: set[str] | None = None, *, hidden: frozenset[str] = frozenset()) -> str:
-        """Servers with their descriptions, owners and tool counts (and tool names when one server is asked for);
-        `hidden` tools (the caller's policy forbids them) are left out, and servers with none left too."""
-        visible = {
-            name: [entry for entry in self._catalog.by_server(name) if entry.qualified_name not in hidden]
-            for name in self._catalog.servers()
-            if scope is None or name in scope
-        }
-        names = [name for name, entries in visible.items() if entries]
-        total = sum(len(visible[name]) for name in names)
-        lines = [f"{plural(total, 'tool')} on {plural(len(names), 'server')}:"]
-        for name in names:
-            entries = visible[name]
-            config = self.config.servers.get(name)
-            about = [f"- {name} ({plural(len(entries), 'tool')})"]
-            if config is not None:
-                if config.description:
-                    about.append(f": {config.description}")
-                extras = [f"owner: {config.owner}"] if config.owner else []
-                extras += [f"tags: {', '.join(config.tags)}"] if config.tags else []
-                extras += [f"docs: {config.docs}"] if config.docs else []
-                if extras:
-                    about.append(f" [{'; '.join(extras)}]")
-            lines.append("".join(about))
-            if len(names) == 1:
-                lines.extend(f"  - {entry.qualified_name}" for entry in entries)
-        connecting = [s for s in self.pool.statuses() if s.state == "connecting"]
-        if connecting:  # until each is up: its last known tools, and a call waits for it
-            lines.append("Still connecting: " + ", ".join(f"{s.name} ({s.for_seconds:.0f} s)" for s in connecting))
-        down = [s for s in self.pool.statuses() if s.state in ("failed", "down")]
-        if down:
-            lines.append("Unavailable: " + ", ".join(f"{s.name} ({s.error}{_retry(s)})" for s in down))
-        lines.append(
-            "Search with words for what you need, e.g. search_api(query='create an issue'); "
-            "narrow with server:NAME, owner:NAME or tag:NAME in the query."
-        )
-        return "\n".join(lines)
+        """Servers with their descriptions, owners and tool counts (catalog/overview.py)."""
+        return overview(self._catalog, self.config.servers, self.pool.statuses(), scope, hidden)
 
     async def execute_code(self, code: str, *, user: str | None = None, approve: Approver | None = None) -> RunResult:
         """Check agent code against the catalog, then run it in a fresh sandbox worker.
@@ -465,58 +384,8 @@ def _refusal(error: str, started: float, kind: RunErrorKind) -> RunResult:
     return RunResult(False, "", None, error, 0, (time.perf_counter() - started) * 1000, kind)
 
 
-def _retry(status: ServerStatus) -> str:
-    return f"; retrying in {status.retry_in:.0f} s" if status.retry_in is not None else ""
-
-
-def search_embeddings(settings: SearchConfig) -> EmbeddingCache | None:
-    """The embedding cache `search_api` ranks with, or None for words only: `semantic: false`, or (with one
-    warning line) a model that cannot be loaded."""
-    if not settings.semantic:
-        return None
-    try:
-        encoder = Encoder.load(settings.model)
-    except SearchModelError as error:
-        logger.warning("%s; searching by words only", error, extra={"event": "search_model_unavailable"})
-        return None
-    return EmbeddingCache(encoder, settings.cache or default_cache_dir())
-
-
 def _os_user() -> str:
     try:
         return getpass.getuser()
     except (KeyError, OSError):
         return "unknown"
-
-
-_FILTER = re.compile(r"(?<!\S)(owner|tag|server):(\S+)")
-
-
-def _split_filters(query: str) -> tuple[str, list[tuple[str, str]]]:
-    """`"refund owner:payments"` -> `("refund", [("owner", "payments")])`."""
-    filters = [(key, value) for key, value in _FILTER.findall(query)]
-    return _FILTER.sub(" ", query).strip(), filters
-
-
-@asynccontextmanager
-async def _audit_sink(config: PortalConfig, given: AuditSink | None) -> AsyncIterator[AuditSink]:
-    """The sink passed in (its caller closes it), else the configured store (closed here), else memory.
-
-    The PostgreSQL store connects when opened and writes its queue when closed: both happen on a worker thread,
-    off the event loop.
-    """
-    if given is not None:
-        yield given
-    elif config.audit.sqlite is not None:
-        with SqliteAuditSink(config.audit.sqlite) as store:
-            yield store
-    elif config.audit.postgres is not None:
-        dsn = config.audit.postgres.get_secret_value()
-        pg = await anyio.to_thread.run_sync(lambda: PostgresAuditSink(dsn))
-        try:
-            yield pg
-        finally:
-            with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(pg.close)
-    else:
-        yield MemoryAuditSink()

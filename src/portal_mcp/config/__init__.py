@@ -21,17 +21,13 @@ from portal_mcp.config.models import (
     ANONYMOUS,
     REPLICA_ID,
     AnnotationsOverride,
-    Approve,
     AuditConfig,
     HttpConfig,
     HttpUser,
-    PolicyConfig,
-    PolicyRule,
     PortalConfig,
     RemoteServerConfig,
     ReplicaConfig,
     SandboxConfig,
-    SearchConfig,
     ServerConfig,
     SnapshotServerConfig,
     StdioServerConfig,
@@ -39,6 +35,8 @@ from portal_mcp.config.models import (
     ToolsConfig,
     is_loopback,
 )
+from portal_mcp.config.policy import Approve, PolicyConfig, PolicyRule
+from portal_mcp.config.search import SearchConfig
 
 __all__ = [
     "ANONYMOUS",

@@ -8,16 +8,19 @@ from __future__ import annotations
 import fnmatch
 import ipaddress
 import re
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 
 from mcp_types import Tool
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from portal_mcp.config.base import _Model
 from portal_mcp.config.limits import HttpLimitsConfig, LimitsConfig
+from portal_mcp.config.policy import PolicyConfig
+from portal_mcp.config.search import SearchConfig, ServerCuration
 from portal_mcp.config.user_refs import SECRET_NAME, keys_needed
 
 
@@ -32,10 +35,6 @@ class ToolFilter:
         if any(fnmatch.fnmatchcase(tool_name, pattern) for pattern in self.deny):
             return False
         return not self.allow or any(fnmatch.fnmatchcase(tool_name, pattern) for pattern in self.allow)
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class ToolsConfig(_Model):
@@ -65,39 +64,6 @@ class AnnotationsOverride(_Model):
             "open_world": "openWorldHint",
         }
         return {wire: value for field, wire in names.items() if (value := getattr(self, field)) is not None}
-
-
-class ToolCuration(_Model):
-    """How search and the stubs present one tool (never sent downstream: a call still goes by the server's name)."""
-
-    description: str | None = Field(default=None, description="replaces the server's description in search and stubs")
-    keywords: list[str] = Field(default_factory=list, description="extra words the tool is found by")
-    aliases: list[str] = Field(default_factory=list, description="other names the tool is found by exactly")
-
-
-class ServerCuration(_Model):
-    """An operator's help for search: words for all of a server's tools, names for the server, per-tool curation."""
-
-    keywords: list[str] = Field(default_factory=list, description="extra words every tool of the server is found by")
-    aliases: list[str] = Field(default_factory=list, description="words that name this server in a query")
-    tools: dict[str, ToolCuration] = Field(default_factory=dict, description="tool name -> its curation")
-
-    def apply(self, tools: Sequence[Tool]) -> list[Tool]:
-        """The tools with their description overrides (the rest unchanged)."""
-        return [
-            tool.model_copy(update={"description": curation.description})
-            if (curation := self.tools.get(tool.name)) is not None and curation.description is not None
-            else tool
-            for tool in tools
-        ]
-
-    def unmatched(self, server: str, names: Collection[str]) -> list[str]:
-        """Curated tool names that are not among `names` (the tools the server lists)."""
-        return [
-            f"`servers.{server}.search.tools` key {name!r} names no tool of {server}"
-            for name in self.tools
-            if name not in names
-        ]
 
 
 class _ServerBase(_Model):
@@ -338,55 +304,6 @@ class AuditConfig(_Model):
                 "`sqlite` for one",
             )
         return self
-
-
-Approve = Literal["never", "destructive", "always"]
-
-
-class PolicyRule(_Model):
-    """What one block of the policy says; unset fields leave the decision to a less specific block.
-
-    Patterns are `server.tool` shell-style globs on the tool's original or Python name; a bare `server` means
-    all of its tools.
-    """
-
-    allow: list[str] = Field(default_factory=list, description="only these tools (union over the blocks that apply)")
-    deny: list[str] = Field(default_factory=list, description="never these tools (any block's deny wins)")
-    read_only: bool | None = Field(default=None, description="only tools annotated read-only")
-    approve: Approve | None = Field(
-        default=None, description="ask the user (MCP elicitation) before destructive calls, or before every call"
-    )
-    runs_per_minute: int | None = Field(default=None, ge=1, description="execute_code runs per user per minute")
-    calls_per_run: int | None = Field(default=None, ge=1, description="tool calls one run may make")
-
-
-class PolicyConfig(_Model):
-    """Who may call which tools, and how. A user's rules: `users.NAME`, else their `groups`, else `default`."""
-
-    default: PolicyRule = Field(default_factory=PolicyRule)
-    groups: dict[str, PolicyRule] = Field(default_factory=dict)
-    users: dict[str, PolicyRule] = Field(default_factory=dict)
-    approval_timeout: float = Field(default=300.0, gt=0, description="seconds to wait for the user's answer")
-
-    def blocks(self) -> list[tuple[tuple[str, ...], PolicyRule]]:
-        """Every block with its key path in the config (`("policy", "groups", "eng")`), default first."""
-        found: list[tuple[tuple[str, ...], PolicyRule]] = [(("policy", "default"), self.default)]
-        found += [(("policy", "groups", name), rule) for name, rule in self.groups.items()]
-        found += [(("policy", "users", name), rule) for name, rule in self.users.items()]
-        return found
-
-
-class SearchConfig(_Model):
-    """How `search_api` ranks: words (BM25) fused with meaning (a static embedding model), or words only."""
-
-    semantic: bool = Field(default=True, description="fuse an embedding model's similarity with the word ranking")
-    model: str | None = Field(
-        default=None,
-        description="a model2vec model: a folder, or a hub name (downloads when online); default: the bundled one",
-    )
-    cache: Path | None = Field(
-        default=None, description="folder of cached tool embeddings (default: ~/.cache/portal-mcp/embeddings)"
-    )
 
 
 class PortalConfig(_Model):

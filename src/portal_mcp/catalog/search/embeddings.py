@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from portal_mcp.config import SearchConfig
 from portal_mcp.errors import SearchModelError
 
 logger = logging.getLogger(__name__)
@@ -178,3 +179,16 @@ class EmbeddingCache:
         except OSError as error:
             # A read-only home must not stop search: the vectors are still in memory.
             logger.warning("cannot write the embedding cache %s: %s", self.path, error)
+
+
+def search_embeddings(settings: SearchConfig) -> EmbeddingCache | None:
+    """The embedding cache `search_api` ranks with, or None for words only: `semantic: false`, or (with one
+    warning line) a model that cannot be loaded."""
+    if not settings.semantic:
+        return None
+    try:
+        encoder = Encoder.load(settings.model)
+    except SearchModelError as error:
+        logger.warning("%s; searching by words only", error, extra={"event": "search_model_unavailable"})
+        return None
+    return EmbeddingCache(encoder, settings.cache or default_cache_dir())
