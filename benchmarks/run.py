@@ -5,7 +5,8 @@ Each `benchmarks/bench_*.py` module is a benchmark. It exposes
   run() -> dict                      does the work, returns JSON-able results
   markdown(results: dict) -> str     a section of benchmarks/RESULTS.md
 Modules are discovered by glob, so a new benchmark only has to follow that convention. With NAMEs, only those run;
-the others' sections in RESULTS.md are rebuilt from their last recorded results.
+the others' sections in RESULTS.md are rebuilt from their last recorded results. Then the figures quoted by the
+README and docs/benchmarks.md are rewritten from the results (`figures.py`).
 """
 
 from __future__ import annotations
@@ -69,6 +70,10 @@ def main(argv: list[str]) -> int:
         sections.append(module.markdown(results).strip() + "\n")
     (HERE / "RESULTS.md").write_text(HEADER + "\n" + "\n".join(sections), encoding="utf-8")
     print(f"wrote {(HERE / 'RESULTS.md').relative_to(HERE.parent)}", file=sys.stderr)
+    from figures import write as write_figures  # benchmarks/figures.py: the README's and docs' figures
+
+    for path in write_figures():
+        print(f"wrote {path.relative_to(HERE.parent)}", file=sys.stderr)
     return 0
 
 

@@ -2,17 +2,17 @@
 
 from typing import Any, Literal, NotRequired, TypedDict
 
-class JiraGetUserProfileResult(TypedDict):
+class StrResult(TypedDict):
     result: str
 
-async def jira_get_user_profile(*, user_identifier: str) -> JiraGetUserProfileResult:
+async def jira_get_user_profile(*, user_identifier: str) -> StrResult:
     """Retrieve profile information for a specific Jira user.
 
     Args:
         user_identifier: Identifier for the user (e.g., email address 'user@example.com', username 'johndoe', account ID 'accountid:...', or key for Server/DC).
     """
 
-async def jira_search_assignable_users(*, query: str, project_key: str | None = None, issue_key: str | None = None, limit: int = 20) -> JiraGetUserProfileResult:
+async def jira_search_assignable_users(*, query: str, project_key: str | None = None, issue_key: str | None = None, limit: int = 20) -> StrResult:
     """Search Jira users assignable in a given project or issue.
 
     Use this when you have a display name / partial name / email fragment
@@ -31,14 +31,14 @@ async def jira_search_assignable_users(*, query: str, project_key: str | None = 
         limit: Maximum number of users to return (default 20). (1..1000)
     """
 
-async def jira_get_issue_watchers(*, issue_key: str) -> JiraGetUserProfileResult:
+async def jira_get_issue_watchers(*, issue_key: str) -> StrResult:
     """Get the list of watchers for a Jira issue.
 
     Args:
         issue_key: Jira issue key (e.g., 'PROJ-123')
     """
 
-async def jira_add_watcher(*, issue_key: str, user_identifier: str) -> JiraGetUserProfileResult:
+async def jira_add_watcher(*, issue_key: str, user_identifier: str) -> StrResult:
     """Add a user as a watcher to a Jira issue.
 
     Args:
@@ -46,7 +46,7 @@ async def jira_add_watcher(*, issue_key: str, user_identifier: str) -> JiraGetUs
         user_identifier: User to add as watcher. For Jira Cloud, use the account ID. For Jira Server/DC, use the username.
     """
 
-async def jira_remove_watcher(*, issue_key: str, username: str | None = None, account_id: str | None = None) -> JiraGetUserProfileResult:
+async def jira_remove_watcher(*, issue_key: str, username: str | None = None, account_id: str | None = None) -> StrResult:
     """Remove a user from watching a Jira issue.
 
     Args:
@@ -55,7 +55,7 @@ async def jira_remove_watcher(*, issue_key: str, username: str | None = None, ac
         account_id: Account ID to remove (for Jira Cloud).
     """
 
-async def jira_get_issue(*, issue_key: str, fields: str | None = None, expand: str | None = None, comment_limit: int = 10, properties: str | None = None, update_history: bool = True, include: str | None = None, use_display_names: bool = False) -> JiraGetUserProfileResult:
+async def jira_get_issue(*, issue_key: str, fields: str | None = None, expand: str | None = None, comment_limit: int = 10, properties: str | None = None, update_history: bool = True, include: str | None = None, use_display_names: bool = False) -> StrResult:
     """Get details of a specific Jira issue.
 
     Includes Epic links and relationship information. Use the
@@ -74,7 +74,7 @@ async def jira_get_issue(*, issue_key: str, fields: str | None = None, expand: s
         use_display_names: When true, custom field keys in the output use human-readable display names (e.g. 'Story Points') instead of opaque IDs (e.g. 'customfield_10243'). The 'names' expansion is added automatically.
     """
 
-async def jira_search(*, jql: str, fields: str | None = None, limit: int = 10, start_at: int = 0, projects_filter: str | None = None, expand: str | None = None, page_token: str | None = None, use_display_names: bool = False) -> JiraGetUserProfileResult:
+async def jira_search(*, jql: str, fields: str | None = None, limit: int = 10, start_at: int = 0, projects_filter: str | None = None, expand: str | None = None, page_token: str | None = None, use_display_names: bool = False) -> StrResult:
     """Search Jira issues using JQL (Jira Query Language).
 
     Args:
@@ -88,7 +88,7 @@ async def jira_search(*, jql: str, fields: str | None = None, limit: int = 10, s
         use_display_names: When true, custom field keys in the output use human-readable display names (e.g. 'Story Points') instead of opaque IDs (e.g. 'customfield_10243'). The 'names' expansion is added automatically.
     """
 
-async def jira_search_fields(*, keyword: str = '', limit: int = 10, refresh: bool = False) -> JiraGetUserProfileResult:
+async def jira_search_fields(*, keyword: str = '', limit: int = 10, refresh: bool = False) -> StrResult:
     """Search Jira fields by keyword with fuzzy match.
 
     Args:
@@ -97,7 +97,7 @@ async def jira_search_fields(*, keyword: str = '', limit: int = 10, refresh: boo
         refresh: Whether to force refresh the field list
     """
 
-async def jira_get_field_options(*, field_id: str, context_id: str | None = None, project_key: str | None = None, issue_type: str | None = None, contains: str | None = None, return_limit: int | None = None, values_only: bool = False) -> JiraGetUserProfileResult:
+async def jira_get_field_options(*, field_id: str, context_id: str | None = None, project_key: str | None = None, issue_type: str | None = None, contains: str | None = None, return_limit: int | None = None, values_only: bool = False) -> StrResult:
     """Get allowed option values for a custom field.
 
     Returns the list of valid options for select, multi-select, radio,
@@ -119,7 +119,7 @@ async def jira_get_field_options(*, field_id: str, context_id: str | None = None
         values_only: If true, return only value strings in a compact JSON format instead of full option objects.
     """
 
-async def jira_get_project_issues(*, project_key: str, limit: int = 10, start_at: int = 0) -> JiraGetUserProfileResult:
+async def jira_get_project_issues(*, project_key: str, limit: int = 10, start_at: int = 0) -> StrResult:
     """Get all issues for a specific Jira project.
 
     Args:
@@ -128,14 +128,14 @@ async def jira_get_project_issues(*, project_key: str, limit: int = 10, start_at
         start_at: Starting index for pagination (0-based) (>= 0)
     """
 
-async def jira_get_transitions(*, issue_key: str) -> JiraGetUserProfileResult:
+async def jira_get_transitions(*, issue_key: str) -> StrResult:
     """Get available status transitions for a Jira issue.
 
     Args:
         issue_key: Jira issue key (e.g., 'PROJ-123', 'ACV2-642')
     """
 
-async def jira_get_worklog(*, issue_key: str) -> JiraGetUserProfileResult:
+async def jira_get_worklog(*, issue_key: str) -> StrResult:
     """Get worklog entries for a Jira issue.
 
     Args:
@@ -172,7 +172,7 @@ async def jira_get_issue_images(*, issue_key: str) -> Any:
         issue_key: Jira issue key (e.g., 'PROJ-123'). Returns image attachments as inline ImageContent for LLM vision.
     """
 
-async def jira_get_agile_boards(*, board_name: str | None = None, project_key: str | None = None, board_type: str | None = None, start_at: int = 0, limit: int = 10) -> JiraGetUserProfileResult:
+async def jira_get_agile_boards(*, board_name: str | None = None, project_key: str | None = None, board_type: str | None = None, start_at: int = 0, limit: int = 10) -> StrResult:
     """Get jira agile boards by name, project key, or type.
 
     Args:
@@ -183,7 +183,7 @@ async def jira_get_agile_boards(*, board_name: str | None = None, project_key: s
         limit: Maximum number of results (1-50) (1..50)
     """
 
-async def jira_get_board_issues(*, board_id: str, jql: str, fields: str | None = None, start_at: int = 0, limit: int = 10, expand: str = 'version') -> JiraGetUserProfileResult:
+async def jira_get_board_issues(*, board_id: str, jql: str, fields: str | None = None, start_at: int = 0, limit: int = 10, expand: str = 'version') -> StrResult:
     """Get all issues linked to a specific board filtered by JQL.
 
     Args:
@@ -195,7 +195,7 @@ async def jira_get_board_issues(*, board_id: str, jql: str, fields: str | None =
         expand: Optional fields to expand in the response (e.g., 'changelog').
     """
 
-async def jira_get_sprints_from_board(*, board_id: str, state: str | None = None, start_at: int = 0, limit: int = 10) -> JiraGetUserProfileResult:
+async def jira_get_sprints_from_board(*, board_id: str, state: str | None = None, start_at: int = 0, limit: int = 10) -> StrResult:
     """Get jira sprints from board by state.
 
     Args:
@@ -205,7 +205,7 @@ async def jira_get_sprints_from_board(*, board_id: str, state: str | None = None
         limit: Maximum number of results (1-50) (1..50)
     """
 
-async def jira_get_sprint_issues(*, sprint_id: str, fields: str | None = None, start_at: int = 0, limit: int = 10) -> JiraGetUserProfileResult:
+async def jira_get_sprint_issues(*, sprint_id: str, fields: str | None = None, start_at: int = 0, limit: int = 10) -> StrResult:
     """Get jira issues from sprint.
 
     Args:
@@ -215,14 +215,14 @@ async def jira_get_sprint_issues(*, sprint_id: str, fields: str | None = None, s
         limit: Maximum number of results (1-50) (1..50)
     """
 
-async def jira_get_link_types(*, name_filter: str | None = None) -> JiraGetUserProfileResult:
+async def jira_get_link_types(*, name_filter: str | None = None) -> StrResult:
     """Get all available issue link types.
 
     Args:
         name_filter: (Optional) Filter link types by name substring (case-insensitive)
     """
 
-async def jira_create_issue(*, project_key: str, summary: str, issue_type: str, assignee: str | None = None, description: str | None = None, components: str | None = None, additional_fields: str | None = None) -> JiraGetUserProfileResult:
+async def jira_create_issue(*, project_key: str, summary: str, issue_type: str, assignee: str | None = None, description: str | None = None, components: str | None = None, additional_fields: str | None = None) -> StrResult:
     """Create a new Jira issue with optional Epic link or parent for subtasks.
 
     Args:
@@ -235,7 +235,7 @@ async def jira_create_issue(*, project_key: str, summary: str, issue_type: str, 
         additional_fields: (Optional) JSON string of additional fields to set.
     """
 
-async def jira_batch_create_issues(*, issues: str, validate_only: bool = False) -> JiraGetUserProfileResult:
+async def jira_batch_create_issues(*, issues: str, validate_only: bool = False) -> StrResult:
     """Create multiple Jira issues in a batch.
 
     Args:
@@ -243,7 +243,7 @@ async def jira_batch_create_issues(*, issues: str, validate_only: bool = False) 
         validate_only: If true, only validates the issues without creating them
     """
 
-async def jira_batch_get_changelogs(*, issue_ids_or_keys: str, fields: str | None = None, limit: int = -1) -> JiraGetUserProfileResult:
+async def jira_batch_get_changelogs(*, issue_ids_or_keys: str, fields: str | None = None, limit: int = -1) -> StrResult:
     """Get changelogs for multiple Jira issues (Cloud only).
 
     Args:
@@ -252,7 +252,7 @@ async def jira_batch_get_changelogs(*, issue_ids_or_keys: str, fields: str | Non
         limit: Maximum number of changelogs to return in result for each issue. Default to -1 for all changelogs. Notice that it only limits the results in the response, the function will still fetch all the data.
     """
 
-async def jira_update_issue(*, issue_key: str, fields: str, additional_fields: str | None = None, components: str | None = None, attachments: str | None = None, return_fields: str = '*all') -> JiraGetUserProfileResult:
+async def jira_update_issue(*, issue_key: str, fields: str, additional_fields: str | None = None, components: str | None = None, attachments: str | None = None, return_fields: str = '*all') -> StrResult:
     """Update an existing Jira issue including changing status, adding Epic links, updating fields, etc.
 
     Args:
@@ -264,7 +264,7 @@ async def jira_update_issue(*, issue_key: str, fields: str, additional_fields: s
         return_fields: (Optional) Controls which fields of the updated issue are returned, to reduce response size and token usage. Defaults to '*all' (the complete issue, which can be very large).
     """
 
-async def jira_assign_issue(*, issue_key: str, assignee: str | None = None) -> JiraGetUserProfileResult:
+async def jira_assign_issue(*, issue_key: str, assignee: str | None = None) -> StrResult:
     """Assign a Jira issue to a user using the dedicated assignment endpoint.
 
     This is more reliable than setting assignee via update_issue, which is
@@ -275,14 +275,14 @@ async def jira_assign_issue(*, issue_key: str, assignee: str | None = None) -> J
         assignee: User identifier to assign (email, display name, or account ID), or a JSON object string from jira_search_assignable_users. Pass null or empty string to unassign the issue.
     """
 
-async def jira_delete_issue(*, issue_key: str) -> JiraGetUserProfileResult:
+async def jira_delete_issue(*, issue_key: str) -> StrResult:
     """Delete an existing Jira issue.
 
     Args:
         issue_key: Jira issue key (e.g., 'PROJ-123', 'ACV2-642')
     """
 
-async def jira_move_issue(*, issue_key: str, target_project_key: str) -> JiraGetUserProfileResult:
+async def jira_move_issue(*, issue_key: str, target_project_key: str) -> StrResult:
     """Move a Jira issue to a different project (Jira Cloud only).
 
     Uses Jira Cloud's bulk move API to perform a cross-project move.
@@ -297,7 +297,7 @@ async def jira_move_issue(*, issue_key: str, target_project_key: str) -> JiraGet
         target_project_key: Key of the target project (e.g., 'OTHERPROJ'). The issue will keep its current issue type and may receive a new key in the target project.
     """
 
-async def jira_add_comment(*, issue_key: str, body: str, visibility: str | None = None, public: bool | None = None) -> JiraGetUserProfileResult:
+async def jira_add_comment(*, issue_key: str, body: str, visibility: str | None = None, public: bool | None = None) -> StrResult:
     """Add a comment to a Jira issue.
 
     Args:
@@ -307,7 +307,7 @@ async def jira_add_comment(*, issue_key: str, body: str, visibility: str | None 
         public: (Optional) For JSM/Service Desk issues only. Set to true for customer-visible comment, false for internal agent-only comment.
     """
 
-async def jira_edit_comment(*, issue_key: str, comment_id: str, body: str, visibility: str | None = None) -> JiraGetUserProfileResult:
+async def jira_edit_comment(*, issue_key: str, comment_id: str, body: str, visibility: str | None = None) -> StrResult:
     """Edit an existing comment on a Jira issue.
 
     Args:
@@ -317,7 +317,7 @@ async def jira_edit_comment(*, issue_key: str, comment_id: str, body: str, visib
         visibility: (Optional) Comment visibility as JSON string (e.g. '{"type":"group","value":"jira-users"}')
     """
 
-async def jira_add_worklog(*, issue_key: str, time_spent: str, comment: str | None = None, started: str | None = None, original_estimate: str | None = None, remaining_estimate: str | None = None) -> JiraGetUserProfileResult:
+async def jira_add_worklog(*, issue_key: str, time_spent: str, comment: str | None = None, started: str | None = None, original_estimate: str | None = None, remaining_estimate: str | None = None) -> StrResult:
     """Add a worklog entry to a Jira issue.
 
     Args:
@@ -329,7 +329,7 @@ async def jira_add_worklog(*, issue_key: str, time_spent: str, comment: str | No
         remaining_estimate: (Optional) New value for the remaining estimate
     """
 
-async def jira_link_to_epic(*, issue_key: str, epic_key: str) -> JiraGetUserProfileResult:
+async def jira_link_to_epic(*, issue_key: str, epic_key: str) -> StrResult:
     """Link an existing issue to an epic.
 
     Args:
@@ -337,7 +337,7 @@ async def jira_link_to_epic(*, issue_key: str, epic_key: str) -> JiraGetUserProf
         epic_key: The key of the epic to link to (e.g., 'PROJ-456')
     """
 
-async def jira_create_issue_link(*, link_type: str, inward_issue_key: str, outward_issue_key: str, comment: str | None = None, comment_visibility: str | None = None) -> JiraGetUserProfileResult:
+async def jira_create_issue_link(*, link_type: str, inward_issue_key: str, outward_issue_key: str, comment: str | None = None, comment_visibility: str | None = None) -> StrResult:
     """Create a link between two Jira issues.
 
     Args:
@@ -348,7 +348,7 @@ async def jira_create_issue_link(*, link_type: str, inward_issue_key: str, outwa
         comment_visibility: (Optional) Visibility settings for the comment as JSON string (e.g. '{"type":"group","value":"jira-users"}')
     """
 
-async def jira_create_remote_issue_link(*, issue_key: str, url: str, title: str, summary: str | None = None, relationship: str | None = None, icon_url: str | None = None) -> JiraGetUserProfileResult:
+async def jira_create_remote_issue_link(*, issue_key: str, url: str, title: str, summary: str | None = None, relationship: str | None = None, icon_url: str | None = None) -> StrResult:
     """Create a remote issue link (web link or Confluence link) for a Jira issue.
 
     This tool allows you to add web links and Confluence links to Jira issues.
@@ -363,14 +363,14 @@ async def jira_create_remote_issue_link(*, issue_key: str, url: str, title: str,
         icon_url: (Optional) URL to a 16x16 icon for the link
     """
 
-async def jira_remove_issue_link(*, link_id: str) -> JiraGetUserProfileResult:
+async def jira_remove_issue_link(*, link_id: str) -> StrResult:
     """Remove a link between two Jira issues.
 
     Args:
         link_id: The ID of the link to remove
     """
 
-async def jira_transition_issue(*, issue_key: str, transition_id: str, fields: str | None = None, comment: str | None = None) -> JiraGetUserProfileResult:
+async def jira_transition_issue(*, issue_key: str, transition_id: str, fields: str | None = None, comment: str | None = None) -> StrResult:
     """Transition a Jira issue to a new status.
 
     Args:
@@ -380,7 +380,7 @@ async def jira_transition_issue(*, issue_key: str, transition_id: str, fields: s
         comment: (Optional) Comment to add during the transition in Markdown format. This will be visible in the issue history.
     """
 
-async def jira_create_sprint(*, board_id: str, name: str, start_date: str, end_date: str, goal: str | None = None) -> JiraGetUserProfileResult:
+async def jira_create_sprint(*, board_id: str, name: str, start_date: str, end_date: str, goal: str | None = None) -> StrResult:
     """Create Jira sprint for a board.
 
     Args:
@@ -391,7 +391,7 @@ async def jira_create_sprint(*, board_id: str, name: str, start_date: str, end_d
         goal: (Optional) Goal of the sprint
     """
 
-async def jira_update_sprint(*, sprint_id: str, name: str | None = None, state: str | None = None, start_date: str | None = None, end_date: str | None = None, goal: str | None = None) -> JiraGetUserProfileResult:
+async def jira_update_sprint(*, sprint_id: str, name: str | None = None, state: str | None = None, start_date: str | None = None, end_date: str | None = None, goal: str | None = None) -> StrResult:
     """Update jira sprint.
 
     Args:
@@ -403,7 +403,7 @@ async def jira_update_sprint(*, sprint_id: str, name: str | None = None, state: 
         goal: (Optional) New goal for the sprint
     """
 
-async def jira_add_issues_to_sprint(*, sprint_id: str, issue_keys: str) -> JiraGetUserProfileResult:
+async def jira_add_issues_to_sprint(*, sprint_id: str, issue_keys: str) -> StrResult:
     """Add issues to a Jira sprint.
 
     Args:
@@ -411,14 +411,14 @@ async def jira_add_issues_to_sprint(*, sprint_id: str, issue_keys: str) -> JiraG
         issue_keys: Comma-separated issue keys (e.g., 'PROJ-1,PROJ-2')
     """
 
-async def jira_move_issues_to_backlog(*, issue_keys: str) -> JiraGetUserProfileResult:
+async def jira_move_issues_to_backlog(*, issue_keys: str) -> StrResult:
     """Move issues to the backlog, removing them from any sprint.
 
     Args:
         issue_keys: Comma-separated issue keys (e.g., 'PROJ-1,PROJ-2')
     """
 
-async def jira_get_project_issue_types(*, project_key: str) -> JiraGetUserProfileResult:
+async def jira_get_project_issue_types(*, project_key: str) -> StrResult:
     """Get available issue types for a Jira project.
 
     Returns the list of issue types (Bug, Task, Story, Epic, etc.) that can
@@ -429,7 +429,7 @@ async def jira_get_project_issue_types(*, project_key: str) -> JiraGetUserProfil
         project_key: Jira project key (e.g., 'PROJ', 'JTEST')
     """
 
-async def jira_get_create_fields(*, project_key: str, issue_type_id: str) -> JiraGetUserProfileResult:
+async def jira_get_create_fields(*, project_key: str, issue_type_id: str) -> StrResult:
     """Get fields available for creating an issue of a specific type.
 
     Returns all fields (required and optional) for the given project and
@@ -442,28 +442,28 @@ async def jira_get_create_fields(*, project_key: str, issue_type_id: str) -> Jir
         issue_type_id: The issue type ID (from get_project_issue_types). Example: '10002' for Task.
     """
 
-async def jira_get_project_versions(*, project_key: str) -> JiraGetUserProfileResult:
+async def jira_get_project_versions(*, project_key: str) -> StrResult:
     """Get all fix versions for a specific Jira project.
 
     Args:
         project_key: Jira project key (e.g., 'PROJ', 'ACV2')
     """
 
-async def jira_get_project_components(*, project_key: str) -> JiraGetUserProfileResult:
+async def jira_get_project_components(*, project_key: str) -> StrResult:
     """Get all components for a specific Jira project.
 
     Args:
         project_key: Jira project key (e.g., 'PROJ', 'ACV2')
     """
 
-async def jira_get_all_projects(*, include_archived: bool = False) -> JiraGetUserProfileResult:
+async def jira_get_all_projects(*, include_archived: bool = False) -> StrResult:
     """Get all Jira projects accessible to the current user.
 
     Args:
         include_archived: Whether to include archived projects in the results
     """
 
-async def jira_search_projects(*, query: str, max_results: int = 20, current_project_ids: str | None = None) -> JiraGetUserProfileResult:
+async def jira_search_projects(*, query: str, max_results: int = 20, current_project_ids: str | None = None) -> StrResult:
     """Search for Jira projects by name or key prefix.
 
     Uses the projects picker endpoint to return a ranked list of matching
@@ -475,7 +475,7 @@ async def jira_search_projects(*, query: str, max_results: int = 20, current_pro
         current_project_ids: Comma-separated list of project IDs to exclude from results
     """
 
-async def jira_get_project_fields(*, project_key: str) -> JiraGetUserProfileResult:
+async def jira_get_project_fields(*, project_key: str) -> StrResult:
     """Get the fields available on issues of a project (the create schema),
     deduplicated across the project's issue types — i.e. which fields tickets in
     this project have, regardless of whether they are filled.
@@ -484,7 +484,7 @@ async def jira_get_project_fields(*, project_key: str) -> JiraGetUserProfileResu
         project_key: The project key, e.g. 'PROJ'.
     """
 
-async def jira_get_service_desk_for_project(*, project_key: str) -> JiraGetUserProfileResult:
+async def jira_get_service_desk_for_project(*, project_key: str) -> StrResult:
     """Get the Jira Service Desk associated with a project key.
 
     Server/Data Center only. Not available on Jira Cloud.
@@ -493,7 +493,7 @@ async def jira_get_service_desk_for_project(*, project_key: str) -> JiraGetUserP
         project_key: Jira project key (e.g., 'SUP')
     """
 
-async def jira_get_service_desk_queues(*, service_desk_id: str, start_at: int = 0, limit: int = 50) -> JiraGetUserProfileResult:
+async def jira_get_service_desk_queues(*, service_desk_id: str, start_at: int = 0, limit: int = 50) -> StrResult:
     """Get queues for a Jira Service Desk.
 
     Server/Data Center only. Not available on Jira Cloud.
@@ -504,7 +504,7 @@ async def jira_get_service_desk_queues(*, service_desk_id: str, start_at: int = 
         limit: Maximum number of results (1-50) (1..50)
     """
 
-async def jira_get_queue_issues(*, service_desk_id: str, queue_id: str, start_at: int = 0, limit: int = 50) -> JiraGetUserProfileResult:
+async def jira_get_queue_issues(*, service_desk_id: str, queue_id: str, start_at: int = 0, limit: int = 50) -> StrResult:
     """Get issues from a Jira Service Desk queue.
 
     Server/Data Center only. Not available on Jira Cloud.
@@ -516,7 +516,7 @@ async def jira_get_queue_issues(*, service_desk_id: str, queue_id: str, start_at
         limit: Maximum number of results (1-50) (>= 1)
     """
 
-async def jira_get_request_types(*, service_desk_id: str, start_at: int = 0, limit: int = 50) -> JiraGetUserProfileResult:
+async def jira_get_request_types(*, service_desk_id: str, start_at: int = 0, limit: int = 50) -> StrResult:
     """Get request types for a Jira Service Management service desk.
 
     Args:
@@ -525,7 +525,7 @@ async def jira_get_request_types(*, service_desk_id: str, start_at: int = 0, lim
         limit: Maximum number of results (1-50) (1..50)
     """
 
-async def jira_get_request_type_fields(*, service_desk_id: str, request_type_id: str) -> JiraGetUserProfileResult:
+async def jira_get_request_type_fields(*, service_desk_id: str, request_type_id: str) -> StrResult:
     """Get field definitions for a Jira Service Management request type.
 
     Args:
@@ -533,7 +533,7 @@ async def jira_get_request_type_fields(*, service_desk_id: str, request_type_id:
         request_type_id: Request type ID (e.g., '23')
     """
 
-async def jira_create_customer_request(*, service_desk_id: str, request_type_id: str, request_field_values: str, raise_on_behalf_of: str | None = None, request_participants: str | None = None, attachments: str | None = None, strict_on_behalf: bool = False) -> JiraGetUserProfileResult:
+async def jira_create_customer_request(*, service_desk_id: str, request_type_id: str, request_field_values: str, raise_on_behalf_of: str | None = None, request_participants: str | None = None, attachments: str | None = None, strict_on_behalf: bool = False) -> StrResult:
     """Create a Jira Service Management customer request.
 
     Args:
@@ -546,7 +546,7 @@ async def jira_create_customer_request(*, service_desk_id: str, request_type_id:
         strict_on_behalf: If true, fail immediately when raiseOnBehalfOf cannot be applied. If false, retry without raiseOnBehalfOf and return a fallback warning.
     """
 
-async def jira_create_version(*, project_key: str, name: str, start_date: str | None = None, release_date: str | None = None, description: str | None = None) -> JiraGetUserProfileResult:
+async def jira_create_version(*, project_key: str, name: str, start_date: str | None = None, release_date: str | None = None, description: str | None = None) -> StrResult:
     """Create a new fix version in a Jira project.
 
     Args:
@@ -557,7 +557,7 @@ async def jira_create_version(*, project_key: str, name: str, start_date: str | 
         description: Description of the version
     """
 
-async def jira_batch_create_versions(*, project_key: str, versions: str) -> JiraGetUserProfileResult:
+async def jira_batch_create_versions(*, project_key: str, versions: str) -> StrResult:
     """Batch create multiple versions in a Jira project.
 
     Args:
@@ -565,7 +565,7 @@ async def jira_batch_create_versions(*, project_key: str, versions: str) -> Jira
         versions: JSON array of version objects.
     """
 
-async def jira_update_version(*, version_id: str, name: str | None = None, description: str | None = None, start_date: str | None = None, release_date: str | None = None, archived: bool | None = None, released: bool | None = None) -> JiraGetUserProfileResult:
+async def jira_update_version(*, version_id: str, name: str | None = None, description: str | None = None, start_date: str | None = None, release_date: str | None = None, archived: bool | None = None, released: bool | None = None) -> StrResult:
     """Update an existing fix version in a Jira project.
 
     Only fields explicitly provided are modified; other attributes of the
@@ -582,7 +582,7 @@ async def jira_update_version(*, version_id: str, name: str | None = None, descr
         released: Set released flag (true to mark released)
     """
 
-async def jira_get_issue_proforma_forms(*, issue_key: str) -> JiraGetUserProfileResult:
+async def jira_get_issue_proforma_forms(*, issue_key: str) -> StrResult:
     """Get all ProForma forms associated with a Jira issue.
 
     Uses the new Jira Forms REST API. Form IDs are returned as UUIDs.
@@ -591,7 +591,7 @@ async def jira_get_issue_proforma_forms(*, issue_key: str) -> JiraGetUserProfile
         issue_key: Jira issue key (e.g., 'PROJ-123')
     """
 
-async def jira_get_proforma_form_details(*, issue_key: str, form_id: str) -> JiraGetUserProfileResult:
+async def jira_get_proforma_form_details(*, issue_key: str, form_id: str) -> StrResult:
     """Get detailed information about a specific ProForma form.
 
     Uses the new Jira Forms REST API. Returns form details including ADF design structure.
@@ -601,7 +601,7 @@ async def jira_get_proforma_form_details(*, issue_key: str, form_id: str) -> Jir
         form_id: ProForma form UUID (e.g., '1946b8b7-8f03-4dc0-ac2d-5fac0d960c6a')
     """
 
-async def jira_update_proforma_form_answers(*, issue_key: str, form_id: str, answers: list[dict[str, Any]]) -> JiraGetUserProfileResult:
+async def jira_update_proforma_form_answers(*, issue_key: str, form_id: str, answers: list[dict[str, Any]]) -> StrResult:
     """Update form field answers using the Jira Forms REST API.
 
     This is the primary method for updating form data. Each answer object
@@ -618,7 +618,7 @@ async def jira_update_proforma_form_answers(*, issue_key: str, form_id: str, ans
         answers: List of answer objects. Each answer must have: questionId (string), type (TEXT/NUMBER/SELECT/etc), value (any)
     """
 
-async def jira_get_issue_dates(*, issue_key: str, include_status_changes: bool = True, include_status_summary: bool = True) -> JiraGetUserProfileResult:
+async def jira_get_issue_dates(*, issue_key: str, include_status_changes: bool = True, include_status_summary: bool = True) -> StrResult:
     """Get date information and status transition history for a Jira issue.
 
     Returns dates (created, updated, due date, resolution date) and optionally
@@ -630,7 +630,7 @@ async def jira_get_issue_dates(*, issue_key: str, include_status_changes: bool =
         include_status_summary: Include aggregated time spent in each status
     """
 
-async def jira_get_issue_sla(*, issue_key: str, metrics: str | None = None, working_hours_only: bool | None = None, include_raw_dates: bool = False) -> JiraGetUserProfileResult:
+async def jira_get_issue_sla(*, issue_key: str, metrics: str | None = None, working_hours_only: bool | None = None, include_raw_dates: bool = False) -> StrResult:
     """Calculate SLA metrics for a Jira issue.
 
     Computes various time-based metrics including cycle time, lead time,
@@ -650,7 +650,7 @@ async def jira_get_issue_sla(*, issue_key: str, metrics: str | None = None, work
         include_raw_dates: Include raw date values in the response
     """
 
-async def jira_get_issue_development_info(*, issue_key: str, application_type: str | None = None, data_type: str | None = None) -> JiraGetUserProfileResult:
+async def jira_get_issue_development_info(*, issue_key: str, application_type: str | None = None, data_type: str | None = None) -> StrResult:
     """Get development information (PRs, commits, branches) linked to a Jira issue.
 
     This retrieves the development panel information that shows linked
@@ -663,7 +663,7 @@ async def jira_get_issue_development_info(*, issue_key: str, application_type: s
         data_type: (Optional) Filter by data type. Examples: 'pullrequest', 'branch', 'repository'
     """
 
-async def jira_get_issues_development_info(*, issue_keys: str, application_type: str | None = None, data_type: str | None = None) -> JiraGetUserProfileResult:
+async def jira_get_issues_development_info(*, issue_keys: str, application_type: str | None = None, data_type: str | None = None) -> StrResult:
     """Get development information for multiple Jira issues.
 
     Batch retrieves development panel information (PRs, commits, branches)
@@ -675,7 +675,7 @@ async def jira_get_issues_development_info(*, issue_keys: str, application_type:
         data_type: (Optional) Filter by data type. Examples: 'pullrequest', 'branch', 'repository'
     """
 
-async def jira_get_project_epic_hierarchy(*, project_key: str, max_epics: int = 200) -> JiraGetUserProfileResult:
+async def jira_get_project_epic_hierarchy(*, project_key: str, max_epics: int = 200) -> StrResult:
     """Group a project's epics under their cross-project parent issues.
 
     Fetches all epics in the project, detects their parent issue via
@@ -689,7 +689,7 @@ async def jira_get_project_epic_hierarchy(*, project_key: str, max_epics: int = 
         max_epics: Maximum number of epics to fetch (1-500) (1..500)
     """
 
-async def jira_get_cross_project_dependencies(*, project_key: str, max_issues: int = 200) -> JiraGetUserProfileResult:
+async def jira_get_cross_project_dependencies(*, project_key: str, max_issues: int = 200) -> StrResult:
     """Find all cross-project issue links for a project.
 
     Scans issues in the project, extracts every issue link whose
@@ -702,7 +702,7 @@ async def jira_get_cross_project_dependencies(*, project_key: str, max_issues: i
         max_issues: Maximum issues to scan for links (1-500) (1..500)
     """
 
-async def confluence_search(*, query: str, limit: int = 10, spaces_filter: str | None = None) -> JiraGetUserProfileResult:
+async def confluence_search(*, query: str, limit: int = 10, spaces_filter: str | None = None) -> StrResult:
     """Search Confluence content using simple terms or CQL.
 
     Args:
@@ -711,7 +711,7 @@ async def confluence_search(*, query: str, limit: int = 10, spaces_filter: str |
         spaces_filter: (Optional) Comma-separated list of space keys to filter results by. Overrides the environment variable CONFLUENCE_SPACES_FILTER if provided. Use empty string to disable filtering.
     """
 
-async def confluence_get_page(*, page_id: str | None = None, title: str | None = None, space_key: str | None = None, include_metadata: bool = True, convert_to_markdown: bool = True) -> JiraGetUserProfileResult:
+async def confluence_get_page(*, page_id: str | None = None, title: str | None = None, space_key: str | None = None, include_metadata: bool = True, convert_to_markdown: bool = True) -> StrResult:
     """Get content of a specific Confluence page by its ID, or by its title and space key.
 
     Args:
@@ -722,7 +722,7 @@ async def confluence_get_page(*, page_id: str | None = None, title: str | None =
         convert_to_markdown: Whether to convert page to markdown (true) or keep it in raw HTML format (false).
     """
 
-async def confluence_get_page_children(*, parent_id: str, expand: str = 'version', limit: int = 25, include_content: bool = False, convert_to_markdown: bool = True, start: int = 0, include_folders: bool = True) -> JiraGetUserProfileResult:
+async def confluence_get_page_children(*, parent_id: str, expand: str = 'version', limit: int = 25, include_content: bool = False, convert_to_markdown: bool = True, start: int = 0, include_folders: bool = True) -> StrResult:
     """Get child pages and folders of a specific Confluence page.
 
     Args:
@@ -735,7 +735,7 @@ async def confluence_get_page_children(*, parent_id: str, expand: str = 'version
         include_folders: Whether to include child folders in addition to child pages
     """
 
-async def confluence_get_space_page_tree(*, space_key: str, limit: int = 100) -> JiraGetUserProfileResult:
+async def confluence_get_space_page_tree(*, space_key: str, limit: int = 100) -> StrResult:
     """Get page hierarchy for a Confluence space as a flat list.
 
     Returns pages with parent_id and depth attributes for token-efficient
@@ -749,21 +749,21 @@ async def confluence_get_space_page_tree(*, space_key: str, limit: int = 100) ->
         limit: Max pages to fetch (1..1000)
     """
 
-async def confluence_get_comments(*, page_id: str) -> JiraGetUserProfileResult:
+async def confluence_get_comments(*, page_id: str) -> StrResult:
     """Get comments for a specific Confluence page.
 
     Args:
         page_id: Confluence page ID (numeric ID, can be parsed from URL, e.g. from 'https://example.atlassian.net/wiki/spaces/TEAM/pages/123456789/Page+Title' -> '123456789')
     """
 
-async def confluence_get_labels(*, page_id: str) -> JiraGetUserProfileResult:
+async def confluence_get_labels(*, page_id: str) -> StrResult:
     """Get labels for Confluence content (pages, blog posts, or attachments).
 
     Args:
         page_id: Confluence content ID (page, blog post, or attachment). For pages: numeric ID from URL (e.g., '123456789'). For attachments: ID with 'att' prefix (e.g., 'att123456789').
     """
 
-async def confluence_add_label(*, page_id: str, name: str) -> JiraGetUserProfileResult:
+async def confluence_add_label(*, page_id: str, name: str) -> StrResult:
     """Add label to Confluence content (pages, blog posts, or attachments).
 
     Useful for:
@@ -776,7 +776,7 @@ async def confluence_add_label(*, page_id: str, name: str) -> JiraGetUserProfile
         name: Label name to add (lowercase, no spaces). Examples: 'draft', 'reviewed', 'confidential', 'v1.0'. Labels help organize and categorize content.
     """
 
-async def confluence_create_page(*, space_key: str, title: str, content: str | None = None, parent_id: str | None = None, content_format: str = 'markdown', enable_heading_anchors: bool = False, include_content: bool = False, emoji: str | None = None, content_file: str | None = None, page_width: str | None = None, table_layout: str | None = None, subtype: str | None = None) -> JiraGetUserProfileResult:
+async def confluence_create_page(*, space_key: str, title: str, content: str | None = None, parent_id: str | None = None, content_format: str = 'markdown', enable_heading_anchors: bool = False, include_content: bool = False, emoji: str | None = None, content_file: str | None = None, page_width: str | None = None, table_layout: str | None = None, subtype: str | None = None) -> StrResult:
     """Create a new Confluence page.
 
     Args:
@@ -794,7 +794,7 @@ async def confluence_create_page(*, space_key: str, title: str, content: str | N
         subtype: (Optional) Confluence page subtype. Use 'live' to create a Confluence Live Doc. Only supported for Confluence Cloud.
     """
 
-async def confluence_update_page(*, page_id: str, title: str, content: str | None = None, is_minor_edit: bool = False, version_comment: str | None = None, parent_id: str | None = None, content_format: str = 'markdown', enable_heading_anchors: bool = False, include_content: bool = False, emoji: str | None = None, content_file: str | None = None, page_width: str | None = None, table_layout: str | None = None) -> JiraGetUserProfileResult:
+async def confluence_update_page(*, page_id: str, title: str, content: str | None = None, is_minor_edit: bool = False, version_comment: str | None = None, parent_id: str | None = None, content_format: str = 'markdown', enable_heading_anchors: bool = False, include_content: bool = False, emoji: str | None = None, content_file: str | None = None, page_width: str | None = None, table_layout: str | None = None) -> StrResult:
     """Update an existing Confluence page.
 
     Args:
@@ -813,7 +813,7 @@ async def confluence_update_page(*, page_id: str, title: str, content: str | Non
         table_layout: (Optional) Table width preset applied to all markdown tables. Options: 'full-width' (1800 px), 'wide' (960 px), 'default' (760 px). Only applies when content_format is 'markdown'.
     """
 
-async def confluence_update_page_section(*, page_id: str, heading_text: str, new_content: str, content_format: str = 'markdown', is_minor_edit: bool = False, version_comment: str | None = None) -> JiraGetUserProfileResult:
+async def confluence_update_page_section(*, page_id: str, heading_text: str, new_content: str, content_format: str = 'markdown', is_minor_edit: bool = False, version_comment: str | None = None) -> StrResult:
     """Update a single section of a Confluence page without affecting the rest.
 
     Replaces only the content beneath a named heading, leaving all other
@@ -830,14 +830,14 @@ async def confluence_update_page_section(*, page_id: str, heading_text: str, new
         version_comment: Optional comment for this version
     """
 
-async def confluence_delete_page(*, page_id: str) -> JiraGetUserProfileResult:
+async def confluence_delete_page(*, page_id: str) -> StrResult:
     """Delete an existing Confluence page.
 
     Args:
         page_id: The ID of the page to delete
     """
 
-async def confluence_move_page(*, page_id: str, target_parent_id: str | None = None, target_space_key: str | None = None, position: str = 'append') -> JiraGetUserProfileResult:
+async def confluence_move_page(*, page_id: str, target_parent_id: str | None = None, target_space_key: str | None = None, position: str = 'append') -> StrResult:
     """Move a Confluence page to a new parent or space.
 
     Args:
@@ -847,7 +847,7 @@ async def confluence_move_page(*, page_id: str, target_parent_id: str | None = N
         position: Position: 'append' (default, move as child of target), 'above' (move before target as sibling), or 'below' (move after target as sibling)
     """
 
-async def confluence_add_comment(*, page_id: str, body: str) -> JiraGetUserProfileResult:
+async def confluence_add_comment(*, page_id: str, body: str) -> StrResult:
     """Add a comment to a Confluence page.
 
     Args:
@@ -855,7 +855,7 @@ async def confluence_add_comment(*, page_id: str, body: str) -> JiraGetUserProfi
         body: The comment content in Markdown format
     """
 
-async def confluence_reply_to_comment(*, comment_id: str, body: str) -> JiraGetUserProfileResult:
+async def confluence_reply_to_comment(*, comment_id: str, body: str) -> StrResult:
     """Reply to an existing comment thread on a Confluence page.
 
     Args:
@@ -863,14 +863,14 @@ async def confluence_reply_to_comment(*, comment_id: str, body: str) -> JiraGetU
         body: The reply content in Markdown format
     """
 
-async def confluence_get_inline_comments(*, page_id: str) -> JiraGetUserProfileResult:
+async def confluence_get_inline_comments(*, page_id: str) -> StrResult:
     """Get all inline comments for a Confluence page.
 
     Args:
         page_id: The ID of the page to get inline comments from
     """
 
-async def confluence_add_inline_comment(*, page_id: str, body: str, text_selection: str, text_selection_match_count: int = 1, text_selection_match_index: int = 0) -> JiraGetUserProfileResult:
+async def confluence_add_inline_comment(*, page_id: str, body: str, text_selection: str, text_selection_match_count: int = 1, text_selection_match_index: int = 0) -> StrResult:
     """Add an inline comment anchored to a text selection on a page.
 
     Args:
@@ -881,7 +881,7 @@ async def confluence_add_inline_comment(*, page_id: str, body: str, text_selecti
         text_selection_match_index: Zero-based index of which occurrence of the text to anchor to. Defaults to 0 (first occurrence). (>= 0)
     """
 
-async def confluence_search_user(*, query: str, limit: int = 10, group_name: str = 'confluence-users') -> JiraGetUserProfileResult:
+async def confluence_search_user(*, query: str, limit: int = 10, group_name: str = 'confluence-users') -> StrResult:
     """Search Confluence users using CQL (Cloud) or group member API (Server/DC).
 
     Args:
@@ -890,7 +890,7 @@ async def confluence_search_user(*, query: str, limit: int = 10, group_name: str
         group_name: Group to search within on Server/DC instances (default: 'confluence-users'). Ignored on Cloud.
     """
 
-async def confluence_get_page_history(*, page_id: str, version: int, convert_to_markdown: bool = True) -> JiraGetUserProfileResult:
+async def confluence_get_page_history(*, page_id: str, version: int, convert_to_markdown: bool = True) -> StrResult:
     """Get a historical version of a specific Confluence page.
 
     Args:
@@ -899,7 +899,7 @@ async def confluence_get_page_history(*, page_id: str, version: int, convert_to_
         convert_to_markdown: Whether to convert page to markdown (true) or keep it in raw HTML format (false).
     """
 
-async def confluence_get_page_diff(*, page_id: str, from_version: int, to_version: int) -> JiraGetUserProfileResult:
+async def confluence_get_page_diff(*, page_id: str, from_version: int, to_version: int) -> StrResult:
     """Get a unified diff between two versions of a Confluence page.
 
     Args:
@@ -908,7 +908,7 @@ async def confluence_get_page_diff(*, page_id: str, from_version: int, to_versio
         to_version: Target version number (>= 1)
     """
 
-async def confluence_get_page_views(*, page_id: str, include_title: bool = True) -> JiraGetUserProfileResult:
+async def confluence_get_page_views(*, page_id: str, include_title: bool = True) -> StrResult:
     """Get view statistics for a Confluence page.
 
     Note: This tool is only available for Confluence Cloud. Server/Data Center
@@ -919,7 +919,7 @@ async def confluence_get_page_views(*, page_id: str, include_title: bool = True)
         include_title: Whether to fetch and include the page title
     """
 
-async def confluence_upload_attachment(*, content_id: str, file_path: str | None = None, content_base64: str | None = None, filename: str | None = None, comment: str | None = None, minor_edit: bool = False) -> JiraGetUserProfileResult:
+async def confluence_upload_attachment(*, content_id: str, file_path: str | None = None, content_base64: str | None = None, filename: str | None = None, comment: str | None = None, minor_edit: bool = False) -> StrResult:
     """Upload an attachment to Confluence content (page or blog post).
 
     Provide the file either as a server-readable path ('file_path') or as
@@ -942,7 +942,7 @@ async def confluence_upload_attachment(*, content_id: str, file_path: str | None
         minor_edit: (Optional) Whether this is a minor edit. If true, watchers are not notified. Default is false.
     """
 
-async def confluence_upload_attachments(*, content_id: str, file_paths: str, comment: str | None = None, minor_edit: bool = False) -> JiraGetUserProfileResult:
+async def confluence_upload_attachments(*, content_id: str, file_paths: str, comment: str | None = None, minor_edit: bool = False) -> StrResult:
     """Upload multiple attachments to Confluence content in a single operation.
 
     More efficient than calling upload_attachment multiple times. If files with the
@@ -960,7 +960,7 @@ async def confluence_upload_attachments(*, content_id: str, file_paths: str, com
         minor_edit: (Optional) Whether this is a minor edit. If true, watchers are not notified. Default is false.
     """
 
-async def confluence_get_attachments(*, content_id: str, start: int = 0, limit: int = 50, filename: str | None = None, media_type: str | None = None) -> JiraGetUserProfileResult:
+async def confluence_get_attachments(*, content_id: str, start: int = 0, limit: int = 50, filename: str | None = None, media_type: str | None = None) -> StrResult:
     """List all attachments for a Confluence content item (page or blog post).
 
     Returns metadata about attachments including:
@@ -1007,7 +1007,7 @@ async def confluence_download_content_attachments(*, content_id: str) -> Any:
         content_id: The ID of the Confluence content (page or blog post) to download attachments from. Example: '123456789'
     """
 
-async def confluence_delete_attachment(*, attachment_id: str) -> JiraGetUserProfileResult:
+async def confluence_delete_attachment(*, attachment_id: str) -> StrResult:
     """Permanently delete an attachment from Confluence.
 
     **Warning**: This action cannot be undone! The attachment and ALL its versions will be
@@ -1042,7 +1042,7 @@ async def confluence_get_page_images(*, content_id: str) -> Any:
         content_id: The ID of the Confluence page or blog post to retrieve images from. Example: '123456789'
     """
 
-async def confluence_list_page_templates(*, space_key: str | None = None, limit: int = 25) -> JiraGetUserProfileResult:
+async def confluence_list_page_templates(*, space_key: str | None = None, limit: int = 25) -> StrResult:
     """List Confluence page content templates.
 
     This operation is only available for Confluence Cloud.
@@ -1054,14 +1054,14 @@ async def confluence_list_page_templates(*, space_key: str | None = None, limit:
         limit: Maximum number of templates to return. (1..200)
     """
 
-async def confluence_get_page_template(*, template_id: str) -> JiraGetUserProfileResult:
+async def confluence_get_page_template(*, template_id: str) -> StrResult:
     """Get a Cloud page template by ID, including its storage-format body.
 
     Args:
         template_id: The ID of the template to retrieve.
     """
 
-async def confluence_create_page_from_template(*, space_key: str, title: str, template_id: str, parent_id: str | None = None) -> JiraGetUserProfileResult:
+async def confluence_create_page_from_template(*, space_key: str, title: str, template_id: str, parent_id: str | None = None) -> StrResult:
     """Create a new Cloud page pre-populated with a template's body.
 
     This operation is only available for Confluence Cloud.
@@ -1075,7 +1075,7 @@ async def confluence_create_page_from_template(*, space_key: str, title: str, te
         parent_id: Optional ID of the parent page.
     """
 
-async def confluence_get_page_restrictions(*, page_id: str) -> JiraGetUserProfileResult:
+async def confluence_get_page_restrictions(*, page_id: str) -> StrResult:
     """Get view and edit restrictions for a Confluence page.
 
     Returns the current restriction lists for the read (view) and update (edit)
@@ -1085,7 +1085,7 @@ async def confluence_get_page_restrictions(*, page_id: str) -> JiraGetUserProfil
         page_id: The ID of the page
     """
 
-async def confluence_set_page_restrictions(*, page_id: str, read_users: list[str] | None = None, read_groups: list[str] | None = None, edit_users: list[str] | None = None, edit_groups: list[str] | None = None) -> JiraGetUserProfileResult:
+async def confluence_set_page_restrictions(*, page_id: str, read_users: list[str] | None = None, read_groups: list[str] | None = None, edit_users: list[str] | None = None, edit_groups: list[str] | None = None) -> StrResult:
     """Set view and edit restrictions on a Confluence page.
 
     Replaces all existing restrictions with the provided lists. Omitting all
@@ -1099,7 +1099,7 @@ async def confluence_set_page_restrictions(*, page_id: str, read_users: list[str
         edit_groups: (Optional) Group names allowed to edit the page.
     """
 
-async def confluence_copy_page(*, source_page_id: str, destination_space_key: str, new_title: str, destination_parent_id: str | None = None, copy_attachments: bool = True) -> JiraGetUserProfileResult:
+async def confluence_copy_page(*, source_page_id: str, destination_space_key: str, new_title: str, destination_parent_id: str | None = None, copy_attachments: bool = True) -> StrResult:
     """Copy a Confluence page to a new location.
 
     On Confluence Cloud the native copy endpoint is used. On Server/Data Center
@@ -1114,7 +1114,7 @@ async def confluence_copy_page(*, source_page_id: str, destination_space_key: st
         copy_attachments: (Optional) Whether to copy attachments to the new page. Defaults to true. Only supported on Confluence Cloud.
     """
 
-async def confluence_check_content_permissions(*, content_id: str, user_identifier: str, operation: str, subject_type: str = 'user') -> JiraGetUserProfileResult:
+async def confluence_check_content_permissions(*, content_id: str, user_identifier: str, operation: str, subject_type: str = 'user') -> StrResult:
     """Check whether a user or group can perform an operation on specific content.
 
     Wraps POST /wiki/rest/api/content/{id}/permission/check.
@@ -1132,7 +1132,7 @@ async def confluence_check_content_permissions(*, content_id: str, user_identifi
         subject_type: Whether the subject is a 'user' or a 'group'. Defaults to 'user'.
     """
 
-async def confluence_get_space_permissions(*, space_id: str, limit: int = 25, cursor: str | None = None) -> JiraGetUserProfileResult:
+async def confluence_get_space_permissions(*, space_id: str, limit: int = 25, cursor: str | None = None) -> StrResult:
     """List all permission assignments for a Confluence space.
 
     Wraps GET /wiki/api/v2/spaces/{id}/permissions.

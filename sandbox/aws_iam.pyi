@@ -117,7 +117,7 @@ class CreateUserResponse(TypedDict):
     user: IamUser  # Created user details
     message: str  # Success message
 
-class DeleteUserOutput(TypedDict):
+class DictResult(TypedDict):
     result: dict[str, Any]
 
 class ManagedPolicyResponse(TypedDict):
@@ -235,7 +235,7 @@ async def create_user(*, ctx: CallToolResult, user_name: str, path: str = '/', p
         confirmed: Must be true to confirm this write operation
     """
 
-async def delete_user(*, user_name: str, force: bool = False, confirmed: bool = False) -> DeleteUserOutput:
+async def delete_user(*, user_name: str, force: bool = False, confirmed: bool = False) -> DictResult:
     """Delete an IAM user.
 
     Args:
@@ -247,7 +247,7 @@ async def delete_user(*, user_name: str, force: bool = False, confirmed: bool = 
         Dictionary containing deletion status
     """
 
-async def list_roles(*, path_prefix: str | None = None, max_items: int = 100) -> DeleteUserOutput:
+async def list_roles(*, path_prefix: str | None = None, max_items: int = 100) -> DictResult:
     """List IAM roles in the account.
 
     Args:
@@ -258,7 +258,7 @@ async def list_roles(*, path_prefix: str | None = None, max_items: int = 100) ->
         Dictionary containing list of roles and metadata
     """
 
-async def create_role(*, role_name: str, assume_role_policy_document: str | dict[str, Any], path: str = '/', description: str | None = None, max_session_duration: int = 3600, permissions_boundary: str | None = None, confirmed: bool = False) -> DeleteUserOutput:
+async def create_role(*, role_name: str, assume_role_policy_document: str | dict[str, Any], path: str = '/', description: str | None = None, max_session_duration: int = 3600, permissions_boundary: str | None = None, confirmed: bool = False) -> DictResult:
     """Create a new IAM role.
 
     Args:
@@ -274,7 +274,7 @@ async def create_role(*, role_name: str, assume_role_policy_document: str | dict
         Dictionary containing the created role details
     """
 
-async def list_policies(*, scope: str = 'Local', only_attached: bool = False, path_prefix: str | None = None, max_items: int = 100) -> DeleteUserOutput:
+async def list_policies(*, scope: str = 'Local', only_attached: bool = False, path_prefix: str | None = None, max_items: int = 100) -> DictResult:
     """List IAM policies in the account.
 
     Args:
@@ -301,7 +301,7 @@ async def get_managed_policy_document(*, policy_arn: str, version_id: str | None
         ManagedPolicyResponse containing the policy document and details
     """
 
-async def attach_user_policy(*, user_name: str, policy_arn: str, confirmed: bool = False) -> DeleteUserOutput:
+async def attach_user_policy(*, user_name: str, policy_arn: str, confirmed: bool = False) -> DictResult:
     """Attach a managed policy to an IAM user.
 
     Args:
@@ -313,7 +313,7 @@ async def attach_user_policy(*, user_name: str, policy_arn: str, confirmed: bool
         Dictionary containing attachment status
     """
 
-async def detach_user_policy(*, user_name: str, policy_arn: str, confirmed: bool = False) -> DeleteUserOutput:
+async def detach_user_policy(*, user_name: str, policy_arn: str, confirmed: bool = False) -> DictResult:
     """Detach a managed policy from an IAM user.
 
     Args:
@@ -325,7 +325,7 @@ async def detach_user_policy(*, user_name: str, policy_arn: str, confirmed: bool
         Dictionary containing detachment status
     """
 
-async def create_access_key(*, user_name: str, confirmed: bool = False) -> DeleteUserOutput:
+async def create_access_key(*, user_name: str, confirmed: bool = False) -> DictResult:
     """Create a new access key for an IAM user.
 
     Args:
@@ -336,7 +336,7 @@ async def create_access_key(*, user_name: str, confirmed: bool = False) -> Delet
         Dictionary containing the new access key details (SecretAccessKey is redacted)
     """
 
-async def delete_access_key(*, user_name: str, access_key_id: str, confirmed: bool = False) -> DeleteUserOutput:
+async def delete_access_key(*, user_name: str, access_key_id: str, confirmed: bool = False) -> DictResult:
     """Delete an access key for an IAM user.
 
     Args:
@@ -348,7 +348,7 @@ async def delete_access_key(*, user_name: str, access_key_id: str, confirmed: bo
         Dictionary containing deletion status
     """
 
-async def simulate_principal_policy(*, policy_source_arn: str, action_names: list[str], resource_arns: list[str] | None = None, context_entries: dict[str, str] | None = None) -> DeleteUserOutput:
+async def simulate_principal_policy(*, policy_source_arn: str, action_names: list[str], resource_arns: list[str] | None = None, context_entries: dict[str, str] | None = None) -> DictResult:
     """Simulate IAM policy evaluation for a principal.
 
     Args:
@@ -511,7 +511,7 @@ async def get_user_policy(*, user_name: str, policy_name: str) -> InlinePolicyRe
         InlinePolicyResponse containing the policy document and details
     """
 
-async def delete_user_policy(*, user_name: str, policy_name: str, confirmed: bool = False) -> DeleteUserOutput:
+async def delete_user_policy(*, user_name: str, policy_name: str, confirmed: bool = False) -> DictResult:
     """Delete an inline policy from an IAM user.
 
     This tool removes an inline policy from the specified user. The policy document
@@ -556,7 +556,7 @@ async def get_role_policy(*, role_name: str, policy_name: str) -> InlinePolicyRe
         InlinePolicyResponse containing the policy document and details
     """
 
-async def delete_role_policy(*, role_name: str, policy_name: str, confirmed: bool = False) -> DeleteUserOutput:
+async def delete_role_policy(*, role_name: str, policy_name: str, confirmed: bool = False) -> DictResult:
     """Delete an inline policy from an IAM role.
 
     This tool removes an inline policy from the specified role. The policy document

@@ -192,14 +192,14 @@ class Result3(TypedDict):
     id: NotRequired[str]  # Temporary identifier for the location, valid for ~8 hours.
     results: NotRequired[list[Result2]]  # Web results related to this location.
 
-class Citie(TypedDict):
+class City(TypedDict):
     type: Literal['city']
     name: str  # Name of the city
     country: str  # ISO country code for the city
     coordinates: list[float]  # Latitude/longitude of the city
     thumbnail: Thumbnail2  # Primary image for the city
 
-class Addresse(TypedDict):
+class Address(TypedDict):
     type: Literal['address', 'street']  # Result is "address" when the result refers to an explicit street + number, but "street" when it...
     name: str  # The name of the address.
     coordinates: list[float]  # Latitude/longitude of the address
@@ -218,9 +218,9 @@ class BravePlaceSearchResult(TypedDict):
     type: Literal['locations']  # Top-level response discriminator. Always "locations" for Place Search.
     query: NotRequired[Query]
     results: NotRequired[list[Result3]]  # Points of interest matching the search. Populated for POI-shaped queries.
-    cities: NotRequired[list[Citie]]  # City matches for the query.
-    addresses: NotRequired[list[Addresse]]  # Address matches.
-    streets: NotRequired[list[Addresse]]  # Street matches.
+    cities: NotRequired[list[City]]  # City matches for the query.
+    addresses: NotRequired[list[Address]]  # Address matches.
+    streets: NotRequired[list[Address]]  # Street matches.
     location: NotRequired[Location]  # The search area as resolved by the API (e.g. coordinates + city name).
 
 async def brave_web_search(*, query: str, country: str = 'US', search_lang: str = 'en', ui_lang: str = 'en-US', count: int = 10, offset: int = 0, safesearch: Literal['off', 'moderate', 'strict'] = 'moderate', freshness: str | None = None, text_decorations: bool = True, spellcheck: bool = True, result_filter: list[Literal['discussions', 'faq', 'infobox', 'news', 'query', 'summarizer', 'videos', 'web', 'locations', 'rich']] = ['web', 'query'], goggles: str | list[str] | None = None, units: Literal['metric', 'imperial'] | None = None, extra_snippets: bool | None = None, summary: bool | None = None) -> Any:

@@ -44,14 +44,6 @@ class DescribeWorkbookResult(TypedDict):
     calculation: NotRequired[CalculationInfo]
     structure_protected: NotRequired[bool]
 
-class Properties(TypedDict, total=False):
-    # Fields left out are not changed; '' clears one.
-    title: str
-    subject: str
-    author: str
-    keywords: str
-    company: str
-
 class Calculation(TypedDict, total=False):
     mode: Literal['auto', 'manual', 'auto_except_tables']  # 'manual': only on request (F9); 'auto_except_tables': skips data tables.
     iterative: bool  # Allow circular references.
@@ -64,7 +56,7 @@ class StructureProtection(TypedDict):
     password: NotRequired[str]  # To set; to unprotect, the current one.
 
 class WorkbookSettings(TypedDict, total=False):
-    doc_properties: Properties
+    doc_properties: PropertiesInfo
     calculation: Calculation
     structure_protection: StructureProtection
 

@@ -51,10 +51,6 @@ class JobVariablesAttribute(TypedDict):
     key: str  # Variable key
     value: str  # Variable value
 
-class JobVariablesAttribute2(TypedDict):
-    key: str
-    value: str
-
 async def merge_merge_request(*, project_id: str, merge_request_iid: str | None = None, sha: str | None = None, auto_merge: bool = False, merge_commit_message: str | None = None, merge_when_pipeline_succeeds: bool = False, should_remove_source_branch: bool = False, squash_commit_message: str | None = None, squash: bool = False) -> Any:
     """Merge a merge request. Use this only after checking the merge request approval, conflict, and pipeline state; use `approve_merge_request` to approve rather than merge. The operation changes repository state and may squash commits, schedule auto-merge, or delete the source branch, so it requires merge permission and returns GitLab's merge result or a mergeability error. Pass `sha` from `get_merge_request` (`sha` or `diff_refs.head_sha`); GitLab 19.2+ groups may reject merges without it.
 
@@ -1900,7 +1896,7 @@ async def play_pipeline_job(*, project_id: str, job_id: str, job_variables_attri
         job_inputs: Typed job input values
     """
 
-async def play_pipeline_jobs(*, project_id: str, job_ids: list[str], job_variables_attributes: list[JobVariablesAttribute2] | None = None, timeout_seconds: int | None = None, poll_interval_seconds: int | None = None) -> Any:
+async def play_pipeline_jobs(*, project_id: str, job_ids: list[str], job_variables_attributes: list[JobVariablesAttribute] | None = None, timeout_seconds: int | None = None, poll_interval_seconds: int | None = None) -> Any:
     """Play multiple manual pipeline jobs sequentially. Use this for the specific operation described; choose a sibling tool when you need a different resource or lifecycle action. It changes remote GitLab state and requires the necessary project or group permission; GitLab returns validation, conflict, permission, or rate-limit errors instead of silently applying an invalid request. When `project_id` or `group_id` is accepted, provide the numeric ID or complete URL-encoded path described by the schema; use required identifiers and pagination fields exactly as documented.
 
     Args:

@@ -53,14 +53,12 @@ class ProvisioningPreview2(TypedDict):
     path: str  # Path to the dashboard file within the repository, relative to its root.
     ref: NotRequired[str]  # Branch or commit SHA to render from. Defaults to the repository's main branch when omitted.
 
-TimeRange2 = TypedDict('TimeRange2', {'from': str, 'to': str}, total=False)
-
 class Filter(TypedDict):
     name: str  # The name of the label to match against
     value: str  # The value to match against
     type: str  # One of the '=' or '!=' or '=~' or '!~'
 
-class Matche(TypedDict, total=False):
+class Match(TypedDict, total=False):
     filters: list[Filter]
 
 class Operation(TypedDict):
@@ -475,7 +473,7 @@ async def get_oncall_shift(*, shiftId: str) -> Any:
         shiftId: The ID of the shift to get details for
     """
 
-async def get_panel_image(*, dashboardUid: str | None = None, explore: Explore | None = None, height: int | None = None, panelId: int | None = None, provisioningPreview: ProvisioningPreview2 | None = None, scale: int | None = None, theme: str | None = None, timeRange: TimeRange2 | None = None, timeout: int | None = None, variables: dict[str, str | list[str]] | None = None, width: int | None = None) -> Any:
+async def get_panel_image(*, dashboardUid: str | None = None, explore: Explore | None = None, height: int | None = None, panelId: int | None = None, provisioningPreview: ProvisioningPreview2 | None = None, scale: int | None = None, theme: str | None = None, timeRange: TimeRange | None = None, timeout: int | None = None, variables: dict[str, str | list[str]] | None = None, width: int | None = None) -> Any:
     """Render a Grafana dashboard panel, full dashboard or Explore view as a PNG image. Returns the image as base64 encoded data. Requires the Grafana Image Renderer service to be installed. Exactly one of dashboardUid (for stored dashboards), provisioningPreview (for dashboards staged on a provisioning repository branch, e.g. a git-sync PR) or explore (an ad-hoc datasource query rendered in Explore, no saved dashboard needed) must be supplied. Defaults in CSS pixels: panel 1000x750, dashboard 1200x900, Explore 1000x1000. Scale defaults to 1 for all views and is clamped to 1-3. ...
 
     Args:
@@ -638,7 +636,7 @@ async def list_oncall_users(*, page: int | None = None, userId: str | None = Non
         username: The username to filter users by. If provided, returns only the user matching this username
     """
 
-async def list_prometheus_label_names(*, datasourceUid: str, endRfc3339: str | None = None, limit: int = 100, matches: list[Matche] | None = None, projectName: str | None = None, startRfc3339: str | None = None) -> Any:
+async def list_prometheus_label_names(*, datasourceUid: str, endRfc3339: str | None = None, limit: int = 100, matches: list[Match] | None = None, projectName: str | None = None, startRfc3339: str | None = None) -> Any:
     """List label names in a PromQL-compatible datasource (Prometheus, Thanos, Mimir, Cloud Monitoring, etc.). Allows filtering by series selectors and time range.
 
     Args:
@@ -650,7 +648,7 @@ async def list_prometheus_label_names(*, datasourceUid: str, endRfc3339: str | N
         startRfc3339: Optionally, the start time of the time range to filter the results by. Supports RFC3339 or relative time (e.g. 'now-1h')
     """
 
-async def list_prometheus_label_values(*, datasourceUid: str, labelName: str, endRfc3339: str | None = None, limit: int = 100, matches: list[Matche] | None = None, projectName: str | None = None, startRfc3339: str | None = None) -> Any:
+async def list_prometheus_label_values(*, datasourceUid: str, labelName: str, endRfc3339: str | None = None, limit: int = 100, matches: list[Match] | None = None, projectName: str | None = None, startRfc3339: str | None = None) -> Any:
     """Gets the values for a specific label name in a PromQL-compatible datasource (Prometheus, Thanos, Mimir, Cloud Monitoring, etc.). Allows filtering by series selectors and time range.
 
     Args:

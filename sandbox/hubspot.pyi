@@ -28,12 +28,9 @@ class To(TypedDict):
 
 Input = TypedDict('Input', {'from': From, 'to': To})
 
-class To2(TypedDict):
-    id: str  # ID of the object to associate with
-
 class Association(TypedDict):
     types: list[Type]
-    to: To2
+    to: To
 
 class Input2(TypedDict):
     properties: dict[str, str]  # Object properties as key-value pairs

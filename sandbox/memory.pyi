@@ -2,13 +2,13 @@
 
 from typing import Any, Literal, NotRequired, TypedDict
 
-class Entitie(TypedDict):
+class Entity(TypedDict):
     name: str  # The name of the entity
     entityType: str  # The type of the entity
     observations: list[str]  # An array of observation contents associated with the entity
 
 class CreateEntitiesResult(TypedDict):
-    entities: list[Entitie]
+    entities: list[Entity]
 
 Relation = TypedDict('Relation', {'from': str, 'to': str, 'relationType': str})
 
@@ -26,7 +26,7 @@ class Result(TypedDict):
 class AddObservationsResult(TypedDict):
     results: list[Result]
 
-class DeleteEntitiesResult(TypedDict):
+class SuccessMessageResult(TypedDict):
     success: bool
     message: str
 
@@ -34,11 +34,11 @@ class Deletion(TypedDict):
     entityName: str  # The name of the entity containing the observations
     observations: list[str]  # An array of observations to delete
 
-class ReadGraphResult(TypedDict):
-    entities: list[Entitie]
+class EntitiesRelationsResult(TypedDict):
+    entities: list[Entity]
     relations: list[Relation]
 
-async def create_entities(*, entities: list[Entitie]) -> CreateEntitiesResult:
+async def create_entities(*, entities: list[Entity]) -> CreateEntitiesResult:
     """Create multiple new entities in the knowledge graph"""
 
 async def create_relations(*, relations: list[Relation]) -> CreateRelationsResult:
@@ -47,34 +47,34 @@ async def create_relations(*, relations: list[Relation]) -> CreateRelationsResul
 async def add_observations(*, observations: list[Observation]) -> AddObservationsResult:
     """Add new observations to existing entities in the knowledge graph"""
 
-async def delete_entities(*, entityNames: list[str]) -> DeleteEntitiesResult:
+async def delete_entities(*, entityNames: list[str]) -> SuccessMessageResult:
     """Delete multiple entities and their associated relations from the knowledge graph
 
     Args:
         entityNames: An array of entity names to delete
     """
 
-async def delete_observations(*, deletions: list[Deletion]) -> DeleteEntitiesResult:
+async def delete_observations(*, deletions: list[Deletion]) -> SuccessMessageResult:
     """Delete specific observations from entities in the knowledge graph"""
 
-async def delete_relations(*, relations: list[Relation]) -> DeleteEntitiesResult:
+async def delete_relations(*, relations: list[Relation]) -> SuccessMessageResult:
     """Delete multiple relations from the knowledge graph
 
     Args:
         relations: An array of relations to delete
     """
 
-async def read_graph() -> ReadGraphResult:
+async def read_graph() -> EntitiesRelationsResult:
     """Read the entire knowledge graph"""
 
-async def search_nodes(*, query: str) -> ReadGraphResult:
+async def search_nodes(*, query: str) -> EntitiesRelationsResult:
     """Search for nodes in the knowledge graph based on a query
 
     Args:
         query: The search query to match against entity names, types, and observation content
     """
 
-async def open_nodes(*, names: list[str]) -> ReadGraphResult:
+async def open_nodes(*, names: list[str]) -> EntitiesRelationsResult:
     """Open specific nodes in the knowledge graph by their names
 
     Args:

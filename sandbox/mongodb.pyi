@@ -36,11 +36,11 @@ class AggregateResult(TypedDict):
     count: Literal['indeterminate'] | float  # The total number of documents returned by the aggregation pipeline
     appliedLimits: list[Literal['config.maxDocumentsPerQuery', 'config.maxBytesPerQuery', 'tool.responseBytesLimit']]  # The limits applied to the aggregation pipeline
 
-class ClassicIndexe(TypedDict):
+class ClassicIndex(TypedDict):
     name: str
     key: dict[str, Any]
 
-class SearchIndexe(TypedDict):
+class SearchIndex(TypedDict):
     name: str
     type: str
     status: str
@@ -48,8 +48,8 @@ class SearchIndexe(TypedDict):
     latestDefinition: dict[str, Any]
 
 class CollectionIndexesResult(TypedDict):
-    classicIndexes: list[ClassicIndexe]
-    searchIndexes: list[SearchIndexe]
+    classicIndexes: list[ClassicIndex]
+    searchIndexes: list[SearchIndex]
     classicIndexesCount: float
     searchIndexesCount: float
 
@@ -173,15 +173,9 @@ class ExplainResult(TypedDict):
     method: Literal['aggregate', 'find', 'count']
     verbosity: Literal['queryPlanner', 'queryPlannerExtended', 'executionStats', 'allPlansExecution']
 
-class Arguments4(TypedDict, total=False):
-    filter: dict[str, Any]  # The query filter, matching the syntax of the query argument of db.collection.find()
-    projection: dict[str, Any]  # The projection, matching the syntax of the projection argument of db.collection.find()
-    limit: float
-    sort: dict[str, Literal[1, -1, 'asc', 'desc', 'ascending', 'descending'] | SortValue]  # A document, describing the sort order, matching the syntax of the sort argument of cursor.sort().
-
 class ExportTargetItem(TypedDict):
     name: Literal['find']  # The literal name 'find' to represent a find cursor as target.
-    arguments: Arguments4  # The arguments for 'find' operation.
+    arguments: Arguments2  # The arguments for 'find' operation.
 
 class ExportTargetItem2(TypedDict):
     name: Literal['aggregate']  # The literal name 'aggregate' to represent an aggregation cursor as target.

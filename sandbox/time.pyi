@@ -8,15 +8,9 @@ class TimeResult(TypedDict):
     day_of_week: str
     is_dst: bool
 
-class TimeResult2(TypedDict):
-    timezone: str
-    datetime: str
-    day_of_week: str
-    is_dst: bool
-
 class TimeConversionResult(TypedDict):
-    source: TimeResult2
-    target: TimeResult2
+    source: TimeResult
+    target: TimeResult
     time_difference: str
 
 async def get_current_time(*, timezone: str) -> TimeResult:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -85,6 +86,19 @@ async def wait_until_listening(process: Process, port: int, log_path: Path) -> N
             return
 
 
+_SETTLED = re.compile(r"all \d+ servers? settled|connecting \d+ servers? \.\.\.")
+
+
+async def wait_until_settled(log_path: Path) -> None:
+    """Until the portal logged that its servers settled (or, having none to connect, that it serves)."""
+    while True:
+        text = await anyio.Path(log_path).read_text(encoding="utf-8", errors="replace")
+        found = _SETTLED.findall(text)
+        if any("settled" in line for line in found) or (not found and "while servers connect" in text):
+            return
+        await anyio.sleep(0.05)
+
+
 async def stop(process: Process) -> None:
     """SIGTERM lets the portal close its downstream servers; whatever is left of its process group is killed."""
     with anyio.CancelScope(shield=True):
@@ -100,15 +114,23 @@ async def stop(process: Process) -> None:
 
 @asynccontextmanager
 async def running_portal(
-    config: Path, *, host: str = "127.0.0.1", env: Mapping[str, str] | None = None, args: Sequence[str] = ()
+    config: Path,
+    *,
+    host: str = "127.0.0.1",
+    env: Mapping[str, str] | None = None,
+    args: Sequence[str] = (),
+    settled: bool = True,
 ) -> AsyncIterator[str]:
-    """Start `portal-mcp serve --transport http [args]`, yield its `/mcp` URL once it accepts connections, then stop
-    it. The output goes to a log file next to the config; `PortalExited` carries it if the portal stops early."""
+    """Start `portal-mcp serve --transport http [args]`, yield its `/mcp` URL once it accepts connections (and, with
+    `settled`, once every downstream server's first attempt has ended: serve connects them in the background), then
+    stop it. The output goes to a log file next to the config; `PortalExited` carries it if the portal stops early."""
     port = free_port()
     log_path = config.with_suffix(".log")
     async with started(portal_command(config, host, port, *args), log_path, env=env) as process:
         with anyio.fail_after(STARTUP_TIMEOUT):
             await wait_until_listening(process, port, log_path)
+            if settled:
+                await wait_until_settled(log_path)
         yield f"http://127.0.0.1:{port}/mcp"
 
 

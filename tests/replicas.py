@@ -44,8 +44,8 @@ from starlette.types import Message, Receive, Scope, Send
 
 from portal_mcp.control.audit import AuditEvent
 from portal_mcp.surface.peers import FORWARDED_BY, HOP_BY_HOP
-from tests.portals import STARTUP_TIMEOUT, free_port, started, wait_until_listening
-from tests.servers import DEMO_SERVER
+from tests.portals import STARTUP_TIMEOUT, started, wait_until_listening
+from tests.servers import DEMO_SERVER, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 STATS_PATH = "/_roundrobin"
@@ -221,7 +221,8 @@ def replica_config(
     `stateless` goes into the file only when given (the replicas also get `--stateless` on the command line), and
     so does `policy`.
     """
-    http: dict[str, Any] = {"users": {user: {"token": token} for user, token in users.items()}}
+    # Operators all (`http.operator_groups`): the tests read each replica's /metrics with a client's token.
+    http: dict[str, Any] = {"users": {user: {"token": token, "groups": ["operators"]} for user, token in users.items()}}
     if stateless is not None:
         http["stateless"] = stateless
     config: dict[str, Any] = {
@@ -396,10 +397,10 @@ class AuditCheck:
 def check_audit(events: Sequence[AuditEvent], runs: Mapping[str, Sequence[Run]]) -> AuditCheck:
     """Match the store's run and call records one to one against the planned runs."""
     planned = [run for user_runs in runs.values() for run in user_runs]
-    expected = Counter(("run", run.user, run.digest, 0) for run in planned) + Counter(
-        ("call", run.user, "demo.echo", run.call_size) for run in planned
-    )
-    seen = Counter(
+    expected: Counter[tuple[str, str, str, int]] = Counter(
+        ("run", run.user, run.digest, 0) for run in planned
+    ) + Counter(("call", run.user, "demo.echo", run.call_size) for run in planned)
+    seen: Counter[tuple[str, str, str, int]] = Counter(
         (event.kind, event.user, event.subject, event.size_in if event.kind == "call" else 0)
         for event in events
         if event.kind in ("run", "call")

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
+import mcp_types as types
 import pytest
 from mcp.client import Client
 
@@ -50,45 +51,44 @@ class Attack:
 def _attacks() -> list[Attack]:
     a = Attack
     not_importable = "is not available in the sandbox"
-    private = 'is an invalid attribute name because it starts with "_"'
     guarded = "is not available in the sandbox"
     return [
         # --- dangerous imports ---
-        a("imports", "os", "import os", "ImportError: module 'os' is not available in the sandbox"),
-        a("imports", "from os", "from os import system", f"ImportError: module 'os' {not_importable}"),
+        a("imports", "os", "import os", "ModuleNotFoundError: module 'os' is not available in the sandbox"),
+        a("imports", "from os", "from os import system", f"ModuleNotFoundError: module 'os' {not_importable}"),
         a("imports", "subprocess", "import subprocess", f"module 'subprocess' {not_importable}"),
         a("imports", "ctypes", "import ctypes", f"module 'ctypes' {not_importable}"),
         a("imports", "importlib", "import importlib", f"module 'importlib' {not_importable}"),
-        a("imports", "sys", "import sys", f"module 'sys' {not_importable}"),
+        a("imports", "sys", "import sys\nsys.modules", "`sys.modules` is not available"),
         a("imports", "builtins", "import builtins", '"builtins" is a reserved name'),
         a("imports", "pickle", "import pickle", f"module 'pickle' {not_importable}"),
         a("imports", "submodule of an allowed one", "import json.decoder", "module 'json.decoder' is not available"),
-        a("imports", "__import__", "__import__('os')", '"__import__" is an invalid variable name'),
+        a("imports", "__import__", "__import__('os')", '"__import__" cannot be used as a name'),
         a("imports", "relative", "from . import x", "relative imports are not available"),
         a("imports", "module reached through a facade", "import datetime\ndatetime.sys", "has no attribute 'sys'"),
         a("imports", "enum behind re", "import re\nre.enum", "has no attribute 'enum'"),
         a("imports", "random behind statistics", "import statistics\nstatistics.random", "no attribute 'random'"),
         # --- dunder traversal ---
-        a("dunder", "__subclasses__", "().__class__.__bases__[0].__subclasses__()", private),
-        a("dunder", "getattr __class__", "getattr((), '__class__')", f"attribute '__class__' {guarded}"),
-        a("dunder", "built name", "getattr((), '__cla' + 'ss__')", f"attribute '__class__' {guarded}"),
+        a("dunder", "__subclasses__", "().__class__.__bases__[0].__subclasses__()", f'"__bases__" {guarded}'),
+        a("dunder", "getattr __bases__", "getattr(getattr((), '__class__'), '__bases__')", f"'__bases__' {guarded}"),
+        a("dunder", "built name", "getattr(().__class__, '__subcla' + 'sses__')()", f"'__subclasses__' {guarded}"),
         a("dunder", "mro", "getattr(ToolError, 'mro')()", f"attribute 'mro' {guarded}"),
-        a("dunder", "__globals__", "def f():\n    pass\nf.__globals__", private),
+        a("dunder", "__globals__", "def f():\n    pass\nf.__globals__", f'"__globals__" {guarded}'),
         a("dunder", "getattr __globals__", "def f():\n    pass\ngetattr(f, '__globals__')", guarded),
-        a("dunder", "__builtins__", "__builtins__", '"__builtins__" is an invalid variable name'),
-        a("dunder", "__closure__ of a stub", "demo.echo.__closure__", private),
+        a("dunder", "__builtins__", "__builtins__", '"__builtins__" cannot be used as a name'),
+        a("dunder", "__closure__ of a stub", "demo.echo.__closure__", f'"__closure__" {guarded}'),
         a("dunder", "getattr __closure__", "getattr(demo.echo, '__closure__')", guarded),
         a("dunder", "__self__ of print", "getattr(print, '__self__')", guarded),
         a("dunder", "__init__ of ToolError", "getattr(getattr(ToolError, '__init__'), '__globals__')", guarded),
-        a("dunder", "type()", "type(1)", "NameError: name 'type' is not defined"),
-        a("dunder", "object", "object", "NameError: name 'object' is not defined"),
-        a("dunder", "vars", "vars(demo)", "NameError: name 'vars' is not defined"),
+        a("dunder", "type() of a class", "type(type(1))", "its metaclass, which is not available"),
+        a("dunder", "object", "object.__subclasses__()", f'"__subclasses__" {guarded}'),
+        a("dunder", "vars", "vars(demo)", "vars() of a 'Namespace' is not available"),
         a("dunder", "globals()", "globals()", "NameError: name 'globals' is not defined"),
-        a("dunder", "getattr through map", "list(map(getattr, [()], ['__class__']))", guarded),
+        a("dunder", "getattr through map", "list(map(getattr, [print], ['__self__']))", guarded),
         a(
             "dunder",
             "getattr through partial",
-            "import functools\nfunctools.partial(getattr, (), '__class__')()",
+            "import functools\nfunctools.partial(getattr, (), '__mro__')()",
             guarded,
         ),
         # --- frame walking ---
@@ -98,7 +98,7 @@ def _attacks() -> list[Attack]:
         a("frames", "coroutine cr_frame", "async def c():\n    pass\nco = c()\ngetattr(co, 'cr_frame')", guarded),
         a("frames", "cr_await", "async def c():\n    pass\nco = c()\ngetattr(co, 'cr_await')", guarded),
         a("frames", "async generator ag_frame", "async def g():\n    yield 1\ngetattr(g(), 'ag_frame')", guarded),
-        a("frames", "traceback", "try:\n    1 / 0\nexcept ZeroDivisionError as e:\n    e.__traceback__", private),
+        a("frames", "traceback", "try:\n    1 / 0\nexcept ZeroDivisionError as e:\n    e.__traceback__", guarded),
         a(
             "frames",
             "getattr traceback",
@@ -115,31 +115,37 @@ def _attacks() -> list[Attack]:
         ),
         a("frames", "get_event_loop", "import asyncio\nasyncio.get_event_loop()", "the event loop is not exposed"),
         # --- format-string attribute access ---
-        a("format", "str.format", "'{0.__class__}'.format(1)", "str.format is not available"),
-        a("format", "format_map", "'{a.__class__}'.format_map({'a': 1})", "str.format is not available"),
-        a("format", "unbound str.format", "str.format('{0.__class__.__base__}', 1)", "str.format is not available"),
-        a("format", "getattr format", "getattr('{0.__class__}', 'format')(1)", "str.format is not available"),
-        a("format", "str subclass", "class S(str):\n    pass\nS('{0.__class__}').format(1)", "str.format"),
+        a("format", "str.format", "'{0.__class__.__base__}'.format(1)", f"'__base__' {guarded}"),
+        a("format", "format_map", "'{a.__globals__}'.format_map({'a': print})", f"'__globals__' {guarded}"),
+        a("format", "unbound str.format", "str.format('{0.__class__.__base__}', 1)", f"'__base__' {guarded}"),
+        a("format", "getattr format", "getattr('{0.__init__.__globals__}', 'format')(print)", guarded),
+        a("format", "str subclass", "class S(str):\n    pass\nS('{0.__subclasses__}').format(int)", guarded),
+        a("format", "item then attribute", "'{0[0].gi_frame}'.format([(x for x in [])])", f"'gi_frame' {guarded}"),
         a("format", "format builtin", "format(1, '{0.__class__}')", "Invalid format specifier"),
-        a("format", "f-string", "x = 1\nf'{x.__class__}'", private),
+        a("format", "f-string", "x = 1\nf'{x.__class__.__base__}'", f'"__base__" {guarded}'),
         # --- reading files ---
         a("read files", "open", "open('/etc/passwd').read()", "NameError: name 'open' is not defined"),
         a("read files", "/proc/self/environ", "open('/proc/self/environ').read()", "name 'open' is not defined"),
-        a("read files", "io", "import io\nio.open('/proc/self/environ')", f"module 'io' {not_importable}"),
+        a("read files", "io", "import io\nio.open('/proc/self/environ')", "`io.open` is not available"),
         a("read files", "pathlib", "import pathlib", f"module 'pathlib' {not_importable}"),
-        a("read files", "json.load", "import json\njson.load", "use `json.loads(text)`"),
+        a("read files", "json.load", "import json\njson.load(open('/etc/passwd'))", "name 'open' is not defined"),
         a("read files", "fullwidth open", "ｏｐｅｎ('/proc/self/environ')", "name 'open' is not defined"),
         # --- writing files ---
         a("write files", "open for writing", "open('/tmp/pwned', 'w').write('x')", "name 'open' is not defined"),
         a("write files", "print to a file", "print('x', file='/tmp/pwned')", "print(file=...) is not available"),
-        a("write files", "json.dump", "import json\njson.dump", "use `json.dumps(value)`"),
+        a("write files", "json.dump", "import json\njson.dump(1, open('/tmp/x', 'w'))", "name 'open' is not defined"),
         # --- sockets ---
         a("sockets", "socket", "import socket", f"module 'socket' {not_importable}"),
-        a("sockets", "asyncio connection", "import asyncio\nasyncio.open_connection", "no attribute 'open_connection'"),
+        a(
+            "sockets",
+            "asyncio connection",
+            "import asyncio\nasyncio.open_connection",
+            "`asyncio.open_connection` is not",
+        ),
         a("sockets", "urllib", "import urllib.request", f"module 'urllib.request' {not_importable}"),
         # --- subprocesses and fork ---
         a("processes", "subprocess", "import subprocess", f"module 'subprocess' {not_importable}"),
-        a("processes", "asyncio subprocess", "import asyncio\nasyncio.create_subprocess_exec", "no attribute"),
+        a("processes", "asyncio subprocess", "import asyncio\nasyncio.create_subprocess_exec", "no processes can"),
         a("processes", "multiprocessing", "import multiprocessing", f"module 'multiprocessing' {not_importable}"),
         a("processes", "fork", "import os\nos.fork()", f"module 'os' {not_importable}"),
         a("processes", "signal", "import signal", f"module 'signal' {not_importable}"),
@@ -157,7 +163,7 @@ def _attacks() -> list[Attack]:
             "import asyncio\nawait asyncio.sleep(10 ** 6)",
             "TimeoutError: the code ran longer",
         ),
-        a("loops", "time.sleep", "import time\ntime.sleep(60)", "use `await asyncio.sleep(seconds)`"),
+        a("loops", "time.sleep", "import time\ntime.sleep(60)", "TimeoutError: the code ran longer"),
         # --- memory and recursion bombs ---
         a("memory", "huge string", "'x' * 10 ** 10", "MemoryError: the code ran out of memory"),
         a("memory", "growing list", "chunks = []\nwhile True:\n    chunks.append('x' * 10 ** 6)", "MemoryError"),
@@ -165,21 +171,21 @@ def _attacks() -> list[Attack]:
         a("memory", "recursion", "def f(n):\n    return f(n + 1)\nf(0)", "RecursionError"),
         a("memory", "deep repr", "x = []\nfor i in range(100000):\n    x = [x]\nx", "RecursionError"),
         a("memory", "deep nesting at compile", "x = " + "(" * 5000 + ")" * 5000, "SyntaxError"),
-        a("memory", "code over the size limit", "x = 1\n" * 200_000, "over the limit of"),
+        a("memory", "code over the size limit", "x = 1\n" * 200_000, "`limits.max_code_bytes`"),
         # --- output floods ---
-        a("floods", "print loop", "for i in range(10 ** 6):\n    print(i)", "[output truncated: ", is_error=False),
-        a("floods", "one huge print", "print('y' * 10 ** 7)", "[output truncated: ", is_error=False),
-        a("floods", "huge value", "'x' * 10 ** 6", "[value truncated: ", is_error=False),
+        a("floods", "print loop", "for i in range(10 ** 6):\n    print(i)", "bytes of output cut here", is_error=False),
+        a("floods", "one huge print", "print('y' * 10 ** 7)", "bytes of output cut here", is_error=False),
+        a("floods", "huge value", "'x' * 10 ** 6", "bytes of the value cut here", is_error=False),
         a("floods", "huge error", "raise ValueError('x' * 10 ** 6)", "[error truncated: "),
         # --- the channel and credentials through the stubs ---
-        a("stubs", "stub _channel", "demo.echo._channel", private),
+        a("stubs", "stub _channel", "demo.echo._channel", f"'_channel' {guarded}"),
         a("stubs", "pending call _channel", "p = demo.echo(text='x')\ngetattr(p, '_channel')", guarded),
         a("stubs", "namespace _tools", "getattr(demo, '_tools')", guarded),
         a("stubs", "namespace item", "name = '_to' + 'ols'\ndemo[name]", "has no tool '_tools'"),
         a("stubs", "__await__", "p = demo.echo(text='x')\ngetattr(p, '__await__')", guarded),
         a("stubs", "pending call used as a value", "p = demo.echo(text='x')\np.send(None)", "was not awaited"),
         a("stubs", "__defaults__", "getattr(demo.echo, '__defaults__')", guarded),
-        a("stubs", "dir", "dir(demo)", "NameError: name 'dir' is not defined"),
+        a("stubs", "dir", "dir(demo)", "Value: ['__class__', '__doc__', '__init__']", is_error=False),
         a("stubs", "tool outside the catalog", "name = 'rm' + '_rf'\nawait getattr(demo, name)()", "has no tool"),
         # A keyword named like a hidden parameter is just an argument: the same tool is called.
         a(
@@ -236,20 +242,20 @@ def _attacks() -> list[Attack]:
         a("code", "eval", "eval('1')", "Eval calls are not allowed"),
         a("code", "exec", "exec('x = 1')", "Exec calls are not allowed"),
         a("code", "compile", "compile('1', 'x', 'eval')", "name 'compile' is not defined"),
-        a("code", "__code__", "def f():\n    pass\nf.__code__", private),
+        a("code", "__code__", "def f():\n    pass\nf.__code__", f'"__code__" {guarded}'),
         a("code", "getattr __code__", "def f():\n    pass\ngetattr(f, '__code__')", guarded),
         a("code", "gi_code", "def g():\n    yield 1\ngetattr(g(), 'gi_code')", guarded),
         a(
             "code",
             "string annotation evaluated",
             "import functools\nfunctools.singledispatch",
-            "no attribute 'singledispatch'",
+            "`functools.singledispatch` is not available",
         ),
         a(
             "code",
             "guard shadowing (CVE-2026-55830)",
             "def f(_getattr_=None, /):\n    pass",
-            '"_getattr_" is an invalid',
+            '"_getattr_" is reserved for the sandbox',
         ),
         a(
             "code",
@@ -258,33 +264,40 @@ def _attacks() -> list[Attack]:
             "TryStar statements are not allowed",
         ),
         # --- metaclasses and __del__ ---
-        a("classes", "metaclass from type", "class M(type):\n    pass", "name 'type' is not defined"),
+        a("classes", "metaclass from type", "class M(type):\n    pass", "metaclasses are not available"),
         a("classes", "metaclass keyword", "class A(metaclass=ToolError):\n    pass", '"metaclass" is not allowed'),
-        a("classes", "__del__", "class A:\n    def __del__(self):\n        print('late')", '"__del__" is an invalid'),
+        a(
+            "classes",
+            "__del__",
+            "class A:\n    def __del__(self):\n        print('late')",
+            '"__del__" cannot be defined',
+        ),
         a(
             "classes",
             "__init_subclass__",
             "class A:\n    def __init_subclass__(cls):\n        pass",
-            "invalid variable name",
+            '"__init_subclass__" cannot be defined',
         ),
         a(
             "classes",
             "__getattr__ hook",
-            "class A:\n    def __getattr__(self, name):\n        return 1",
-            "invalid variable name",
+            "seen = []\nclass A:\n    def __getattr__(self, name):\n        seen.append(name)\n        return 1\n"
+            "try:\n    await demo.echo(text=A())\nexcept TypeError as e:\n    print('refused', e)\nprint(seen)",
+            "refused arguments of demo.echo() must be JSON values",
+            is_error=False,
         ),
         a(
             "classes",
             "super",
-            "class A:\n    def f(self):\n        return super()\nA().f()",
-            "name 'super' is not defined",
+            "class A:\n    def f(self):\n        return super().__getattribute__('__dict__')\nA().f()",
+            '"__getattribute__" is not available in the sandbox',
         ),
         a("classes", "modify a facade", "import json\njson.dumps = print", "'Facade' objects cannot be modified"),
         a("classes", "setattr on a facade", "import json\nsetattr(json, 'dumps', print)", "cannot be modified"),
         # --- unicode-normalised identifiers ---
-        a("unicode", "mathematical __import__", "__𝒾𝓂𝓅𝑜𝓇𝓉__('os')", '"__import__" is an invalid variable name'),
+        a("unicode", "mathematical __import__", "__𝒾𝓂𝓅𝑜𝓇𝓉__('os')", '"__import__" cannot be used as a name'),
         a("unicode", "mathematical eval", "𝓮𝓿𝓪𝓵('1')", "Eval calls are not allowed"),
-        a("unicode", "fullwidth dunder attribute", "().__𝒸𝓁𝒶𝓈𝓈__", private),
+        a("unicode", "fullwidth dunder attribute", "().__𝒸𝓁𝒶𝓈𝓈__.__𝒷𝒶𝓈𝑒𝓈__", f'"__bases__" {guarded}'),
         a("unicode", "fullwidth string attribute", "getattr((), '＿＿class＿＿')", "has no attribute"),
         a("unicode", "fullwidth builtin", "ｅｘｅｃ('1')", "Exec calls are not allowed"),
     ]
@@ -335,7 +348,9 @@ async def client(tmp_path_factory: pytest.TempPathFactory, portal_secret: None) 
 async def _execute(client: Client, code: str) -> tuple[str, bool]:
     with anyio.fail_after(30):
         result = await client.call_tool("execute_code", {"code": code})
-    return "\n".join(block.text for block in result.content), bool(result.is_error)
+    return "\n".join(block.text for block in result.content if isinstance(block, types.TextContent)), bool(
+        result.is_error
+    )
 
 
 def _assert_no_secret(text: str) -> None:
@@ -371,11 +386,11 @@ import sys; sys.modules['ssl'] = None
 import ast, builtins
 from portal_mcp.sandbox import policy
 
-def compile_plain(source):
+def compile_plain(source, level='open'):
     flags = ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
     return policy.CompiledCode(compile(source, policy.AGENT_FILENAME, 'exec', flags=flags), tuple(source.splitlines()))
 
-def plain_globals(*, printer, names, extra_builtins):
+def plain_globals(*, printer, names, extra_builtins, **ignored):
     def show(*values):
         printer.write(' '.join(map(str, values)) + '\\n')
     return {'__builtins__': builtins, 'print': show, **names}

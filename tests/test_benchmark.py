@@ -51,7 +51,10 @@ def test_workflow_accounting_counts_every_part_of_each_context() -> None:
     assert direct.turns == 2  # the call, then the answer
     assert direct.billed == 1003 + 1024  # each turn re-reads everything before it
 
-    steps = [Search({"query": "issues"}, "# github.list_issues"), Run("print(1)", "1")]  # 12 + 4, then 15 + 1
+    steps: list[Search | Run] = [
+        Search({"query": "issues"}, "# github.list_issues"),
+        Run("print(1)", "1"),
+    ]  # 12 + 4, then 15 + 1
     portal = portal_context(245, task, steps)
     assert portal.parts == {
         "tool definitions": 245,

@@ -12,12 +12,16 @@ from mcp_types import CallToolResult, ImageContent, TextContent
 
 from portal_mcp.catalog.model import Catalog
 from portal_mcp.catalog.schemas import Validators, drop_omitted
+from portal_mcp.config import LimitsConfig
 from portal_mcp.control.audit import MemoryAuditSink
+from portal_mcp.control.budgets import Budgets
 from portal_mcp.control.credentials import Redactor
 from portal_mcp.control.principal import Principal
 from portal_mcp.downstream import DownstreamPool
 from portal_mcp.errors import ArgumentError, ToolFailedError, UnknownToolError
 from portal_mcp.runs.bridge import Bridge, Caller, result_value
+
+BUDGETS = Budgets(LimitsConfig(), max_result_bytes=2_000_000)
 
 
 def make_tracker() -> tuple[MCPServer, list[dict[str, Any]]]:
@@ -53,7 +57,11 @@ async def bridge() -> AsyncIterator[tuple[Bridge, list[dict[str, Any]], MemoryAu
     with anyio.fail_after(30):
         async with DownstreamPool({}, local={"tracker": server}) as pool:
             catalog = Catalog.build(pool.listings())
-            yield Bridge(lambda: catalog, pool, audit, Redactor(), Validators(), approval_timeout=5.0), received, audit
+            yield (
+                Bridge(lambda: catalog, pool, audit, Redactor(), Validators(), approval_timeout=5.0, budgets=BUDGETS),
+                received,
+                audit,
+            )
 
 
 async def test_a_valid_call_reaches_the_server_and_returns_structured_content(bridge: Any) -> None:

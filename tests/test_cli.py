@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -81,6 +82,19 @@ def test_snapshot_then_stubs_round_trip_through_files(config: Path, tmp_path: Pa
     result = run("stubs", "--config", str(offline), "--out", str(stubs))
     assert result.returncode == 0, result.stderr
     assert "async def get_current_time(" in (stubs / "time.pyi").read_text()
+
+
+def test_stubs_show_the_return_types_observed_in_earlier_runs(config: Path, tmp_path: Path) -> None:
+    config.write_text(config.read_text() + f"audit: {{sqlite: {tmp_path / 'audit.sqlite'}}}\n")
+    code = """await demo.echo(text='{"id": 1, "tags": ["MARKER-c0ffee-value"]}')\n"""
+    assert run("exec", "--config", str(config), "-", stdin=code).returncode == 0
+    stubs = tmp_path / "stubs"
+    result = run("stubs", "--config", str(config), "--out", str(stubs))
+    assert result.returncode == 0, result.stderr
+    module = (stubs / "demo.pyi").read_text()
+    assert "class EchoResult(TypedDict):\n    id: int\n    tags: list[str]\n" in module
+    assert "async def echo(*, text: str) -> EchoResult:  # return type observed over 1 call\n" in module
+    assert "MARKER" not in module
 
 
 def test_bench_prints_the_savings_table_and_writes_json(config: Path, tmp_path: Path) -> None:
@@ -169,3 +183,72 @@ def test_with_json_logs_a_fatal_start_error_is_one_json_line_too(tmp_path: Path)
     record = json.loads(line)
     assert (record["level"], record["event"]) == ("error", "fatal")
     assert record["message"].startswith(f"config error {path}:2: server 'x' has both `command` and `url`")
+
+
+def test_check_reports_a_failed_server_once(config: Path) -> None:
+    config.write_text(config.read_text() + "  broken: {command: /nonexistent/server}\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "portal_mcp", "check", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "COLUMNS": "400"},  # the table on one line per server
+    )
+    output = result.stdout + result.stderr
+    assert output.count("'/nonexistent/server' not found") == 1, output
+
+
+def test_bench_keeps_its_made_up_searches_out_of_the_configured_audit_store(config: Path, tmp_path: Path) -> None:
+    store = tmp_path / "audit.db"
+    config.write_text(config.read_text() + f"audit: {{sqlite: {store}}}\n")
+    code = tmp_path / "run.py"
+    code.write_text("print(1)\n")
+    assert run("exec", "--config", str(config), str(code)).returncode == 0  # a real run, recorded
+    result = run("bench", "--config", str(config))
+    assert result.returncode == 0, result.stderr
+    recent = run("audit", "recent", "--config", str(config), "--json")
+    assert recent.returncode == 0, recent.stderr
+    assert [record["kind"] for record in json.loads(recent.stdout)] == ["run"]
+
+
+def test_a_busy_port_is_one_line_naming_the_port_and_the_fix(config: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run("serve", "--config", str(config), "--transport", "http", "--port", str(port))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert f"port {port} on 127.0.0.1 is already in use" in lines[0] and "--port" in lines[0]
+    assert result.stdout == ""
+
+
+def test_words_agree_with_their_counts(tmp_path: Path) -> None:
+    path = tmp_path / "portal.yaml"
+    path.write_text(
+        "servers:\n"
+        f"  clock: {{snapshot: {Path(__file__).parents[1] / 'schemas' / 'time.json'}, tools: {{allow: [get_current_time]}}}}\n"
+    )
+    result = run("search", "--config", str(path), "")
+    assert result.returncode == 0, result.stderr
+    assert "1 tool on 1 server:" in result.stdout and "- clock (1 tool)" in result.stdout
+
+
+def test_check_exits_one_for_search_curation_that_names_no_tool(tmp_path: Path) -> None:
+    path = tmp_path / "portal.yaml"
+    path.write_text(
+        "servers:\n"
+        "  clock:\n    snapshot: ${PORTAL_SCHEMAS}/time.json\n"
+        "    search:\n"
+        "      keywords: [hour]\n"
+        "      tools: {get_curent_time: {aliases: [now]}, convert_time: {description: Time in another zone}}\n",
+        encoding="utf-8",
+    )
+    result = run("check", "--config", str(path))
+    assert result.returncode == 1, result.stdout + result.stderr
+    text = " ".join(result.stdout.split())
+    assert "search: `servers.clock.search.tools` key 'get_curent_time' names no tool of clock" in text
+    assert "'convert_time'" not in text

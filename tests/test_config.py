@@ -363,9 +363,9 @@ def test_list_as_on_a_server_without_user_references_is_refused(tmp_path: Path) 
     assert "`list_as` only applies to servers whose headers/env use `${user.KEY}`" in message
 
 
-def test_the_readme_config_reference_is_a_valid_config(tmp_path: Path) -> None:
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    section = readme[readme.index("## portal.yaml reference") :]
+def test_the_config_reference_is_a_valid_config(tmp_path: Path) -> None:
+    reference = (Path(__file__).resolve().parents[1] / "docs" / "configuration.md").read_text()
+    section = reference[reference.index("## portal.yaml reference") :]
     text = section[section.index("```yaml\n") + 8 : section.index("\n```", section.index("```yaml"))]
     (tmp_path / "schemas").mkdir()
     shutil.copy(bundled_schemas_dir() / "time.json", tmp_path / "schemas" / "legacy.json")
@@ -415,3 +415,45 @@ def test_every_command_refuses_empty_or_shared_tokens_with_the_line(tmp_path: Pa
     with pytest.raises(ConfigError, match=re.escape(message)) as caught:
         load_config(write(tmp_path, "servers: {}\n" + http + "\n"), environ={"EMPTY": ""})
     assert caught.value.line == 2
+
+
+def test_every_config_problem_is_listed_with_its_line_and_a_did_you_mean(tmp_path: Path) -> None:
+    path = tmp_path / "portal.yaml"
+    path.write_text(
+        "servers:\n  demo:\n    comand: python\n  other:\n    command: x\n    timout: 3\nsandbox:\n  timeot: 3\n"
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, environ={})
+    problems = [(p.line, p.message) for p in caught.value.problems()]
+    assert [line for line, _ in problems] == [3, 6, 8]
+    assert "`comand` looks like a typo for `command`" in problems[0][1]
+    assert problems[1][1] == "unknown key 'timout' in server 'other'; did you mean 'timeout'?"
+    assert problems[2][1] == "unknown key 'timeot' in key 'sandbox'; did you mean 'timeout'?"
+    assert str(caught.value).startswith("3 problems:\n")
+
+
+def test_relative_args_and_cwd_resolve_against_the_configs_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "project"
+    (folder / "tools").mkdir(parents=True)
+    (folder / "tools" / "server.py").write_text("")
+    path = folder / "portal.yaml"
+    path.write_text(
+        "servers:\n"
+        "  local: {command: python, args: [tools/server.py, ./data, -m, '@scope/pkg', mcp-server-time, --x=1]}\n"
+        "  inside: {command: python, args: [server.py], cwd: tools}\n"
+    )
+    monkeypatch.chdir(tmp_path)  # elsewhere: the paths still name the files next to the config
+    config = load_config(path, environ={})
+    local, inside = config.servers["local"], config.servers["inside"]
+    assert isinstance(local, StdioServerConfig) and isinstance(inside, StdioServerConfig)
+    assert local.args == [
+        str(folder / "tools" / "server.py"),
+        str(folder / "data"),
+        "-m",
+        "@scope/pkg",
+        "mcp-server-time",
+        "--x=1",
+    ]
+    assert inside.cwd == folder / "tools" and inside.args == ["server.py"]  # with `cwd:` the process resolves them

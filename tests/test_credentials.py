@@ -29,7 +29,7 @@ from portal_mcp.config import PortalConfig, load_config
 from portal_mcp.control.credentials import MIN_REDACTED_LENGTH, REDACTED, Redactor
 from portal_mcp.downstream._stderr import StderrPump
 from portal_mcp.errors import MissingSecretError, ToolFailedError
-from portal_mcp.logs import DownstreamStderr, JsonFormatter
+from portal_mcp.logs import JsonFormatter, downstream_stderr
 from portal_mcp.portal import Portal
 from portal_mcp.runs.bridge import Caller
 from tests.portals import authorised_client, running_portal
@@ -347,6 +347,8 @@ print(await remote.whoami())
         config = load(write_setup(tmp_path, marks, url))
         with anyio.fail_after(60):
             async with Portal.open(config) as portal:
+                # The test's log output, as an embedding application's: it adds the portal's redaction itself.
+                caplog.handler.addFilter(portal.redactor.filter())
                 outputs = [
                     (await portal.execute_code(hunt, portal.principal(user))).render() for user in ("alice", "bob")
                 ]
@@ -608,7 +610,7 @@ async def test_a_secret_folded_over_a_downstreams_traceback_lines_reaches_no_log
     )
     code = "print(await leaky.report())\ntry:\n    await leaky.boom()\nexcept Exception as exc:\n    print('caught', exc)\n"
     # json: the served portal's `--log-format json` path, each stderr line a log record.
-    errlog = DownstreamStderr() if log_format == "json" else None
+    errlog = downstream_stderr() if log_format == "json" else None
     err = ""
     with anyio.fail_after(60):
         async with Portal.open(load_config(config_file, environ={}), errlog=errlog) as portal:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import signal
 import sys
 from collections.abc import Iterator, Mapping
@@ -292,14 +293,15 @@ async def test_a_missing_working_directory_is_named(recorder: Recorder, tmp_path
             )
 
 
-async def test_a_server_that_exits_at_start_is_failed_with_its_stderr(recorder: Recorder) -> None:
+async def test_a_server_that_exits_at_start_is_failed_and_its_stderr_is_in_the_log(recorder: Recorder) -> None:
     with anyio.fail_after(30):
         async with recorder.pool({"quits": demo_stdio("--exit-at-start")}) as pool:
             status = status_of(pool, "quits")
     assert status.state == "failed"
     assert status.error is not None
     assert status.error.startswith("the process exited before the MCP handshake finished")
-    assert status.error.endswith("its stderr ends with: demo server: refusing to start (--exit-at-start)")
+    assert status.error.endswith("its stderr is in the portal's log")
+    assert "[quits] demo server: refusing to start (--exit-at-start)" in recorder.errlog.getvalue()
 
 
 async def test_a_server_that_hangs_at_start_fails_after_its_connect_timeout(recorder: Recorder) -> None:
@@ -316,7 +318,7 @@ async def test_a_crashed_server_is_respawned_by_the_next_call(recorder: Recorder
         async with recorder.pool({"demo": demo_stdio()}) as pool:
             with pytest.raises(DownstreamError, match="was not retried because it may have run") as caught:
                 await pool.call_tool("demo", "crash", {})
-            assert "demo server: crashing on request" in str(caught.value)
+            assert "its stderr is in the portal's log" in str(caught.value)
             assert status_of(pool, "demo").state == "exited"
             assert list(pool.listings()) == ["demo"]  # still callable: the next call respawns it
 
@@ -336,8 +338,9 @@ async def test_a_server_that_keeps_dying_ends_down(recorder: Recorder, tmp_path:
             with pytest.raises(ServerUnavailableError) as caught:
                 await pool.call_tool("flaky", "echo", {"text": "x"})
             message = str(caught.value)
-            assert "down after 2 restart attempt(s)" in message
-            assert "this is a respawn; exiting" in message and "`portal-mcp check`" in message
+            assert re.match(r"server 'flaky' is down since \d\d:\d\d:\d\d \(after 2 restart attempt\(s\)", message)
+            assert "its stderr is in the portal's log" in message and re.search(r"; retrying in \d+ s$", message)
+            assert "this is a respawn; exiting" in recorder.errlog.getvalue()
             assert status_of(pool, "flaky").state == "down"
             assert "flaky" not in pool.listings()
 
@@ -378,7 +381,7 @@ async def test_an_http_server_that_went_away_is_unavailable_until_it_is_back(rec
                 assert status_of(pool, "web").state == "down"
                 await server.start()
                 assert text(await pool.call_tool("web", "echo", {"text": "back"})) == "back"
-    assert recorder.kinds("web")[-2:] == ["restarting", "restarted"]
+    assert recorder.kinds("web")[-2:] == ["down", "restarted"]  # one attempt when called, no restart series
 
 
 async def test_unreachable_and_misaddressed_http_servers_fail_with_the_reason(recorder: Recorder) -> None:
@@ -570,3 +573,26 @@ async def test_missing_credentials_are_reported_as_the_http_status(recorder: Rec
     assert allowed.state == "connected"
     assert denied.state == "failed"
     assert denied.error == f"{server.url} answered HTTP 401 Unauthorized; check the credentials in `headers:`"
+
+
+async def test_an_error_quotes_only_the_stderr_of_the_process_at_fault(recorder: Recorder, tmp_path: Path) -> None:
+    server = demo_stdio("--once", str(tmp_path / "started"), max_restarts=1)
+    with anyio.fail_after(30):
+        async with recorder.pool({"flaky": server}) as pool:
+            with pytest.raises(DownstreamError, match="crashing on request"):
+                await pool.call_tool("flaky", "crash", {})
+            with pytest.raises(ServerUnavailableError) as caught:
+                await pool.call_tool("flaky", "echo", {"text": "x"})
+    message = str(caught.value)
+    assert message.count("this is a respawn; exiting") == 1, message
+    assert "crashing on request" not in message  # said by the first process, not the respawn that failed
+
+
+async def test_the_spawn_marker_in_a_servers_environment_does_not_read_as_a_credential(recorder: Recorder) -> None:
+    with anyio.fail_after(30):
+        async with recorder.pool({"demo": demo_stdio(env={"GREETING": "hi"})}) as pool:
+            pid = int(text(await pool.call_tool("demo", "pid", {})))
+            environ = (await anyio.Path(f"/proc/{pid}/environ").read_bytes()).split(b"\0")
+    names = {entry.split(b"=", 1)[0].decode() for entry in environ if entry}
+    portal_names = {name for name in names if name.startswith("PORTAL_MCP_") and name != "PORTAL_MCP_STATE_DIR"}
+    assert portal_names == {"PORTAL_MCP_SPAWN_ID"}

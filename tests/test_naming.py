@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from mcp_types import Tool
 
-from portal_mcp.catalog.model import Catalog, ToolFilter
+from portal_mcp.catalog.model import Catalog
+from portal_mcp.config import ToolFilter
 from portal_mcp.naming import assign_python_names, python_name, split_qualified
 
 

@@ -42,7 +42,7 @@ def _config(folder: Path) -> Path:
         "servers:\n"
         f"  demo:\n    command: {sys.executable!r}\n    args: [{str(DEMO_SERVER)!r}, --many, '20']\n"
         "  dead:\n    command: /nonexistent/portal-test-command\n"
-        "http:\n  users:\n    alice: {token: '${ALICE_TOKEN}'}\n    bob: {token: '${BOB_TOKEN}'}\n",
+        "http:\n  users:\n    alice: {token: '${ALICE_TOKEN}', groups: [operators]}\n    bob: {token: '${BOB_TOKEN}'}\n",
         encoding="utf-8",
     )
     return path
@@ -72,6 +72,17 @@ def _text(result: types.CallToolResult) -> str:
     return "\n".join(block.text for block in result.content if isinstance(block, types.TextContent))
 
 
+async def _until_connected(base: str, token: str | None, server: str) -> None:
+    """`serve` answers at once and connects its servers meanwhile: wait until `server` is up."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async with httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30)) as http:
+        while True:
+            report = (await http.get(f"{base}/healthz")).json()
+            if any(s["name"] == server and s["state"] == "connected" for s in report["servers"]):
+                return
+            await anyio.sleep(0.1)
+
+
 MARKER = "marker-argument-value-7f3a"
 
 RUNS = {
@@ -88,6 +99,7 @@ async def test_metrics_health_and_json_logs_of_a_real_http_portal(tmp_path: Path
     config = _config(tmp_path)
     async with _serving(config, {"ALICE_TOKEN": alice, "BOB_TOKEN": bob}) as base:
         with anyio.fail_after(90):
+            await _until_connected(base, alice, "demo")  # serve answers at once; the tokens saved need the catalog
             async with authorised_client(f"{base}/mcp", alice) as client:
                 await client.list_tools()
                 await client.call_tool("search_api", {"query": "echo text"})
@@ -108,6 +120,9 @@ async def test_metrics_health_and_json_logs_of_a_real_http_portal(tmp_path: Path
                 scraped = await http.get(f"{base}/metrics", headers=as_alice)
                 anonymous_health = await http.get(f"{base}/healthz")
                 health = await http.get(f"{base}/healthz", headers=as_alice)
+                as_bob = {"Authorization": f"Bearer {bob}"}  # a user, not an operator
+                bobs_metrics = await http.get(f"{base}/metrics", headers=as_bob)
+                bobs_health = await http.get(f"{base}/healthz", headers=as_bob)
                 rebound = [
                     (await http.get(f"{base}{path}", headers={**as_alice, "Host": "evil.example"})).status_code
                     for path in ("/metrics", "/healthz")
@@ -123,6 +138,9 @@ async def test_metrics_health_and_json_logs_of_a_real_http_portal(tmp_path: Path
     assert scraped.headers["content-type"].startswith("text/plain")
     assert anonymous_health.status_code == 200
     assert anonymous_health.json() == {"status": "degraded"}
+    # The details (other users' names and activity, servers' errors) are the operators' (`http.operator_groups`).
+    assert bobs_metrics.status_code == 403 and "operator_groups" in bobs_metrics.text
+    assert bobs_health.json() == {"status": "degraded"}
     # The DNS-rebinding check applies to both, token or not.
     assert rebound == [421, 421]
 
@@ -190,6 +208,7 @@ async def test_without_tokens_on_loopback_metrics_and_full_health_need_no_token(
     )
     async with _serving(config, {}) as base, httpx2.AsyncClient(timeout=httpx2.Timeout(30)) as http:
         with anyio.fail_after(30):
+            await _until_connected(base, None, "demo")
             scraped = await http.get(f"{base}/metrics")
             health = await http.get(f"{base}/healthz")
             openmetrics = await http.get(f"{base}/metrics", headers={"Accept": "application/openmetrics-text"})

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 import textwrap
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -285,9 +285,11 @@ async def test_search_shows_each_user_only_the_tools_they_may_call() -> None:
         for_carol = portal.search_api("table rows", portal.principal("carol"), detail="name")
         overview = portal.search_api("", portal.principal("alice"))
     assert "ops.read_rows" in for_alice and "drop_table" not in for_alice and "insert_row" not in for_alice
-    assert "1 of 1 tools" in overview or "1 tools on 1 servers" in overview, overview
+    assert "1 tool on 1 server" in overview, overview
     assert "ops.drop_table" in for_carol and "ops.insert_row" in for_carol
-    assert "Calls to ops.drop_table ask the user for approval first" in for_carol
+    # Search by meaning may add other destructive tools (purge_cache) to the list: drop_table must be in it.
+    approval = for_carol.split("Calls to ", 1)[1].split(" ask the user for approval first", 1)[0]
+    assert "ops.drop_table" in approval.split(", ")
     assert "approval" not in for_alice
 
 
@@ -328,16 +330,14 @@ async def test_runs_per_minute_is_counted_per_user() -> None:
 
 # --- approvals through MCP elicitation ---------------------------------------------------------------------------------
 
-Answer = Callable[[types.ElicitRequestParams], Any]
+Answer = Callable[[types.ElicitRequestParams], types.ElicitResult | Awaitable[types.ElicitResult]]
 
 
 def elicitation(answer: Answer, asked: list[str]) -> Any:
     async def callback(context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
         asked.append(params.message)
         result = answer(params)
-        if hasattr(result, "__await__"):
-            result = await result
-        return result
+        return result if isinstance(result, types.ElicitResult) else await result
 
     return callback
 
@@ -377,7 +377,7 @@ async def test_an_approved_destructive_call_runs_and_the_decision_is_audited(era
     assert "dropped" in text and "refused" not in text
     assert received == ["drop_table users", "read_rows users"]
     assert len(asked) == 1  # the read-only call was not asked about
-    assert "alice" in asked[0] and "ops.drop_table" in asked[0] and '"table": "users"' in asked[0]
+    assert "alice" in asked[0] and "ops.drop_table" in asked[0] and 'table = "users"' in asked[0]
     drop = calls_of(audit)[0]
     assert (drop.subject, drop.outcome, drop.detail) == ("ops.drop_table", "ok", "approved")
     assert approved == 1
@@ -486,7 +486,10 @@ async def test_calls_gathered_at_once_are_each_asked_about(era: str) -> None:
 
 
 async def test_an_answer_for_no_waiting_run_gets_a_clear_error() -> None:
-    callback = elicitation(lambda _: None, [])
+    def unused(_: types.ElicitRequestParams) -> types.ElicitResult:
+        raise AssertionError("answered by hand, never through the callback")
+
+    callback = elicitation(unused, [])
     async with (
         opened(config_with(APPROVE_DESTRUCTIVE), []) as (portal, _),
         Client(PortalServer(portal).server, elicitation_callback=callback) as client,
@@ -533,7 +536,9 @@ async def test_over_http_each_token_gets_its_own_users_policy(tmp_path: Path) ->
             ]
     alice_search, alice_run = replies["alice"]
     bob_search, bob_run = replies["bob"]
-    assert "# demo.add:" not in alice_search and "1 of 8 tools" in alice_search  # bob sees all 9
+    assert (
+        "# demo.add:" not in alice_search and " of 8 tools match" in alice_search
+    )  # bob sees all 9 (meaning may add hits)
     assert "# demo.add:" in bob_search
     assert "demo.add: not allowed: the policy denies `demo.add` to 'alice'" in alice_run
     assert "refused" not in bob_run and "3" in bob_run
@@ -600,7 +605,7 @@ async def test_runs_waiting_for_answers_are_capped_per_user_and_forgotten_after_
             first, second = [await start("alice") for _ in range(2)]
             assert isinstance(first, types.InputRequiredResult) and isinstance(second, types.InputRequiredResult)
             with pytest.raises(TooManyWaitingError, match="2 of your runs are already waiting"):
-                start("alice")
+                await start("alice")
             bobs = await start("bob")
             assert isinstance(bobs, types.InputRequiredResult)  # bob has his own allowance
             assert first.request_state is not None and first.input_requests is not None

@@ -59,7 +59,7 @@ async def test_tag_filters_combine_with_owner(portal: Portal) -> None:
 
 async def test_a_filter_alone_gives_the_overview_of_matching_servers(portal: Portal) -> None:
     text = portal.search_api("tag:storage", portal.local)
-    assert text.startswith("14 tools on 1 servers:")
+    assert text.startswith("14 tools on 1 server:")
     assert "  - files.read_text_file" in text
 
 
@@ -85,7 +85,7 @@ async def test_searches_are_audited(portal: Portal) -> None:
 
 
 async def test_agents_md_lists_servers_with_owners_and_the_workflow(portal: Portal) -> None:
-    from portal_mcp.agents_md import render_agents_md
+    from portal_mcp.cli.agents_md import render_agents_md
 
     text = render_agents_md(portal)
     assert "`search_api(query=...)`" in text and "`execute_code(code=...)`" in text

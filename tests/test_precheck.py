@@ -16,8 +16,9 @@ from mcp_types import CallToolResult, Tool
 from portal_mcp.catalog.model import Catalog
 from portal_mcp.catalog.schemas import Validators, object_shape
 from portal_mcp.catalog.snapshot import load_snapshot
-from portal_mcp.config import bundled_schemas_dir
+from portal_mcp.config import LimitsConfig, bundled_schemas_dir
 from portal_mcp.control.audit import MemoryAuditSink
+from portal_mcp.control.budgets import Budgets
 from portal_mcp.control.credentials import Redactor
 from portal_mcp.control.principal import Principal
 from portal_mcp.errors import ArgumentError
@@ -311,6 +312,9 @@ class _NoDownstream:
     async def call_tool(self, server: str, tool: str, arguments: dict[str, Any], *, user: str) -> CallToolResult:
         raise AssertionError("the bridge must refuse these arguments before calling downstream")
 
+    async def ready(self, server: str) -> None:
+        raise AssertionError("the bridge must refuse these arguments before waiting for a server")
+
 
 @pytest.mark.parametrize(
     ("arguments", "source"),
@@ -323,7 +327,15 @@ class _NoDownstream:
 async def test_a_reported_literal_carries_the_message_the_bridge_would_give(
     arguments: dict[str, Any], source: str
 ) -> None:
-    bridge = Bridge(lambda: CATALOG, _NoDownstream(), MemoryAuditSink(), Redactor(), Validators(), approval_timeout=5.0)
+    bridge = Bridge(
+        lambda: CATALOG,
+        _NoDownstream(),
+        MemoryAuditSink(),
+        Redactor(),
+        Validators(),
+        approval_timeout=5.0,
+        budgets=Budgets(LimitsConfig(), max_result_bytes=2_000_000),
+    )
     with pytest.raises(ArgumentError) as refused:
         await bridge.call("github.create_issue", arguments, caller=Caller(Principal.unrestricted("ada")))
     [problem] = check(f'await github.create_issue(owner="acme", repo="portal", title="x", {source})')

@@ -28,7 +28,6 @@ from prometheus_client.parser import text_string_to_metric_families
 from portal_mcp.config import HttpConfig, ReplicaConfig
 from portal_mcp.errors import ConfigError
 from portal_mcp.surface.server import PortalServer
-from tests.portals import free_port
 from tests.replicas import (
     AuditStore,
     check_audit,
@@ -42,6 +41,7 @@ from tests.replicas import (
     running_replicas,
     sqlite_store,
 )
+from tests.servers import free_port
 
 CLIENTS = 6
 RUNS = 10
@@ -215,7 +215,7 @@ async def test_approval_answers_reach_the_replica_holding_the_run_whichever_repl
     async def client(proxy: str, user: str) -> None:
         async def answer(context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
             asked[user] += 1
-            return types.ElicitResult(action="accept", content={"approve": '"a": 1' in params.message})
+            return types.ElicitResult(action="accept", content={"approve": "  a = 1\n" in params.message})
 
         async with modern_client(proxy + "/mcp", users[user], elicitation_callback=answer) as session:
             for index in range(APPROVAL_RUNS):
@@ -267,7 +267,7 @@ async def test_an_answer_is_forwarded_only_to_a_configured_replica_once_and_only
     users = {"alice": "alice-token-0123", "bob": "bob-token-4567"}
     config = replica_config(tmp_path, audit_config, users, policy=APPROVE_DESTRUCTIVE)
     gone = f"http://127.0.0.1:{free_port()}"  # a configured replica that is not running
-    yes = {"approve-1": types.ElicitResult(action="accept", content={"approve": True})}
+    yes: types.InputResponses = {"approve-1": types.ElicitResult(action="accept", content={"approve": True})}
 
     async def unused(context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
         raise AssertionError("answered by hand")

@@ -35,7 +35,7 @@ async def portal(config: PortalConfig) -> AsyncIterator[Portal]:
 async def test_closing_the_portal_cancels_a_run_still_going(config: PortalConfig) -> None:
     with anyio.fail_after(30):
         async with Portal.open(config) as portal:
-            run = portal.start_run(SLEEPS, portal.local)
+            run = await portal.start_run(SLEEPS, portal.local)
             await anyio.sleep(0.2)
             assert not run.done
         assert run.done
@@ -45,7 +45,7 @@ async def test_closing_the_portal_cancels_a_run_still_going(config: PortalConfig
 
 async def test_a_cancelled_run_ends_and_the_next_one_runs(portal: Portal) -> None:
     with anyio.fail_after(30):
-        run = portal.start_run(SLEEPS, portal.local)
+        run = await portal.start_run(SLEEPS, portal.local)
         run.cancel()
         with pytest.raises(RunCancelledError):
             await run.wait()
@@ -56,7 +56,7 @@ async def test_a_cancelled_run_ends_and_the_next_one_runs(portal: Portal) -> Non
 
 
 async def test_a_precheck_refusal_is_an_outcome_of_its_own_and_starts_nothing(portal: Portal) -> None:
-    run = portal.start_run("await clock.get_curent_time(timezone='UTC')", portal.local)
+    run = await portal.start_run("await clock.get_curent_time(timezone='UTC')", portal.local)
     assert run.done and run.calls == 0
     with anyio.fail_after(5):
         outcome = await run.wait()

@@ -19,7 +19,8 @@ from mcp.client import Client
 from portal_mcp.catalog.tokens import token_counter
 from portal_mcp.config import bundled_schemas_dir, load_config
 from portal_mcp.portal import Portal
-from portal_mcp.surface.server import TOOLS, PortalServer
+from portal_mcp.surface.server import PortalServer
+from portal_mcp.tools import TOOLS
 from tests.servers import wait_until_exited
 
 DEMO_SERVER = Path(__file__).parent / "servers" / "demo_server.py"

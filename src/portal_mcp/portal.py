@@ -11,9 +11,10 @@ the audit sink are created here and passed in.
 
 from __future__ import annotations
 
-import difflib
+import contextlib
 import hashlib
 import logging
+import os
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -26,22 +27,32 @@ from anyio.abc import TaskGroup
 from mcp.server.mcpserver import MCPServer
 from mcp_types import Tool
 
-from portal_mcp.catalog.model import Catalog
+from portal_mcp.catalog.model import Catalog, ToolEntry
+from portal_mcp.catalog.overview import availability, did_you_mean, overview, scope_of, split_filters, visible_in
 from portal_mcp.catalog.schemas import Validators
-from portal_mcp.catalog.search import SearchHit, SearchIndex
+from portal_mcp.catalog.search import SearchIndex
+from portal_mcp.catalog.search.embeddings import EmbeddingCache, search_embeddings
+from portal_mcp.catalog.search.reply import nothing_fits_reply, task_reply
+from portal_mcp.catalog.shapes import ShapeBook
 from portal_mcp.catalog.stubs import render_stubs
 from portal_mcp.config import ANONYMOUS, PortalConfig
-from portal_mcp.control.access import AccessPolicy, RunLimiter
+from portal_mcp.control.access import AccessPolicy, RunLimiter, UserView
 from portal_mcp.control.audit import AuditEvent, AuditSink, MemoryAuditSink
-from portal_mcp.control.audit_store import PostgresAuditSink, SqliteAuditSink
+from portal_mcp.control.audit_store import PostgresAuditSink
+from portal_mcp.control.audit_store.opening import open_audit_sink
+from portal_mcp.control.audit_store.shapes import open_shapes
+from portal_mcp.control.budgets import Budgets
 from portal_mcp.control.credentials import Redactor
 from portal_mcp.control.metrics import Metrics, MetricsTee
 from portal_mcp.control.principal import Principal, Principals
 from portal_mcp.downstream import DownstreamEvent, DownstreamPool, ServerStatus
+from portal_mcp.errors import LimitError
+from portal_mcp.naming import plural
 from portal_mcp.runs.approvals import PendingRuns
 from portal_mcp.runs.bridge import Approver, Bridge
 from portal_mcp.runs.precheck import check_code, render
 from portal_mcp.runs.run import ASK_LATER, Asking, Refused, Run, RunOutcome
+from portal_mcp.sandbox.facades import server_alias
 from portal_mcp.sandbox.host import RunResult, SandboxHost
 from portal_mcp.tools import MAX_LIMIT
 
@@ -57,9 +68,17 @@ class Portal:
     """The running portal. Build it with `Portal.open(config)`; the constructor only wires parts."""
 
     def __init__(
-        self, config: PortalConfig, pool: DownstreamPool, sandbox: SandboxHost, audit: AuditSink, tasks: TaskGroup
+        self,
+        config: PortalConfig,
+        pool: DownstreamPool,
+        sandbox: SandboxHost,
+        audit: AuditSink,
+        tasks: TaskGroup,
+        shapes: ShapeBook | None = None,
+        embeddings: EmbeddingCache | None = None,
     ) -> None:
         self.config = config
+        self.embeddings = embeddings
         self.pool = pool
         self.sandbox = sandbox
         self.audit = audit
@@ -67,10 +86,12 @@ class Portal:
         self.principals = Principals(config, self.policy)
         self.local = self.principals.local
         """The stdio / command-line user (`user:` of the config, else the OS user)."""
-        self._catalog = Catalog.build(pool.listings(), config.tool_filters())
+        listings = {server: config.curated(server, tools) for server, tools in pool.known_listings().items()}
+        self._catalog = Catalog.build(listings, config.tool_filters())
         self._index: SearchIndex | None = None
         self._listeners: list[EventListener] = []
         users = {self.local.name, *config.http.users, *([ANONYMOUS] if config.http.bearer_tokens else [])}
+        users = users if config.http.metric_user_labels else set()  # without names every user counts as `other`
         backlog = audit.backlog if isinstance(audit, PostgresAuditSink) else lambda: None
         self.metrics = Metrics(lambda: self._catalog, self.statuses, users, backlog)
         # Every search, run and call goes to the audit sink and, from the same event, to the metrics.
@@ -82,6 +103,9 @@ class Portal:
         self.approvals = PendingRuns(keep_seconds=self.policy.approval_timeout)
         """Runs paused on approval questions until their client comes back with answers (2026-07-28)."""
         self.validators = Validators()  # one cache of schema validators for the pre-run check and the bridge
+        self.budgets = Budgets(config.limits, config.sandbox.max_result_bytes)
+        # What tools without an outputSchema return, learned from calls: shown as their return types in stubs.
+        self.shapes = shapes or ShapeBook(skip=config.unobserved)
         self.bridge = Bridge(
             lambda: self._catalog,
             pool,
@@ -89,6 +113,8 @@ class Portal:
             self.redactor,
             self.validators,
             approval_timeout=self.policy.approval_timeout,
+            budgets=self.budgets,
+            observe=self.shapes.observe,
         )
 
     @classmethod
@@ -101,10 +127,17 @@ class Portal:
         on_status: Callable[[ServerStatus], None] | None = None,
         audit: AuditSink | None = None,
         errlog: TextIO | None = None,
+        background: bool = False,
+        catalog_only: bool = False,
     ) -> AsyncIterator[Portal]:
         """Connect every downstream server (failures are reported, not raised) and start the sandbox host.
 
-        Stdio servers' stderr goes to `errlog` (default: the portal's stderr) as `[name] line`."""
+        Stdio servers' stderr goes to `errlog` (default: the portal's stderr) as `[name] line`. With `background`
+        the portal is usable at once and servers connect meanwhile: until one is up, search and stubs use its last
+        known tools (kept in the state folder) and a call to it waits for its first attempt (`connect_timeout`).
+        With `catalog_only` (commands that only read the catalog: stubs, snapshot, search, agents-md) the sandbox
+        host is never entered, so no fork server starts and a run raises SandboxError, and the configured audit
+        store is never opened: events go to memory unless `audit` is given."""
         portal: Portal | None = None
 
         async def tools_changed(server: str, tools: list[Tool]) -> None:
@@ -125,19 +158,37 @@ class Portal:
             errlog=errlog,
             users=config.user_secrets(),
             redactor=Redactor(config.secret_values()),
+            state_dir=config.state_folder(os.environ),
+            background=background,
         )
         # The sink outlives the pool and the sandbox, so calls finishing during shutdown are still recorded.
         failure: Exception | None = None
+        embeddings = await anyio.to_thread.run_sync(search_embeddings, config.search)
+        sandbox = SandboxHost(config.sandbox)
+        if catalog_only:
+            audit = audit or MemoryAuditSink()
+        started = contextlib.nullcontext(sandbox) if catalog_only else sandbox
         async with (
-            _audit_sink(config, audit) as sink,
+            open_audit_sink(config, audit) as sink,
+            open_shapes(sink, skip=config.unobserved) as shapes,
             pool,
-            SandboxHost(config.sandbox) as sandbox,
+            started,
             anyio.create_task_group() as tasks,
         ):
             try:
-                portal = cls(config, pool, sandbox, sink, tasks)
-                for problem in portal.policy.unmatched(portal.catalog):
+                portal = cls(config, pool, sandbox, sink, tasks, shapes, embeddings)
+                # Built off the event loop: embedding a large catalog the first time takes seconds.
+                portal._index = await anyio.to_thread.run_sync(SearchIndex, portal.catalog, embeddings, config.servers)
+                for problem in portal.unmatched():
                     logger.warning("%s: a typo? it has no effect", problem, extra={"event": "policy_unmatched"})
+                for server in portal.catalog.servers():
+                    if (alias := server_alias(server)) is not None:
+                        logger.warning(
+                            "server %r is named like the module `%s`: in execute_code `import %s` gives the module, "
+                            "and the server stays reachable as `%s` (and as `%s` where nothing imported the module)",
+                            server, server, server, alias, server,
+                            extra={"server": server, "event": "name_clash"},
+                        )  # fmt: skip
                 yield portal
             except Exception as exc:  # raised as itself below, not wrapped in the task group's ExceptionGroup
                 failure = exc
@@ -149,6 +200,15 @@ class Portal:
     def principal(self, name: str) -> Principal:
         """The principal of user `name` (an HTTP user, a `--user` of the command line)."""
         return self.principals.get(name)
+
+    def unmatched(self) -> list[str]:
+        """Policy patterns, annotation overrides and search curation that name no tool of a known server."""
+        problems = self.policy.unmatched(self._catalog)
+        for server in self._catalog.servers():
+            config = self.config.servers.get(server)
+            if config is not None:
+                problems += config.search.unmatched(server, {entry.name for entry in self._catalog.by_server(server)})
+        return problems
 
     @property
     def catalog(self) -> Catalog:
@@ -166,14 +226,15 @@ class Portal:
             self._listeners.remove(listener)
 
     async def _tools_changed(self, server: str, tools: list[Tool]) -> None:
-        tool_filter = self.config.servers[server].tools.as_filter() if server in self.config.servers else None
-        self._catalog = self._catalog.replace_server(server, tools, tool_filter)
-        self._index = None
+        # One assignment each, with no await between: a search or run sees the old catalog and index or the new.
+        listings = {name: self.config.curated(name, tools) for name, tools in self.pool.known_listings().items()}
+        catalog = Catalog.build(listings, self.config.tool_filters())
+        self._catalog, self._index = catalog, None
 
     def index(self) -> SearchIndex:
         """The search index of the current catalog, built on first use after every change."""
         if self._index is None:
-            self._index = SearchIndex(self._catalog)
+            self._index = SearchIndex(self._catalog, self.embeddings, self.config.servers)
         return self._index
 
     def search_api(
@@ -185,115 +246,95 @@ class Portal:
         """
         started = time.perf_counter()
         who = principal.name
+        try:
+            self.budgets.search(who, query)  # the length and the rate, before any work (control/budgets.py)
+        except LimitError as exc:
+            self._searched(who, "refused", started, query[: self.config.limits.max_query_chars], f"limit={exc.key}")
+            return f"search_api: {exc}"
         hidden = self.policy.hidden(who, self._catalog)
         limit = max(1, min(limit, MAX_LIMIT))
-        words, filters = _split_filters(query)
+        words, filters = split_filters(query)
         if server is not None:
             filters.append(("server", server))
-        scope, problem = self._scope(filters)
+        scope, problem = scope_of(self._catalog, self.config.servers, filters)
         if problem:
             reply = problem
         elif not words.strip():
             reply = self.overview(scope, hidden=hidden)
         else:
-            hits = self.index().search(words, servers=scope, limit=limit, exclude=hidden)
-            hint = self._did_you_mean(words, hits, hidden)
-            if not hits:
+            index = self.index()
+            groups = index.search_intents(words, servers=scope, limit=limit, exclude=hidden)
+            hits, intents = groups[0][1], groups[1:]
+            hint = did_you_mean(self._catalog, words, hits, hidden)
+            visible = [name for name in self._catalog.servers() if scope is None or name in scope]
+            if not hits and not any(found for _, found in intents):
                 reply = f"No tools match {query!r}.{hint}\n\n" + self.overview(scope, hidden=hidden)
+            elif intents:
+                reply, shown = task_reply(intents, limit, detail)
+                shown_entries = [entry for name in shown if (entry := self._catalog.get(name)) is not None]
+                reply += self._approval_note(who, shown_entries)
+            elif index.weak(words, hits):
+                closest = index.closest_servers(
+                    words, [name for name in visible if visible_in(self._catalog, name, hidden)]
+                )
+                about = {name: config.description for name, config in self.config.servers.items() if config.description}
+                reply = nothing_fits_reply(query, closest, hits, self._catalog, about)
             else:
                 entries = [hit.entry for hit in hits]
+                observed = self.shapes.observed(entries)
                 if detail == "auto":
-                    stubs = render_stubs(entries, detail="full", full_first=FULL_HITS)
+                    stubs = render_stubs(entries, detail="full", full_first=FULL_HITS, observed=observed)
                 else:
-                    stubs = render_stubs(entries, detail=detail)
+                    stubs = render_stubs(entries, detail=detail, observed=observed)
                 where = f" on {', '.join(sorted(scope))}" if scope is not None else ""
-                approval = principal.rules.needs_approval(entries)
-                asks = (
-                    f" Calls to {', '.join(approval)} ask the user for approval first; refused calls raise "
-                    "PermissionError."
-                    if approval
-                    else ""
-                )
                 reply = (
-                    f"{len(hits)} of {len(self._catalog) - len(hidden)} tools match{where}.{hint} Call them in "
-                    f"execute_code as `await server.tool(...)`.{asks}\n\n{stubs}"
+                    f"{len(hits)} of {plural(len(self._catalog) - len(hidden), 'tool')} match{where}.{hint} Call them in "
+                    f"execute_code as `await server.tool(...)`.{self._approval_note(who, entries)}{availability(entries, self.pool.statuses())}\n\n{stubs}"
                 )
-        self.events.record(
-            AuditEvent("search", who, "ok", (time.perf_counter() - started) * 1000, query, size_out=len(reply))
-        )
+        self._searched(who, "ok", started, query, "", len(reply))
         return reply
 
-    def _scope(self, filters: list[tuple[str, str]]) -> tuple[set[str] | None, str]:
-        """The servers the filters leave (None: all), or a message saying which filter matched nothing."""
-        scope: set[str] | None = None
-        for key, value in filters:
-            matching = {name for name in self._catalog.servers() if self._server_matches(name, key, value)}
-            if not matching:
-                known = ", ".join(self._catalog.servers()) or "none"
-                return None, f"Unknown {key} {value!r}. Servers: {known}. Send an empty query for an overview."
-            scope = matching if scope is None else scope & matching
-        return scope, ""
+    async def _await_starting(self, code: str) -> None:
+        """Code naming a server on its first attempt, with no tools known yet, waits for it (its connect_timeout)."""
+        for status in self.pool.statuses():
+            if (
+                status.state == "connecting"
+                and status.name not in self._catalog.namespaces()
+                and re.search(rf"\b{re.escape(status.name)}\s*\.", code)
+            ):
+                await self.pool.ready(status.name)
 
-    def _server_matches(self, name: str, key: str, value: str) -> bool:
-        config = self.config.servers.get(name)
-        if key == "server":
-            return name == value
-        if config is None:
-            return False
-        if key == "owner":
-            return (config.owner or "").lower() == value.lower()
-        return value.lower() in (tag.lower() for tag in config.tags)
+    def _unlisted(self) -> dict[str, str]:
+        """Servers not connected whose tools are not known, with why (code naming one gets it, not a NameError)."""
+        found: dict[str, str] = {}
+        for s in self.pool.statuses():
+            if s.name in self._catalog.namespaces():
+                continue
+            if s.state == "connecting":
+                found[s.name] = (
+                    f"server {s.name!r} is still connecting ({s.for_seconds:.0f} s) and has never listed its tools "
+                    "here; run the code again once search_api shows them"
+                )
+            elif (down := self.pool.down_error(s.name)) is not None:
+                found[s.name] = str(down)
+        return found
 
-    def _did_you_mean(self, words: str, hits: list[SearchHit], hidden: frozenset[str] = frozenset()) -> str:
-        """A hint when the query looks like a tool name that does not exist."""
-        name = words.strip()
-        if " " in name or not any(mark in name for mark in "._-") or name in self._catalog:
+    def _searched(self, who: str, outcome: Any, started: float, query: str, detail: str, size: int = 0) -> None:
+        """Audit a search; the query is redacted like every other text the portal keeps."""
+        duration = (time.perf_counter() - started) * 1000
+        self.events.record(AuditEvent("search", who, outcome, duration, self.redactor.text(query), detail, 0, size))
+
+    def _approval_note(self, who: str, entries: list[ToolEntry]) -> str:
+        approval = self.policy.for_user(who).needs_approval(entries)
+        if not approval:
             return ""
-        if any(name in (hit.entry.name, hit.entry.python_name, hit.entry.qualified_name) for hit in hits):
-            return ""
-        near = [
-            match for match in self._catalog.close_matches(name) if match not in hidden
-        ] or difflib.get_close_matches(
-            name, [entry.python_name for entry in self._catalog if entry.qualified_name not in hidden], n=3, cutoff=0.7
-        )
-        return f" No tool is named {name!r}; did you mean {', '.join(near)}?" if near else ""
+        return f" Calls to {', '.join(approval)} ask the user for approval first; refused calls raise PermissionError."
 
     def overview(self, scope: set[str] | None = None, *, hidden: frozenset[str] = frozenset()) -> str:
-        """Servers with their descriptions, owners and tool counts (and tool names when one server is asked for);
-        `hidden` tools (the caller's policy forbids them) are left out, and servers with none left too."""
-        visible = {
-            name: [entry for entry in self._catalog.by_server(name) if entry.qualified_name not in hidden]
-            for name in self._catalog.servers()
-            if scope is None or name in scope
-        }
-        names = [name for name, entries in visible.items() if entries]
-        total = sum(len(visible[name]) for name in names)
-        lines = [f"{total} tools on {len(names)} servers:"]
-        for name in names:
-            entries = visible[name]
-            config = self.config.servers.get(name)
-            about = [f"- {name} ({len(entries)} tools)"]
-            if config is not None:
-                if config.description:
-                    about.append(f": {config.description}")
-                extras = [f"owner: {config.owner}"] if config.owner else []
-                extras += [f"tags: {', '.join(config.tags)}"] if config.tags else []
-                extras += [f"docs: {config.docs}"] if config.docs else []
-                if extras:
-                    about.append(f" [{'; '.join(extras)}]")
-            lines.append("".join(about))
-            if len(names) == 1:
-                lines.extend(f"  - {entry.qualified_name}" for entry in entries)
-        down = [s for s in self.pool.statuses() if s.state in ("failed", "down")]
-        if down:
-            lines.append("Unavailable: " + ", ".join(f"{s.name} ({s.error})" for s in down))
-        lines.append(
-            "Search with words for what you need, e.g. search_api(query='create an issue'); "
-            "narrow with server:NAME, owner:NAME or tag:NAME in the query."
-        )
-        return "\n".join(lines)
+        """Servers with their descriptions, owners and tool counts (catalog/overview.py)."""
+        return overview(self._catalog, self.config.servers, self.pool.statuses(), scope, hidden)
 
-    def start_run(self, code: str, principal: Principal, *, approve: Asking = None) -> Run:
+    async def start_run(self, code: str, principal: Principal, *, approve: Asking = None) -> Run:
         """Check agent code against `principal`'s view of the catalog, then run it in a fresh sandbox worker.
 
         Code with a wrong tool call (unknown tool, bad or missing arguments, no `await`) is refused before anything
@@ -306,20 +347,18 @@ class Portal:
         if approve == ASK_LATER:
             self.approvals.check_room(principal.name)
         run = Run(code, principal, self.approvals.new_token(), approve)
+        await self._await_starting(code)
         view = self.policy.view(principal.name, self._catalog)
-        problems = check_code(code, view.catalog, view.refused, validators=self.validators)
-        wait = self._runs.admit(principal.name, principal.rules.runs_per_minute) if not problems else 0.0
-        if problems:
-            refusal = Refused("precheck", render(problems), (time.perf_counter() - started) * 1000, tuple(problems))
-        elif wait:
-            error = (
-                f"RateLimitError: {principal.name!r} may start {principal.rules.runs_per_minute} runs per minute; the "
-                f"next run is allowed in {wait:.0f} s. Do more per run (asyncio.gather, loops) instead of many small "
-                "runs."
-            )
-            refusal = Refused("rate_limit", error, (time.perf_counter() - started) * 1000)
-        else:
-            self._tasks.start_soon(run.execute, partial(self._sandboxed, namespaces=view.catalog.namespaces()))
+        slot = contextlib.ExitStack()
+        refusal = await self._admit(code, principal, view, started)
+        if refusal is None:
+            try:  # runs in flight (running, or paused for an approval answer): held until the run ends
+                slot.enter_context(self.budgets.run(principal.name))
+            except LimitError as exc:
+                refusal = Refused("limit", f"LimitError: {exc}", _since(started), rule=f"limit={exc.key}")
+        if refusal is None:
+            body = partial(self._sandboxed, namespaces=view.catalog.namespaces(), slot=slot)
+            self._tasks.start_soon(run.execute, body)
             return run
         run.refuse(refusal)
         self._record_run(run, refusal)
@@ -328,17 +367,19 @@ class Portal:
     async def execute_code(self, code: str, principal: Principal, *, approve: Approver | None = None) -> RunOutcome:
         """`start_run` and wait for the outcome (the command line's `exec`, and whoever asks questions right away);
         a caller that stops waiting stops the run."""
-        run = self.start_run(code, principal, approve=approve)
+        run = await self.start_run(code, principal, approve=approve)
         try:
             return await run.wait()
         finally:
             run.cancel()  # a no-op once it is over
 
-    async def _sandboxed(self, run: Run, *, namespaces: Mapping[str, Sequence[str]]) -> RunResult:
+    async def _sandboxed(
+        self, run: Run, *, namespaces: Mapping[str, Sequence[str]], slot: contextlib.ExitStack
+    ) -> RunResult:
         async def call(qualified: str, arguments: dict[str, Any]) -> Any:
             return await self.bridge.call(qualified, arguments, caller=run.caller)
 
-        with self.metrics.running():
+        with slot, self.metrics.running():
             result = await self.sandbox.run(run.code, namespaces, call, clock=run.clock)
         self._record_run(run, result)
         return result
@@ -348,44 +389,40 @@ class Portal:
         # Nor the error text of a failed run: it can quote the code and the values it handled.
         if isinstance(outcome, Refused):
             kind: Any = "refused"
-            detail = "; ".join(f"line {p.line}: {p.rule}" for p in outcome.problems) or outcome.kind
+            detail = "; ".join(f"line {p.line}: {p.rule}" for p in outcome.problems) or outcome.rule or outcome.kind
         else:
             kind, detail = ("ok" if outcome.ok else "error"), outcome.error_kind or ""
-        digest = hashlib.sha256(run.code.encode()).hexdigest()[:16]
+        digest = hashlib.sha256(run.code.encode(errors="replace")).hexdigest()[:16]
         event = AuditEvent(
             "run", run.principal.name, kind, outcome.duration_ms, digest, detail, len(run.code), len(outcome.output)
         )
         self.events.record(event)
 
+    async def _admit(self, code: str, principal: Principal, view: UserView, started: float) -> Refused | None:
+        """May this run start? None, or why not.
 
-_FILTER = re.compile(r"(?<!\S)(owner|tag|server):(\S+)")
-
-
-def _split_filters(query: str) -> tuple[str, list[tuple[str, str]]]:
-    """`"refund owner:payments"` -> `("refund", [("owner", "payments")])`."""
-    filters = [(key, value) for key, value in _FILTER.findall(query)]
-    return _FILTER.sub(" ", query).strip(), filters
-
-
-@asynccontextmanager
-async def _audit_sink(config: PortalConfig, given: AuditSink | None) -> AsyncIterator[AuditSink]:
-    """The sink passed in (its caller closes it), else the configured store (closed here), else memory.
-
-    The PostgreSQL store connects when opened and writes its queue when closed: both happen on a worker thread,
-    off the event loop.
-    """
-    if given is not None:
-        yield given
-    elif config.audit.sqlite is not None:
-        with SqliteAuditSink(config.audit.sqlite) as store:
-            yield store
-    elif config.audit.postgres is not None:
-        dsn = config.audit.postgres.get_secret_value()
-        pg = await anyio.to_thread.run_sync(lambda: PostgresAuditSink(dsn))
+        Every run counts against `runs_per_minute`, refused ones too (a refusal costs the portal work as well); the
+        code's size is checked before the pre-run check reads it, and big code is checked off the event loop."""
+        wait = self._runs.admit(principal.name, principal.rules.runs_per_minute)
+        if wait:
+            error = (
+                f"RateLimitError: {principal.name!r} may start {principal.rules.runs_per_minute} runs per minute; the "
+                f"next run is allowed in {wait:.0f} s. Do more per run (asyncio.gather, loops) instead of many small "
+                "runs."
+            )
+            return Refused("rate_limit", error, _since(started))
         try:
-            yield pg
-        finally:
-            with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(pg.close)
-    else:
-        yield MemoryAuditSink()
+            self.budgets.code(code)
+        except LimitError as exc:
+            return Refused("limit", f"LimitError: {exc}", _since(started), rule=f"limit={exc.key}")
+        check = partial(check_code, validators=self.validators)
+        problems = await self.budgets.offload(
+            check, code, view.catalog, view.refused, self._unlisted(), size=len(code), user=principal.name
+        )
+        if problems:
+            return Refused("precheck", render(problems), _since(started), tuple(problems))
+        return None
+
+
+def _since(started: float) -> float:
+    return (time.perf_counter() - started) * 1000

@@ -16,9 +16,10 @@ SEARCH_DESCRIPTION = (
 EXECUTE_DESCRIPTION = (
     "Run Python that calls tools found with search_api: `r = await server.tool(arg=value)` (keyword arguments, "
     "top-level await; `asyncio.gather` runs calls concurrently). Filter and combine results in code and print only "
-    "what you need; the reply is the printed output and the last expression's value. A failed tool raises ToolError. "
-    "Imports: json, re, math, statistics, datetime, collections, itertools, functools, asyncio, time. No files or network."
+    "what you need; the reply is the printed output and the last expression's value. A failed tool raises ToolError."
 )
+"""The start of the `execute_code` description; the server appends the importable modules (from the sandbox's
+facade list) and any server aliases (`surface.server.execute_description`)."""
 INSTRUCTIONS = (
     "portal-mcp fronts many MCP servers. Use search_api to find tools, then execute_code to call them from Python."
 )

@@ -32,7 +32,8 @@ _PROBE = textwrap.dedent(
         elif mechanism == 'confine_without_kernel_layers':
             def refuse():
                 raise confine.LayerUnavailable('switched off by the test')
-            for name in ('isolate_network', 'drop_capabilities', 'restrict_filesystem', 'install_seccomp'):
+            for name in ('isolate_network', 'drop_capabilities', 'restrict_filesystem', 'install_seccomp',
+                         'enter_seatbelt'):
                 setattr(confine, name, refuse)
             result = confine.confine(256, 5)
             report['layers'] = result.layers

@@ -147,19 +147,33 @@ async def test_a_runtime_error_names_the_agent_line_and_no_portal_internals() ->
     )
 
 
-async def test_output_floods_are_capped_with_a_note() -> None:
+async def test_output_floods_keep_their_start_and_end_around_a_note_saying_how_to_see_more() -> None:
     result = await run("for i in range(100000):\n    print(i)", max_output_bytes=1_000)
     assert result.ok
-    kept, _, note = result.output.rpartition("\n")
-    assert len(kept.encode()) <= 1_000
-    assert note.startswith("[output truncated: ")
-    assert "the limit is 1000 bytes" in note
+    head, note, tail = result.output.split("\n[... ")[0], *result.output.split("\n[... ")[1].split("]\n")
+    assert head.startswith("0\n1\n2\n")
+    assert tail.endswith("99998\n99999\n")
+    assert len(head.encode()) + len(tail.encode()) <= 1_000
+    cut = int(note.split(" ")[0])
+    assert cut == len("".join(f"{i}\n" for i in range(100000)).encode()) - len(head.encode()) - len(tail.encode())
+    assert "the limit is 1000 bytes" in note and "filter, slice or summarise in code" in note
 
 
-async def test_a_long_final_value_is_capped() -> None:
-    result = await run("'x' * 5000", max_output_bytes=1_000)
+async def test_a_run_killed_mid_print_keeps_the_latest_output_and_the_note() -> None:
+    source = "import time\ni = 0\nwhile True:\n    print('line', i)\n    i += 1\n    time.sleep(0.0001)"
+    result = await run(source, max_output_bytes=1_000, timeout=1)
+    assert result.error_kind == "timeout"
+    assert result.output.startswith("line 0\nline 1\n")
+    assert "bytes of output cut here" in result.output
+    last = result.output.rstrip("\n").rpartition("\n")[2]
+    assert last.startswith("line ") and int(last.split()[1]) > 1000
+
+
+async def test_a_long_final_value_keeps_its_start_and_end() -> None:
+    result = await run("'a' * 3000 + 'b' * 2000", max_output_bytes=1_000)
     assert result.value is not None
-    assert result.value.endswith("[value truncated: 4002 more characters]")
+    assert result.value.startswith("'aaa") and result.value.endswith("bbb'")
+    assert "4002 bytes of the value cut here" in result.value
 
 
 async def test_calls_beyond_the_limit_fail_in_the_code() -> None:

@@ -14,7 +14,7 @@ def test_code_with_top_level_await_compiles_to_a_coroutine() -> None:
 
 def test_every_policy_violation_is_listed_with_line_and_column() -> None:
     with pytest.raises(AgentSyntaxError) as caught:
-        compile_agent_code("x = 1\ny = x.__class__\n_z = 2")
+        compile_agent_code("x = 1\ny = x.__class__\n_z = 2", "strict")
     assert str(caught.value) == (
         "SyntaxError: the code is not allowed in the sandbox:\n"
         '  line 2, column 5: "__class__" is an invalid attribute name because it starts with "_".\n'
@@ -50,4 +50,4 @@ def test_code_nested_too_deeply_is_refused_without_crashing() -> None:
 )
 def test_async_syntax_keeps_the_name_guards(source: str) -> None:
     with pytest.raises(AgentSyntaxError, match='starts with "_"'):
-        compile_agent_code(source)
+        compile_agent_code(source, "strict")

@@ -80,13 +80,15 @@ def test_limits_cross_the_boundary_as_a_typed_value_and_a_wrong_shape_is_refused
     frame = protocol.fork_frame(7, limits)
     decoded = protocol.FrameDecoder(4096).feed(protocol.encode_frame(frame))[0]
     assert protocol.WorkerLimits.from_json(decoded["limits"]) == limits
-    for wrong in (
+    wrongs: tuple[object, ...] = (
         None,
         [],
         {**limits.to_json(), "extra": 1},
         {**limits.to_json(), "memory_mb": "256"},
         {**limits.to_json(), "cpu_seconds": 0},
-    ):
+        {**limits.to_json(), "language": "python"},
+    )
+    for wrong in wrongs:
         with pytest.raises(protocol.ProtocolViolation, match="limits must be"):
             protocol.WorkerLimits.from_json(wrong)
 

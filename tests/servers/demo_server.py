@@ -12,7 +12,8 @@ Flags that make it misbehave on purpose: `--exit-at-start` (print to stderr and 
 `--hang-at-start` (never answer), `--once FILE` (run only if FILE does not exist yet, then create it: every respawn
 after the first start fails), `--loop-cursor` (every page points back at itself), `--spawn-child` (start a
 long-sleeping child process, to check that the client cleans up the whole process tree), `--require-header N=V`
-(HTTP and SSE: answer 401 to requests without that header).
+(HTTP and SSE: answer 401 to requests without that header). `DEMO_START_DELAY=SECONDS` in its environment makes
+it sleep that long before it starts (a slow server, with the same command line).
 """
 
 from __future__ import annotations
@@ -109,6 +110,8 @@ def build_server(*, many: int = 0, page_size: int = 50, loop_cursor: bool = Fals
             case "fail":
                 return _text(str(args["message"]), is_error=True)
             case "crash":
+                if "note" in args:  # what a server logs about the call it was serving (not in the schema)
+                    sys.stderr.write(f"demo server: serving {args['note']}\n")
                 sys.stderr.write("demo server: crashing on request\n")
                 sys.stderr.flush()
                 os._exit(1)
@@ -189,6 +192,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--require-header", metavar="NAME=VALUE", help="HTTP: answer 401 without this header")
     args = parser.parse_args(argv)
 
+    # A slow start (a cold `npx` download, a big JVM) without changing the command line, so the portal's last known
+    # tools for this exact command still apply: DEMO_START_DELAY=SECONDS.
+    time.sleep(float(os.environ.get("DEMO_START_DELAY", "0")))
     if args.exit_at_start:
         sys.stderr.write("demo server: refusing to start (--exit-at-start)\n")
         sys.exit(3)

@@ -10,8 +10,9 @@ import pytest
 from mcp_types import Tool
 
 from portal_mcp.catalog.model import Catalog
-from portal_mcp.catalog.stubs import render_module, render_stub
+from portal_mcp.catalog.stubs import render_module, render_stub, render_stubs
 from tests.stubs._mypy import mypy_errors
+from tests.stubs.test_names import undefined_names
 
 CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus" / "servers"
 
@@ -43,3 +44,14 @@ def test_every_corpus_server_module_type_checks_with_mypy(corpus: Catalog, tmp_p
     for server in corpus.servers():
         (tmp_path / f"{server}.pyi").write_text(render_module(server, corpus.by_server(server)))
     assert mypy_errors(tmp_path) == ""
+
+
+def test_every_search_style_reply_over_the_corpus_defines_or_inlines_every_type_it_names(corpus: Catalog) -> None:
+    failures = []
+    for server in corpus.servers():
+        entries = corpus.by_server(server)
+        for start in range(0, len(entries), 5):
+            reply = render_stubs(entries[start : start + 5], detail="full", full_first=2)
+            if missing := undefined_names(reply):
+                failures.append(f"{server}[{start}:{start + 5}]: {sorted(missing)}")
+    assert failures == []

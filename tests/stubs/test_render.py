@@ -173,7 +173,7 @@ async def create_tree(*, root: Folder, dry_run: bool = False) -> Any:
 def test_signature_detail_is_the_signature_and_the_first_sentence() -> None:
     assert render_stub(SEARCH_ISSUES, detail="signature") == snapshot('''\
 # tracker.searchIssues
-async def searchIssues(*, query: str, state: Literal['open', 'closed', 'all'] = 'open', labels: list[str] | None = None, per_page: int = 30, since: str | None = None, sort: Sort | None = None, from_: str | None = None, class_: int | None = None, page_token: str | None = None, filters: dict[str, str] | None = None) -> SearchIssuesResult:
+async def searchIssues(*, query: str, state: Literal['open', 'closed', 'all'] = 'open', labels: list[str] | None = None, per_page: int = 30, since: str | None = None, sort: dict | None = None, from_: str | None = None, class_: int | None = None, page_token: str | None = None, filters: dict[str, str] | None = None) -> dict:
     """Search issues in a repository."""
 ''')
 

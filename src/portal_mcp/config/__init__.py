@@ -8,6 +8,7 @@ sentences), `secrets` (`secrets_file` and `${user.KEY}` checks), `checks` (polic
 the `mcpServers` JSON, `import_as_yaml`, the bundled config); public names are re-exported here.
 """
 
+from portal_mcp.config.limits import HttpLimitsConfig, LimitsConfig
 from portal_mcp.config.loading import (
     builtin_variables,
     bundled_config_path,
@@ -20,12 +21,9 @@ from portal_mcp.config.models import (
     ANONYMOUS,
     REPLICA_ID,
     AnnotationsOverride,
-    Approve,
     AuditConfig,
     HttpConfig,
     HttpUser,
-    PolicyConfig,
-    PolicyRule,
     PortalConfig,
     RemoteServerConfig,
     ReplicaConfig,
@@ -37,6 +35,8 @@ from portal_mcp.config.models import (
     ToolsConfig,
     is_loopback,
 )
+from portal_mcp.config.policy import Approve, PolicyConfig, PolicyRule
+from portal_mcp.config.search import SearchConfig
 
 __all__ = [
     "ANONYMOUS",
@@ -45,13 +45,16 @@ __all__ = [
     "Approve",
     "AuditConfig",
     "HttpConfig",
+    "HttpLimitsConfig",
     "HttpUser",
+    "LimitsConfig",
     "PolicyConfig",
     "PolicyRule",
     "PortalConfig",
     "RemoteServerConfig",
     "ReplicaConfig",
     "SandboxConfig",
+    "SearchConfig",
     "ServerConfig",
     "SnapshotServerConfig",
     "StdioServerConfig",

@@ -3,18 +3,26 @@ Claude Code (same keys), what kind each server is, and `import_as_yaml` (mcpServ
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import sys
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args, get_origin
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from portal_mcp.config.checks import check_policy, check_users
+from portal_mcp.config.clients import (
+    client_variables,
+    inputs_by_id,
+    normalise_client,
+    read_env_file,
+    strip_json_comments,
+)
 from portal_mcp.config.models import PortalConfig
 from portal_mcp.config.parsing import config_error, interpolate, key_lines, parse_yaml
 from portal_mcp.config.secrets import (
@@ -62,14 +70,16 @@ def load_config(path: str | Path | None = None, environ: Mapping[str, str] | Non
 
 def parse_config(text: str, *, source: str, base_dir: Path, environ: Mapping[str, str]) -> PortalConfig:
     """Validate config text (YAML or JSON). Every problem becomes a `ConfigError` naming the place."""
-    node, data = parse_yaml(text, source)
+    node, data = parse_yaml(strip_json_comments(text), source)
     lines = key_lines(node) if node is not None else {}
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError("the top level must be a mapping with a `servers:` key", source=source, line=1)
 
-    data, lines = _normalise_root(data, lines, source)
+    inputs = inputs_by_id(data)
+    data, lines = normalise_client(data, lines, source)
+    _check_server_names(data, lines, source)
     data = dict(data)
     secrets: dict[str, str] = {}
     if data.get("secrets_file") is not None:
@@ -77,7 +87,9 @@ def parse_config(text: str, *, source: str, base_dir: Path, environ: Mapping[str
         secrets = read_secrets(secrets_path, source, lines.get(("secrets_file",)))
         data["secrets_file"] = str(secrets_path)
     captured = set(secrets.values())
-    data = interpolate(data, Variables(environ, secrets), (), lines, source, captured)
+    variables = Variables(environ, secrets)
+    data = client_variables(data, base_dir, inputs, variables, source, lines, captured)
+    data = interpolate(data, variables, (), lines, source, captured)
     servers = data.get("servers")
     if servers is None:
         servers = data["servers"] = {}
@@ -85,63 +97,94 @@ def parse_config(text: str, *, source: str, base_dir: Path, environ: Mapping[str
         raise ConfigError(
             "`servers` must be a mapping of server name to settings", source=source, line=lines.get(("servers",))
         )
+    problems: list[ConfigError] = []
     for name, server in list(servers.items()):
-        if not isinstance(server, dict):
-            raise ConfigError(
-                f"server {name!r}: settings must be a mapping", source=source, line=lines.get(("servers", name))
-            )
-        servers[name] = _classify_server(str(name), server, base_dir, source, lines)
+        try:
+            if not isinstance(server, dict):
+                raise ConfigError(
+                    f"server {name!r}: settings must be a mapping", source=source, line=lines.get(("servers", name))
+                )
+            servers[name] = _classify_server(str(name), server, base_dir, source, lines)
+        except ConfigError as exc:
+            problems.append(exc)  # every problem is listed, not only the first
+            del servers[name]
+    if isinstance(data.get("state_dir"), str):
+        data["state_dir"] = str(base_dir / Path(data["state_dir"]).expanduser())
     audit = data.get("audit")
     if isinstance(audit, dict) and isinstance(audit.get("sqlite"), str):
         data["audit"] = {**audit, "sqlite": str(base_dir / Path(audit["sqlite"]).expanduser())}
+    search = data.get("search")
+    if isinstance(search, dict):
+        data["search"] = _search_paths(search, base_dir)
     check_user_ref_places(data, (), source, lines)
     try:
         config = PortalConfig.model_validate({**data, "source": source, "substituted_secrets": frozenset(captured)})
     except ValidationError as exc:
-        raise config_error(exc, source, lines) from None
+        raise ConfigError.combined([*problems, config_error(exc, source, lines, allowed_keys)]) from None
+    if problems:
+        raise ConfigError.combined(problems)
     check_users(config, source, lines)
     check_policy(config, source, lines)
     return resolve_listing_users(config, source, lines)
 
 
-def _normalise_root(
-    data: dict[str, Any], lines: dict[tuple[Any, ...], int], source: str
-) -> tuple[dict[str, Any], dict[tuple[Any, ...], int]]:
-    """Accept `mcpServers` (Claude Desktop / Cursor JSON) as `servers`, sanitising names into identifiers."""
-    if "mcpServers" not in data:
-        servers = data.get("servers")
-        if isinstance(servers, dict):
-            for name in servers:
-                if not isinstance(name, str) or not re.match(SERVER_NAME_PATTERN, name):
-                    raise ConfigError(
-                        f"server name {name!r} is not a Python identifier (it is the namespace agent code uses); "
-                        f"rename it, e.g. to {python_name(str(name))!r}",
-                        source=source,
-                        line=lines.get(("servers", name)),
-                    )
-        return data, lines
-    if "servers" in data:
-        raise ConfigError(
-            "use either `servers` or `mcpServers`, not both", source=source, line=lines.get(("mcpServers",))
-        )
-    data = dict(data)
-    raw = data.pop("mcpServers")
-    if not isinstance(raw, dict):
-        raise ConfigError(
-            "`mcpServers` must be a mapping of server name to settings", source=source, line=lines.get(("mcpServers",))
-        )
-    renamed: dict[str, Any] = {}
-    new_lines = {k: v for k, v in lines.items() if not k or k[0] != "mcpServers"}
-    for name, server in raw.items():
-        ident = python_name(str(name)) if not re.match(SERVER_NAME_PATTERN, str(name)) else str(name)
-        if ident in renamed:
-            raise ConfigError(f"server names {name!r} and another both become {ident!r}; rename one", source=source)
-        renamed[ident] = server
-        for key, line in lines.items():
-            if key[:2] == ("mcpServers", name):
-                new_lines[("servers", ident, *key[2:])] = line
-    data["servers"] = renamed
-    return data, new_lines
+def allowed_keys(loc: tuple[Any, ...]) -> set[str]:
+    """The keys a mapping at `loc` of portal.yaml may have (for "did you mean" on an unknown key)."""
+    models: list[type[BaseModel]] = [PortalConfig]
+    parts = list(loc)
+    while parts:
+        part = str(parts.pop(0))
+        found: list[type[BaseModel]] = []
+        mapping = False
+        for model in models:
+            field = model.model_fields.get(part)
+            if field is not None:
+                inner, is_mapping = _models_in(field.annotation)
+                found.extend(inner)
+                mapping = mapping or is_mapping
+        if mapping and parts:
+            parts.pop(0)  # a name of the user's choosing (a server, a user): its value is the model
+        models = found
+    return {name for model in models for name in model.model_fields if name not in ("kind", "source")}
+
+
+def _models_in(annotation: Any) -> tuple[list[type[BaseModel]], bool]:
+    """The pydantic models an annotation holds (through Optional, unions, Annotated, dict values and lists), and
+    whether it is a mapping of names to them."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation], False
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin is dict and len(args) == 2:
+        return _models_in(args[1])[0], True
+    models: list[type[BaseModel]] = []
+    for arg in args:
+        models.extend(_models_in(arg)[0])
+    return models, False
+
+
+def _check_server_names(data: dict[str, Any], lines: dict[tuple[Any, ...], int], source: str) -> None:
+    """portal.yaml server names are the namespaces agent code uses: each must be a Python identifier."""
+    servers = data.get("servers")
+    if isinstance(servers, dict):
+        for name in servers:
+            if not isinstance(name, str) or not re.match(SERVER_NAME_PATTERN, name):
+                raise ConfigError(
+                    f"server name {name!r} is not a Python identifier (it is the namespace agent code uses); "
+                    f"rename it, e.g. to {python_name(str(name))!r}",
+                    source=source,
+                    line=lines.get(("servers", name)),
+                )
+
+
+def _search_paths(search: dict[str, Any], base_dir: Path) -> dict[str, Any]:
+    """`search.cache`, and a `search.model` written as a path (./x, ../x, /x, ~/x), start at the config's folder."""
+    search = dict(search)
+    if isinstance(search.get("cache"), str):
+        search["cache"] = str(base_dir / Path(search["cache"]).expanduser())
+    model = search.get("model")
+    if isinstance(model, str) and model.startswith((".", "/", "~")):
+        search["model"] = str(base_dir / Path(model).expanduser())
+    return search
 
 
 def _classify_server(
@@ -158,10 +201,17 @@ def _classify_server(
             line=line,
         )
     if not kinds:
+        typos = {
+            key: near[0]
+            for key in server
+            if (near := difflib.get_close_matches(str(key), ["command", "url", "snapshot"], n=1, cutoff=0.6))
+        }
+        hint = "".join(f"; `{key}` looks like a typo for `{near}`" for key, near in typos.items())
         raise ConfigError(
-            f"server {name!r} needs one of `command` (local process), `url` (remote server) or `snapshot` (saved tool list)",
+            f"server {name!r} needs one of `command` (local process), `url` (remote server) or `snapshot` (saved tool "
+            f"list){hint}",
             source=source,
-            line=line,
+            line=lines.get(("servers", name, next(iter(typos))), line) if typos else line,
         )
     server = dict(server)
     kind = kinds[0]
@@ -181,12 +231,21 @@ def _classify_server(
             server["command"] = str((base_dir / command).resolve())
         if isinstance(server.get("cwd"), str):
             server["cwd"] = str((base_dir / server["cwd"]).resolve())
-    elif kind == "url":
+        env_file = server.pop("envFile", None)
+        if isinstance(env_file, str):
+            env_path = base_dir / Path(env_file).expanduser()
+            line_of = lines.get(("servers", name, "envFile"), line)
+            server["env"] = {**read_env_file(env_path, source, line_of), **(server.get("env") or {})}
+        if server.get("cwd") is None and isinstance(server.get("args"), list):
+            server["args"] = [_arg_path(arg, base_dir) for arg in server["args"]]
+    if kind in ("command", "url") and isinstance(server.get("known_tools"), str):
+        server["known_tools"] = str((base_dir / server["known_tools"]).resolve())
+    if kind == "url":
         # Claude Code / VS Code spell streamable HTTP as `streamable-http` or `http`.
         if transport in ("streamable-http", "streamableHttp", "streamable_http", None):
             server["type"] = "http"
         server["kind"] = "remote"
-    else:
+    elif kind == "snapshot":
         server["kind"] = "snapshot"
         snapshot = server.get("snapshot")
         if isinstance(snapshot, str):
@@ -202,6 +261,16 @@ def _classify_server(
     return server
 
 
+def _arg_path(arg: Any, base_dir: Path) -> Any:
+    """A relative path in `args` (without `cwd:`) names a file next to the config, as `command:` does: `./x`,
+    `../x`, or a `dir/file` that exists there. Package names (`@scope/pkg`), flags and URLs stay as written."""
+    if not isinstance(arg, str) or not arg or arg.startswith(("-", "@", "/", "~")) or "://" in arg or "=" in arg:
+        return arg
+    if arg.startswith(("./", "../")) or ("/" in arg and (base_dir / arg).exists()):
+        return str((base_dir / arg).resolve())
+    return arg
+
+
 class _AnyVariable(dict[str, str]):
     """An environment in which every variable is set, so `import` can validate without expanding anything."""
 
@@ -212,26 +281,32 @@ class _AnyVariable(dict[str, str]):
         return "x"
 
 
-def import_as_yaml(path: Path) -> str:
-    """Render an `mcpServers` JSON file (or a portal.yaml) as portal.yaml, keeping `${VAR}` references as written."""
+def import_servers(path: Path) -> dict[str, Any]:
+    """The portal.yaml data of another client's config file (or a portal.yaml): its servers (and portal sections),
+    `${VAR}` references kept as written (another client's variables in the portal's spelling). Validates first,
+    with every variable counted as set, so a broken file fails here with the usual messages."""
     source = str(path)
-    text = path.read_text(encoding="utf-8")
-    # Validate first (all variables count as set) so a broken file fails here with the usual messages.
-    parse_config(
-        text, source=source, base_dir=path.resolve().parent, environ=_AnyVariable({**builtin_variables(), **os.environ})
-    )
+    text = strip_json_comments(path.read_text(encoding="utf-8"))
+    base_dir = path.resolve().parent
+    parse_config(text, source=source, base_dir=base_dir, environ=_AnyVariable({**builtin_variables(), **os.environ}))
     data = yaml.safe_load(text) or {}
-    servers = data.get("mcpServers", data.get("servers", {}))
+    inputs = inputs_by_id(data)
+    data, lines = normalise_client(data, {}, source)
+    data = client_variables(data, base_dir, inputs, {}, source, lines, set(), keep_refs=True)
     body: dict[str, Any] = {"servers": {}}
-    for name, server in servers.items():
+    for name, server in data.get("servers", {}).items():
         server = dict(server)
         if server.get("type") in ("stdio", "streamable-http", "streamableHttp", "streamable_http") or (
             server.get("type") == "http" and "url" in server
         ):
             server.pop("type")
-        ident = name if re.match(SERVER_NAME_PATTERN, str(name)) else python_name(str(name))
-        body["servers"][ident] = server
+        body["servers"][name] = server
     for key in ("sandbox", "http", "audit", "policy", "user"):
         if key in data:
             body[key] = data[key]
-    return yaml.safe_dump(body, sort_keys=False, allow_unicode=True)
+    return body
+
+
+def import_as_yaml(path: Path) -> str:
+    """Render another client's config file (or a portal.yaml) as portal.yaml, keeping `${VAR}` references."""
+    return yaml.safe_dump(import_servers(path), sort_keys=False, allow_unicode=True)

@@ -8,13 +8,19 @@ from __future__ import annotations
 import fnmatch
 import ipaddress
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from mcp_types import Tool
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from portal_mcp.config.base import _Model
+from portal_mcp.config.limits import HttpLimitsConfig, LimitsConfig
+from portal_mcp.config.policy import PolicyConfig
+from portal_mcp.config.search import SearchConfig, ServerCuration
 from portal_mcp.config.user_refs import SECRET_NAME, keys_needed
 
 
@@ -29,10 +35,6 @@ class ToolFilter:
         if any(fnmatch.fnmatchcase(tool_name, pattern) for pattern in self.deny):
             return False
         return not self.allow or any(fnmatch.fnmatchcase(tool_name, pattern) for pattern in self.allow)
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class ToolsConfig(_Model):
@@ -66,6 +68,9 @@ class AnnotationsOverride(_Model):
 
 class _ServerBase(_Model):
     tools: ToolsConfig = Field(default_factory=ToolsConfig)
+    search: ServerCuration = Field(
+        default_factory=ServerCuration, description="keywords, aliases and description overrides for search"
+    )
     annotations: dict[str, AnnotationsOverride] = Field(
         default_factory=dict, description="tool name (or glob) -> corrected annotation hints, used by the policy"
     )
@@ -76,6 +81,11 @@ class _ServerBase(_Model):
     owner: str | None = Field(default=None, description="who runs this service (searchable as `owner:NAME`)")
     tags: list[str] = Field(default_factory=list, description="labels (searchable as `tag:NAME`)")
     docs: str | None = Field(default=None, description="where to read more (a URL)")
+    observe_results: bool = Field(
+        default=True,
+        description="learn what tools without an outputSchema return (keys and types, never values) from their calls, "
+        "and show it as their return type in stubs",
+    )
 
 
 class StdioServerConfig(_ServerBase):
@@ -88,6 +98,10 @@ class StdioServerConfig(_ServerBase):
     cwd: Path | None = None
     max_restarts: int = Field(default=3, ge=0, description="respawns attempted per failure before giving up")
     list_as: str | None = Field(default=None, description="`${user.KEY}` servers: whose connection lists the tools")
+    known_tools: Path | None = Field(
+        default=None,
+        description="a snapshot file searched until the server has listed its tools once (relative to the config)",
+    )
     user_idle_timeout: float = Field(
         default=900.0, gt=0, description="`${user.KEY}` servers: seconds before an idle user's connection is closed"
     )
@@ -105,6 +119,10 @@ class RemoteServerConfig(_ServerBase):
     headers: dict[str, str] = Field(default_factory=dict, repr=False)
     type: Literal["http", "sse"] = "http"
     list_as: str | None = Field(default=None, description="`${user.KEY}` servers: whose connection lists the tools")
+    known_tools: Path | None = Field(
+        default=None,
+        description="a snapshot file searched until the server has listed its tools once (relative to the config)",
+    )
     user_idle_timeout: float = Field(
         default=900.0, gt=0, description="`${user.KEY}` servers: seconds before an idle user's connection is closed"
     )
@@ -137,7 +155,11 @@ class SandboxConfig(_Model):
     timeout: float = Field(default=30.0, gt=0, description="wall-clock seconds per run")
     memory_mb: int = Field(default=512, ge=32, description="address-space limit of the worker process")
     cpu_seconds: float = Field(default=10.0, gt=0, description="CPU time per run")
-    max_output_bytes: int = Field(default=64_000, ge=1_000, description="printed output kept per run")
+    max_output_bytes: int = Field(
+        default=20_000,
+        ge=1_000,
+        description="printed output kept per run (~5k tokens): past it the start and the end are kept, with a note",
+    )
     max_tool_calls: int = Field(default=500, ge=1, description="tool calls allowed per run")
     max_result_bytes: int = Field(default=2_000_000, ge=1_000, description="size of one tool result sent to the code")
     backend: Literal["fork", "spawn"] = Field(
@@ -146,6 +168,11 @@ class SandboxConfig(_Model):
     )
     spare_workers: int = Field(
         default=2, ge=0, le=32, description="fork backend: confined workers kept ready for the next runs"
+    )
+    language: Literal["auto", "open", "strict"] = Field(
+        default="auto",
+        description="auto: the Python models write where the OS confines the worker's network and files, "
+        "the strict subset where it does not; open: always (an operator's choice); strict: always",
     )
 
 
@@ -247,6 +274,11 @@ class HttpConfig(_Model):
         default_factory=ReplicaConfig,
         description="several replicas: this one's id and every replica's URL, to forward approval answers",
     )
+    limits: HttpLimitsConfig = Field(default_factory=HttpLimitsConfig)
+    operator_groups: list[str] = Field(
+        default=["operators"], description="users in these groups see /metrics and /healthz details"
+    )
+    metric_user_labels: bool = Field(default=True, description="per-user names in metric labels (else `other`)")
 
 
 class AuditConfig(_Model):
@@ -274,42 +306,6 @@ class AuditConfig(_Model):
         return self
 
 
-Approve = Literal["never", "destructive", "always"]
-
-
-class PolicyRule(_Model):
-    """What one block of the policy says; unset fields leave the decision to a less specific block.
-
-    Patterns are `server.tool` shell-style globs on the tool's original or Python name; a bare `server` means
-    all of its tools.
-    """
-
-    allow: list[str] = Field(default_factory=list, description="only these tools (union over the blocks that apply)")
-    deny: list[str] = Field(default_factory=list, description="never these tools (any block's deny wins)")
-    read_only: bool | None = Field(default=None, description="only tools annotated read-only")
-    approve: Approve | None = Field(
-        default=None, description="ask the user (MCP elicitation) before destructive calls, or before every call"
-    )
-    runs_per_minute: int | None = Field(default=None, ge=1, description="execute_code runs per user per minute")
-    calls_per_run: int | None = Field(default=None, ge=1, description="tool calls one run may make")
-
-
-class PolicyConfig(_Model):
-    """Who may call which tools, and how. A user's rules: `users.NAME`, else their `groups`, else `default`."""
-
-    default: PolicyRule = Field(default_factory=PolicyRule)
-    groups: dict[str, PolicyRule] = Field(default_factory=dict)
-    users: dict[str, PolicyRule] = Field(default_factory=dict)
-    approval_timeout: float = Field(default=300.0, gt=0, description="seconds to wait for the user's answer")
-
-    def blocks(self) -> list[tuple[tuple[str, ...], PolicyRule]]:
-        """Every block with its key path in the config (`("policy", "groups", "eng")`), default first."""
-        found: list[tuple[tuple[str, ...], PolicyRule]] = [(("policy", "default"), self.default)]
-        found += [(("policy", "groups", name), rule) for name, rule in self.groups.items()]
-        found += [(("policy", "users", name), rule) for name, rule in self.users.items()]
-        return found
-
-
 class PortalConfig(_Model):
     secrets_file: Path | None = Field(
         default=None, description="YAML mapping NAME: value whose names `${NAME}` can use (relative to the config)"
@@ -319,7 +315,14 @@ class PortalConfig(_Model):
     http: HttpConfig = Field(default_factory=HttpConfig)
     audit: AuditConfig = Field(default_factory=AuditConfig)
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    search: SearchConfig = Field(default_factory=SearchConfig)
     user: str | None = Field(default=None, description="who stdio calls are attributed to (default: the OS user)")
+    state_dir: Path | None = Field(
+        default=None,
+        description="where the portal keeps each server's last tool list (relative to the config; default: "
+        "$PORTAL_MCP_STATE_DIR, else $XDG_STATE_HOME/portal-mcp, else ~/.local/state/portal-mcp)",
+    )
     source: str | None = Field(default=None, exclude=True)
     substituted_secrets: frozenset[str] = Field(default=frozenset(), exclude=True, repr=False)
     """Values that came from the secrets file, or from `${VAR}` in headers, env or `http`: all get redacted."""
@@ -337,8 +340,29 @@ class PortalConfig(_Model):
             values.update(user.secrets.values())
         return {value for value in values if value}
 
+    def state_folder(self, environ: Mapping[str, str]) -> Path:
+        """The portal's state folder: `state_dir`, else $PORTAL_MCP_STATE_DIR, else $XDG_STATE_HOME/portal-mcp, else
+        ~/.local/state/portal-mcp."""
+        if self.state_dir is not None:
+            return self.state_dir
+        if environ.get("PORTAL_MCP_STATE_DIR"):
+            return Path(environ["PORTAL_MCP_STATE_DIR"]).expanduser()
+        if environ.get("XDG_STATE_HOME"):
+            return Path(environ["XDG_STATE_HOME"]).expanduser() / "portal-mcp"
+        return Path.home() / ".local" / "state" / "portal-mcp"
+
     def enabled_servers(self) -> dict[str, StdioServerConfig | RemoteServerConfig | SnapshotServerConfig]:
         return {name: server for name, server in self.servers.items() if not server.disabled}
+
+    def unobserved(self, server: str) -> bool:
+        """Whether the shapes of `server`'s results are not to be learned (`observe_results: false`)."""
+        config = self.servers.get(server)
+        return config is not None and not config.observe_results
+
+    def curated(self, server: str, tools: Sequence[Tool]) -> list[Tool]:
+        """A server's tools as search and stubs show them (`servers.NAME.search.tools.TOOL.description`)."""
+        config = self.servers.get(server)
+        return config.search.apply(tools) if config is not None else list(tools)
 
     def tool_filters(self) -> dict[str, ToolFilter]:
         return {name: server.tools.as_filter() for name, server in self.servers.items()}

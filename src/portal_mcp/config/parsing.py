@@ -3,8 +3,9 @@ sentence naming the key and its line."""
 
 from __future__ import annotations
 
+import difflib
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import yaml
@@ -104,27 +105,41 @@ def nearest_line(path: tuple[Any, ...], lines: Mapping[tuple[Any, ...], int]) ->
     return None
 
 
-def config_error(exc: ValidationError, source: str, lines: Mapping[tuple[Any, ...], int]) -> ConfigError:
-    """Turn pydantic's first error into one sentence naming the key (and server) at fault."""
-    error = exc.errors()[0]
-    loc = tuple(part for part in error["loc"] if part not in ("stdio", "remote", "snapshot"))
-    line = nearest_line(loc, lines)
-    subject = _describe(loc)
-    if error["type"] == "extra_forbidden":
-        key = loc[-1]
-        owner = _describe(loc[:-1])
-        message = f"unknown key {key!r} in {owner}; check the spelling (see the portal.yaml reference in the README)"
-    elif error["type"] == "missing":
-        message = f"{subject} is required"
-    elif error["type"] == "literal_error" and isinstance(error.get("input"), str | int | float | bool):
-        # A choice from a fixed list (`approve`, `backend`, ...): naming what was written helps, and it is no secret.
-        message = f"{subject}: {error['msg']}, not {error['input']!r}"
-    else:
-        message = f"{subject}: {error['msg']}"
-    more = len(exc.errors()) - 1
-    if more:
-        message += f" (and {more} more problem{'s' if more > 1 else ''})"
-    return ConfigError(message, source=source, line=line)
+def config_error(
+    exc: ValidationError,
+    source: str,
+    lines: Mapping[tuple[Any, ...], int],
+    vocabulary: Callable[[tuple[Any, ...]], Iterable[str]] = lambda loc: (),
+) -> ConfigError:
+    """Every problem pydantic found, each as one sentence naming the key (and server) at fault and its line; an
+    unknown key gets the nearest known one (`vocabulary(loc)`: the keys allowed where it stands)."""
+    problems: list[ConfigError] = []
+    seen: set[tuple[int | None, str]] = set()
+    for error in exc.errors():
+        loc = tuple(part for part in error["loc"] if part not in ("stdio", "remote", "snapshot"))
+        line = nearest_line(loc, lines)
+        subject = _describe(loc)
+        if error["type"] == "extra_forbidden":
+            key = loc[-1]
+            owner = _describe(loc[:-1])
+            near = difflib.get_close_matches(str(key), list(vocabulary(loc[:-1])), n=1, cutoff=0.6)
+            hint = (
+                f"did you mean {near[0]!r}?"
+                if near
+                else "check the spelling (see the portal.yaml reference in the README)"
+            )
+            message = f"unknown key {key!r} in {owner}; {hint}"
+        elif error["type"] == "missing":
+            message = f"{subject} is required"
+        elif error["type"] == "literal_error" and isinstance(error.get("input"), str | int | float | bool):
+            # A choice from a fixed list (`approve`, `backend`, ...): naming what was written helps, and it is no secret.
+            message = f"{subject}: {error['msg']}, not {error['input']!r}"
+        else:
+            message = f"{subject}: {error['msg']}"
+        if (line, message) not in seen:
+            seen.add((line, message))
+            problems.append(ConfigError(message, source=source, line=line))
+    return ConfigError.combined(problems)
 
 
 def _describe(loc: tuple[Any, ...]) -> str:

@@ -18,8 +18,9 @@ RunErrorKind = Literal[
     "exception", "syntax", "memory", "not_awaited", "internal", "timeout", "cpu", "crash", "protocol", "too_long",
 ]  # fmt: skip
 """Why a run in the sandbox failed: the detail of a failed run's record, and a bounded label of the metrics."""
-RefusalKind = Literal["precheck", "rate_limit"]
-"""Why the portal refused to start a run: its code failed the pre-run check, or its user is over the rate limit."""
+RefusalKind = Literal["precheck", "rate_limit", "limit"]
+"""Why the portal refused to start a run: its code failed the pre-run check, its user is over the rate limit, or
+a budget of `limits:` (code size, runs in flight) refused it."""
 Verdict = Literal["approved", "declined", "cancelled", "unsupported", "no_session", "timeout", "failed"]
 """A person's answer to an approval question (or why there was none): in a call record's detail and the metrics."""
 

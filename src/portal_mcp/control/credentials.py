@@ -210,8 +210,9 @@ def _collect_strings(value: Any, into: list[str]) -> None:
 class RedactingFilter(logging.Filter):
     """A handler filter that rewrites each record's message (and traceback text) with secrets redacted.
 
-    Installed on the handlers of the root logger while a `DownstreamPool` is open, so records of the SDK and httpx,
-    which the portal does not write, are covered too.
+    Added by the owner of the log output to its handlers (`portal-mcp serve` to the one `logs.configure` installs;
+    an application embedding a `Portal` to its own: `portal.redactor.filter()`), so records of the SDK and httpx,
+    which the portal does not write, are covered too. Nothing in the portal adds it to handlers it does not own.
     """
 
     def __init__(self, redactor: Redactor) -> None:

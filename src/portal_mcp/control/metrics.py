@@ -112,6 +112,7 @@ class Metrics:
             self.run_seconds.labels(event.outcome).observe(event.duration_ms / 1000)
             if failed:
                 refused = "rate_limit" if event.detail == "rate_limit" else "precheck"
+                refused = "limit" if event.detail.startswith("limit=") else refused
                 self.errors.labels("run", refused if event.outcome == "refused" else _kind(event.detail)).inc()
             return
         entry = self._catalog().get(event.subject)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import math
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -27,7 +29,10 @@ from portal_mcp.downstream._failures import TOO_OLD, TooOld, describe, rejects_h
 from portal_mcp.downstream._processes import end_processes
 from portal_mcp.downstream._stderr import StderrPump
 from portal_mcp.downstream._transports import Watch, open_transport
-from portal_mcp.errors import DownstreamError, ServerUnavailableError, ToolTimeoutError
+from portal_mcp.errors import DownstreamError, ServerDownError, ServerUnavailableError, ToolTimeoutError
+from portal_mcp.naming import plural
+
+logger = logging.getLogger("portal_mcp.downstream")
 
 _MAX_PAGES = 1000
 """tools/list pages followed before giving up on a paginator that never ends."""
@@ -35,6 +40,10 @@ _BACKOFF = 0.2
 """Seconds before the first respawn; doubled for each further attempt."""
 _DEFAULT_RESTARTS = 3
 """Reconnect attempts for servers whose config has no `max_restarts` (remote and in-process ones)."""
+RETRY_FIRST = 2.0
+"""Seconds after a server failed to start (or went down) before the first background retry."""
+RETRY_CAP = 60.0
+"""Background retries double their wait after each failure, up to this many seconds; a connection resets it."""
 _DEFAULT_TIMEOUT = 60.0
 _DEFAULT_CONNECT_TIMEOUT = 30.0
 CLOSE_GRACE = 8.0
@@ -52,9 +61,9 @@ class Hooks:
     status: Callable[[ServerStatus], None]
     redactor: Redactor
     """Applied to every error and event message the link writes, and to the tools it lists."""
-    private_stderr: bool = False
-    """The process runs with one user's secrets (a `${user.KEY}` server): what it prints to stderr is that user's
-    business, so it stays in the portal's log and out of error messages, statuses and events."""
+    listed: Callable[[str, list[Tool], bool], Awaitable[None]] | None = None
+    """Every successful listing (server, tools, whether this is the link's first connection): the pool keeps it
+    as the server's last known list and, for a server that came up after start, updates the catalog."""
 
 
 class Link:
@@ -86,6 +95,12 @@ class Link:
         self.error: str | None = None
         self.connect_ms: float | None = None
         self.restarts = 0
+        self.since = time.monotonic()
+        """When the state last changed (monotonic clock; `status()` is also read from threads): "connecting 41 s"."""
+        self.ever_connected = False
+        self._failed_wall: float | None = None
+        self._retry_at: float | None = None
+        self._retries = 0
         self._mode: Literal["legacy", "auto"] = "legacy"
         self._client: Client | None = None
         self._watch: Watch | None = None
@@ -108,8 +123,18 @@ class Link:
         self.last_used = anyio.current_time()
 
     def status(self) -> ServerStatus:
+        now = time.monotonic()
+        retry_in = None if self._retry_at is None else max(0.0, self._retry_at - now)
         return ServerStatus(
-            self.name, self.kind, self.state, len(self.tools), self.connect_ms, self.error, self.restarts
+            self.name,
+            self.kind,
+            self.state,
+            len(self.tools),
+            self.connect_ms,
+            self.error,
+            self.restarts,
+            now - self.since,
+            retry_in,
         )
 
     def stderr_tail(self) -> list[str]:
@@ -123,10 +148,19 @@ class Link:
             with self._scope:
                 await self._cycle(first=True)
                 while not self._closing:
-                    await self._cycle_wanted.wait()
-                    self._cycle_wanted = anyio.Event()
+                    retry = self._given_up_at is not None and self.max_restarts > 0
+                    if retry:
+                        # Failed to start or down: try again in the background, waiting longer each time.
+                        delay = min(RETRY_CAP, RETRY_FIRST * 2**self._retries)
+                        self._retry_at = time.monotonic() + delay
+                        with anyio.move_on_after(delay):
+                            await self._cycle_wanted.wait()
+                        self._retries += 1
+                    else:
+                        await self._cycle_wanted.wait()
+                    self._retry_at = None
                     if not self._closing:
-                        await self._cycle(first=False)
+                        await self._cycle(first=False, retry=retry)
         finally:
             self._settle()
             self.done.set()
@@ -147,24 +181,40 @@ class Link:
         if self._client is None:
             self._scope.cancel()
 
-    async def _cycle(self, *, first: bool) -> None:
-        """Connect (first start: once; later: up to `max_restarts` times with backoff) and serve until it ends."""
-        attempts = 1 if first else self.max_restarts
+    async def _cycle(self, *, first: bool, retry: bool = False) -> None:
+        """Connect (first start and background retries: once; a dropped connection: up to `max_restarts` times with
+        backoff) and serve until it ends."""
+        self._cycle_wanted = anyio.Event()  # a call asking for a connection now is answered by this cycle
+        attempts = 1 if first or retry else self.max_restarts
         reason = self.error or "the connection was lost"
         error = "restarts are disabled (`max_restarts: 0`)"
+        given_up_state = self.state
         for attempt in range(1, attempts + 1):
-            if not first:
+            if retry:
+                self._set_state("restarting" if self.ever_connected else "connecting", reason)
+            elif not first:
                 self._set_state("restarting", reason)
                 await self._event(
                     "restarting", "warning", f"restarting (attempt {attempt} of {attempts}) because {reason}"
                 )
                 await anyio.sleep(_BACKOFF * 2 ** (attempt - 1))
-            outcome = await self._session(restart=not first)
+            outcome = await self._session(restart=self.ever_connected)
             if outcome is None:
                 return
             error = reason = outcome
         self._given_up_at = anyio.current_time()
-        if first:
+        self._failed_wall = time.time()
+        if retry:
+            self._set_state("down" if given_up_state == "down" or self.ever_connected else "failed", error)
+            wait = min(RETRY_CAP, RETRY_FIRST * 2**self._retries)
+            logger.info(
+                "server %r: still unavailable (%s); retrying in %.0f s",
+                self.name,
+                self.error,
+                wait,
+                extra={"server": self.name, "event": "retry"},
+            )
+        elif first:
             self._set_state("failed", error)
             await self._event("failed", "error", f"failed to start: {error}")
         else:
@@ -195,6 +245,8 @@ class Link:
         error: str | None = None
         self._drop = self._relist = False
         self._stream_error = None
+        if self._pump is not None:
+            self._pump.next_process()
         try:
             with anyio.CancelScope(deadline=started + self.connect_timeout) as deadline:
                 client = Client(
@@ -253,7 +305,11 @@ class Link:
         self._client, self._watch = client, watch
         self._generation += 1
         self._given_up_at = None
+        self._retries = 0
         self.connect_ms = ms
+        first = not self.ever_connected
+        recovered = first and self._failed_wall is not None
+        self.ever_connected = True
         changed = restart and _dump(tools) != _dump(self.tools)
         self.tools = tools
         if restart:
@@ -261,7 +317,11 @@ class Link:
         self._set_state("connected", None)
         self._settle()
         if restart:
-            await self._event("restarted", "info", f"restarted in {ms:.0f} ms; it lists {len(tools)} tools")
+            await self._event("restarted", "info", f"restarted in {ms:.0f} ms; it {_lists(len(tools))}")
+        elif recovered:
+            await self._event("restarted", "info", f"is up after retrying ({ms:.0f} ms); it {_lists(len(tools))}")
+        if self._hooks.listed is not None:
+            await self._hooks.listed(self.name, list(tools), first)
         if changed:
             await self._hooks.tools_changed(self.name, list(tools))
 
@@ -310,7 +370,9 @@ class Link:
             return
         if _dump(tools) != _dump(self.tools):
             self.tools = tools
-            await self._event("tools_changed", "info", f"tool list changed; it now lists {len(tools)} tools")
+            await self._event("tools_changed", "info", f"tool list changed; it now {_lists(len(tools))}")
+            if self._hooks.listed is not None:
+                await self._hooks.listed(self.name, list(tools), False)
             await self._hooks.tools_changed(self.name, list(tools))
 
     async def _list_tools(self, client: Client) -> list[Tool]:
@@ -393,20 +455,25 @@ class Link:
                 if client is not None and not self._drop and not (watch is not None and watch.closed.is_set()):
                     return client, watch, self._generation
                 if self._given_up_at is not None and anyio.current_time() - self._given_up_at < self._down_retry_after:
-                    raise ServerUnavailableError(self.name, self._unavailable())
+                    raise self.down_error()
                 await self._request_cycle().wait()
                 if self._given_up_at is not None and self._client is None:
-                    raise ServerUnavailableError(self.name, self._unavailable())
+                    raise self.down_error()
         raise ServerUnavailableError(
             self.name, f"the connection keeps dropping ({self.error}); check `portal-mcp check`"
         )
 
-    def _unavailable(self) -> str:
-        if self.state == "failed":
-            return f"it failed to start: {self.error}; check it with `portal-mcp check`"
-        return (
-            f"it is down after {self.max_restarts} restart attempt(s): {self.error}; check it with `portal-mcp check`"
-        )
+    def down_error(self) -> ServerDownError:
+        """`server 'remote' is down since 10:41:07 (it failed to start: ...); retrying in 20 s`."""
+        if self.state == "failed" or not self.ever_connected:
+            why = f"it failed to start: {self.error}"
+        elif self.max_restarts == 0:
+            why = f"{self.error}"
+        else:
+            why = f"after {self.max_restarts} restart attempt(s): {self.error}"
+        at = time.strftime("%H:%M:%S", time.localtime(self._failed_wall)) if self._failed_wall else None
+        retry_in = None if self._retry_at is None else max(0.0, self._retry_at - time.monotonic())
+        return ServerDownError(self.name, why, at, retry_in)
 
     async def _lost(self, watch: Watch | None, written: int, generation: int) -> Literal["unsent", "maybe"]:
         """The connection is gone: drop it, and tell whether our request can have reached the server.
@@ -443,6 +510,8 @@ class Link:
     # -- state and messages ----------------------------------------------------------------------------------------
 
     def _set_state(self, state: ServerState, error: str | None) -> None:
+        if state != self.state:
+            self.since = time.monotonic()
         self.state, self.error = state, None if error is None else self._hooks.redactor.text(error)
         if not self._reported:
             # `on_status` is startup progress: once per server, when its first attempt settles.
@@ -462,12 +531,16 @@ class Link:
         elif self._stream_error:
             message += f" ({self._stream_error})"
         if self._pump is not None:
+            # Never the lines themselves: this text reaches users (call errors, events, statuses), and what a
+            # server printed while serving one user can hold that user's data. The operator's log has them.
             self._pump.drain()
-            if self._pump.tail and self._hooks.private_stderr:
+            if self._pump.tail:
                 message += "; its stderr is in the portal's log"
-            elif self._pump.tail:
-                message += "; its stderr ends with: " + " | ".join(list(self._pump.tail)[-5:])
         return message
+
+
+def _lists(count: int) -> str:
+    return f"lists {plural(count, 'tool')}"
 
 
 def _dump(tools: Sequence[Tool]) -> list[dict[str, Any]]:

@@ -14,6 +14,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import replace
+from pathlib import Path
 from types import TracebackType
 from typing import Any, TextIO
 
@@ -24,19 +25,26 @@ from mcp_types import CallToolResult, Tool
 
 from portal_mcp.catalog.snapshot import load_snapshot
 from portal_mcp.catalog.status import ServerState, ServerStatus, TransportKind, transport_kind
-from portal_mcp.config import RemoteServerConfig, ServerConfig, SnapshotServerConfig, StdioServerConfig
-from portal_mcp.config.user_refs import expand_user_refs, first_user_with, missing_keys
-from portal_mcp.control.credentials import RedactingFilter, Redactor
+from portal_mcp.config import ServerConfig, SnapshotServerConfig, StdioServerConfig
+from portal_mcp.config.user_refs import first_user_with, missing_keys
+from portal_mcp.control.credentials import Redactor
+from portal_mcp.downstream import _users
 from portal_mcp.downstream._events import DownstreamEvent
+from portal_mcp.downstream._known import KnownTools
 from portal_mcp.downstream._link import CLOSE_GRACE, Hooks, Link
+from portal_mcp.downstream._progress import report_progress
 from portal_mcp.downstream._stderr import StderrPump
-from portal_mcp.errors import ConfigError, DownstreamError, MissingSecretError, SnapshotOnlyError
+from portal_mcp.errors import (
+    ConfigError,
+    DownstreamError,
+    MissingSecretError,
+    ServerDownError,
+    SnapshotOnlyError,
+)
 
 # The package's name, not `__name__`: the CLI prints it in every log line.
 logger = logging.getLogger("portal_mcp.downstream")
 
-_CALLBACK_TIMEOUT = 10.0
-_PUMP_EOF_TIMEOUT = 3.0
 _MAX_REAP_INTERVAL = 30.0
 _LOG_LEVELS = {"info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 
@@ -61,6 +69,8 @@ class DownstreamPool:
         down_retry_after: float = 30.0,
         users: Mapping[str, Mapping[str, str]] | None = None,
         redactor: Redactor | None = None,
+        state_dir: Path | None = None,
+        background: bool = False,
     ) -> None:
         """`local` servers run in this process (tests, embedders). `on_status` is startup progress: called once per
         server when its first connection attempt settles; later changes arrive as `on_event` events. Stdio servers'
@@ -68,7 +78,10 @@ class DownstreamPool:
         may be the portal's MCP channel. After a server ends `down` (or `failed`), calls fail fast for
         `down_retry_after` seconds; the next call after that tries to bring it back. `users` maps each user to
         their secrets, for servers whose headers/env say `${user.KEY}`. `redactor` takes secret values out of every
-        error, event, stderr line, tool listing and (while the pool is open) log record of the root handlers."""
+        error, event, stderr line and tool listing; the pool changes no logging settings (the log output's owner
+        adds `redactor.filter()` to its handlers: `portal-mcp serve` does). `state_dir` keeps each server's last tool
+        list (`KnownTools`); `background=True` returns from `async with` at once and connects meanwhile (progress
+        goes to the log), instead of waiting for every first attempt."""
         clash = sorted(set(servers) & set(local or {}))
         if clash:
             raise ValueError(f"server names {clash} are both configured and passed as `local`; rename one")
@@ -93,25 +106,25 @@ class DownstreamPool:
         self._user_links: dict[tuple[str, str], Link] = {}
         self._task_group: anyio.abc.TaskGroup | None = None
         self._hooks: Hooks | None = None
-        self._log_filter: tuple[RedactingFilter, list[logging.Handler]] | None = None
+        self._known = KnownTools(state_dir, self._servers)
+        self._background = background
+        self._ready = False
 
     async def __aenter__(self) -> DownstreamPool:
         if self._entered:
             raise RuntimeError("a DownstreamPool can be entered only once")
         self._entered = True
         self._stack = AsyncExitStack()
-        if self._redactor:
-            log_filter = self._redactor.filter()
-            handlers = list(logging.getLogger().handlers)
-            for handler in handlers:
-                handler.addFilter(log_filter)
-            self._log_filter = (log_filter, handlers)
         try:
             task_group = await self._stack.enter_async_context(anyio.create_task_group())
             self._task_group = task_group
             self._cancel = task_group.cancel_scope
             hooks = Hooks(
-                emit=self._emit, tools_changed=self._tools_changed, status=self._status, redactor=self._redactor
+                emit=self._emit,
+                tools_changed=self._tools_changed,
+                status=self._status,
+                redactor=self._redactor,
+                listed=self._listed,
             )
             self._hooks = hooks
             for name, server in self._servers.items():
@@ -148,23 +161,32 @@ class DownstreamPool:
                     if pump is not None and pump.available:
                         self._pumps.append(pump)
                         task_group.start_soon(pump.run)
-                    own = replace(hooks, private_stderr=True) if needed else hooks
-                    self._links[name] = Link(name, _for_user(server, secrets), own, pump, self._down_retry_after)
+                    self._links[name] = Link(
+                        name, _users.for_user(server, secrets), hooks, pump, self._down_retry_after
+                    )
             if self._needs:
                 task_group.start_soon(self._close_idle_links)
             for name, local_server in self._local.items():
                 self._links[name] = Link(name, local_server, hooks, None, self._down_retry_after)
             for link in self._links.values():
                 task_group.start_soon(link.run)
-            # Each connect ends within its connect_timeout; the margin covers the SDK's bounded cleanup.
-            longest = max((link.connect_timeout for link in self._links.values()), default=0.0)
-            with anyio.move_on_after(longest + 2 * CLOSE_GRACE):
-                for link in self._links.values():
-                    await link.first_settled.wait()
+            if self._background:
+                task_group.start_soon(report_progress, self._links)
+            else:
+                await self.settled()
+            self._ready = True
         except BaseException:
             await self._close()
             raise
         return self
+
+    async def settled(self) -> None:
+        """Wait until every server's first connection attempt has ended (each within its `connect_timeout`)."""
+        # The margin covers the SDK's bounded cleanup.
+        longest = max((link.connect_timeout for link in self._links.values()), default=0.0)
+        with anyio.move_on_after(longest + 2 * CLOSE_GRACE):
+            for link in list(self._links.values()):
+                await link.first_settled.wait()
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
@@ -192,10 +214,6 @@ class DownstreamPool:
             for pump in self._pumps:
                 pump.drain()  # the last words of a server that just exited
                 pump.close()
-            if self._log_filter is not None:
-                log_filter, handlers = self._log_filter
-                for handler in handlers:
-                    handler.removeFilter(log_filter)
 
     def listings(self) -> dict[str, list[Tool]]:
         """The current tools of every usable server (connected, reconnectable, snapshot), in config order."""
@@ -207,6 +225,21 @@ class DownstreamPool:
                     result[name] = list(tools)
             elif self._links[name].state in ("connected", "restarting", "exited"):
                 result[name] = list(self._links[name].tools)
+        return result
+
+    def known_listings(self) -> dict[str, list[Tool]]:
+        """`listings()` plus, for a server that is not connected now, its last known tools (from this run, else from
+        the state folder): what search and stubs show while it is starting or down. In config order."""
+        live = self.listings()
+        result: dict[str, list[Tool]] = {}
+        for name in self._order():
+            link = self._links.get(name)
+            if name in live:
+                result[name] = live[name]
+            elif link is not None and link.ever_connected:
+                result[name] = list(link.tools)
+            elif (known := self._known.get(name)) is not None:
+                result[name] = known
         return result
 
     def statuses(self) -> list[ServerStatus]:
@@ -250,6 +283,17 @@ class DownstreamPool:
         known = ", ".join(repr(name) for name in self._order()) or "none"
         raise DownstreamError(server, f"no server has this name (configured: {known}); check `servers:`")
 
+    async def ready(self, server: str) -> None:
+        """Wait while `server` is on its first connection attempt (each ends within its `connect_timeout`)."""
+        link = self._links.get(server)
+        if link is not None and not link.first_settled.is_set():
+            await link.first_settled.wait()
+
+    def down_error(self, server: str) -> ServerDownError | None:
+        """What a call to `server` gets while it is `failed` or `down` (None while it is anything else)."""
+        link = self._links.get(server)
+        return link.down_error() if link is not None and link.state in ("failed", "down") else None
+
     def _order(self) -> list[str]:
         return [*self._servers, *self._local]
 
@@ -286,11 +330,11 @@ class DownstreamPool:
         hooks = replace(
             self._hooks,
             emit=self._user_emitter(user),
-            tools_changed=_ignore_tools,
-            status=_ignore_status,
-            private_stderr=True,
+            tools_changed=_users.ignore_tools,
+            status=_users.ignore_status,
+            listed=None,
         )
-        link = Link(server, _for_user(config, secrets), hooks, pump, self._down_retry_after)
+        link = Link(server, _users.for_user(config, secrets), hooks, pump, self._down_retry_after)
         self._user_links[key] = link
         self._task_group.start_soon(self._run_user_link, key, link, pump)
         return link
@@ -304,42 +348,15 @@ class DownstreamPool:
     async def _run_user_link(self, key: tuple[str, str], link: Link, pump: StderrPump | None) -> None:
         """Run one user's link (and its stderr pump) until it is closed: idle, or the pool closing."""
         try:
-            async with anyio.create_task_group() as task_group:
-                if pump is not None and pump.available:
-                    pump_done = anyio.Event()
-
-                    async def forward(pump: StderrPump = pump) -> None:
-                        try:
-                            await pump.run()
-                        finally:
-                            pump_done.set()
-
-                    task_group.start_soon(forward)
-                await link.run()
-                if pump is not None and pump.available:
-                    pump.writer.close()  # with the process gone, the pipe reaches end of file
-                    with anyio.move_on_after(_PUMP_EOF_TIMEOUT):
-                        await pump_done.wait()
-                task_group.cancel_scope.cancel()
+            await _users.run_with_pump(link, pump)
         finally:
             if self._user_links.get(key) is link:
                 del self._user_links[key]
-            if pump is not None:
-                pump.drain()
-                pump.close()
 
     async def _close_idle_links(self) -> None:
         """Close per-user links that have had no call for their server's `user_idle_timeout`."""
-        timeouts = {name: _idle_timeout(self._servers[name]) for name in self._needs}
-        interval = min(_MAX_REAP_INTERVAL, *(timeout / 4 for timeout in timeouts.values()))
-        while True:
-            await anyio.sleep(interval)
-            now = anyio.current_time()
-            for (server, user), link in list(self._user_links.items()):
-                if link.in_flight == 0 and now - link.last_used >= timeouts[server] and not link.closing:
-                    del self._user_links[(server, user)]
-                    logger.info("server %r: closing user %r's idle connection", server, user)
-                    link.close()
+        timeouts = {name: _users.idle_timeout(self._servers[name]) for name in self._needs}
+        await _users.close_idle_links(self._user_links, timeouts, _MAX_REAP_INTERVAL)
 
     def _fix(self, name: str, kind: TransportKind, state: ServerState, tools: list[Tool], error: str | None) -> None:
         status = ServerStatus(name, kind, state, len(tools), None, error)
@@ -352,11 +369,18 @@ class DownstreamPool:
             fields["user"] = event.user
         logger.log(_LOG_LEVELS[event.level], "server %r: %s", event.server, event.message, extra=fields)
         if self._on_event is not None:
-            await _guarded(self._on_event(event), "on_event")
+            await _users.guarded(self._on_event(event), "on_event")
+
+    async def _listed(self, server: str, tools: list[Tool], first: bool) -> None:
+        """Keep every listing as the server's last known one; a server that came up after the pool was ready (in the
+        background, or after failing at start) changes the catalog."""
+        self._known.save(server, tools)
+        if first and self._ready:
+            await self._tools_changed(server, tools)
 
     async def _tools_changed(self, server: str, tools: list[Tool]) -> None:
         if self._on_tools_changed is not None:
-            await _guarded(self._on_tools_changed(server, tools), "on_tools_changed")
+            await _users.guarded(self._on_tools_changed(server, tools), "on_tools_changed")
 
     def _status(self, status: ServerStatus) -> None:
         if self._on_status is not None:
@@ -364,34 +388,3 @@ class DownstreamPool:
                 self._on_status(status)
             except Exception:
                 logger.exception("on_status callback raised")
-
-
-def _for_user(config: StdioServerConfig | RemoteServerConfig, secrets: Mapping[str, str]) -> Any:
-    """The config with `${user.KEY}` in its env/headers replaced by the user's secrets (and `$${user.KEY}` by a
-    literal); the result lives only in this process, handed to the transport."""
-    if isinstance(config, StdioServerConfig):
-        return config.model_copy(update={"env": {k: expand_user_refs(v, secrets) for k, v in config.env.items()}})
-    return config.model_copy(update={"headers": {k: expand_user_refs(v, secrets) for k, v in config.headers.items()}})
-
-
-def _idle_timeout(config: ServerConfig) -> float:
-    return config.user_idle_timeout if isinstance(config, StdioServerConfig | RemoteServerConfig) else 900.0
-
-
-async def _ignore_tools(server: str, tools: list[Tool]) -> None:
-    """A per-user link's listing does not change the catalog: the listing user's does."""
-
-
-def _ignore_status(status: ServerStatus) -> None:
-    """`on_status` is startup progress of the servers, not of per-user links."""
-
-
-async def _guarded(call: Awaitable[None], what: str) -> None:
-    """Run an embedder's callback without letting it break (or hang) a connection."""
-    with anyio.move_on_after(_CALLBACK_TIMEOUT) as scope:
-        try:
-            await call
-        except Exception:
-            logger.exception("%s callback raised", what)
-    if scope.cancelled_caught:
-        logger.warning("%s callback took longer than %gs and was cancelled", what, _CALLBACK_TIMEOUT)

@@ -10,8 +10,9 @@ from contextlib import suppress
 import anyio
 import anyio.to_thread
 
-TOKEN_VAR = "PORTAL_MCP_SERVER_TOKEN"
-"""Set in every stdio server's environment, so the processes it started can be found (and ended) after it."""
+SPAWN_ID_VAR = "PORTAL_MCP_SPAWN_ID"
+"""Set in every stdio server's environment to a random id of that spawn, so the processes it started can be found
+(and ended) after it. Not a credential: it names a spawn, and it opens nothing."""
 
 
 async def end_processes(token: str) -> None:
@@ -37,7 +38,7 @@ async def end_processes(token: str) -> None:
 
 
 def _pids_with_token(token: str) -> list[int]:
-    marker = f"{TOKEN_VAR}={token}".encode()
+    marker = f"{SPAWN_ID_VAR}={token}".encode()
     found: list[int] = []
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit() or int(entry.name) == os.getpid():

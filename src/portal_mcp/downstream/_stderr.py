@@ -14,7 +14,8 @@ import anyio
 class StderrPump:
     """A stdio server's stderr: forwarded line by line to the portal's stderr as `[name] line`, last lines kept.
 
-    Every spawn of the server writes into the same pipe, so the tail spans respawns. Needs `anyio.wait_readable`
+    Every spawn of the server writes into the same pipe; `next_process` starts a new tail, so an error names only
+    what the process at fault printed. Needs `anyio.wait_readable`
     on a pipe, which Windows lacks; there the server's stderr goes straight to the portal's stderr.
     """
 
@@ -39,6 +40,12 @@ class StderrPump:
             await anyio.wait_readable(self._read_fd)
             if not self.drain():
                 return
+
+    def next_process(self) -> None:
+        """A new process is about to start: forward what is left of the last one, then forget its lines."""
+        if self.available and not self._closed:
+            self.drain()
+        self.tail.clear()
 
     def drain(self) -> bool:
         """Read what the pipe holds now, without blocking. False at end of file."""

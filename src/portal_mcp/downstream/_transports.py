@@ -17,12 +17,12 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.message import SessionMessage
 
 from portal_mcp.config import RemoteServerConfig, StdioServerConfig
-from portal_mcp.downstream._processes import TOKEN_VAR
+from portal_mcp.downstream._processes import SPAWN_ID_VAR
 from portal_mcp.downstream._stderr import StderrPump
 
 if TYPE_CHECKING:
-    # The SDK's stream protocols; only named in annotations.
-    from mcp.client._transport import ReadStream, TransportStreams, WriteStream
+    # The SDK's stream protocols (in a private module: portal_mcp.sdk names them); only named in annotations.
+    from portal_mcp.sdk import ReadStream, TransportStreams, WriteStream
 
 
 class Watch:
@@ -162,7 +162,7 @@ def open_transport(
     """A watched SDK transport for a configured server; a stdio server gets `token` in its environment."""
     if isinstance(config, StdioServerConfig):
         params = StdioServerParameters(
-            command=config.command, args=config.args, env={**config.env, TOKEN_VAR: token}, cwd=config.cwd
+            command=config.command, args=config.args, env={**config.env, SPAWN_ID_VAR: token}, cwd=config.cwd
         )
         errlog = pump.writer if pump is not None and pump.available else sys.stderr
         return WatchedTransport(stdio_client(params, errlog=errlog), watch)

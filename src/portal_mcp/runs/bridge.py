@@ -22,16 +22,19 @@ from portal_mcp.catalog.model import Catalog, ToolEntry
 from portal_mcp.catalog.schemas import Validators, drop_omitted
 from portal_mcp.control.access import Decision, UserRules
 from portal_mcp.control.audit import AuditEvent, AuditSink, Verdict
+from portal_mcp.control.budgets import Budgets
 from portal_mcp.control.credentials import Redactor
 from portal_mcp.control.principal import Principal
 from portal_mcp.errors import (
     ArgumentError,
+    LimitError,
     PolicyDeniedError,
     PortalError,
     ToolCallError,
     ToolFailedError,
     UnknownToolError,
 )
+from portal_mcp.runs.approval_text import arguments_digest, escape, render_arguments
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +53,7 @@ _REFUSALS: dict[Verdict, str] = {
     "timeout": "the user did not answer the approval request within {timeout:g} s",
     "failed": "the approval request to the user's client failed",
 }
-_MAX_PREVIEW = 600
+_CHANGED = "its arguments changed after the user approved it; make the call again to ask again"
 
 
 @dataclass(frozen=True)
@@ -65,13 +68,14 @@ class ApprovalRequest:
     reason: str
     """Why it needs approval, e.g. "it may change or delete data (annotated destructive)"."""
 
+    digest: str = ""
+    """SHA-256 of the full arguments (`approval_text.arguments_digest`): the approved call must still match it."""
+
     def message(self) -> str:
-        preview = json.dumps(self.arguments, ensure_ascii=False, default=str)
-        if len(preview) > _MAX_PREVIEW:
-            preview = preview[: _MAX_PREVIEW - 3] + "..."
+        """Every argument on its own line, each cut and escaped on its own (approval_text.py)."""
         return (
-            f"Code running for {self.user} wants to call {self.tool} ({self.title}): {self.reason}.\n"
-            f"Arguments: {preview}\nAllow this call?"
+            f"Code running for {escape(self.user)} wants to call {self.tool} ({escape(self.title)}): {self.reason}."
+            f"\nArguments:\n{render_arguments(self.arguments)}\nFingerprint: {self.digest[:16]}\nAllow this call?"
         )
 
 
@@ -97,6 +101,10 @@ class ToolTransport(Protocol):
         """Call as `user`: a server whose headers/env say `${user.KEY}` is reached with that user's secrets."""
         ...
 
+    async def ready(self, server: str) -> None:
+        """Return once `server` is past its first connection attempt (at once for any other server)."""
+        ...
+
 
 class Bridge:
     """Validates and forwards tool calls. `catalog` is a callable so a refreshed catalog is seen at once.
@@ -115,8 +123,13 @@ class Bridge:
         validators: Validators,
         *,
         approval_timeout: float,
+        budgets: Budgets,
+        observe: Callable[[ToolEntry, Any], None] | None = None,
     ) -> None:
+        """`observe(entry, value)` learns from each successful result (the shapes of results, `ShapeBook`)."""
+        self._observe = observe
         self._catalog = catalog
+        self._budgets = budgets
         self._transport = transport
         self._audit = audit
         self._redactor = redactor
@@ -138,21 +151,40 @@ class Bridge:
                 raise ArgumentError(qualified, "", "arguments must be keyword arguments")
             arguments = drop_omitted(entry.input_schema, arguments)
             size_in = len(json.dumps(arguments, default=str))
-            self._validators.check(qualified, entry.input_schema, arguments)
-            if decision is Decision.APPROVE:
-                await self._approve(entry, arguments, rules, caller)
-                detail = "approved"
-            result = await self._transport.call_tool(entry.server, entry.name, arguments, user=who)
-            value = self._redactor.value(result_value(qualified, result))
+            # Budgets (control/budgets.py): sizes and bytes in flight checked first; big work off the event loop.
+            with self._budgets.call(who, caller, size_in) as held:
+                await self._budgets.offload(
+                    self._validators.check, qualified, entry.input_schema, arguments, size=size_in, user=who
+                )
+                if decision is Decision.APPROVE:
+                    await self._approve(entry, arguments, rules, caller)
+                    detail = "approved"
+                with caller.pause():
+                    # A server still starting (the portal serves before its servers are up) does not use up the run.
+                    await self._transport.ready(entry.server)
+                result = await self._transport.call_tool(entry.server, entry.name, arguments, user=who)
+                size_out = result_size(result)
+                self._budgets.result(size_out)
+                held.add(size_out)
+                value = await self._budgets.offload(self._shape, qualified, result, size=size_out, user=who)
+                if self._observe is not None:
+                    self._observe(entry, value)
         except PortalError as exc:
-            outcome = "refused" if isinstance(exc, ToolCallError) and not isinstance(exc, ToolFailedError) else "error"
+            refused = isinstance(exc, ToolCallError | LimitError) and not isinstance(exc, ToolFailedError)
+            outcome = "refused" if refused else "error"
             self._record(who, qualified, outcome, started, size_in, 0, audit_detail(exc, approved=bool(detail)))
             if isinstance(exc, PolicyDeniedError):
                 extra = {"user": who, "event": "policy_refused", "server": qualified.split(".", 1)[0]}
                 logger.info("policy refused %s for %r (rule %s)", qualified, who, exc.rule, extra=extra)
             raise self._redactor.error(exc) from None
-        self._record(who, qualified, "ok", started, size_in, result_size(result), detail)
+        except BaseException as exc:  # cancelled (wait_for, the run's time limit), RecursionError, a portal bug
+            self._record(who, qualified, "error", started, size_in, 0, unfinished(exc, approved=bool(detail)))
+            raise
+        self._record(who, qualified, "ok", started, size_in, size_out, detail)
         return value
+
+    def _shape(self, qualified: str, result: CallToolResult) -> Any:
+        return self._redactor.value(result_value(qualified, result))
 
     def _admit(self, entry: ToolEntry, rules: UserRules, caller: Caller) -> Decision:
         """The policy's answer for this call, counting it against the run's `calls_per_run`."""
@@ -170,6 +202,7 @@ class Bridge:
         """Ask the user about this call; anything but a yes raises `PolicyDeniedError`."""
         timeout = self._approval_timeout
         verdict: Verdict = "unsupported"
+        digest = arguments_digest(arguments)
         if caller.approve is not None:
             if rules.approve == "always":
                 reason = "the portal's policy asks before every call"
@@ -177,7 +210,9 @@ class Bridge:
                 reason = "it may change or delete data (annotated destructive)"
             else:
                 reason = "it may change or delete data (not annotated read-only)"
-            request = ApprovalRequest(rules.user, entry.qualified_name, entry.title or entry.name, arguments, reason)
+            request = ApprovalRequest(
+                rules.user, entry.qualified_name, entry.title or entry.name, arguments, reason, digest
+            )
             with caller.pause():
                 verdict = "timeout"
                 with anyio.move_on_after(timeout):
@@ -186,6 +221,8 @@ class Bridge:
             raise PolicyDeniedError(
                 entry.qualified_name, f"approval:{verdict}", _REFUSALS[verdict].format(timeout=timeout)
             )
+        if arguments_digest(arguments) != digest:  # the call sent must be the one the person saw
+            raise PolicyDeniedError(entry.qualified_name, "approval:changed", _CHANGED)
 
     def _lookup(self, qualified: object) -> ToolEntry:
         if type(qualified) is not str:
@@ -212,7 +249,14 @@ def audit_detail(exc: PortalError, *, approved: bool = False) -> str:
     """
     field = f" field={exc.field}" if isinstance(exc, ArgumentError) and exc.field else ""
     rule = f" rule={exc.rule}" if isinstance(exc, PolicyDeniedError) else ""
-    return type(exc).__name__ + field + rule + (" approved" if approved else "")
+    limit = f" limit={exc.key}" if isinstance(exc, LimitError) else ""
+    return type(exc).__name__ + field + rule + limit + (" approved" if approved else "")
+
+
+def unfinished(exc: BaseException, *, approved: bool = False) -> str:
+    """The audit detail of a call that ended without a result or a `PortalError`: `cancelled`, or the type."""
+    kind = "cancelled" if isinstance(exc, anyio.get_cancelled_exc_class()) else type(exc).__name__
+    return kind + (" approved" if approved else "")
 
 
 def result_size(result: CallToolResult) -> int:

@@ -1,7 +1,7 @@
 """One `execute_code` run as an object: `Run`, started by `Portal.start_run` and owned by the portal's task group.
 
 ```
-run = portal.start_run(code, principal)          # refused at once (pre-run check, rate limit) or running
+run = await portal.start_run(code, principal)          # refused at once (pre-run check, rate limit) or running
 outcome = await run.wait()                        # a RunResult from the sandbox, or a Refused
 ```
 A run holds what belongs to it alone: its code and principal, its `requestState` token, its wall clock (paused while
@@ -41,13 +41,16 @@ Asking = Approver | Literal["later"] | None
 
 @dataclass(frozen=True)
 class Refused:
-    """A run the portal did not start: its code failed the pre-run check, or its user is over their rate limit."""
+    """A run the portal did not start: its code failed the pre-run check, or its user is over their rate limit or
+    a budget of `limits:`."""
 
     kind: RefusalKind
     error: str
     """What the agent reads: the problems with line and column, or when the next run is allowed."""
     duration_ms: float
     problems: tuple[Problem, ...] = ()
+    rule: str = ""
+    """The audit's detail when the kind alone does not say it (`limit=limits.max_code_bytes`)."""
 
     # What a RunResult says too, so a caller can read either outcome the same way.
     @property
@@ -65,6 +68,10 @@ class Refused:
     @property
     def tool_calls(self) -> int:
         return 0
+
+    @property
+    def error_kind(self) -> RefusalKind:
+        return self.kind
 
     def render(self) -> str:
         return f"Error: {self.error}"

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import pwd
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from portal_mcp.config import SandboxConfig
 from portal_mcp.control.audit import RunErrorKind
 from portal_mcp.errors import SandboxError
 from portal_mcp.sandbox.forkserver import ForkServer
+from portal_mcp.sandbox.language import Language, choose_language
 from portal_mcp.sandbox.launcher import Layers, Spawner
 from portal_mcp.sandbox.protocol import WorkerLimits
 from portal_mcp.sandbox.session import Outcome, RunClock, Session, ToolCaller
@@ -71,6 +71,8 @@ class SandboxHost:
         self.limits = limits
         self.identity: dict[str, Any] = {}
         if run_as is not None:
+            import pwd  # POSIX only; the portal runs on Windows without `run_as`
+
             account = pwd.getpwnam(run_as) if isinstance(run_as, str) else pwd.getpwuid(run_as)
             self.identity = {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": []}
         worker_limits = WorkerLimits(
@@ -78,6 +80,7 @@ class SandboxHost:
             cpu_seconds=limits.cpu_seconds,
             max_output_bytes=limits.max_output_bytes,
             max_result_bytes=limits.max_result_bytes,
+            language=limits.language,
         )
         self._launcher: ForkServer | Spawner = (
             ForkServer(worker_limits, self.identity, limits.spare_workers)
@@ -95,6 +98,12 @@ class SandboxHost:
         host is entered (the fork server starts a worker then) or, with `backend: spawn`, after the first run.
         """
         return self._launcher.seen.layers
+
+    @property
+    def language(self) -> Language:
+        """The language level workers run code in ("open" or "strict"), from `sandbox.language` and the layers the
+        latest worker reported (each worker decides the same way for itself: `policy.language.choose_language`)."""
+        return choose_language(self.limits.language, self.layers)
 
     async def __aenter__(self) -> SandboxHost:
         # The fork server starts here and one worker is confined, so configuration problems surface now.

@@ -79,6 +79,9 @@ __all__ = [
 ]
 
 
+LANGUAGE_SETTINGS: Final = ("auto", "open", "strict")
+
+
 @dataclass(frozen=True)
 class WorkerLimits:
     """What a worker is confined to, as the host sends it (`fork` frame, or the spawned worker's argv)."""
@@ -87,6 +90,8 @@ class WorkerLimits:
     cpu_seconds: float
     max_output_bytes: int
     max_result_bytes: int
+    language: str = "auto"
+    """`sandbox.language`: auto, open or strict; the worker chooses the level from it and the layers in force."""
 
     def to_json(self) -> dict[str, Any]:
         return {field.name: getattr(self, field.name) for field in fields(self)}
@@ -97,13 +102,17 @@ class WorkerLimits:
         names = [field.name for field in fields(cls)]
         if type(value) is not dict or sorted(value) != sorted(names):
             raise ProtocolViolation(f"limits must be an object with exactly the keys {', '.join(names)}")
-        if any(type(value[name]) not in (int, float) or not value[name] > 0 for name in names):
+        numbers = [name for name in names if name != "language"]
+        if any(type(value[name]) not in (int, float) or not value[name] > 0 for name in numbers):
             raise ProtocolViolation("limits must be positive numbers")
+        if value["language"] not in LANGUAGE_SETTINGS:
+            raise ProtocolViolation(f"limits must name a language of {', '.join(LANGUAGE_SETTINGS)}")
         return cls(
             memory_mb=int(value["memory_mb"]),
             cpu_seconds=float(value["cpu_seconds"]),
             max_output_bytes=int(value["max_output_bytes"]),
             max_result_bytes=int(value["max_result_bytes"]),
+            language=str(value["language"]),
         )
 
 
@@ -230,9 +239,9 @@ def exited_frame(pid: int, status: int) -> dict[str, Any]:
     return {"type": "exited", "pid": pid, "status": status}
 
 
-def output_frame(text: str) -> dict[str, Any]:
-    """Text the code printed since the previous output frame."""
-    return {"type": "output", "text": text}
+def output_frame(text: str, skipped: int = 0) -> dict[str, Any]:
+    """Text the code printed since the previous output frame; `skipped` bytes printed before it were cut."""
+    return {"type": "output", "text": text, "skipped": skipped} if skipped else {"type": "output", "text": text}
 
 
 def call_frame(call_id: int, tool: str, args: Mapping[str, Any]) -> dict[str, Any]:

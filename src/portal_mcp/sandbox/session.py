@@ -28,6 +28,7 @@ from portal_mcp.errors import PolicyDeniedError, PortalError, ProtocolViolation,
 from portal_mcp.sandbox import protocol
 from portal_mcp.sandbox.forkserver import ForkServer
 from portal_mcp.sandbox.launcher import Spawner, Worker
+from portal_mcp.sandbox.output import Output
 
 logger = logging.getLogger("portal_mcp.sandbox.host")  # the name operators know from the portal log
 
@@ -79,33 +80,6 @@ class RunClock:
             self._holders -= 1
             if self._holders == 0:
                 scope.deadline = anyio.current_time() + max(self._remaining, 0.0)
-
-
-class Output:
-    """Printed text as streamed by the worker, re-capped here because the worker is not trusted."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self._parts: list[str] = []
-        self._kept = 0
-        self._dropped = 0
-
-    def append(self, text: str) -> None:
-        data = text.encode(errors="replace")
-        room = self.limit - self._kept
-        if len(data) > room:
-            self._dropped += len(data) - max(room, 0)
-            data = data[: max(room, 0)]
-        self._kept += len(data)
-        self._parts.append(data.decode(errors="ignore"))
-
-    def render(self, dropped_in_worker: int) -> str:
-        text = "".join(self._parts)
-        dropped = self._dropped + dropped_in_worker
-        if dropped:
-            note = f"[output truncated: {dropped} more bytes were printed; the limit is {self.limit} bytes]"
-            text = f"{text}\n{note}" if text and not text.endswith("\n") else f"{text}{note}"
-        return text
 
 
 class Session:
@@ -178,8 +152,8 @@ class Session:
         kind = frame["type"]
         if kind == "call":
             return self._on_call(frame)
-        if kind == "output" and frame.keys() == {"type", "text"} and type(frame["text"]) is str:
-            self.output.append(frame["text"])
+        if kind == "output" and _is_output(frame):
+            self.output.append(frame["text"], frame.get("skipped", 0))
         elif kind == "cancel" and frame.keys() == {"type", "id"}:
             if type(frame["id"]) is int:
                 self._active().cancel(frame["id"])
@@ -301,6 +275,16 @@ class _Calls:
             task.cancel()
 
 
+def _is_output(frame: dict[str, Any]) -> bool:
+    skipped = frame.get("skipped", 0)
+    return (
+        frame.keys() <= {"type", "text", "skipped"}
+        and type(frame.get("text")) is str
+        and type(skipped) is int
+        and 0 <= skipped < 2**53
+    )
+
+
 def _violation(exc: ProtocolViolation) -> Outcome:
     logger.warning("sandbox worker broke the protocol: %s", exc)
     return Outcome(f"SandboxError: the sandbox worker sent an invalid message ({exc}) and was stopped", "protocol")
@@ -326,7 +310,7 @@ def _finished(frame: dict[str, Any], limits: SandboxConfig) -> Outcome:
     return Outcome(
         error=None if error is None else _cap(error, _MAX_ERROR_CHARS),
         kind=kind,  # type: ignore[arg-type]  # checked against ERROR_KINDS above
-        value=None if value is None else _cap(value, limits.max_output_bytes + 100),
+        value=None if value is None else _cap(value, limits.max_output_bytes + 1_000),  # room for the cut note
         dropped=dropped,
         finished=True,
     )

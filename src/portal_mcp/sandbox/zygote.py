@@ -47,7 +47,8 @@ def _preload() -> None:
         with contextlib.suppress(LookupError):
             codecs.lookup(encoding)
     policy.compile_agent_code("import json\nx = [i async for i in y]\nawait f(x)\nx")
-    policy.make_globals(printer=policy.Printer(100, lambda text: None), names={}, extra_builtins={})
+    policy.compile_agent_code(_WARM_OPEN)
+    policy.make_globals(printer=policy.Printer(100, lambda text, skipped: None), names={}, extra_builtins={})
     confine.prepare_seccomp()
     with contextlib.suppress(confine.LayerUnavailable):
         confine.landlock_abi()
@@ -57,6 +58,17 @@ def _preload() -> None:
     gc.freeze()
 
 
+_WARM_OPEN: Final = """
+from dataclasses import dataclass
+@dataclass
+class P:
+    x: int = 0
+    def __repr__(self):
+        return type(self).__name__
+match P():
+    case P(x=0):
+        pass
+"""
 _ENCODINGS: Final = (
     "utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le", "utf-32-be", "utf-7", "latin-1", "ascii", "cp1252",
     "cp437", "idna", "punycode", "unicode-escape", "raw-unicode-escape", "base64", "hex", "rot13",
@@ -155,7 +167,7 @@ class _ForkServer:
         try:
             os.setpgid(0, 0)
             if sys.platform == "linux":
-                confine._c().prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+                confine.c_library().prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
             if os.getppid() != parent:
                 os._exit(protocol.EXIT_HOST_GONE)  # the fork server died before the line above
             signal.set_wakeup_fd(-1)
@@ -208,7 +220,7 @@ def main() -> NoReturn:
     # fd 2 stays the host's pipe until a worker is forked: the host logs what the fork server says there.
     if sys.platform == "linux":
         with contextlib.suppress(confine.LayerUnavailable):
-            confine._c().prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+            confine.c_library().prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     netns = _shared_network()
     _preload()
     _ForkServer(control, netns).serve()

@@ -6,10 +6,10 @@ that awaits the stubs) in as few tokens as possible; `tests/test_server.py` hold
 
 from __future__ import annotations
 
-import hmac
 import logging
 import warnings
 import weakref
+from collections.abc import Iterable
 from typing import Any, Literal
 
 import anyio
@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp
 
 from portal_mcp import __version__
 from portal_mcp.config import ANONYMOUS, HttpConfig, ReplicaConfig, is_loopback
@@ -33,10 +33,29 @@ from portal_mcp.errors import ConfigError, RunError
 from portal_mcp.portal import Portal
 from portal_mcp.runs.approvals import asks_in_result, can_elicit, direct_approver, no_session
 from portal_mcp.runs.run import ASK_LATER, Asking
+from portal_mcp.sandbox.facades import importable, server_alias
+from portal_mcp.sdk import Connection, connection_of, lasting_connection
+from portal_mcp.surface.auth import BearerAuth
+from portal_mcp.surface.http_limits import BodyLimits, guarded_protocol, install_log_limits
 from portal_mcp.surface.peers import NOT_FORWARDED, ReplicaRouter
-from portal_mcp.tools import INSTRUCTIONS, MAX_LIMIT, TOOLS
+from portal_mcp.tools import EXECUTE_DESCRIPTION, INSTRUCTIONS, MAX_LIMIT, TOOLS
 
 logger = logging.getLogger("portal_mcp")
+
+
+def execute_description(servers: Iterable[str] = (), language: str = "open") -> str:
+    """The `execute_code` description, true for this catalog and language level: the importable modules come from
+    the sandbox's facade list, and a server named like one of them is named by its alias."""
+    modules = ", ".join(name for name in importable(language) if name != "urllib")
+    text = f"{EXECUTE_DESCRIPTION} Imports (curated subsets): {modules}. No files or network."
+    if language == "strict":
+        text += " Names starting with `_` are not available."
+    clashes = [(server, alias) for server in servers if (alias := server_alias(server)) is not None]
+    if clashes:
+        named = "; ".join(f"server `{server}` is also `{alias}`" for server, alias in clashes)
+        text += f" `import X` gives the module X, so {named}: call it as `{clashes[0][1]}.tool(...)` after an import."
+    return text
+
 
 _LEVELS: list[types.LoggingLevel] = ["debug", "info", "notice", "warning", "error", "critical", "alert", "emergency"]
 
@@ -47,9 +66,9 @@ class PortalServer:
     def __init__(self, portal: Portal) -> None:
         self.portal = portal
         # Connections that asked for log messages, with their minimum level; weak so closed sessions drop out.
-        self._log_levels: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
-        self._listed: weakref.WeakSet[Any] = weakref.WeakSet()  # connections counted in the tokens-saved metric
-        self._owners: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()  # connection -> its user
+        self._log_levels: weakref.WeakKeyDictionary[Connection, int] = weakref.WeakKeyDictionary()
+        self._listed: weakref.WeakSet[Connection] = weakref.WeakSet()  # connections counted in the tokens-saved metric
+        self._owners: weakref.WeakKeyDictionary[Connection, str] = weakref.WeakKeyDictionary()  # connection -> its user
         with warnings.catch_warnings():
             # logging/setLevel is deprecated for 2026-07-28 clients but is what today's clients use.
             warnings.simplefilter("ignore", MCPDeprecationWarning)
@@ -71,11 +90,16 @@ class PortalServer:
     ) -> types.ListToolsResult:
         await self._greet(ctx)
         # Counted once per connection: a legacy session, or one request of the sessionless 2026-07-28 protocol.
-        connection = getattr(ctx.session, "_connection", None)  # with or without a channel: each client counts
+        connection = connection_of(ctx.session)  # with or without a channel: each client counts
         if connection is not None and connection not in self._listed:
             self._listed.add(connection)
             await anyio.to_thread.run_sync(self.portal.metrics.tools_listed)
-        return types.ListToolsResult(tools=TOOLS)
+        # Only the servers this caller may see: a name the policy hides must not appear in a description either.
+        visible = self.portal.policy.view(self._principal(ctx).name, self.portal.catalog).catalog.servers()
+        execute = TOOLS[1].model_copy(
+            update={"description": execute_description(visible, self.portal.sandbox.language)}
+        )
+        return types.ListToolsResult(tools=[TOOLS[0], execute])
 
     async def _set_level(
         self, ctx: ServerRequestContext[Any], params: types.SetLevelRequestParams
@@ -119,7 +143,7 @@ class PortalServer:
                 code = args.get("code")
                 if not isinstance(code, str):
                     return _error("execute_code needs `code`: a string of Python source")
-                run = self.portal.start_run(code, principal, approve=self._asking(ctx))
+                run = await self.portal.start_run(code, principal, approve=self._asking(ctx))
             reply = await approvals.progress(run)
         except RunError as exc:
             return _error(str(exc))
@@ -189,7 +213,7 @@ class PortalServer:
             if _LEVELS.index(event.level) >= minimum:
                 await self._send(connection, event.level, data)
 
-    async def _send(self, connection: Any, level: types.LoggingLevel, data: dict[str, Any]) -> None:
+    async def _send(self, connection: Connection, level: types.LoggingLevel, data: dict[str, Any]) -> None:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", MCPDeprecationWarning)
@@ -235,8 +259,12 @@ class PortalServer:
         import uvicorn
 
         app = self.http_app(host, http)
+        install_log_limits()  # http_limits.py: connection caps, header deadline, floods of log lines bounded
         # log_config=None: uvicorn's loggers propagate to the portal's handler (text or JSON, see `logs`).
-        config = uvicorn.Config(app, host=host, port=port, log_level="warning", log_config=None, lifespan="on")
+        config = uvicorn.Config(
+            app, host=host, port=port, log_level="warning", log_config=None, lifespan="on",
+            http=guarded_protocol(http.limits),
+        )  # fmt: skip
         await uvicorn.Server(config).serve()
 
     def http_app(self, host: str, http: HttpConfig) -> ASGIApp:
@@ -268,10 +296,16 @@ class PortalServer:
         )
         guard = TransportSecurityMiddleware(security)
         authenticated = bool(_tokens(http))
+        operators = frozenset(name for name, user in http.users.items() if set(user.groups) & set(http.operator_groups))
+
+        def operator(request: Request) -> bool:  # with tokens, only `http.operator_groups` members see the details
+            return not authenticated or getattr(request.scope.get("portal_user"), "name", None) in operators
 
         async def metrics(request: Request) -> Response:
             if (refused := await guard.validate_request(request)) is not None:
                 return refused
+            if not operator(request):
+                return JSONResponse({"error": "forbidden: /metrics is for users in `http.operator_groups`"}, 403)
             # Serialising walks every series and may count the catalog's tokens: off the event loop.
             body, content_type = await anyio.to_thread.run_sync(self.portal.metrics.exposition, request.headers.get("accept"))  # fmt: skip
             return Response(body, headers={"content-type": content_type})
@@ -279,7 +313,7 @@ class PortalServer:
         async def healthz(request: Request) -> Response:
             if (refused := await guard.validate_request(request)) is not None:
                 return refused
-            detailed = not authenticated or "portal_user" in request.scope
+            detailed = operator(request)
             return JSONResponse(self.health(detailed), headers={"cache-control": "no-store"})
 
         app: ASGIApp = self.server.streamable_http_app(
@@ -306,7 +340,7 @@ class PortalServer:
                 | {user.token: self.portal.principal(name) for name, user in http.users.items() if user.token},
                 public=frozenset({"/healthz"}),
             )
-        return app
+        return BodyLimits(app, http.limits)
 
     def health(self, detailed: bool = True) -> dict[str, Any]:
         """`/healthz`: `ok` when every downstream server is usable, `degraded` when one is not (the portal still
@@ -329,55 +363,6 @@ class PortalServer:
         return {"status": status, "version": __version__, "tools": len(self.portal.catalog), "servers": servers}
 
 
-class BearerAuth:
-    """Requires `Authorization: Bearer <token>` matching a configured token (constant-time compare), and records
-    whose token it was in the ASGI scope (`portal_user`: their `Principal`) so every search, run and call is
-    attributed.
-
-    Requests for a `public` path pass without a token (and without `portal_user`); the endpoint decides what an
-    anonymous caller sees."""
-
-    def __init__(self, app: ASGIApp, users: dict[str, Principal], public: frozenset[str] = frozenset()) -> None:
-        self.app = app
-        self._users = [(token.encode(), user) for token, user in users.items() if token]
-        self._public = public
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            user = self._identify(scope)
-            if user is None and scope.get("path") in self._public:
-                await self.app({key: value for key, value in scope.items() if key != "portal_user"}, receive, send)
-                return
-            if user is None:
-                body = b'{"error": "unauthorized", "error_description": "send Authorization: Bearer <token>"}'
-                await send(
-                    {
-                        "type": "http.response.start",
-                        "status": 401,
-                        "headers": [
-                            (b"content-type", b"application/json"),
-                            (b"www-authenticate", b'Bearer realm="portal-mcp"'),
-                        ],
-                    }
-                )
-                await send({"type": "http.response.body", "body": body})
-                return
-            scope = {**scope, "portal_user": user}
-        await self.app(scope, receive, send)
-
-    def _identify(self, scope: Scope) -> Principal | None:
-        header = dict(scope.get("headers") or []).get(b"authorization", b"")
-        scheme, _, presented = header.partition(b" ")
-        if scheme.lower() != b"bearer" or not presented:
-            return None
-        # Compare against every token so timing does not reveal which one (or whether any) matched early.
-        found: Principal | None = None
-        for token, user in self._users:
-            if hmac.compare_digest(presented.strip(), token):
-                found = user
-        return found
-
-
 def _input_schema(name: str) -> dict[str, Any] | None:
     return next((tool.input_schema for tool in TOOLS if tool.name == name), None)
 
@@ -392,15 +377,9 @@ def _scope(ctx: ServerRequestContext[Any]) -> dict[str, Any]:
     return scope if isinstance(scope, dict) else {}
 
 
-def _connection(ctx: ServerRequestContext[Any]) -> Any:
-    """The connection a request came on, if it outlives the request and has a channel for log notifications.
-
-    The SDK exposes the connection only on the per-request session. Stateless HTTP requests (and 2026-07-28 ones)
-    each get a fresh connection without a standalone channel: remembering those would greet every request and keep
-    a log level nobody can use, so they count as no connection.
-    """
-    connection = getattr(ctx.session, "_connection", None)
-    return connection if getattr(connection, "has_standalone_channel", False) else None
+def _connection(ctx: ServerRequestContext[Any]) -> Connection | None:
+    """The connection a request came on, if it outlives the request and has a channel for log notifications."""
+    return lasting_connection(ctx.session)
 
 
 def _error(message: str) -> types.CallToolResult:

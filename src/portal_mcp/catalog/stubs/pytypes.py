@@ -74,7 +74,8 @@ class Named(PyType):
     name: str
 
     def render(self, spelling: Spelling = PLAIN) -> str:
-        return self.name
+        # `spelling` renames a shared result type, or inlines one a signature-only stub does not define.
+        return spelling.get(self.name, self.name)
 
     def names(self) -> frozenset[str]:
         return frozenset({self.name})
@@ -263,6 +264,7 @@ def _render_typeddict(definition: TypedDictDef, defined: set[str], *, comments: 
     total = any(field.required for field in definition.fields)
     mixed = total and not all(field.required for field in definition.fields)
     typed_dict = spelling.get("TypedDict", "TypedDict")
+    name = spelling.get(definition.name, definition.name)
     not_required = spelling.get("NotRequired", "NotRequired")
 
     def value(field: Field) -> str:
@@ -273,8 +275,8 @@ def _render_typeddict(definition: TypedDictDef, defined: set[str], *, comments: 
         # Keys like `from` or `odd-name` cannot be class attributes; the call syntax of TypedDict takes any string.
         items = ", ".join(f"{field.key!r}: {value(field)}" for field in definition.fields)
         total_arg = "" if total else ", total=False"
-        return f"{definition.name} = {typed_dict}({definition.name!r}, {{{items}}}{total_arg})\n"
-    head = f"class {definition.name}({typed_dict}{'' if total else ', total=False'}):"
+        return f"{name} = {typed_dict}({name!r}, {{{items}}}{total_arg})\n"
+    head = f"class {name}({typed_dict}{'' if total else ', total=False'}):"
     lines = [head]
     if definition.doc:
         lines.append(f"    # {definition.doc}")

@@ -20,9 +20,11 @@ from typing import Any, Literal
 
 from portal_mcp.catalog.model import ToolEntry
 from portal_mcp.catalog.schemas import object_shape
+from portal_mcp.catalog.shapes import Observed
+from portal_mcp.catalog.stubs.names import camel, shared_result_renames
 from portal_mcp.catalog.stubs.notes import notes
 from portal_mcp.catalog.stubs.pytypes import ANY, PLAIN, PyType, Spelling, optional, python_literal, render_typeddicts
-from portal_mcp.catalog.stubs.schema import TYPING_NAMES, TypeBuilder, camel
+from portal_mcp.catalog.stubs.schema import TYPING_NAMES, TypeBuilder
 from portal_mcp.catalog.stubs.text import docstring, one_line, summary, trim
 from portal_mcp.naming import python_name, unique_name
 
@@ -33,6 +35,8 @@ MAX_PARAMS = 30
 """In search replies, optional parameters past this many fold into `**kwargs` (one real tool takes 205)."""
 PARAM_DOC_CHARS = 200
 SUMMARY_CHARS = 120
+INLINE_DICT = "dict"
+"""How a signature-only stub spells a TypedDict it does not define: one token, where the name took several."""
 _BUILTIN_NAMES = frozenset({"str", "int", "float", "bool", "list", "dict"})
 
 
@@ -80,10 +84,20 @@ class Signature:
     returns: PyType
     folded: tuple[str, ...] = ()
     """JSON keys of optional parameters left out of the signature (past `max_params`), accepted via `**kwargs`."""
+    observed_calls: int = 0
+    """How many calls the return type was learned from (0: it is declared, or unknown)."""
 
     @classmethod
-    def build(cls, entry: ToolEntry, builder: TypeBuilder, *, max_params: int | None = None) -> Signature:
-        """Convert the entry's schemas with `builder`, which collects the TypedDicts they need."""
+    def build(
+        cls,
+        entry: ToolEntry,
+        builder: TypeBuilder,
+        *,
+        max_params: int | None = None,
+        observed: Observed | None = None,
+    ) -> Signature:
+        """Convert the entry's schemas with `builder`, which collects the TypedDicts they need; without an
+        `outputSchema`, the return type is the `observed` one when there is one."""
         root = entry.input_schema
         shape = object_shape(root)
         names = _param_names(list(shape.properties))
@@ -101,10 +115,11 @@ class Signature:
         elif shape.extra is not None:
             extra = (extra_name, builder.convert(shape.extra, root=root, hint="ExtraValue"))
         returns: PyType = ANY
-        if entry.output_schema:
-            out = entry.output_schema
+        out = entry.output_schema or (observed.schema if observed is not None else None)
+        if out:
             returns = builder.convert(out, root=out, hint=camel(entry.python_name) + "Result")
-        return cls(entry, tuple(params), extra, returns, folded)
+        seen = observed.calls if observed is not None and not entry.output_schema else 0
+        return cls(entry, tuple(params), extra, returns, folded, seen)
 
     def types(self) -> list[PyType]:
         extra = [self.extra[1]] if self.extra else []
@@ -119,7 +134,13 @@ class Signature:
         returns = self.returns.render(spelling)
         head = f"async def {self.entry.python_name}({star}{', '.join(args)}) -> {returns}:"
         text = self._doc() if full else summary(self.entry.description, SUMMARY_CHARS)
-        return f"{head}\n{docstring(text, '    ')}" if text else f"{head} ..."
+        body = f"{head}\n{docstring(text, '    ')}" if text else f"{head} ..."
+        if self.observed_calls:
+            # Learned from results, not declared by the server: the model should expect keys to vary.
+            plural = "s" if self.observed_calls != 1 else ""
+            first, newline, rest = body.partition("\n")
+            body = f"{first}  # return type observed over {self.observed_calls} call{plural}{newline}{rest}"
+        return body
 
     def _doc(self) -> str:
         body = trim(self.entry.description, DESCRIPTION_CHARS)
@@ -143,40 +164,59 @@ def render_stub(entry: ToolEntry, *, detail: Detail = "full") -> str:
     return render_stubs([entry], detail=detail)
 
 
-def render_stubs(entries: Sequence[ToolEntry], *, detail: Detail = "full", full_first: int | None = None) -> str:
+def render_stubs(
+    entries: Sequence[ToolEntry],
+    *,
+    detail: Detail = "full",
+    full_first: int | None = None,
+    observed: Mapping[str, Observed] | None = None,
+) -> str:
     """Stubs for several tools in one text (a search reply), TypedDict names shared and unique across them.
 
     With `detail="full"` and `full_first=N`, only the first N tools get full docs and the rest signatures: the
-    best hits are usually the ones called, and a later one is a search for its exact name away.
+    best hits are usually the ones called, and a later one is a search for its exact name away. `observed` holds
+    the return types learned from calls, by qualified name (`ShapeBook.observed`).
     """
+    observed = observed or {}
     if detail == "name":
         return "".join(_name_line(entry) + "\n" for entry in entries)
     builder = TypeBuilder(reserved=[entry.python_name for entry in entries])
-    signatures = [Signature.build(entry, builder, max_params=MAX_PARAMS) for entry in entries]
+    signatures = [
+        Signature.build(entry, builder, max_params=MAX_PARAMS, observed=observed.get(entry.qualified_name))
+        for entry in entries
+    ]
+    renames = shared_result_renames(builder, ((sig.entry.python_name, sig.returns) for sig in signatures))
     defined: set[str] = set()
     blocks: list[str] = []
     for position, signature in enumerate(signatures):
         full = detail == "full" and (full_first is None or position < full_first)
         parts: list[str] = []
+        spelling: Spelling = renames
         if full:
             fresh = [d for d in builder.definitions_for(signature.types()) if d.name not in defined]
             if fresh:
-                parts.append(render_typeddicts(fresh, defined=defined))
-        parts.append(f"# {signature.entry.qualified_name}\n{signature.render(full=full)}")
+                parts.append(render_typeddicts(fresh, defined=defined, spelling=renames))
+        else:
+            # A signature-only stub defines nothing: a TypedDict no earlier stub defined is shown as the dict it is.
+            mentioned = frozenset().union(*(expr.names() for expr in signature.types()))
+            spelling = {**renames, **dict.fromkeys(mentioned - defined, INLINE_DICT)}
+        parts.append(f"# {signature.entry.qualified_name}\n{signature.render(full=full, spelling=spelling)}")
         blocks.append("\n".join(parts))
     return "\n\n".join(blocks) + "\n" if blocks else ""
 
 
-def render_module(server: str, entries: Sequence[ToolEntry]) -> str:
+def render_module(server: str, entries: Sequence[ToolEntry], observed: Mapping[str, Observed] | None = None) -> str:
     """A complete `.pyi` for one server: typing imports, every TypedDict, then every tool as a function."""
     builder = TypeBuilder(reserved=[entry.python_name for entry in entries])
-    signatures = [Signature.build(entry, builder) for entry in entries]
+    observed = observed or {}
+    signatures = [Signature.build(entry, builder, observed=observed.get(entry.qualified_name)) for entry in entries]
     definitions = builder.definitions_for(expr for signature in signatures for expr in signature.types())
     # A tool called `list` (dbt has one) shadows the builtin in its module, so annotations spell it `builtins.list`.
     shadowed = {entry.python_name for entry in entries}
     spelling = {name: f"builtins.{name}" for name in _BUILTIN_NAMES & shadowed}
     spelling |= {name: f"typing.{name}" for name in TYPING_NAMES & shadowed}
     modules = {spelled.split(".")[0] for spelled in spelling.values()}
+    spelling |= shared_result_renames(builder, ((sig.entry.python_name, sig.returns) for sig in signatures))
     imports = [f"import {module}" for module in sorted(modules)]
     imports.append(f"from typing import {', '.join(sorted(TYPING_NAMES - shadowed))}")
     header = f'"""Tools of the `{server}` server, generated by portal-mcp from their JSON Schemas."""'

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import json
 import keyword
-import re
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from typing import Any
 from urllib.parse import unquote
 
@@ -29,6 +29,7 @@ from portal_mcp.catalog.schemas import (
     refs_in,
     resolve_pointer,
 )
+from portal_mcp.catalog.stubs.names import camel, singular
 from portal_mcp.catalog.stubs.notes import MAX_LITERALS, MAX_OBJECT_VARIANTS, is_objectish, notes, object_variants
 from portal_mcp.catalog.stubs.pytypes import (
     ANY,
@@ -55,13 +56,6 @@ FIELD_DOC_CHARS = 100
 TYPING_NAMES = frozenset({"Any", "Literal", "NotRequired", "TypedDict"})
 _RESERVED = TYPING_NAMES | {"str", "int", "float", "bool", "list", "dict", "None", "True", "False", "object"}
 _STRUCTURAL = ("type", "properties", "items", "prefixItems", "additionalProperties", "enum", "const", "$ref")
-_WORD = re.compile(r"[0-9A-Za-z]+")
-
-
-def camel(text: str) -> str:
-    """`get_current_time`, `get current time` -> `GetCurrentTime`; '' when `text` has no ASCII letters or digits."""
-    name = "".join(word[0].upper() + word[1:] for word in _WORD.findall(text))
-    return "T" + name if name[:1].isdigit() else name
 
 
 class TypeBuilder:
@@ -75,6 +69,8 @@ class TypeBuilder:
         # A $ref being converted right now; meeting it again means recursion, answered with its reserved name.
         self._pending: dict[str, str | None] = {}
         self._closure_keys: dict[tuple[int, str], tuple[Mapping[str, Any], str]] = {}
+        self._recursive: set[str] = set()
+        self._named: dict[tuple[str, tuple[Field, ...]], str] = {}
 
     def convert(self, schema: object, *, root: Mapping[str, Any], hint: str, depth: int = 0) -> PyType:
         """The Python type of values matching `schema`; `hint` names a TypedDict when the schema has no name."""
@@ -159,7 +155,7 @@ class TypeBuilder:
     def _items(self, schema: Mapping[str, Any], root: Mapping[str, Any], hint: str, depth: int) -> PyType:
         items = schema.get("items")
         prefix = as_list(schema.get("prefixItems")) or as_list(items)  # a list under `items` is draft-4 tuple syntax
-        item_hint = _singular(hint)
+        item_hint = singular(camel(hint))
         if prefix:
             members = [self.convert(item, root=root, hint=item_hint, depth=depth + 1) for item in prefix]
             if isinstance(items, Mapping):
@@ -173,11 +169,13 @@ class TypeBuilder:
             # and one definition is cheaper to read. Its description is not kept: it is already on the field or
             # parameter that holds the object, and would be wrong for the other places the shape is reused.
             fields = self._fields(schema, root, depth)
-            if fields not in self._shapes:
-                name = self.reserve(_title_name(schema) or camel(hint) or "Object")
+            base = _title_name(schema) or camel(hint) or "Object"
+            name = self._same_shape(base, fields)
+            if name is None:
+                name = self.reserve(base)
                 self._definitions[name] = TypedDictDef(name, fields)
-                self._shapes[fields] = name
-            return Named(self._shapes[fields])
+                self._remember(base, fields, name)
+            return Named(name)
         extra = schema.get("additionalProperties")
         if _is_mapping(extra):
             return DictOf(self.convert(extra, root=root, hint=camel(hint) + "Value", depth=depth + 1))
@@ -200,6 +198,15 @@ class TypeBuilder:
             fields.append(Field(str(key), expr, key in required, text))
         return tuple(fields)
 
+    def _same_shape(self, base: str, fields: tuple[Field, ...]) -> str | None:
+        """The TypedDict already defined for these fields, or for the same keys and types under the same name
+        (`S3Configuration` from two tools whose field descriptions differ: not worth a second `S3Configuration2`)."""
+        return self._shapes.get(fields) or self._named.get((base, _bare(fields)))
+
+    def _remember(self, base: str, fields: tuple[Field, ...], name: str) -> None:
+        self._shapes.setdefault(fields, name)
+        self._named.setdefault((base, _bare(fields)), name)
+
     def _ref(self, ref: object, root: Mapping[str, Any], hint: str, depth: int) -> PyType:
         target = resolve_pointer(root, ref) if isinstance(ref, str) else None
         if target is None or not isinstance(ref, str):
@@ -209,17 +216,27 @@ class TypeBuilder:
             return self._refs[key]
         if key in self._pending:
             pending = self._pending[key]
+            if pending:
+                self._recursive.add(pending)
             return Named(pending) if pending else ANY
         def_name = camel(unquote(ref.rsplit("/", 1)[-1])) or _title_name(target) or camel(hint)
         result: PyType
         if _is_plain_object(target):
             # Named after its definition and reserved before its fields, so that recursion can refer to it.
-            name = self.reserve(def_name or "Object")
+            base = def_name or "Object"
+            name = self.reserve(base)
             self._pending[key] = name
             fields = self._fields(target, root, depth + 1)
-            doc = one_line(_text(target.get("description")), FIELD_DOC_CHARS)
-            self._definitions[name] = TypedDictDef(name, fields, doc)
-            result = Named(name)
+            shared = self._same_shape(base, fields)
+            if shared is not None and name not in self._recursive:
+                # The same shape is defined already (another tool's copy of this $def, or an inline object).
+                self._taken.discard(name)
+                result = Named(shared)
+            else:
+                doc = one_line(_text(target.get("description")), FIELD_DOC_CHARS)
+                self._definitions[name] = TypedDictDef(name, fields, doc)
+                self._remember(base, fields, name)
+                result = Named(name)
         else:
             self._pending[key] = None
             result = self.convert(target, root=root, hint=def_name or hint, depth=depth + 1)
@@ -253,6 +270,10 @@ class TypeBuilder:
         return merged([rest, *(expand(member, root) for member in members)])
 
 
+def _bare(fields: tuple[Field, ...]) -> tuple[Field, ...]:
+    return tuple(replace(field, doc="") for field in fields)
+
+
 def _structural(schema: Mapping[str, Any]) -> bool:
     return any(key in schema for key in (*_STRUCTURAL, "anyOf", "oneOf", "allOf"))
 
@@ -279,13 +300,6 @@ def _title_name(schema: Mapping[str, Any]) -> str:
     if not isinstance(title, str) or len(title) > 40 or len(title.split()) > 3:
         return ""
     return camel(title)
-
-
-def _singular(hint: str) -> str:
-    name = camel(hint)
-    if name.endswith("s") and not name.endswith(("ss", "us", "is")) and len(name) > 3:
-        return name[:-1]
-    return name + "Item" if name else "Item"
 
 
 def _text(value: object) -> str:

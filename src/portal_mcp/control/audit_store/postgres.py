@@ -47,7 +47,7 @@ import threading
 import uuid
 from collections.abc import Callable, Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
@@ -191,7 +191,7 @@ class PostgresAuditSink(AuditQueries):
         """The queue and its counters (`pending`, `written`, `dropped`, `lost`) and thread (`running`)."""
         return self._writer
 
-    def __enter__(self) -> PostgresAuditSink:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(
@@ -293,6 +293,10 @@ class PostgresAuditSink(AuditQueries):
         return [
             SummaryRow(key, int(calls), int(errors), float(p50), float(p95)) for key, calls, errors, p50, p95 in rows
         ]
+
+    def connect(self) -> psycopg.Connection[Any]:
+        """A new connection with this store's settings (DSN, timeouts), for a table kept beside the log."""
+        return self._connect()
 
     def _connect(self) -> psycopg.Connection[Any]:
         conn = psycopg.connect(make_conninfo("", **self._params), autocommit=True)

@@ -23,7 +23,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 from portal_mcp.control.audit import AuditEvent
 from portal_mcp.control.audit_store.query import (
@@ -74,7 +74,7 @@ class SqliteAuditSink(AuditQueries):
         self._db: sqlite3.Connection | None = None
         self._closed = False
 
-    def __enter__(self) -> SqliteAuditSink:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(
@@ -136,6 +136,10 @@ class SqliteAuditSink(AuditQueries):
         if self._db is None:
             self._db = self._open()
         return self._db
+
+    def connect(self) -> sqlite3.Connection:
+        """A new connection to the file, set up (WAL, the audit tables), for a table kept beside the log."""
+        return self._open()
 
     def _open(self) -> sqlite3.Connection:
         try:

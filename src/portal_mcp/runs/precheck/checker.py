@@ -9,7 +9,7 @@ import re
 import sys
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Any, Final
 
@@ -28,6 +28,7 @@ from portal_mcp.runs.precheck.arguments import (
     unknown_argument,
 )
 from portal_mcp.runs.precheck.problems import MAX_PROBLEMS, RULE_ORDER, Problem, Rule
+from portal_mcp.sandbox.facades import server_alias
 from portal_mcp.sandbox.host import MAX_CODE_CHARS
 
 logger = logging.getLogger("portal_mcp.runs.precheck")
@@ -57,13 +58,19 @@ _SCANNED: Final = frozenset(
 
 
 def check_code(
-    code: str, catalog: Catalog, refused: Mapping[str, str] | None = None, *, validators: Validators | None = None
+    code: str,
+    catalog: Catalog,
+    refused: Mapping[str, str] | None = None,
+    unavailable: Mapping[str, str] | None = None,
+    *,
+    validators: Validators | None = None,
 ) -> list[Problem]:
     """Problems in `code`'s tool calls, in source order; [] when there are none or the code does not parse.
 
     `catalog` is what the caller may use; `refused` names tools the policy keeps from them (qualified name -> why),
-    reported as such when the code names one exactly, and never offered as a suggestion. `validators`: the
-    portal's cache shared with the bridge (default: one for this check only).
+    reported as such when the code names one exactly, and never offered as a suggestion. `unavailable` names
+    configured servers whose tools are not known now (server -> why): a call on one is reported with that reason.
+    `validators`: the portal's cache shared with the bridge (default: one for this check only).
 
     Never raises: code that does not parse is left to the sandbox, which reports the syntax error, and a failure
     of the checker itself is logged and treated as "no problems" so it can never block valid code.
@@ -79,7 +86,7 @@ def check_code(
     except Exception:  # SyntaxError, and ValueError / RecursionError / MemoryError on null bytes or deep nesting
         return []
     try:
-        return _Checker(code, catalog, refused or {}, validators or Validators()).check(tree)
+        return _Checker(code, catalog, refused or {}, unavailable or {}, validators or Validators()).check(tree)
     except Exception:
         logger.exception("the pre-run check of agent code failed; running the code unchecked")
         return []
@@ -102,10 +109,18 @@ class _Access:
 class _Checker:
     """One check of one piece of code against one catalog."""
 
-    def __init__(self, code: str, catalog: Catalog, refused: Mapping[str, str], validators: Validators) -> None:
+    def __init__(
+        self,
+        code: str,
+        catalog: Catalog,
+        refused: Mapping[str, str],
+        unavailable: Mapping[str, str],
+        validators: Validators,
+    ) -> None:
         self.code = code
         self.catalog = catalog
         self.refused = refused
+        self.unavailable = unavailable
         self.problems: set[Problem] = set()
         self.bound: set[str] = set()
         self.parents: dict[int, ast.AST] = {}
@@ -137,6 +152,7 @@ class _Checker:
         for access in accesses:
             if access.name in self.bound:
                 continue
+            access = self._unaliased(access)
             qualified = f"{access.name}.{access.attr}"
             if qualified in self.refused:
                 self._report(access.node, "not_allowed", self.refused[qualified])
@@ -153,6 +169,13 @@ class _Checker:
                 self._not_awaited(access.call, qualified)
                 if entry is not None:
                     self._arguments(access.call, entry)
+
+    def _unaliased(self, access: _Access) -> _Access:
+        """`time_.tool` is the server `time`'s tool: a server named like an importable module has that alias."""
+        name, server = access.name, access.name[:-1]
+        if name not in self.servers and server in self.servers and server_alias(server) == name:
+            return replace(access, name=server)
+        return access
 
     def _scan(self, tree: ast.Module) -> tuple[list[_Access], bool]:
         """One pass over the tree: names the code binds, accesses to `name.attr`, parents of calls."""
@@ -237,6 +260,9 @@ class _Checker:
 
     def _unknown_server(self, access: _Access) -> None:
         name = access.name
+        if name in self.unavailable:
+            self._report(access.node, "unavailable", self.unavailable[name])
+            return
         if name in _KNOWN_NAMES or name.startswith("_"):
             return
         servers = nearest(name, self.servers, cutoff=0.8)

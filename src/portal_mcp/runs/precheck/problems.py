@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Final, Literal, get_args
 
 Rule = Literal[
-    "not_allowed", "unknown_tool", "unknown_server", "positional_argument", "unknown_argument", "missing_argument",
+    "not_allowed", "unavailable", "unknown_tool", "unknown_server", "positional_argument", "unknown_argument", "missing_argument",
     "invalid_value", "not_awaited",
 ]  # fmt: skip
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from portal_mcp.naming import plural
 from portal_mcp.portal import Portal
 
 
@@ -11,7 +12,7 @@ def render_agents_md(portal: Portal) -> str:
     lines = [
         "## Tools through portal-mcp",
         "",
-        f"This project's MCP tools ({len(catalog)} tools on {len(catalog.servers())} servers) are behind one MCP "
+        f"This project's MCP tools ({plural(len(catalog), 'tool')} on {plural(len(catalog.servers()), 'server')}) are behind one MCP "
         "server, portal-mcp, which shows two tools:",
         "",
         "1. `search_api(query=...)`: describe what you need in words (narrow with `server:NAME`, `owner:NAME`, "

@@ -198,13 +198,19 @@ def _compound_tokens(compound: str) -> tuple[str, ...]:
     return tuple(tokens)
 
 
+# Words whose suffix is not an inflection: "news" is not the plural of "new", nor "series" of "sery".
+UNSTEMMED = frozenset(
+    {"news", "series", "species", "analytics", "physics", "mathematics", "always", "canvas", "status"}
+)
+
+
 def stem(word: str) -> str:
     """A tiny suffix normaliser (plural, -ing, -ed, -ment, -ion, final e) so `messages`/`message`,
     `created`/`create`/`creation` and `deployment`/`deploy` meet.
 
     Cheaper and cruder than Porter; it only has to map a query word and a description word to the same token.
     """
-    if len(word) <= 3 or word.isdigit():
+    if len(word) <= 3 or word.isdigit() or word in UNSTEMMED:
         return word
     if word.endswith("ies") and len(word) > 4:
         word = word[:-3] + "y"

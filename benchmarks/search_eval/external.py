@@ -1,0 +1,166 @@
+"""Evaluation sets nobody on the team wrote: public tool-selection benchmarks turned into (catalog, queries).
+
+Each set is a JSON file `{"name", "source", "licence", "servers": {server: [MCP Tool dicts]}, "queries":
+[{"query", "expected": [qualified names]}]}`, split into train and test by a hash of the query (`split_of`).
+
+- `metatool` (HowieHwong/MetaTool, MIT): 199 ChatGPT-plugin tools and queries naming the one tool they need,
+  written for the MetaTool paper; a hash-chosen twentieth of its 20,615 queries. Small enough and licensed to be
+  kept in this folder (`datasets/metatool.json`, with the licence in `datasets/LICENSE-metatool`).
+- `metatool_tasks`: the same tools and MetaTool's multi-tool queries (two tools each: "latest news about Tesla
+  and how it moved the stock" -> FinanceTool + NewsTool), scored as whole tasks.
+- `mcptoolbench` (mcp-tool-bench/MCPToolBenchPP, no licence file): agent queries over the real tool lists of
+  playwright, puppeteer, filesystem, tavily, google-search and a finance server. Without a licence it is not
+  copied here: `python benchmarks/search_eval/external.py --mcptoolbench GIT_DIR` builds it from a clone into
+  the cache folder (`$PORTAL_SEARCH_EVAL_CACHE`, default ~/.cache/portal-mcp/search-eval); the benchmark skips
+  it when absent.
+
+    python benchmarks/search_eval/external.py --metatool METATOOL_GIT_DIR --mcptoolbench MCPTOOLBENCH_GIT_DIR
+
+(GIT_DIR is a clone or a bare mirror: files are read with `git show HEAD:PATH`, nothing of their code is used.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from portal_mcp.catalog.model import Catalog
+from portal_mcp.catalog.snapshot import parse_snapshot
+
+HERE = Path(__file__).resolve().parent
+DATASETS = HERE / "datasets"
+CACHE = Path(os.environ.get("PORTAL_SEARCH_EVAL_CACHE", Path.home() / ".cache" / "portal-mcp" / "search-eval"))
+SAMPLE = 20  # metatool: keep queries whose adler32 is 0 modulo this
+MCPTOOLBENCH_FILES = (
+    "data/browser/browser_0724_single_v3.json",
+    "data/file_system/filesystem_0723_single.json",
+    "data/finance/finance_0724_single_v3.json",
+    "data/search/search_0725_single_v2.json",
+)
+
+
+@dataclass(frozen=True)
+class ExternalSet:
+    name: str
+    source: str
+    licence: str
+    catalog: Catalog
+    queries: list[tuple[str, tuple[str, ...]]]
+
+
+def available() -> Iterator[ExternalSet]:
+    """Every set present: the ones kept in `datasets/`, then the ones built into the cache."""
+    for folder in (DATASETS, CACHE):
+        for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+            yield load(path)
+
+
+def load(path: Path) -> ExternalSet:
+    data = json.loads(path.read_text(encoding="utf-8"))
+    listings = {
+        server: parse_snapshot(json.dumps({"tools": tools}), source=str(path))
+        for server, tools in data["servers"].items()
+    }
+    catalog = Catalog.build(listings)
+    # Labels name tools as `server.name` on the wire; the catalog's qualified names use python names.
+    qualified = {f"{entry.server}.{entry.name}": entry.qualified_name for entry in catalog}
+    queries = [(str(q["query"]), tuple(qualified[name] for name in q["expected"])) for q in data["queries"]]
+    return ExternalSet(data["name"], data["source"], data["licence"], catalog, queries)
+
+
+def _show(git_dir: Path, path: str) -> str:
+    return subprocess.run(
+        ["git", "--git-dir", str(git_dir), "show", f"HEAD:{path}"], check=True, capture_output=True, text=True
+    ).stdout
+
+
+def _tool(name: str, description: str) -> dict[str, Any]:
+    return {"name": name, "description": description, "inputSchema": {"type": "object", "properties": {}}}
+
+
+def metatool(git_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The single-tool set (sampled) and the multi-tool set, over one server `metatool` of 199 tools."""
+    merged = json.loads(_show(git_dir, "dataset/big_tool_des.json"))
+    plugins = {name.lower(): text for name, text in json.loads(_show(git_dir, "dataset/plugin_des.json")).items()}
+    rows = list(csv.DictReader(io.StringIO(_show(git_dir, "dataset/data/all_clean_data.csv"))))
+    names = sorted({row["Tool"] for row in rows})
+    tools = [_tool(name, merged.get(name) or plugins[name.lower()]) for name in names]
+    single = [
+        {"query": row["Query"], "expected": [f"metatool.{row['Tool']}"]}
+        for row in rows
+        if zlib.adler32(row["Query"].encode()) % SAMPLE == 0  # not crc32, which also picks the split
+    ]
+    multi = [
+        {"query": item["query"], "expected": [f"metatool.{name}" for name in item["tool"]]}
+        for item in json.loads(_show(git_dir, "dataset/data/multi_tool_query_golden.json"))
+        if all(name in names for name in item["tool"])
+    ]
+    source = "https://github.com/HowieHwong/MetaTool (dataset/)"
+    base = {"source": source, "licence": "MIT", "servers": {"metatool": tools}}
+    return {"name": "metatool", **base, "queries": single}, {"name": "metatool_tasks", **base, "queries": multi}
+
+
+def mcptoolbench(git_dir: Path) -> dict[str, Any]:
+    servers: dict[str, dict[str, dict[str, Any]]] = {}
+    queries = []
+    for path in MCPTOOLBENCH_FILES:
+        for item in json.loads(_show(git_dir, path)):
+            by_name = {tool["name"]: tool for tool in item["tools"]}
+            for server, names in item["mcp_tools_dict"].items():
+                for name in names:
+                    tool = by_name[name]
+                    servers.setdefault(_server(server), {})[name] = {
+                        "name": name,
+                        "description": tool.get("description") or "",
+                        "inputSchema": tool.get("input_schema") or {"type": "object"},
+                    }
+            expected = [f"{_server(label['mcp_server'])}.{label['name']}" for label in item["function_call_label"]]
+            queries.append({"query": item["query"], "expected": expected})
+    return {
+        "name": "mcptoolbench",
+        "source": "https://github.com/mcp-tool-bench/MCPToolBenchPP (data/)",
+        "licence": "none stated: built locally, not redistributed",
+        "servers": {server: list(tools.values()) for server, tools in sorted(servers.items())},
+        "queries": queries,
+    }
+
+
+def _server(name: str) -> str:
+    return name.replace("-", "_").lower()
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--metatool", type=Path, help="git dir of HowieHwong/MetaTool: rewrites datasets/metatool*.json"
+    )
+    parser.add_argument("--mcptoolbench", type=Path, help="git dir of mcp-tool-bench/MCPToolBenchPP: builds the cache")
+    args = parser.parse_args(argv)
+    written = []
+    if args.metatool:
+        DATASETS.mkdir(exist_ok=True)
+        for data in metatool(args.metatool):
+            written.append(DATASETS / f"{data['name']}.json")
+            written[-1].write_text(json.dumps(data, indent=0, ensure_ascii=False) + "\n", encoding="utf-8")
+    if args.mcptoolbench:
+        CACHE.mkdir(parents=True, exist_ok=True)
+        written.append(CACHE / "mcptoolbench.json")
+        written[-1].write_text(json.dumps(mcptoolbench(args.mcptoolbench), ensure_ascii=False), encoding="utf-8")
+    for path in written:
+        print(path, file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(HERE.parent))
+    raise SystemExit(main(sys.argv[1:]))

@@ -1,0 +1,15 @@
+"""Search behind `search_api`: words (BM25, synonyms, server names) fused with meaning (a static embedding model).
+
+index.py      SearchIndex: the ranking (lexical signals, dense fusion, server routing, "nothing fits")
+words.py      stopwords, the synonym tables, tokenize/stem (shared by index and query)
+text.py       what a tool is found by: its documents, headline, dense text; aliases and verb pairs mined from the catalog
+embeddings.py the static model (model/, or `search: {model: ...}`) and the on-disk cache of tool vectors
+intents.py    a whole task split into intents, and the interleaving of their rankings
+reply.py      the search_api replies that are not one list: a task by intent, "nothing fits"
+"""
+
+from portal_mcp.catalog.search.index import SearchHit, SearchIndex
+from portal_mcp.catalog.search.text import headline, mined_synonyms, server_aliases
+from portal_mcp.catalog.search.words import stem, tokenize
+
+__all__ = ["SearchHit", "SearchIndex", "headline", "mined_synonyms", "server_aliases", "stem", "tokenize"]

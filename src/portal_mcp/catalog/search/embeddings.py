@@ -1,0 +1,194 @@
+"""Dense text embeddings for search: the encoder (a static model in model2vec's format) and the on-disk cache.
+
+The bundled model (`model/`, built by `benchmarks/search_eval/build_search_model.py`) holds one vector per
+token distilled from all-MiniLM-L6-v2: a text's vector is the normalised mean of its tokens' vectors, so
+embedding 10,000 tools takes about a second on one core and a query well under a millisecond, with no
+transformer at run time. `search: {model: NAME_OR_PATH}` loads another model in model2vec's format (a folder, or
+a hub name such as `minishlab/potion-base-8M`, downloaded when the machine is online).
+
+Vectors are cached on disk per model, keyed by a hash of each text: a restart or a catalog change only embeds
+the texts that changed. The cache is a plain .npz file written atomically (several portals may share it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from portal_mcp.config import SearchConfig
+from portal_mcp.errors import SearchModelError
+
+logger = logging.getLogger(__name__)
+
+BUNDLED_MODEL = Path(__file__).resolve().parent / "model"
+MAX_TOKENS = 256
+"""Tokens of a text that count: a tool's text is its name, a description head and parameter names."""
+BATCH = 256
+Vectors = np.ndarray[Any, np.dtype[np.float32]]
+
+
+def default_cache_dir() -> Path:
+    """`$XDG_CACHE_HOME/portal-mcp/embeddings` (default ~/.cache/portal-mcp/embeddings)."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "portal-mcp" / "embeddings"
+
+
+class Encoder:
+    """A static embedding model in model2vec's format: texts -> normalised float32 vectors (the mean of their
+    tokens' vectors).
+
+    The folder holds `model.safetensors` (an `embeddings` matrix, one row per token; optional per-token `weights`
+    and a `mapping` from token to row, as model2vec's vocabulary quantisation writes them) and `tokenizer.json`.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        tokenizer: Any,
+        embeddings: Vectors,
+        weights: Vectors | None = None,
+        mapping: np.ndarray[Any, np.dtype[np.int64]] | None = None,
+    ) -> None:
+        self.name = name
+        self._tokenizer = tokenizer
+        self._embeddings = embeddings
+        self._weights = weights
+        self._mapping = mapping
+        # Names are not identities (a folder can be rebuilt): a few rows of the vectors themselves are.
+        sample = embeddings[:: max(1, len(embeddings) // 64)].tobytes()
+        self.identity = hashlib.sha256(name.encode() + str(embeddings.shape).encode() + sample).hexdigest()[:16]
+        self.dims = int(embeddings.shape[1])
+
+    @classmethod
+    def load(cls, model: str | Path | None = None) -> Encoder:
+        """The bundled model (None), a model folder, or a hub name (downloaded when the machine is online);
+        `SearchModelError` saying why when it cannot load."""
+        source = str(model) if model is not None else str(BUNDLED_MODEL)
+        try:
+            folder = Path(source).expanduser()
+            if not folder.is_dir():
+                if source.startswith((".", "/", "~")) or source.count("/") != 1:
+                    raise FileNotFoundError(f"no model folder at {source}")
+                from huggingface_hub import snapshot_download
+
+                folder = Path(snapshot_download(source, allow_patterns=["*.json", "*.safetensors"]))
+            from safetensors.numpy import load_file
+            from tokenizers import Tokenizer
+
+            tensors = load_file(str(folder / "model.safetensors"))
+            tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+            embeddings = tensors["embeddings"].astype(np.float32)
+        except Exception as error:  # a missing file, a hub or network error, a corrupt tensor file
+            raise SearchModelError(source, f"{type(error).__name__}: {error}".strip()) from error
+        tokenizer.no_padding()
+        tokenizer.no_truncation()
+        weights = tensors["weights"].astype(np.float32) if "weights" in tensors else None
+        mapping = tensors["mapping"].astype(np.int64) if "mapping" in tensors else None
+        return cls("bundled" if model is None else source, tokenizer, embeddings, weights, mapping)
+
+    def encode(self, texts: Sequence[str]) -> Vectors:
+        """One normalised vector per text (zeros for a text with no known token), `BATCH` texts at a time so
+        memory stays bounded whatever the catalog's size."""
+        vectors = np.zeros((len(texts), self.dims), dtype=np.float32)
+        for start in range(0, len(texts), BATCH):
+            vectors[start : start + BATCH] = self._encode(texts[start : start + BATCH])
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        normalised: Vectors = vectors / np.maximum(norms, 1e-9)
+        return normalised
+
+    def _encode(self, texts: Sequence[str]) -> Vectors:
+        """Mean token vectors of a batch (not normalised)."""
+        vectors = np.zeros((len(texts), self.dims), dtype=np.float32)
+        encodings = self._tokenizer.encode_batch_fast(list(texts), add_special_tokens=False)
+        ids = [np.asarray(encoding.ids[:MAX_TOKENS], dtype=np.int64) for encoding in encodings]
+        lengths = np.array([len(row) for row in ids])
+        if not lengths.sum():
+            return vectors
+        flat = np.concatenate(ids)
+        rows = self._embeddings[self._mapping[flat] if self._mapping is not None else flat]
+        if self._weights is not None:
+            rows = rows * self._weights[flat][:, None]
+        filled = lengths > 0
+        starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))[filled]
+        vectors[filled] = np.add.reduceat(rows, starts, axis=0) / lengths[filled][:, None]
+        return vectors
+
+
+class EmbeddingCache:
+    """Vectors of texts by one encoder, remembered in `folder` across restarts (None: in memory only).
+
+    `embedded` counts the texts this cache had to run through the encoder (a warm start embeds none).
+    """
+
+    def __init__(self, encoder: Encoder, folder: Path | None) -> None:
+        self.encoder = encoder
+        self.path = folder / f"{encoder.identity}.npz" if folder is not None else None
+        self.embedded = 0
+        self._vectors: dict[bytes, Vectors] = {}
+        self._loaded = False
+
+    def vectors(self, texts: Sequence[str]) -> Vectors:
+        """One row per text, from the cache where known; new ones are embedded and saved."""
+        self._load()
+        keys = [hashlib.sha256(text.encode()).digest()[:16] for text in texts]
+        missing = list(dict.fromkeys(key for key in keys if key not in self._vectors))
+        if missing:
+            first = dict(zip(keys, texts, strict=True))
+            # Rounded as the cache stores them, so a warm start ranks exactly as the cold one did.
+            fresh = self.encoder.encode([first[key] for key in missing]).astype(np.float16).astype(np.float32)
+            self._vectors.update(zip(missing, fresh, strict=True))
+            self.embedded += len(missing)
+            self._save()
+        if not keys:
+            return np.zeros((0, self.encoder.dims), dtype=np.float32)
+        return np.stack([self._vectors[key] for key in keys]).astype(np.float32)
+
+    def _load(self) -> None:
+        if self._loaded or self.path is None:
+            return
+        self._loaded = True
+        try:
+            with np.load(self.path) as data:
+                keys, vectors = data["keys"], data["vectors"]
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError, KeyError) as error:
+            logger.warning("ignoring the unreadable embedding cache %s: %s", self.path, error)
+            return
+        if vectors.ndim == 2 and vectors.shape[1] == self.encoder.dims and keys.shape == (len(vectors), 16):
+            self._vectors.update(zip((key.tobytes() for key in keys), vectors.astype(np.float32), strict=True))
+
+    def _save(self) -> None:
+        if self.path is None:
+            return
+        # As raw bytes (numpy's "S" strings would drop a digest's trailing zero bytes).
+        keys = np.frombuffer(b"".join(self._vectors), dtype=np.uint8).reshape(-1, 16)
+        vectors = np.stack(list(self._vectors.values())).astype(np.float16)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=self.path.parent, suffix=".npz", delete=False) as file:
+                np.savez(file, keys=keys, vectors=vectors)
+            os.replace(file.name, self.path)
+        except OSError as error:
+            # A read-only home must not stop search: the vectors are still in memory.
+            logger.warning("cannot write the embedding cache %s: %s", self.path, error)
+
+
+def search_embeddings(settings: SearchConfig) -> EmbeddingCache | None:
+    """The embedding cache `search_api` ranks with, or None for words only: `semantic: false`, or (with one
+    warning line) a model that cannot be loaded."""
+    if not settings.semantic:
+        return None
+    try:
+        encoder = Encoder.load(settings.model)
+    except SearchModelError as error:
+        logger.warning("%s; searching by words only", error, extra={"event": "search_model_unavailable"})
+        return None
+    return EmbeddingCache(encoder, settings.cache or default_cache_dir())

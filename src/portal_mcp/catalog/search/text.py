@@ -1,0 +1,135 @@
+"""What a tool is found by: the texts and tokens the search index builds from each tool, and what it mines from
+the whole catalog (words naming a server, verb pairs used interchangeably). Used by `portal_mcp.search`."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+from portal_mcp.catalog.model import ToolEntry
+from portal_mcp.catalog.search.words import SEPARATOR, WORD, tokenize
+
+NAME_WEIGHT = 2
+"""How often name, server and title words repeat in the full document (on top of the headline index)."""
+# Past this, a long description or parameter text mostly adds words that dilute BM25's length normalisation.
+DESCRIPTION_CHARS = 2000
+PARAMETER_CHARS = 300
+HEADLINE_CHARS = 200
+DENSE_DESCRIPTION_CHARS = 400
+# A word names a server when it is part of the server's name or starts this share of its tools' names, and this
+# share of the tools whose headline uses it are that server's.
+ALIAS_PURITY = 0.9
+ALIAS_COVERAGE = 0.3
+# A verb pair is mined when a tool's name starts with one and its description with the other this many times.
+MINED_PAIR_COUNT = 3
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s|\n")
+
+
+def dense_text(entry: ToolEntry) -> str:
+    """What a tool's vector is made of: its name in words, server, title, description head, parameter names."""
+    name = " ".join(WORD.findall(re.sub(r"([a-z])([A-Z])", r"\1 \2", entry.name).replace("_", " ").lower()))
+    parameters = " ".join(key.replace("_", " ") for key, _ in _parameters(entry.input_schema))
+    parts = [
+        name,
+        entry.server.replace("_", " "),
+        entry.title or "",
+        entry.description[:DENSE_DESCRIPTION_CHARS],
+        parameters,
+    ]
+    return ". ".join(part for part in parts if part)
+
+
+def name_document(entry: ToolEntry) -> list[str]:
+    """The tokens of what a tool is called: name, server, title."""
+    return tokenize(" ".join(filter(None, [entry.name, entry.server, entry.title])))
+
+
+def name_words(entry: ToolEntry) -> frozenset[str]:
+    """The words of a tool's name (`jira_create_issue` -> jira, creat, issue), without the whole name."""
+    return frozenset(token for token in tokenize(entry.name) if not SEPARATOR.search(token))
+
+
+def first_sentence(text: str) -> str:
+    """The first sentence of a description (cut at `HEADLINE_CHARS`): what the tool does, before the how."""
+    text = text.strip()[:HEADLINE_CHARS]
+    return _SENTENCE_END.split(text, maxsplit=1)[0] if text else ""
+
+
+def headline(entry: ToolEntry) -> list[str]:
+    """The tokens of a tool's name, server, title and the first sentence of its description."""
+    return name_document(entry) + tokenize(first_sentence(entry.description))
+
+
+def document(entry: ToolEntry) -> list[str]:
+    """The tokens a tool is found by, names repeated to weigh them above the prose."""
+    tokens = name_document(entry) * NAME_WEIGHT
+    tokens += tokenize(entry.description[:DESCRIPTION_CHARS])
+    for key, schema in _parameters(entry.input_schema):
+        tokens += tokenize(key)
+        description = schema.get("description")
+        if isinstance(description, str):
+            tokens += tokenize(description[:PARAMETER_CHARS])
+    return tokens
+
+
+def server_aliases(entries: Sequence[ToolEntry], headlines: Sequence[Sequence[str]]) -> dict[str, set[str]]:
+    """Words that name a server in this catalog (`headlines[i]` is the headline of `entries[i]`).
+
+    Candidates are the words of a server's own name and the prefix most of its tools' names share (`jira_`,
+    `kubectl_`, `browser_`, `slack_`). A candidate is an alias when hardly any other server's tool headlines use
+    it: `sqlite` and `jira` are, `time` and `fetch` (which every description uses) are not.
+    """
+    size = Counter(entry.server for entry in entries)
+    prefixes = Counter((entry.server, tokenize(entry.name)[0]) for entry in entries if tokenize(entry.name))
+    candidates = {
+        (server, word) for (server, word), count in prefixes.items() if count >= max(2, ALIAS_COVERAGE * size[server])
+    }
+    candidates |= {(server, word) for server in size for word in tokenize(server)}
+    uses: dict[str, Counter[str]] = {}
+    for entry, tokens in zip(entries, headlines, strict=True):
+        for token in set(tokens):
+            uses.setdefault(token, Counter())[entry.server] += 1
+    aliases: dict[str, set[str]] = {}
+    for server, word in sorted(candidates):
+        used = uses.get(word, Counter())
+        if used.total() - used[server] <= (1 - ALIAS_PURITY) * used.total():
+            aliases.setdefault(word, set()).add(server)
+    return aliases
+
+
+def mined_synonyms(entries: Iterable[ToolEntry]) -> dict[str, tuple[str, ...]]:
+    """Verb pairs the catalog itself uses interchangeably: `remov` -> `delet` when tools named `delete_x` are
+    described as "Remove ..." at least `MINED_PAIR_COUNT` times.
+
+    A tool's verb is the word of its name that most descriptions of the catalog start with (`create` in
+    `create_merge_request_note`); its description's first word is what it is called in prose ("Add a note").
+    Both words of a pair must be some tool's verb, which drops boilerplate openers ("Notion | ...", "This tool
+    will ...").
+    """
+    entries = list(entries)
+    said = [tokenize(first_sentence(entry.description))[:1] for entry in entries]
+    openers = Counter(words[0] for words in said if words)
+    pairs: Counter[tuple[str, str]] = Counter()
+    verbs: set[str] = set()
+    for entry, first in zip(entries, said, strict=True):
+        words = [word for word in tokenize(entry.name) if openers[word] >= MINED_PAIR_COUNT]
+        if words:
+            verb = max(words, key=lambda word: openers[word])
+            verbs.add(verb)
+            if first and verb != first[0]:
+                pairs[first[0], verb] += 1
+    mined: dict[str, list[str]] = {}
+    for (prose, verb), count in sorted(pairs.items()):
+        if count >= MINED_PAIR_COUNT and prose in verbs:
+            mined.setdefault(prose, []).append(verb)
+    return {word: tuple(verbs) for word, verbs in mined.items()}
+
+
+def _parameters(schema: Mapping[str, Any]) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    properties = schema.get("properties")
+    if isinstance(properties, Mapping):
+        for key, sub in properties.items():
+            yield str(key), sub if isinstance(sub, Mapping) else {}

@@ -1,0 +1,90 @@
+"""Secrets stay out of the portal's log output, and no portal changes logging it does not own: `portal-mcp serve`
+adds the redaction to the handler it installs; an embedding application adds `portal.redactor.filter()` to its
+own. Two portals in one process leave each other's (and the application's) handlers alone."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+import anyio
+import pytest
+
+from portal_mcp.config import load_config
+from portal_mcp.control.credentials import REDACTED
+from portal_mcp.portal import Portal
+
+NOISY_SERVER = Path(__file__).parent / "servers" / "noisy_server.py"
+SNAPSHOT = Path(__file__).resolve().parents[1] / "schemas" / "time.json"
+
+
+def write_config(path: Path, secret_var: str) -> Path:
+    path.write_text(
+        f"servers:\n  clock: {{snapshot: {SNAPSHOT}}}\n"
+        f"  noisy:\n    command: {json.dumps(sys.executable)}\n    args: [{json.dumps(str(NOISY_SERVER))}]\n"
+        f"    env: {{API_KEY: '${{{secret_var}}}'}}\n",
+        encoding="utf-8",
+    )
+    return path
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_a_served_portal_redacts_what_the_sdk_logs_about_a_downstream(tmp_path: Path, log_format: str) -> None:
+    key = secrets.token_hex(12)
+    config = write_config(tmp_path / "portal.yaml", "NOISY_KEY")
+    result = subprocess.run(
+        [sys.executable, "-m", "portal_mcp", "serve", "--config", str(config), "--log-format", log_format],
+        stdin=subprocess.DEVNULL,  # stdio: the client is gone at once, so the portal starts and stops
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "NOISY_KEY": key},
+    )
+    assert "Failed to parse JSONRPC message from server" in result.stderr, result.stderr
+    assert "input_value={'jsonrpc': '2.0', 'leak'" in result.stderr and REDACTED in result.stderr
+    assert key[:12] not in result.stderr and key[-12:] not in result.stderr  # pydantic quotes it cut short
+
+
+async def test_two_portals_in_one_process_change_no_handler_and_each_output_redacts_its_own_secrets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    keys = {"A_KEY": secrets.token_hex(12), "B_KEY": secrets.token_hex(12)}
+    for name, value in keys.items():
+        monkeypatch.setenv(name, value)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    config_a = load_config(write_config(tmp_path / "a" / "portal.yaml", "A_KEY"))
+    config_b = load_config(write_config(tmp_path / "b" / "portal.yaml", "B_KEY"))
+    root = logging.getLogger()
+    assert root.handlers, "pytest's capture handlers: what a portal must leave alone"
+    before = {handler: list(handler.filters) for handler in root.handlers}
+    sdk_logger = logging.getLogger("mcp.client.stdio")  # a record the portal does not write itself
+    outputs = {"a": io.StringIO(), "b": io.StringIO()}
+    handlers = {name: logging.StreamHandler(stream) for name, stream in outputs.items()}
+    with anyio.fail_after(60):
+        async with Portal.open(config_a, catalog_only=True) as a:
+            # The application's log output for each portal: the one place that portal's redaction goes.
+            handlers["a"].addFilter(a.redactor.filter())
+            sdk_logger.addHandler(handlers["a"])
+            try:
+                async with Portal.open(config_b, catalog_only=True) as b:
+                    handlers["b"].addFilter(b.redactor.filter())
+                    sdk_logger.addHandler(handlers["b"])
+                    assert {h: list(h.filters) for h in root.handlers} == before
+                    sdk_logger.error("both open: %s %s", keys["A_KEY"], keys["B_KEY"])
+                    sdk_logger.removeHandler(handlers["b"])
+                assert {h: list(h.filters) for h in root.handlers} == before
+                sdk_logger.error("B closed: %s", keys["A_KEY"])
+            finally:
+                sdk_logger.removeHandler(handlers["a"])
+    assert {h: list(h.filters) for h in root.handlers} == before
+    a_text, b_text = outputs["a"].getvalue(), outputs["b"].getvalue()
+    assert f"both open: {REDACTED} " in a_text and f"B closed: {REDACTED}" in a_text, a_text
+    assert "both open: " in b_text and f" {REDACTED}" in b_text, b_text
+    assert keys["A_KEY"] not in a_text and keys["B_KEY"] not in b_text

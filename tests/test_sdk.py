@@ -1,0 +1,51 @@
+"""The SDK internals the portal reads (portal_mcp.sdk) are still where it reads them: an SDK upgrade that moves one
+fails here, not as silently missing log notifications."""
+
+from __future__ import annotations
+
+import typing
+from typing import Any
+
+import anyio
+import mcp_types as types
+from mcp.client import Client
+from mcp.server import Server
+from mcp.server.context import ServerRequestContext
+
+from portal_mcp import sdk
+
+
+def recording_server(seen: list[tuple[sdk.Connection | None, sdk.Connection | None]]) -> Server[Any]:
+    async def list_tools(
+        ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
+    ) -> types.ListToolsResult:
+        seen.append((sdk.connection_of(ctx.session), sdk.lasting_connection(ctx.session)))
+        return types.ListToolsResult(tools=[])
+
+    return Server("recorder", on_list_tools=list_tools)
+
+
+async def test_a_session_request_comes_on_a_lasting_connection_with_a_channel() -> None:
+    seen: list[tuple[sdk.Connection | None, sdk.Connection | None]] = []
+    with anyio.fail_after(30):
+        async with Client(recording_server(seen), mode="legacy") as client:
+            await client.list_tools()
+            await client.list_tools()
+    [(first, lasting), (second, _)] = seen
+    assert isinstance(first, sdk.Connection) and lasting is first
+    assert second is first  # one connection per session: what the server keys log levels and greetings on
+
+
+async def test_a_2026_request_has_a_connection_but_none_that_lasts() -> None:
+    seen: list[tuple[sdk.Connection | None, sdk.Connection | None]] = []
+    with anyio.fail_after(30):
+        async with Client(recording_server(seen)) as client:
+            await client.list_tools()
+    [(connection, lasting)] = seen
+    assert isinstance(connection, sdk.Connection) and not connection.has_standalone_channel
+    assert lasting is None
+
+
+def test_the_client_stream_types_are_where_the_downstream_transports_name_them() -> None:
+    assert typing.get_origin(sdk.TransportStreams) is tuple
+    assert sdk.ReadStream.__name__ == "ReadStream" and sdk.WriteStream.__name__ == "WriteStream"

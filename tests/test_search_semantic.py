@@ -1,0 +1,232 @@
+"""Search by meaning: the bundled embedding model, its on-disk cache, and the word-only fallback."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+from mcp_types import Tool
+
+from portal_mcp.catalog.model import Catalog
+from portal_mcp.catalog.search import SearchIndex
+from portal_mcp.catalog.search.embeddings import EmbeddingCache, Encoder, search_embeddings
+from portal_mcp.catalog.search.intents import split_intents
+from portal_mcp.config import parse_config
+from portal_mcp.errors import SearchModelError
+from portal_mcp.portal import Portal
+
+
+def tool(name: str, description: str) -> Tool:
+    return Tool(name=name, description=description, input_schema={"type": "object", "properties": {}})
+
+
+CATALOG = Catalog.build(
+    {
+        "bilibili": [tool("get_popular_videos", "Get the ranking of popular videos on Bilibili.")],
+        "filesystem": [
+            tool("write_file", "Create a new file or completely overwrite an existing file with new content."),
+            tool("read_file", "Read the complete contents of a file."),
+        ],
+        "weather": [tool("get_forecast", "Get the weather forecast for a location.")],
+        "stripe": [tool("create_refund", "Refund a charge that has been previously created.")],
+    }
+)
+
+
+@pytest.fixture(scope="module")
+def encoder() -> Encoder:
+    return Encoder.load()
+
+
+def names(index: SearchIndex, query: str, limit: int = 3) -> list[str]:
+    return [hit.entry.qualified_name for hit in index.search(query, limit=limit)]
+
+
+def test_a_query_sharing_no_word_with_the_tool_finds_it_by_meaning(encoder: Encoder) -> None:
+    index = SearchIndex(CATALOG, EmbeddingCache(encoder, None))
+    assert names(index, "will it rain tomorrow in Lisbon", 1) == ["weather.get_forecast"]
+    assert names(SearchIndex(CATALOG), "will it rain tomorrow in Lisbon") == []
+
+
+def test_a_second_start_embeds_nothing_and_a_changed_tool_is_embedded_alone(encoder: Encoder, tmp_path: Path) -> None:
+    first = EmbeddingCache(encoder, tmp_path)
+    SearchIndex(CATALOG, first)
+    assert first.embedded == len(CATALOG)
+    again = EmbeddingCache(encoder, tmp_path)
+    warm = SearchIndex(CATALOG, again)
+    assert again.embedded == 0
+    assert names(warm, "will it rain tomorrow") == names(SearchIndex(CATALOG, first), "will it rain tomorrow")
+    changed = CATALOG.replace_server("weather", [tool("get_forecast", "Daily forecast: rain, wind, temperature.")])
+    after = EmbeddingCache(encoder, tmp_path)
+    SearchIndex(changed, after)
+    assert after.embedded == 1
+
+
+def test_an_unreadable_cache_file_is_rebuilt(encoder: Encoder, tmp_path: Path) -> None:
+    cache = EmbeddingCache(encoder, tmp_path)
+    assert cache.path is not None
+    cache.path.write_bytes(b"not an npz file")
+    SearchIndex(CATALOG, cache)
+    assert cache.embedded == len(CATALOG)
+    assert EmbeddingCache(encoder, tmp_path).vectors(["Read the complete contents of a file."]).shape == (
+        1,
+        encoder.dims,
+    )
+
+
+def test_a_model_that_cannot_load_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(SearchModelError) as caught:
+        Encoder.load(tmp_path / "no-such-model")
+    assert caught.value.model == str(tmp_path / "no-such-model")
+    assert "semantic: false" in str(caught.value)
+
+
+def test_the_portal_falls_back_to_words_with_one_warning_line(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    config = parse_config("search: {model: ./missing-model}\n", source="portal.yaml", base_dir=tmp_path, environ={})
+    assert config.search.model == str(tmp_path / "missing-model")
+    with caplog.at_level(logging.WARNING, logger="portal_mcp.portal"):
+        assert search_embeddings(config.search) is None
+    warnings = [record for record in caplog.records if record.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert "missing-model" in warnings[0].getMessage() and "searching by words only" in warnings[0].getMessage()
+
+
+def test_semantic_false_searches_by_words_only_and_loads_no_model(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = parse_config(
+        "search: {semantic: false, model: ./missing}\n", source="p.yaml", base_dir=tmp_path, environ={}
+    )
+    with caplog.at_level(logging.WARNING):
+        assert search_embeddings(config.search) is None
+    assert caplog.records == []
+
+
+async def test_a_portal_ranks_by_meaning_and_keeps_the_cache_where_the_config_says(tmp_path: Path) -> None:
+    config = parse_config(
+        f"search: {{cache: ./vectors}}\nservers:\n  time:\n    snapshot: {SNAPSHOT}\n",
+        source="portal.yaml",
+        base_dir=tmp_path,
+        environ={},
+    )
+    async with Portal.open(config.model_copy(update={"user": "tester"})) as portal:
+        assert portal.embeddings is not None and portal.embeddings.embedded == len(portal.catalog)
+        assert "time.get_current_time" in portal.search_api("what hour is it in Tokyo right now", portal.local, limit=1)
+    assert list((tmp_path / "vectors").glob("*.npz"))
+
+
+SNAPSHOT = Path(__file__).resolve().parents[1] / "schemas" / "time.json"
+
+
+def test_a_multi_step_task_splits_into_its_intents() -> None:
+    assert split_intents("find the trending repos, read the top one's wiki, then save a summary as Markdown") == [
+        "find the trending repos",
+        "read the top one's wiki",
+        "save a summary as Markdown",
+    ]
+    assert split_intents("1. Get the weather in Paris 2. convert 20 EUR to USD") == [
+        "Get the weather in Paris",
+        "convert 20 EUR to USD",
+    ]
+
+
+def test_a_plain_query_and_a_list_of_nouns_stay_one_intent() -> None:
+    assert split_intents("create an issue in jira") == ["create an issue in jira"]
+    assert split_intents("papers on climate, oceans and currents") == ["papers on climate, oceans and currents"]
+    assert split_intents("read and write files") == ["read and write files"]
+
+
+def test_each_intent_of_a_task_gets_its_own_tools_and_the_flat_ranking_holds_them_all(encoder: Encoder) -> None:
+    index = SearchIndex(CATALOG, EmbeddingCache(encoder, None))
+    task = "get the popular videos on bilibili, then save the list as Markdown to a file"
+    groups = index.search_intents(task, limit=2)
+    assert [intent for intent, _ in groups] == [
+        task,
+        "get the popular videos on bilibili",
+        "save the list as Markdown to a file",
+    ]
+    assert groups[1][1][0].entry.qualified_name == "bilibili.get_popular_videos"
+    assert groups[2][1][0].entry.qualified_name == "filesystem.write_file"
+    assert {"bilibili.get_popular_videos", "filesystem.write_file"} <= set(names(index, task, 3))
+
+
+def test_a_weak_best_match_is_called_weak_and_a_good_one_is_not(encoder: Encoder) -> None:
+    index = SearchIndex(CATALOG, EmbeddingCache(encoder, None))
+    cake = "bake a chocolate cake for my grandmother"
+    assert index.weak(cake, index.search(cake))
+    assert not index.weak("refund the customer's charge", index.search("refund the customer's charge"))
+    assert index.closest_servers("refund the customer's charge", ["stripe", "weather", "bilibili"], 1) == ["stripe"]
+
+
+async def test_search_api_answers_nothing_fits_with_the_closest_servers_and_a_task_by_intent(tmp_path: Path) -> None:
+    servers = {
+        "weather": {"snapshot": str(_snapshot(tmp_path, "weather")), "description": "Forecasts and alerts"},
+        "filesystem": {"snapshot": str(_snapshot(tmp_path, "filesystem"))},
+        "bilibili": {"snapshot": str(_snapshot(tmp_path, "bilibili"))},
+        "stripe": {"snapshot": str(_snapshot(tmp_path, "stripe"))},
+    }
+    config = parse_config(json.dumps({"servers": servers}), source="p.json", base_dir=tmp_path, environ={})
+    async with Portal.open(config.model_copy(update={"user": "tester"})) as portal:
+        reply = portal.search_api("bake a chocolate cake for my grandmother", portal.local)
+        assert reply.startswith("Nothing here fits 'bake a chocolate cake for my grandmother' well.")
+        lines = [line for line in reply.splitlines() if line.startswith("- ")]
+        assert len(lines) == 3
+        described = {
+            "weather": "- weather (1 tools): Forecasts and alerts",
+            "filesystem": "- filesystem (2 tools): tools: write_file, read_file",
+            "bilibili": "- bilibili (1 tools): tools: get_popular_videos",
+            "stripe": "- stripe (1 tools): tools: create_refund",
+        }
+        assert set(lines) <= set(described.values())
+        task = portal.search_api(
+            "get the popular videos on bilibili, then save the list as Markdown to a file", portal.local
+        )
+        assert task.startswith("A task of 2 steps")
+        first, second = task.split("## 2. ")
+        assert "bilibili.get_popular_videos" in first.split("## 1. ")[1]
+        assert "filesystem.write_file" in second
+
+
+def _snapshot(folder: Path, server: str) -> Path:
+    path = folder / f"{server}.json"
+    tools = [entry for entry in CATALOG if entry.server == server]
+    wire = [{"name": e.name, "description": e.description, "inputSchema": dict(e.input_schema)} for e in tools]
+    path.write_text(json.dumps({"tools": wire}), encoding="utf-8")
+    return path
+
+
+async def test_operator_curation_finds_tools_by_keywords_and_aliases_and_overrides_descriptions(tmp_path: Path) -> None:
+    servers = {
+        "weather": {
+            "snapshot": str(_snapshot(tmp_path, "weather")),
+            "search": {
+                "aliases": ["meteo"],
+                "tools": {
+                    "get_forecast": {"keywords": ["umbrella"], "aliases": ["wx"], "description": "Forecast by day."}
+                },
+            },
+        },
+        "filesystem": {"snapshot": str(_snapshot(tmp_path, "filesystem")), "search": {"keywords": ["disk"]}},
+    }
+    text = json.dumps({"servers": servers, "search": {"semantic": False}})
+    config = parse_config(text, source="p.json", base_dir=tmp_path, environ={})
+    async with Portal.open(config.model_copy(update={"user": "tester"})) as portal:
+        index = portal.index()
+        assert names(index, "do I need an umbrella", 1) == ["weather.get_forecast"]
+        assert names(index, "wx", 1) == ["weather.get_forecast"]
+        assert {hit.entry.server for hit in index.search("disk", limit=5)} == {"filesystem"}
+        assert portal.catalog.get("weather.get_forecast").description == "Forecast by day."  # type: ignore[union-attr]
+        assert "Forecast by day." in portal.search_api("umbrella", portal.local)
+        assert "Get the weather forecast" not in portal.search_api("umbrella", portal.local)
+        assert portal.unmatched() == []
+
+
+def test_every_cached_vector_is_found_again_whatever_its_key_bytes(encoder: Encoder, tmp_path: Path) -> None:
+    # 1,000 keys: some digests end in a zero byte, which a string array would have dropped.
+    texts = [f"tool number {n} does thing {n * 7}" for n in range(1000)]
+    EmbeddingCache(encoder, tmp_path).vectors(texts)
+    again = EmbeddingCache(encoder, tmp_path)
+    again.vectors(texts)
+    assert again.embedded == 0
