@@ -12,8 +12,11 @@ from typing import Any
 
 import click
 
+from portal_mcp.catalog.shapes import ShapeBook
 from portal_mcp.cli.common import CONFIG_OPTION, USER_OPTION, as_user, config_failed, load, open_portal, run, write
 from portal_mcp.config import PortalConfig, RemoteServerConfig, StdioServerConfig
+from portal_mcp.control.audit_store import SqliteAuditSink
+from portal_mcp.control.audit_store.shapes import store_beside
 from portal_mcp.errors import ConfigError
 from portal_mcp.portal import Portal
 
@@ -73,15 +76,33 @@ def snapshot(config_path: Path | None, out_dir: Path) -> None:
 @CONFIG_OPTION
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path))
 def stubs(config_path: Path | None, out_dir: Path) -> None:
-    """Write one typed stub file (.pyi) per server into --out."""
+    """Write one typed stub file (.pyi) per server into --out (with the return types observed in earlier runs, when
+    the audit store is a SQLite file that has some)."""
     from portal_mcp.catalog.stubs.render import render_module
 
     def files(config: PortalConfig, portal: Portal) -> Iterator[tuple[str, str, int]]:
+        observed = _recorded_shapes(config).observed(portal.catalog)
         for name in portal.catalog.servers():
             entries = portal.catalog.by_server(name)
-            yield f"{name}.pyi", render_module(name, entries), len(entries)
+            yield f"{name}.pyi", render_module(name, entries, observed), len(entries)
 
     _write_per_server(config_path, out_dir, files, strict=False)
+
+
+def _recorded_shapes(config: PortalConfig) -> ShapeBook:
+    """The result shapes earlier runs recorded in a SQLite audit store that exists. A catalog-only command opens no
+    PostgreSQL connection (the database may be out of reach from where stubs are generated): none are read there."""
+    path = config.audit.sqlite
+    if path is None or not path.is_file():
+        return ShapeBook(skip=config.unobserved)
+    with SqliteAuditSink(path) as sink:
+        store = store_beside(sink)
+        if store is None:
+            return ShapeBook(skip=config.unobserved)
+        try:
+            return ShapeBook(store.load(), skip=config.unobserved)
+        finally:
+            store.close()
 
 
 def _write_per_server(

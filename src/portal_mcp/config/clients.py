@@ -25,13 +25,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from portal_mcp.config.models import PortalConfig
 from portal_mcp.config.parsing import nearest_line
 from portal_mcp.errors import ConfigError
 from portal_mcp.naming import SERVER_NAME_PATTERN, python_name
 
 logger = logging.getLogger("portal_mcp.config")
 
-PORTAL_KEYS = frozenset({"secrets_file", "servers", "sandbox", "http", "audit", "policy", "user", "state_dir"})
+PORTAL_KEYS = frozenset(name for name, field in PortalConfig.model_fields.items() if not field.exclude)
 """The top-level keys of portal.yaml (kept in step with `PortalConfig` by a test)."""
 CLIENT_ONLY_SERVER_KEYS = frozenset(
     {"alwaysAllow", "autoApprove", "disabledTools", "dev", "gallery", "version", "transportType", "settings", "source"}
