@@ -12,10 +12,8 @@ the audit sink are created here and passed in.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import os
-import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -45,7 +43,7 @@ from portal_mcp.control.budgets import Budgets
 from portal_mcp.control.credentials import Redactor
 from portal_mcp.control.metrics import Metrics, MetricsTee
 from portal_mcp.control.principal import Principal, Principals
-from portal_mcp.downstream import DownstreamEvent, DownstreamPool, ServerStatus
+from portal_mcp.downstream import DownstreamEvent, DownstreamPool, ServerStatus, await_starting, unlisted
 from portal_mcp.errors import LimitError
 from portal_mcp.naming import plural
 from portal_mcp.runs.approvals import PendingRuns
@@ -294,31 +292,6 @@ class Portal:
         self._searched(who, "ok", started, query, "", len(reply))
         return reply
 
-    async def _await_starting(self, code: str) -> None:
-        """Code naming a server on its first attempt, with no tools known yet, waits for it (its connect_timeout)."""
-        for status in self.pool.statuses():
-            if (
-                status.state == "connecting"
-                and status.name not in self._catalog.namespaces()
-                and re.search(rf"\b{re.escape(status.name)}\s*\.", code)
-            ):
-                await self.pool.ready(status.name)
-
-    def _unlisted(self) -> dict[str, str]:
-        """Servers not connected whose tools are not known, with why (code naming one gets it, not a NameError)."""
-        found: dict[str, str] = {}
-        for s in self.pool.statuses():
-            if s.name in self._catalog.namespaces():
-                continue
-            if s.state == "connecting":
-                found[s.name] = (
-                    f"server {s.name!r} is still connecting ({s.for_seconds:.0f} s) and has never listed its tools "
-                    "here; run the code again once search_api shows them"
-                )
-            elif (down := self.pool.down_error(s.name)) is not None:
-                found[s.name] = str(down)
-        return found
-
     def _searched(self, who: str, outcome: Any, started: float, query: str, detail: str, size: int = 0) -> None:
         """Audit a search; the query is redacted like every other text the portal keeps."""
         duration = (time.perf_counter() - started) * 1000
@@ -347,7 +320,7 @@ class Portal:
         if approve == ASK_LATER:
             self.approvals.check_room(principal.name)
         run = Run(code, principal, self.approvals.new_token(), approve)
-        await self._await_starting(code)
+        await await_starting(self.pool, code, self._catalog.namespaces())
         view = self.policy.view(principal.name, self._catalog)
         slot = contextlib.ExitStack()
         refusal = await self._admit(code, principal, view, started)
@@ -385,18 +358,7 @@ class Portal:
         return result
 
     def _record_run(self, run: Run, outcome: RunOutcome) -> None:
-        # The audit keeps rules and lines, not the rendered problems: those quote argument values.
-        # Nor the error text of a failed run: it can quote the code and the values it handled.
-        if isinstance(outcome, Refused):
-            kind: Any = "refused"
-            detail = "; ".join(f"line {p.line}: {p.rule}" for p in outcome.problems) or outcome.rule or outcome.kind
-        else:
-            kind, detail = ("ok" if outcome.ok else "error"), outcome.error_kind or ""
-        digest = hashlib.sha256(run.code.encode(errors="replace")).hexdigest()[:16]
-        event = AuditEvent(
-            "run", run.principal.name, kind, outcome.duration_ms, digest, detail, len(run.code), len(outcome.output)
-        )
-        self.events.record(event)
+        self.events.record(run.audit_event(outcome))
 
     async def _admit(self, code: str, principal: Principal, view: UserView, started: float) -> Refused | None:
         """May this run start? None, or why not.
@@ -417,7 +379,13 @@ class Portal:
             return Refused("limit", f"LimitError: {exc}", _since(started), rule=f"limit={exc.key}")
         check = partial(check_code, validators=self.validators)
         problems = await self.budgets.offload(
-            check, code, view.catalog, view.refused, self._unlisted(), size=len(code), user=principal.name
+            check,
+            code,
+            view.catalog,
+            view.refused,
+            unlisted(self.pool, self._catalog.namespaces()),
+            size=len(code),
+            user=principal.name,
         )
         if problems:
             return Refused("precheck", render(problems), _since(started), tuple(problems))

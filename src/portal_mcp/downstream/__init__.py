@@ -23,5 +23,15 @@ processes), `_status` and `_events` (what the pool reports).
 from portal_mcp.catalog.status import ServerState, ServerStatus, TransportKind
 from portal_mcp.downstream._events import DownstreamEvent, EventKind
 from portal_mcp.downstream._pool import DownstreamPool
+from portal_mcp.downstream._starting import await_starting, unlisted
 
-__all__ = ["DownstreamEvent", "DownstreamPool", "EventKind", "ServerState", "ServerStatus", "TransportKind"]
+__all__ = [
+    "DownstreamEvent",
+    "DownstreamPool",
+    "EventKind",
+    "ServerState",
+    "ServerStatus",
+    "TransportKind",
+    "await_starting",
+    "unlisted",
+]

@@ -13,6 +13,7 @@ be asked (None). `cancel()` stops a run; closing the portal cancels every run st
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import logging
 import time
@@ -22,7 +23,7 @@ from typing import Final, Literal
 
 import anyio
 
-from portal_mcp.control.audit import RefusalKind, Verdict
+from portal_mcp.control.audit import AuditEvent, Outcome, RefusalKind, Verdict
 from portal_mcp.control.principal import Principal
 from portal_mcp.errors import RunCancelledError
 from portal_mcp.runs.bridge import ApprovalRequest, Approver, Caller
@@ -181,3 +182,16 @@ class Run:
         self.finished_at = time.monotonic()
         self._finished.set()
         self._notify()
+
+    def audit_event(self, outcome: RunOutcome) -> AuditEvent:
+        """The run's audit record. It keeps rules and lines, not the rendered problems (they quote argument values),
+        nor the error text of a failed run (it can quote the code and the values it handled)."""
+        if isinstance(outcome, Refused):
+            kind: Outcome = "refused"
+            detail = "; ".join(f"line {p.line}: {p.rule}" for p in outcome.problems) or outcome.rule or outcome.kind
+        else:
+            kind, detail = ("ok" if outcome.ok else "error"), outcome.error_kind or ""
+        digest = hashlib.sha256(self.code.encode(errors="replace")).hexdigest()[:16]
+        return AuditEvent(
+            "run", self.principal.name, kind, outcome.duration_ms, digest, detail, len(self.code), len(outcome.output)
+        )

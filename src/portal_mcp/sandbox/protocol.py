@@ -106,7 +106,7 @@ class WorkerLimits:
         if any(type(value[name]) not in (int, float) or not value[name] > 0 for name in numbers):
             raise ProtocolViolation("limits must be positive numbers")
         if value["language"] not in LANGUAGE_SETTINGS:
-            raise ProtocolViolation(f"limits must name a language of {', '.join(LANGUAGE_SETTINGS)}")
+            raise ProtocolViolation(f"limits must be for a language of {', '.join(LANGUAGE_SETTINGS)}")
         return cls(
             memory_mb=int(value["memory_mb"]),
             cpu_seconds=float(value["cpu_seconds"]),
