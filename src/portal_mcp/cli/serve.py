@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import gc
 import signal
 import socket
 from collections.abc import Iterator
@@ -76,6 +77,9 @@ def serve(
         # Servers connect in the background (the pool logs progress and failures): clients get answers at once.
         async with Portal.open(config, errlog=output.errlog, background=True) as portal:
             server = PortalServer(portal)
+            # What start-up built (modules, the catalog, the search index, the model) lives as long as the process:
+            # out of the collector's sight, a collection during a run no longer walks it (-5% on a trivial run).
+            gc.freeze()
             where = "stdio" if transport == "stdio" else f"http://{host}:{port}/mcp" + (" (stateless)" if http.stateless else "")  # fmt: skip
             logger.info(
                 "serving %s on %s while servers connect",
