@@ -29,8 +29,9 @@ from portal_mcp.catalog.model import Catalog, ToolEntry
 from portal_mcp.catalog.overview import availability, did_you_mean, overview, scope_of, split_filters, visible_in
 from portal_mcp.catalog.schemas import Validators
 from portal_mcp.catalog.search import SearchIndex
-from portal_mcp.catalog.search.embeddings import EmbeddingCache, search_embeddings
+from portal_mcp.catalog.search.embeddings import EmbeddingCache, default_cache_dir, search_embeddings
 from portal_mcp.catalog.search.reply import nothing_fits_reply, task_reply
+from portal_mcp.catalog.search.stored import IndexStore
 from portal_mcp.catalog.shapes import ShapeBook
 from portal_mcp.catalog.stubs import render_stubs
 from portal_mcp.config import ANONYMOUS, PortalConfig
@@ -77,6 +78,7 @@ class Portal:
     ) -> None:
         self.config = config
         self.embeddings = embeddings
+        self.index_store = IndexStore(config.search.cache or default_cache_dir())
         self.pool = pool
         self.sandbox = sandbox
         self.audit = audit
@@ -176,7 +178,7 @@ class Portal:
             try:
                 portal = cls(config, pool, sandbox, sink, tasks, shapes, embeddings)
                 # Built off the event loop: embedding a large catalog the first time takes seconds.
-                portal._index = await anyio.to_thread.run_sync(SearchIndex, portal.catalog, embeddings, config.servers)
+                await anyio.to_thread.run_sync(portal.index)
                 for problem in portal.unmatched():
                     logger.warning("%s: a typo? it has no effect", problem, extra={"event": "policy_unmatched"})
                 for server in portal.catalog.servers():
@@ -232,7 +234,7 @@ class Portal:
     def index(self) -> SearchIndex:
         """The search index of the current catalog, built on first use after every change."""
         if self._index is None:
-            self._index = SearchIndex(self._catalog, self.embeddings, self.config.servers)
+            self._index = SearchIndex(self._catalog, self.embeddings, self.config.servers, self.index_store)
         return self._index
 
     def search_api(
