@@ -115,6 +115,7 @@ class Portal:
             approval_timeout=self.policy.approval_timeout,
             budgets=self.budgets,
             observe=self.shapes.observe,
+            search=self.visible_tools,
         )
 
     @classmethod
@@ -165,8 +166,7 @@ class Portal:
         failure: Exception | None = None
         embeddings = await anyio.to_thread.run_sync(search_embeddings, config.search)
         sandbox = SandboxHost(config.sandbox)
-        if catalog_only:
-            audit = audit or MemoryAuditSink()
+        audit = (audit or MemoryAuditSink()) if catalog_only else audit
         started = contextlib.nullcontext(sandbox) if catalog_only else sandbox
         async with (
             open_audit_sink(config, audit) as sink,
@@ -237,6 +237,11 @@ class Portal:
             self._index = SearchIndex(self._catalog, self.embeddings, self.config.servers, self.index_store)
         return self._index
 
+    def visible_tools(self, query: str, limit: int, user: str) -> list[ToolEntry]:
+        """The best tools for `query` among those `user` may call (`portal.search` from code, via the bridge)."""
+        hits = self.index().search(query, limit=limit, exclude=self.policy.hidden(user, self._catalog))
+        return [hit.entry for hit in hits]
+
     def search_api(
         self, query: str, principal: Principal, *, server: str | None = None, limit: int = 5, detail: Detail = "auto"
     ) -> str:
@@ -272,7 +277,7 @@ class Portal:
             elif intents:
                 reply, shown = task_reply(intents, limit, detail)
                 shown_entries = [entry for name in shown if (entry := self._catalog.get(name)) is not None]
-                reply += self._approval_note(who, shown_entries)
+                reply += self.policy.for_user(who).approval_note(shown_entries)
             elif index.weak(words, hits):
                 closest = index.closest_servers(
                     words, [name for name in visible if visible_in(self._catalog, name, hidden)]
@@ -289,7 +294,7 @@ class Portal:
                 where = f" on {', '.join(sorted(scope))}" if scope is not None else ""
                 reply = (
                     f"{len(hits)} of {plural(len(self._catalog) - len(hidden), 'tool')} match{where}.{hint} Call them in "
-                    f"execute_code as `await server.tool(...)`.{self._approval_note(who, entries)}{availability(entries, self.pool.statuses())}\n\n{stubs}"
+                    f"execute_code as `await server.tool(...)`.{self.policy.for_user(who).approval_note(entries)}{availability(entries, self.pool.statuses())}\n\n{stubs}"
                 )
         self._searched(who, "ok", started, query, "", len(reply))
         return reply
@@ -298,12 +303,6 @@ class Portal:
         """Audit a search; the query is redacted like every other text the portal keeps."""
         duration = (time.perf_counter() - started) * 1000
         self.events.record(AuditEvent("search", who, outcome, duration, self.redactor.text(query), detail, 0, size))
-
-    def _approval_note(self, who: str, entries: list[ToolEntry]) -> str:
-        approval = self.policy.for_user(who).needs_approval(entries)
-        if not approval:
-            return ""
-        return f" Calls to {', '.join(approval)} ask the user for approval first; refused calls raise PermissionError."
 
     def overview(self, scope: set[str] | None = None, *, hidden: frozenset[str] = frozenset()) -> str:
         """Servers with their descriptions, owners and tool counts (catalog/overview.py)."""
