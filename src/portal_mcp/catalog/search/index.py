@@ -51,6 +51,8 @@ COVERAGE_BOOST = 0.1
 RERANK_DEPTH = 50
 DENSE_WEIGHT = 1.0
 DENSE_DEPTH = 50
+LEXICAL_POWER = 1.0
+"""Word scores are scaled by the share of the query's words the catalog uses, to this power (tuned on train)."""
 SERVER_WEIGHT = 0.5
 # "Nothing fits" (measured on the train splits: 1% of queries that have a tool are judged weak).
 WEAK_SIMILARITY = 0.3
@@ -189,7 +191,7 @@ class SearchIndex:
             self._reward_named_coverage(scores, keep, set(tokens) | set(related))
         similarity: Scores | None = None
         if self._dense is not None and self._embeddings is not None:
-            scores, keep, similarity = self._fuse(query, scores, keep)
+            scores, keep, similarity = self._fuse(query, tokens, scores, keep)
         exact = self._exact.get(query.strip().lower(), [])
         if exact:
             # Lifted above every other score (keeping their own order), so a named tool comes first.
@@ -232,7 +234,7 @@ class SearchIndex:
                 scores[i] += COVERAGE_BOOST * best * len(words & terms) / len(words)
 
     def _fuse(
-        self, query: str, lexical: Scores, keep: np.ndarray[Any, np.dtype[np.bool_]]
+        self, query: str, tokens: Sequence[str], lexical: Scores, keep: np.ndarray[Any, np.dtype[np.bool_]]
     ) -> tuple[Scores, Any, Scores]:
         """Lexical scores (scaled to the best) plus `DENSE_WEIGHT` times the query's cosine similarity to each tool
         (plus `SERVER_WEIGHT` times its server's), over the tools the words found and the `DENSE_DEPTH` nearest by
@@ -247,7 +249,11 @@ class SearchIndex:
         keep = keep.copy()
         keep[near] = True
         best = lexical.max()
-        fused = (lexical / best if best > 0 else lexical) + DENSE_WEIGHT * np.maximum(routed, 0)
+        # Words of the query the catalog never uses cannot be matched by words: meaning counts for more.
+        vocab = self._parts.documents.vocab
+        known = sum(1 for token in tokens if token in vocab) / max(1, len(tokens))
+        lexical = (lexical / best if best > 0 else lexical) * known**LEXICAL_POWER
+        fused = lexical + DENSE_WEIGHT * np.maximum(routed, 0)
         return fused, keep, similarity
 
     def weak(self, query: str, hits: Sequence[SearchHit]) -> bool:
