@@ -13,18 +13,17 @@ import itertools
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from search_eval.evaluate import DEPTH, Query, bundled_catalog, load_queries, rank_all, score  # noqa: E402
-from search_eval.external import available  # noqa: E402
-
-from portal_mcp.catalog.search import index as search_index  # noqa: E402
-from portal_mcp.catalog.search.embeddings import EmbeddingCache, Encoder  # noqa: E402
+from portal_mcp.catalog.search import index as search_index
+from portal_mcp.catalog.search.embeddings import EmbeddingCache, Encoder
 
 METRICS = ("recall@1", "recall@5", "mrr")
 
 
 def main(argv: list[str]) -> int:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from search_eval.evaluate import DEPTH, Query, bundled_catalog, load_queries, rank_all, score
+    from search_eval.external import available
+
     grid = {name: [float(value) for value in values.split(",")] for name, _, values in (a.partition("=") for a in argv)}
     for name in grid:
         if not hasattr(search_index, name):
@@ -33,7 +32,11 @@ def main(argv: list[str]) -> int:
     sets = [("own", bundled_catalog(), load_queries())]
     sets += [(s.name, s.catalog, [Query(text, expected) for text, expected in s.queries]) for s in available()]
     indexes = [
-        (name, search_index.SearchIndex(catalog, EmbeddingCache(encoder, None)), [q for q in queries if q.split == "train"])
+        (
+            name,
+            search_index.SearchIndex(catalog, EmbeddingCache(encoder, None)),
+            [q for q in queries if q.split == "train"],
+        )
         for name, catalog, queries in sets
     ]
     for values in itertools.product(*grid.values()):
@@ -42,13 +45,18 @@ def main(argv: list[str]) -> int:
         row = []
         means = dict.fromkeys(METRICS, 0.0)
         for name, index, queries in indexes:
-            ranked = rank_all(lambda text: [hit.entry.qualified_name for hit in index.search(text, limit=DEPTH)], queries)
+            ranked = rank_all(
+                lambda text, index=index: [hit.entry.qualified_name for hit in index.search(text, limit=DEPTH)],
+                queries,
+            )
             metrics = score(ranked, queries)
             row.append(f"{name} {metrics['recall@1']:.3f}/{metrics['recall@5']:.3f}/{metrics['mrr']:.3f}")
             for metric in METRICS:
                 means[metric] += metrics[metric] / len(indexes)
         setting = " ".join(f"{name}={value:g}" for name, value in zip(grid, values, strict=True))
-        print(f"{setting:40} mean {means['recall@1']:.3f}/{means['recall@5']:.3f}/{means['mrr']:.3f}  " + "  ".join(row))
+        print(
+            f"{setting:40} mean {means['recall@1']:.3f}/{means['recall@5']:.3f}/{means['mrr']:.3f}  " + "  ".join(row)
+        )
     return 0
 
 
