@@ -49,7 +49,8 @@ from portal_mcp.naming import plural
 from portal_mcp.runs.approvals import PendingRuns
 from portal_mcp.runs.bridge import Approver, Bridge
 from portal_mcp.runs.precheck import check_code, render
-from portal_mcp.runs.run import ASK_LATER, Asking, Refused, Run, RunOutcome
+from portal_mcp.runs.progress import RunProgress, counted
+from portal_mcp.runs.run import ASK_LATER, Asking, Elicitor, Refused, Run, RunOutcome
 from portal_mcp.sandbox.facades import server_alias
 from portal_mcp.sandbox.host import RunResult, SandboxHost
 from portal_mcp.tools import MAX_LIMIT
@@ -307,19 +308,23 @@ class Portal:
         """Servers with their descriptions, owners and tool counts (catalog/overview.py)."""
         return overview(self._catalog, self.config.servers, self.pool.statuses(), scope, hidden)
 
-    async def start_run(self, code: str, principal: Principal, *, approve: Asking = None) -> Run:
+    async def start_run(
+        self, code: str, principal: Principal, *, approve: Asking = None,
+        elicit: Elicitor | None = None, progress: RunProgress | None = None,
+    ) -> Run:  # fmt: skip
         """Check agent code against `principal`'s view of the catalog, then run it in a fresh sandbox worker.
 
         Code with a wrong tool call (unknown tool, bad or missing arguments, no `await`) is refused before anything
         runs, as is a run over the user's `runs_per_minute`: the run returned is over already, its outcome `Refused`.
         Otherwise it runs in the portal's task group (closing the portal cancels it); every call the code makes goes
         through the bridge under `principal`'s policy. `approve` says how calls the policy wants approved are asked
-        (see `Asking`); with `ASK_LATER` a user may have only so many runs waiting (TooManyWaitingError).
+        (see `Asking`); with `ASK_LATER` a user may have only so many runs waiting (TooManyWaitingError). `elicit`
+        and `progress`: see `Run`; a run stopped by `Run.cancel()` is audited as `cancelled`.
         """
         started = time.perf_counter()
         if approve == ASK_LATER:
             self.approvals.check_room(principal.name)
-        run = Run(code, principal, self.approvals.new_token(), approve)
+        run = Run(code, principal, self.approvals.new_token(), approve, elicit, progress)
         await await_starting(self.pool, code, self._catalog.namespaces())
         view = self.policy.view(principal.name, self._catalog)
         slot = contextlib.ExitStack()
@@ -331,7 +336,7 @@ class Portal:
                 refusal = Refused("limit", f"LimitError: {exc}", _since(started), rule=f"limit={exc.key}")
         if refusal is None:
             body = partial(self._sandboxed, namespaces=view.catalog.namespaces(), slot=slot)
-            self._tasks.start_soon(run.execute, body)
+            self._tasks.start_soon(run.execute, body, self.events.record)
             return run
         run.refuse(refusal)
         self._record_run(run, refusal)
@@ -349,11 +354,9 @@ class Portal:
     async def _sandboxed(
         self, run: Run, *, namespaces: Mapping[str, Sequence[str]], slot: contextlib.ExitStack
     ) -> RunResult:
-        async def call(qualified: str, arguments: dict[str, Any]) -> Any:
-            return await self.bridge.call(qualified, arguments, caller=run.caller)
-
+        call = counted(partial(self.bridge.call, caller=run.caller), run.progress)
         with slot, self.metrics.running():
-            result = await self.sandbox.run(run.code, namespaces, call, clock=run.clock)
+            result = await self.sandbox.run(run.code, namespaces, call, clock=run.clock, on_output=run.printed)
         self._record_run(run, result)
         return result
 

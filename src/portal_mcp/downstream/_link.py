@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from portal_mcp import __version__
 from portal_mcp.catalog.status import ServerState, ServerStatus, TransportKind, transport_kind
 from portal_mcp.config import RemoteServerConfig, StdioServerConfig
+from portal_mcp.downstream._asking import Asking
 from portal_mcp.downstream._call_path import BACKOFF, REAP_TIMEOUT, CallPath
 from portal_mcp.downstream._events import DownstreamEvent, EventKind, Hooks
 from portal_mcp.downstream._failures import TOO_OLD, TooOld, describe, rejects_handshake, unreachable
@@ -63,6 +64,7 @@ class Link(CallPath):
             self._config.max_restarts if isinstance(self._config, StdioServerConfig) else _DEFAULT_RESTARTS
         )
         self._hooks = hooks
+        self.asking = Asking(name)
         self._pump = pump
         self._down_retry_after = down_retry_after
 
@@ -231,6 +233,8 @@ class Link(CallPath):
                     cache=None,
                     client_info=_CLIENT_INFO,
                     message_handler=self._on_message,
+                    # Declares form and URL elicitation: a server's questions reach the user of the run calling it.
+                    elicitation_callback=self.asking.on_elicit,
                 )
                 async with client, anyio.create_task_group() as task_group:
                     if client.protocol_version in MODERN_PROTOCOL_VERSIONS:

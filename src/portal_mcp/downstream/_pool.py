@@ -29,6 +29,7 @@ from portal_mcp.config import ServerConfig, SnapshotServerConfig, StdioServerCon
 from portal_mcp.config.user_refs import first_user_with, missing_keys
 from portal_mcp.control.credentials import Redactor
 from portal_mcp.downstream import _users
+from portal_mcp.downstream._asking import CallContext
 from portal_mcp.downstream._call_path import CLOSE_GRACE
 from portal_mcp.downstream._events import DownstreamEvent, Hooks
 from portal_mcp.downstream._known import KnownTools
@@ -253,7 +254,13 @@ class DownstreamPool:
         return link.stderr_tail() if link is not None else []
 
     async def call_tool(
-        self, server: str, tool: str, arguments: dict[str, Any], *, user: str | None = None
+        self,
+        server: str,
+        tool: str,
+        arguments: dict[str, Any],
+        *,
+        user: str | None = None,
+        context: CallContext | None = None,
     ) -> CallToolResult:
         """Call `tool` on `server` under the server's `timeout`, as `user` (whose secrets `${user.KEY}` uses).
 
@@ -261,6 +268,7 @@ class DownstreamPool:
         request was cancelled downstream), `SnapshotOnlyError`, `ServerUnavailableError` (down, respawns
         exhausted), `MissingSecretError` (the server needs a secret `user` lacks) or `DownstreamError` (the server
         rejected the request, or the connection was lost mid-call). Error messages carry no secret value.
+        `context`: the run the call is for, which the server's questions and progress reach (`_asking`).
         """
         if not self._entered:
             raise RuntimeError("enter the DownstreamPool (`async with`) before calling tools")
@@ -270,7 +278,7 @@ class DownstreamPool:
                 link = self._link_for(server, user)
             link.in_flight += 1
             try:
-                return await link.call_tool(tool, arguments)
+                return await link.call_tool(tool, arguments, context)
             except DownstreamError as exc:
                 raise self._redactor.error(exc) from None
             finally:

@@ -25,6 +25,7 @@ from portal_mcp.control.audit import AuditEvent, AuditSink, Verdict
 from portal_mcp.control.budgets import Budgets
 from portal_mcp.control.credentials import Redactor
 from portal_mcp.control.principal import Principal
+from portal_mcp.downstream import CallContext
 from portal_mcp.errors import (
     ArgumentError,
     LimitError,
@@ -92,13 +93,18 @@ class Caller:
     pause: Callable[[], AbstractContextManager[None]] = field(default=nullcontext)
     """Stops the run's wall clock while a person decides."""
     calls: int = 0
+    context: CallContext | None = None
+    """The run behind each call, for the downstream link: its questions and progress reach this run's user."""
 
 
 class ToolTransport(Protocol):
     """What the bridge needs from the downstream layer."""
 
-    async def call_tool(self, server: str, tool: str, arguments: dict[str, Any], *, user: str) -> CallToolResult:
-        """Call as `user`: a server whose headers/env say `${user.KEY}` is reached with that user's secrets."""
+    async def call_tool(
+        self, server: str, tool: str, arguments: dict[str, Any], *, user: str, context: CallContext | None = None
+    ) -> CallToolResult:
+        """Call as `user`: a server whose headers/env say `${user.KEY}` is reached with that user's secrets;
+        `context` routes what the server asks or reports during the call to the run that made it."""
         ...
 
     async def ready(self, server: str) -> None:
@@ -162,7 +168,9 @@ class Bridge:
                 with caller.pause():
                     # A server still starting (the portal serves before its servers are up) does not use up the run.
                     await self._transport.ready(entry.server)
-                result = await self._transport.call_tool(entry.server, entry.name, arguments, user=who)
+                result = await self._transport.call_tool(
+                    entry.server, entry.name, arguments, user=who, context=caller.context
+                )
                 size_out = result_size(result)
                 self._budgets.result(size_out)
                 held.add(size_out)

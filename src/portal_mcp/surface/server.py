@@ -36,6 +36,7 @@ from portal_mcp.runs.run import ASK_LATER, Asking
 from portal_mcp.sandbox.facades import importable, server_alias
 from portal_mcp.sdk import Connection, connection_of, lasting_connection
 from portal_mcp.surface.auth import BearerAuth
+from portal_mcp.surface.follow import elicitor, follow, wants_progress
 from portal_mcp.surface.http_limits import BodyLimits, guarded_protocol, install_log_limits
 from portal_mcp.surface.peers import NOT_FORWARDED, ReplicaRouter
 from portal_mcp.tools import EXECUTE_DESCRIPTION, INSTRUCTIONS, MAX_LIMIT, TOOLS
@@ -143,8 +144,9 @@ class PortalServer:
                 code = args.get("code")
                 if not isinstance(code, str):
                     return _error("execute_code needs `code`: a string of Python source")
-                run = await self.portal.start_run(code, principal, approve=self._asking(ctx))
-            reply = await approvals.progress(run)
+                asking, elicit, progress = self._asking(ctx), elicitor(ctx), wants_progress(ctx)
+                run = await self.portal.start_run(code, principal, approve=asking, elicit=elicit, progress=progress)
+            reply = await follow(ctx, approvals, run)  # follow.py: progress, downstream questions, cancellation
         except RunError as exc:
             return _error(str(exc))
         if isinstance(reply, types.InputRequiredResult):
