@@ -158,6 +158,7 @@ class Portal:
             redactor=Redactor(config.secret_values()),
             state_dir=config.state_folder(os.environ),
             background=background,
+            relist_every=config.relist_every,
         )
         # The sink outlives the pool and the sandbox, so calls finishing during shutdown are still recorded.
         failure: Exception | None = None
