@@ -49,6 +49,7 @@ from portal_mcp.naming import plural
 from portal_mcp.runs.approvals import PendingRuns
 from portal_mcp.runs.bridge import Approver, Bridge
 from portal_mcp.runs.precheck import check_code, render
+from portal_mcp.runs.resources import ResourceCalls
 from portal_mcp.runs.run import ASK_LATER, Asking, Refused, Run, RunOutcome
 from portal_mcp.sandbox.facades import server_alias
 from portal_mcp.sandbox.host import RunResult, SandboxHost
@@ -113,6 +114,7 @@ class Portal:
             approval_timeout=self.policy.approval_timeout,
             budgets=self.budgets,
             observe=self.shapes.observe,
+            resources=ResourceCalls(pool, self.events, self.redactor, self.budgets),
         )
 
     @classmethod
