@@ -50,6 +50,7 @@ from portal_mcp.runs.approvals import PendingRuns
 from portal_mcp.runs.bridge import Approver, Bridge
 from portal_mcp.runs.precheck import check_code, render
 from portal_mcp.runs.progress import RunProgress, counted
+from portal_mcp.runs.resources import ResourceCalls
 from portal_mcp.runs.run import ASK_LATER, Asking, Elicitor, Refused, Run, RunOutcome
 from portal_mcp.sandbox.facades import server_alias
 from portal_mcp.sandbox.host import RunResult, SandboxHost
@@ -114,6 +115,7 @@ class Portal:
             approval_timeout=self.policy.approval_timeout,
             budgets=self.budgets,
             observe=self.shapes.observe,
+            resources=ResourceCalls(pool, self.events, self.redactor, self.budgets),
         )
 
     @classmethod
@@ -159,6 +161,7 @@ class Portal:
             redactor=Redactor(config.secret_values()),
             state_dir=config.state_folder(os.environ),
             background=background,
+            relist_every=config.relist_every,
         )
         # The sink outlives the pool and the sandbox, so calls finishing during shutdown are still recorded.
         failure: Exception | None = None
@@ -308,10 +311,8 @@ class Portal:
         """Servers with their descriptions, owners and tool counts (catalog/overview.py)."""
         return overview(self._catalog, self.config.servers, self.pool.statuses(), scope, hidden)
 
-    async def start_run(
-        self, code: str, principal: Principal, *, approve: Asking = None,
-        elicit: Elicitor | None = None, progress: RunProgress | None = None,
-    ) -> Run:  # fmt: skip
+    async def start_run(self, code: str, principal: Principal, *, approve: Asking = None,
+                        elicit: Elicitor | None = None, progress: RunProgress | None = None) -> Run:  # fmt: skip
         """Check agent code against `principal`'s view of the catalog, then run it in a fresh sandbox worker.
 
         Code with a wrong tool call (unknown tool, bad or missing arguments, no `await`) is refused before anything
@@ -319,8 +320,7 @@ class Portal:
         Otherwise it runs in the portal's task group (closing the portal cancels it); every call the code makes goes
         through the bridge under `principal`'s policy. `approve` says how calls the policy wants approved are asked
         (see `Asking`); with `ASK_LATER` a user may have only so many runs waiting (TooManyWaitingError). `elicit`
-        and `progress`: see `Run`; a run stopped by `Run.cancel()` is audited as `cancelled`.
-        """
+        and `progress`: see `Run`; a run stopped by `Run.cancel()` is audited as `cancelled`."""
         started = time.perf_counter()
         if approve == ASK_LATER:
             self.approvals.check_room(principal.name)

@@ -36,6 +36,7 @@ from portal_mcp.errors import (
     UnknownToolError,
 )
 from portal_mcp.runs.approval_text import arguments_digest, escape, render_arguments
+from portal_mcp.runs.resources import ResourceCalls, is_resource_call
 
 logger = logging.getLogger(__name__)
 
@@ -131,9 +132,11 @@ class Bridge:
         approval_timeout: float,
         budgets: Budgets,
         observe: Callable[[ToolEntry, Any], None] | None = None,
+        resources: ResourceCalls | None = None,
     ) -> None:
         """`observe(entry, value)` learns from each successful result (the shapes of results, `ShapeBook`)."""
         self._observe = observe
+        self.resources = resources
         self._catalog = catalog
         self._budgets = budgets
         self._transport = transport
@@ -145,6 +148,9 @@ class Bridge:
     async def call(self, qualified: str, arguments: dict[str, Any], *, caller: Caller) -> Any:
         """Run one tool call for `caller` under their policy; returns the agent-facing value or raises a
         `PortalError` with a message for the agent."""
+        server, _, method = qualified.partition(".") if type(qualified) is str else ("", "", "")
+        if self.resources is not None and is_resource_call(method) and self._catalog().get(qualified) is None:
+            return await self.resources.call(server, method, arguments, caller.principal)  # runs/resources.py
         rules = caller.principal.rules
         who = caller.principal.name
         started = time.perf_counter()

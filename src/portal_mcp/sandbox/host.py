@@ -25,6 +25,7 @@ from typing import Any, Final, Literal
 from portal_mcp.config import SandboxConfig
 from portal_mcp.control.audit import RunErrorKind
 from portal_mcp.errors import SandboxError
+from portal_mcp.naming import RESOURCE_METHODS
 from portal_mcp.sandbox.forkserver import ForkServer
 from portal_mcp.sandbox.language import Language, choose_language
 from portal_mcp.sandbox.launcher import Layers, Spawner
@@ -156,6 +157,7 @@ def _namespaces(namespaces: Mapping[str, Sequence[str]]) -> set[str]:
             if type(name) is not str or not name.isidentifier():
                 raise ValueError(f"tool name {name!r} of server {server!r} is not a Python identifier")
             tools.add(f"{server}.{name}")
+        tools.update(f"{server}.{method}" for method in RESOURCE_METHODS)  # the bridge decides (runs/resources.py)
     return tools
 
 
