@@ -21,7 +21,7 @@ from mcp.client.session import ClientRequestContext
 
 from tests.everything import Generation, connect, everything_portal
 from tests.portals import running_portal
-from tests.servers import SERVERS
+from tests.servers import DEMO_SERVER, SERVERS
 
 SLOW_SERVER = SERVERS / "slow_server.py"
 CANCEL_BOUND = 1.0
@@ -128,6 +128,33 @@ async def test_a_client_with_a_progress_token_sees_calls_downstream_progress_and
     assert any("printed: starting the long operation" in message for message in messages)
 
 
+async def test_a_search_after_a_listing_change_reports_building_the_index(
+    generation: Generation, tmp_path: Path
+) -> None:
+    config = tmp_path / "portal.yaml"
+    config.write_text(f"servers:\n  demo: {{command: {sys.executable!r}, args: [{str(DEMO_SERVER)!r}]}}\n")
+    seen: list[str | None] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        seen.append(message)
+
+    new_tool = "await demo.calibrate_quasar_telescope()"
+    with anyio.fail_after(60):
+        async with running_portal(config) as url, connect(url, generation) as client:
+            await client.call_tool("execute_code", {"code": "await demo.add_tool(name='calibrate_quasar_telescope')"})
+            while (await client.call_tool("execute_code", {"code": new_tool})).is_error:  # refused until listed
+                await anyio.sleep(0.05)
+            found = await client.call_tool(
+                "search_api", {"query": "quasar telescope calibration"}, progress_callback=on_progress
+            )
+            again = await client.call_tool("search_api", {"query": "echo"}, progress_callback=on_progress)
+
+    assert "demo.calibrate_quasar_telescope" in _text(found)
+    assert not again.is_error
+    assert seen[0] is not None and seen[0].startswith("building the search index over ")
+    assert seen[1:] == ["the search index is built"]  # the second search found it built: no progress
+
+
 # -- cancellation ----------------------------------------------------------------------------------------------------
 
 
@@ -163,8 +190,7 @@ def _alive(pid: int) -> bool:
 async def slow_portal(folder: Path) -> AsyncIterator[tuple[str, Path, int]]:
     """A portal in front of tests/servers/slow_server.py with a SQLite audit log: (its URL, the server's log of
     started and cancelled calls, the portal's pid)."""
-    if not Path("/proc/self/stat").exists():
-        pytest.skip("the cancellation tests read processes from /proc")
+    _need_proc()
     log = folder / "slow.log"
     log.write_text("")
     config = folder / "portal.yaml"
@@ -175,6 +201,11 @@ async def slow_portal(folder: Path) -> AsyncIterator[tuple[str, Path, int]]:
     )
     async with running_portal(config) as url:
         yield url, log, _portal_pid(url)
+
+
+def _need_proc() -> None:
+    if not Path("/proc/self/stat").exists():
+        pytest.skip("the cancellation tests read processes from /proc")
 
 
 def _portal_pid(url: str) -> int:
@@ -193,7 +224,7 @@ def _portal_pid(url: str) -> int:
 async def _logged(log: Path, line: str) -> float:
     """When the slow server wrote `line` (its wall clock), waiting for it."""
     while True:
-        for written in log.read_text().splitlines():
+        for written in (await anyio.Path(log).read_text()).splitlines():
             if written.startswith(line + " "):
                 return float(written.rsplit(" ", 1)[1])
         await anyio.sleep(0.005)

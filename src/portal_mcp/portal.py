@@ -28,7 +28,7 @@ from mcp_types import Tool
 from portal_mcp.catalog.model import Catalog, ToolEntry
 from portal_mcp.catalog.overview import availability, did_you_mean, overview, scope_of, split_filters, visible_in
 from portal_mcp.catalog.schemas import Validators
-from portal_mcp.catalog.search import SearchIndex
+from portal_mcp.catalog.search import Indexes, SearchIndex
 from portal_mcp.catalog.search.embeddings import EmbeddingCache, search_embeddings
 from portal_mcp.catalog.search.reply import nothing_fits_reply, task_reply
 from portal_mcp.catalog.shapes import ShapeBook
@@ -88,7 +88,7 @@ class Portal:
         """The stdio / command-line user (`user:` of the config, else the OS user)."""
         listings = {server: config.curated(server, tools) for server, tools in pool.known_listings().items()}
         self._catalog = Catalog.build(listings, config.tool_filters())
-        self._index: SearchIndex | None = None
+        self._indexes = Indexes(embeddings, config.servers)
         self._listeners: list[EventListener] = []
         users = {self.local.name, *config.http.users, *([ANONYMOUS] if config.http.bearer_tokens else [])}
         users = users if config.http.metric_user_labels else set()  # without names every user counts as `other`
@@ -180,7 +180,7 @@ class Portal:
             try:
                 portal = cls(config, pool, sandbox, sink, tasks, shapes, embeddings)
                 # Built off the event loop: embedding a large catalog the first time takes seconds.
-                portal._index = await anyio.to_thread.run_sync(SearchIndex, portal.catalog, embeddings, config.servers)
+                await anyio.to_thread.run_sync(portal.index)
                 for problem in portal.unmatched():
                     logger.warning("%s: a typo? it has no effect", problem, extra={"event": "policy_unmatched"})
                 for server in portal.catalog.servers():
@@ -228,16 +228,18 @@ class Portal:
             self._listeners.remove(listener)
 
     async def _tools_changed(self, server: str, tools: list[Tool]) -> None:
-        # One assignment each, with no await between: a search or run sees the old catalog and index or the new.
+        # One assignment: a search or run sees the old catalog (and its index) or the new one (its index built anew).
         listings = {name: self.config.curated(name, tools) for name, tools in self.pool.known_listings().items()}
-        catalog = Catalog.build(listings, self.config.tool_filters())
-        self._catalog, self._index = catalog, None
+        self._catalog = Catalog.build(listings, self.config.tool_filters())
+
+    @property
+    def indexed(self) -> bool:
+        """Whether the current catalog's search index is built (else the next search builds it)."""
+        return self._indexes.ready(self._catalog)
 
     def index(self) -> SearchIndex:
         """The search index of the current catalog, built on first use after every change."""
-        if self._index is None:
-            self._index = SearchIndex(self._catalog, self.embeddings, self.config.servers)
-        return self._index
+        return self._indexes.get(self._catalog)
 
     def search_api(
         self, query: str, principal: Principal, *, server: str | None = None, limit: int = 5, detail: Detail = "auto"
@@ -339,7 +341,7 @@ class Portal:
             self._tasks.start_soon(run.execute, body, self.events.record)
             return run
         run.refuse(refusal)
-        self._record_run(run, refusal)
+        self.events.record(run.audit_event(refusal))
         return run
 
     async def execute_code(self, code: str, principal: Principal, *, approve: Approver | None = None) -> RunOutcome:
@@ -357,11 +359,8 @@ class Portal:
         call = counted(partial(self.bridge.call, caller=run.caller), run.progress)
         with slot, self.metrics.running():
             result = await self.sandbox.run(run.code, namespaces, call, clock=run.clock, on_output=run.printed)
-        self._record_run(run, result)
+        self.events.record(run.audit_event(result))
         return result
-
-    def _record_run(self, run: Run, outcome: RunOutcome) -> None:
-        self.events.record(run.audit_event(outcome))
 
     async def _admit(self, code: str, principal: Principal, view: UserView, started: float) -> Refused | None:
         """May this run start? None, or why not.

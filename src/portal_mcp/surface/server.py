@@ -36,7 +36,7 @@ from portal_mcp.runs.run import ASK_LATER, Asking
 from portal_mcp.sandbox.facades import importable, server_alias
 from portal_mcp.sdk import Connection, connection_of, lasting_connection
 from portal_mcp.surface.auth import BearerAuth
-from portal_mcp.surface.follow import elicitor, follow, wants_progress
+from portal_mcp.surface.follow import elicitor, follow, index_built, wants_progress
 from portal_mcp.surface.http_limits import BodyLimits, guarded_protocol, install_log_limits
 from portal_mcp.surface.peers import NOT_FORWARDED, ReplicaRouter
 from portal_mcp.tools import EXECUTE_DESCRIPTION, INSTRUCTIONS, MAX_LIMIT, TOOLS
@@ -117,6 +117,7 @@ class PortalServer:
         await self._greet(ctx)
         args = params.arguments or {}
         if params.name == "search_api":
+            await index_built(ctx, self.portal)  # follow.py: a stale index is built off the loop, with progress
             return self._search(args, self._principal(ctx))
         if params.name == "execute_code":
             return await self._execute(ctx, params, args)
