@@ -27,6 +27,7 @@ from mcp_types import Tool
 
 from portal_mcp.catalog.model import Catalog, ToolEntry
 from portal_mcp.catalog.overview import availability, did_you_mean, overview, scope_of, split_filters, visible_in
+from portal_mcp.catalog.resources import find_resources, render_resources
 from portal_mcp.catalog.schemas import Validators
 from portal_mcp.catalog.search import Indexes, SearchIndex
 from portal_mcp.catalog.search.embeddings import EmbeddingCache, search_embeddings
@@ -52,7 +53,7 @@ from portal_mcp.runs.precheck import check_code, render
 from portal_mcp.runs.progress import RunProgress, counted
 from portal_mcp.runs.resources import ResourceCalls
 from portal_mcp.runs.run import ASK_LATER, Asking, Elicitor, Refused, Run, RunOutcome
-from portal_mcp.sandbox.facades import server_alias
+from portal_mcp.sandbox.facades import name_clashes
 from portal_mcp.sandbox.host import RunResult, SandboxHost
 from portal_mcp.tools import MAX_LIMIT
 
@@ -183,14 +184,8 @@ class Portal:
                 await anyio.to_thread.run_sync(portal.index)
                 for problem in portal.unmatched():
                     logger.warning("%s: a typo? it has no effect", problem, extra={"event": "policy_unmatched"})
-                for server in portal.catalog.servers():
-                    if (alias := server_alias(server)) is not None:
-                        logger.warning(
-                            "server %r is named like the module `%s`: in execute_code `import %s` gives the module, "
-                            "and the server stays reachable as `%s` (and as `%s` where nothing imported the module)",
-                            server, server, server, alias, server,
-                            extra={"server": server, "event": "name_clash"},
-                        )  # fmt: skip
+                for server, warning in name_clashes(portal.catalog.servers()):
+                    logger.warning("%s", warning, extra={"server": server, "event": "name_clash"})
                 yield portal
             except Exception as exc:  # raised as itself below, not wrapped in the task group's ExceptionGroup
                 failure = exc
@@ -295,6 +290,12 @@ class Portal:
                     f"{len(hits)} of {plural(len(self._catalog) - len(hidden), 'tool')} match{where}.{hint} Call them in "
                     f"execute_code as `await server.tool(...)`.{self._approval_note(who, entries)}{availability(entries, self.pool.statuses())}\n\n{stubs}"
                 )
+        if words.strip() and not problem:  # resources: a result kind of their own (catalog/resources.py)
+            reach = {
+                s: (e.resources, e.templates) for s, e in self.pool.extras().items() if scope is None or s in scope
+            }
+            offered = {s: found for s, found in reach.items() if not principal.rules.server_refusal(s)}
+            reply += render_resources(find_resources(words, offered, limit))
         self._searched(who, "ok", started, query, "", len(reply))
         return reply
 

@@ -1,17 +1,20 @@
-"""Resources from agent code: `await server.resources()`, `await server.resource_templates()` and
-`await server.read_resource(uri)`, served for the bridge (the sandbox's only way out) under the same policy, budgets
-and audit as tool calls.
+"""Resources and prompts of downstream servers, for agent code and for the portal's clients, under the same policy,
+budgets and audit as tool calls.
 
-A listing answers from what the server listed last (no downstream request); a read goes downstream through the
-link's request path (`Link.request`: resent once if it never left). Contents come back as dicts: `uri`,
-`mime_type` and either `text` or `blob` (base64; the worker turns it into `data`: bytes).
+Agent code calls `await server.resources()`, `await server.resource_templates()` and `await server.read_resource(uri)`
+(the bridge hands them here); the portal's MCP surface reads resources, gets prompts and completes their arguments
+through `request`. A listing answers from what the server listed last (no downstream request); anything else goes
+downstream through the link's request path (`Link.request`: resent once if it never left). For agent code a read's
+contents are dicts: `uri`, `mime_type` and either `text` or `blob` (base64; the worker turns it into `data`: bytes).
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
+from mcp.client import Client
 from mcp_types import BlobResourceContents, ReadResourceResult
 
 from portal_mcp.control.audit import AuditEvent, AuditSink
@@ -22,42 +25,58 @@ from portal_mcp.downstream import DownstreamPool
 from portal_mcp.errors import ArgumentError, LimitError, PortalError, ToolCallError, ToolFailedError
 from portal_mcp.naming import RESOURCE_METHODS
 
+T = TypeVar("T")
+
 
 class ResourceCalls:
-    """Serves the resource methods of agent code (`RESOURCE_METHODS`) through a pool."""
+    """Serves resource reads, prompts and completions of downstream servers through a pool, audited."""
 
     def __init__(self, pool: DownstreamPool, audit: AuditSink, redactor: Redactor, budgets: Budgets) -> None:
-        self._pool = pool
+        self.pool = pool
         self._audit = audit
         self._redactor = redactor
         self._budgets = budgets
 
     async def call(self, server: str, method: str, arguments: dict[str, Any], user: Principal) -> Any:
-        """`method` of `server` for `user` (a `Principal`); raises a `PortalError` the agent reads."""
+        """`method` (one of `RESOURCE_METHODS`) of `server` for agent code run by `user`; raises a `PortalError`."""
+        if method != "read_resource":
+            return await self.request(server, method, user, None, lambda: listing(self.pool, server, method))
+        uri = arguments.get("uri")
+        if type(uri) is not str or set(arguments) != {"uri"}:
+            raise ArgumentError(f"{server}.{method}", "uri", "read_resource takes one argument: the resource's URI")
+        result = await self.request(
+            server, method, user, lambda client: client.read_resource(uri), what=f"resources/read of {uri!r}"
+        )
+        return self._redactor.value(contents(result))
+
+    async def request(
+        self,
+        server: str,
+        method: str,
+        user: Principal,
+        send: Callable[[Client], Awaitable[T]] | None,
+        local: Callable[[], T] | None = None,
+        *,
+        what: str = "",
+    ) -> T:
+        """`send` to `server` for `user` (or answer with `local()`), after the policy's word on the server; audited as
+        a call of `server.method`, never with the URI, arguments or contents (they are values)."""
         qualified = f"{server}.{method}"
         started = time.perf_counter()
-        size_out = 0
         try:
             refusal = user.rules.server_refusal(server)
             if refusal is not None:
                 raise refusal
-            if method == "read_resource":
-                uri = arguments.get("uri")
-                if type(uri) is not str or set(arguments) != {"uri"}:
-                    raise ArgumentError(qualified, "uri", "read_resource takes one argument: the resource's URI")
-                await self._pool.ready(server)
-                result = await self._pool.request(
-                    server,
-                    "read_resource",
-                    lambda link: link.request(f"resources/read of {uri!r}", lambda client: client.read_resource(uri)),
-                    user=user.name,
-                )
-                value = contents(result)
+            if send is None:
+                assert local is not None
+                value = local()
             else:
-                value = listing(self._pool, server, method)
-            size_out = sum(len(str(item)) for item in value)
+                await self.pool.ready(server)
+                value = await self.pool.request(
+                    server, method, lambda link: link.request(what or method, send), user=user.name
+                )
+            size_out = len(str(value))
             self._budgets.result(size_out)
-            value = self._redactor.value(value)
         except PortalError as exc:
             refused = isinstance(exc, ToolCallError | LimitError) and not isinstance(exc, ToolFailedError)
             self._record(user.name, qualified, "refused" if refused else "error", started, 0, type(exc).__name__)

@@ -38,6 +38,7 @@ from portal_mcp.sdk import Connection, connection_of, lasting_connection
 from portal_mcp.surface.auth import BearerAuth
 from portal_mcp.surface.follow import elicitor, follow, index_built, wants_progress
 from portal_mcp.surface.http_limits import BodyLimits, guarded_protocol, install_log_limits
+from portal_mcp.surface.offerings import Offerings
 from portal_mcp.surface.peers import NOT_FORWARDED, ReplicaRouter
 from portal_mcp.tools import EXECUTE_DESCRIPTION, INSTRUCTIONS, MAX_LIMIT, TOOLS
 
@@ -85,6 +86,8 @@ class PortalServer:
                 get_tool_input_schema=_input_schema,
             )
         portal.add_listener(self._on_event)
+        self.offerings = Offerings(portal, self._principal)  # resources, prompts, completion: offerings.py
+        self.offerings.install(self.server)
 
     async def _list_tools(
         self, ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
@@ -198,6 +201,7 @@ class PortalServer:
         connection = _connection(ctx)
         if connection is None or connection in self._log_levels:
             return
+        self.offerings.remember(ctx)
         self._log_levels[connection] = _LEVELS.index("info")
         self._owners[connection] = self._principal(ctx).name
         for status in self.portal.statuses():
