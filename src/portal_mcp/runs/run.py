@@ -124,6 +124,8 @@ class Run:
         """Stopped by `cancel()` (its client cancelled the request, or went away) before it ended by itself."""
         self.outcome: RunOutcome | None = None
         self.finished_at: float | None = None
+        self.finished_at_wall: float | None = None
+        """When it ended (`time.time()`), for a task's `lastUpdatedAt`."""
         self._error: BaseException | None = None
         self._questions: dict[str, _Question] = {}
         self._keys = itertools.count(1)
@@ -227,7 +229,7 @@ class Run:
         changed.set()
 
     def _finish(self) -> None:
-        self.finished_at = time.monotonic()
+        self.finished_at, self.finished_at_wall = time.monotonic(), time.time()
         self._finished.set()
         self._notify()
 

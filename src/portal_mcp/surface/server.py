@@ -40,6 +40,7 @@ from portal_mcp.surface.follow import elicitor, follow, index_built, wants_progr
 from portal_mcp.surface.http_limits import BodyLimits, guarded_protocol, install_log_limits
 from portal_mcp.surface.offerings import Offerings
 from portal_mcp.surface.peers import NOT_FORWARDED, ReplicaRouter
+from portal_mcp.surface.tasks import TaskSurface
 from portal_mcp.tools import EXECUTE_DESCRIPTION, INSTRUCTIONS, MAX_LIMIT, TOOLS
 
 logger = logging.getLogger("portal_mcp")
@@ -86,6 +87,8 @@ class PortalServer:
                 get_tool_input_schema=_input_schema,
             )
         portal.add_listener(self._on_event)
+        self.tasks = TaskSurface(portal, self._principal)  # tasks.py: execute_code as a task (2025-11-25)
+        self.tasks.install(self.server)
         self.offerings = Offerings(portal, self._principal)  # resources, prompts, completion: offerings.py
         self.offerings.install(self.server)
 
