@@ -30,7 +30,7 @@ from mcp.client import Client
 from portal_mcp.config import load_config
 from portal_mcp.portal import Portal
 from portal_mcp.surface.server import PortalServer
-from tests.portals import running_portal
+from tests.portals import running_portal, wait_until_listening
 from tests.servers import NODE_MODULES, free_port
 
 PACKAGE = NODE_MODULES / "@modelcontextprotocol" / "server-everything"
@@ -86,24 +86,10 @@ async def everything_http(log_folder: Path) -> AsyncIterator[str]:
         )
         try:
             with anyio.fail_after(STARTUP_TIMEOUT):
-                await _wait_listening(process, port, log_path)
+                await wait_until_listening(process, port, log_path)  # PortalExited carries its output
             yield f"http://127.0.0.1:{port}/mcp"
         finally:
             await _kill(process)
-
-
-async def _wait_listening(process: Process, port: int, log_path: Path) -> None:
-    while True:
-        if process.returncode is not None:
-            output = await anyio.Path(log_path).read_text(encoding="utf-8", errors="replace")
-            raise RuntimeError(f"server-everything exited with {process.returncode} before listening:\n{output}")
-        try:
-            stream = await anyio.connect_tcp("127.0.0.1", port)
-        except OSError:
-            await anyio.sleep(0.05)  # the only readiness signal a node HTTP server gives
-        else:
-            await stream.aclose()
-            return
 
 
 async def _kill(process: Process) -> None:

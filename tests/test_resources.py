@@ -81,6 +81,10 @@ async def test_agent_code_lists_and_reads_resources_binary_as_bytes_and_follows_
         links = [item for item in linked if isinstance(item, dict) and item.get("type") == "resource_link"]
         text = (await everything.read_resource(links[1]["uri"]))[0]
         print(links[1]["uri"], "->", text["text"][:11])
+        embedded = await everything.gzip_file_as_resource(
+            name="e.gz", data="data:text/plain;base64,aGVsbG8=", outputType="resource")
+        gz = [block["resource"] for block in embedded if block.get("type") == "resource"][0]
+        print(gz["mimeType"], type(gz["data"]).__name__, gz["data"][:2], "blob" in gz)
     """
     with anyio.fail_after(90):
         async with everything_portal(tmp_path, everything_transport) as url, connect(url, generation) as client:
@@ -90,6 +94,7 @@ async def test_agent_code_lists_and_reads_resources_binary_as_bytes_and_follows_
     assert "'demo://resource/dynamic/text/{resourceId}'" in lines[1]
     assert lines[2] == "bytes text/plain b'Resource 2:'", out
     assert lines[3] == "demo://resource/dynamic/text/2 -> Resource 2:", out
+    assert lines[4] == "application/gzip bytes b'\\x1f\\x8b' False", out  # an embedded resource in a tool result
 
 
 async def test_prompts_are_listed_namespaced_got_with_arguments_and_their_arguments_completed(
@@ -103,6 +108,11 @@ async def test_prompts_are_listed_namespaced_got_with_arguments_and_their_argume
             got = await client.get_prompt("everything.args-prompt", {"city": "Lyon", "state": "Rhône"})
             department = await client.complete(
                 types.PromptReference(name="everything.completable-prompt"), {"name": "department", "value": "Mar"}
+            )
+            leader = await client.complete(
+                types.PromptReference(name="everything.completable-prompt"),
+                {"name": "name", "value": "E"},
+                context_arguments={"department": "Sales"},  # the context goes downstream too
             )
             resource_id = await client.complete(
                 types.ResourceTemplateReference(uri=TEXT_TEMPLATE), {"name": "resourceId", "value": "12"}
@@ -118,6 +128,7 @@ async def test_prompts_are_listed_namespaced_got_with_arguments_and_their_argume
     content = got.messages[0].content
     assert isinstance(content, types.TextContent) and content.text == "What's weather in Lyon, Rhône?"
     assert department.completion.values == ["Marketing"]
+    assert leader.completion.values == ["Eve"]
     assert resource_id.completion.values == ["12"]
     assert server.completion.values == ["everything"]
 

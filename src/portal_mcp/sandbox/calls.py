@@ -127,7 +127,7 @@ class Channel:
         self.flush_output()
         self.send_bytes(protocol.encode_call_frame(call_id, tool, args_json))
         try:
-            return await future
+            return with_bytes(await future)
         except asyncio.CancelledError:
             if self._waiting.pop(call_id, None) is not None:
                 self.send(protocol.cancel_frame(call_id))
@@ -244,32 +244,33 @@ def _make_stub(channel: Channel, qualified: str) -> Any:
 
 def _resource_stub(channel: Channel, qualified: str) -> Any:
     """`server.resources()`, `server.resource_templates()`, `server.read_resource(uri)`: the portal answers them
-    (runs/resources.py); a read's binary contents arrive as `data` (bytes) in place of base64 `blob`."""
+    (runs/resources.py)."""
     stub = _make_stub(channel, qualified)
     if not qualified.endswith(".read_resource"):
         return stub
 
-    def read_resource(uri: str) -> _Decoded:
-        return _Decoded(stub(uri=uri))
+    def read_resource(uri: str) -> PendingCall:
+        result: PendingCall = stub(uri=uri)
+        return result
 
     read_resource.__qualname__ = qualified
     return read_resource
 
 
-class _Decoded:
-    """Awaits a read and turns each content's base64 `blob` into `data` (bytes)."""
-
-    __slots__ = ("_pending",)
-
-    def __init__(self, pending: PendingCall) -> None:
-        self._pending = pending
-
-    def __await__(self) -> Generator[Any, None, Any]:
-        contents = yield from self._pending.__await__()
-        for item in contents if isinstance(contents, list) else ():
-            if isinstance(item, dict) and isinstance(item.get("blob"), str):
-                item["data"] = base64.b64decode(item.pop("blob"))
-        return contents
+def with_bytes(value: Any) -> Any:
+    """Binary resource contents as bytes: in a list (a read's contents, a tool result's blocks), each resource's
+    base64 `blob` (a content, or an embedded `{"type": "resource", "resource": {...}}`) becomes `data`."""
+    if type(value) is not list:
+        return value
+    for item in value:
+        inner = item.get("resource") if type(item) is dict and item.get("type") == "resource" else item
+        if type(inner) is dict and "uri" in inner and type(inner.get("blob")) is str:
+            try:
+                inner["data"] = base64.b64decode(inner["blob"], validate=True)
+            except ValueError:
+                continue
+            del inner["blob"]
+    return value
 
 
 def namespaces(channel: Channel, servers: Mapping[str, Any]) -> dict[str, Namespace]:
