@@ -195,9 +195,10 @@ class Portal:
         if failure is not None:
             raise failure
 
-    def principal(self, name: str) -> Principal:
-        """The principal of user `name` (an HTTP user, a `--user` of the command line)."""
-        return self.principals.get(name)
+    def principal(self, name: str, groups: tuple[str, ...] = ()) -> Principal:
+        """The principal of user `name` (an HTTP user, a `--user` of the command line); `groups`: more groups than
+        the config gives them (what their OAuth token says)."""
+        return self.principals.get(name, groups)
 
     def unmatched(self) -> list[str]:
         """Policy patterns, annotation overrides and search curation that name no tool of a known server."""
@@ -249,7 +250,7 @@ class Portal:
         except LimitError as exc:
             self._searched(who, "refused", started, query[: self.config.limits.max_query_chars], f"limit={exc.key}")
             return f"search_api: {exc}"
-        hidden = self.policy.hidden(who, self._catalog)
+        hidden = self.policy.hidden(who, self._catalog, principal.groups)
         limit = max(1, min(limit, MAX_LIMIT))
         words, filters = split_filters(query)
         if server is not None:
@@ -270,7 +271,7 @@ class Portal:
             elif intents:
                 reply, shown = task_reply(intents, limit, detail)
                 shown_entries = [entry for name in shown if (entry := self._catalog.get(name)) is not None]
-                reply += self._approval_note(who, shown_entries)
+                reply += self._approval_note(principal, shown_entries)
             elif index.weak(words, hits):
                 closest = index.closest_servers(
                     words, [name for name in visible if visible_in(self._catalog, name, hidden)]
@@ -287,7 +288,7 @@ class Portal:
                 where = f" on {', '.join(sorted(scope))}" if scope is not None else ""
                 reply = (
                     f"{len(hits)} of {plural(len(self._catalog) - len(hidden), 'tool')} match{where}.{hint} Call them in "
-                    f"execute_code as `await server.tool(...)`.{self._approval_note(who, entries)}{availability(entries, self.pool.statuses())}\n\n{stubs}"
+                    f"execute_code as `await server.tool(...)`.{self._approval_note(principal, entries)}{availability(entries, self.pool.statuses())}\n\n{stubs}"
                 )
         self._searched(who, "ok", started, query, "", len(reply))
         return reply
@@ -297,8 +298,8 @@ class Portal:
         duration = (time.perf_counter() - started) * 1000
         self.events.record(AuditEvent("search", who, outcome, duration, self.redactor.text(query), detail, 0, size))
 
-    def _approval_note(self, who: str, entries: list[ToolEntry]) -> str:
-        approval = self.policy.for_user(who).needs_approval(entries)
+    def _approval_note(self, principal: Principal, entries: list[ToolEntry]) -> str:
+        approval = principal.rules.needs_approval(entries)
         if not approval:
             return ""
         return f" Calls to {', '.join(approval)} ask the user for approval first; refused calls raise PermissionError."
@@ -321,7 +322,7 @@ class Portal:
             self.approvals.check_room(principal.name)
         run = Run(code, principal, self.approvals.new_token(), approve)
         await await_starting(self.pool, code, self._catalog.namespaces())
-        view = self.policy.view(principal.name, self._catalog)
+        view = self.policy.view(principal.name, self._catalog, principal.groups)
         slot = contextlib.ExitStack()
         refusal = await self._admit(code, principal, view, started)
         if refusal is None:
