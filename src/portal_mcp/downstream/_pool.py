@@ -29,9 +29,10 @@ from portal_mcp.config import ServerConfig, SnapshotServerConfig, StdioServerCon
 from portal_mcp.config.user_refs import first_user_with, missing_keys
 from portal_mcp.control.credentials import Redactor
 from portal_mcp.downstream import _users
-from portal_mcp.downstream._events import DownstreamEvent
+from portal_mcp.downstream._call_path import CLOSE_GRACE
+from portal_mcp.downstream._events import DownstreamEvent, Hooks
 from portal_mcp.downstream._known import KnownTools
-from portal_mcp.downstream._link import CLOSE_GRACE, Hooks, Link
+from portal_mcp.downstream._link import Link
 from portal_mcp.downstream._progress import report_progress
 from portal_mcp.downstream._stderr import StderrPump
 from portal_mcp.errors import (
