@@ -253,3 +253,71 @@ async def test_after_the_issuer_rotates_its_key_the_portal_fetches_the_new_one(t
             stale = await post_initialize(portal, {"Authorization": f"Bearer {old['access_token']}"})
     assert [(e.user, e.subject) for e in portal.audit()] == [("alice", "before rotation"), ("alice", "after rotation")]
     assert stale.status_code == 401  # the old key is gone from the issuer's set
+
+
+class MemoryStorage:
+    """The SDK client's token storage, in memory."""
+
+    def __init__(self) -> None:
+        self.tokens: Any = None
+        self.client: Any = None
+
+    async def get_tokens(self) -> Any:
+        return self.tokens
+
+    async def set_tokens(self, tokens: Any) -> None:
+        self.tokens = tokens
+
+    async def get_client_info(self) -> Any:
+        return self.client
+
+    async def set_client_info(self, client_info: Any) -> None:
+        self.client = client_info
+
+
+async def test_an_mcp_client_with_no_token_finds_the_issuer_signs_in_and_calls(
+    stack: tuple[OidcProvider, OAuthPortal],
+) -> None:
+    """What Claude Code does with a remote server: 401 -> the resource metadata -> the issuer's metadata -> dynamic
+    registration -> authorization code + PKCE for the portal's resource -> the call, attributed to the user."""
+    from urllib.parse import parse_qs, urlsplit
+
+    from mcp.client import Client
+    from mcp.client.auth import AuthorizationCodeResult, OAuthClientProvider
+    from mcp.client.streamable_http import streamable_http_client
+    from mcp.shared.auth import OAuthClientMetadata
+    from pydantic import AnyUrl
+
+    idp, portal = stack
+    redirected: list[str] = []
+
+    async def sign_in(url: str) -> None:  # the user's browser: bob signs in and consents
+        redirected.append(await idp.browse(url, "bob"))
+
+    async def callback() -> AuthorizationCodeResult:
+        query = {k: v[-1] for k, v in parse_qs(urlsplit(redirected[-1]).query).items()}
+        return AuthorizationCodeResult(code=query["code"], state=query.get("state"), iss=query.get("iss"))
+
+    storage = MemoryStorage()
+    auth = OAuthClientProvider(
+        portal.url,
+        OAuthClientMetadata(
+            redirect_uris=[AnyUrl("http://127.0.0.1:33418/callback")],
+            client_name="test client",
+            token_endpoint_auth_method="none",
+        ),
+        storage,
+        redirect_handler=sign_in,
+        callback_handler=callback,
+    )
+    with anyio.fail_after(60):
+        before = len(portal.audit())
+        async with (
+            httpx2.AsyncClient(auth=auth, timeout=httpx2.Timeout(30)) as http,
+            Client(streamable_http_client(portal.url, http_client=http)) as client,
+        ):
+            found = await client.call_tool("search_api", {"query": "current time in a timezone"})
+    assert "time.get_current_time" in _text(found)
+    assert len(redirected) == 1 and redirected[0].startswith("http://127.0.0.1:33418/callback?code=")
+    assert [(event.kind, event.user) for event in portal.audit()[before:]] == [("search", "bob")]
+    assert storage.tokens is not None and "mcp:tools" in (storage.tokens.scope or "")

@@ -35,7 +35,9 @@ function build(issuer, jwks) {
   const provider = new Provider(issuer, {
     clients: settings.clients ?? [],
     jwks,
-    scopes: ['openid', 'offline_access', 'email', 'profile', ...(settings.scopes ?? [])],
+    // Resource scopes are listed too: dynamic registration (RFC 7591) refuses a client `scope` naming others.
+    scopes: [...new Set(['openid', 'offline_access', 'email', 'profile', ...(settings.scopes ?? []),
+      ...Object.values(resources).flatMap((resource) => (resource.scope ?? '').split(' ').filter(Boolean))])],
     claims: { openid: ['sub'], email: ['email'], profile: ['groups'] },
     clientBasedCORS: () => true,
     pkce: { required: () => true },
