@@ -25,7 +25,8 @@ PortalError                       base; `str(err)` is a complete, user-facing me
 │   ├── WorkerStartError          no worker could be started; the message says why (often the process's stderr)
 │   └── ProtocolViolation         the other end of a sandbox channel sent what the protocol does not allow
 ├── AuditStoreError               the audit store cannot be opened, read or written; carries `store`
-└── SearchModelError              the embedding model of `search: {model: ...}` cannot be loaded; carries `model`
+├── SearchModelError              the embedding model of `search: {model: ...}` cannot be loaded; carries `model`
+└── TokenRejectedError            a caller's OAuth token (or proxy assertion) was refused; carries `status`, `error`
 ```
 """
 
@@ -292,3 +293,18 @@ class SearchModelError(PortalError):
             "(the machine must be online for a name), remove `search.model` for the bundled one, or set "
             "`search: {semantic: false}`"
         )
+
+
+class TokenRejectedError(PortalError):
+    """A caller's OAuth access token (or a trusted proxy's assertion) was refused at the portal's edge.
+
+    `status` is the HTTP status to answer (401, 403 for missing scopes, 503 when the identity provider cannot be
+    reached), `error` the RFC 6750 code (`invalid_token`, `insufficient_scope`; empty when no token was sent) and
+    `reason` what was wrong, for the client and the log. Neither ever quotes the token.
+    """
+
+    def __init__(self, reason: str, *, error: str = "invalid_token", status: int = 401) -> None:
+        self.reason = reason
+        self.error = error
+        self.status = status
+        super().__init__(f"token refused: {reason}")

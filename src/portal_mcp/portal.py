@@ -196,9 +196,9 @@ class Portal:
         if failure is not None:
             raise failure
 
-    def principal(self, name: str) -> Principal:
-        """The principal of user `name` (an HTTP user, a `--user` of the command line)."""
-        return self.principals.get(name)
+    def principal(self, name: str, groups: tuple[str, ...] = ()) -> Principal:
+        """User `name`'s principal (HTTP user, `--user`); `groups`: more than the config gives (their OAuth token's)."""
+        return self.principals.get(name, groups)
 
     def unmatched(self) -> list[str]:
         """Policy patterns, annotation overrides and search curation that name no tool of a known server."""
@@ -238,10 +238,10 @@ class Portal:
         """The search index of the current catalog, built on first use after every change."""
         return self._indexes.get(self._catalog)
 
-    def visible_tools(self, query: str, limit: int, user: str) -> list[ToolEntry]:
-        """The best tools for `query` among those `user` may call (`portal.search` from code, via the bridge)."""
-        hits = self.index().search(query, limit=limit, exclude=self.policy.hidden(user, self._catalog))
-        return [hit.entry for hit in hits]
+    def visible_tools(self, query: str, limit: int, principal: Principal) -> list[ToolEntry]:
+        """The best tools for `query` among those `principal` may call (`portal.search` from code, via the bridge)."""
+        hidden = self.policy.hidden(principal.name, self._catalog, principal.groups)
+        return [hit.entry for hit in self.index().search(query, limit=limit, exclude=hidden)]
 
     def search_api(
         self, query: str, principal: Principal, *, server: str | None = None, limit: int = 5, detail: Detail = "auto"
@@ -257,7 +257,7 @@ class Portal:
         except LimitError as exc:
             self._searched(who, "refused", started, query[: self.config.limits.max_query_chars], f"limit={exc.key}")
             return f"search_api: {exc}"
-        hidden = self.policy.hidden(who, self._catalog)
+        hidden = self.policy.hidden(who, self._catalog, principal.groups)
         limit = max(1, min(limit, MAX_LIMIT))
         words, filters = split_filters(query)
         if server is not None:
@@ -278,7 +278,7 @@ class Portal:
             elif intents:
                 reply, shown = task_reply(intents, limit, detail)
                 shown_entries = [entry for name in shown if (entry := self._catalog.get(name)) is not None]
-                reply += self.policy.for_user(who).approval_note(shown_entries)
+                reply += principal.rules.approval_note(shown_entries)
             elif index.weak(words, hits):
                 closest = index.closest_servers(
                     words, [name for name in visible if visible_in(self._catalog, name, hidden)]
@@ -295,7 +295,7 @@ class Portal:
                 where = f" on {', '.join(sorted(scope))}" if scope is not None else ""
                 reply = (
                     f"{len(hits)} of {plural(len(self._catalog) - len(hidden), 'tool')} match{where}.{hint} Call them in "
-                    f"execute_code as `await server.tool(...)`.{self.policy.for_user(who).approval_note(entries)}{availability(entries, self.pool.statuses())}\n\n{stubs}"
+                    f"execute_code as `await server.tool(...)`.{principal.rules.approval_note(entries)}{availability(entries, self.pool.statuses())}\n\n{stubs}"
                 )
         if words.strip() and not problem:  # resources: a result kind of their own (catalog/resources.py)
             reach = {
@@ -330,7 +330,7 @@ class Portal:
             self.approvals.check_room(principal.name)
         run = Run(code, principal, self.approvals.new_token(), approve, elicit, progress)
         await await_starting(self.pool, code, self._catalog.namespaces())
-        view = self.policy.view(principal.name, self._catalog)
+        view = self.policy.view(principal.name, self._catalog, principal.groups)
         slot = contextlib.ExitStack()
         refusal = await self._admit(code, principal, view, started)
         if refusal is None:

@@ -8,6 +8,7 @@ sentences), `secrets` (`secrets_file` and `${user.KEY}` checks), `checks` (polic
 the `mcpServers` JSON, `import_as_yaml`, the bundled config); public names are re-exported here.
 """
 
+from portal_mcp.config.auth import AuthConfig, IntrospectionConfig, TrustedProxyConfig
 from portal_mcp.config.limits import HttpLimitsConfig, LimitsConfig
 from portal_mcp.config.loading import (
     builtin_variables,
@@ -44,9 +45,11 @@ __all__ = [
     "AnnotationsOverride",
     "Approve",
     "AuditConfig",
+    "AuthConfig",
     "HttpConfig",
     "HttpLimitsConfig",
     "HttpUser",
+    "IntrospectionConfig",
     "LimitsConfig",
     "PolicyConfig",
     "PolicyRule",
@@ -60,6 +63,7 @@ __all__ = [
     "StdioServerConfig",
     "ToolFilter",
     "ToolsConfig",
+    "TrustedProxyConfig",
     "builtin_variables",
     "bundled_config_path",
     "bundled_schemas_dir",

@@ -17,6 +17,7 @@ from mcp_types import Tool
 from pydantic import BeforeValidator, Field, SecretStr, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from portal_mcp.config.auth import AuthConfig
 from portal_mcp.config.base import _Model
 from portal_mcp.config.limits import HttpLimitsConfig, LimitsConfig
 from portal_mcp.config.policy import PolicyConfig
@@ -325,6 +326,9 @@ class PortalConfig(_Model):
     servers: dict[str, ServerConfig] = Field(default_factory=dict)
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
     http: HttpConfig = Field(default_factory=HttpConfig)
+    auth: AuthConfig | None = Field(
+        default=None, description="OAuth: tokens from an identity provider (the portal as a resource server)"
+    )
     audit: AuditConfig = Field(default_factory=AuditConfig)
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
@@ -351,6 +355,8 @@ class PortalConfig(_Model):
             if user.token is not None:
                 values.add(user.token)
             values.update(user.secrets.values())
+        if self.auth is not None and self.auth.introspection is not None:
+            values.add(self.auth.introspection.client_secret.get_secret_value())
         return {value for value in values if value}
 
     def state_folder(self, environ: Mapping[str, str]) -> Path:
