@@ -37,12 +37,13 @@ from portal_mcp.config import ANONYMOUS, PortalConfig
 from portal_mcp.control.access import AccessPolicy, RunLimiter, UserView
 from portal_mcp.control.audit import AuditEvent, AuditSink, MemoryAuditSink
 from portal_mcp.control.audit_store import PostgresAuditSink
+from portal_mcp.control.audit_store.connections import ConnectionStore, open_connections
 from portal_mcp.control.audit_store.opening import open_audit_sink
 from portal_mcp.control.audit_store.shapes import open_shapes
 from portal_mcp.control.budgets import Budgets
 from portal_mcp.control.credentials import Redactor
 from portal_mcp.control.metrics import Metrics, MetricsTee
-from portal_mcp.control.principal import Principal, Principals
+from portal_mcp.control.principal import Principal, Principals, local_user
 from portal_mcp.downstream import DownstreamEvent, DownstreamPool, ServerStatus, await_starting, unlisted
 from portal_mcp.errors import LimitError
 from portal_mcp.naming import plural
@@ -147,29 +148,33 @@ class Portal:
                 for listener in list(portal._listeners):
                     await listener(evt)
 
-        pool = DownstreamPool(
-            config.enabled_servers(),
-            local=local,
-            on_tools_changed=tools_changed,
-            on_event=event,
-            on_status=on_status,
-            errlog=errlog,
-            users=config.user_secrets(),
-            redactor=Redactor(config.secret_values()),
-            state_dir=config.state_folder(os.environ),
-            background=background,
-        )
+        def pool_of(connections: ConnectionStore | None) -> DownstreamPool:
+            return DownstreamPool(
+                config.enabled_servers(),
+                local=local,
+                on_tools_changed=tools_changed,
+                on_event=event,
+                on_status=on_status,
+                errlog=errlog,
+                users=config.user_secrets(),
+                redactor=Redactor(config.secret_values()),
+                state_dir=config.state_folder(os.environ),
+                background=background,
+                connections=connections,
+                local_user=local_user(config),
+            )
+
         # The sink outlives the pool and the sandbox, so calls finishing during shutdown are still recorded.
         failure: Exception | None = None
         embeddings = await anyio.to_thread.run_sync(search_embeddings, config.search)
         sandbox = SandboxHost(config.sandbox)
-        if catalog_only:
-            audit = audit or MemoryAuditSink()
+        audit = (audit or MemoryAuditSink()) if catalog_only else audit
         started = contextlib.nullcontext(sandbox) if catalog_only else sandbox
         async with (
             open_audit_sink(config, audit) as sink,
             open_shapes(sink, skip=config.unobserved) as shapes,
-            pool,
+            open_connections(sink, config, os.environ, skip=catalog_only) as connections,
+            pool_of(connections) as pool,
             started,
             anyio.create_task_group() as tasks,
         ):

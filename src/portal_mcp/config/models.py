@@ -19,6 +19,7 @@ from pydantic_core import PydanticCustomError
 
 from portal_mcp.config.base import _Model
 from portal_mcp.config.limits import HttpLimitsConfig, LimitsConfig
+from portal_mcp.config.oauth import ConnectionsConfig, OAuthConfig, key_problem
 from portal_mcp.config.policy import PolicyConfig
 from portal_mcp.config.search import SearchConfig, ServerCuration
 from portal_mcp.config.user_refs import SECRET_NAME, keys_needed
@@ -118,6 +119,7 @@ class RemoteServerConfig(_ServerBase):
     url: str
     headers: dict[str, str] = Field(default_factory=dict, repr=False)
     type: Literal["http", "sse"] = "http"
+    oauth: OAuthConfig | None = Field(default=None, description="each user connects their own account (OAuth 2.1)")
     list_as: str | None = Field(default=None, description="`${user.KEY}` servers: whose connection lists the tools")
     known_tools: Path | None = Field(
         default=None,
@@ -314,6 +316,7 @@ class PortalConfig(_Model):
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
     http: HttpConfig = Field(default_factory=HttpConfig)
     audit: AuditConfig = Field(default_factory=AuditConfig)
+    connections: ConnectionsConfig = Field(default_factory=ConnectionsConfig)
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     search: SearchConfig = Field(default_factory=SearchConfig)
@@ -327,6 +330,20 @@ class PortalConfig(_Model):
     substituted_secrets: frozenset[str] = Field(default=frozenset(), exclude=True, repr=False)
     """Values that came from the secrets file, or from `${VAR}` in headers, env or `http`: all get redacted."""
 
+    @model_validator(mode="after")
+    def _connections_key(self) -> PortalConfig:
+        if (problem := key_problem(self.connections, sorted(self.oauth_servers()))) is not None:
+            raise PydanticCustomError("connections_key", problem)
+        return self
+
+    def oauth_servers(self) -> dict[str, OAuthConfig]:
+        """Enabled remote servers each user connects their own account to (`oauth:`), by name."""
+        return {
+            name: server.oauth
+            for name, server in self.servers.items()
+            if isinstance(server, RemoteServerConfig) and server.oauth is not None and not server.disabled
+        }
+
     def user_secrets(self) -> dict[str, dict[str, str]]:
         """User name -> that user's secrets, in config order."""
         return {name: dict(user.secrets) for name, user in self.http.users.items()}
@@ -338,6 +355,11 @@ class PortalConfig(_Model):
             if user.token is not None:
                 values.add(user.token)
             values.update(user.secrets.values())
+        if self.connections.key is not None:
+            values.add(self.connections.key.get_secret_value())
+        for oauth in self.oauth_servers().values():
+            if oauth.client_secret is not None:
+                values.add(oauth.client_secret.get_secret_value())
         return {value for value in values if value}
 
     def state_folder(self, environ: Mapping[str, str]) -> Path:

@@ -26,9 +26,11 @@ from mcp_types import CallToolResult, Tool
 from portal_mcp.catalog.snapshot import load_snapshot
 from portal_mcp.catalog.status import ServerState, ServerStatus, TransportKind, transport_kind
 from portal_mcp.config import ServerConfig, SnapshotServerConfig, StdioServerConfig
-from portal_mcp.config.user_refs import first_user_with, missing_keys
+from portal_mcp.config.user_refs import missing_keys
+from portal_mcp.control.audit_store.connections import ConnectionStore
 from portal_mcp.control.credentials import Redactor
 from portal_mcp.downstream import _users
+from portal_mcp.downstream._accounts import Accounts
 from portal_mcp.downstream._events import DownstreamEvent
 from portal_mcp.downstream._known import KnownTools
 from portal_mcp.downstream._link import CLOSE_GRACE, Hooks, Link
@@ -71,6 +73,8 @@ class DownstreamPool:
         redactor: Redactor | None = None,
         state_dir: Path | None = None,
         background: bool = False,
+        connections: ConnectionStore | None = None,
+        local_user: str = "local",
     ) -> None:
         """`local` servers run in this process (tests, embedders). `on_status` is startup progress: called once per
         server when its first connection attempt settles; later changes arrive as `on_event` events. Stdio servers'
@@ -81,7 +85,7 @@ class DownstreamPool:
         error, event, stderr line and tool listing; the pool changes no logging settings (the log output's owner
         adds `redactor.filter()` to its handlers: `portal-mcp serve` does). `state_dir` keeps each server's last tool
         list (`KnownTools`); `background=True` returns from `async with` at once and connects meanwhile (progress
-        goes to the log), instead of waiting for every first attempt."""
+        goes to the log), instead of waiting for every first attempt. `connections`: users' `oauth:` accounts."""
         clash = sorted(set(servers) & set(local or {}))
         if clash:
             raise ValueError(f"server names {clash} are both configured and passed as `local`; rename one")
@@ -109,6 +113,7 @@ class DownstreamPool:
         self._known = KnownTools(state_dir, self._servers)
         self._background = background
         self._ready = False
+        self.accounts = Accounts(connections, self._servers, local_user)
 
     async def __aenter__(self) -> DownstreamPool:
         if self._entered:
@@ -127,6 +132,7 @@ class DownstreamPool:
                 listed=self._listed,
             )
             self._hooks = hooks
+            self.accounts.start(task_group)
             for name, server in self._servers.items():
                 if server.disabled:
                     self._fix(name, transport_kind(server), "disabled", [], None)
@@ -137,22 +143,21 @@ class DownstreamPool:
                         self._fix(name, "snapshot", "failed", [], str(exc))
                         await self._emit(DownstreamEvent(name, "failed", "error", str(exc)))
                 else:
-                    secrets: Mapping[str, str] = {}
                     needed = server.user_keys()
-                    if needed:
-                        listing = server.list_as or first_user_with(needed, self._users)
-                        missing = missing_keys(needed, self._users.get(listing or "", {}))
-                        if listing is None or missing:
-                            problem = (
-                                f"no user has every secret it needs ({', '.join(sorted(needed))}), so no connection "
-                                "can list its tools; add them to one user's `http.users.NAME.secrets`"
-                            )
+                    listing, auth = None, None
+                    if self.accounts.manages(name):
+                        listing = await self.accounts.listing_user(name)
+                        auth = self.accounts.auth(name, listing)
+                    elif needed:
+                        listing, problem = _users.listing_user(server, needed, self._users)
+                        if problem is not None:
                             self._fix(name, transport_kind(server), "failed", [], problem)
                             await self._emit(DownstreamEvent(name, "failed", "error", f"failed to start: {problem}"))
                             continue
+                    if listing is not None:
                         self._needs[name] = needed
                         self._listing_user[name] = listing
-                        secrets = self._users[listing]
+                    secrets = self._users.get(listing or "", {})
                     pump = (
                         StderrPump(name, self._errlog, self._redactor.text)
                         if isinstance(server, StdioServerConfig)
@@ -162,7 +167,7 @@ class DownstreamPool:
                         self._pumps.append(pump)
                         task_group.start_soon(pump.run)
                     self._links[name] = Link(
-                        name, _users.for_user(server, secrets), hooks, pump, self._down_retry_after
+                        name, _users.for_user(server, secrets), hooks, pump, self._down_retry_after, auth
                     )
             if self._needs:
                 task_group.start_soon(self._close_idle_links)
@@ -265,12 +270,18 @@ class DownstreamPool:
             raise RuntimeError("enter the DownstreamPool (`async with`) before calling tools")
         link = self._links.get(server)
         if link is not None:
+            if oauth := self.accounts.manages(server):
+                await self.accounts.check(server, user)
             if server in self._needs:
                 link = self._link_for(server, user)
             link.in_flight += 1
             try:
                 return await link.call_tool(tool, arguments)
             except DownstreamError as exc:
+                if oauth and user is not None and self.accounts.take_lost(server, user):
+                    if self._user_links.pop((server, user), None) is link:  # a new link once they have reconnected
+                        link.close()
+                    raise await self.accounts.needed(server, user, reconnect=True) from None
                 raise self._redactor.error(exc) from None
             finally:
                 link.in_flight -= 1
@@ -312,7 +323,8 @@ class DownstreamPool:
         if user is not None and user == self._listing_user[server]:
             return self._links[server]
         needed = self._needs[server]
-        secrets = self._users.get(user) if user is not None else None
+        oauth = self.accounts.manages(server)  # its users need no secrets, only a connected account
+        secrets = self._users.get(user, {} if oauth else None) if user is not None else None
         missing = missing_keys(needed, secrets or {})
         if user is None or secrets is None or missing:
             raise MissingSecretError(server, user, missing or sorted(needed), known=secrets is not None)
@@ -334,7 +346,8 @@ class DownstreamPool:
             status=_users.ignore_status,
             listed=None,
         )
-        link = Link(server, _users.for_user(config, secrets), hooks, pump, self._down_retry_after)
+        auth = self.accounts.auth(server, user) if oauth else None
+        link = Link(server, _users.for_user(config, secrets), hooks, pump, self._down_retry_after, auth)
         self._user_links[key] = link
         self._task_group.start_soon(self._run_user_link, key, link, pump)
         return link
