@@ -114,6 +114,11 @@ class Connector:
         await flow.done.wait()
         return flow.error is None
 
+    def failure(self, server: str, user: str) -> str | None:
+        """Why `user`'s latest connect flow to `server` failed (None: it did not, or there is none)."""
+        flow = self._latest.get((server, user))
+        return flow.error if flow is not None else None
+
 
 def state_of(url: str | None) -> str:
     values = parse_qs(urlparse(url or "").query).get("state") or [""]
