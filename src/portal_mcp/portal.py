@@ -95,7 +95,7 @@ class Portal:
         self.metrics = Metrics(lambda: self._catalog, self.statuses, users, backlog)
         # Every search, run and call goes to the audit sink and, from the same event, to the metrics.
         self.events: AuditSink = MetricsTee(audit, self.metrics)
-        self.redactor = Redactor(config.secret_values())
+        self.redactor = pool.redactor  # one redaction: it learns users' OAuth tokens as the pool obtains them
         self._runs = RunLimiter()
         self._tasks = tasks
         """Where runs live: closing the portal cancels the runs still going."""
@@ -140,8 +140,7 @@ class Portal:
         portal: Portal | None = None
 
         async def tools_changed(server: str, tools: list[Tool]) -> None:
-            if portal is not None:
-                await portal._tools_changed(server, tools)
+            await (portal._tools_changed(server, tools) if portal is not None else anyio.lowlevel.checkpoint())
 
         async def event(evt: DownstreamEvent) -> None:
             if portal is not None:

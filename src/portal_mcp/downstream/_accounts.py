@@ -15,6 +15,7 @@ import anyio.abc
 
 from portal_mcp.config import RemoteServerConfig, ServerConfig
 from portal_mcp.control.audit_store.connections import ConnectionStore
+from portal_mcp.control.credentials import Redactor
 from portal_mcp.downstream._connect import Connector
 from portal_mcp.downstream._oauth import StoredConnection, UserAuth, oauth_of
 from portal_mcp.errors import ConnectionNeededError
@@ -23,8 +24,11 @@ from portal_mcp.errors import ConnectionNeededError
 class Accounts:
     """Users' connected accounts for the pool's `oauth:` servers, kept in `store` (None: no server is managed)."""
 
-    def __init__(self, store: ConnectionStore | None, servers: Mapping[str, ServerConfig], local_user: str) -> None:
+    def __init__(
+        self, store: ConnectionStore | None, servers: Mapping[str, ServerConfig], local_user: str, redactor: Redactor
+    ) -> None:
         self._store = store
+        self._redactor = redactor
         self._servers = {
             name: config
             for name, config in servers.items()
@@ -46,23 +50,23 @@ class Accounts:
         if self._store is not None and self._servers:
             self.connector = Connector(self._store, self._servers, task_group)
 
-    async def listing_user(self, server: str) -> str:
-        """`list_as`, else the user whose connection to `server` is the oldest, else the local user."""
-        config = self._servers[server]
-        if config.list_as is not None:
-            return config.list_as
-        rows = await anyio.to_thread.run_sync(self.store.listing)
-        connected = sorted((at, user) for user, name, at in rows if name == server)
-        if connected:
-            return connected[0][1]
-        return self._local_user
+    async def listing(self, server: str) -> tuple[str, UserAuth]:
+        """Whose connection lists the tools of `server` (`list_as`, else the user whose connection is the oldest,
+        else the local user), and their auth."""
+        user = self._servers[server].list_as
+        if user is None:
+            rows = await anyio.to_thread.run_sync(self.store.listing)
+            connected = sorted((at, name) for name, each, at in rows if each == server)
+            user = connected[0][1] if connected else self._local_user
+        return user, self.auth(server, user)
 
     def auth(self, server: str, user: str) -> UserAuth:
         """`user`'s auth for `server`, one per (server, user): their links share its refreshed tokens."""
         key = (server, user)
         found = self._auths.get(key)
         if found is None:
-            found = self._auths[key] = UserAuth(self._servers[server], StoredConnection(self.store, user, server))
+            storage = StoredConnection(self.store, user, server, on_secret=self._redactor.add)
+            found = self._auths[key] = UserAuth(self._servers[server], storage)
         return found
 
     async def check(self, server: str, user: str | None) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
 from typing import Any
 
 import anyio
@@ -48,8 +48,18 @@ class StoredConnection:
     metadata and the absolute expiry are kept beside the tokens, so a portal that restarts (or another replica)
     refreshes at the right endpoint and time."""
 
-    def __init__(self, store: ConnectionStore, user: str, server: str, *, fresh: bool = False) -> None:
+    def __init__(
+        self,
+        store: ConnectionStore,
+        user: str,
+        server: str,
+        *,
+        fresh: bool = False,
+        on_secret: Callable[[Iterable[str]], None] | None = None,
+    ) -> None:
         self.store = store
+        self._on_secret = on_secret
+        """Told every token and client secret this connection holds (the portal's redaction takes them out)."""
         self.user = user
         self.server = server
         self.record: Record = {}
@@ -61,7 +71,14 @@ class StoredConnection:
         if not self._fresh:
             found = await anyio.to_thread.run_sync(self.store.get, self.user, self.server)
             self.record = found or {}
+        self._secrets()
         return self.record
+
+    def _secrets(self) -> None:
+        if self._on_secret is not None:
+            tokens, client = self.record.get("tokens") or {}, self.record.get("client") or {}
+            found = [tokens.get("access_token"), tokens.get("refresh_token"), client.get("client_secret")]
+            self._on_secret([value for value in found if isinstance(value, str) and value])
 
     async def get_tokens(self) -> OAuthToken | None:
         tokens = self.record.get("tokens")
@@ -76,6 +93,7 @@ class StoredConnection:
         if context is not None and context.protected_resource_metadata is not None:
             self.record["prm"] = context.protected_resource_metadata.model_dump(mode="json", exclude_none=True)
         self.record["at"] = time.time()
+        self._secrets()
         await anyio.to_thread.run_sync(self.store.put, self.user, self.server, dict(self.record))
 
     async def get_client_info(self) -> OAuthClientInformationFull | None:

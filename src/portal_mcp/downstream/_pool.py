@@ -103,7 +103,7 @@ class DownstreamPool:
         self._cancel: anyio.CancelScope | None = None
         self._entered = False
         self._users = {name: dict(secrets) for name, secrets in (users or {}).items()}
-        self._redactor = redactor or Redactor()
+        self.redactor = redactor or Redactor()
         self._needs: dict[str, frozenset[str]] = {}
         """Per-user servers: name -> the `${user.KEY}` KEYs of their headers/env."""
         self._listing_user: dict[str, str] = {}
@@ -113,7 +113,7 @@ class DownstreamPool:
         self._known = KnownTools(state_dir, self._servers)
         self._background = background
         self._ready = False
-        self.accounts = Accounts(connections, self._servers, local_user)
+        self.accounts = Accounts(connections, self._servers, local_user, self.redactor)
 
     async def __aenter__(self) -> DownstreamPool:
         if self._entered:
@@ -128,7 +128,7 @@ class DownstreamPool:
                 emit=self._emit,
                 tools_changed=self._tools_changed,
                 status=self._status,
-                redactor=self._redactor,
+                redactor=self.redactor,
                 listed=self._listed,
             )
             self._hooks = hooks
@@ -144,11 +144,8 @@ class DownstreamPool:
                         await self._emit(DownstreamEvent(name, "failed", "error", str(exc)))
                 else:
                     needed = server.user_keys()
-                    listing, auth = None, None
-                    if self.accounts.manages(name):
-                        listing = await self.accounts.listing_user(name)
-                        auth = self.accounts.auth(name, listing)
-                    elif needed:
+                    listing, auth = await self.accounts.listing(name) if self.accounts.manages(name) else (None, None)
+                    if needed and auth is None:
                         listing, problem = _users.listing_user(server, needed, self._users)
                         if problem is not None:
                             self._fix(name, transport_kind(server), "failed", [], problem)
@@ -159,7 +156,7 @@ class DownstreamPool:
                         self._listing_user[name] = listing
                     secrets = self._users.get(listing or "", {})
                     pump = (
-                        StderrPump(name, self._errlog, self._redactor.text)
+                        StderrPump(name, self._errlog, self.redactor.text)
                         if isinstance(server, StdioServerConfig)
                         else None
                     )
@@ -282,7 +279,7 @@ class DownstreamPool:
                     if self._user_links.pop((server, user), None) is link:  # a new link once they have reconnected
                         link.close()
                     raise await self.accounts.needed(server, user, reconnect=True) from None
-                raise self._redactor.error(exc) from None
+                raise self.redactor.error(exc) from None
             finally:
                 link.in_flight -= 1
                 link.last_used = anyio.current_time()
@@ -335,7 +332,7 @@ class DownstreamPool:
         config = self._servers[server]
         assert self._task_group is not None and self._hooks is not None and not isinstance(config, SnapshotServerConfig)
         pump = (
-            StderrPump(f"{server}:{user}", self._errlog, self._redactor.text)
+            StderrPump(f"{server}:{user}", self._errlog, self.redactor.text)
             if isinstance(config, StdioServerConfig)
             else None
         )
