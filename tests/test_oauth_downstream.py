@@ -9,9 +9,12 @@ hands out (`OidcProvider.browse`).
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 from pathlib import Path
 
+import anyio
 import pytest
 
 from portal_mcp.config import load_config
@@ -109,7 +112,7 @@ async def test_the_stored_connection_is_sealed_and_opens_only_for_its_user_and_k
     wrong = path.read_text().replace('"${CONNECTIONS_KEY}"', '"another-key-of-at-least-32-characters!"')
     path.write_text(wrong)
     async with opened_store(load_config(path)) as store:
-        with pytest.raises(AuditStoreError, match="another `connections.key`"):
+        with pytest.raises(AuditStoreError, match=r"another `connections\.key`"):
             store.get("alice", "protected")
 
 
@@ -127,7 +130,7 @@ async def test_tokens_reach_no_reply_log_or_audit_record(tmp_path: Path, caplog:
             assert record is not None
             tokens = [record["tokens"]["access_token"], record["tokens"]["refresh_token"]]
             logged = caplog.text  # below, agent code itself holds the token (and the SDK logs its arguments)
-            echoed = (await portal.execute_code(f"print(await protected.echo(text={tokens[0]!r}))", portal.local))
+            echoed = await portal.execute_code(f"print(await protected.echo(text={tokens[0]!r}))", portal.local)
             metrics = portal.metrics.exposition()[0].decode()
         audit = (tmp_path / "audit.sqlite").read_bytes()
     assert "alice" in reply
@@ -144,7 +147,7 @@ def test_oauth_servers_need_a_connections_key_and_a_valid_redirect(tmp_path: Pat
         return parse(text, source="portal.yaml", base_dir=tmp_path, environ={})
 
     server = "servers:\n  linear:\n    url: https://mcp.example.com/mcp\n    oauth: {}\n"
-    with pytest.raises(ConfigError, match="connections: {key:"):
+    with pytest.raises(ConfigError, match=re.escape("connections: {key:")):
         parse_config(server)
     with pytest.raises(ConfigError, match="at least 32 characters"):
         parse_config(server + "connections: {key: short}\n")
@@ -153,3 +156,18 @@ def test_oauth_servers_need_a_connections_key_and_a_valid_redirect(tmp_path: Pat
         parse_config(bad + f"connections: {{key: {'x' * 40}}}\n")
     config = parse(server + f"connections: {{key: {'x' * 40}}}\n", source="p", base_dir=tmp_path, environ={})
     assert config.oauth_servers()["linear"].scopes == []
+
+
+async def test_two_replicas_on_one_postgresql_share_every_users_connection(tmp_path: Path, pg_dsn: str) -> None:
+    async with protected_server(tmp_path, ttl=2) as (idp, url, record):
+        path = write_config(tmp_path, url, audit=f"audit: {{postgres: {json.dumps(pg_dsn)}}}")
+        await connect(idp, path, "alice")
+        async with Portal.open(load_config(path)) as one, Portal.open(load_config(path)) as two:
+            assert (await one.execute_code(WHOAMI, one.principal("alice"))).render().strip() == "alice"
+            await connect(idp, path, "bob")  # while both run: connected through neither of them
+            assert (await two.execute_code(WHOAMI, two.principal("bob"))).render().strip() == "bob"
+            await anyio.sleep(2.5)  # alice's token expires: one replica refreshes it, the other uses the new one
+            for replica in (two, one, two):
+                assert (await replica.execute_code(WHOAMI, replica.principal("alice"))).render().strip() == "alice"
+    alice = [call["token_sha256"] for call in calls(record) if call["sub"] == "alice"]
+    assert len(alice) == 4 and alice[0] != alice[1] == alice[2] == alice[3]

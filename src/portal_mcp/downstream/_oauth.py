@@ -71,10 +71,10 @@ class StoredConnection:
         if not self._fresh:
             found = await anyio.to_thread.run_sync(self.store.get, self.user, self.server)
             self.record = found or {}
-        self._secrets()
+        self.record_secrets()
         return self.record
 
-    def _secrets(self) -> None:
+    def record_secrets(self) -> None:
         if self._on_secret is not None:
             tokens, client = self.record.get("tokens") or {}, self.record.get("client") or {}
             found = [tokens.get("access_token"), tokens.get("refresh_token"), client.get("client_secret")]
@@ -93,7 +93,7 @@ class StoredConnection:
         if context is not None and context.protected_resource_metadata is not None:
             self.record["prm"] = context.protected_resource_metadata.model_dump(mode="json", exclude_none=True)
         self.record["at"] = time.time()
-        self._secrets()
+        self.record_secrets()
         await anyio.to_thread.run_sync(self.store.put, self.user, self.server, dict(self.record))
 
     async def get_client_info(self) -> OAuthClientInformationFull | None:
@@ -202,6 +202,10 @@ class UserAuth(OAuthClientProvider):
             raise ConnectionNeededError(self.server, self.storage.user)
         refreshed = False
         while True:
+            release = None
+            if not self.context.is_token_valid() and self.context.can_refresh_token():
+                release = await anyio.to_thread.run_sync(self.storage.store.lock, self.storage.user, self.server)
+                await self._adopt_stored()  # another replica (or link) may have refreshed it meanwhile
             flow = super()._auth_flow(request)
             try:
                 outgoing = await flow.__anext__()
@@ -214,11 +218,25 @@ class UserAuth(OAuthClientProvider):
                 return
             finally:
                 await flow.aclose()
+                if release is not None:
+                    await anyio.to_thread.run_sync(release)
             if refreshed or not self.context.can_refresh_token():
                 self.lost = True
                 raise ConnectionNeededError(self.server, self.storage.user, reconnect=True)
             refreshed = True
             self.context.token_expiry_time = 0.0  # the next pass refreshes before it sends
+
+    async def _adopt_stored(self) -> None:
+        """Take the stored tokens when they are not the ones held here (refreshed elsewhere)."""
+        held = self.context.current_tokens
+        record = await StoredConnection(self.storage.store, self.storage.user, self.server).load()
+        tokens = record.get("tokens")
+        if tokens and held is not None and tokens.get("access_token") != held.access_token:
+            self.storage.record = record
+            self.storage.record_secrets()
+            self.context.current_tokens = OAuthToken.model_validate(tokens)
+            expires_at = record.get("expires_at")
+            self.context.token_expiry_time = float(expires_at) if isinstance(expires_at, int | float) else None
 
 
 class Connecting(UserAuth):

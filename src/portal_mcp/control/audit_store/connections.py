@@ -43,6 +43,7 @@ from portal_mcp.errors import AuditStoreError
 
 _SQLITE_TABLE = "oauth_connections"
 _PG_TABLE = "portal_oauth_connections"
+_PG_LOCK_CLASS = 0x706F7274  # pg_advisory_lock(class, key): the refresh locks of connections ("port")
 _SEAL_VERSION = "v1"
 _NONCE_BYTES = 12
 
@@ -89,6 +90,7 @@ class ConnectionStore(ABC):
         self.name = name
         self._sealer = sealer
         self._lock = threading.Lock()
+        self._refreshing: dict[tuple[str, str], threading.Lock] = {}
 
     def get(self, user: str, server: str) -> Record | None:
         with self._lock:
@@ -118,6 +120,14 @@ class ConnectionStore(ABC):
         """(user, server, when stored) of every connection (of `user`), sorted; nothing is opened."""
         with self._lock:
             return sorted(self._list(user))
+
+    def lock(self, user: str, server: str) -> Callable[[], None]:
+        """Hold the lock on one connection while its tokens are refreshed (returns its release): a refresh token
+        used twice may end the whole grant, so replicas refresh one at a time and the later one reads the result."""
+        with self._lock:
+            held = self._refreshing.setdefault((user, server), threading.Lock())
+        held.acquire()
+        return held.release
 
     def raw(self, user: str, server: str) -> str | None:
         """The row as stored (sealed): what a reader of the database sees."""
@@ -205,6 +215,25 @@ class PostgresConnectionStore(ConnectionStore):
             except psycopg.Error as exc:
                 raise AuditStoreError(self.name, f"connections: {type(exc).__name__}") from None
         raise AssertionError("unreachable")
+
+    def lock(self, user: str, server: str) -> Callable[[], None]:
+        """A PostgreSQL advisory lock on its own connection: held across every replica of the database."""
+        release = super().lock(user, server)
+        key = json.dumps([user, server])
+        try:
+            conn = self._connect()
+            conn.execute("SELECT pg_advisory_lock(%s, hashtext(%s))", (_PG_LOCK_CLASS, key))
+        except psycopg.Error as exc:
+            release()
+            raise AuditStoreError(self.name, f"connections: cannot lock ({type(exc).__name__})") from None
+
+        def unlock() -> None:
+            try:
+                conn.close()  # ends the session, and with it the lock
+            finally:
+                release()
+
+        return unlock
 
     def _get(self, user: str, server: str) -> str | None:
         found = self._run(f'SELECT sealed FROM {_PG_TABLE} WHERE "user" = %s AND server = %s', (user, server))
