@@ -21,8 +21,24 @@ from portal_mcp.config import load_config
 from portal_mcp.config import parse_config as parse
 from portal_mcp.errors import AuditStoreError, ConfigError
 from portal_mcp.portal import Portal
-from tests.oauth_downstream import calls, connect, opened_store, protected_server, write_config
+from tests.oauth_downstream import (
+    browse_and_return,
+    calls,
+    connect,
+    opened_store,
+    protected_server,
+    write_config,
+)
 from tests.oidc import Client, require_oidc_provider
+from tests.portals import (
+    STARTUP_TIMEOUT,
+    authorised_client,
+    portal_command,
+    started,
+    wait_until_listening,
+    wait_until_settled,
+)
+from tests.servers import free_port
 
 
 @pytest.fixture(autouse=True)
@@ -171,3 +187,31 @@ async def test_two_replicas_on_one_postgresql_share_every_users_connection(tmp_p
                 assert (await replica.execute_code(WHOAMI, replica.principal("alice"))).render().strip() == "alice"
     alice = [call["token_sha256"] for call in calls(record) if call["sub"] == "alice"]
     assert len(alice) == 4 and alice[0] != alice[1] == alice[2] == alice[3]
+
+
+async def test_a_remote_user_connects_through_the_url_in_the_reply_and_the_portal_serves_the_callback(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    async with protected_server(tmp_path) as (idp, url, record):
+        path = write_config(tmp_path, url, redirect_uri=f"http://127.0.0.1:{port}/oauth/callback")
+        await connect(idp, path, "alice")
+        bob = load_config(path).http.users["bob"].token
+        assert bob is not None
+        log = tmp_path / "portal.log"
+        async with started(portal_command(path, "127.0.0.1", port), log) as process:
+            with anyio.fail_after(STARTUP_TIMEOUT):
+                await wait_until_listening(process, port, log)
+                await wait_until_settled(log)
+            async with authorised_client(f"http://127.0.0.1:{port}/mcp", bob) as client:
+                first = await client.call_tool("execute_code", {"code": WHOAMI})
+                text = first.content[0].text  # type: ignore[union-attr]
+                found = re.search(r"open (http://\S+) in a browser to connect", text)
+                assert found is not None, text
+                page = await browse_and_return(idp, found.group(1), "bob")  # bob's browser comes back to the portal
+                assert page.status_code == 200 and "Connected your account to protected" in page.text
+                again = await client.call_tool("execute_code", {"code": WHOAMI})
+                assert again.content[0].text.strip() == "bob"  # type: ignore[union-attr]
+                replayed = await browse_and_return(idp, found.group(1), "bob")  # a used link connects nobody
+                assert replayed.status_code == 400
+    assert [call["sub"] for call in calls(record)] == ["bob"]

@@ -17,11 +17,15 @@ Connections use the `initialize` handshake (`mode="legacy"`): every server relea
 
 The modules: `_pool` (the pool), `_link` (one server's connection and its respawns), `_transports` (the watched
 SDK transports), `_failures` (errors as sentences), `_stderr` (stderr forwarding), `_processes` (leftover child
-processes), `_status` and `_events` (what the pool reports).
+processes), `_status` and `_events` (what the pool reports); users' own OAuth accounts (`oauth:` servers):
+`_oauth` (the SDK's OAuth client with the stored connection), `_accounts` (the pool's side), `_connect` (connect
+flows waiting for a browser, revocation), `_login` (`portal-mcp login`'s loopback redirect, the callback page).
 """
 
 from portal_mcp.catalog.status import ServerState, ServerStatus, TransportKind
+from portal_mcp.downstream._connect import disconnect
 from portal_mcp.downstream._events import DownstreamEvent, EventKind
+from portal_mcp.downstream._login import complete_from, login
 from portal_mcp.downstream._pool import DownstreamPool
 from portal_mcp.downstream._starting import await_starting, unlisted
 
@@ -33,5 +37,8 @@ __all__ = [
     "ServerStatus",
     "TransportKind",
     "await_starting",
+    "complete_from",
+    "disconnect",
+    "login",
     "unlisted",
 ]

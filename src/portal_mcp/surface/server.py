@@ -37,6 +37,8 @@ from portal_mcp.sandbox.facades import importable, server_alias
 from portal_mcp.sdk import Connection, connection_of, lasting_connection
 from portal_mcp.surface.auth import BearerAuth
 from portal_mcp.surface.http_limits import BodyLimits, guarded_protocol, install_log_limits
+from portal_mcp.surface.oauth_callback import PATH as CALLBACK
+from portal_mcp.surface.oauth_callback import callback_route
 from portal_mcp.surface.peers import NOT_FORWARDED, ReplicaRouter
 from portal_mcp.tools import EXECUTE_DESCRIPTION, INSTRUCTIONS, MAX_LIMIT, TOOLS
 
@@ -324,6 +326,7 @@ class PortalServer:
             custom_starlette_routes=[
                 Route("/metrics", metrics, methods=["GET"]),
                 Route("/healthz", healthz, methods=["GET"]),
+                callback_route(self.portal.pool),
             ],
         )
         if http.replica.peers:
@@ -338,7 +341,7 @@ class PortalServer:
                 app,
                 dict.fromkeys(http.bearer_tokens, anonymous)
                 | {user.token: self.portal.principal(name) for name, user in http.users.items() if user.token},
-                public=frozenset({"/healthz"}),
+                public=frozenset({"/healthz", CALLBACK}),
             )
         return BodyLimits(app, http.limits)
 
