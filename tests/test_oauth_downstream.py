@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import logging
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import anyio
@@ -215,3 +217,30 @@ async def test_a_remote_user_connects_through_the_url_in_the_reply_and_the_porta
                 replayed = await browse_and_return(idp, found.group(1), "bob")  # a used link connects nobody
                 assert replayed.status_code == 400
     assert [call["sub"] for call in calls(record)] == ["bob"]
+
+
+async def test_connections_lists_accounts_and_revoke_ends_the_grant_at_the_authorization_server(
+    tmp_path: Path,
+) -> None:
+    async with protected_server(tmp_path) as (idp, url, _record):
+        path = write_config(tmp_path, url)
+        await connect(idp, path, "alice")
+        await connect(idp, path, "bob")
+        async with opened_store(load_config(path)) as store:
+            tokens = (store.get("alice", "protected") or {})["tokens"]
+        assert (await idp.introspect(tokens["access_token"]))["active"] is True
+
+        def cli(*args: str) -> subprocess.CompletedProcess[str]:
+            command = [sys.executable, "-m", "portal_mcp", *args, "--config", str(path)]
+            return subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+
+        listed = await anyio.to_thread.run_sync(cli, "connections")
+        assert listed.returncode == 0 and "alice" in listed.stdout and "bob" in listed.stdout
+        revoked = await anyio.to_thread.run_sync(cli, "connections", "--revoke", "protected", "--user", "alice")
+        assert revoked.returncode == 0, revoked.stderr
+        assert "Revoked 'alice' to 'protected'" in revoked.stdout
+        assert (await idp.introspect(tokens["access_token"]))["active"] is False
+        after = await anyio.to_thread.run_sync(cli, "connections")
+        assert "alice" not in after.stdout and "bob" in after.stdout
+        for token in (tokens["access_token"], tokens["refresh_token"]):
+            assert token not in listed.stdout + listed.stderr + revoked.stdout + revoked.stderr
