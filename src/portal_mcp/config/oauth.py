@@ -9,7 +9,6 @@ servers:
       client_id: ${LINEAR_CLIENT_ID}        # optional: a client registered by hand (else CIMD, else registration)
       client_secret: ${LINEAR_CLIENT_SECRET}
       redirect_uri: https://portal.example.com/oauth/callback   # where remote users come back (the portal serves it)
-      token_exchange: {audience: linear}    # RFC 8693: trade the user's portal sign-in token, no second consent
 connections:
   key: ${PORTAL_CONNECTIONS_KEY}            # from the secrets file: encrypts every stored token
 ```
@@ -38,27 +37,6 @@ def _url(value: str | None, what: str, *, https: bool = False) -> str | None:
     return value
 
 
-class TokenExchangeConfig(_Model):
-    """RFC 8693: the user's portal sign-in token is exchanged at the server's authorization server for one meant
-    for the server, so a user signed in to the portal never consents twice."""
-
-    audience: str | None = Field(default=None, description="the `audience` parameter (default: none)")
-    resource: str | None = Field(default=None, description="the `resource` parameter (default: the server's URL)")
-    scopes: list[str] = Field(default_factory=list, description="scopes asked for (default: the server's `scopes`)")
-    token_endpoint: str | None = Field(
-        default=None, description="where to exchange (default: discovered from the server's authorization server)"
-    )
-    subject_token_type: str = Field(
-        default="urn:ietf:params:oauth:token-type:access_token",
-        description="what the portal sign-in token is (`...:access_token`, `...:id_token`, `...:jwt`)",
-    )
-
-    @field_validator("token_endpoint")
-    @classmethod
-    def _endpoint(cls, value: str | None) -> str | None:
-        return _url(value, "token_exchange.token_endpoint")
-
-
 class OAuthConfig(_Model):
     """The portal as each user's OAuth client to this server (authorization code + PKCE + resource indicator)."""
 
@@ -78,9 +56,6 @@ class OAuthConfig(_Model):
         default=None,
         description="the portal's `/oauth/callback` as users' browsers reach it: remote users connect through the "
         "portal; none: only `portal-mcp login` (a loopback redirect) connects",
-    )
-    token_exchange: TokenExchangeConfig | None = Field(
-        default=None, description="exchange the user's portal sign-in token for the server's (RFC 8693)"
     )
 
     @field_validator("scopes")
