@@ -177,7 +177,7 @@ def test_an_import_cycle_is_caught() -> None:
 
 
 MAX_LINES = 400
-OVER_THE_LIMIT = frozenset({"downstream/_link.py"})
+OVER_THE_LIMIT: frozenset[str] = frozenset()
 """Modules still over MAX_LINES, each being split in its own change: the list only shrinks."""
 
 

@@ -15,11 +15,12 @@ Connections use the `initialize` handshake (`mode="legacy"`): every server relea
 `tools/list_changed` arrives as a plain notification. A server that rejects it as too old is retried with
 `mode="auto"` (the 2026 `server/discover` era), where list changes come through `Client.listen()`.
 
-The modules: `_pool` (the pool), `_link` (one server's connection and its respawns), `_transports` (the watched
-SDK transports), `_failures` (errors as sentences), `_stderr` (stderr forwarding), `_processes` (leftover child
-processes), `_status` and `_events` (what the pool reports); users' own OAuth accounts (`oauth:` servers):
-`_oauth` (the SDK's OAuth client with the stored connection), `_accounts` (the pool's side), `_connect` (connect
-flows waiting for a browser, revocation), `_login` (`portal-mcp login`'s loopback redirect, the callback page).
+The modules: `_pool` (the pool), `_link` (one server's connection and its respawns), `_call_path` (sending a
+request from the caller's task, resending one that never left), `_listing` (paged lists, redacted), `_transports`
+(the watched SDK transports), `_failures` (errors as sentences), `_stderr` (stderr forwarding), `_processes` (leftover child
+processes), `_events` (what a link reports to the pool); users' own OAuth accounts (`oauth:` servers): `_oauth` (the
+SDK's OAuth client with the stored connection), `_accounts` (the pool's side), `_connect` (connect flows waiting for
+a browser, revocation), `_login` (`portal-mcp login`'s loopback redirect, the callback page).
 """
 
 from portal_mcp.catalog.status import ServerState, ServerStatus, TransportKind

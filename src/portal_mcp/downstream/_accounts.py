@@ -69,10 +69,12 @@ class Accounts:
             found = self._auths[key] = UserAuth(self._servers[server], storage)
         return found
 
-    async def check(self, server: str, user: str | None) -> None:
-        """Raise `ConnectionNeededError` (with the URL to connect at, where the portal serves the callback) when
-        `user` has no stored connection to `server`. A connection changed in the store since this portal last read
-        it (connected again, refreshed by another replica) is read again before the call."""
+    async def check(self, server: str, user: str | None) -> bool:
+        """Whether `server` is managed here; if so, raise `ConnectionNeededError` (with the URL to connect at, where
+        the portal serves the callback) when `user` has no stored connection to it. A connection changed in the store
+        since this portal last read it (connected again, refreshed by another replica) is read again before the call."""
+        if not self.manages(server):
+            return False
         if user is None:
             raise ConnectionNeededError(server, "(nobody)", reason="the call has no user")
         sealed = await anyio.to_thread.run_sync(self.store.raw, user, server)
@@ -82,6 +84,7 @@ class Accounts:
         if auth.seen != sealed:
             auth.reload()
             auth.seen = sealed
+        return True
 
     def take_lost(self, server: str, user: str) -> bool:
         """Whether `user`'s grant for `server` turned out revoked or expired; their auth reads the store again."""

@@ -6,8 +6,6 @@ import logging
 import math
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from typing import Any, Literal
 
 import anyio
@@ -17,28 +15,23 @@ import mcp_types as types
 from mcp.client import Client, IncomingMessage
 from mcp.server import MCPServer, Server
 from mcp.shared.exceptions import MCPError
-from mcp_types import CallToolResult, Tool
+from mcp_types import Tool
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import ValidationError
 
 from portal_mcp import __version__
 from portal_mcp.catalog.status import ServerState, ServerStatus, TransportKind, transport_kind
 from portal_mcp.config import RemoteServerConfig, StdioServerConfig
-from portal_mcp.control.credentials import Redactor
-from portal_mcp.downstream._events import DownstreamEvent, EventKind
+from portal_mcp.downstream._call_path import BACKOFF, REAP_TIMEOUT, CallPath
+from portal_mcp.downstream._events import DownstreamEvent, EventKind, Hooks
 from portal_mcp.downstream._failures import TOO_OLD, TooOld, describe, rejects_handshake, unreachable
+from portal_mcp.downstream._listing import differ, list_tools, lists
 from portal_mcp.downstream._processes import end_processes
 from portal_mcp.downstream._stderr import StderrPump
 from portal_mcp.downstream._transports import Watch, open_transport
-from portal_mcp.errors import DownstreamError, ServerDownError, ServerUnavailableError, ToolTimeoutError
-from portal_mcp.naming import plural
 
 logger = logging.getLogger("portal_mcp.downstream")
 
-_MAX_PAGES = 1000
-"""tools/list pages followed before giving up on a paginator that never ends."""
-_BACKOFF = 0.2
-"""Seconds before the first respawn; doubled for each further attempt."""
 _DEFAULT_RESTARTS = 3
 """Reconnect attempts for servers whose config has no `max_restarts` (remote and in-process ones)."""
 RETRY_FIRST = 2.0
@@ -47,28 +40,11 @@ RETRY_CAP = 60.0
 """Background retries double their wait after each failure, up to this many seconds; a connection resets it."""
 _DEFAULT_TIMEOUT = 60.0
 _DEFAULT_CONNECT_TIMEOUT = 30.0
-CLOSE_GRACE = 8.0
-"""The SDK's stdio shutdown waits 2s for an exit after stdin closes, then 2s after SIGTERM, then reaps."""
-_REAP_TIMEOUT = 3.0
 _CLIENT_INFO = types.Implementation(name="portal-mcp", version=__version__)
 
 
-@dataclass(frozen=True)
-class Hooks:
-    """What a link reports to its pool."""
-
-    emit: Callable[[DownstreamEvent], Awaitable[None]]
-    tools_changed: Callable[[str, list[Tool]], Awaitable[None]]
-    status: Callable[[ServerStatus], None]
-    redactor: Redactor
-    """Applied to every error and event message the link writes, and to the tools it lists."""
-    listed: Callable[[str, list[Tool], bool], Awaitable[None]] | None = None
-    """Every successful listing (server, tools, whether this is the link's first connection): the pool keeps it
-    as the server's last known list and, for a server that came up after start, updates the catalog."""
-
-
-class Link:
-    """One live server: the task that owns its connection, and the call path that uses it."""
+class Link(CallPath):
+    """One live server: the task that owns its connection (the call path that uses it is `CallPath`)."""
 
     def __init__(
         self,
@@ -201,7 +177,7 @@ class Link:
                 await self._event(
                     "restarting", "warning", f"restarting (attempt {attempt} of {attempts}) because {reason}"
                 )
-                await anyio.sleep(_BACKOFF * 2 ** (attempt - 1))
+                await anyio.sleep(BACKOFF * 2 ** (attempt - 1))
             outcome = await self._session(restart=self.ever_connected)
             if outcome is None:
                 return
@@ -283,7 +259,7 @@ class Link:
         finally:
             self._client = None
             if self.kind == "stdio":
-                with anyio.CancelScope(shield=True), anyio.move_on_after(_REAP_TIMEOUT):
+                with anyio.CancelScope(shield=True), anyio.move_on_after(REAP_TIMEOUT):
                     await end_processes(token)
             if connected and not self._closing:
                 ended = (
@@ -314,16 +290,16 @@ class Link:
         first = not self.ever_connected
         recovered = first and self._failed_wall is not None
         self.ever_connected = True
-        changed = restart and _dump(tools) != _dump(self.tools)
+        changed = restart and differ(self.tools, tools)
         self.tools = tools
         if restart:
             self.restarts += 1
         self._set_state("connected", None)
         self._settle()
         if restart:
-            await self._event("restarted", "info", f"restarted in {ms:.0f} ms; it {_lists(len(tools))}")
+            await self._event("restarted", "info", f"restarted in {ms:.0f} ms; it {lists(len(tools))}")
         elif recovered:
-            await self._event("restarted", "info", f"is up after retrying ({ms:.0f} ms); it {_lists(len(tools))}")
+            await self._event("restarted", "info", f"is up after retrying ({ms:.0f} ms); it {lists(len(tools))}")
         if self._hooks.listed is not None:
             await self._hooks.listed(self.name, list(tools), first)
         if changed:
@@ -372,139 +348,18 @@ class Link:
                 "warning", "warning", f"re-listing tools after tools/list_changed failed ({exc}); keeping the old list"
             )
             return
-        if _dump(tools) != _dump(self.tools):
+        if differ(self.tools, tools):
             self.tools = tools
-            await self._event("tools_changed", "info", f"tool list changed; it now {_lists(len(tools))}")
+            await self._event("tools_changed", "info", f"tool list changed; it now {lists(len(tools))}")
             if self._hooks.listed is not None:
                 await self._hooks.listed(self.name, list(tools), False)
             await self._hooks.tools_changed(self.name, list(tools))
 
     async def _list_tools(self, client: Client) -> list[Tool]:
-        """Every page of tools/list (at most `_MAX_PAGES`, stopping at a repeated cursor); first listing wins."""
-        tools: dict[str, Tool] = {}
-        cursor: str | None = None
-        seen: set[str] = set()
-        for _ in range(_MAX_PAGES):
-            page = await client.list_tools(cursor=cursor)
-            for tool in page.tools:
-                tools.setdefault(tool.name, tool)
-            cursor = page.next_cursor
-            if cursor is None:
-                return self._redacted(list(tools.values()))
-            if cursor in seen:
-                await self._event("warning", "warning", f"tools/list repeats cursor {cursor!r}; using the tools so far")
-                return self._redacted(list(tools.values()))
-            seen.add(cursor)
-        await self._event("warning", "warning", f"tools/list did not end after {_MAX_PAGES} pages; using those")
-        return self._redacted(list(tools.values()))
+        return await list_tools(client, self._hooks.redactor, self._warn)
 
-    def _redacted(self, tools: list[Tool]) -> list[Tool]:
-        """The tools with any credential value taken out of their names, descriptions and schemas."""
-        redactor = self._hooks.redactor
-        if not redactor:
-            return tools
-        return [
-            tool
-            if (dumped := tool.model_dump(mode="json", by_alias=True, exclude_none=True)) == redactor.value(dumped)
-            else Tool.model_validate(redactor.value(dumped))
-            for tool in tools
-        ]
-
-    # -- the call path (runs in the caller's task) ------------------------------------------------------------------
-
-    async def call_tool(self, tool: str, arguments: dict[str, Any]) -> CallToolResult:
-        for _attempt in range(2):  # a request that never reached the server is sent once more
-            client, watch, generation = await self._usable()
-            written = watch.calls_written if watch is not None else -1
-            try:
-                with anyio.move_on_after(self.timeout) as scope:
-                    result = await client.call_tool(tool, arguments)
-            except MCPError as exc:
-                if exc.code != types.CONNECTION_CLOSED and not (watch is not None and watch.session_expired):
-                    raise DownstreamError(
-                        self.name, f"tool {tool!r} was rejected: {exc.message} (JSON-RPC error {exc.code})"
-                    ) from None
-                lost = await self._lost(watch, written, generation)
-            except (RuntimeError, ValidationError) as exc:
-                if self._client is client:
-                    # The SDK checks structuredContent against the tool's outputSchema.
-                    raise DownstreamError(self.name, f"tool {tool!r} returned an invalid result: {exc}") from None
-                # The link closed this client under us ("Client must be used within an async context manager").
-                lost = await self._lost(watch, written, generation)
-            else:
-                if scope.cancelled_caught:
-                    # Leaving the cancelled request made the SDK send notifications/cancelled downstream.
-                    raise ToolTimeoutError(self.name, tool, self.timeout)
-                return result
-            if lost == "maybe":
-                raise DownstreamError(
-                    self.name,
-                    f"the connection ended while tool {tool!r} was running ({self.error or 'connection closed'}); "
-                    "the call was not retried because it may have run; the server restarts on the next call",
-                )
-        raise ServerUnavailableError(
-            self.name,
-            f"the connection was lost again before tool {tool!r} could be sent ({self.error}); "
-            "check the server with `portal-mcp check`",
-        )
-
-    async def _usable(self) -> tuple[Client, Watch | None, int]:
-        """The live client, after asking the link task to (re)connect if needed. Raises `ServerUnavailableError`."""
-        budget = self.max_restarts * (self.connect_timeout + CLOSE_GRACE) + _BACKOFF * 2**self.max_restarts + 10
-        with anyio.fail_after(budget):
-            for _ in range(3):
-                client, watch = self._client, self._watch
-                if self._closing:
-                    raise ServerUnavailableError(self.name, "the portal is shutting down")
-                if client is not None and not self._drop and not (watch is not None and watch.closed.is_set()):
-                    return client, watch, self._generation
-                if self._given_up_at is not None and anyio.current_time() - self._given_up_at < self._down_retry_after:
-                    raise self.down_error()
-                await self._request_cycle().wait()
-                if self._given_up_at is not None and self._client is None:
-                    raise self.down_error()
-        raise ServerUnavailableError(
-            self.name, f"the connection keeps dropping ({self.error}); check `portal-mcp check`"
-        )
-
-    def down_error(self) -> ServerDownError:
-        """`server 'remote' is down since 10:41:07 (it failed to start: ...); retrying in 20 s`."""
-        if self.state == "failed" or not self.ever_connected:
-            why = f"it failed to start: {self.error}"
-        elif self.max_restarts == 0:
-            why = f"{self.error}"
-        else:
-            why = f"after {self.max_restarts} restart attempt(s): {self.error}"
-        at = time.strftime("%H:%M:%S", time.localtime(self._failed_wall)) if self._failed_wall else None
-        retry_in = None if self._retry_at is None else max(0.0, self._retry_at - time.monotonic())
-        return ServerDownError(self.name, why, at, retry_in)
-
-    async def _lost(self, watch: Watch | None, written: int, generation: int) -> Literal["unsent", "maybe"]:
-        """The connection is gone: drop it, and tell whether our request can have reached the server.
-
-        "unsent" (safe to resend): the request never left, TCP could not connect, or the HTTP server no longer
-        knew the session. "maybe": it may have run, so it must not be sent again.
-        """
-        self._drop_connection(generation)
-        if watch is None:
-            return "maybe"
-        if watch.session_expired or watch.calls_written == written:
-            return "unsent"
-        # Let the link task record why the connection ended (the error message names it).
-        with anyio.move_on_after(_REAP_TIMEOUT):
-            await watch.ended.wait()
-        return "unsent" if watch.unsent_on_loss else "maybe"
-
-    def _drop_connection(self, generation: int) -> None:
-        if generation == self._generation and self._client is not None:
-            self._drop = True
-            self._wake.set()
-
-    def _request_cycle(self) -> anyio.Event:
-        if self._cycle_done is None:
-            self._cycle_done = anyio.Event()
-            self._cycle_wanted.set()
-        return self._cycle_done
+    async def _warn(self, message: str) -> None:
+        await self._event("warning", "warning", message)
 
     def _settle(self) -> None:
         if self._cycle_done is not None:
@@ -541,11 +396,3 @@ class Link:
             if self._pump.tail:
                 message += "; its stderr is in the portal's log"
         return message
-
-
-def _lists(count: int) -> str:
-    return f"lists {plural(count, 'tool')}"
-
-
-def _dump(tools: Sequence[Tool]) -> list[dict[str, Any]]:
-    return [tool.model_dump(mode="json", by_alias=True, exclude_none=True) for tool in tools]

@@ -31,9 +31,10 @@ from portal_mcp.control.audit_store.connections import ConnectionStore
 from portal_mcp.control.credentials import Redactor
 from portal_mcp.downstream import _users
 from portal_mcp.downstream._accounts import Accounts
-from portal_mcp.downstream._events import DownstreamEvent
+from portal_mcp.downstream._call_path import CLOSE_GRACE
+from portal_mcp.downstream._events import DownstreamEvent, Hooks
 from portal_mcp.downstream._known import KnownTools
-from portal_mcp.downstream._link import CLOSE_GRACE, Hooks, Link
+from portal_mcp.downstream._link import Link
 from portal_mcp.downstream._progress import report_progress
 from portal_mcp.downstream._stderr import StderrPump
 from portal_mcp.errors import (
@@ -267,8 +268,7 @@ class DownstreamPool:
             raise RuntimeError("enter the DownstreamPool (`async with`) before calling tools")
         link = self._links.get(server)
         if link is not None:
-            if oauth := self.accounts.manages(server):
-                await self.accounts.check(server, user)
+            oauth = await self.accounts.check(server, user)  # an `oauth:` server: the user must have connected
             if server in self._needs:
                 link = self._link_for(server, user)
             link.in_flight += 1
