@@ -210,6 +210,8 @@ async def test_a_remote_user_connects_through_the_url_in_the_reply_and_the_porta
                 text = first.content[0].text  # type: ignore[union-attr]
                 found = re.search(r"open (http://\S+) in a browser to connect", text)
                 assert found is not None, text
+                second = await client.call_tool("execute_code", {"code": WHOAMI})  # the same link while it waits
+                assert found.group(1) in second.content[0].text  # type: ignore[union-attr]
                 page = await browse_and_return(idp, found.group(1), "bob")  # bob's browser comes back to the portal
                 assert page.status_code == 200 and "Connected your account to protected" in page.text
                 again = await client.call_tool("execute_code", {"code": WHOAMI})

@@ -59,7 +59,11 @@ class Connector:
         return server in self._servers
 
     async def start(self, server: str, user: str, redirect_uri: str) -> str:
-        """Begin connecting `user` to `server`; returns the authorization URL to send them to."""
+        """Begin connecting `user` to `server`; returns the authorization URL to send them to. While one flow of
+        theirs waits for their browser, its URL is handed out again (no new registration per failing call)."""
+        waiting = self._latest.get((server, user))
+        if waiting is not None and not waiting.done.is_set() and waiting.auth.url is not None:
+            return waiting.auth.url
         config = self._servers[server]
         auth = Connecting(config, StoredConnection(self._store, user, server, fresh=True), redirect_uri)
         flow = _Flow(server, user, auth)
