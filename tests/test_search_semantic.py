@@ -93,6 +93,24 @@ def test_the_portal_falls_back_to_words_with_one_warning_line(tmp_path: Path, ca
     assert "missing-model" in warnings[0].getMessage() and "searching by words only" in warnings[0].getMessage()
 
 
+async def test_a_portal_whose_model_cannot_load_still_searches_by_words(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = parse_config(
+        f"search: {{model: ./missing-model}}\nservers:\n  time:\n    snapshot: {SNAPSHOT}\n",
+        source="portal.yaml",
+        base_dir=tmp_path,
+        environ={},
+    )
+    with caplog.at_level(logging.WARNING):
+        async with Portal.open(config.model_copy(update={"user": "tester"})) as portal:
+            assert portal.embeddings is None
+            reply = portal.search_api("convert a time between timezones", portal.local, limit=1)
+    assert "time.convert_time" in reply
+    unavailable = [r for r in caplog.records if getattr(r, "event", None) == "search_model_unavailable"]
+    assert len(unavailable) == 1 and "searching by words only" in unavailable[0].getMessage()
+
+
 def test_semantic_false_searches_by_words_only_and_loads_no_model(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -29,8 +29,9 @@ from portal_mcp.catalog.model import Catalog, ToolEntry
 from portal_mcp.catalog.overview import availability, did_you_mean, overview, scope_of, split_filters, visible_in
 from portal_mcp.catalog.schemas import Validators
 from portal_mcp.catalog.search import SearchIndex
-from portal_mcp.catalog.search.embeddings import EmbeddingCache, search_embeddings
+from portal_mcp.catalog.search.embeddings import EmbeddingCache, default_cache_dir, search_embeddings
 from portal_mcp.catalog.search.reply import nothing_fits_reply, task_reply
+from portal_mcp.catalog.search.stored import IndexStore
 from portal_mcp.catalog.shapes import ShapeBook
 from portal_mcp.catalog.stubs import render_stubs
 from portal_mcp.config import ANONYMOUS, PortalConfig
@@ -78,6 +79,7 @@ class Portal:
     ) -> None:
         self.config = config
         self.embeddings = embeddings
+        self.index_store = IndexStore(config.search.cache or default_cache_dir())
         self.pool = pool
         self.sandbox = sandbox
         self.audit = audit
@@ -114,6 +116,7 @@ class Portal:
             approval_timeout=self.policy.approval_timeout,
             budgets=self.budgets,
             observe=self.shapes.observe,
+            search=self.visible_tools,
         )
 
     @classmethod
@@ -180,7 +183,7 @@ class Portal:
             try:
                 portal = cls(config, pool, sandbox, sink, tasks, shapes, embeddings)
                 # Built off the event loop: embedding a large catalog the first time takes seconds.
-                portal._index = await anyio.to_thread.run_sync(SearchIndex, portal.catalog, embeddings, config.servers)
+                await anyio.to_thread.run_sync(portal.index)
                 for problem in portal.unmatched():
                     logger.warning("%s: a typo? it has no effect", problem, extra={"event": "policy_unmatched"})
                 for server in portal.catalog.servers():
@@ -236,8 +239,13 @@ class Portal:
     def index(self) -> SearchIndex:
         """The search index of the current catalog, built on first use after every change."""
         if self._index is None:
-            self._index = SearchIndex(self._catalog, self.embeddings, self.config.servers)
+            self._index = SearchIndex(self._catalog, self.embeddings, self.config.servers, self.index_store)
         return self._index
+
+    def visible_tools(self, query: str, limit: int, user: str) -> list[ToolEntry]:
+        """The best tools for `query` among those `user` may call (`portal.search` from code, via the bridge)."""
+        hits = self.index().search(query, limit=limit, exclude=self.policy.hidden(user, self._catalog))
+        return [hit.entry for hit in hits]
 
     def search_api(
         self, query: str, principal: Principal, *, server: str | None = None, limit: int = 5, detail: Detail = "auto"
@@ -274,7 +282,7 @@ class Portal:
             elif intents:
                 reply, shown = task_reply(intents, limit, detail)
                 shown_entries = [entry for name in shown if (entry := self._catalog.get(name)) is not None]
-                reply += self._approval_note(who, shown_entries)
+                reply += self.policy.for_user(who).approval_note(shown_entries)
             elif index.weak(words, hits):
                 closest = index.closest_servers(
                     words, [name for name in visible if visible_in(self._catalog, name, hidden)]
@@ -291,7 +299,7 @@ class Portal:
                 where = f" on {', '.join(sorted(scope))}" if scope is not None else ""
                 reply = (
                     f"{len(hits)} of {plural(len(self._catalog) - len(hidden), 'tool')} match{where}.{hint} Call them in "
-                    f"execute_code as `await server.tool(...)`.{self._approval_note(who, entries)}{availability(entries, self.pool.statuses())}\n\n{stubs}"
+                    f"execute_code as `await server.tool(...)`.{self.policy.for_user(who).approval_note(entries)}{availability(entries, self.pool.statuses())}\n\n{stubs}"
                 )
         self._searched(who, "ok", started, query, "", len(reply))
         return reply
@@ -300,12 +308,6 @@ class Portal:
         """Audit a search; the query is redacted like every other text the portal keeps."""
         duration = (time.perf_counter() - started) * 1000
         self.events.record(AuditEvent("search", who, outcome, duration, self.redactor.text(query), detail, 0, size))
-
-    def _approval_note(self, who: str, entries: list[ToolEntry]) -> str:
-        approval = self.policy.for_user(who).needs_approval(entries)
-        if not approval:
-            return ""
-        return f" Calls to {', '.join(approval)} ask the user for approval first; refused calls raise PermissionError."
 
     def overview(self, scope: set[str] | None = None, *, hidden: frozenset[str] = frozenset()) -> str:
         """Servers with their descriptions, owners and tool counts (catalog/overview.py)."""

@@ -16,7 +16,9 @@ SEARCH_DESCRIPTION = (
 EXECUTE_DESCRIPTION = (
     "Run Python that calls tools found with search_api: `r = await server.tool(arg=value)` (keyword arguments, "
     "top-level await; `asyncio.gather` runs calls concurrently). Filter and combine results in code and print only "
-    "what you need; the reply is the printed output and the last expression's value. A failed tool raises ToolError."
+    "what you need; the reply is the printed output and the last expression's value. A failed tool raises ToolError. "
+    '`await portal.search("query")` finds tools from code: [{name, signature, description}]; '
+    "`portal.tool(name)` is the function."
 )
 """The start of the `execute_code` description; the server appends the importable modules (from the sandbox's
 facade list) and any server aliases (`surface.server.execute_description`)."""

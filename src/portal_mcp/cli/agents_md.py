@@ -19,7 +19,8 @@ def render_agents_md(portal: Portal) -> str:
         "`tag:NAME`); it returns typed Python stubs named `server.tool`.",
         "2. `execute_code(code=...)`: Python that calls them with keyword arguments and `await`, e.g. "
         "`r = await server.tool(arg=1)`; use `asyncio.gather` for many calls, filter in code and print only what "
-        "you need. A failed tool raises `ToolError`.",
+        'you need. A failed tool raises `ToolError`. Code can search too: `await portal.search("query")` lists '
+        "`{name, signature, description}` of the tools that fit, `portal.tool(name)` is one of them.",
         "",
         "| server | tools | owner | about |",
         "|---|---|---|---|",

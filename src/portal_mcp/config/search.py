@@ -53,5 +53,6 @@ class SearchConfig(_Model):
         description="a model2vec model: a folder, or a hub name (downloads when online); default: the bundled one",
     )
     cache: Path | None = Field(
-        default=None, description="folder of cached tool embeddings (default: ~/.cache/portal-mcp/embeddings)"
+        default=None,
+        description="folder of cached tool embeddings and search indexes (default: ~/.cache/portal-mcp/embeddings)",
     )

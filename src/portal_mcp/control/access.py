@@ -116,6 +116,13 @@ class UserRules:
                 continue
         return found
 
+    def approval_note(self, entries: Iterable[ToolEntry]) -> str:
+        """The sentence a search reply adds about `entries` this user must approve ("" when none)."""
+        approval = self.needs_approval(entries)
+        if not approval:
+            return ""
+        return f" Calls to {', '.join(approval)} ask the user for approval first; refused calls raise PermissionError."
+
 
 @dataclass(frozen=True)
 class UserView:

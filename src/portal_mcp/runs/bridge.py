@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -35,6 +35,8 @@ from portal_mcp.errors import (
     UnknownToolError,
 )
 from portal_mcp.runs.approval_text import arguments_digest, escape, render_arguments
+from portal_mcp.runs.code_search import NAME, search_arguments, search_hits
+from portal_mcp.sandbox.protocol import SEARCH_ACTION
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +82,8 @@ class ApprovalRequest:
 
 
 Approver = Callable[[ApprovalRequest], Awaitable[Verdict]]
+Searcher = Callable[[str, int, str], Sequence[ToolEntry]]
+"""(query, limit, user) -> the best tools for the query among those the user may call."""
 
 
 @dataclass
@@ -125,9 +129,12 @@ class Bridge:
         approval_timeout: float,
         budgets: Budgets,
         observe: Callable[[ToolEntry, Any], None] | None = None,
+        search: Searcher | None = None,
     ) -> None:
-        """`observe(entry, value)` learns from each successful result (the shapes of results, `ShapeBook`)."""
+        """`observe(entry, value)` learns from each successful result (the shapes of results, `ShapeBook`);
+        `search(query, limit, user)` finds the tools `user` may call (`portal.search` in agent code)."""
         self._observe = observe
+        self._search = search
         self._catalog = catalog
         self._budgets = budgets
         self._transport = transport
@@ -139,6 +146,8 @@ class Bridge:
     async def call(self, qualified: str, arguments: dict[str, Any], *, caller: Caller) -> Any:
         """Run one tool call for `caller` under their policy; returns the agent-facing value or raises a
         `PortalError` with a message for the agent."""
+        if qualified == SEARCH_ACTION:
+            return self.search(arguments, caller=caller)
         rules = caller.principal.rules
         who = caller.principal.name
         started = time.perf_counter()
@@ -182,6 +191,30 @@ class Bridge:
             raise
         self._record(who, qualified, "ok", started, size_in, size_out, detail)
         return value
+
+    def search(self, arguments: Any, *, caller: Caller) -> list[dict[str, str]]:
+        """`portal.search` from agent code: the tools the caller may call that fit the query, audited like a
+        `search_api` search (the query redacted; detail `code`) and under the same per-user search budget."""
+        who = caller.principal.name
+        started = time.perf_counter()
+        query = str(arguments.get("query")) if type(arguments) is dict and type(arguments.get("query")) is str else ""
+        try:
+            if self._search is None:
+                raise UnknownToolError(NAME)
+            query, limit = search_arguments(arguments)
+            self._budgets.search(who, query)
+            hits = search_hits(self._search(query, limit, who))
+        except PortalError as exc:
+            outcome = "refused" if isinstance(exc, LimitError | ArgumentError) else "error"
+            self._record_search(who, outcome, started, query, f"code {audit_detail(exc)}", 0)
+            raise self._redactor.error(exc) from None
+        self._record_search(who, "ok", started, query, "code", len(json.dumps(hits)))
+        return hits
+
+    def _record_search(self, who: str, outcome: Any, started: float, query: str, detail: str, size: int) -> None:
+        duration = (time.perf_counter() - started) * 1000
+        text = self._redactor.text(query[: self._budgets.limits.max_query_chars])
+        self._audit.record(AuditEvent("search", who, outcome, duration, text, detail, 0, size))
 
     def _shape(self, qualified: str, result: CallToolResult) -> Any:
         return self._redactor.value(result_value(qualified, result))

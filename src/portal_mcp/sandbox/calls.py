@@ -19,10 +19,20 @@ from typing import Any, Final, NoReturn
 from portal_mcp.sandbox import facades, policy, protocol
 from portal_mcp.sandbox.protocol import EXIT_HOST_GONE, EXIT_INTERNAL
 
-__all__ = ["Channel", "Namespace", "PendingCall", "ToolError", "ToolPermissionError", "namespaces", "write_all"]
+__all__ = [
+    "Channel",
+    "Namespace",
+    "PendingCall",
+    "PortalActions",
+    "ToolError",
+    "ToolPermissionError",
+    "namespaces",
+    "write_all",
+]
 
 _START_FRAME_LIMIT: Final = 16 * 2**20
 _FRAME_SLACK: Final = 64 * 1024
+SEARCH_LIMIT: Final = 20
 
 
 class ToolError(Exception):
@@ -204,6 +214,40 @@ class Namespace:
 
     def __repr__(self) -> str:
         return f"<tools of server {self._server!r}: {len(self._tools)}>"
+
+
+class PortalActions:
+    """`portal` in agent code: the portal's own actions. `await portal.search("query", limit=5)` asks the portal
+    for the tools that fit (only those the user may call), as `{"name", "signature", "description"}` dicts, best
+    first; `portal.tool("server.tool")` is the stub of a tool by its qualified name, to call one a search found."""
+
+    __slots__ = ("_channel", "_namespaces")
+
+    def __init__(self, channel: Channel, namespaces: Mapping[str, Namespace]) -> None:
+        self._channel = channel
+        self._namespaces = namespaces
+
+    async def search(self, query: str, limit: int = 5) -> list[dict[str, str]]:
+        if type(query) is not str or not query.strip():
+            raise TypeError('portal.search(query) needs the query as a non-empty string: portal.search("send email")')
+        if type(limit) is not int or not 1 <= limit <= SEARCH_LIMIT:
+            raise ValueError(f"portal.search(limit=...) takes a whole number from 1 to {SEARCH_LIMIT}")
+        args = json.dumps({"query": query, "limit": limit}, ensure_ascii=False)
+        if len(args.encode()) > self._channel.max_args_bytes:
+            raise ValueError("portal.search(query): the query is too long; say what the tool does in a few words")
+        found: list[dict[str, str]] = await self._channel.call(protocol.SEARCH_ACTION, args)
+        return found
+
+    def tool(self, name: str) -> Any:
+        """The stub of `server.tool` (as `portal.search` names it): `await portal.tool(name)(arg=...)`."""
+        server, _, tool = name.partition(".") if type(name) is str else ("", "", "")
+        namespace = self._namespaces.get(server)
+        if namespace is None or not tool:
+            raise ValueError(f"portal.tool(name) takes a qualified name `server.tool` of a known server, not {name!r}")
+        return getattr(namespace, tool)
+
+    def __repr__(self) -> str:
+        return "<portal: search(query, limit=5), tool(name)>"
 
 
 def _refuse_json(value: object) -> NoReturn:

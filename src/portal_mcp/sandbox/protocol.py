@@ -12,7 +12,9 @@ was launched, and confines itself before saying `ready`):
 worker  ready   {protocol, layers, unavailable}   layers: {layer: [mechanism, ...]}, unavailable: [reason, ...]
 host    start   {code, namespaces}
 worker  output  {text}                      printed text, streamed so a killed run keeps its output
-worker  call    {id, tool, args}            tool is "server.python_name", args a JSON object
+worker  call    {id, tool, args}            tool is "server.python_name", args a JSON object; or SEARCH_ACTION
+                                            ("@search", never a python name), args {query, limit}: the catalog
+                                            searched under the user's policy, value [{name, signature, description}]
 worker  cancel  {id}                        the code stopped waiting for that call
 host    result  {id, ok: true, value} | {id, ok: false, error, denied?: true}
 worker  done    {ok, value, error, error_kind, output_dropped}
@@ -47,6 +49,9 @@ EXIT_OUT_OF_MEMORY: Final = 70
 EXIT_HOST_GONE: Final = 71
 EXIT_INTERNAL: Final = 72
 
+SEARCH_ACTION: Final = "@search"
+"""The `tool` of a call frame asking the portal to search its catalog (`portal.search` in agent code)."""
+
 ErrorKind = Literal["exception", "syntax", "memory", "not_awaited", "internal"]
 ERROR_KINDS: Final[frozenset[str]] = frozenset({"exception", "syntax", "memory", "not_awaited", "internal"})
 
@@ -57,6 +62,7 @@ __all__ = [
     "EXIT_OUT_OF_MEMORY",
     "HEADER",
     "PROTOCOL_VERSION",
+    "SEARCH_ACTION",
     "ErrorKind",
     "FrameDecoder",
     "ProtocolViolation",

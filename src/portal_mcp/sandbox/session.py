@@ -187,7 +187,7 @@ class Session:
                 f"{tool}: this run reached its limit of {self.limits.max_tool_calls} tool calls; "
                 "make fewer calls (filter, batch) or continue in a new run"
             )
-        elif tool not in self.tools:
+        elif tool not in self.tools and tool != protocol.SEARCH_ACTION:
             error = str(UnknownToolError(tool, difflib.get_close_matches(tool, self.tools, n=3)))
         if error is not None:
             calls.start(None, self._send(protocol.encode_frame(protocol.error_result_frame(call_id, error))))

@@ -51,10 +51,16 @@ async def _run(
         return _done(printer, error=str(exc), kind="syntax")
     # Classes the code defines get `__module__ == "__main__"`; the stdlib (dataclasses) looks that module up.
     sys.modules["__main__"] = types.ModuleType("__main__")
+    names = calls.namespaces(channel, start["namespaces"])
     agent_globals = policy.make_globals(
         printer=printer,
-        names=calls.namespaces(channel, start["namespaces"]),
-        extra_builtins={"ToolError": ToolError, "PermissionError": PermissionError},
+        names=names,
+        # A builtin, so a server named `portal` (a global) still wins.
+        extra_builtins={
+            "ToolError": ToolError,
+            "PermissionError": PermissionError,
+            "portal": calls.PortalActions(channel, names),
+        },
         level=level,
         describe=lambda exc: policy.describe_exception(exc, compiled),
     )

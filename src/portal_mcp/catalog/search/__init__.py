@@ -4,6 +4,9 @@ index.py      SearchIndex: the ranking (lexical signals, dense fusion, server ro
 words.py      stopwords, the synonym tables, tokenize/stem (shared by index and query)
 text.py       what a tool is found by: its documents, headline, dense text; aliases and verb pairs mined from the catalog
 embeddings.py the static model (model/, or `search: {model: ...}`) and the on-disk cache of tool vectors
+lexical.py    a BM25 index as plain arrays (built by bm25s, saved and read back without it)
+built.py      the slow parts of an index (BM25, mined words, vectors) and how they are built
+stored.py     those parts kept on disk under a hash of the catalog: a restart reads them back
 intents.py    a whole task split into intents, and the interleaving of their rankings
 reply.py      the search_api replies that are not one list: a task by intent, "nothing fits"
 """

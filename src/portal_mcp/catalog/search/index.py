@@ -27,18 +27,18 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import bm25s
 import numpy as np
 
 from portal_mcp.catalog.model import Catalog, ToolEntry
+from portal_mcp.catalog.search.built import Built, build
 from portal_mcp.catalog.search.embeddings import EmbeddingCache, Vectors
 from portal_mcp.catalog.search.intents import interleave, split_intents
-from portal_mcp.catalog.search.text import dense_text, document, headline, mined_synonyms, name_words, server_aliases
+from portal_mcp.catalog.search.stored import IndexStore
+from portal_mcp.catalog.search.text import document
 from portal_mcp.catalog.search.words import (
     EQUIVALENT_PHRASES,
     EQUIVALENT_TOKENS,
     RELATED_PHRASES,
-    RELATED_TOKENS,
     WORD,
     tokenize,
 )
@@ -51,6 +51,8 @@ COVERAGE_BOOST = 0.1
 RERANK_DEPTH = 50
 DENSE_WEIGHT = 1.0
 DENSE_DEPTH = 50
+LEXICAL_POWER = 1.0
+"""Word scores are scaled by the share of the query's words the catalog uses, to this power (tuned on train)."""
 SERVER_WEIGHT = 0.5
 # "Nothing fits" (measured on the train splits: 1% of queries that have a tool are judged weak).
 WEAK_SIMILARITY = 0.3
@@ -76,15 +78,14 @@ class SearchIndex:
         catalog: Catalog,
         embeddings: EmbeddingCache | None = None,
         servers: Mapping[str, ServerConfig] | None = None,
+        store: IndexStore | None = None,
     ) -> None:
         """`servers` (the config's) adds what operators wrote for search: server descriptions (routing),
-        `search.keywords` and `search.aliases` of servers and tools (see `ServerCuration`)."""
+        `search.keywords` and `search.aliases` of servers and tools (see `ServerCuration`). With a `store`, the
+        slow parts are read from disk when this catalog was indexed before, and saved when not."""
         self._entries = tuple(catalog)
         self._embeddings = embeddings
         servers = servers or {}
-        extra = [_curated_words(entry, servers.get(entry.server)) for entry in self._entries]
-        self._dense: Vectors | None = None
-        self._servers_dense: Vectors | None = None
         self._exact: dict[str, list[int]] = {}
         self._position = {entry.qualified_name: position for position, entry in enumerate(self._entries)}
         for position, entry in enumerate(self._entries):
@@ -97,48 +98,23 @@ class SearchIndex:
         self._server_names = sorted({entry.server for entry in self._entries})
         server_ids = {name: number for number, name in enumerate(self._server_names)}
         self._server_of = np.array([server_ids[entry.server] for entry in self._entries], dtype=np.int32)
-        if embeddings is not None and self._entries:
-            self._dense = embeddings.vectors(
-                [
-                    f"{dense_text(entry)}. {words}" if words else dense_text(entry)
-                    for entry, words in zip(self._entries, extra, strict=True)
-                ]
-            )
-            # A server's vector: the mean of its tools' and of its description (what the server is about).
-            centroids = np.zeros((len(self._server_names), self._dense.shape[1]), dtype=np.float32)
-            np.add.at(centroids, self._server_of, self._dense)
-            about = {name: config.description for name, config in servers.items() if config.description}
-            described = [name for name in self._server_names if name in about]
-            if described:
-                vectors = embeddings.vectors([about[name] for name in described])
-                counts = np.bincount(self._server_of, minlength=len(self._server_names))
-                for name, vector in zip(described, vectors, strict=True):
-                    # As much as all its tools together: the operator's line says what the server is for.
-                    centroids[server_ids[name]] += vector * counts[server_ids[name]]
-            self._servers_dense = centroids / np.maximum(np.linalg.norm(centroids, axis=1, keepdims=True), 1e-9)
-        self._bm25: Any = None
-        self._headlines: Any = None
-        self._aliases: dict[str, frozenset[int]] = {}
-        self._name_words: list[frozenset[str]] = []
-        self._related: dict[str, tuple[str, ...]] = dict(RELATED_TOKENS)
+        self._built: Built | None = None
         if self._entries:
-            headlines = [headline(entry) + tokenize(words) for entry, words in zip(self._entries, extra, strict=True)]
-            self._bm25 = bm25s.BM25()
-            documents = [document(entry) + tokenize(words) for entry, words in zip(self._entries, extra, strict=True)]
-            self._bm25.index(documents, show_progress=False)
-            self._headlines = bm25s.BM25()
-            self._headlines.index(headlines, show_progress=False)
-            aliases = server_aliases(self._entries, headlines)
-            for name, config in servers.items():
-                if name in server_ids:
-                    for alias in config.search.aliases:
-                        for word in tokenize(alias):
-                            aliases.setdefault(word, set()).add(name)
-            self._aliases = {word: frozenset(server_ids[s] for s in names) for word, names in aliases.items()}
-            own = {server: {word for word, names in aliases.items() if server in names} for server in server_ids}
-            self._name_words = [name_words(entry) - own[entry.server] for entry in self._entries]
-            for word, synonyms in mined_synonyms(self._entries).items():
-                self._related[word] = tuple(dict.fromkeys((*self._related.get(word, ()), *synonyms)))
+            model = embeddings.encoder.identity if embeddings is not None else None
+            key = store.key(self._entries, servers, model) if store is not None else ""
+            if store is not None:
+                self._built = store.load(key, len(self._entries), len(self._server_names))
+            if self._built is None:
+                self._built = build(self._entries, servers, embeddings, self._server_names)
+                if store is not None:
+                    store.save(key, self._built)
+        self._dense = self._built.dense if self._built is not None else None
+        self._servers_dense = self._built.servers_dense if self._built is not None else None
+
+    @property
+    def _parts(self) -> Built:
+        assert self._built is not None, "an empty index answers every query before asking for its parts"
+        return self._built
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -189,12 +165,12 @@ class SearchIndex:
         A query that is exactly a tool's name (`get_current_time`) or qualified name (`time.get_current_time`)
         ranks that tool first; tools with no query word (or synonym) at all are never returned.
         """
-        if not query.strip() or limit <= 0 or self._bm25 is None:
+        if not query.strip() or limit <= 0 or self._built is None:
             return []
         words = WORD.findall(query.lower())
         tokens = tokenize(query)
         tokens += [word for word in _expand(words, tokens, EQUIVALENT_TOKENS, EQUIVALENT_PHRASES) if word not in tokens]
-        related = [word for word in _expand(words, tokens, self._related, RELATED_PHRASES) if word not in tokens]
+        related = [word for word in _expand(words, tokens, self._parts.related, RELATED_PHRASES) if word not in tokens]
         mentioned = self._mentioned(tokens + related)
         # A word naming a server selects its tools (the boost below) instead of matching their prose: a tool whose
         # description happens to repeat "MongoDB" is no better an answer to "list collections in mongo".
@@ -215,7 +191,7 @@ class SearchIndex:
             self._reward_named_coverage(scores, keep, set(tokens) | set(related))
         similarity: Scores | None = None
         if self._dense is not None and self._embeddings is not None:
-            scores, keep, similarity = self._fuse(query, scores, keep)
+            scores, keep, similarity = self._fuse(query, tokens, scores, keep)
         exact = self._exact.get(query.strip().lower(), [])
         if exact:
             # Lifted above every other score (keeping their own order), so a named tool comes first.
@@ -253,12 +229,12 @@ class SearchIndex:
             candidates = candidates[np.argpartition(-scores[candidates], RERANK_DEPTH - 1)[:RERANK_DEPTH]]
         best = float(scores[candidates].max())
         for i in candidates:
-            words = self._name_words[i]
+            words = self._parts.name_words[int(i)]
             if words:
                 scores[i] += COVERAGE_BOOST * best * len(words & terms) / len(words)
 
     def _fuse(
-        self, query: str, lexical: Scores, keep: np.ndarray[Any, np.dtype[np.bool_]]
+        self, query: str, tokens: Sequence[str], lexical: Scores, keep: np.ndarray[Any, np.dtype[np.bool_]]
     ) -> tuple[Scores, Any, Scores]:
         """Lexical scores (scaled to the best) plus `DENSE_WEIGHT` times the query's cosine similarity to each tool
         (plus `SERVER_WEIGHT` times its server's), over the tools the words found and the `DENSE_DEPTH` nearest by
@@ -273,7 +249,11 @@ class SearchIndex:
         keep = keep.copy()
         keep[near] = True
         best = lexical.max()
-        fused = (lexical / best if best > 0 else lexical) + DENSE_WEIGHT * np.maximum(routed, 0)
+        # Words of the query the catalog never uses cannot be matched by words: meaning counts for more.
+        vocab = self._parts.documents.vocab
+        known = sum(1 for token in tokens if token in vocab) / max(1, len(tokens))
+        lexical = (lexical / best if best > 0 else lexical) * known**LEXICAL_POWER
+        fused = lexical + DENSE_WEIGHT * np.maximum(routed, 0)
         return fused, keep, similarity
 
     def weak(self, query: str, hits: Sequence[SearchHit]) -> bool:
@@ -296,15 +276,15 @@ class SearchIndex:
         return [self._server_names[wanted[i]] for i in np.argsort(-closeness, kind="stable")[:limit]]
 
     def _names_server(self, token: str) -> bool:
-        return token in self._aliases or any(word in self._aliases for word in EQUIVALENT_TOKENS.get(token, ()))
+        aliases = self._parts.aliases
+        return token in aliases or any(word in aliases for word in EQUIVALENT_TOKENS.get(token, ()))
 
     def _scores(self, tokens: list[str]) -> Scores:
-        size = len(self._entries)
-        return _bm25_scores(self._bm25, tokens, size) + HEADLINE_BOOST * _bm25_scores(self._headlines, tokens, size)
+        return self._parts.documents.scores(tokens) + HEADLINE_BOOST * self._parts.headlines.scores(tokens)
 
     def _mentioned(self, tokens: Iterable[str]) -> set[int]:
         """The servers the query names, by their mined aliases."""
-        return {server for token in tokens for server in self._aliases.get(token, ())}
+        return {server for token in tokens for server in self._parts.aliases.get(token, ())}
 
 
 def _dot(matrix: Vectors, vector: Vectors) -> Scores:
@@ -312,15 +292,6 @@ def _dot(matrix: Vectors, vector: Vectors) -> Scores:
     takes ten times longer than this single loop (18 ms against 1.3 ms at 10,000 tools, measured)."""
     products: Scores = np.einsum("ij,j->i", matrix, vector).astype(np.float64)
     return products
-
-
-def _curated_words(entry: ToolEntry, config: ServerConfig | None) -> str:
-    """The words an operator added for a tool: its server's keywords, its own keywords and aliases."""
-    if config is None:
-        return ""
-    curation = config.search.tools.get(entry.name)
-    words = [*config.search.keywords, *(curation.keywords if curation else ()), *(curation.aliases if curation else ())]
-    return " ".join(word.replace("_", " ") for word in words)
 
 
 def _expand(
@@ -334,10 +305,3 @@ def _expand(
     for token in tokens:
         extra.extend(by_token.get(token, ()))
     return list(dict.fromkeys(extra))
-
-
-def _bm25_scores(index: Any, tokens: list[str], size: int) -> Scores:
-    known = [token for token in tokens if token in index.vocab_dict]
-    if not known:
-        return np.zeros(size)
-    return np.asarray(index.get_scores(known), dtype=np.float64)

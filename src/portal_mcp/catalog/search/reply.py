@@ -12,8 +12,9 @@ from portal_mcp.catalog.search.index import SearchHit
 from portal_mcp.catalog.stubs import render_stubs
 
 Detail = Literal["name", "signature", "full", "auto"]
-FULL_INTENTS = 2
-"""With the default detail ("auto"), the best tool of this many intents gets full docs, the others signatures."""
+FULL_INTENTS = 1
+"""With the default detail ("auto"), the best tool of this many intents (the whole task first) gets full docs, the
+others signatures: a task reply holds about as many tools as a plain one, and must stay as small."""
 SERVER_TOOLS_SHOWN = 4
 
 

@@ -1,0 +1,149 @@
+"""`portal.search` inside execute_code: the catalog searched from agent code, through the bridge, under the policy."""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import pytest
+from mcp.server import MCPServer
+
+from portal_mcp.config import PortalConfig
+from portal_mcp.control.audit import AuditEvent, MemoryAuditSink
+from portal_mcp.errors import ArgumentError
+from portal_mcp.portal import Portal
+from portal_mcp.runs.bridge import Caller
+from portal_mcp.runs.code_search import search_hits
+from portal_mcp.sandbox.protocol import SEARCH_ACTION
+
+USERS = {"alice": {"token": "alice-token"}, "carol": {"token": "carol-token"}}
+
+
+def tables_server(received: list[str]) -> MCPServer:
+    server = MCPServer("ops")
+
+    @server.tool()
+    def insert_row(table: str, value: str) -> str:
+        """Add a row to a table. The value is stored as text."""
+        received.append(f"insert_row {table} {value}")
+        return "inserted"
+
+    @server.tool()
+    def drop_table(table: str) -> str:
+        """Delete a table and all its rows."""
+        received.append(f"drop_table {table}")
+        return "dropped"
+
+    @server.tool()
+    def read_rows(table: str, limit: int = 10) -> str:
+        """Read the rows of a table."""
+        return f"rows of {table}"
+
+    return server
+
+
+@asynccontextmanager
+async def opened(
+    received: list[str], policy: dict[str, Any] | None = None, **extra: Any
+) -> AsyncIterator[tuple[Portal, MemoryAuditSink]]:
+    config = PortalConfig.model_validate({"user": "alice", "http": {"users": USERS}, "policy": policy or {}, **extra})
+    audit = MemoryAuditSink()
+    with anyio.fail_after(60):
+        async with Portal.open(config, local={"ops": tables_server(received)}, audit=audit) as portal:
+            yield portal, audit
+
+
+def searches(audit: MemoryAuditSink) -> list[AuditEvent]:
+    return [event for event in audit if event.kind == "search"]
+
+
+async def test_code_finds_a_tool_by_what_it_does_and_calls_it_in_the_same_run() -> None:
+    received: list[str] = []
+    code = textwrap.dedent(
+        """
+        hits = await portal.search("add a row to a table", limit=2)
+        print(hits[0]["name"], "|", hits[0]["signature"], "|", hits[0]["description"])
+        print(await portal.tool(hits[0]["name"])(table="t", value="v"))
+        """
+    )
+    async with opened(received) as (portal, audit):
+        result = await portal.execute_code(code, portal.local)
+    assert result.ok, result.error
+    found, called = result.output.splitlines()
+    assert found == "ops.insert_row | async def insert_row(*, table: str, value: str) -> dict | Add a row to a table."
+    assert "inserted" in called
+    assert received == ["insert_row t v"]
+    [event] = searches(audit)
+    assert (event.user, event.outcome, event.subject, event.detail) == ("alice", "ok", "add a row to a table", "code")
+
+
+async def test_a_tool_the_policy_hides_is_never_found_from_code() -> None:
+    policy = {"users": {"alice": {"deny": ["ops.drop_table"]}}}
+    code = 'print([hit["name"] for hit in await portal.search("delete a table and its rows", limit=5)])'
+    async with opened([], policy) as (portal, _):
+        for_alice = await portal.execute_code(code, portal.principal("alice"))
+        for_carol = await portal.execute_code(code, portal.principal("carol"))
+    assert for_alice.ok and for_carol.ok, (for_alice.error, for_carol.error)
+    assert "ops.drop_table" not in for_alice.output and "ops.read_rows" in for_alice.output
+    assert "ops.drop_table" in for_carol.output
+
+
+async def test_wrong_arguments_are_python_errors_in_the_code() -> None:
+    code = textwrap.dedent(
+        """
+        for args in ([""], [3], ["rows", 0], ["rows", "5"]):
+            try:
+                await portal.search(*args)
+            except (TypeError, ValueError) as error:
+                print(type(error).__name__)
+        try:
+            portal.tool("nowhere.tool")
+        except ValueError as error:
+            print(error)
+        """
+    )
+    async with opened([]) as (portal, audit):
+        result = await portal.execute_code(code, portal.local)
+    assert result.ok, result.error
+    assert result.output.splitlines() == [
+        "TypeError",
+        "TypeError",
+        "ValueError",
+        "ValueError",
+        "portal.tool(name) takes a qualified name `server.tool` of a known server, not 'nowhere.tool'",
+    ]
+    assert searches(audit) == []
+
+
+async def test_the_bridge_refuses_forged_search_arguments_and_audits_the_refusal() -> None:
+    async with opened([]) as (portal, audit):
+        caller = Caller(portal.local)
+        for forged in ({"query": 3, "limit": 5}, {"query": "rows", "limit": 500}, {"query": "rows"}, ["rows"]):
+            with pytest.raises(ArgumentError):
+                await portal.bridge.call(SEARCH_ACTION, forged, caller=caller)  # type: ignore[arg-type]
+        found = await portal.bridge.call(SEARCH_ACTION, {"query": "read rows", "limit": 1}, caller=caller)
+    entry = portal.catalog.get("ops.read_rows")
+    assert entry is not None and found == search_hits([entry])
+    assert [event.outcome for event in searches(audit)] == ["refused"] * 4 + ["ok"]
+    assert all(event.detail.startswith("code ArgumentError") for event in searches(audit)[:4])
+
+
+async def test_searches_from_code_count_against_the_users_search_budget() -> None:
+    code = textwrap.dedent(
+        """
+        for _ in range(3):
+            try:
+                print(len(await portal.search("read rows")))
+            except ToolError as error:
+                print(error)
+        """
+    )
+    async with opened([], limits={"searches_per_minute": 2}) as (portal, audit):
+        result = await portal.execute_code(code, portal.local)
+    assert result.ok, result.error
+    lines = result.output.splitlines()
+    assert lines[:2] == ["3", "3"] and "`limits.searches_per_minute`" in lines[2]
+    assert [event.outcome for event in searches(audit)] == ["ok", "ok", "refused"]
