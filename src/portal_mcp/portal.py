@@ -137,18 +137,16 @@ class Portal:
         Stdio servers' stderr goes to `errlog` (default: the portal's stderr) as `[name] line`. With `background`
         the portal is usable at once and servers connect meanwhile: until one is up, search and stubs use its last
         known tools (kept in the state folder) and a call to it waits for its first attempt (`connect_timeout`).
-        With `catalog_only` (commands that only read the catalog: stubs, snapshot, search, agents-md) the sandbox
-        host is never entered, so no fork server starts and a run raises SandboxError, and the configured audit
-        store is never opened: events go to memory unless `audit` is given."""
+        With `catalog_only` (stubs, snapshot, search, agents-md) no fork server starts (a run raises SandboxError),
+        and neither the audit store nor users' OAuth connections open: events go to memory unless `audit` is given."""
         portal: Portal | None = None
 
         async def tools_changed(server: str, tools: list[Tool]) -> None:
             await (portal._tools_changed(server, tools) if portal is not None else anyio.lowlevel.checkpoint())
 
         async def event(evt: DownstreamEvent) -> None:
-            if portal is not None:
-                for listener in list(portal._listeners):
-                    await listener(evt)
+            for listener in list(portal._listeners if portal is not None else ()):
+                await listener(evt)
 
         def pool_of(connections: ConnectionStore | None) -> DownstreamPool:
             return DownstreamPool(
