@@ -143,3 +143,26 @@ async def test_oauth_tokens_never_reach_the_log_the_audit_or_metrics(tmp_path: P
             for part in {token, *token.split(".")} - {""}:
                 if len(part) >= 16:
                     assert part not in text, f"a token part is in the {where}"
+
+
+def test_a_token_the_portal_obtains_while_running_is_redacted_by_the_filter_already_installed() -> None:
+    """Users' OAuth tokens (`oauth:` servers) arrive after start-up, at each connect and refresh: the one Redactor
+    the portal's log handler, replies and errors share learns them (`Redactor.add`)."""
+    from portal_mcp.control.credentials import Redactor
+
+    redactor = Redactor(["configured-" + secrets.token_hex(16)])
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(redactor.filter())
+    logger = logging.getLogger("portal_mcp.test_added_tokens")
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        access, refresh = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+        redactor.add([access, refresh])
+        logger.warning("a server answered %s and %s", access, refresh)
+        assert redactor.text(f"echo {access}") == f"echo {REDACTED}"
+    finally:
+        logger.removeHandler(handler)
+    assert access not in stream.getvalue() and refresh not in stream.getvalue()
+    assert stream.getvalue().count(REDACTED) == 2

@@ -20,6 +20,7 @@ from pydantic_core import PydanticCustomError
 from portal_mcp.config.auth import AuthConfig
 from portal_mcp.config.base import _Model
 from portal_mcp.config.limits import HttpLimitsConfig, LimitsConfig
+from portal_mcp.config.oauth import ConnectionsConfig, OAuthConfig, key_problem
 from portal_mcp.config.policy import PolicyConfig
 from portal_mcp.config.search import SearchConfig, ServerCuration
 from portal_mcp.config.user_refs import SECRET_NAME, keys_needed
@@ -131,6 +132,7 @@ class RemoteServerConfig(_ServerBase):
     url: str
     headers: dict[str, str] = Field(default_factory=dict, repr=False)
     type: Literal["http", "sse"] = "http"
+    oauth: OAuthConfig | None = Field(default=None, description="each user connects their own account (OAuth 2.1)")
     list_as: str | None = Field(default=None, description="`${user.KEY}` servers: whose connection lists the tools")
     known_tools: Path | None = Field(
         default=None,
@@ -330,6 +332,7 @@ class PortalConfig(_Model):
         default=None, description="OAuth: tokens from an identity provider (the portal as a resource server)"
     )
     audit: AuditConfig = Field(default_factory=AuditConfig)
+    connections: ConnectionsConfig = Field(default_factory=ConnectionsConfig)
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     search: SearchConfig = Field(default_factory=SearchConfig)
@@ -344,6 +347,20 @@ class PortalConfig(_Model):
     substituted_secrets: frozenset[str] = Field(default=frozenset(), exclude=True, repr=False)
     """Values that came from the secrets file, or from `${VAR}` in headers, env or `http`: all get redacted."""
 
+    @model_validator(mode="after")
+    def _connections_key(self) -> PortalConfig:
+        if (problem := key_problem(self.connections, sorted(self.oauth_servers()))) is not None:
+            raise PydanticCustomError("connections_key", problem)
+        return self
+
+    def oauth_servers(self) -> dict[str, OAuthConfig]:
+        """Enabled remote servers each user connects their own account to (`oauth:`), by name."""
+        return {
+            name: server.oauth
+            for name, server in self.servers.items()
+            if isinstance(server, RemoteServerConfig) and server.oauth is not None and not server.disabled
+        }
+
     def user_secrets(self) -> dict[str, dict[str, str]]:
         """User name -> that user's secrets, in config order."""
         return {name: dict(user.secrets) for name, user in self.http.users.items()}
@@ -357,6 +374,11 @@ class PortalConfig(_Model):
             values.update(user.secrets.values())
         if self.auth is not None and self.auth.introspection is not None:
             values.add(self.auth.introspection.client_secret.get_secret_value())
+        if self.connections.key is not None:
+            values.add(self.connections.key.get_secret_value())
+        for oauth in self.oauth_servers().values():
+            if oauth.client_secret is not None:
+                values.add(oauth.client_secret.get_secret_value())
         return {value for value in values if value}
 
     def state_folder(self, environ: Mapping[str, str]) -> Path:

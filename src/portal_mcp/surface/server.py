@@ -39,6 +39,8 @@ from portal_mcp.surface.auth import BearerAuth, check_bind, static_tokens
 from portal_mcp.surface.follow import elicitor, follow, index_built, wants_progress
 from portal_mcp.surface.http_limits import BodyLimits, guarded_protocol, install_log_limits
 from portal_mcp.surface.oauth import OAuthEdge
+from portal_mcp.surface.oauth_callback import PATH as CALLBACK
+from portal_mcp.surface.oauth_callback import callback_route
 from portal_mcp.surface.offerings import Offerings
 from portal_mcp.surface.peers import NOT_FORWARDED, ReplicaRouter
 from portal_mcp.surface.tasks import TaskSurface
@@ -329,6 +331,7 @@ class PortalServer:
                 Route("/metrics", metrics, methods=["GET"]),
                 Route("/healthz", healthz, methods=["GET"]),
                 *(oauth.routes(guard) if oauth is not None else []),
+                callback_route(self.portal.pool),
             ],
         )
         if http.replica.peers:
@@ -343,7 +346,7 @@ class PortalServer:
                 app,
                 dict.fromkeys(http.bearer_tokens, anonymous)
                 | {user.token: self.portal.principal(name) for name, user in http.users.items() if user.token},
-                public=frozenset({"/healthz", *(oauth.paths() if oauth is not None else ())}),
+                public=frozenset({"/healthz", CALLBACK, *(oauth.paths() if oauth is not None else ())}),
                 oauth=oauth,
             )
         return BodyLimits(app, http.limits)
