@@ -9,6 +9,7 @@ the `mcpServers` JSON, `import_as_yaml`, the bundled config); public names are r
 """
 
 from portal_mcp.config.auth import AuthConfig, IntrospectionConfig, TrustedProxyConfig
+from portal_mcp.config.http import REPLICA_ID, HttpConfig, HttpUser, ReplicaConfig, is_loopback
 from portal_mcp.config.limits import HttpLimitsConfig, LimitsConfig
 from portal_mcp.config.loading import (
     builtin_variables,
@@ -20,21 +21,16 @@ from portal_mcp.config.loading import (
 )
 from portal_mcp.config.models import (
     ANONYMOUS,
-    REPLICA_ID,
     AnnotationsOverride,
     AuditConfig,
-    HttpConfig,
-    HttpUser,
     PortalConfig,
     RemoteServerConfig,
-    ReplicaConfig,
     SandboxConfig,
     ServerConfig,
     SnapshotServerConfig,
     StdioServerConfig,
     ToolFilter,
     ToolsConfig,
-    is_loopback,
 )
 from portal_mcp.config.policy import Approve, PolicyConfig, PolicyRule
 from portal_mcp.config.search import SearchConfig
