@@ -28,6 +28,7 @@ from portal_mcp.control.audit_store.connections import ConnectionStore, connecti
 from portal_mcp.control.audit_store.opening import open_audit_sink
 from portal_mcp.downstream._login import login
 from tests.oidc import OidcProvider
+from tests.portals import wait_until_listening
 from tests.servers import SERVERS, free_port
 
 OAUTH_SERVER = SERVERS / "oauth_server.py"
@@ -53,16 +54,7 @@ async def protected_server(
         )
         try:
             with anyio.fail_after(20):
-                while True:
-                    if process.returncode is not None:
-                        raise RuntimeError(f"the protected server exited with {process.returncode}")
-                    try:
-                        stream = await anyio.connect_tcp("127.0.0.1", port)
-                    except OSError:
-                        await anyio.sleep(0.05)
-                        continue
-                    await stream.aclose()
-                    break
+                await wait_until_listening(process, port)
             yield idp, url, record
         finally:
             with anyio.CancelScope(shield=True):
