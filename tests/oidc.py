@@ -205,6 +205,7 @@ class OidcProvider:
         ttl: Mapping[str, int] | None = None,
         port: int = 0,
         log: Path | None = None,
+        exchange: Mapping[str, Any] | None = None,
     ) -> Iterator[OidcProvider]:
         """Start the provider (a Node process), yield it once it listens, stop it on exit. `ttl`: seconds for
         `AccessToken`, `ClientCredentials`, `RefreshToken`. `log`: where its stderr goes (default: discarded)."""
@@ -218,6 +219,7 @@ class OidcProvider:
             "users": dict(users if users is not None else default_users()),
             "scopes": list(scopes),
             "ttl": dict(ttl or {}),
+            "exchange": dict(exchange or {}),  # token exchange policy (provider.mjs): {"refuse": [USER...]}
         }
         with contextlib.ExitStack() as stack:
             err = stack.enter_context(log.open("wb")) if log else subprocess.DEVNULL

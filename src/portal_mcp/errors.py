@@ -10,7 +10,8 @@ PortalError                       base; `str(err)` is a complete, user-facing me
 │   ├── ServerUnavailableError    the server is down and respawn attempts are exhausted
 │   │   └── ServerDownError       failed to start or went down; retried in the background (says when)
 │   ├── MissingSecretError        the calling user lacks a secret the server's `${user.KEY}` headers/env need
-│   └── ConnectionNeededError     the server uses each user's own OAuth account: the caller must connect (again)
+│   ├── ConnectionNeededError     the server uses each user's own OAuth account: the caller must connect (again)
+│   └── TokenExchangeError        the caller's sign-in token cannot be exchanged for one of the server (RFC 8693)
 ├── ToolCallError                 a call from agent code was refused or failed; carries `tool`
 │   ├── UnknownToolError          no such qualified name (carries close matches)
 │   ├── ArgumentError             arguments do not match the tool's inputSchema (names the field)
@@ -184,6 +185,31 @@ class ConnectionNeededError(DownstreamError):
             server,
             f"calls to this server use each user's own account, and {state}; {where}run `portal-mcp login {server} "
             f"--user {user}` on the portal's machine, then run the code again",
+        )
+
+
+class TokenExchangeError(DownstreamError):
+    """The server (`oauth: {token_exchange: ...}`) is reached with a token its authorization server issues in exchange
+    for the caller's own sign-in token, and that failed for `user`. `kind` says who can fix it: `no_token` (they did
+    not sign in with the identity provider: a static token, stdio), `sign_in` (their token was refused: sign in
+    again), `config` (the authorization server refused the portal's client or request: the operator), `unreachable`.
+    The message never holds a token."""
+
+    def __init__(self, server: str, user: str, kind: str, reason: str) -> None:
+        self.user = user
+        self.kind = kind
+        self.reason = reason
+        fix = {
+            "no_token": "call the portal with an access token from its identity provider (`auth:`) instead",
+            "sign_in": "sign in to the portal again (a fresh token from the identity provider), then run the code again",
+            "config": "the portal's operator must fix `oauth.token_exchange` of this server or the client at its "
+            "authorization server (`portal-mcp check` shows the answer)",
+            "unreachable": "try again later; `portal-mcp check` shows whether the authorization server answers",
+        }[kind]
+        super().__init__(
+            server,
+            f"calls to this server use user {user!r}'s own sign-in, exchanged for a token of the server (RFC 8693), "
+            f"and {reason}: {fix}",
         )
 
 

@@ -1,6 +1,6 @@
 """A real OAuth-protected MCP server (the SDK's resource-server support) behind a real authorization server.
 
-    python tests/servers/oauth_server.py --port P --issuer http://127.0.0.1:IDP [--audience URL] [--record FILE]
+    python tests/servers/oauth_server.py --port P --issuer http://127.0.0.1:IDP [--record FILE [--keep-tokens]]
 
 It serves streamable HTTP at `http://127.0.0.1:P/mcp`, publishes RFC 9728 protected resource metadata naming the
 issuer, and answers a request without a valid token `401` with `WWW-Authenticate: Bearer resource_metadata=...`.
@@ -11,7 +11,8 @@ tests/oidc.py), so a revoked grant is refused at once; a token must be active, f
 Tools:
 - `whoami()`: the subject (`sub`) and client of the token the call arrived with;
 - `echo(text)`: `text` back; every call appends `{"sub", "tool", "token_sha256"}` to FILE, so a test sees which user's
-  token each call really carried without the token passing through the portal.
+  token each call really carried without the token passing through the portal (`--keep-tokens` adds the token
+  itself, `token`, so a test can look for it where it must not be).
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ class Introspection:
         )
 
 
-def build(issuer: str, url: str, record: Path | None) -> MCPServer:
+def build(issuer: str, url: str, record: Path | None, keep_tokens: bool = False) -> MCPServer:
     server = MCPServer(
         "protected",
         token_verifier=Introspection(issuer, url),
@@ -74,6 +75,8 @@ def build(issuer: str, url: str, record: Path | None) -> MCPServer:
         token = get_access_token()
         assert token is not None
         entry = {"sub": token.subject, "tool": tool, "token_sha256": hashlib.sha256(token.token.encode()).hexdigest()}
+        if keep_tokens:
+            entry["token"] = token.token
         if record is not None:
             with record.open("a") as out:
                 out.write(json.dumps(entry) + "\n")
@@ -98,11 +101,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--issuer", required=True)
     parser.add_argument("--record", type=Path)
+    parser.add_argument("--keep-tokens", action="store_true")
     args = parser.parse_args(argv)
     url = f"http://127.0.0.1:{args.port}/mcp"
     import uvicorn
 
-    app = build(args.issuer, url, args.record).streamable_http_app()
+    app = build(args.issuer, url, args.record, args.keep_tokens).streamable_http_app()
     uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning")
 
 

@@ -247,7 +247,8 @@ class PortalConfig(_Model):
 
     @model_validator(mode="after")
     def _connections_key(self) -> PortalConfig:
-        if (problem := key_problem(self.connections, sorted(self.oauth_servers()))) is not None:
+        stored = sorted(name for name, oauth in self.oauth_servers().items() if oauth.token_exchange is None)
+        if (problem := key_problem(self.connections, stored)) is not None:
             raise PydanticCustomError("connections_key", problem)
         return self
 
@@ -277,6 +278,8 @@ class PortalConfig(_Model):
         for oauth in self.oauth_servers().values():
             if oauth.client_secret is not None:
                 values.add(oauth.client_secret.get_secret_value())
+            if oauth.token_exchange is not None:
+                values.add(oauth.token_exchange.client_secret.get_secret_value())
         return {value for value in values if value}
 
     def state_folder(self, environ: Mapping[str, str]) -> Path:

@@ -9,6 +9,14 @@ servers:
       client_id: ${LINEAR_CLIENT_ID}        # optional: a client registered by hand (else CIMD, else registration)
       client_secret: ${LINEAR_CLIENT_SECRET}
       redirect_uri: https://portal.example.com/oauth/callback   # where remote users come back (the portal serves it)
+  crm:
+    url: https://crm.example.com/mcp
+    oauth:
+      token_exchange:                       # RFC 8693: the caller's sign-in token (`auth:`) is exchanged, no consent
+        client_id: portal-exchange          # the portal's client at the server's authorization server
+        client_secret: ${CRM_EXCHANGE_SECRET}
+        issuer: https://login.example.com   # its metadata names the token endpoint (or `token_endpoint:`)
+        audience: crm-api                   # optional; `resource` defaults to the server's url (RFC 8707)
 connections:
   key: ${PORTAL_CONNECTIONS_KEY}            # from the secrets file: encrypts every stored token
 ```
@@ -18,8 +26,9 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 
 from portal_mcp.config.base import _Model
 
@@ -34,6 +43,54 @@ def _url(value: str | None, what: str, *, https: bool = False) -> str | None:
     if not _HTTP_URL.fullmatch(value) or (https and not value.startswith("https://")):
         scheme = "an https://" if https else "an http:// or https://"
         raise ValueError(f"{what} {value!r} must be {scheme} URL")
+    return value
+
+
+class TokenExchangeConfig(_Model):
+    """RFC 8693 token exchange: a caller signed in with the organisation's identity provider (`auth:`) reaches the
+    server with a token the server's authorization server issues in exchange for theirs: no consent, no `login`."""
+
+    client_id: str = Field(
+        description="the portal's client at the authorization server, allowed the token-exchange grant"
+    )
+    client_secret: SecretStr = Field(repr=False, description="that client's secret, from the secrets file (`${NAME}`)")
+    auth_method: Literal["client_secret_basic", "client_secret_post"] = Field(
+        default="client_secret_basic", description="how the client authenticates at the token endpoint"
+    )
+    token_endpoint: str | None = Field(
+        default=None, description="where to exchange (default: from `issuer`'s metadata)"
+    )
+    issuer: str | None = Field(
+        default=None,
+        description="the authorization server, whose RFC 8414 / OpenID metadata names the token endpoint (default: the "
+        "first one the server's RFC 9728 metadata names)",
+    )
+    resource: str | None = Field(
+        default=None, description="the RFC 8707 resource asked for (default: the server's url)"
+    )
+    audience: str | None = Field(default=None, description="the RFC 8693 `audience` asked for (default: none sent)")
+    scopes: list[str] = Field(
+        default_factory=list, description="scopes asked for (default: what the client is allowed)"
+    )
+
+    @field_validator("token_endpoint", "issuer", "resource")
+    @classmethod
+    def _urls(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return _url(value, str(info.field_name))
+
+    @field_validator("scopes")
+    @classmethod
+    def _scopes(cls, value: list[str]) -> list[str]:
+        return _checked_scopes(value)
+
+    def scope(self) -> str | None:
+        return " ".join(self.scopes) or None
+
+
+def _checked_scopes(value: list[str]) -> list[str]:
+    for scope in value:
+        if not _SCOPE.fullmatch(scope):
+            raise ValueError(f"scope {scope!r} must be printable ASCII without spaces, quotes or backslashes")
     return value
 
 
@@ -58,13 +115,28 @@ class OAuthConfig(_Model):
         "portal; none: only `portal-mcp login` (a loopback redirect) connects",
     )
 
+    token_exchange: TokenExchangeConfig | None = Field(
+        default=None,
+        description="exchange the caller's sign-in token for one of this server (RFC 8693) instead of asking each "
+        "user to connect",
+    )
+
     @field_validator("scopes")
     @classmethod
     def _scopes(cls, value: list[str]) -> list[str]:
-        for scope in value:
-            if not _SCOPE.fullmatch(scope):
-                raise ValueError(f"scope {scope!r} must be printable ASCII without spaces, quotes or backslashes")
-        return value
+        return _checked_scopes(value)
+
+    @model_validator(mode="after")
+    def _one_way(self) -> OAuthConfig:
+        if self.token_exchange is not None:
+            mixed = [key for key in ("scopes", "client_id", "client_secret", "client_metadata_url", "redirect_uri")
+                     if key in self.model_fields_set]  # fmt: skip
+            if mixed:
+                raise ValueError(
+                    f"`token_exchange` replaces connecting each user's account, so {', '.join(mixed)} do not apply "
+                    "beside it: move the client and scopes into `token_exchange:`, or drop `token_exchange`"
+                )
+        return self
 
     @field_validator("client_metadata_url")
     @classmethod

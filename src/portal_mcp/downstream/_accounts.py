@@ -3,7 +3,8 @@
 An `oauth:` server is a per-user server (like one whose headers say `${user.KEY}`): each calling user has their own
 link, authenticated with their own stored tokens. Its tools are listed by the `list_as` user's link, else by the
 first user who connected (the earliest stored connection), else by the local user's (which fails until someone
-connects, and is retried in the background).
+connects, and is retried in the background). A server with `oauth: {token_exchange: ...}` needs no stored connection:
+each user's sign-in token is exchanged for one of the server (`_token_exchange`).
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ from portal_mcp.config import RemoteServerConfig, ServerConfig
 from portal_mcp.control.audit_store.connections import ConnectionStore
 from portal_mcp.control.credentials import Redactor
 from portal_mcp.downstream._connect import Connector
+from portal_mcp.downstream._link import Link
 from portal_mcp.downstream._oauth import StoredConnection, UserAuth, oauth_of
-from portal_mcp.errors import ConnectionNeededError
+from portal_mcp.downstream._token_exchange import LISTING, ExchangeAuth, Exchanges
+from portal_mcp.errors import ConnectionNeededError, DownstreamError
 
 
 class Accounts:
@@ -32,8 +35,12 @@ class Accounts:
         self._servers = {
             name: config
             for name, config in servers.items()
-            if isinstance(config, RemoteServerConfig) and config.oauth is not None and not config.disabled
+            if isinstance(config, RemoteServerConfig)
+            and config.oauth is not None
+            and config.oauth.token_exchange is None
+            and not config.disabled
         }
+        self.exchanges = Exchanges(servers, redactor)
         self._local_user = local_user
         self.connector: Connector | None = None
         self._auths: dict[tuple[str, str], UserAuth] = {}
@@ -44,15 +51,23 @@ class Accounts:
         return self._store
 
     def manages(self, server: str) -> bool:
-        return self._store is not None and server in self._servers
+        return server in self.exchanges or (self._store is not None and server in self._servers)
+
+    def linked(self, server: str, link: Link) -> Link:
+        """`link` (the server's own); an exchange server's wakes up to list its tools when someone signs in."""
+        if server in self.exchanges:
+            self.exchanges.subjects.listeners.append(lambda user: link.retry_soon())
+        return link
 
     def start(self, task_group: anyio.abc.TaskGroup) -> None:
         if self._store is not None and self._servers:
             self.connector = Connector(self._store, self._servers, task_group)
 
-    async def listing(self, server: str) -> tuple[str, UserAuth]:
+    async def listing(self, server: str) -> tuple[str, UserAuth | ExchangeAuth]:
         """Whose connection lists the tools of `server` (`list_as`, else the user whose connection is the oldest,
-        else the local user), and their auth."""
+        else the local user; an exchange server: whoever signed in last), and their auth."""
+        if server in self.exchanges:
+            return LISTING, self.exchanges.auth(server, LISTING)
         user = self._servers[server].list_as
         if user is None:
             rows = await anyio.to_thread.run_sync(self.store.listing)
@@ -60,8 +75,10 @@ class Accounts:
             user = connected[0][1] if connected else self._local_user
         return user, self.auth(server, user)
 
-    def auth(self, server: str, user: str) -> UserAuth:
+    def auth(self, server: str, user: str) -> UserAuth | ExchangeAuth:
         """`user`'s auth for `server`, one per (server, user): their links share its refreshed tokens."""
+        if server in self.exchanges:
+            return self.exchanges.auth(server, user)
         key = (server, user)
         found = self._auths.get(key)
         if found is None:
@@ -75,27 +92,37 @@ class Accounts:
         since this portal last read it (connected again, refreshed by another replica) is read again before the call."""
         if not self.manages(server):
             return False
+        if server in self.exchanges:
+            await self.exchanges.prepare(server, user)  # a TokenExchangeError says why not
+            return True
         if user is None:
             raise ConnectionNeededError(server, "(nobody)", reason="the call has no user")
         sealed = await anyio.to_thread.run_sync(self.store.raw, user, server)
         if sealed is None:
             raise await self.needed(server, user)
         auth = self.auth(server, user)
+        assert isinstance(auth, UserAuth)
         if auth.seen != sealed:
             auth.reload()
             auth.seen = sealed
         return True
 
     def take_lost(self, server: str, user: str) -> bool:
-        """Whether `user`'s grant for `server` turned out revoked or expired; their auth reads the store again."""
+        """Whether `user`'s grant for `server` turned out revoked or expired (their auth reads the store again), or
+        the exchange for their token failed."""
+        if server in self.exchanges:
+            return self.exchanges.failed(server, user)
         auth = self._auths.get((server, user))
         if auth is None or not auth.lost:
             return False
         auth.reload()
         return True
 
-    async def needed(self, server: str, user: str, *, reconnect: bool = False) -> ConnectionNeededError:
-        """The error telling `user` to connect, with a live authorization URL when the portal serves the callback."""
+    async def needed(self, server: str, user: str, *, reconnect: bool = False) -> DownstreamError:
+        """The error telling `user` to connect, with a live authorization URL when the portal serves the callback
+        (an exchange server: why the exchange failed)."""
+        if server in self.exchanges and (failure := self.exchanges.take_failure(server, user)) is not None:
+            return failure
         redirect = oauth_of(self._servers[server]).redirect_uri
         url = None
         if redirect is not None and self.connector is not None:

@@ -155,6 +155,11 @@ class Link(CallPath, Relisting):
         # Looked up at call time: `_serve` replaces the event after every wake-up.
         self._wake.set()
 
+    def retry_soon(self) -> None:
+        """A failed or down link tries again now instead of at its next background retry."""
+        if not self._closing and self._client is None and self._given_up_at is not None:
+            self._cycle_wanted.set()
+
     @property
     def closing(self) -> bool:
         return self._closing

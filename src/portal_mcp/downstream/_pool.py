@@ -158,8 +158,8 @@ class DownstreamPool:
                     if pump is not None and pump.available:
                         self._pumps.append(pump)
                         task_group.start_soon(pump.run)
-                    self._links[name] = Link(
-                        name, target, hooks, pump, self._down_retry_after, self._relist_every, auth
+                    self._links[name] = self.accounts.linked(
+                        name, Link(name, target, hooks, pump, self._down_retry_after, self._relist_every, auth)
                     )
             if self._needs:
                 task_group.start_soon(self._close_idle_links)

@@ -60,8 +60,15 @@ def _quoted(value: str) -> str:
 class OAuthEdge:
     """OAuth at the HTTP edge for one `auth:` section (see the module docstring)."""
 
-    def __init__(self, config: AuthConfig, resolve: Callable[[str, tuple[str, ...]], Principal]) -> None:
+    def __init__(
+        self,
+        config: AuthConfig,
+        resolve: Callable[[str, tuple[str, ...]], Principal],
+        on_token: Callable[[str, str, float | None], None] | None = None,
+    ) -> None:
+        """`on_token(user, token, expires_at)` is told each bearer token let in (token exchange starts from it)."""
         self.config = config
+        self._on_token = on_token
         self.authenticator = Authenticator(config)
         self._resolve = resolve
         self.metadata_url = self._metadata_url()
@@ -140,4 +147,6 @@ class OAuthEdge:
             logger.info("token refused: %s", exc.reason, extra={"event": "token_refused"})
             raise
         principal = self._resolve(identity.user, identity.groups)
+        if token and self._on_token is not None:  # a proxy's assertion is not an access token: never exchanged
+            self._on_token(principal.name, token.decode("ascii"), identity.expires_at)
         return principal, session_owner(principal.name, identity.subject.encode())

@@ -301,7 +301,7 @@ class PortalServer:
         )
         guard = TransportSecurityMiddleware(security)
         authenticated = bool(static_tokens(http)) or auth is not None
-        oauth = OAuthEdge(auth, self.portal.principal) if auth is not None else None
+        oauth = OAuthEdge(auth, self.portal.principal, self.portal.pool.accounts.exchanges.remember) if auth else None
         operators = frozenset(http.operator_groups)
 
         def operator(request: Request) -> bool:  # with tokens, only `http.operator_groups` members see the details

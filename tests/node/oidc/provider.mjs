@@ -8,6 +8,14 @@
 //                           resource asked for (no browser, no form): a test "browser" only follows redirects.
 //   POST /_test/keys        {"keys": [private JWKs]}: a new provider with these signing keys replaces the old one on
 //                           the same port (key rotation; grants and tokens of the old one are forgotten).
+//   POST /_test/revoke-exchanged {"sub": USER}: every token issued by token exchange for USER is revoked.
+//
+// Token exchange (RFC 8693, grant urn:ietf:params:oauth:grant-type:token-exchange) for clients allowed that grant:
+// the subject_token must be an access token this provider issued (a JWT it signed, with its issuer, not expired, or
+// an opaque one it still holds) for a known user; the new access token is for that user (sub) and the one requested
+// `resource` (its audience, scopes and format). `settings.exchange.refuse: [USER...]` refuses those users' tokens
+// (invalid_grant), as a policy of a real authorization server would.
+import crypto from 'node:crypto';
 import http from 'node:http';
 
 import Provider, { errors } from 'oidc-provider';
@@ -31,6 +39,78 @@ function userClaims(accountId) {
   return claims;
 }
 
+const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
+const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
+const exchanged = new Map(); // sub -> the values of the tokens exchanged for that user
+
+function resourceServerInfo(indicator) {
+  const resource = resources[indicator];
+  if (!resource) throw new errors.InvalidTarget(`unknown resource ${indicator}`);
+  const info = { scope: resource.scope ?? '', audience: resource.audience ?? indicator };
+  if (resource.ttl) info.accessTokenTTL = resource.ttl;
+  if ((resource.format ?? 'jwt') === 'jwt') {
+    info.accessTokenFormat = 'jwt';
+    info.jwt = { sign: { alg: resource.alg ?? 'RS256' } };
+  } else {
+    info.accessTokenFormat = 'opaque';
+  }
+  return info;
+}
+
+// The user a JWT access token signed by one of `jwks` names (RS256, this issuer, not expired), else undefined.
+function jwtSubject(token, jwks, issuer) {
+  const [head, body, signature] = token.split('.');
+  let header;
+  let claims;
+  try {
+    header = JSON.parse(Buffer.from(head, 'base64url'));
+    claims = JSON.parse(Buffer.from(body, 'base64url'));
+  } catch {
+    return undefined;
+  }
+  const jwk = jwks.keys.find((key) => key.kid === header.kid);
+  if (!jwk || header.alg !== 'RS256') return undefined;
+  const { d, p, q, dp, dq, qi, ...publicJwk } = jwk;
+  const key = crypto.createPublicKey({ key: publicJwk, format: 'jwk' });
+  const signed = crypto.verify('RSA-SHA256', Buffer.from(`${head}.${body}`), key, Buffer.from(signature, 'base64url'));
+  if (!signed || claims.iss !== issuer || !(claims.exp > Date.now() / 1000)) return undefined;
+  return claims.sub;
+}
+
+function tokenExchange(provider, jwks) {
+  return async function tokenExchangeHandler(ctx) {
+    const { params, client } = ctx.oidc;
+    if (params.subject_token_type !== ACCESS_TOKEN_TYPE) {
+      throw new errors.InvalidRequest(`subject_token_type must be ${ACCESS_TOKEN_TYPE}`);
+    }
+    const subjectToken = params.subject_token ?? '';
+    const sub = subjectToken.split('.').length === 3
+      ? jwtSubject(subjectToken, jwks, provider.issuer)
+      : (await provider.AccessToken.find(subjectToken))?.accountId;
+    if (!sub || !users[sub]) throw new errors.InvalidGrant('the subject token is invalid, expired or not issued here');
+    if ((settings.exchange?.refuse ?? []).includes(sub)) {
+      throw new errors.InvalidGrant('token exchange is not permitted for this user');
+    }
+    const indicator = params.resource;
+    if (typeof indicator !== 'string') throw new errors.InvalidTarget('exactly one resource is required');
+    const resourceServer = new provider.ResourceServer(indicator, resourceServerInfo(indicator));
+    const allowed = new Set(resourceServer.scope.split(' ').filter(Boolean));
+    const asked = (params.scope ?? '').split(' ').filter(Boolean);
+    const scope = (asked.length ? asked.filter((s) => allowed.has(s)) : [...allowed]).join(' ');
+    const token = new provider.AccessToken({ accountId: sub, client, scope: scope || undefined });
+    token.resourceServer = resourceServer;
+    const value = await token.save();
+    exchanged.set(sub, [...(exchanged.get(sub) ?? []), value]);
+    ctx.body = {
+      access_token: value,
+      issued_token_type: ACCESS_TOKEN_TYPE,
+      token_type: 'Bearer',
+      expires_in: token.expiration,
+      scope: token.scope,
+    };
+  };
+}
+
 function build(issuer, jwks) {
   const provider = new Provider(issuer, {
     clients: settings.clients ?? [],
@@ -42,7 +122,8 @@ function build(issuer, jwks) {
     clientBasedCORS: () => true,
     pkce: { required: () => true },
     ttl: {
-      AccessToken: settings.ttl?.AccessToken ?? 300,
+      // A resource's own `ttl` wins (token exchange issues tokens of several lifetimes from one provider).
+      AccessToken: (_ctx, token) => token.resourceServer?.accessTokenTTL ?? settings.ttl?.AccessToken ?? 300,
       ClientCredentials: settings.ttl?.ClientCredentials ?? 300,
       RefreshToken: settings.ttl?.RefreshToken ?? 3600,
       AuthorizationCode: 60,
@@ -67,22 +148,15 @@ function build(issuer, jwks) {
         enabled: true,
         defaultResource: async () => settings.defaultResource ?? undefined,
         useGrantedResource: async () => true,
-        getResourceServerInfo: async (_ctx, indicator) => {
-          const resource = resources[indicator];
-          if (!resource) throw new errors.InvalidTarget(`unknown resource ${indicator}`);
-          const info = { scope: resource.scope ?? '', audience: resource.audience ?? indicator };
-          if (resource.ttl) info.accessTokenTTL = resource.ttl;
-          if ((resource.format ?? 'jwt') === 'jwt') {
-            info.accessTokenFormat = 'jwt';
-            info.jwt = { sign: { alg: resource.alg ?? 'RS256' } };
-          } else {
-            info.accessTokenFormat = 'opaque';
-          }
-          return info;
-        },
+        getResourceServerInfo: async (_ctx, indicator) => resourceServerInfo(indicator),
       },
     },
   });
+  provider.registerGrantType(
+    TOKEN_EXCHANGE,
+    tokenExchange(provider, jwks),
+    ['subject_token', 'subject_token_type', 'requested_token_type', 'resource', 'audience', 'scope'],
+  );
   provider.on('server_error', (_ctx, error) => { process.stderr.write(`server_error: ${error.stack}\n`); });
   return { provider, handle: provider.callback() };
 }
@@ -128,6 +202,12 @@ const server = http.createServer(async (req, res) => {
     } else if (req.method === 'POST' && req.url === '/_test/keys') {
       const body = await readJson(req);
       current = build(provider.issuer, { keys: body.keys });
+      res.writeHead(204);
+      res.end();
+    } else if (req.method === 'POST' && req.url === '/_test/revoke-exchanged') {
+      const { sub } = await readJson(req);
+      for (const value of exchanged.get(sub) ?? []) await (await provider.AccessToken.find(value))?.destroy();
+      exchanged.delete(sub);
       res.writeHead(204);
       res.end();
     } else {

@@ -38,6 +38,8 @@ class Identity:
     groups: tuple[str, ...]
     scopes: frozenset[str]
     subject: str
+    expires_at: float | None = None
+    """The token's `exp` (what a token exchange for this caller may rely on until)."""
 
 
 @dataclass(frozen=True)
@@ -89,7 +91,9 @@ class Rules:
             groups = groups.replace(",", " ").split()
         found = tuple(dict.fromkeys(g for g in groups if isinstance(g, str))) if isinstance(groups, list) else ()
         subject = hashlib.sha256(f"{self.issuer}\n{user}".encode()).hexdigest()[:32]
-        return Identity(user, found, frozenset(have), subject)
+        exp = claims.get("exp")
+        expires = float(exp) if isinstance(exp, int | float) and not isinstance(exp, bool) else None
+        return Identity(user, found, frozenset(have), subject, expires)
 
 
 def claim_at(claims: Mapping[str, Any], name: str) -> Any:
