@@ -10,12 +10,14 @@ protected MCP server, accepting only tokens for its own audience (introspection)
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import anyio
 import httpx2
@@ -32,9 +34,10 @@ from tests.portals import authorised_client, portal_command, started, wait_until
 from tests.servers import free_port
 
 GRANT = "urn:ietf:params:oauth:grant-type:token-exchange"
-EXCHANGER = {
-    "client_id": "portal-exchange",
-    "client_secret": "portal-exchange-secret-0123456789",
+EXCHANGE_ID, EXCHANGE_SECRET = "portal-exchange", "portal-exchange-secret-0123456789"
+EXCHANGER: dict[str, Any] = {
+    "client_id": EXCHANGE_ID,
+    "client_secret": EXCHANGE_SECRET,
     "token_endpoint_auth_method": "client_secret_basic",
     "grant_types": [GRANT],
     "response_types": [],
@@ -86,7 +89,7 @@ async def stack(folder: Path, *, ttl: int = 300) -> AsyncIterator[Stack]:
     """The provider, the protected server (its tokens live `ttl` seconds) and a portal exchanging tokens for it."""
     port, down_port = free_port(), free_port()
     portal, downstream = f"http://127.0.0.1:{port}/mcp", f"http://127.0.0.1:{down_port}/mcp"
-    resources = {
+    resources: dict[str, dict[str, Any]] = {
         portal: {"scope": "mcp:tools"},
         downstream: {"scope": "mcp:tools", "format": "opaque", "ttl": ttl},
     }
@@ -116,12 +119,12 @@ servers:
     known_tools: tools.json
     oauth:
       token_exchange:
-        client_id: {EXCHANGER["client_id"]}
+        client_id: {EXCHANGE_ID}
         client_secret: ${{EXCHANGE_SECRET}}
         issuer: {idp.issuer}
 """
             )
-            env = {"CAROL_TOKEN": CAROL_TOKEN, "EXCHANGE_SECRET": EXCHANGER["client_secret"]}
+            env = {"CAROL_TOKEN": CAROL_TOKEN, "EXCHANGE_SECRET": EXCHANGE_SECRET}
             log = folder / "portal.log"
             async with started(portal_command(config, "127.0.0.1", port), log, env=env) as process:
                 with anyio.fail_after(30):
@@ -150,6 +153,7 @@ async def test_two_signed_in_users_reach_the_server_each_with_their_own_exchange
     assert made[0]["token"] != made[1]["token"]
     assert {alice, bob}.isdisjoint(call["token"] for call in made)
     assert log.count("exchanged user 'alice'") == 1 and log.count("exchanged user 'bob'") == 1, log
+    assert "server 'protected': is up after retrying" in log  # listed with the first signed-in user's exchange
     for token in {alice, bob, *(call["token"] for call in made)}:
         assert token not in log and token.encode() not in audit
         assert token not in "".join(seen)
@@ -197,7 +201,7 @@ async def test_a_refused_exchange_and_a_static_token_user_get_typed_errors_sayin
 
 async def test_check_probes_the_token_endpoint_with_the_configured_client(tmp_path: Path) -> None:
     async with stack(tmp_path) as s:
-        good = _server(s, EXCHANGER["client_secret"])
+        good = _server(s, EXCHANGE_SECRET)
         wrong = _server(s, "not-the-secret-0123456789")
         redactor = Redactor()
         exchanges = Exchanges({"good": good, "wrong": wrong}, redactor)
@@ -212,7 +216,15 @@ async def test_check_probes_the_token_endpoint_with_the_configured_client(tmp_pa
             exchanges.remember("bob", await s.token("bob"), None)
             with pytest.raises(TokenExchangeError) as bad_client:
                 await exchanges.prepare("wrong", "bob")
+            checked = await anyio.run_process(
+                [sys.executable, "-m", "portal_mcp", "check", "--config", str(s.folder / "portal.yaml")],
+                env={**os.environ, "CAROL_TOKEN": CAROL_TOKEN, "EXCHANGE_SECRET": EXCHANGE_SECRET, "COLUMNS": "300"},
+                check=False,
+            )
     assert ready.startswith("ready: ") and GRANT not in ready, ready
+    output = checked.stdout.decode()
+    assert "token exchange protected: ready" in output and checked.returncode == 0, output + checked.stderr.decode()
+    assert EXCHANGE_SECRET not in output
     assert "invalid_client" in refused, refused
     assert nobody.value.kind == "no_token" and "erin" in str(nobody.value)
     assert bad_client.value.kind == "config" and "invalid_client" in str(bad_client.value)
@@ -224,9 +236,7 @@ def _server(s: Stack, secret: str) -> RemoteServerConfig:
     config = RemoteServerConfig.model_validate(
         {
             "url": s.downstream,
-            "oauth": {
-                "token_exchange": {"client_id": EXCHANGER["client_id"], "client_secret": secret, "issuer": s.idp.issuer}
-            },
+            "oauth": {"token_exchange": {"client_id": EXCHANGE_ID, "client_secret": secret, "issuer": s.idp.issuer}},
         }
     )
     return config

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from portal_mcp.cli.common import CONFIG_OPTION, USER_OPTION, as_user, load, open_portal, out, progress_bar, run
 from portal_mcp.control.audit import MemoryAuditSink
+from portal_mcp.downstream import probe_exchange
 
 
 @click.command()
@@ -26,6 +27,8 @@ def check(config_path: Path | None) -> None:
             statuses = portal.statuses()
             layers = dict(portal.sandbox.layers)
             unmatched = portal.unmatched()
+            exchangers = portal.pool.accounts.exchanges.exchangers
+            exchanges = {name: await probe_exchange(exchanger) for name, exchanger in exchangers.items()}
         table = Table(title=f"{config.source}")
         for column in ("server", "transport", "status", "tools", "connect ms", "problem"):
             table.add_column(column, overflow="fold")
@@ -44,7 +47,12 @@ def check(config_path: Path | None) -> None:
         for problem in unmatched:
             kind = "search" if ".search." in problem else "policy"
             out.print(f"[yellow]{kind}:[/yellow] {problem} (a typo? it has no effect)", highlight=False)
-        return 1 if unmatched or any(s.state in ("failed", "down") for s in statuses) else 0
+        for name, answer in exchanges.items():
+            colour = "green" if answer.startswith("ready") else "red"
+            out.print(f"[{colour}]token exchange[/{colour}] {name}: {answer}", highlight=False)
+        exchange_failed = any(not answer.startswith("ready") for answer in exchanges.values())
+        failed = any(s.state in ("failed", "down") and s.name not in exchanges for s in statuses)
+        return 1 if unmatched or failed or exchange_failed else 0
 
     run(checking)
 

@@ -21,7 +21,8 @@ request from the caller's task, resending one that never left), `_listing` (page
 processes), `_events` (what a link reports to the pool), `_asking` (a server's questions and progress, to
 the run whose call it is serving); users' own OAuth accounts (`oauth:` servers): `_oauth` (the SDK's OAuth client
 with the stored connection), `_accounts` (the pool's side), `_connect` (connect flows waiting for a browser,
-revocation), `_login` (`portal-mcp login`'s loopback redirect, the callback page).
+revocation), `_login` (`portal-mcp login`'s loopback redirect, the callback page); `_token_exchange` (RFC 8693:
+a signed-in caller's token exchanged for one of an `oauth: {token_exchange: ...}` server, no consent).
 """
 
 from portal_mcp.catalog.status import ServerState, ServerStatus, TransportKind
@@ -32,6 +33,7 @@ from portal_mcp.downstream._listing import Extras
 from portal_mcp.downstream._login import complete_from, login
 from portal_mcp.downstream._pool import DownstreamPool
 from portal_mcp.downstream._starting import await_starting, unlisted
+from portal_mcp.downstream._token_exchange import probe as probe_exchange
 
 __all__ = [
     "DECLINED",
@@ -49,5 +51,6 @@ __all__ = [
     "complete_from",
     "disconnect",
     "login",
+    "probe_exchange",
     "unlisted",
 ]
