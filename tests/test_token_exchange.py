@@ -185,6 +185,22 @@ async def test_a_token_the_server_refuses_is_exchanged_again_once(tmp_path: Path
     assert len(tokens) == 2 and tokens[0] != tokens[1]
 
 
+async def test_a_refused_exchange_after_the_server_refused_the_token_tells_the_user_to_sign_in_again(
+    tmp_path: Path,
+) -> None:
+    async with stack(tmp_path) as s:
+        alice = await s.token("alice")
+        with anyio.fail_after(60):
+            assert await s.run(alice, WHOAMI) == "alice"
+            async with httpx2.AsyncClient() as http:
+                await http.post(f"{s.idp.issuer}/_test/revoke-exchanged", json={"sub": "alice", "refuse": True})
+            refused = await s.run(alice, WHOAMI)
+            again = await s.run(alice, WHOAMI)  # nothing cached: the exchange before the call is refused
+    assert "refused their token (invalid_grant" in refused and "sign in to the portal again" in refused, refused
+    assert "refused their token (invalid_grant" in again, again
+    assert len(calls(s.record)) == 1
+
+
 async def test_a_refused_exchange_and_a_static_token_user_get_typed_errors_saying_what_to_do(tmp_path: Path) -> None:
     async with stack(tmp_path) as s:
         dave = await s.token("dave")  # the authorization server's policy refuses to exchange dave's tokens
@@ -192,7 +208,7 @@ async def test_a_refused_exchange_and_a_static_token_user_get_typed_errors_sayin
             refused = await s.run(dave, WHOAMI)
             static = await s.run(CAROL_TOKEN, WHOAMI)
         log = s.log()
-    assert "TokenExchangeError" in refused or "exchanged for a token of the server" in refused, refused
+    assert "exchange each user's own sign-in for a token of the server (RFC 8693); for user 'dave'" in refused, refused
     assert "refused their token (invalid_grant" in refused and "sign in to the portal again" in refused, refused
     assert "static bearer token" in static and "access token from its identity provider" in static, static
     assert calls(s.record) == []

@@ -206,10 +206,11 @@ class TokenExchangeError(DownstreamError):
             "authorization server (`portal-mcp check` shows the answer)",
             "unreachable": "try again later; `portal-mcp check` shows whether the authorization server answers",
         }[kind]
+        who = f"for user {user!r}, " if user else ""
         super().__init__(
             server,
-            f"calls to this server use user {user!r}'s own sign-in, exchanged for a token of the server (RFC 8693), "
-            f"and {reason}: {fix}",
+            f"calls to this server exchange each user's own sign-in for a token of the server (RFC 8693); "
+            f"{who}{reason}: {fix}",
         )
 
 

@@ -47,6 +47,11 @@ def oauth_server(config: PortalConfig, name: str) -> RemoteServerConfig:
     if not isinstance(server, RemoteServerConfig) or server.oauth is None or server.disabled:
         known = ", ".join(sorted(config.oauth_servers())) or "none"
         raise ConfigError(f"server {name!r} is not an enabled server with `oauth:` (those are: {known})")
+    if server.oauth.token_exchange is not None:
+        raise ConfigError(
+            f"server {name!r} uses `oauth.token_exchange`: users reach it with their portal sign-in (exchanged for a "
+            "token of the server), so there is no account to connect or revoke"
+        )
     return server
 
 

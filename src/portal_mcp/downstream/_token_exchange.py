@@ -100,8 +100,6 @@ class Exchanger:
         self._endpoint = self.settings.token_endpoint
         self._tokens: dict[str, _Token] = {}
         self._locks: dict[str, anyio.Lock] = {}
-        self.exchanges = 0
-        """How many exchanges were made (tests and `check`)."""
 
     async def token(self, user: str) -> str:
         """`user`'s exchanged token: the cached one while usable, else a new exchange (one at a time per user)."""
@@ -167,7 +165,7 @@ class Exchanger:
                 "the portal holds no valid access token of theirs from its identity provider (they called with a "
                 "static bearer token, over stdio, or their sign-in expired)",
             )
-        async with httpx2.AsyncClient(timeout=_TIMEOUT, headers=dict(self.config.headers)) as http:
+        async with httpx2.AsyncClient(timeout=_TIMEOUT) as http:
             try:
                 endpoint = await self.endpoint(http)
             except DiscoveryError as exc:
@@ -181,12 +179,11 @@ class Exchanger:
                 ) from None
         answer = self._answer(response, user)
         value, token_type, expires_in = answer.get("access_token"), answer.get("token_type"), answer.get("expires_in")
-        if not isinstance(value, str) or not value or str(token_type).lower() not in ("bearer", "n_a"):
+        if not isinstance(value, str) or not value or str(token_type).lower() != "bearer":
             raise TokenExchangeError(
                 self.server, user, "config", "the authorization server's answer holds no bearer token"
             )
         self._redactor.add([value])
-        self.exchanges += 1
         good_until = None
         if isinstance(expires_in, int | float) and not isinstance(expires_in, bool):
             good_until = time.time() + expires_in - min(_MARGIN, expires_in / 5)
@@ -243,7 +240,7 @@ class ExchangeAuth(httpx2.Auth):
         if user is None:
             raise TokenExchangeError(
                 self._exchanger.server,
-                "(the listing)",
+                "",
                 "no_token",
                 "nobody has signed in to the portal with its identity provider since it started, so there is no token "
                 "to exchange for listing its tools; they are listed after the first signed-in user's request",
@@ -312,7 +309,7 @@ class Exchanges:
     async def prepare(self, server: str, user: str | None) -> None:
         """Before a call: `user`'s exchanged token for `server` (cached or new), or the `TokenExchangeError` why not."""
         if user is None or user == LISTING:
-            raise TokenExchangeError(server, str(user), "no_token", "the call has no signed-in user")
+            raise TokenExchangeError(server, "", "no_token", "the call has no signed-in user")
         self.auth(server, user).failure = None
         await self.exchangers[server].token(user)
 
@@ -331,7 +328,7 @@ class Exchanges:
 async def probe(exchanger: Exchanger) -> str:
     """`portal-mcp check`: ask the token endpoint to exchange a token that is not one. An authorization server that
     authenticated the client and supports the grant answers `invalid_grant` (ready); anything else names the problem."""
-    async with httpx2.AsyncClient(timeout=_TIMEOUT, headers=dict(exchanger.config.headers)) as http:
+    async with httpx2.AsyncClient(timeout=_TIMEOUT) as http:
         try:
             endpoint = await exchanger.endpoint(http)
         except DiscoveryError as exc:

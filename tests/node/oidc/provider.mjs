@@ -8,7 +8,8 @@
 //                           resource asked for (no browser, no form): a test "browser" only follows redirects.
 //   POST /_test/keys        {"keys": [private JWKs]}: a new provider with these signing keys replaces the old one on
 //                           the same port (key rotation; grants and tokens of the old one are forgotten).
-//   POST /_test/revoke-exchanged {"sub": USER}: every token issued by token exchange for USER is revoked.
+//   POST /_test/revoke-exchanged {"sub": USER, "refuse": true}: every token issued by token exchange for USER is
+//                           revoked (and, with `refuse`, their tokens are refused from now on).
 //
 // Token exchange (RFC 8693, grant urn:ietf:params:oauth:grant-type:token-exchange) for clients allowed that grant:
 // the subject_token must be an access token this provider issued (a JWT it signed, with its issuer, not expired, or
@@ -205,7 +206,8 @@ const server = http.createServer(async (req, res) => {
       res.writeHead(204);
       res.end();
     } else if (req.method === 'POST' && req.url === '/_test/revoke-exchanged') {
-      const { sub } = await readJson(req);
+      const { sub, refuse } = await readJson(req);
+      if (refuse) settings.exchange = { ...settings.exchange, refuse: [...(settings.exchange?.refuse ?? []), sub] };
       for (const value of exchanged.get(sub) ?? []) await (await provider.AccessToken.find(value))?.destroy();
       exchanged.delete(sub);
       res.writeHead(204);
