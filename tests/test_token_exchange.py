@@ -25,7 +25,7 @@ import mcp_types as types
 import pytest
 
 from portal_mcp.config import PortalConfig, RemoteServerConfig, parse_config
-from portal_mcp.control.credentials import Redactor
+from portal_mcp.control.credentials import REDACTED, Redactor
 from portal_mcp.downstream._token_exchange import Exchanges, probe
 from portal_mcp.errors import ConfigError, TokenExchangeError
 from tests.oauth_downstream import OAUTH_SERVER, calls
@@ -48,6 +48,7 @@ USERS = {"alice": {"groups": ["eng"]}, "bob": {"groups": ["sales"]}, "dave": {"g
 WHOAMI = "print((await protected.whoami())['sub'])"
 TOOLS = [
     {"name": "whoami", "description": "Who the token of this call belongs to.", "inputSchema": {"type": "object"}},
+    {"name": "bearer", "description": "The bearer token of this call.", "inputSchema": {"type": "object"}},
     {
         "name": "echo",
         "description": "`text` back.",
@@ -111,7 +112,7 @@ async def stack(folder: Path, *, ttl: int = 300) -> AsyncIterator[Stack]:
                 f"""audit: {{sqlite: audit.sqlite}}
 http:
   users:
-    carol: {{token: '${{CAROL_TOKEN}}'}}
+    carol: {{token: '${{CAROL_TOKEN}}', groups: [operators]}}
 auth: {{issuer: {idp.issuer}, resource: {portal}, scopes: [mcp:tools]}}
 servers:
   protected:
@@ -143,10 +144,15 @@ async def test_two_signed_in_users_reach_the_server_each_with_their_own_exchange
         alice, bob = await s.token("alice"), await s.token("bob")
         with anyio.fail_after(60):
             seen = [await s.run(token, WHOAMI) for token in (alice, bob, alice, bob)]
+            leaked = await s.run(alice, "print(await protected.bearer())")  # a server echoing its credential
+            async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {CAROL_TOKEN}"}) as http:
+                metrics = (await http.get(s.portal.removesuffix("/mcp") + "/metrics")).text
         log = s.log()
         audit = (tmp_path / "audit.sqlite").read_bytes()
     assert seen == ["alice", "bob", "alice", "bob"], seen
-    made = calls(s.record)
+    assert leaked == str({"result": REDACTED}), leaked
+    assert 'server="protected"' in metrics, metrics
+    made = [call for call in calls(s.record) if call["tool"] == "whoami"]
     assert [call["sub"] for call in made] == ["alice", "bob", "alice", "bob"]
     # each user's exchanged token is reused (one exchange each), and it is not their sign-in token
     assert made[0]["token"] == made[2]["token"] and made[1]["token"] == made[3]["token"]
@@ -154,8 +160,8 @@ async def test_two_signed_in_users_reach_the_server_each_with_their_own_exchange
     assert {alice, bob}.isdisjoint(call["token"] for call in made)
     assert log.count("exchanged user 'alice'") == 1 and log.count("exchanged user 'bob'") == 1, log
     assert "server 'protected': is up after retrying" in log  # listed with the first signed-in user's exchange
-    for token in {alice, bob, *(call["token"] for call in made)}:
-        assert token not in log and token.encode() not in audit
+    for token in {alice, bob, *(call["token"] for call in calls(s.record))}:
+        assert token not in log and token.encode() not in audit and token not in metrics
         assert token not in "".join(seen)
 
 

@@ -10,6 +10,7 @@ tests/oidc.py), so a revoked grant is refused at once; a token must be active, f
 
 Tools:
 - `whoami()`: the subject (`sub`) and client of the token the call arrived with;
+- `bearer()`: the bearer token of the call itself (a server leaking its credential back);
 - `echo(text)`: `text` back; every call appends `{"sub", "tool", "token_sha256"}` to FILE, so a test sees which user's
   token each call really carried without the token passing through the portal (`--keep-tokens` adds the token
   itself, `token`, so a test can look for it where it must not be).
@@ -86,6 +87,14 @@ def build(issuer: str, url: str, record: Path | None, keep_tokens: bool = False)
     def whoami() -> dict[str, Any]:
         """Who the token of this call belongs to."""
         return note("whoami")
+
+    @server.tool()
+    def bearer() -> str:
+        """The bearer token of this call itself (a server leaking its credential: the portal must redact it)."""
+        note("bearer")
+        token = get_access_token()
+        assert token is not None
+        return token.token
 
     @server.tool()
     def echo(text: str) -> str:
