@@ -43,6 +43,7 @@ EXCHANGER: dict[str, Any] = {
     "response_types": [],
     "redirect_uris": [],
 }
+POSTING = {**EXCHANGER, "client_id": "portal-exchange-post", "token_endpoint_auth_method": "client_secret_post"}
 CAROL_TOKEN = "carol-static-token-0123456789"
 USERS = {"alice": {"groups": ["eng"]}, "bob": {"groups": ["sales"]}, "dave": {"groups": ["eng"]}}
 WHOAMI = "print((await protected.whoami())['sub'])"
@@ -96,7 +97,11 @@ async def stack(folder: Path, *, ttl: int = 300) -> AsyncIterator[Stack]:
     }
     record = folder / "calls.jsonl"
     with OidcProvider.started(
-        resources=resources, users=USERS, clients=[EXCHANGER], scopes=["mcp:tools"], exchange={"refuse": ["dave"]}
+        resources=resources,
+        users=USERS,
+        clients=[EXCHANGER, POSTING],
+        scopes=["mcp:tools"],
+        exchange={"refuse": ["dave"]},
     ) as idp:
         server = await anyio.open_process(
             [sys.executable, str(OAUTH_SERVER), "--port", str(down_port), "--issuer", idp.issuer,
@@ -223,13 +228,25 @@ async def test_a_refused_exchange_and_a_static_token_user_get_typed_errors_sayin
 
 async def test_check_probes_the_token_endpoint_with_the_configured_client(tmp_path: Path) -> None:
     async with stack(tmp_path) as s:
-        good = _server(s, EXCHANGE_SECRET)
-        wrong = _server(s, "not-the-secret-0123456789")
+        servers = {
+            "good": _server(s, {"issuer": s.idp.issuer}),
+            "wrong": _server(s, {"issuer": s.idp.issuer, "client_secret": "not-the-secret-0123456789"}),
+            "discovered": _server(s, {}),  # the authorization server the server's RFC 9728 metadata names
+            "posting": _server(
+                s,
+                {
+                    "client_id": POSTING["client_id"],
+                    "auth_method": "client_secret_post",
+                    "token_endpoint": f"{s.idp.issuer}/token",
+                },
+            ),
+        }
         redactor = Redactor()
-        exchanges = Exchanges({"good": good, "wrong": wrong}, redactor)
+        exchanges = Exchanges(servers, redactor)
         with anyio.fail_after(30):
             ready = await probe(exchanges.exchangers["good"])
             refused = await probe(exchanges.exchangers["wrong"])
+            others = [await probe(exchanges.exchangers[name]) for name in ("discovered", "posting")]
             with pytest.raises(TokenExchangeError) as nobody:
                 await exchanges.prepare("good", "erin")
             subject = await s.token("alice")
@@ -244,6 +261,7 @@ async def test_check_probes_the_token_endpoint_with_the_configured_client(tmp_pa
                 check=False,
             )
     assert ready.startswith("ready: ") and GRANT not in ready, ready
+    assert all(answer.startswith(f"ready: {s.idp.issuer}/token authenticated client") for answer in others), others
     output = checked.stdout.decode()
     assert "token exchange protected: ready" in output and checked.returncode == 0, output + checked.stderr.decode()
     assert EXCHANGE_SECRET not in output
@@ -254,14 +272,9 @@ async def test_check_probes_the_token_endpoint_with_the_configured_client(tmp_pa
     assert subject not in redactor.text(f"log line with {subject}")  # the redactor learnt the sign-in token
 
 
-def _server(s: Stack, secret: str) -> RemoteServerConfig:
-    config = RemoteServerConfig.model_validate(
-        {
-            "url": s.downstream,
-            "oauth": {"token_exchange": {"client_id": EXCHANGE_ID, "client_secret": secret, "issuer": s.idp.issuer}},
-        }
-    )
-    return config
+def _server(s: Stack, exchange: dict[str, str]) -> RemoteServerConfig:
+    settings = {"client_id": EXCHANGE_ID, "client_secret": EXCHANGE_SECRET, **exchange}
+    return RemoteServerConfig.model_validate({"url": s.downstream, "oauth": {"token_exchange": settings}})
 
 
 def test_token_exchange_config_refuses_connect_flow_keys_beside_it_and_needs_no_connections_key(tmp_path: Path) -> None:
@@ -282,9 +295,13 @@ def test_token_exchange_config_refuses_connect_flow_keys_beside_it_and_needs_no_
             "      token_exchange: {client_id: portal, client_secret: s3cret-value-123, token_endpoint: ftp://x}\n"
         )
     assert "token_endpoint" in str(bad_url.value)
-    config = parse(
+    exchanging = (
         "servers:\n  crm:\n    url: https://crm.example.com/mcp\n    oauth:\n"
         "      token_exchange: {client_id: portal, client_secret: s3cret-value-123, audience: crm-api}\n"
     )
+    with pytest.raises(ConfigError) as no_sign_in:
+        parse(exchanging)
+    assert "add `auth: {issuer: ..., resource: ...}`" in str(no_sign_in.value)
+    config = parse(exchanging + "auth: {issuer: https://login.example.com, resource: https://portal.example.com/mcp}\n")
     assert "s3cret-value-123" in config.secret_values()
     assert "s3cret-value-123" not in repr(config)

@@ -250,6 +250,13 @@ class PortalConfig(_Model):
         stored = sorted(name for name, oauth in self.oauth_servers().items() if oauth.token_exchange is None)
         if (problem := key_problem(self.connections, stored)) is not None:
             raise PydanticCustomError("connections_key", problem)
+        exchanging = sorted(name for name, oauth in self.oauth_servers().items() if oauth.token_exchange is not None)
+        if exchanging and (self.auth is None or self.auth.issuer is None):
+            raise PydanticCustomError(
+                "token_exchange",
+                f"servers {', '.join(exchanging)} use `oauth.token_exchange`, which exchanges the access token callers "
+                "sign in to the portal with: add `auth: {issuer: ..., resource: ...}` (docs/oauth.md)",
+            )
         return self
 
     def oauth_servers(self) -> dict[str, OAuthConfig]:
