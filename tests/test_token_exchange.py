@@ -164,6 +164,7 @@ async def test_two_signed_in_users_reach_the_server_each_with_their_own_exchange
     assert made[0]["token"] != made[1]["token"]
     assert {alice, bob}.isdisjoint(call["token"] for call in made)
     assert log.count("exchanged user 'alice'") == 1 and log.count("exchanged user 'bob'") == 1, log
+    assert "failed to start: calls to this server exchange each user's own sign-in" in log  # nobody signed in yet
     assert "server 'protected': is up after retrying" in log  # listed with the first signed-in user's exchange
     for token in {alice, bob, *(call["token"] for call in calls(s.record))}:
         assert token not in log and token.encode() not in audit and token not in metrics

@@ -11,6 +11,7 @@ from mcp.shared.exceptions import MCPError
 
 from portal_mcp.config import RemoteServerConfig, StdioServerConfig
 from portal_mcp.downstream._transports import Watch
+from portal_mcp.errors import DownstreamError
 
 
 def describe(
@@ -24,6 +25,8 @@ def describe(
     `explain` adds what the link knows beyond the exception (its transport's stream errors, its server's stderr).
     """
     leaf = _leaf(exc)
+    if isinstance(leaf, DownstreamError):  # the portal's own (a token exchange the link's auth could not make)
+        return leaf.message
     if isinstance(config, StdioServerConfig):
         if isinstance(leaf, FileNotFoundError):
             if config.cwd is not None and str(leaf.filename) == str(config.cwd):
