@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -271,6 +272,23 @@ async def test_check_probes_the_token_endpoint_with_the_configured_client(tmp_pa
     assert bad_client.value.kind == "config" and "invalid_client" in str(bad_client.value)
     assert "portal-mcp check" in str(bad_client.value)
     assert subject not in redactor.text(f"log line with {subject}")  # the redactor learnt the sign-in token
+
+
+async def test_an_exchanged_token_is_never_used_past_the_users_own_sign_in(tmp_path: Path) -> None:
+    async with stack(tmp_path) as s:
+        exchanges = Exchanges({"protected": _server(s, {"issuer": s.idp.issuer})}, Redactor())
+        exchanger = exchanges.exchangers["protected"]
+        with anyio.fail_after(30):
+            exchanges.remember("alice", await s.token("alice"), time.time() + 1.5)  # her sign-in ends in 1.5 s
+            first = await exchanger.token("alice")
+            assert await exchanger.token("alice") == first  # reused (the exchanged one would live 300 s)
+            await anyio.sleep(1.6)
+            with pytest.raises(TokenExchangeError) as expired:
+                await exchanges.prepare("protected", "alice")
+            exchanges.remember("alice", await s.token("alice"), None)  # she signs in again
+            second = await exchanger.token("alice")
+    assert expired.value.kind == "no_token" and "their sign-in expired" in str(expired.value)
+    assert second != first
 
 
 def _server(s: Stack, exchange: dict[str, str]) -> RemoteServerConfig:
