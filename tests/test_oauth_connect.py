@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import anyio
 import httpx2
@@ -30,6 +31,7 @@ from portal_mcp.control.audit_store.pending import CLAIMED, EXPIRED, OK, WAITING
 from portal_mcp.control.credentials import HELD_GENERATIONS, REDACTED, Redactor
 from portal_mcp.portal import Portal
 from tests.oauth_downstream import browse_and_return, calls, connect, opened_store, protected_server, write_config
+from tests.oidc import Client as OidcClient
 from tests.oidc import OidcProvider, require_oidc_provider
 from tests.portals import STARTUP_TIMEOUT, portal_command, started, wait_until_listening, wait_until_settled
 from tests.servers import free_port
@@ -184,6 +186,39 @@ async def test_nobody_coming_back_from_the_sign_in_gives_the_error_once_the_flow
     assert len(asked) == 1
     assert "user 'bob' could not connect: nobody came back from the authorization server within 1 s" in text, text
     assert calls(record) == []
+
+
+async def test_a_user_whose_grant_was_revoked_is_asked_to_reconnect_and_the_call_is_made_again(tmp_path: Path) -> None:
+    async with protected_server(tmp_path) as (idp, url, record):
+        path = await connect_config(idp, tmp_path, url, free_port())
+        await connect(idp, path, "bob")
+        async with Portal.open(load_config(path)) as portal:
+            connector = portal.pool.accounts.connector
+            assert connector is not None
+            assert (await portal.execute_code(WHOAMI, portal.principal("bob"))).render().strip() == "bob"
+            async with opened_store(load_config(path)) as store:
+                stored = store.get("bob", "protected")
+            assert stored is not None
+            await idp.revoke(stored["tokens"]["refresh_token"], client=OidcClient(stored["client"]["client_id"]))
+            asked: list[types.ElicitRequestParams] = []
+            completed: list[str] = []
+
+            async def elicit(question: Any) -> types.ElicitResult:  # bob's browser, back at the portal's callback
+                asked.append(question.params)
+                back = parse_qs(urlsplit(await idp.browse(question.params.url, "bob")).query)
+                await connector.complete(back["state"][0], back["code"][0], back.get("iss", [None])[0])
+                return types.ElicitResult(action="accept")
+
+            async def done(elicitation_id: str) -> None:
+                completed.append(elicitation_id)
+
+            run = await portal.start_run(WHOAMI, portal.principal("bob"), elicit=elicit, urls=done)
+            with anyio.fail_after(60):
+                text = (await run.wait()).render()
+    assert text.strip() == "bob", text
+    assert len(asked) == 1 and completed == [asked[0].elicitation_id]  # type: ignore[union-attr]
+    bobs = [call["token_sha256"] for call in calls(record) if call["sub"] == "bob"]
+    assert len(bobs) == 2 and bobs[0] != bobs[1]  # the second call carries the new grant's token
 
 
 async def test_the_callback_lands_on_another_replica_which_connects_the_user_and_the_waiting_run_goes_on(
