@@ -54,7 +54,7 @@ from portal_mcp.runs.bridge import Approver, Bridge
 from portal_mcp.runs.precheck import check_code, render
 from portal_mcp.runs.progress import RunProgress, counted
 from portal_mcp.runs.resources import ResourceCalls
-from portal_mcp.runs.run import ASK_LATER, Asking, Elicitor, Refused, Run, RunOutcome
+from portal_mcp.runs.run import ASK_LATER, Asking, Elicitor, Refused, Run, RunOutcome, UrlsDone, since_ms
 from portal_mcp.sandbox.facades import name_clashes
 from portal_mcp.sandbox.host import RunResult, SandboxHost
 from portal_mcp.tools import MAX_LIMIT
@@ -316,19 +316,20 @@ class Portal:
         return overview(self._catalog, self.config.servers, self.pool.statuses(), scope, hidden)
 
     async def start_run(self, code: str, principal: Principal, *, approve: Asking = None,
-                        elicit: Elicitor | None = None, progress: RunProgress | None = None) -> Run:  # fmt: skip
+                        elicit: Elicitor | None = None, progress: RunProgress | None = None,
+                        urls: UrlsDone | None = None) -> Run:  # fmt: skip
         """Check agent code against `principal`'s view of the catalog, then run it in a fresh sandbox worker.
 
         Code with a wrong tool call (unknown tool, bad or missing arguments, no `await`) is refused before anything
         runs, as is a run over the user's `runs_per_minute`: the run returned is over already, its outcome `Refused`.
         Otherwise it runs in the portal's task group (closing the portal cancels it); every call the code makes goes
         through the bridge under `principal`'s policy. `approve` says how calls the policy wants approved are asked
-        (see `Asking`); with `ASK_LATER` a user may have only so many runs waiting (TooManyWaitingError). `elicit`
-        and `progress`: see `Run`; a run stopped by `Run.cancel()` is audited as `cancelled`."""
+        (see `Asking`); with `ASK_LATER` a user may have only so many runs waiting (TooManyWaitingError). `elicit`,
+        `progress`, `urls`: see `Run`; a run stopped by `Run.cancel()` is audited as `cancelled`."""
         started = time.perf_counter()
         if approve == ASK_LATER:
             self.approvals.check_room(principal.name)
-        run = Run(code, principal, self.approvals.new_token(), approve, elicit, progress)
+        run = Run(code, principal, self.approvals.new_token(), approve, elicit, progress, urls)
         await await_starting(self.pool, code, self._catalog.namespaces())
         view = self.policy.view(principal.name, self._catalog, principal.groups)
         slot = contextlib.ExitStack()
@@ -337,7 +338,7 @@ class Portal:
             try:  # runs in flight (running, or paused for an approval answer): held until the run ends
                 slot.enter_context(self.budgets.run(principal.name))
             except LimitError as exc:
-                refusal = Refused("limit", f"LimitError: {exc}", _since(started), rule=f"limit={exc.key}")
+                refusal = Refused("limit", f"LimitError: {exc}", since_ms(started), rule=f"limit={exc.key}")
         if refusal is None:
             body = partial(self._sandboxed, namespaces=view.catalog.namespaces(), slot=slot)
             self._tasks.start_soon(run.execute, body, self.events.record)
@@ -376,11 +377,11 @@ class Portal:
                 f"next run is allowed in {wait:.0f} s. Do more per run (asyncio.gather, loops) instead of many small "
                 "runs."
             )
-            return Refused("rate_limit", error, _since(started))
+            return Refused("rate_limit", error, since_ms(started))
         try:
             self.budgets.code(code)
         except LimitError as exc:
-            return Refused("limit", f"LimitError: {exc}", _since(started), rule=f"limit={exc.key}")
+            return Refused("limit", f"LimitError: {exc}", since_ms(started), rule=f"limit={exc.key}")
         check = partial(check_code, validators=self.validators)
         problems = await self.budgets.offload(
             check,
@@ -392,9 +393,5 @@ class Portal:
             user=principal.name,
         )
         if problems:
-            return Refused("precheck", render(problems), _since(started), tuple(problems))
+            return Refused("precheck", render(problems), since_ms(started), tuple(problems))
         return None
-
-
-def _since(started: float) -> float:
-    return (time.perf_counter() - started) * 1000

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 from bisect import bisect
 from collections.abc import Iterable, Iterator
 from itertools import accumulate
@@ -21,6 +22,8 @@ REDACTED = "[redacted]"
 MIN_REDACTED_LENGTH = 8
 """Shorter values are not redacted: they would match ordinary words and numbers. Real tokens are longer."""
 PIECE_LENGTH = 12
+HELD_GENERATIONS = 3
+"""Generations of one connection's tokens redacted at most: the current one and two before it (still unexpired)."""
 """Shorter pieces of a secret (e.g. at a line wrap) are not redacted: see `Redactor`."""
 _TOKEN_RUN = re.compile(r"[A-Za-z0-9_.~+/-]+")
 _LOWER, _UPPER, _DIGIT = re.compile("[a-z]"), re.compile("[A-Z]"), re.compile("[0-9]")
@@ -53,14 +56,44 @@ class Redactor:
     """
 
     def __init__(self, values: Iterable[str] = ()) -> None:
-        self._given = {value for value in values if len(value) >= MIN_REDACTED_LENGTH}
+        self._fixed = {value for value in values if len(value) >= MIN_REDACTED_LENGTH}
+        self._held: dict[object, list[tuple[frozenset[str], float | None]]] = {}
+        """Values obtained while the portal runs, by holder: the generations of one connection's tokens."""
+        self._given = set(self._fixed)
         self._build()
 
-    def add(self, values: Iterable[str]) -> None:
-        """Redact these values too from now on (tokens the portal obtains while it runs: users' OAuth tokens)."""
-        new = {value for value in values if len(value) >= MIN_REDACTED_LENGTH} - self._given
-        if new:
-            self._given |= new
+    def add(self, values: Iterable[str], *, holder: object = None, expires_at: float | None = None) -> None:
+        """Redact these values too from now on. Without a `holder`, for good. With one (a user's connection to a
+        server), they are that holder's newest generation (its OAuth tokens, loaded or refreshed; `expires_at`: when
+        its access token expires, `time.time()`): an older generation is forgotten once it has expired, and at most
+        `HELD_GENERATIONS` are kept, so tokens refreshed all day do not pile up. The newest one is always kept."""
+        kept = frozenset(value for value in values if len(value) >= MIN_REDACTED_LENGTH)
+        if holder is None:
+            if kept - self._fixed:
+                self._fixed |= kept
+                self._rebuild()
+            return
+        generations = self._held.setdefault(holder, [])
+        if generations and generations[-1][0] == kept:
+            generations[-1] = (kept, expires_at)
+            return
+        now = time.time()
+        older = [(held, until) for held, until in generations if until is None or until > now]
+        self._held[holder] = [*older[-(HELD_GENERATIONS - 1) :], (kept, expires_at)]
+        self._rebuild()
+
+    def forget(self, holder: object) -> None:
+        """Stop redacting what `holder` added (a connection that was revoked and forgotten)."""
+        if self._held.pop(holder, None) is not None:
+            self._rebuild()
+
+    def _rebuild(self) -> None:
+        given = set(self._fixed)
+        for generations in self._held.values():
+            for held, _ in generations:
+                given |= held
+        if given != self._given:
+            self._given = given
             self._build()
 
     def _build(self) -> None:

@@ -9,19 +9,23 @@ each user's sign-in token is exchanged for one of the server (`_token_exchange`)
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import TypeVar
 
 import anyio
-import anyio.abc
+import mcp_types as types
 
 from portal_mcp.config import RemoteServerConfig, ServerConfig
 from portal_mcp.control.audit_store.connections import ConnectionStore
 from portal_mcp.control.credentials import Redactor
+from portal_mcp.downstream._asking import CallContext
 from portal_mcp.downstream._connect import Connector
 from portal_mcp.downstream._link import Link
 from portal_mcp.downstream._oauth import StoredConnection, UserAuth, oauth_of
 from portal_mcp.downstream._token_exchange import LISTING, ExchangeAuth, Exchanges
 from portal_mcp.errors import ConnectionNeededError, DownstreamError
+
+T = TypeVar("T")
 
 
 class Accounts:
@@ -59,9 +63,9 @@ class Accounts:
             self.exchanges.subjects.listeners.append(lambda user: link.retry_soon())
         return link
 
-    def start(self, task_group: anyio.abc.TaskGroup) -> None:
+    def start(self) -> None:
         if self._store is not None and self._servers:
-            self.connector = Connector(self._store, self._servers, task_group)
+            self.connector = Connector(self._store, self._servers)
 
     async def listing(self, server: str) -> tuple[str, UserAuth | ExchangeAuth]:
         """Whose connection lists the tools of `server` (`list_as`, else the user whose connection is the oldest,
@@ -82,24 +86,42 @@ class Accounts:
         key = (server, user)
         found = self._auths.get(key)
         if found is None:
-            storage = StoredConnection(self.store, user, server, on_secret=self._redactor.add)
+            storage = StoredConnection(self.store, user, server, on_secret=self._secrets(server, user))
             found = self._auths[key] = UserAuth(self._servers[server], storage)
         return found
 
-    async def check(self, server: str, user: str | None) -> bool:
-        """Whether `server` is managed here; if so, raise `ConnectionNeededError` (with the URL to connect at, where
-        the portal serves the callback) when `user` has no stored connection to it. A connection changed in the store
-        since this portal last read it (connected again, refreshed by another replica) is read again before the call."""
-        if not self.manages(server):
-            return False
+    async def call(
+        self, server: str, user: str | None, attempt: Callable[[], Awaitable[T]], context: CallContext | None
+    ) -> T:
+        """`attempt` a call to the managed `server` as `user`. When they have not connected (or their grant is gone)
+        and the run's client opens URLs, they are asked to connect (URL-mode elicitation), the run waits until they
+        have, and the call is made then; otherwise, or when they decline or do not finish, `ConnectionNeededError`
+        says how to connect."""
         if server in self.exchanges:
             await self.exchanges.prepare(server, user)  # a TokenExchangeError says why not
-            return True
+            return await attempt()
         if user is None:
             raise ConnectionNeededError(server, "(nobody)", reason="the call has no user")
+        reconnect, problem = False, None
+        for asked in (False, True):
+            if await self._connected(server, user):
+                try:
+                    return await attempt()
+                except ConnectionNeededError:  # the grant is gone (`lost`)
+                    reconnect = True
+            if asked:
+                break
+            problem = await self._ask(server, user, context)
+            if problem is not None:
+                break
+        raise await self.needed(server, user, reconnect=reconnect, reason=problem or None)
+
+    async def _connected(self, server: str, user: str) -> bool:
+        """Whether `user` has a stored connection to `server`; one changed in the store since this portal last read
+        it (connected again, refreshed by another replica) is read again before the call."""
         sealed = await anyio.to_thread.run_sync(self.store.raw, user, server)
         if sealed is None:
-            raise await self.needed(server, user)
+            return False
         auth = self.auth(server, user)
         assert isinstance(auth, UserAuth)
         if auth.seen != sealed:
@@ -107,27 +129,49 @@ class Accounts:
             auth.seen = sealed
         return True
 
-    def take_lost(self, server: str, user: str) -> bool:
-        """Whether `user`'s grant for `server` turned out revoked or expired (their auth reads the store again), or
-        the exchange for their token failed."""
-        if server in self.exchanges:
-            return self.exchanges.failed(server, user)
-        auth = self._auths.get((server, user))
-        if auth is None or not auth.lost:
-            return False
-        auth.reload()
-        return True
+    async def _ask(self, server: str, user: str, context: CallContext | None) -> str | None:
+        """Ask `user` to connect through their client (None once they have), or why not ("": nobody to ask)."""
+        redirect = oauth_of(self._servers[server]).redirect_uri
+        connector = self.connector
+        if context is None or context.connect is None or connector is None or redirect is None:
+            return ""
+        try:
+            flow = await connector.start(server, user, redirect)
+        except ConnectionNeededError as exc:
+            return exc.reason or str(exc)
+        message = "Connect your account: sign in at this link so the portal can call this server as you; the code "
+        message += "waits until you have."
+        params = types.ElicitRequestURLParams(message=message, url=flow.url, elicitation_id=flow.key)
+        return await context.connect(server, params, lambda: connector.wait(flow.key))
 
-    async def needed(self, server: str, user: str, *, reconnect: bool = False) -> DownstreamError:
-        """The error telling `user` to connect, with a live authorization URL when the portal serves the callback
-        (an exchange server: why the exchange failed)."""
-        if server in self.exchanges and (failure := self.exchanges.take_failure(server, user)) is not None:
-            return failure
+    def _secrets(self, server: str, user: str) -> Callable[[Iterable[str], float | None], None]:
+        """Where `user`'s connection to `server` tells its tokens: the redaction, one generation per refresh."""
+
+        def told(values: Iterable[str], expires_at: float | None) -> None:
+            self._redactor.add(values, holder=("oauth", server, user), expires_at=expires_at)
+
+        return told
+
+    def lost(self, server: str, user: str | None) -> DownstreamError | None:
+        """The error to raise when `user`'s grant for `server` turned out revoked or expired (their auth reads the
+        store again), or the exchange for their token failed; else None."""
+        if server in self.exchanges:
+            return None if user is None else self.exchanges.take_failure(server, user)
+        auth = self._auths.get((server, user or ""))
+        if auth is None or not auth.lost or user is None:
+            return None
+        auth.reload()
+        return ConnectionNeededError(server, user, reconnect=True)
+
+    async def needed(
+        self, server: str, user: str, *, reconnect: bool = False, reason: str | None = None
+    ) -> ConnectionNeededError:
+        """The error telling `user` to connect, with a live authorization URL when the portal serves the callback."""
         redirect = oauth_of(self._servers[server]).redirect_uri
         url = None
         if redirect is not None and self.connector is not None:
             try:
-                url = await self.connector.start(server, user, redirect)
+                url = (await self.connector.start(server, user, redirect)).url
             except ConnectionNeededError as exc:
                 return exc
-        return ConnectionNeededError(server, user, url=url, reconnect=reconnect)
+        return ConnectionNeededError(server, user, url=url, reconnect=reconnect, reason=reason)

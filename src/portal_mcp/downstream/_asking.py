@@ -33,6 +33,10 @@ Elicit = Callable[[str, types.ElicitRequestParams], Awaitable[types.ElicitResult
 Progress = Callable[[str, float, float | None, str | None], Awaitable[None]]
 """(server, progress, total, message) of a downstream call, for the run's progress notifications."""
 
+Connect = Callable[[str, types.ElicitRequestURLParams, Callable[[], Awaitable[str | None]]], Awaitable[str | None]]
+"""(server, the URL to open, wait until the user is done there) -> None once they are, else why not (declined, the
+flow failed or expired): how a run asks its user to connect their account, where the user's client opens URLs."""
+
 DECLINED = types.ElicitResult(action="decline")
 
 
@@ -44,6 +48,8 @@ class CallContext:
     """The run (any object with identity): calls of one owner may share a question when it cannot be placed."""
     elicit: Elicit | None = None
     progress: Progress | None = None
+    connect: Connect | None = None
+    """Set when the run's client can open a URL (URL-mode elicitation): "connect your account" asks there."""
     deadlines: list[anyio.CancelScope] = field(default_factory=list)
     """The timeouts of this context's requests in flight, lifted while a person answers."""
 

@@ -1,132 +1,128 @@
 """Connecting and disconnecting users' accounts (`oauth:` servers): the flows waiting for a browser, revocation.
 
 ```
-connector = Connector(store, servers, task_group)
-url = await connector.start("linear", "ana", "https://portal.example.com/oauth/callback")   # show it to ana
-await connector.complete(state, code, iss)          # the portal's /oauth/callback, when ana's browser comes back
-await connector.wait("linear", "ana")               # a run that asked ana to connect continues
+connector = Connector(store, servers)
+flow = await connector.start("linear", "ana", "https://portal.example.com/oauth/callback")   # show ana flow.url
+await connector.complete(state, code, iss)      # /oauth/callback, on whichever replica ana's browser comes back to
+await connector.wait(flow.key)                  # a run that asked ana to connect continues (None: connected)
 await disconnect(store, servers["linear"], "ana")   # RFC 7009 revocation, then the record is forgotten
 ```
-A flow waits at most `CONNECT_TIMEOUT` for the user. The callback is matched to its flow by the `state` the
-authorization server hands back (random per flow, PKCE-bound): an unknown state is refused.
+A flow waits at most `timeout` (default `CONNECT_TIMEOUT`) for the user. It lives in the state database
+(`PendingFlows`), not in this process: the callback is matched to it by the `state` the authorization server hands
+back (random per flow, PKCE-bound), used once; an unknown, used or expired state is refused. A run waiting on the
+flow polls the database, so the callback may land on another replica.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from urllib.parse import parse_qs, urlparse
+from dataclasses import dataclass
 
 import anyio
-import anyio.abc
 import httpx2
 from mcp.shared.auth import OAuthClientInformationFull, OAuthMetadata
 
 from portal_mcp.config import RemoteServerConfig
 from portal_mcp.control.audit_store.connections import ConnectionStore, Record
-from portal_mcp.downstream._oauth import Connecting, StoredConnection, authorize
-from portal_mcp.errors import ConnectionNeededError, PortalError
+from portal_mcp.control.audit_store.pending import CLAIMED, EXPIRED, OK, WAITING, PendingFlows
+from portal_mcp.downstream._flow import begin, finish
+from portal_mcp.downstream._oauth import StoredConnection
+from portal_mcp.errors import ConnectionNeededError
 
 logger = logging.getLogger("portal_mcp.downstream")
 
 CONNECT_TIMEOUT = 600.0
 """How long a started connection waits for its user to come back from the authorization server."""
+POLL_EVERY = 0.5
+"""How often a run waiting for its user to connect reads the flow's outcome from the database."""
 
 
-@dataclass
-class _Flow:
+@dataclass(frozen=True)
+class Flow:
+    """A started connect flow: the URL to send the user to, and its key (the URL elicitation's id)."""
+
     server: str
     user: str
-    auth: Connecting
-    done: anyio.Event = field(default_factory=anyio.Event)
-    error: str | None = None
+    url: str
+    key: str
 
 
 class Connector:
-    """The connect flows in progress, by `state`; each runs in `task_group` until its user comes back."""
+    """Starts connect flows, completes them when a browser comes back, tells waiting runs how they ended."""
 
     def __init__(
-        self, store: ConnectionStore, servers: Mapping[str, RemoteServerConfig], task_group: anyio.abc.TaskGroup
+        self, store: ConnectionStore, servers: Mapping[str, RemoteServerConfig], *, timeout: float = CONNECT_TIMEOUT
     ) -> None:
         self._store = store
         self._servers = dict(servers)
-        self._tasks = task_group
-        self._flows: dict[str, _Flow] = {}
-        self._latest: dict[tuple[str, str], _Flow] = {}
+        self._pending: PendingFlows | None = None
+        self._latest: dict[tuple[str, str], Flow] = {}
+        self.timeout = timeout
 
     def known(self, server: str) -> bool:
         return server in self._servers
 
-    async def start(self, server: str, user: str, redirect_uri: str) -> str:
-        """Begin connecting `user` to `server`; returns the authorization URL to send them to. While one flow of
-        theirs waits for their browser, its URL is handed out again (no new registration per failing call)."""
+    async def pending(self) -> PendingFlows:
+        if self._pending is None:
+            self._pending = await anyio.to_thread.run_sync(PendingFlows, self._store)
+        return self._pending
+
+    async def start(self, server: str, user: str, redirect_uri: str) -> Flow:
+        """Begin connecting `user` to `server`. While a flow of theirs started here waits for their browser, it is
+        handed out again (no new registration per failing call)."""
+        pending = await self.pending()
         waiting = self._latest.get((server, user))
-        if waiting is not None and not waiting.done.is_set() and waiting.auth.url is not None:
-            return waiting.auth.url
-        config = self._servers[server]
-        auth = Connecting(config, StoredConnection(self._store, user, server, fresh=True), redirect_uri)
-        flow = _Flow(server, user, auth)
-
-        async def run() -> None:
-            try:
-                with anyio.fail_after(CONNECT_TIMEOUT):
-                    await authorize(config, auth)
-                logger.info("server %r: user %r connected their account", server, user,
-                            extra={"server": server, "user": user, "event": "oauth_connected"})  # fmt: skip
-            except TimeoutError:
-                flow.error = f"nobody came back from the authorization server within {CONNECT_TIMEOUT:g} s"
-            except PortalError as exc:
-                flow.error = str(exc)
-            except Exception as exc:  # the SDK's OAuthFlowError / OAuthTokenError, an HTTP failure
-                flow.error = f"{type(exc).__name__}: {exc}"
-            finally:
-                auth.url_ready.set()
-                flow.done.set()
-                self._flows.pop(state_of(auth.url), None)
-                if flow.error is not None:
-                    logger.warning("server %r: user %r could not connect: %s", server, user, flow.error,
-                                   extra={"server": server, "user": user, "event": "oauth_failed"})  # fmt: skip
-
-        self._tasks.start_soon(run)
-        await auth.url_ready.wait()
-        if auth.url is None:
-            raise ConnectionNeededError(server, user, reason=flow.error or "the authorization server gave no URL")
-        self._flows[state_of(auth.url)] = flow
-        self._latest[(server, user)] = flow
-        return auth.url
+        if waiting is not None and await anyio.to_thread.run_sync(pending.outcome, waiting.key) == WAITING:
+            return waiting
+        storage = StoredConnection(self._store, user, server, fresh=True)
+        url, state, record = await begin(self._servers[server], storage, redirect_uri)
+        key = await anyio.to_thread.run_sync(lambda: pending.add(user, server, state, record, ttl=self.timeout))
+        flow = self._latest[(server, user)] = Flow(server, user, url, key)
+        return flow
 
     async def complete(self, state: str | None, code: str | None, iss: str | None, error: str | None = None) -> str:
-        """Hand the authorization server's answer to its flow and wait for the tokens; returns the server's name.
-        Raises `ConnectionNeededError` when the flow failed, `LookupError` for a state no flow waits on."""
-        flow = self._flows.get(state or "")
-        if flow is None:
-            raise LookupError("this sign-in link is unknown or was already used; start connecting again")
+        """Complete the flow `state` belongs to (started on any replica): exchange the code, store the connection.
+        Returns the server's name. Raises `ConnectionNeededError` when it failed, `LookupError` for a state no flow
+        waits on (unknown, used, or expired)."""
+        pending = await self.pending()
+        claimed = await anyio.to_thread.run_sync(pending.claim, state or "")
+        if claimed is None:
+            raise LookupError("this sign-in link is unknown, was already used, or expired; start connecting again")
+        key, user, server, record = claimed
+        problem = None
         if error is not None:
-            flow.error = f"the authorization server answered {error!r}"
-        flow.auth.called_back(code if error is None else None, state, iss)
-        await flow.done.wait()
-        if flow.error is not None:
-            raise ConnectionNeededError(flow.server, flow.user, reason=flow.error)
-        return flow.server
+            problem = f"the authorization server answered {error!r}"
+        elif server not in self._servers:
+            problem = "the server is no longer configured with `oauth:` here"
+        else:
+            try:
+                await finish(self._servers[server], StoredConnection(self._store, user, server, fresh=True), record,
+                             code or "", iss)  # fmt: skip
+            except ConnectionNeededError as exc:
+                problem = exc.reason or str(exc)
+        await anyio.to_thread.run_sync(pending.finish, key, problem)
+        if problem is not None:
+            logger.warning("server %r: user %r could not connect: %s", server, user, problem,
+                           extra={"server": server, "user": user, "event": "oauth_failed"})  # fmt: skip
+            raise ConnectionNeededError(server, user, reason=problem)
+        logger.info("server %r: user %r connected their account", server, user,
+                    extra={"server": server, "user": user, "event": "oauth_connected"})  # fmt: skip
+        return server
 
-    async def wait(self, server: str, user: str) -> bool:
-        """Wait for `user`'s latest connect flow to `server` to end; True when it connected them."""
-        flow = self._latest.get((server, user))
-        if flow is None:
-            return False
-        await flow.done.wait()
-        return flow.error is None
-
-    def failure(self, server: str, user: str) -> str | None:
-        """Why `user`'s latest connect flow to `server` failed (None: it did not, or there is none)."""
-        flow = self._latest.get((server, user))
-        return flow.error if flow is not None else None
-
-
-def state_of(url: str | None) -> str:
-    values = parse_qs(urlparse(url or "").query).get("state") or [""]
-    return values[0]
+    async def wait(self, key: str) -> str | None:
+        """Wait for the flow `key` to end, completed here or on another replica: None when it connected its user,
+        else why not (failed, or nobody came back before it expired)."""
+        pending = await self.pending()
+        while True:
+            outcome = await anyio.to_thread.run_sync(pending.outcome, key)
+            if outcome == OK:
+                return None
+            if outcome == EXPIRED:
+                return f"nobody came back from the authorization server within {self.timeout:g} s"
+            if outcome not in (WAITING, CLAIMED):
+                return outcome
+            await anyio.sleep(POLL_EVERY)
 
 
 async def disconnect(store: ConnectionStore, config: RemoteServerConfig, user: str, server: str) -> bool:

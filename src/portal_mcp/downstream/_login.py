@@ -46,11 +46,11 @@ async def login(
 ) -> None:
     """Connect `user`'s account to `server`: `show` gets the authorization URL; returns once the tokens are stored.
     Raises `ConnectionNeededError` when the flow fails or nobody comes back within `CONNECT_TIMEOUT`."""
+    connector = Connector(store, {server: config})
     async with anyio.create_task_group() as tasks:
         listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
         port = listener.extra(SocketAttribute.local_port)
-        connector = Connector(store, {server: config}, tasks)
-        url = await connector.start(server, user, f"http://127.0.0.1:{port}/oauth/callback")
+        flow = await connector.start(server, user, f"http://127.0.0.1:{port}/oauth/callback")
         answered = anyio.Event()
 
         async def handle(stream: ByteStream) -> None:
@@ -74,15 +74,13 @@ async def login(
                     answered.set()
 
         tasks.start_soon(listener.serve, handle)
-        show(url)
-        connected = False
+        show(flow.url)
+        problem: str | None = "the sign-in did not finish"
         with anyio.move_on_after(CONNECT_TIMEOUT):
-            connected = await connector.wait(server, user)
+            problem = await connector.wait(flow.key)
         with anyio.move_on_after(5):  # the browser gets its page before the listener closes
             await answered.wait()
         tasks.cancel_scope.cancel()
     await listener.aclose()
-    if not connected:
-        raise ConnectionNeededError(
-            server, user, reason=connector.failure(server, user) or "the sign-in did not finish"
-        )
+    if problem is not None:
+        raise ConnectionNeededError(server, user, reason=problem)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
-from typing import Any
 
 import anyio
 import httpx2
@@ -55,11 +54,12 @@ class StoredConnection:
         server: str,
         *,
         fresh: bool = False,
-        on_secret: Callable[[Iterable[str]], None] | None = None,
+        on_secret: Callable[[Iterable[str], float | None], None] | None = None,
     ) -> None:
         self.store = store
         self._on_secret = on_secret
-        """Told every token and client secret this connection holds (the portal's redaction takes them out)."""
+        """Told every token and client secret this connection holds, with when its access token expires (the portal's
+        redaction takes them out, and forgets them once they have expired and been replaced)."""
         self.user = user
         self.server = server
         self.record: Record = {}
@@ -78,7 +78,9 @@ class StoredConnection:
         if self._on_secret is not None:
             tokens, client = self.record.get("tokens") or {}, self.record.get("client") or {}
             found = [tokens.get("access_token"), tokens.get("refresh_token"), client.get("client_secret")]
-            self._on_secret([value for value in found if isinstance(value, str) and value])
+            expires_at = self.record.get("expires_at")
+            until = float(expires_at) if isinstance(expires_at, int | float) else None
+            self._on_secret([value for value in found if isinstance(value, str) and value], until)
 
     async def get_tokens(self) -> OAuthToken | None:
         tokens = self.record.get("tokens")
@@ -237,62 +239,3 @@ class UserAuth(OAuthClientProvider):
             self.context.current_tokens = OAuthToken.model_validate(tokens)
             expires_at = record.get("expires_at")
             self.context.token_expiry_time = float(expires_at) if isinstance(expires_at, int | float) else None
-
-
-class Connecting(UserAuth):
-    """The flow of one user connecting their account: publishes the authorization URL, waits for the callback."""
-
-    def __init__(self, config: RemoteServerConfig, storage: StoredConnection, redirect_uri: str) -> None:
-        self.url: str | None = None
-        self.url_ready = anyio.Event()
-        self._code: AuthorizationCodeResult | None = None
-        self._called_back = anyio.Event()
-        super().__init__(
-            config,
-            storage,
-            redirect_uri=redirect_uri,
-            redirect_handler=self._publish,
-            callback_handler=self._wait_for_code,
-        )
-
-    def _auth_flow(self, request: httpx2.Request) -> AsyncGenerator[httpx2.Request, httpx2.Response]:
-        return OAuthClientProvider._auth_flow(self, request)  # the SDK's whole flow: discovery, client, authorization
-
-    async def _publish(self, url: str) -> None:
-        self.url = url
-        self.url_ready.set()
-
-    async def _wait_for_code(self) -> AuthorizationCodeResult:
-        await self._called_back.wait()
-        assert self._code is not None
-        return self._code
-
-    def called_back(self, code: str | None, state: str | None, iss: str | None) -> None:
-        self._code = AuthorizationCodeResult(code=code or "", state=state, iss=iss)
-        self._called_back.set()
-
-
-_INITIALIZE: dict[str, Any] = {
-    "jsonrpc": "2.0",
-    "id": 0,
-    "method": "initialize",
-    "params": {
-        "protocolVersion": "2025-06-18",
-        "capabilities": {},
-        "clientInfo": {"name": CLIENT_NAME, "version": "connect"},
-    },
-}
-
-
-async def authorize(config: RemoteServerConfig, auth: Connecting) -> None:
-    """Run the connect flow: an MCP `initialize` the server answers 401, which starts discovery and authorization;
-    it returns once the user has been through the authorization server and the tokens are stored."""
-    headers = {"Accept": "application/json, text/event-stream", **config.headers}
-    async with httpx2.AsyncClient(auth=auth, timeout=httpx2.Timeout(30.0)) as http:
-        response = await http.post(config.url, json=_INITIALIZE, headers=headers)
-    if response.status_code >= 400 or auth.storage.record.get("tokens") is None:
-        raise ConnectionNeededError(
-            auth.server,
-            auth.storage.user,
-            reason=f"the server still refused the connection (HTTP {response.status_code})",
-        )

@@ -130,7 +130,7 @@ class DownstreamPool:
                 listed=self._listed,
             )
             self._hooks = hooks
-            self.accounts.start(task_group)
+            self.accounts.start()
             for name, server in self._servers.items():
                 if server.disabled:
                     self._fix(name, transport_kind(server), "disabled", [], None)
@@ -263,30 +263,21 @@ class DownstreamPool:
         `ServerUnavailableError` (down, respawns exhausted), `MissingSecretError` (the server needs a secret `user`
         lacks) or `DownstreamError` (the server rejected the request, or the connection was lost mid-call). Error
         messages carry no secret value."""
-        return await self.request(server, tool, lambda link: link.call_tool(tool, arguments, context), user=user)
+        return await self.request(
+            server, tool, lambda link: link.call_tool(tool, arguments, context), user=user, context=context
+        )
 
-    async def request(self, server: str, what: str, send: Callable[[Link], Awaitable[T]], *, user: str | None) -> T:
+    async def request(self, server: str, what: str, send: Callable[[Link], Awaitable[T]], *, user: str | None,
+                      context: CallContext | None = None) -> T:  # fmt: skip
         """`send` a request to `server` as `user` over its link (`Link.request` resends one that never left; `what`
-        names it in errors). Raises what `call_tool` raises."""
+        names it in errors), for the run `context` names (it may be asked to connect an `oauth:` account). Raises
+        what `call_tool` raises."""
         if not self._entered:
             raise RuntimeError("enter the DownstreamPool (`async with`) before calling tools")
-        link = self._links.get(server)
-        if link is not None:
-            oauth = await self.accounts.check(server, user)  # an `oauth:` server: the user must have connected
-            if server in self._needs:
-                link = self._link_for(server, user)
-            link.in_flight += 1
-            try:
-                return await send(link)
-            except DownstreamError as exc:
-                if oauth and user is not None and self.accounts.take_lost(server, user):
-                    if self._user_links.pop((server, user), None) is link:  # a new link once they have reconnected
-                        link.close()
-                    raise await self.accounts.needed(server, user, reconnect=True) from None
-                raise self.redactor.error(exc) from None
-            finally:
-                link.in_flight -= 1
-                link.last_used = anyio.current_time()
+        if server in self._links:
+            if self.accounts.manages(server):  # an `oauth:` server: the user must have connected
+                return await self.accounts.call(server, user, lambda: self._send(server, user, send), context)
+            return await self._send(server, user, send)
         config = self._servers.get(server)
         if isinstance(config, SnapshotServerConfig) and not config.disabled:
             raise SnapshotOnlyError(server, what, str(config.snapshot))
@@ -294,6 +285,22 @@ class DownstreamPool:
             raise DownstreamError(server, "the server is disabled (`disabled: true`); enable it to call its tools")
         known = ", ".join(repr(name) for name in self._order()) or "none"
         raise DownstreamError(server, f"no server has this name (configured: {known}); check `servers:`")
+
+    async def _send(self, server: str, user: str | None, send: Callable[[Link], Awaitable[T]]) -> T:
+        link = self._link_for(server, user) if server in self._needs else self._links[server]
+        link.in_flight += 1
+        try:
+            return await send(link)
+        except DownstreamError as exc:
+            lost = self.accounts.lost(server, user)  # a revoked or expired grant
+            if lost is not None:
+                if self._user_links.pop((server, user or ""), None) is link:  # a new link once they reconnect
+                    link.close()
+                raise lost from None
+            raise self.redactor.error(exc) from None
+        finally:
+            link.in_flight -= 1
+            link.last_used = anyio.current_time()
 
     async def ready(self, server: str) -> None:
         """Wait while `server` is on its first connection attempt (each ends within its `connect_timeout`)."""
@@ -335,11 +342,8 @@ class DownstreamPool:
             return link
         config = self._servers[server]
         assert self._task_group is not None and self._hooks is not None and not isinstance(config, SnapshotServerConfig)
-        pump = (
-            StderrPump(f"{server}:{user}", self._errlog, self.redactor.text)
-            if isinstance(config, StdioServerConfig)
-            else None
-        )
+        stdio = isinstance(config, StdioServerConfig)
+        pump = StderrPump(f"{server}:{user}", self._errlog, self.redactor.text) if stdio else None
         hooks = replace(
             self._hooks,
             emit=_users.emitter(self._emit, user),
@@ -393,8 +397,4 @@ class DownstreamPool:
             await _users.guarded(self._on_tools_changed(server, tools), "on_tools_changed")
 
     def _status(self, status: ServerStatus) -> None:
-        if self._on_status is not None:
-            try:
-                self._on_status(status)
-            except Exception:
-                logger.exception("on_status callback raised")
+        _users.told(self._on_status, status)

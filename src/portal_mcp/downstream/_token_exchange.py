@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncGenerator, Callable, Iterable, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from dataclasses import dataclass
 
 import anyio
@@ -61,10 +61,10 @@ class _Token:
 class SubjectTokens:
     """The latest access token each user signed in to the portal with (a token the portal's `auth:` verified)."""
 
-    def __init__(self, on_secret: Callable[[Iterable[str]], None]) -> None:
+    def __init__(self, redactor: Redactor) -> None:
         self._tokens: dict[str, _Token] = {}
         self._order: list[str] = []
-        self._on_secret = on_secret
+        self._redactor = redactor
         self.listeners: list[Callable[[str], None]] = []
         """Told the user's name when they bring a token (the listing links of exchange servers wake up)."""
 
@@ -72,7 +72,9 @@ class SubjectTokens:
         known = self._tokens.get(user)
         if known is not None and known.value == token:
             return
-        self._on_secret([token])
+        self._redactor.add(
+            [token], holder=("sign-in", user), expires_at=expires_at
+        )  # forgotten once replaced and expired
         self._tokens[user] = _Token(token, expires_at)
         self._order = [*(name for name in self._order if name != user), user]
         for listener in list(self.listeners):
@@ -183,10 +185,11 @@ class Exchanger:
             raise TokenExchangeError(
                 self.server, user, "config", "the authorization server's answer holds no bearer token"
             )
-        self._redactor.add([value])
-        good_until = None
+        good_until = expires_at = None
         if isinstance(expires_in, int | float) and not isinstance(expires_in, bool):
-            good_until = time.time() + expires_in - min(_MARGIN, expires_in / 5)
+            expires_at = time.time() + expires_in
+            good_until = expires_at - min(_MARGIN, expires_in / 5)
+        self._redactor.add([value], holder=("exchanged", self.server, user), expires_at=expires_at)
         if subject.good_until is not None:  # never act for the user past their own sign-in
             good_until = min(good_until or subject.good_until, subject.good_until)
         logger.info("server %r: exchanged user %r's sign-in token", self.server, user,
@@ -281,7 +284,7 @@ class Exchanges:
     """The exchange servers of one pool, the users' subject tokens, and each (server, user)'s `ExchangeAuth`."""
 
     def __init__(self, servers: Mapping[str, ServerConfig], redactor: Redactor) -> None:
-        self.subjects = SubjectTokens(redactor.add)
+        self.subjects = SubjectTokens(redactor)
         self.exchangers = {
             name: Exchanger(name, config, self.subjects, redactor)
             for name, config in servers.items()

@@ -108,6 +108,15 @@ async def guarded(call: Awaitable[None], what: str) -> None:
         logger.warning("%s callback took longer than %gs and was cancelled", what, _CALLBACK_TIMEOUT)
 
 
+def told(callback: Callable[[ServerStatus], None] | None, status: ServerStatus) -> None:
+    """Tell an embedder's status callback (`on_status`) without letting it break the pool."""
+    if callback is not None:
+        try:
+            callback(status)
+        except Exception:
+            logger.exception("on_status callback raised")
+
+
 Emit = Callable[[DownstreamEvent], Awaitable[None]]
 
 

@@ -34,7 +34,7 @@ from portal_mcp.runs.precheck import Problem
 from portal_mcp.runs.progress import RunProgress
 from portal_mcp.sandbox.host import RunClock, RunResult
 
-__all__ = ["ASK_LATER", "Asking", "Elicitor", "Refused", "Run", "RunOutcome"]
+__all__ = ["ASK_LATER", "Asking", "Elicitor", "Refused", "Run", "RunOutcome", "UrlsDone", "since_ms"]
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +45,14 @@ Asking = Approver | Literal["later"] | None
 Elicitor = Callable[[Elicitation], Awaitable[types.ElicitResult]]
 """Asks the user a downstream server's question now (a handshake-era client); with `ASK_LATER` such questions are
 left open on the run like approvals, and with neither they are declined."""
+UrlsDone = Callable[[str], Awaitable[None]]
+"""Given for a client that opens URLs (URL-mode elicitation): tells it the URL question with this elicitation id is
+done (`notifications/elicitation/complete` on 2025-11-25; nothing on 2026-07-28, which has no such notification)."""
+
+
+def since_ms(started: float) -> float:
+    """Milliseconds since `started` (a `time.perf_counter()` reading)."""
+    return (time.perf_counter() - started) * 1000
 
 
 @dataclass(frozen=True)
@@ -107,6 +115,7 @@ class Run:
         asking: Asking,
         elicit: Elicitor | None = None,
         progress: RunProgress | None = None,
+        urls: UrlsDone | None = None,
     ) -> None:
         self.code = code
         self.principal = principal
@@ -116,9 +125,15 @@ class Run:
         self.clock = RunClock()
         approver = self._ask if asking == ASK_LATER else asking
         self._elicitor = elicit
+        self._urls = urls
         self.progress = progress
         """What the run did so far, for a client that asked for progress notifications (None: nobody did)."""
-        context = CallContext(self, self._elicit, progress.server_progress if progress is not None else None)
+        context = CallContext(
+            self,
+            self._elicit,
+            progress.server_progress if progress is not None else None,
+            connect=self._connect if urls is not None else None,
+        )
         self.caller = Caller(principal, approver, self.clock.paused, context=context)
         self.cancelled = False
         """Stopped by `cancel()` (its client cancelled the request, or went away) before it ended by itself."""
@@ -214,6 +229,21 @@ class Run:
             if self._elicitor is not None:
                 return await self._elicitor(question)
         return DECLINED
+
+    async def _connect(
+        self, server: str, question: types.ElicitRequestURLParams, finished: Callable[[], Awaitable[str | None]]
+    ) -> str | None:
+        """Ask the user to open a URL and sign in there (`CallContext.connect`), then wait until `finished` says how
+        it went (None: done; a declined question gives ""). The run's clock stops meanwhile; the client is told
+        when the sign-in is done."""
+        with self.clock.paused():
+            answer = await self._elicit(server, question)
+            if answer.action != "accept":
+                return ""
+            problem = await finished()
+        if problem is None and self._urls is not None and question.elicitation_id:
+            await self._urls(question.elicitation_id)
+        return problem
 
     async def _open(self, key: str, request: ApprovalRequest | Elicitation) -> types.ElicitResult | None:
         question = self._questions[key] = _Question(request, anyio.Event())

@@ -4,7 +4,8 @@ a `search_api` request waiting for the search index to be built.
 - A request with a progress token gets the run's progress (`runs/progress.py`) as `notifications/progress`.
 - A downstream server's question during the run goes to this request's client: asked now on a handshake-era
   connection that can carry a server request, left open for the `InputRequiredResult` on 2026-07-28 (with the
-  approvals, `runs/approvals.py`), declined where the client cannot be asked.
+  approvals, `runs/approvals.py`), declined where the client cannot be asked. So does "connect your account" for an
+  `oauth:` server, as a URL question, where the client declared URL-mode elicitation.
 - A `search_api` request after the catalog changed builds the new index off the event loop (seconds at 10,000
   tools), telling a client that sent a progress token when it starts and ends.
 - A request that is cancelled (`notifications/cancelled`, or a 2026-07-28 client closing the request) stops its run:
@@ -13,6 +14,7 @@ a `search_api` request waiting for the search index to be built.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import anyio
@@ -22,7 +24,9 @@ from mcp.server.context import ServerRequestContext
 from portal_mcp.portal import Portal
 from portal_mcp.runs.approvals import PendingRuns, asks_in_result, can_elicit, direct_elicitor
 from portal_mcp.runs.progress import RunProgress
-from portal_mcp.runs.run import Elicitor, Run, RunOutcome
+from portal_mcp.runs.run import Elicitor, Run, RunOutcome, UrlsDone
+
+logger = logging.getLogger(__name__)
 
 
 def wants_progress(ctx: ServerRequestContext[Any]) -> RunProgress | None:
@@ -34,6 +38,31 @@ def elicitor(ctx: ServerRequestContext[Any]) -> Elicitor | None:
     """How a downstream's question is asked now: a server request, on handshake-era connections whose client
     declared elicitation (on 2026-07-28 questions go back in the result instead; elsewhere they are declined)."""
     return direct_elicitor(ctx) if can_elicit(ctx) and not asks_in_result(ctx) else None
+
+
+def url_opener(ctx: ServerRequestContext[Any]) -> UrlsDone | None:
+    """For a client that declared URL-mode elicitation (and can be asked on this request): what tells it a URL
+    question is done. `notifications/elicitation/complete` exists on 2025-11-25 only; 2026-07-28 clients are told
+    nothing (the run's result comes on the retry that carried their answer)."""
+    capabilities = ctx.session.client_capabilities
+    if capabilities is None or capabilities.elicitation is None or capabilities.elicitation.url is None:
+        return None
+    if asks_in_result(ctx):
+        return _nothing
+    if not ctx.session.can_send_request:  # a handshake-era request without a session: nobody can be asked
+        return None
+
+    async def done(elicitation_id: str) -> None:
+        try:
+            await ctx.session.send_elicit_complete(elicitation_id, related_request_id=ctx.request_id)
+        except Exception:  # a client that went away: the run goes on without it
+            logger.debug("could not send notifications/elicitation/complete", exc_info=True)
+
+    return done
+
+
+async def _nothing(elicitation_id: str) -> None:
+    return None
 
 
 async def follow(

@@ -36,7 +36,7 @@ from portal_mcp.runs.run import ASK_LATER, Asking
 from portal_mcp.sandbox.facades import importable, server_alias
 from portal_mcp.sdk import Connection, connection_of, lasting_connection
 from portal_mcp.surface.auth import BearerAuth, check_bind, static_tokens
-from portal_mcp.surface.follow import elicitor, follow, index_built, wants_progress
+from portal_mcp.surface.follow import elicitor, follow, index_built, url_opener, wants_progress
 from portal_mcp.surface.http_limits import BodyLimits, guarded_protocol, install_log_limits
 from portal_mcp.surface.oauth import OAuthEdge
 from portal_mcp.surface.oauth_callback import PATH as CALLBACK
@@ -156,7 +156,9 @@ class PortalServer:
                 if not isinstance(code, str):
                     return _error("execute_code needs `code`: a string of Python source")
                 asking, elicit, progress = self._asking(ctx), elicitor(ctx), wants_progress(ctx)
-                run = await self.portal.start_run(code, principal, approve=asking, elicit=elicit, progress=progress)
+                run = await self.portal.start_run(
+                    code, principal, approve=asking, elicit=elicit, progress=progress, urls=url_opener(ctx)
+                )
             reply = await follow(ctx, approvals, run)  # follow.py: progress, downstream questions, cancellation
         except RunError as exc:
             return _error(str(exc))

@@ -31,6 +31,7 @@ from portal_mcp.errors import RunError
 from portal_mcp.portal import Portal
 from portal_mcp.runs.approvals import can_elicit, direct_approver, direct_elicitor
 from portal_mcp.runs.tasks import RunTask, RunTasks
+from portal_mcp.surface.follow import url_opener
 
 TASKS_VERSION = "2025-11-25"
 CAPABILITY = types.ServerTasksCapability(
@@ -86,6 +87,7 @@ class TaskSurface:
                 principal,
                 approve=direct_approver(ctx) if asking else None,
                 elicit=direct_elicitor(ctx) if asking else None,
+                urls=url_opener(ctx),
             )
         except RunError as exc:
             raise MCPError(code=types.INVALID_REQUEST, message=str(exc)) from None

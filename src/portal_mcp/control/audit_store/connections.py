@@ -86,9 +86,12 @@ class ConnectionStore(ABC):
     """Sealed records by (user, server) in a database table. Thread-safe; every method does I/O (call it off the
     event loop)."""
 
+    dialect: str
+    """`sqlite` or `postgres`: the tables kept beside it are named after it."""
+
     def __init__(self, name: str, sealer: Sealer) -> None:
         self.name = name
-        self._sealer = sealer
+        self.sealer = sealer
         self._lock = threading.Lock()
         self._refreshing: dict[tuple[str, str], threading.Lock] = {}
 
@@ -98,7 +101,7 @@ class ConnectionStore(ABC):
         if row is None:
             return None
         try:
-            return self._sealer.open(user, server, row)
+            return self.sealer.open(user, server, row)
         except ValueError as exc:
             raise AuditStoreError(
                 self.name,
@@ -107,7 +110,7 @@ class ConnectionStore(ABC):
             ) from None
 
     def put(self, user: str, server: str, record: Record) -> None:
-        sealed = self._sealer.seal(user, server, record)
+        sealed = self.sealer.seal(user, server, record)
         with self._lock:
             self._put(user, server, sealed, time.time())
 
@@ -129,10 +132,19 @@ class ConnectionStore(ABC):
         held.acquire()
         return held.release
 
+    def query(self, sql: str, params: tuple[Any, ...]) -> tuple[list[tuple[Any, ...]], int]:
+        """Run one statement (written with `?` placeholders) on this store's database: (rows, rows changed). For
+        the tables kept beside the connections (`pending.PendingFlows`)."""
+        with self._lock:
+            return self._query(sql, params)
+
     def raw(self, user: str, server: str) -> str | None:
         """The row as stored (sealed): what a reader of the database sees."""
         with self._lock:
             return self._get(user, server)
+
+    @abstractmethod
+    def _query(self, sql: str, params: tuple[Any, ...]) -> tuple[list[tuple[Any, ...]], int]: ...
 
     @abstractmethod
     def _get(self, user: str, server: str) -> str | None: ...
@@ -151,6 +163,8 @@ class ConnectionStore(ABC):
 
 
 class SqliteConnectionStore(ConnectionStore):
+    dialect = "sqlite"
+
     def __init__(self, connect: Callable[[], sqlite3.Connection], name: str, sealer: Sealer) -> None:
         super().__init__(name, sealer)
         self._db = connect()
@@ -162,6 +176,10 @@ class SqliteConnectionStore(ConnectionStore):
         except sqlite3.Error as exc:
             self._db.close()
             raise AuditStoreError(name, f"cannot keep connections there ({exc})") from None
+
+    def _query(self, sql: str, params: tuple[Any, ...]) -> tuple[list[tuple[Any, ...]], int]:
+        cursor = self._db.execute(sql, params)
+        return cursor.fetchall(), cursor.rowcount
 
     def _get(self, user: str, server: str) -> str | None:
         row = self._db.execute(f"SELECT sealed FROM {_SQLITE_TABLE} WHERE user = ? AND server = ?", (user, server))
@@ -189,6 +207,8 @@ class SqliteConnectionStore(ConnectionStore):
 
 class PostgresConnectionStore(ConnectionStore):
     """The `portal_oauth_connections` table of the audit database: shared by every replica."""
+
+    dialect = "postgres"
 
     def __init__(self, connect: Callable[[], psycopg.Connection[Any]], name: str, sealer: Sealer) -> None:
         super().__init__(name, sealer)
@@ -234,6 +254,10 @@ class PostgresConnectionStore(ConnectionStore):
                 release()
 
         return unlock
+
+    def _query(self, sql: str, params: tuple[Any, ...]) -> tuple[list[tuple[Any, ...]], int]:
+        cursor = self._run(sql.replace("?", "%s"), params)
+        return (cursor.fetchall() if cursor.description is not None else []), cursor.rowcount
 
     def _get(self, user: str, server: str) -> str | None:
         found = self._run(f'SELECT sealed FROM {_PG_TABLE} WHERE "user" = %s AND server = %s', (user, server))
