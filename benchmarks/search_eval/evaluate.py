@@ -17,7 +17,7 @@ import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 
@@ -104,6 +104,10 @@ def rank_all(ranker: Ranker, queries: Sequence[Query]) -> dict[str, list[str]]:
     return {query.text: list(ranker(query.text))[:DEPTH] for query in queries}
 
 
+def _ranker(index: Any) -> Ranker:
+    return lambda text: [hit.entry.qualified_name for hit in index.search(text, limit=DEPTH)]
+
+
 def main(argv: list[str]) -> int:
     from portal_mcp.catalog.search import SearchIndex
     from portal_mcp.catalog.search.embeddings import EmbeddingCache, Encoder
@@ -123,9 +127,7 @@ def main(argv: list[str]) -> int:
             continue
         queries = [q for q in queries if args.split == "all" or q.split == args.split]
         index = SearchIndex(catalog, None if encoder is None else EmbeddingCache(encoder, None))
-        rankings = rank_all(
-            lambda text, index=index: [hit.entry.qualified_name for hit in index.search(text, limit=DEPTH)], queries
-        )
+        rankings = rank_all(_ranker(index), queries)
         scores = score(rankings, queries)
         print(name, " ".join(f"{key} {value:.3f}" for key, value in scores.items() if key != "queries"), flush=True)
         if args.misses:

@@ -16,6 +16,9 @@ A tool's score for a query adds up these signals:
    "create an issue in jira" ranks Jira's tools above GitHub's.
 5. Name coverage: the best `RERANK_DEPTH` tools gain up to `COVERAGE_BOOST` times the best score for the share of
    their name the query says (`jira_create_issue` over `jira_batch_create_issues` for "create a jira issue").
+6. Action verbs: of the best `RERANK_DEPTH`, a tool whose name's verb the query did not ask for (changing,
+   removing or stopping unasked; only reading when the query asks to make or change) loses `ACTION_PENALTY` times
+   the best score (`search/actions.py`).
 
 Like the catalog it indexes, an index is immutable: a new catalog gets a new `SearchIndex`.
 The words themselves (stopwords, the synonym tables, `tokenize` and `stem`) are in `search_words`.
