@@ -1,5 +1,6 @@
-"""Action verbs in search: a tool that changes, removes or stops something is found when the query asks for that,
-and a query asking to make something prefers the tool that makes it over the one that reads it."""
+"""Names in search: a tool that changes, removes or stops something is found when the query asks for that, a query
+asking to make something prefers the tool that makes it over the one that reads it, and a name the query says as
+written (plural and all) beats one that only shares its stems."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from mcp_types import Tool
 from portal_mcp.catalog.model import Catalog
 from portal_mcp.catalog.search import SearchIndex
 from portal_mcp.catalog.search.actions import asked, tool_action, unasked
+from portal_mcp.catalog.search.words import forms
 
 
 def tool(name: str, description: str) -> Tool:
@@ -81,3 +83,21 @@ def test_reading_is_unasked_only_when_the_query_asks_for_something_else() -> Non
     assert unasked("delete", frozenset())
     assert not unasked("delete", frozenset({"delete"}))
     assert not unasked("create", frozenset({"read"}))
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("the open pull requests of a repository", "github.pull_requests"),
+        ("that pull request of a repository", "github.pull_request"),
+    ],
+)
+def test_a_name_the_query_says_as_written_beats_one_sharing_only_its_stems(query: str, expected: str) -> None:
+    same = "Pull requests of a repository."
+    catalog = Catalog.build({"github": [tool("pull_request", same), tool("pull_requests", same)]})
+    assert SearchIndex(catalog).search(query, limit=1)[0].entry.qualified_name == expected
+
+
+def test_the_forms_of_a_name_are_its_words_as_written() -> None:
+    assert forms("list_pullRequests") == {"list", "pull", "requests"}
+    assert forms("show me the open pull requests") >= {"pull", "requests"}

@@ -198,6 +198,18 @@ def _compound_tokens(compound: str) -> tuple[str, ...]:
     return tuple(tokens)
 
 
+@functools.lru_cache(maxsize=1 << 16)
+def forms(text: str) -> frozenset[str]:
+    """The words of a text or identifier as written, lowercased and not stemmed (`list_pullRequests` -> list,
+    pull, requests): what tells `list_pull_requests` from `get_pull_request` once stems agree."""
+    return frozenset(
+        part.lower()
+        for compound in _COMPOUND.findall(text)
+        for piece in SEPARATOR.split(compound)
+        for part in _CAMEL_PART.findall(piece)
+    )
+
+
 # Words whose suffix is not an inflection: "news" is not the plural of "new", nor "series" of "sery".
 UNSTEMMED = frozenset(
     {"news", "series", "species", "analytics", "physics", "mathematics", "always", "canvas", "status"}
