@@ -1,6 +1,6 @@
 """Names in search: a tool that changes, removes or stops something is found when the query asks for that, a query
 asking to make something prefers the tool that makes it over the one that reads it, and a name the query says as
-written (plural and all) beats one that only shares its stems."""
+written (plural and all) beats one that only shares its stems; the words of asking politely ask for nothing."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from mcp_types import Tool
 from portal_mcp.catalog.model import Catalog
 from portal_mcp.catalog.search import SearchIndex
 from portal_mcp.catalog.search.actions import asked, tool_action, unasked
-from portal_mcp.catalog.search.words import forms
+from portal_mcp.catalog.search.words import forms, query_tokens, tokenize
 
 
 def tool(name: str, description: str) -> Tool:
@@ -101,3 +101,16 @@ def test_a_name_the_query_says_as_written_beats_one_sharing_only_its_stems(query
 def test_the_forms_of_a_name_are_its_words_as_written() -> None:
     assert forms("list_pullRequests") == {"list", "pull", "requests"}
     assert forms("show me the open pull requests") >= {"pull", "requests"}
+
+
+def test_asking_politely_is_not_what_is_asked_for() -> None:
+    catalog = Catalog.build(
+        {
+            "docs": [tool("help_center", "Help and assistance articles.")],
+            "news": [tool("headlines", "Latest news headlines about a topic.")],
+        }
+    )
+    hits = SearchIndex(catalog).search("hi, can you help me with the latest news headlines", limit=5)
+    assert [hit.entry.qualified_name for hit in hits] == ["news.headlines"]
+    assert query_tokens("kindly help me find news") == ["find", "news"]
+    assert tokenize("help") == ["help"]

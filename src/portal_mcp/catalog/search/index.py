@@ -46,6 +46,7 @@ from portal_mcp.catalog.search.words import (
     RELATED_PHRASES,
     WORD,
     forms,
+    query_tokens,
     tokenize,
 )
 from portal_mcp.config import ServerConfig
@@ -181,7 +182,7 @@ class SearchIndex:
         if not query.strip() or limit <= 0 or self._built is None:
             return []
         words = WORD.findall(query.lower())
-        tokens = tokenize(query)
+        tokens = query_tokens(query)
         tokens += [word for word in _expand(words, tokens, EQUIVALENT_TOKENS, EQUIVALENT_PHRASES) if word not in tokens]
         related = [word for word in _expand(words, tokens, self._parts.related, RELATED_PHRASES) if word not in tokens]
         mentioned = self._mentioned(tokens + related)
