@@ -150,6 +150,17 @@ def test_a_multi_step_task_splits_into_its_intents() -> None:
     ]
 
 
+def test_and_before_a_common_task_verb_or_and_also_starts_a_new_intent() -> None:
+    assert split_intents("check the weather in Paris and recommend what to wear") == [
+        "check the weather in Paris",
+        "recommend what to wear",
+    ]
+    assert split_intents("show me the stock price of Apple, and also the latest news about it") == [
+        "show me the stock price of Apple",
+        "the latest news about it",
+    ]
+
+
 def test_a_plain_query_and_a_list_of_nouns_stay_one_intent() -> None:
     assert split_intents("create an issue in jira") == ["create an issue in jira"]
     assert split_intents("papers on climate, oceans and currents") == ["papers on climate, oceans and currents"]
