@@ -39,10 +39,12 @@ Ranker = Callable[[str], Sequence[str]]
 class Query:
     text: str
     expected: tuple[str, ...]
+    fixed: Split | None = None
+    """The split of a query made from others (`synthetic_tasks`): theirs, not one by its own hash."""
 
     @property
     def split(self) -> Split:
-        return split_of(self.text)
+        return self.fixed or split_of(self.text)
 
 
 def split_of(text: str) -> Split:
@@ -53,6 +55,31 @@ def split_of(text: str) -> Split:
 def load_queries(path: Path = QUERIES) -> list[Query]:
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
     return [Query(str(item["query"]), tuple(str(name) for name in item["expected"])) for item in data["queries"]]
+
+
+TASK_SIZES = (2, 3, 4, 3)
+CONNECTORS = (", then ", " and ", ". ", "; ", ", and also ", ". After that, ", " and then ", ", and ")
+
+
+def synthetic_tasks(queries: Sequence[Query]) -> list[Query]:
+    """Whole tasks made from the own queries: each split's queries (in hash order, so nobody picks them) joined
+    2 to 4 at a time by the connectors agents write ("then", "and", a new sentence), needing the first expected
+    tool of each. Tasks made of train queries are train, of test queries test. A stand-in for long agent tasks over
+    real servers; the connectors are general, but the queries were written by the team."""
+    tasks = []
+    for split in ("train", "test"):
+        ordered = sorted((q for q in queries if q.split == split), key=lambda q: zlib.crc32(q.text.encode()))
+        start = number = 0
+        while start + 2 <= len(ordered):
+            parts = ordered[start : start + TASK_SIZES[number % len(TASK_SIZES)]]
+            text = parts[0].text
+            for offset, part in enumerate(parts[1:]):
+                text += CONNECTORS[(number + offset) % len(CONNECTORS)] + part.text
+            expected = tuple(dict.fromkeys(part.expected[0] for part in parts))
+            tasks.append(Query(text[0].upper() + text[1:] + ".", expected, split))
+            start += len(parts)
+            number += 1
+    return tasks
 
 
 def bundled_catalog() -> Catalog:
@@ -119,7 +146,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--words", action="store_true", help="without the embedding model (semantic: false)")
     parser.add_argument("--misses", action="store_true", help="list queries whose first tool is not expected")
     args = parser.parse_args(argv)
-    sets: list[tuple[str, Catalog, list[Query]]] = [("own", bundled_catalog(), load_queries())]
+    own = load_queries()
+    sets: list[tuple[str, Catalog, list[Query]]] = [("own", bundled_catalog(), own)]
+    sets.append(("own_tasks", sets[0][1], synthetic_tasks(own)))
     sets += [(e.name, e.catalog, [Query(text, expected) for text, expected in e.queries]) for e in available()]
     encoder = None if args.words else Encoder.load()
     for name, catalog, queries in sets:
