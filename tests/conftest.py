@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["tests.pg"]
+pytest_plugins = ["tests.pg", "tests.everything"]
 
 
 @pytest.fixture

@@ -23,7 +23,21 @@ from tests.test_http import write_config
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFORMANCE = ROOT / "tests" / "node" / "conformance"
-SCENARIOS = ["server-initialize", "ping", "tools-list", "dns-rebinding-protection", "logging-set-level"]
+SCENARIOS = [
+    "server-initialize", "ping", "tools-list", "dns-rebinding-protection", "logging-set-level",
+    "server-sse-multiple-streams",  # concurrent POST streams: runs followed by progress while others go on
+]  # fmt: skip
+NOT_APPLICABLE = {
+    # The suite's scenarios for issue 14's run features call test tools by name on the server under test
+    # (`test_tool_with_progress`, `test_elicitation`, ...); the portal serves two tools by design, so they cannot pass
+    # here. tests/test_follow.py checks the same behaviour through execute_code against server-everything.
+    "tools-call-with-progress": "calls `test_tool_with_progress` at the top level",
+    "tools-call-elicitation": "calls `test_elicitation` at the top level",
+    "elicitation-sep1034-defaults": "calls `test_elicitation_sep1034_defaults` at the top level",
+    "elicitation-sep1330-enums": "calls `test_elicitation_sep1330_enums` at the top level",
+    "tools-call-sampling": "calls `test_sampling` (the portal does not forward sampling)",
+}
+"""Server scenarios of the installed suite (0.1.16) that cover issue 14's run features, and why they do not run."""
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 # Marked here, not only by tests/conftest.py: a mark added after collection makes anyio drop the scenario parameter.

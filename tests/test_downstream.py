@@ -264,7 +264,7 @@ async def test_a_call_past_the_timeout_is_cancelled_downstream_and_the_server_st
             assert "raise `timeout:`" in str(caught.value)
             # The server saw notifications/cancelled: its handler was interrupted, not left running.
             stats = await pool.call_tool("demo", "stats", {})
-            assert stats.structured_content == {"calls": 2, "cancelled": 1}
+            assert stats.structured_content == {"calls": 2, "cancelled": 1, "lists": 1}
             assert status_of(pool, "demo").restarts == 0
 
 

@@ -85,7 +85,7 @@ async def test_searches_are_audited(portal: Portal) -> None:
 
 
 async def test_agents_md_lists_servers_with_owners_and_the_workflow(portal: Portal) -> None:
-    from portal_mcp.cli.agents_md import render_agents_md
+    from portal_mcp.surface.agents_md import render_agents_md
 
     text = render_agents_md(portal)
     assert "`search_api(query=...)`" in text and "`execute_code(code=...)`" in text

@@ -309,7 +309,9 @@ def test_literals_outside_an_enum_or_deep_in_a_list_name_the_field() -> None:
 
 
 class _NoDownstream:
-    async def call_tool(self, server: str, tool: str, arguments: dict[str, Any], *, user: str) -> CallToolResult:
+    async def call_tool(
+        self, server: str, tool: str, arguments: dict[str, Any], *, user: str, context: object = None
+    ) -> CallToolResult:
         raise AssertionError("the bridge must refuse these arguments before calling downstream")
 
     async def ready(self, server: str) -> None:

@@ -51,8 +51,9 @@ async def test_a_cancelled_run_ends_and_the_next_one_runs(portal: Portal) -> Non
             await run.wait()
         after = await portal.execute_code("print(1 + 1)", portal.local)
     assert after.ok and after.output == "2\n"
-    [event] = [e for e in portal.audit if e.kind == "run"]  # type: ignore[attr-defined]
-    assert event.outcome == "ok"  # the cancelled run never ended, so it has no record
+    cancelled, event = [e for e in portal.audit if e.kind == "run"]  # type: ignore[attr-defined]
+    assert (cancelled.outcome, cancelled.detail) == ("error", "cancelled")  # the audit says why it ended
+    assert event.outcome == "ok"
 
 
 async def test_a_precheck_refusal_is_an_outcome_of_its_own_and_starts_nothing(portal: Portal) -> None:

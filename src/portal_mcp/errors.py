@@ -17,7 +17,8 @@ PortalError                       base; `str(err)` is a complete, user-facing me
 │   └── PolicyDeniedError         the portal's policy refused the call; carries the `rule` (PermissionError in code)
 ├── RunError                      an execute_code run cannot be started, resumed or finished (not: the code failed)
 │   ├── TooManyWaitingError       the user has too many runs waiting for approval answers already
-│   ├── UnknownRunError           an approval answer names no run waiting here (finished, timed out, elsewhere)
+│   ├── TooManyTasksError         the user has too many runs going as tasks already
+│   ├── UnknownRunError           an approval answer or task id names no run kept here (finished, expired, elsewhere)
 │   └── RunCancelledError         the run was stopped before it ended (the portal closed, the client went away)
 ├── LimitError                    a budget of `limits:` refused a search, run or call; carries `key` and `limit`
 ├── SandboxError                  the sandbox could not run the code (not: the code raised)
@@ -220,8 +221,21 @@ class TooManyWaitingError(RunError):
         )
 
 
+class TooManyTasksError(RunError):
+    """`user` has `running` runs going as tasks, the most allowed at once."""
+
+    def __init__(self, user: str, running: int) -> None:
+        self.user = user
+        self.running = running
+        super().__init__(
+            f"execute_code: {running} of your runs are already going as tasks, the most allowed at once; wait for "
+            "one to end (tasks/result) or cancel one (tasks/cancel) before starting another"
+        )
+
+
 class UnknownRunError(RunError):
-    """An approval answer's `requestState` names no run waiting in this portal; the message says what to do."""
+    """An approval answer's `requestState`, or a task id, names no run kept in this portal; the message says what
+    to do."""
 
 
 class RunCancelledError(RunError):

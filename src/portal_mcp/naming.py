@@ -61,3 +61,25 @@ def split_qualified(name: str) -> tuple[str, str]:
 def plural(count: int, noun: str) -> str:
     """A count and its noun, singular or plural: `1 tool`, `2 tools`, `0 servers`."""
     return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+RESOURCE_METHODS = ("resources", "resource_templates", "read_resource")
+"""What agent code calls on a server besides its tools (`await server.read_resource(uri)`); a tool of the same
+name wins."""
+
+PORTAL_SCHEME = "portal"
+"""The portal's own resources are `portal:NAME`; a server's resource `URI` is `portal://server/URI`."""
+
+
+def resource_uri(server: str, uri: str) -> str:
+    """The namespaced URI (or URI template) clients of the portal see for `server`'s resource `uri`."""
+    return f"{PORTAL_SCHEME}://{server}/{uri}"
+
+
+def split_resource_uri(uri: str) -> tuple[str, str] | None:
+    """(server, the server's own URI) of a namespaced resource URI, or None if `uri` is not one."""
+    rest = uri.removeprefix(f"{PORTAL_SCHEME}://")
+    server, slash, own = rest.partition("/")
+    if rest == uri or not slash or not own or re.match(SERVER_NAME_PATTERN, server) is None:
+        return None
+    return server, own

@@ -27,8 +27,9 @@ from mcp_types import Tool
 
 from portal_mcp.catalog.model import Catalog, ToolEntry
 from portal_mcp.catalog.overview import availability, did_you_mean, overview, scope_of, split_filters, visible_in
+from portal_mcp.catalog.resources import find_resources, render_resources
 from portal_mcp.catalog.schemas import Validators
-from portal_mcp.catalog.search import SearchIndex
+from portal_mcp.catalog.search import Indexes, SearchIndex
 from portal_mcp.catalog.search.embeddings import EmbeddingCache, default_cache_dir, search_embeddings
 from portal_mcp.catalog.search.reply import nothing_fits_reply, task_reply
 from portal_mcp.catalog.search.stored import IndexStore
@@ -50,8 +51,10 @@ from portal_mcp.naming import plural
 from portal_mcp.runs.approvals import PendingRuns
 from portal_mcp.runs.bridge import Approver, Bridge
 from portal_mcp.runs.precheck import check_code, render
-from portal_mcp.runs.run import ASK_LATER, Asking, Refused, Run, RunOutcome
-from portal_mcp.sandbox.facades import server_alias
+from portal_mcp.runs.progress import RunProgress, counted
+from portal_mcp.runs.resources import ResourceCalls
+from portal_mcp.runs.run import ASK_LATER, Asking, Elicitor, Refused, Run, RunOutcome
+from portal_mcp.sandbox.facades import name_clashes
 from portal_mcp.sandbox.host import RunResult, SandboxHost
 from portal_mcp.tools import MAX_LIMIT
 
@@ -88,7 +91,7 @@ class Portal:
         """The stdio / command-line user (`user:` of the config, else the OS user)."""
         listings = {server: config.curated(server, tools) for server, tools in pool.known_listings().items()}
         self._catalog = Catalog.build(listings, config.tool_filters())
-        self._index: SearchIndex | None = None
+        self._indexes = Indexes(embeddings, config.servers, self.index_store)
         self._listeners: list[EventListener] = []
         users = {self.local.name, *config.http.users, *([ANONYMOUS] if config.http.bearer_tokens else [])}
         users = users if config.http.metric_user_labels else set()  # without names every user counts as `other`
@@ -116,6 +119,7 @@ class Portal:
             budgets=self.budgets,
             observe=self.shapes.observe,
             search=self.visible_tools,
+            resources=ResourceCalls(pool, self.events, self.redactor, self.budgets),
         )
 
     @classmethod
@@ -161,6 +165,7 @@ class Portal:
             redactor=Redactor(config.secret_values()),
             state_dir=config.state_folder(os.environ),
             background=background,
+            relist_every=config.relist_every,
         )
         # The sink outlives the pool and the sandbox, so calls finishing during shutdown are still recorded.
         failure: Exception | None = None
@@ -181,14 +186,8 @@ class Portal:
                 await anyio.to_thread.run_sync(portal.index)
                 for problem in portal.unmatched():
                     logger.warning("%s: a typo? it has no effect", problem, extra={"event": "policy_unmatched"})
-                for server in portal.catalog.servers():
-                    if (alias := server_alias(server)) is not None:
-                        logger.warning(
-                            "server %r is named like the module `%s`: in execute_code `import %s` gives the module, "
-                            "and the server stays reachable as `%s` (and as `%s` where nothing imported the module)",
-                            server, server, server, alias, server,
-                            extra={"server": server, "event": "name_clash"},
-                        )  # fmt: skip
+                for server, warning in name_clashes(portal.catalog.servers()):
+                    logger.warning("%s", warning, extra={"server": server, "event": "name_clash"})
                 yield portal
             except Exception as exc:  # raised as itself below, not wrapped in the task group's ExceptionGroup
                 failure = exc
@@ -226,16 +225,18 @@ class Portal:
             self._listeners.remove(listener)
 
     async def _tools_changed(self, server: str, tools: list[Tool]) -> None:
-        # One assignment each, with no await between: a search or run sees the old catalog and index or the new.
+        # One assignment: a search or run sees the old catalog (and its index) or the new one (its index built anew).
         listings = {name: self.config.curated(name, tools) for name, tools in self.pool.known_listings().items()}
-        catalog = Catalog.build(listings, self.config.tool_filters())
-        self._catalog, self._index = catalog, None
+        self._catalog = Catalog.build(listings, self.config.tool_filters())
+
+    @property
+    def indexed(self) -> bool:
+        """Whether the current catalog's search index is built (else the next search builds it)."""
+        return self._indexes.ready(self._catalog)
 
     def index(self) -> SearchIndex:
         """The search index of the current catalog, built on first use after every change."""
-        if self._index is None:
-            self._index = SearchIndex(self._catalog, self.embeddings, self.config.servers, self.index_store)
-        return self._index
+        return self._indexes.get(self._catalog)
 
     def visible_tools(self, query: str, limit: int, user: str) -> list[ToolEntry]:
         """The best tools for `query` among those `user` may call (`portal.search` from code, via the bridge)."""
@@ -296,6 +297,12 @@ class Portal:
                     f"{len(hits)} of {plural(len(self._catalog) - len(hidden), 'tool')} match{where}.{hint} Call them in "
                     f"execute_code as `await server.tool(...)`.{self.policy.for_user(who).approval_note(entries)}{availability(entries, self.pool.statuses())}\n\n{stubs}"
                 )
+        if words.strip() and not problem:  # resources: a result kind of their own (catalog/resources.py)
+            reach = {
+                s: (e.resources, e.templates) for s, e in self.pool.extras().items() if scope is None or s in scope
+            }
+            offered = {s: found for s, found in reach.items() if not principal.rules.server_refusal(s)}
+            reply += render_resources(find_resources(words, offered, limit))
         self._searched(who, "ok", started, query, "", len(reply))
         return reply
 
@@ -308,19 +315,20 @@ class Portal:
         """Servers with their descriptions, owners and tool counts (catalog/overview.py)."""
         return overview(self._catalog, self.config.servers, self.pool.statuses(), scope, hidden)
 
-    async def start_run(self, code: str, principal: Principal, *, approve: Asking = None) -> Run:
+    async def start_run(self, code: str, principal: Principal, *, approve: Asking = None,
+                        elicit: Elicitor | None = None, progress: RunProgress | None = None) -> Run:  # fmt: skip
         """Check agent code against `principal`'s view of the catalog, then run it in a fresh sandbox worker.
 
         Code with a wrong tool call (unknown tool, bad or missing arguments, no `await`) is refused before anything
         runs, as is a run over the user's `runs_per_minute`: the run returned is over already, its outcome `Refused`.
         Otherwise it runs in the portal's task group (closing the portal cancels it); every call the code makes goes
         through the bridge under `principal`'s policy. `approve` says how calls the policy wants approved are asked
-        (see `Asking`); with `ASK_LATER` a user may have only so many runs waiting (TooManyWaitingError).
-        """
+        (see `Asking`); with `ASK_LATER` a user may have only so many runs waiting (TooManyWaitingError). `elicit`
+        and `progress`: see `Run`; a run stopped by `Run.cancel()` is audited as `cancelled`."""
         started = time.perf_counter()
         if approve == ASK_LATER:
             self.approvals.check_room(principal.name)
-        run = Run(code, principal, self.approvals.new_token(), approve)
+        run = Run(code, principal, self.approvals.new_token(), approve, elicit, progress)
         await await_starting(self.pool, code, self._catalog.namespaces())
         view = self.policy.view(principal.name, self._catalog)
         slot = contextlib.ExitStack()
@@ -332,10 +340,10 @@ class Portal:
                 refusal = Refused("limit", f"LimitError: {exc}", _since(started), rule=f"limit={exc.key}")
         if refusal is None:
             body = partial(self._sandboxed, namespaces=view.catalog.namespaces(), slot=slot)
-            self._tasks.start_soon(run.execute, body)
+            self._tasks.start_soon(run.execute, body, self.events.record)
             return run
         run.refuse(refusal)
-        self._record_run(run, refusal)
+        self.events.record(run.audit_event(refusal))
         return run
 
     async def execute_code(self, code: str, principal: Principal, *, approve: Approver | None = None) -> RunOutcome:
@@ -350,16 +358,11 @@ class Portal:
     async def _sandboxed(
         self, run: Run, *, namespaces: Mapping[str, Sequence[str]], slot: contextlib.ExitStack
     ) -> RunResult:
-        async def call(qualified: str, arguments: dict[str, Any]) -> Any:
-            return await self.bridge.call(qualified, arguments, caller=run.caller)
-
+        call = counted(partial(self.bridge.call, caller=run.caller), run.progress)
         with slot, self.metrics.running():
-            result = await self.sandbox.run(run.code, namespaces, call, clock=run.clock)
-        self._record_run(run, result)
+            result = await self.sandbox.run(run.code, namespaces, call, clock=run.clock, on_output=run.printed)
+        self.events.record(run.audit_event(result))
         return result
-
-    def _record_run(self, run: Run, outcome: RunOutcome) -> None:
-        self.events.record(run.audit_event(outcome))
 
     async def _admit(self, code: str, principal: Principal, view: UserView, started: float) -> Refused | None:
         """May this run start? None, or why not.

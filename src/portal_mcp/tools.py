@@ -51,5 +51,7 @@ TOOLS = [
             "required": ["code"],
         },
         annotations=types.ToolAnnotations(read_only_hint=False, destructive_hint=True, open_world_hint=True),
+        # A long run may be started as a task (2025-11-25 `task: {ttl}`, surface/tasks.py) or waited for.
+        execution=types.ToolExecution(task_support="optional"),
     ),
 ]

@@ -66,8 +66,11 @@ def _text(text: str, *, is_error: bool = False) -> types.CallToolResult:
     return types.CallToolResult(content=[types.TextContent(type="text", text=text)], is_error=is_error)
 
 
-def build_server(*, many: int = 0, page_size: int = 50, loop_cursor: bool = False) -> Server[Any]:
-    """The demo server: its tool list lives in this closure, so `add_tool` changes what later pages show."""
+def build_server(
+    *, many: int = 0, page_size: int = 50, loop_cursor: bool = False, silent_changes: bool = False
+) -> Server[Any]:
+    """The demo server: its tool list lives in this closure, so `add_tool` changes what later pages show (and, with
+    `silent_changes`, never says so: what the portal's `relist_every` is for)."""
     tools: list[types.Tool] = [_ECHO, _ADD, _SLOW, _FAIL, _CRASH, _ADD_TOOL, _STATS, _HEADER, _PID]
     tools += [
         types.Tool(
@@ -78,12 +81,13 @@ def build_server(*, many: int = 0, page_size: int = 50, loop_cursor: bool = Fals
         for i in range(many)
     ]
     added: set[str] = set()
-    counters = {"calls": 0, "cancelled": 0}
+    counters = {"calls": 0, "cancelled": 0, "lists": 0}
 
     async def list_tools(
         ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
     ) -> types.ListToolsResult:
         start = int(params.cursor) if params is not None and params.cursor else 0
+        counters["lists"] += start == 0
         end = start + page_size
         if loop_cursor:
             return types.ListToolsResult(tools=tools[:page_size], next_cursor="0")
@@ -126,7 +130,8 @@ def build_server(*, many: int = 0, page_size: int = 50, loop_cursor: bool = Fals
                             input_schema={"type": "object", "properties": {}},
                         )
                     )
-                await ctx.session.send_tool_list_changed()
+                if not silent_changes:
+                    await ctx.session.send_tool_list_changed()
                 return _text(f"added {name}")
             case "stats":
                 return types.CallToolResult(content=[], structured_content=dict(counters))
@@ -185,6 +190,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--many", type=int, default=0)
     parser.add_argument("--page-size", type=int, default=50)
     parser.add_argument("--loop-cursor", action="store_true")
+    parser.add_argument("--silent-changes", action="store_true", help="add_tool sends no tools/list_changed")
     parser.add_argument("--exit-at-start", action="store_true")
     parser.add_argument("--hang-at-start", action="store_true")
     parser.add_argument("--once", type=Path)
@@ -209,7 +215,9 @@ def main(argv: list[str] | None = None) -> None:
         # Inherits the process group and all three pipes, as the node child of `npx` does.
         subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
 
-    server = build_server(many=args.many, page_size=args.page_size, loop_cursor=args.loop_cursor)
+    server = build_server(
+        many=args.many, page_size=args.page_size, loop_cursor=args.loop_cursor, silent_changes=args.silent_changes
+    )
     if args.transport == "stdio":
         anyio.run(_serve_stdio, server)
         return

@@ -131,7 +131,7 @@ def _write_per_server(
 @CONFIG_OPTION
 def agents_md(config_path: Path | None) -> None:
     """Print a section for a repository's AGENTS.md: how to use the portal and what its catalog holds."""
-    from portal_mcp.cli.agents_md import render_agents_md
+    from portal_mcp.surface.agents_md import render_agents_md
 
     config = load(config_path)
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from mcp_types import Tool
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import BeforeValidator, Field, SecretStr, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from portal_mcp.config.base import _Model
@@ -66,6 +66,15 @@ class AnnotationsOverride(_Model):
         return {wire: value for field, wire in names.items() if (value := getattr(self, field)) is not None}
 
 
+def _interval(value: object) -> object:
+    """`off`/`false`/`0` -> 0.0 (never); a number of seconds otherwise."""
+    return 0.0 if value in ("off", False, "0", 0) else value
+
+
+Interval = Annotated[float, BeforeValidator(_interval), Field(ge=0)]
+"""Seconds between re-listings; 0 (or `off`) turns them off."""
+
+
 class _ServerBase(_Model):
     tools: ToolsConfig = Field(default_factory=ToolsConfig)
     search: ServerCuration = Field(
@@ -77,6 +86,9 @@ class _ServerBase(_Model):
     disabled: bool = False
     timeout: float = Field(default=60.0, gt=0, description="seconds one tool call may take")
     connect_timeout: float = Field(default=30.0, gt=0, description="seconds to start and list tools")
+    relist_every: Interval | None = Field(
+        default=None, description="seconds between re-listings of a server that never announces changes (0/off: none)"
+    )
     description: str | None = Field(default=None, description="one line shown in the search overview")
     owner: str | None = Field(default=None, description="who runs this service (searchable as `owner:NAME`)")
     tags: list[str] = Field(default_factory=list, description="labels (searchable as `tag:NAME`)")
@@ -318,6 +330,7 @@ class PortalConfig(_Model):
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     search: SearchConfig = Field(default_factory=SearchConfig)
     user: str | None = Field(default=None, description="who stdio calls are attributed to (default: the OS user)")
+    relist_every: Interval = Field(default=600.0, description="servers' default `relist_every` (seconds; 0/off: none)")
     state_dir: Path | None = Field(
         default=None,
         description="where the portal keeps each server's last tool list (relative to the config; default: "

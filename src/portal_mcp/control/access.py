@@ -80,6 +80,16 @@ class UserRules:
             return Decision.APPROVE
         return Decision.ALLOW
 
+    def server_refusal(self, server: str) -> PolicyDeniedError | None:
+        """Why this user may not use `server`'s resources and prompts (None: they may). They are reads, so only the
+        server's reach counts: a deny of the whole server (`srv`, `srv.*`), or an allow list naming none of it."""
+        whole = [pattern for pattern in self.deny if _server_part(pattern, server) and pattern.partition(".")[2] in "*"]
+        if whole:
+            return PolicyDeniedError(server, "deny", f"the policy denies {_pattern_text(whole[0])} to {self.user!r}")
+        if self.allow and not any(_server_part(pattern, server) for pattern in self.allow):
+            return PolicyDeniedError(server, "allow", f"the policy allows {self.user!r} no tool of {server!r}")
+        return None
+
     def hints(self, entry: ToolEntry) -> Mapping[str, Any]:
         """The tool's annotations with the config's corrections applied."""
         overrides = (self.annotations or {}).get(entry.server)
@@ -241,6 +251,10 @@ def _matches(pattern: str, entry: ToolEntry) -> bool:
     return fnmatch.fnmatchcase(f"{entry.server}.{entry.name}", pattern) or fnmatch.fnmatchcase(
         entry.qualified_name, pattern
     )
+
+
+def _server_part(pattern: str, server: str) -> bool:
+    return fnmatch.fnmatchcase(server, pattern.partition(".")[0])
 
 
 def _pattern_text(pattern: str) -> str:

@@ -16,6 +16,7 @@ from typing import Literal, Protocol
 Outcome = Literal["ok", "error", "refused"]
 RunErrorKind = Literal[
     "exception", "syntax", "memory", "not_awaited", "internal", "timeout", "cpu", "crash", "protocol", "too_long",
+    "cancelled",
 ]  # fmt: skip
 """Why a run in the sandbox failed: the detail of a failed run's record, and a bounded label of the metrics."""
 RefusalKind = Literal["precheck", "rate_limit", "limit"]

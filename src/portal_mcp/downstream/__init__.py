@@ -16,20 +16,28 @@ Connections use the `initialize` handshake (`mode="legacy"`): every server relea
 `mode="auto"` (the 2026 `server/discover` era), where list changes come through `Client.listen()`.
 
 The modules: `_pool` (the pool), `_link` (one server's connection and its respawns), `_call_path` (sending a
-request from the caller's task, resending one that never left), `_listing` (paged lists, redacted), `_transports`
+request from the caller's task, resending one that never left), `_listing` (paged lists, redacted, digests), `_relisting` (change announcements and the `relist_every` re-listing), `_transports`
 (the watched SDK transports), `_failures` (errors as sentences), `_stderr` (stderr forwarding), `_processes` (leftover child
-processes), `_events` (what a link reports to the pool).
+processes), `_events` (what a link reports to the pool), `_asking` (a server's questions and progress, to
+the run whose call it is serving).
 """
 
 from portal_mcp.catalog.status import ServerState, ServerStatus, TransportKind
+from portal_mcp.downstream._asking import DECLINED, CallContext, Elicit, Progress
 from portal_mcp.downstream._events import DownstreamEvent, EventKind
+from portal_mcp.downstream._listing import Extras
 from portal_mcp.downstream._pool import DownstreamPool
 from portal_mcp.downstream._starting import await_starting, unlisted
 
 __all__ = [
+    "DECLINED",
+    "CallContext",
     "DownstreamEvent",
     "DownstreamPool",
+    "Elicit",
     "EventKind",
+    "Extras",
+    "Progress",
     "ServerState",
     "ServerStatus",
     "TransportKind",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any, Literal, TypeVar
 
 import anyio
@@ -18,6 +19,7 @@ from mcp_types import CallToolResult
 from pydantic import ValidationError
 
 from portal_mcp.catalog.status import ServerState
+from portal_mcp.downstream._asking import Asking, CallContext
 from portal_mcp.downstream._transports import Watch
 from portal_mcp.errors import DownstreamError, ServerDownError, ServerUnavailableError, ToolTimeoutError
 
@@ -53,13 +55,21 @@ class CallPath:
     _cycle_done: anyio.Event | None
     _cycle_wanted: anyio.Event
     _wake: anyio.Event
+    asking: Asking
 
-    async def call_tool(self, tool: str, arguments: dict[str, Any]) -> CallToolResult:
-        return await self.request(
-            f"tool {tool!r}",
-            lambda client: client.call_tool(tool, arguments),
-            timed_out=lambda: ToolTimeoutError(self.name, tool, self.timeout),
-        )
+    async def call_tool(
+        self, tool: str, arguments: dict[str, Any], context: CallContext | None = None
+    ) -> CallToolResult:
+        """Call `tool`; `context` says which run the call is for (its questions and progress go there, and a
+        cancelled run cancels the call: the SDK sends `notifications/cancelled` when the request's scope is left)."""
+        progress = self.asking.progress_callback(context)
+        with self.asking.calling(context):
+            return await self.request(
+                f"tool {tool!r}",
+                lambda client: client.call_tool(tool, arguments, progress_callback=progress),
+                timed_out=lambda: ToolTimeoutError(self.name, tool, self.timeout),
+                context=context,
+            )
 
     async def request(
         self,
@@ -67,6 +77,7 @@ class CallPath:
         send: Callable[[Client], Awaitable[T]],
         *,
         timed_out: Callable[[], DownstreamError] | None = None,
+        context: CallContext | None = None,
     ) -> T:
         """`send` over the live connection (`what` names the request in errors: "tool 'x'"), within the link's
         timeout (`timed_out` makes the error when it runs out). Raises `DownstreamError` (and its subclasses) with
@@ -75,7 +86,7 @@ class CallPath:
             client, watch, generation = await self._usable()
             written = watch.calls_written if watch is not None else -1
             try:
-                with anyio.move_on_after(self.timeout) as scope:
+                with anyio.move_on_after(self.timeout) as scope, _timed(context, scope):
                     result = await send(client)
             except MCPError as exc:
                 if exc.code != types.CONNECTION_CLOSED and not (watch is not None and watch.session_expired):
@@ -171,3 +182,8 @@ class CallPath:
             self._cycle_done = anyio.Event()
             self._cycle_wanted.set()
         return self._cycle_done
+
+
+def _timed(context: CallContext | None, scope: anyio.CancelScope) -> AbstractContextManager[None]:
+    """The request's timeout, known to its context so a person's answering time does not count."""
+    return context.timed(scope) if context is not None else nullcontext()

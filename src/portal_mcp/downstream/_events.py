@@ -12,7 +12,9 @@ from mcp_types import Tool
 from portal_mcp.catalog.status import ServerStatus
 from portal_mcp.control.credentials import Redactor
 
-EventKind = Literal["failed", "exited", "restarting", "restarted", "down", "tools_changed", "warning"]
+EventKind = Literal[
+    "failed", "exited", "restarting", "restarted", "down", "tools_changed", "listing_changed", "warning"
+]
 
 
 @dataclass(frozen=True)

@@ -11,21 +11,21 @@ from typing import Any, Literal
 import anyio
 import anyio.abc
 import mcp_types as types
-from mcp.client import Client, IncomingMessage
+from mcp.client import Client
 from mcp.server import MCPServer, Server
-from mcp.shared.exceptions import MCPError
 from mcp_types import Tool
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
-from pydantic import ValidationError
 
 from portal_mcp import __version__
 from portal_mcp.catalog.status import ServerState, ServerStatus, TransportKind, transport_kind
 from portal_mcp.config import RemoteServerConfig, StdioServerConfig
+from portal_mcp.downstream._asking import Asking
 from portal_mcp.downstream._call_path import BACKOFF, REAP_TIMEOUT, CallPath
 from portal_mcp.downstream._events import DownstreamEvent, EventKind, Hooks
 from portal_mcp.downstream._failures import TOO_OLD, TooOld, describe, rejects_handshake, unreachable
-from portal_mcp.downstream._listing import differ, list_tools, lists
+from portal_mcp.downstream._listing import Extras, differ, lists
 from portal_mcp.downstream._processes import end_processes
+from portal_mcp.downstream._relisting import Relisting
 from portal_mcp.downstream._stderr import StderrPump
 from portal_mcp.downstream._transports import Watch, open_transport
 
@@ -42,7 +42,7 @@ _DEFAULT_CONNECT_TIMEOUT = 30.0
 _CLIENT_INFO = types.Implementation(name="portal-mcp", version=__version__)
 
 
-class Link(CallPath):
+class Link(CallPath, Relisting):
     """One live server: the task that owns its connection (the call path that uses it is `CallPath`)."""
 
     def __init__(
@@ -52,6 +52,7 @@ class Link(CallPath):
         hooks: Hooks,
         pump: StderrPump | None,
         down_retry_after: float,
+        relist_every: float = 0.0,
     ) -> None:
         self.name = name
         self._target = target
@@ -63,8 +64,13 @@ class Link(CallPath):
             self._config.max_restarts if isinstance(self._config, StdioServerConfig) else _DEFAULT_RESTARTS
         )
         self._hooks = hooks
+        self.asking = Asking(name)
         self._pump = pump
         self._down_retry_after = down_retry_after
+        own = self._config.relist_every if self._config is not None else None
+        self.relist_every = relist_every if own is None else own
+        """Seconds between re-listings when the server announces no change (0: never)."""
+        self.extras = Extras()
 
         self.tools: list[Tool] = []
         self.state: ServerState = "connecting"
@@ -231,15 +237,18 @@ class Link(CallPath):
                     cache=None,
                     client_info=_CLIENT_INFO,
                     message_handler=self._on_message,
+                    # Declares form and URL elicitation: a server's questions reach the user of the run calling it.
+                    elicitation_callback=self.asking.on_elicit,
                 )
                 async with client, anyio.create_task_group() as task_group:
                     if client.protocol_version in MODERN_PROTOCOL_VERSIONS:
                         # Subscribe before listing, so no change can fall between the two.
                         await task_group.start(self._listen, client)
-                    tools = await self._list_tools(client)
+                    tools, extras = await self._list(client)
                     deadline.deadline = math.inf
                     connected = True
-                    await self._connected(client, watch, tools, (anyio.current_time() - started) * 1000, restart)
+                    ms = (anyio.current_time() - started) * 1000
+                    await self._connected(client, watch, tools, extras, ms, restart)
                     await self._serve(client, watch)
                     task_group.cancel_scope.cancel()
             if deadline.cancelled_caught:
@@ -277,7 +286,9 @@ class Link(CallPath):
             return self._target
         return open_transport(self._config, watch, token, self._pump)
 
-    async def _connected(self, client: Client, watch: Watch, tools: list[Tool], ms: float, restart: bool) -> None:
+    async def _connected(
+        self, client: Client, watch: Watch, tools: list[Tool], extras: Extras, ms: float, restart: bool
+    ) -> None:
         self._client, self._watch = client, watch
         self._generation += 1
         self._given_up_at = None
@@ -286,76 +297,36 @@ class Link(CallPath):
         first = not self.ever_connected
         recovered = first and self._failed_wall is not None
         self.ever_connected = True
-        changed = restart and differ(self.tools, tools)
-        self.tools = tools
+        changed = restart and (differ(self.tools, tools) or extras.digest != self.extras.digest)
+        self.tools, self.extras = tools, extras
         if restart:
             self.restarts += 1
         self._set_state("connected", None)
         self._settle()
         if restart:
-            await self._event("restarted", "info", f"restarted in {ms:.0f} ms; it {lists(len(tools))}")
+            await self._event("restarted", "info", f"restarted in {ms:.0f} ms; it {lists(len(tools), extras)}")
         elif recovered:
-            await self._event("restarted", "info", f"is up after retrying ({ms:.0f} ms); it {lists(len(tools))}")
+            await self._event(
+                "restarted", "info", f"is up after retrying ({ms:.0f} ms); it {lists(len(tools), extras)}"
+            )
         if self._hooks.listed is not None:
             await self._hooks.listed(self.name, list(tools), first)
         if changed:
             await self._hooks.tools_changed(self.name, list(tools))
 
     async def _serve(self, client: Client, watch: Watch) -> None:
-        """Park until the connection ends or the pool closes; re-list tools when the server says they changed."""
+        """Park until the connection ends or the pool closes; re-list when the server says its lists changed, and
+        every `relist_every` seconds for servers that never say so."""
         while True:
-            await self._wake.wait()
+            with anyio.move_on_after(self.relist_every or math.inf) as idle:
+                await self._wake.wait()
+            self._relist = self._relist or idle.cancelled_caught
             self._wake = anyio.Event()
             if self._closing or self._drop or watch.closed.is_set():
                 return
             if self._relist:
                 self._relist = False
                 await self._refresh(client)
-
-    async def _listen(self, client: Client, *, task_status: anyio.abc.TaskStatus[None]) -> None:
-        """2026 servers announce list changes on a `subscriptions/listen` stream instead of a notification."""
-        started = False
-        try:
-            async with client.listen(tools_list_changed=True) as subscription:
-                task_status.started()
-                started = True
-                async for _ in subscription:
-                    self._relist = True
-                    self._wake.set()
-        except Exception as exc:
-            if not started:
-                task_status.started()
-            await self._event("warning", "warning", f"cannot follow tool list changes: {exc}")
-
-    async def _on_message(self, message: IncomingMessage) -> None:
-        if isinstance(message, types.ToolListChangedNotification):
-            self._relist = True
-            self._wake.set()
-        elif isinstance(message, Exception):
-            # A stdout line that is not JSON-RPC, or a broken HTTP stream: worth naming if the connection ends.
-            self._stream_error = f"{type(message).__name__}: {message}"[:200]
-
-    async def _refresh(self, client: Client) -> None:
-        try:
-            with anyio.fail_after(self.connect_timeout):
-                tools = await self._list_tools(client)
-        except (MCPError, TimeoutError, ValidationError) as exc:
-            await self._event(
-                "warning", "warning", f"re-listing tools after tools/list_changed failed ({exc}); keeping the old list"
-            )
-            return
-        if differ(self.tools, tools):
-            self.tools = tools
-            await self._event("tools_changed", "info", f"tool list changed; it now {lists(len(tools))}")
-            if self._hooks.listed is not None:
-                await self._hooks.listed(self.name, list(tools), False)
-            await self._hooks.tools_changed(self.name, list(tools))
-
-    async def _list_tools(self, client: Client) -> list[Tool]:
-        return await list_tools(client, self._hooks.redactor, self._warn)
-
-    async def _warn(self, message: str) -> None:
-        await self._event("warning", "warning", message)
 
     def _settle(self) -> None:
         if self._cycle_done is not None:

@@ -16,7 +16,7 @@ from contextlib import AsyncExitStack
 from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TextIO
+from typing import Any, TextIO, TypeVar
 
 import anyio
 import anyio.abc
@@ -29,10 +29,12 @@ from portal_mcp.config import ServerConfig, SnapshotServerConfig, StdioServerCon
 from portal_mcp.config.user_refs import first_user_with, missing_keys
 from portal_mcp.control.credentials import Redactor
 from portal_mcp.downstream import _users
+from portal_mcp.downstream._asking import CallContext
 from portal_mcp.downstream._call_path import CLOSE_GRACE
 from portal_mcp.downstream._events import DownstreamEvent, Hooks
 from portal_mcp.downstream._known import KnownTools
 from portal_mcp.downstream._link import Link
+from portal_mcp.downstream._listing import Extras
 from portal_mcp.downstream._progress import report_progress
 from portal_mcp.downstream._stderr import StderrPump
 from portal_mcp.errors import (
@@ -46,6 +48,7 @@ from portal_mcp.errors import (
 # The package's name, not `__name__`: the CLI prints it in every log line.
 logger = logging.getLogger("portal_mcp.downstream")
 
+T = TypeVar("T")
 _MAX_REAP_INTERVAL = 30.0
 _LOG_LEVELS = {"info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 
@@ -72,6 +75,7 @@ class DownstreamPool:
         redactor: Redactor | None = None,
         state_dir: Path | None = None,
         background: bool = False,
+        relist_every: float = 0.0,
     ) -> None:
         """`local` servers run in this process (tests, embedders). `on_status` is startup progress: called once per
         server when its first connection attempt settles; later changes arrive as `on_event` events. Stdio servers'
@@ -109,6 +113,7 @@ class DownstreamPool:
         self._hooks: Hooks | None = None
         self._known = KnownTools(state_dir, self._servers)
         self._background = background
+        self._relist_every = relist_every
         self._ready = False
 
     async def __aenter__(self) -> DownstreamPool:
@@ -162,13 +167,12 @@ class DownstreamPool:
                     if pump is not None and pump.available:
                         self._pumps.append(pump)
                         task_group.start_soon(pump.run)
-                    self._links[name] = Link(
-                        name, _users.for_user(server, secrets), hooks, pump, self._down_retry_after
-                    )
+                    target = _users.for_user(server, secrets)
+                    self._links[name] = Link(name, target, hooks, pump, self._down_retry_after, self._relist_every)
             if self._needs:
                 task_group.start_soon(self._close_idle_links)
             for name, local_server in self._local.items():
-                self._links[name] = Link(name, local_server, hooks, None, self._down_retry_after)
+                self._links[name] = Link(name, local_server, hooks, None, self._down_retry_after, self._relist_every)
             for link in self._links.values():
                 task_group.start_soon(link.run)
             if self._background:
@@ -252,16 +256,26 @@ class DownstreamPool:
         link = self._links.get(server)
         return link.stderr_tail() if link is not None else []
 
-    async def call_tool(
-        self, server: str, tool: str, arguments: dict[str, Any], *, user: str | None = None
-    ) -> CallToolResult:
-        """Call `tool` on `server` under the server's `timeout`, as `user` (whose secrets `${user.KEY}` uses).
+    def extras(self) -> dict[str, Extras]:
+        """The resources, resource templates and prompts of every connected server with any, in config order."""
+        links = [self._links[name] for name in self._order() if name in self._links]
+        return {link.name: link.extras for link in links if link.extras and link.state == "connected"}
 
-        A tool that reports failure comes back as a result with `is_error` set. Raises `ToolTimeoutError` (the
-        request was cancelled downstream), `SnapshotOnlyError`, `ServerUnavailableError` (down, respawns
-        exhausted), `MissingSecretError` (the server needs a secret `user` lacks) or `DownstreamError` (the server
-        rejected the request, or the connection was lost mid-call). Error messages carry no secret value.
-        """
+    async def call_tool(
+        self, server: str, tool: str, arguments: dict[str, Any], *,
+        user: str | None = None, context: CallContext | None = None,
+    ) -> CallToolResult:  # fmt: skip
+        """Call `tool` on `server` under the server's `timeout`, as `user` (whose secrets `${user.KEY}` uses), for
+        the run `context` names (`_asking`). A tool that reports failure comes back as a result with `is_error` set.
+        Raises `ToolTimeoutError` (the request was cancelled downstream), `SnapshotOnlyError`,
+        `ServerUnavailableError` (down, respawns exhausted), `MissingSecretError` (the server needs a secret `user`
+        lacks) or `DownstreamError` (the server rejected the request, or the connection was lost mid-call). Error
+        messages carry no secret value."""
+        return await self.request(server, tool, lambda link: link.call_tool(tool, arguments, context), user=user)
+
+    async def request(self, server: str, what: str, send: Callable[[Link], Awaitable[T]], *, user: str | None) -> T:
+        """`send` a request to `server` as `user` over its link (`Link.request` resends one that never left; `what`
+        names it in errors). Raises what `call_tool` raises."""
         if not self._entered:
             raise RuntimeError("enter the DownstreamPool (`async with`) before calling tools")
         link = self._links.get(server)
@@ -270,7 +284,7 @@ class DownstreamPool:
                 link = self._link_for(server, user)
             link.in_flight += 1
             try:
-                return await link.call_tool(tool, arguments)
+                return await send(link)
             except DownstreamError as exc:
                 raise self._redactor.error(exc) from None
             finally:
@@ -278,7 +292,7 @@ class DownstreamPool:
                 link.last_used = anyio.current_time()
         config = self._servers.get(server)
         if isinstance(config, SnapshotServerConfig) and not config.disabled:
-            raise SnapshotOnlyError(server, tool, str(config.snapshot))
+            raise SnapshotOnlyError(server, what, str(config.snapshot))
         if config is not None:
             raise DownstreamError(server, "the server is disabled (`disabled: true`); enable it to call its tools")
         known = ", ".join(repr(name) for name in self._order()) or "none"
@@ -330,7 +344,7 @@ class DownstreamPool:
         )
         hooks = replace(
             self._hooks,
-            emit=self._user_emitter(user),
+            emit=_users.emitter(self._emit, user),
             tools_changed=_users.ignore_tools,
             status=_users.ignore_status,
             listed=None,
@@ -339,12 +353,6 @@ class DownstreamPool:
         self._user_links[key] = link
         self._task_group.start_soon(self._run_user_link, key, link, pump)
         return link
-
-    def _user_emitter(self, user: str) -> Callable[[DownstreamEvent], Awaitable[None]]:
-        async def emit(event: DownstreamEvent) -> None:
-            await self._emit(replace(event, message=f"(as user {user!r}) {event.message}", user=user))
-
-        return emit
 
     async def _run_user_link(self, key: tuple[str, str], link: Link, pump: StderrPump | None) -> None:
         """Run one user's link (and its stderr pump) until it is closed: idle, or the pool closing."""

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 import anyio
@@ -12,6 +13,7 @@ from mcp_types import Tool
 from portal_mcp.catalog.status import ServerStatus
 from portal_mcp.config import RemoteServerConfig, ServerConfig, StdioServerConfig
 from portal_mcp.config.user_refs import expand_user_refs
+from portal_mcp.downstream._events import DownstreamEvent
 from portal_mcp.downstream._link import Link
 from portal_mcp.downstream._stderr import StderrPump
 
@@ -90,3 +92,15 @@ async def guarded(call: Awaitable[None], what: str) -> None:
             logger.exception("%s callback raised", what)
     if scope.cancelled_caught:
         logger.warning("%s callback took longer than %gs and was cancelled", what, _CALLBACK_TIMEOUT)
+
+
+Emit = Callable[[DownstreamEvent], Awaitable[None]]
+
+
+def emitter(emit: Emit, user: str) -> Emit:
+    """`emit` for events about `user`'s own link: marked with the user, so they reach that user's sessions only."""
+
+    async def user_emit(event: DownstreamEvent) -> None:
+        await emit(replace(event, message=f"(as user {user!r}) {event.message}", user=user))
+
+    return user_emit

@@ -1,4 +1,5 @@
-"""Asking the user to approve a call made inside agent code, through MCP elicitation, in either protocol era.
+"""Asking the user to approve a call made inside agent code, and downstream servers' questions, through MCP
+elicitation, in either protocol era (the questions themselves: `asking.py`).
 
 Handshake-era clients (protocol up to 2025-11-25) take a server-initiated `elicitation/create` request while the
 `execute_code` call is open: the run simply waits for the answer (`direct_approver`).
@@ -29,16 +30,11 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from portal_mcp.config import REPLICA_ID
 from portal_mcp.control.audit import Verdict
 from portal_mcp.errors import TooManyWaitingError, UnknownRunError
+from portal_mcp.runs.asking import APPROVAL_SCHEMA, Elicitation, request_of, send, verdict_of
 from portal_mcp.runs.bridge import ApprovalRequest, Approver
-from portal_mcp.runs.run import Run, RunOutcome
+from portal_mcp.runs.run import Elicitor, Run, RunOutcome
 
 logger = logging.getLogger(__name__)
-
-APPROVAL_SCHEMA: types.ElicitRequestedSchema = {
-    "type": "object",
-    "properties": {"approve": {"type": "boolean", "title": "Allow this call", "default": True}},
-    "required": ["approve"],
-}
 
 _REPLICA_PREFIX = re.compile(rf"({REPLICA_ID.pattern})\.")
 NO_PEERS = (
@@ -71,13 +67,6 @@ def asks_in_result(ctx: ServerRequestContext[Any]) -> bool:
     return ctx.protocol_version in MODERN_PROTOCOL_VERSIONS
 
 
-def verdict_of(answer: types.ElicitResult) -> Verdict:
-    if answer.action == "accept":
-        # Fail closed: only an explicit yes approves (an unticked box may arrive as null, "false", 0 or nothing).
-        return "approved" if (answer.content or {}).get("approve") is True else "declined"
-    return "declined" if answer.action == "decline" else "cancelled"
-
-
 def direct_approver(ctx: ServerRequestContext[Any]) -> Approver:
     """Asks with a server-initiated request on this request's connection (handshake-era protocol)."""
 
@@ -94,6 +83,20 @@ def direct_approver(ctx: ServerRequestContext[Any]) -> Approver:
         return verdict_of(answer)
 
     return approve
+
+
+def direct_elicitor(ctx: ServerRequestContext[Any]) -> Elicitor:
+    """Asks a downstream server's question with a server-initiated request on this request's connection
+    (handshake-era protocol); a client that fails to answer declines it."""
+
+    async def elicit(question: Elicitation) -> types.ElicitResult:
+        try:
+            return await send(ctx.session, question, ctx.request_id)
+        except Exception:  # the client's error, no back channel, or a closed connection: the server sees a decline
+            logger.warning("asking the user %s's question failed", question.server, exc_info=True)
+            return types.ElicitResult(action="decline")
+
+    return elicit
 
 
 async def no_session(request: ApprovalRequest) -> Verdict:
@@ -134,7 +137,8 @@ class PendingRuns:
 
     async def progress(self, run: Run) -> RunOutcome | types.InputRequiredResult:
         """Wait until `run` is over (its outcome) or, when it asks later, has open questions (kept here by its token
-        and returned as an InputRequiredResult). A run that is asked now is cancelled if this wait is."""
+        and returned as an InputRequiredResult). The run is cancelled if this wait is: its client cancelled the
+        request or went away (one that comes back later does so after an InputRequiredResult, not during a wait)."""
         try:
             while True:
                 questions = run.open_questions()
@@ -144,13 +148,13 @@ class PendingRuns:
                 if questions and run.asks_later:
                     self._runs[run.token] = run
                     input_requests: dict[str, types.InputRequest] = {
-                        key: _elicit_request(request) for key, request in questions.items()
+                        key: request_of(request) for key, request in questions.items()
                     }
                     return types.InputRequiredResult(input_requests=input_requests, request_state=run.token)
                 await run.changed()
         except BaseException:
-            if not run.asks_later:  # nobody will come back for it
-                run.cancel()
+            self._runs.pop(run.token, None)
+            run.cancel()
             raise
 
     def resume(
@@ -180,13 +184,7 @@ class PendingRuns:
                 "(the policy's approval_timeout) or finished, or the answer came with another user's token."
                 f"{elsewhere} Run the code again."
             )
-        run.answer(
-            {
-                key: verdict_of(answer)
-                for key, answer in (responses or {}).items()
-                if isinstance(answer, types.ElicitResult)
-            }
-        )
+        run.answer({key: answer for key, answer in (responses or {}).items() if isinstance(answer, types.ElicitResult)})
         return run
 
     def _forget_stale(self) -> None:
@@ -195,9 +193,3 @@ class PendingRuns:
         for token, run in list(self._runs.items()):
             if run.finished_at is not None and now - run.finished_at > self._keep:
                 self._runs.pop(token, None)
-
-
-def _elicit_request(request: ApprovalRequest) -> types.ElicitRequest:
-    return types.ElicitRequest(
-        params=types.ElicitRequestFormParams(message=request.message(), requested_schema=APPROVAL_SCHEMA)
-    )

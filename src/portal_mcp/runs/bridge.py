@@ -25,6 +25,7 @@ from portal_mcp.control.audit import AuditEvent, AuditSink, Verdict
 from portal_mcp.control.budgets import Budgets
 from portal_mcp.control.credentials import Redactor
 from portal_mcp.control.principal import Principal
+from portal_mcp.downstream import CallContext
 from portal_mcp.errors import (
     ArgumentError,
     LimitError,
@@ -36,6 +37,7 @@ from portal_mcp.errors import (
 )
 from portal_mcp.runs.approval_text import arguments_digest, escape, render_arguments
 from portal_mcp.runs.code_search import NAME, search_arguments, search_hits
+from portal_mcp.runs.resources import ResourceCalls, is_resource_call
 from portal_mcp.sandbox.protocol import SEARCH_ACTION
 
 logger = logging.getLogger(__name__)
@@ -96,13 +98,18 @@ class Caller:
     pause: Callable[[], AbstractContextManager[None]] = field(default=nullcontext)
     """Stops the run's wall clock while a person decides."""
     calls: int = 0
+    context: CallContext | None = None
+    """The run behind each call, for the downstream link: its questions and progress reach this run's user."""
 
 
 class ToolTransport(Protocol):
     """What the bridge needs from the downstream layer."""
 
-    async def call_tool(self, server: str, tool: str, arguments: dict[str, Any], *, user: str) -> CallToolResult:
-        """Call as `user`: a server whose headers/env say `${user.KEY}` is reached with that user's secrets."""
+    async def call_tool(
+        self, server: str, tool: str, arguments: dict[str, Any], *, user: str, context: CallContext | None = None
+    ) -> CallToolResult:
+        """Call as `user`: a server whose headers/env say `${user.KEY}` is reached with that user's secrets;
+        `context` routes what the server asks or reports during the call to the run that made it."""
         ...
 
     async def ready(self, server: str) -> None:
@@ -130,11 +137,13 @@ class Bridge:
         budgets: Budgets,
         observe: Callable[[ToolEntry, Any], None] | None = None,
         search: Searcher | None = None,
+        resources: ResourceCalls | None = None,
     ) -> None:
         """`observe(entry, value)` learns from each successful result (the shapes of results, `ShapeBook`);
         `search(query, limit, user)` finds the tools `user` may call (`portal.search` in agent code)."""
         self._observe = observe
         self._search = search
+        self.resources = resources
         self._catalog = catalog
         self._budgets = budgets
         self._transport = transport
@@ -148,6 +157,9 @@ class Bridge:
         `PortalError` with a message for the agent."""
         if qualified == SEARCH_ACTION:
             return self.search(arguments, caller=caller)
+        server, _, method = qualified.partition(".") if type(qualified) is str else ("", "", "")
+        if self.resources is not None and is_resource_call(method) and self._catalog().get(qualified) is None:
+            return await self.resources.call(server, method, arguments, caller.principal)  # runs/resources.py
         rules = caller.principal.rules
         who = caller.principal.name
         started = time.perf_counter()
@@ -171,7 +183,9 @@ class Bridge:
                 with caller.pause():
                     # A server still starting (the portal serves before its servers are up) does not use up the run.
                     await self._transport.ready(entry.server)
-                result = await self._transport.call_tool(entry.server, entry.name, arguments, user=who)
+                result = await self._transport.call_tool(
+                    entry.server, entry.name, arguments, user=who, context=caller.context
+                )
                 size_out = result_size(result)
                 self._budgets.result(size_out)
                 held.add(size_out)

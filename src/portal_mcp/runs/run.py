@@ -22,15 +22,19 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 import anyio
+import mcp_types as types
 
 from portal_mcp.control.audit import AuditEvent, Outcome, RefusalKind, Verdict
 from portal_mcp.control.principal import Principal
+from portal_mcp.downstream import DECLINED, CallContext
 from portal_mcp.errors import RunCancelledError
+from portal_mcp.runs.asking import Elicitation, verdict_of
 from portal_mcp.runs.bridge import ApprovalRequest, Approver, Caller
 from portal_mcp.runs.precheck import Problem
+from portal_mcp.runs.progress import RunProgress
 from portal_mcp.sandbox.host import RunClock, RunResult
 
-__all__ = ["ASK_LATER", "Asking", "Refused", "Run", "RunOutcome"]
+__all__ = ["ASK_LATER", "Asking", "Elicitor", "Refused", "Run", "RunOutcome"]
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +42,9 @@ ASK_LATER: Final = "later"
 Asking = Approver | Literal["later"] | None
 """How a run's approval questions reach a person: an `Approver` asks now; `ASK_LATER` leaves them open on the run
 (`Run.open_questions`, answered with `Run.answer`); None: nobody can be asked, so such calls are refused."""
+Elicitor = Callable[[Elicitation], Awaitable[types.ElicitResult]]
+"""Asks the user a downstream server's question now (a handshake-era client); with `ASK_LATER` such questions are
+left open on the run like approvals, and with neither they are declined."""
 
 
 @dataclass(frozen=True)
@@ -84,15 +91,23 @@ RunOutcome = RunResult | Refused
 
 @dataclass
 class _Question:
-    request: ApprovalRequest
+    request: ApprovalRequest | Elicitation
     answered: anyio.Event
-    verdict: Verdict = "cancelled"
+    answer: types.ElicitResult | None = None
 
 
 class Run:
     """One run of agent code for `principal`. Built by `Portal.start_run`; its task lives in the portal's group."""
 
-    def __init__(self, code: str, principal: Principal, token: str, asking: Asking) -> None:
+    def __init__(
+        self,
+        code: str,
+        principal: Principal,
+        token: str,
+        asking: Asking,
+        elicit: Elicitor | None = None,
+        progress: RunProgress | None = None,
+    ) -> None:
         self.code = code
         self.principal = principal
         self.token = token
@@ -100,9 +115,17 @@ class Run:
         self.asks_later = asking == ASK_LATER
         self.clock = RunClock()
         approver = self._ask if asking == ASK_LATER else asking
-        self.caller = Caller(principal, approver, self.clock.paused)
+        self._elicitor = elicit
+        self.progress = progress
+        """What the run did so far, for a client that asked for progress notifications (None: nobody did)."""
+        context = CallContext(self, self._elicit, progress.server_progress if progress is not None else None)
+        self.caller = Caller(principal, approver, self.clock.paused, context=context)
+        self.cancelled = False
+        """Stopped by `cancel()` (its client cancelled the request, or went away) before it ended by itself."""
         self.outcome: RunOutcome | None = None
         self.finished_at: float | None = None
+        self.finished_at_wall: float | None = None
+        """When it ended (`time.time()`), for a task's `lastUpdatedAt`."""
         self._error: BaseException | None = None
         self._questions: dict[str, _Question] = {}
         self._keys = itertools.count(1)
@@ -124,18 +147,31 @@ class Run:
         self.outcome = refusal
         self._finish()
 
-    async def execute(self, body: Callable[[Run], Awaitable[RunResult]]) -> None:
-        """The run's task: `body` runs the code; its result, or its failure, becomes what `wait` returns."""
+    async def execute(
+        self, body: Callable[[Run], Awaitable[RunResult]], record: Callable[[AuditEvent], None] | None = None
+    ) -> None:
+        """The run's task: `body` runs the code; its result, or its failure, becomes what `wait` returns. A run
+        stopped by `cancel()` is given to `record` (the audit) as cancelled; `body` records the runs that end."""
+        started = time.perf_counter()
         try:
             with self._scope:
                 self.outcome = await body(self)
         except Exception as exc:  # kept for whoever waits: the portal's task group must not fail with it
             self._error = exc
         finally:
+            if self.cancelled and self.outcome is None and self._error is None and record is not None:
+                record(self.cancelled_event((time.perf_counter() - started) * 1000))
             self._finish()
+
+    @property
+    def printed(self) -> Callable[[str], None] | None:
+        """Told the code's printed text as it arrives, when a client follows the run's progress."""
+        return self.progress.printed if self.progress is not None else None
 
     def cancel(self) -> None:
         """Stop the run (a no-op once it is over): the sandbox worker is killed, calls in flight are cancelled."""
+        if not self.done:
+            self.cancelled = True
         self._scope.cancel()
 
     async def wait(self) -> RunOutcome:
@@ -152,36 +188,56 @@ class Run:
         if not self.done:
             await self._changed.wait()
 
-    def open_questions(self) -> dict[str, ApprovalRequest]:
-        """The approval questions waiting for an answer, by key."""
+    def open_questions(self) -> dict[str, ApprovalRequest | Elicitation]:
+        """The questions waiting for an answer, by key: approvals, and downstream servers' questions."""
         return {key: q.request for key, q in self._questions.items() if not q.answered.is_set()}
 
-    def answer(self, verdicts: Mapping[str, Verdict]) -> None:
+    def answer(self, answers: Mapping[str, types.ElicitResult]) -> None:
         """Answer open questions by key; unknown keys and questions answered already are ignored."""
-        for key, verdict in verdicts.items():
+        for key, answer in answers.items():
             question = self._questions.get(key)
             if question is not None and not question.answered.is_set():
-                question.verdict = verdict
+                question.answer = answer
                 question.answered.set()
 
     async def _ask(self, request: ApprovalRequest) -> Verdict:
-        key = f"approve-{next(self._keys)}"
+        answer = await self._open(f"approve-{next(self._keys)}", request)
+        return verdict_of(answer) if answer is not None else "cancelled"
+
+    async def _elicit(self, server: str, params: types.ElicitRequestParams) -> types.ElicitResult:
+        """A downstream server's question during one of this run's calls (`CallContext.elicit`): asked now, left
+        open for the client to answer later, or declined when nobody can be asked. The run's clock stops meanwhile."""
+        question = Elicitation(server, params)
+        with self.clock.paused():
+            if self.asks_later:
+                return await self._open(f"elicit-{next(self._keys)}", question) or DECLINED
+            if self._elicitor is not None:
+                return await self._elicitor(question)
+        return DECLINED
+
+    async def _open(self, key: str, request: ApprovalRequest | Elicitation) -> types.ElicitResult | None:
         question = self._questions[key] = _Question(request, anyio.Event())
         self._notify()
         try:
             await question.answered.wait()
-            return question.verdict
+            return question.answer
         finally:
-            self._questions.pop(key, None)  # answered, or given up by the policy's timeout
+            self._questions.pop(key, None)  # answered, or given up (the policy's timeout, the call's end)
 
     def _notify(self) -> None:
         changed, self._changed = self._changed, anyio.Event()
         changed.set()
 
     def _finish(self) -> None:
-        self.finished_at = time.monotonic()
+        self.finished_at, self.finished_at_wall = time.monotonic(), time.time()
         self._finished.set()
         self._notify()
+
+    def cancelled_event(self, duration_ms: float) -> AuditEvent:
+        """The record of a run stopped by `cancel()`: an error whose detail says `cancelled`."""
+        return AuditEvent(
+            "run", self.principal.name, "error", duration_ms, self._digest(), "cancelled", len(self.code), 0
+        )
 
     def audit_event(self, outcome: RunOutcome) -> AuditEvent:
         """The run's audit record. It keeps rules and lines, not the rendered problems (they quote argument values),
@@ -191,7 +247,10 @@ class Run:
             detail = "; ".join(f"line {p.line}: {p.rule}" for p in outcome.problems) or outcome.rule or outcome.kind
         else:
             kind, detail = ("ok" if outcome.ok else "error"), outcome.error_kind or ""
-        digest = hashlib.sha256(self.code.encode(errors="replace")).hexdigest()[:16]
         return AuditEvent(
-            "run", self.principal.name, kind, outcome.duration_ms, digest, detail, len(self.code), len(outcome.output)
-        )
+            "run", self.principal.name, kind, outcome.duration_ms, self._digest(), detail, len(self.code),
+            len(outcome.output),
+        )  # fmt: skip
+
+    def _digest(self) -> str:
+        return hashlib.sha256(self.code.encode(errors="replace")).hexdigest()[:16]

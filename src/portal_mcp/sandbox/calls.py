@@ -8,6 +8,7 @@ must be JSON (checked here, and again by the portal, which trusts nothing the wo
 from __future__ import annotations
 
 import asyncio
+import base64
 import difflib
 import json
 import os
@@ -16,6 +17,7 @@ import sys
 from collections.abc import Generator, Mapping
 from typing import Any, Final, NoReturn
 
+from portal_mcp.naming import RESOURCE_METHODS
 from portal_mcp.sandbox import facades, policy, protocol
 from portal_mcp.sandbox.protocol import EXIT_HOST_GONE, EXIT_INTERNAL
 
@@ -135,7 +137,7 @@ class Channel:
         self.flush_output()
         self.send_bytes(protocol.encode_call_frame(call_id, tool, args_json))
         try:
-            return await future
+            return with_bytes(await future)
         except asyncio.CancelledError:
             if self._waiting.pop(call_id, None) is not None:
                 self.send(protocol.cancel_frame(call_id))
@@ -196,14 +198,17 @@ class PendingCall:
 class Namespace:
     """One server's tools, as attributes (or `ns["_odd_name"]` for names starting with `_`)."""
 
-    __slots__ = ("_server", "_tools")
+    __slots__ = ("_channel", "_server", "_tools")
 
-    def __init__(self, server: str, tools: dict[str, Any]) -> None:
+    def __init__(self, server: str, tools: dict[str, Any], channel: Channel) -> None:
         self._server = server
         self._tools = tools
+        self._channel = channel
 
     def __getattr__(self, name: str) -> Any:
         stub = self._tools.get(name)
+        if stub is None and name in RESOURCE_METHODS:
+            return _resource_stub(self._channel, f"{self._server}.{name}")
         if stub is None:
             close = difflib.get_close_matches(name, self._tools, n=3)
             hint = f"did you mean {', '.join(f'{self._server}.{c}' for c in close)}?" if close else "use search_api"
@@ -281,11 +286,42 @@ def _make_stub(channel: Channel, qualified: str) -> Any:
     return stub
 
 
+def _resource_stub(channel: Channel, qualified: str) -> Any:
+    """`server.resources()`, `server.resource_templates()`, `server.read_resource(uri)`: the portal answers them
+    (runs/resources.py)."""
+    stub = _make_stub(channel, qualified)
+    if not qualified.endswith(".read_resource"):
+        return stub
+
+    def read_resource(uri: str) -> PendingCall:
+        result: PendingCall = stub(uri=uri)
+        return result
+
+    read_resource.__qualname__ = qualified
+    return read_resource
+
+
+def with_bytes(value: Any) -> Any:
+    """Binary resource contents as bytes: in a list (a read's contents, a tool result's blocks), each resource's
+    base64 `blob` (a content, or an embedded `{"type": "resource", "resource": {...}}`) becomes `data`."""
+    if type(value) is not list:
+        return value
+    for item in value:
+        inner = item.get("resource") if type(item) is dict and item.get("type") == "resource" else item
+        if type(inner) is dict and "uri" in inner and type(inner.get("blob")) is str:
+            try:
+                inner["data"] = base64.b64decode(inner["blob"], validate=True)
+            except ValueError:
+                continue
+            del inner["blob"]
+    return value
+
+
 def namespaces(channel: Channel, servers: Mapping[str, Any]) -> dict[str, Namespace]:
     """One `Namespace` per server; a server named like an importable module is bound twice (`time`, `time_`)."""
     namespaces: dict[str, Namespace] = {}
     for server, names in servers.items():
-        namespace = Namespace(server, {name: _make_stub(channel, f"{server}.{name}") for name in names})
+        namespace = Namespace(server, {name: _make_stub(channel, f"{server}.{name}") for name in names}, channel)
         namespaces[server] = namespace
         alias = facades.server_alias(server)
         if alias is not None and alias not in servers:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Final, Literal
@@ -25,6 +25,7 @@ from typing import Any, Final, Literal
 from portal_mcp.config import SandboxConfig
 from portal_mcp.control.audit import RunErrorKind
 from portal_mcp.errors import SandboxError
+from portal_mcp.naming import RESOURCE_METHODS
 from portal_mcp.sandbox.forkserver import ForkServer
 from portal_mcp.sandbox.language import Language, choose_language
 from portal_mcp.sandbox.launcher import Layers, Spawner
@@ -125,9 +126,10 @@ class SandboxHost:
         call_tool: ToolCaller,
         *,
         clock: RunClock | None = None,
+        on_output: Callable[[str], None] | None = None,
     ) -> RunResult:
         """Run `code` in a fresh worker; `namespaces` maps each server to its tools' python names. Pass a `clock`
-        to let `call_tool` pause the run's wall clock."""
+        to let `call_tool` pause the run's wall clock, `on_output` to see printed text as it arrives."""
         if self._state != "open":
             state = "closed; open a new SandboxHost" if self._state == "closed" else "not open; use `async with`"
             raise SandboxError(f"the sandbox host is {state}")
@@ -137,7 +139,7 @@ class SandboxHost:
             too_long = f"ValueError: the code is {len(code)} characters long, over the limit of {MAX_CODE_CHARS}"
             outcome = Outcome(f"{too_long}; split the work across runs", "too_long")
             return _result(outcome, "", 0, started)
-        session = Session(self.limits, frozenset(tools), call_tool, clock or RunClock())
+        session = Session(self.limits, frozenset(tools), call_tool, clock or RunClock(), on_output)
         outcome = await session.execute(
             self._launcher, code, {server: list(names) for server, names in namespaces.items()}
         )
@@ -155,6 +157,7 @@ def _namespaces(namespaces: Mapping[str, Sequence[str]]) -> set[str]:
             if type(name) is not str or not name.isidentifier():
                 raise ValueError(f"tool name {name!r} of server {server!r} is not a Python identifier")
             tools.add(f"{server}.{name}")
+        tools.update(f"{server}.{method}" for method in RESOURCE_METHODS)  # the bridge decides (runs/resources.py)
     return tools
 
 

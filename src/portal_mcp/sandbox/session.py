@@ -85,8 +85,17 @@ class RunClock:
 class Session:
     """One run: take a ready worker, send the code, serve calls until `done` or death, always kill it."""
 
-    def __init__(self, limits: SandboxConfig, tools: frozenset[str], call_tool: ToolCaller, clock: RunClock) -> None:
+    def __init__(
+        self,
+        limits: SandboxConfig,
+        tools: frozenset[str],
+        call_tool: ToolCaller,
+        clock: RunClock,
+        on_output: Callable[[str], None] | None = None,
+    ) -> None:
         self.limits = limits
+        self.on_output = on_output
+        """Told each piece of printed text as the worker streams it (the run's progress notifications)."""
         self.clock = clock
         self.tools = tools
         self.call_tool = call_tool
@@ -154,6 +163,8 @@ class Session:
             return self._on_call(frame)
         if kind == "output" and _is_output(frame):
             self.output.append(frame["text"], frame.get("skipped", 0))
+            if self.on_output is not None:
+                self.on_output(frame["text"])
         elif kind == "cancel" and frame.keys() == {"type", "id"}:
             if type(frame["id"]) is int:
                 self._active().cancel(frame["id"])

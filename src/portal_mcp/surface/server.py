@@ -36,8 +36,11 @@ from portal_mcp.runs.run import ASK_LATER, Asking
 from portal_mcp.sandbox.facades import importable, server_alias
 from portal_mcp.sdk import Connection, connection_of, lasting_connection
 from portal_mcp.surface.auth import BearerAuth
+from portal_mcp.surface.follow import elicitor, follow, index_built, wants_progress
 from portal_mcp.surface.http_limits import BodyLimits, guarded_protocol, install_log_limits
+from portal_mcp.surface.offerings import Offerings
 from portal_mcp.surface.peers import NOT_FORWARDED, ReplicaRouter
+from portal_mcp.surface.tasks import TaskSurface
 from portal_mcp.tools import EXECUTE_DESCRIPTION, INSTRUCTIONS, MAX_LIMIT, TOOLS
 
 logger = logging.getLogger("portal_mcp")
@@ -84,6 +87,10 @@ class PortalServer:
                 get_tool_input_schema=_input_schema,
             )
         portal.add_listener(self._on_event)
+        self.tasks = TaskSurface(portal, self._principal)  # tasks.py: execute_code as a task (2025-11-25)
+        self.tasks.install(self.server)
+        self.offerings = Offerings(portal, self._principal)  # resources, prompts, completion: offerings.py
+        self.offerings.install(self.server)
 
     async def _list_tools(
         self, ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
@@ -116,6 +123,7 @@ class PortalServer:
         await self._greet(ctx)
         args = params.arguments or {}
         if params.name == "search_api":
+            await index_built(ctx, self.portal)  # follow.py: a stale index is built off the loop, with progress
             return self._search(args, self._principal(ctx))
         if params.name == "execute_code":
             return await self._execute(ctx, params, args)
@@ -143,8 +151,9 @@ class PortalServer:
                 code = args.get("code")
                 if not isinstance(code, str):
                     return _error("execute_code needs `code`: a string of Python source")
-                run = await self.portal.start_run(code, principal, approve=self._asking(ctx))
-            reply = await approvals.progress(run)
+                asking, elicit, progress = self._asking(ctx), elicitor(ctx), wants_progress(ctx)
+                run = await self.portal.start_run(code, principal, approve=asking, elicit=elicit, progress=progress)
+            reply = await follow(ctx, approvals, run)  # follow.py: progress, downstream questions, cancellation
         except RunError as exc:
             return _error(str(exc))
         if isinstance(reply, types.InputRequiredResult):
@@ -195,6 +204,7 @@ class PortalServer:
         connection = _connection(ctx)
         if connection is None or connection in self._log_levels:
             return
+        self.offerings.remember(ctx)
         self._log_levels[connection] = _LEVELS.index("info")
         self._owners[connection] = self._principal(ctx).name
         for status in self.portal.statuses():

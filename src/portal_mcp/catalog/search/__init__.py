@@ -9,10 +9,12 @@ built.py      the slow parts of an index (BM25, mined words, vectors) and how th
 stored.py     those parts kept on disk under a hash of the catalog: a restart reads them back
 intents.py    a whole task split into intents, and the interleaving of their rankings
 reply.py      the search_api replies that are not one list: a task by intent, "nothing fits"
+cache.py      Indexes: the index of the current catalog, built once per catalog (in threads too)
 """
 
+from portal_mcp.catalog.search.cache import Indexes
 from portal_mcp.catalog.search.index import SearchHit, SearchIndex
 from portal_mcp.catalog.search.text import headline, mined_synonyms, server_aliases
 from portal_mcp.catalog.search.words import stem, tokenize
 
-__all__ = ["SearchHit", "SearchIndex", "headline", "mined_synonyms", "server_aliases", "stem", "tokenize"]
+__all__ = ["Indexes", "SearchHit", "SearchIndex", "headline", "mined_synonyms", "server_aliases", "stem", "tokenize"]

@@ -18,6 +18,7 @@ from jsonschema.exceptions import ValidationError, best_match
 from portal_mcp.catalog.model import Catalog, ToolEntry
 from portal_mcp.catalog.schemas import ObjectShape, Validators, argument_error, drop_omitted, object_shape
 from portal_mcp.errors import UnknownToolError
+from portal_mcp.naming import RESOURCE_METHODS
 from portal_mcp.runs.precheck.arguments import (
     UNKNOWN,
     accepts_key,
@@ -162,7 +163,7 @@ class _Checker:
                 if access.call is not None:
                     self._unknown_server(access)
                 continue
-            if entry is None:
+            if entry is None and access.attr not in RESOURCE_METHODS:  # `server.read_resource(uri)`: runs/resources.py
                 self._unknown_tool(access)
             if access.call is not None:
                 qualified = entry.qualified_name if entry else f"{access.name}.{access.attr}"

@@ -14,7 +14,7 @@ imported ahead of time by the fork server (`preload`), because a confined worker
 from __future__ import annotations
 
 import difflib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -63,6 +63,16 @@ def server_alias(server: str) -> str | None:
     """The second name of a server named like an importable module (`time` -> `time_`): `import time` gives the
     module, and the server stays reachable as `time_` (and as `time` until something imports that module)."""
     return f"{server}_" if server in _TOP_NAMES else None
+
+
+def name_clashes(servers: Iterable[str]) -> list[tuple[str, str]]:
+    """(server, warning) for each server named like an importable module, for the operator's log."""
+    return [
+        (server, f"server {server!r} is named like the module `{server}`: in execute_code `import {server}` gives the "
+         f"module, and the server stays reachable as `{alias}` (and as `{server}` where nothing imported the module)")
+        for server in servers
+        if (alias := server_alias(server)) is not None
+    ]  # fmt: skip
 
 
 _META: Final = "_facade meta"  # not an identifier: no attribute or `from` import can name it

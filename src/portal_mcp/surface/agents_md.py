@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from portal_mcp.catalog.model import Catalog
 from portal_mcp.naming import plural
 from portal_mcp.portal import Portal
 
 
-def render_agents_md(portal: Portal) -> str:
-    """Markdown: the two-tool workflow, then the catalog (server, tools, owner, what it is), from the live config."""
-    catalog = portal.catalog
+def render_agents_md(portal: Portal, catalog: Catalog | None = None) -> str:
+    """Markdown: the two-tool workflow, then the catalog (server, tools, owner, what it is), from the live config;
+    `catalog` narrows it (one user's view)."""
+    catalog = portal.catalog if catalog is None else catalog
     lines = [
         "## Tools through portal-mcp",
         "",
