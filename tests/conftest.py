@@ -1,7 +1,8 @@
 """Shared test setup: `async def` tests run on anyio's asyncio backend (`anyio_mode = "auto"` in pyproject).
 
 `tests/pg.py` provides the `postgres_server` (session) and `pg_dsn` (per test database) fixtures: a real,
-throwaway PostgreSQL server started on first use.
+throwaway PostgreSQL server started on first use. `tests/oidc.py` provides `oidc_provider`: a real OpenID provider
+(npm oidc-provider) on loopback.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["tests.pg", "tests.everything"]
+pytest_plugins = ["tests.pg", "tests.everything", "tests.oidc"]
 
 
 @pytest.fixture

@@ -72,10 +72,13 @@ async def started(
             await stop(process)
 
 
-async def wait_until_listening(process: Process, port: int, log_path: Path) -> None:
+async def wait_until_listening(process: Process, port: int, log_path: Path | None = None) -> None:
+    """Until `process` accepts TCP connections on `port`; `PortalExited` (with `log_path`'s text) if it exits."""
     while True:
         if process.returncode is not None:
-            output = await anyio.Path(log_path).read_text(encoding="utf-8", errors="replace")
+            output = (
+                "" if log_path is None else await anyio.Path(log_path).read_text(encoding="utf-8", errors="replace")
+            )
             raise PortalExited(process.returncode, output)
         try:
             stream = await anyio.connect_tcp("127.0.0.1", port)

@@ -32,7 +32,7 @@ from portal_mcp.errors import MissingSecretError, ToolFailedError
 from portal_mcp.logs import JsonFormatter, downstream_stderr
 from portal_mcp.portal import Portal
 from portal_mcp.runs.bridge import Caller
-from tests.portals import authorised_client, running_portal
+from tests.portals import authorised_client, running_portal, wait_until_listening
 from tests.servers import SERVERS, alive, descendants, free_port, kill_all
 
 AUTH_SERVER = SERVERS / "auth_server.py"
@@ -88,16 +88,7 @@ async def auth_http(record: Path) -> AsyncIterator[str]:
     )
     try:
         with anyio.fail_after(15):
-            while True:
-                if process.returncode is not None:
-                    raise RuntimeError(f"auth server exited with {process.returncode}")
-                try:
-                    stream = await anyio.connect_tcp("127.0.0.1", port)
-                except OSError:
-                    await anyio.sleep(0.05)
-                    continue
-                await stream.aclose()
-                break
+            await wait_until_listening(process, port)
         yield f"http://127.0.0.1:{port}/mcp"
     finally:
         with anyio.CancelScope(shield=True):

@@ -9,7 +9,8 @@ PortalError                       base; `str(err)` is a complete, user-facing me
 │   ├── ToolTimeoutError          a call exceeded the server's `timeout`
 │   ├── ServerUnavailableError    the server is down and respawn attempts are exhausted
 │   │   └── ServerDownError       failed to start or went down; retried in the background (says when)
-│   └── MissingSecretError        the calling user lacks a secret the server's `${user.KEY}` headers/env need
+│   ├── MissingSecretError        the calling user lacks a secret the server's `${user.KEY}` headers/env need
+│   └── ConnectionNeededError     the server uses each user's own OAuth account: the caller must connect (again)
 ├── ToolCallError                 a call from agent code was refused or failed; carries `tool`
 │   ├── UnknownToolError          no such qualified name (carries close matches)
 │   ├── ArgumentError             arguments do not match the tool's inputSchema (names the field)
@@ -25,7 +26,8 @@ PortalError                       base; `str(err)` is a complete, user-facing me
 │   ├── WorkerStartError          no worker could be started; the message says why (often the process's stderr)
 │   └── ProtocolViolation         the other end of a sandbox channel sent what the protocol does not allow
 ├── AuditStoreError               the audit store cannot be opened, read or written; carries `store`
-└── SearchModelError              the embedding model of `search: {model: ...}` cannot be loaded; carries `model`
+├── SearchModelError              the embedding model of `search: {model: ...}` cannot be loaded; carries `model`
+└── TokenRejectedError            a caller's OAuth token (or proxy assertion) was refused; carries `status`, `error`
 ```
 """
 
@@ -156,6 +158,33 @@ class MissingSecretError(DownstreamError):
                 f"calls to this server need the secret(s) {names} of the calling user {user!r}, who lacks them; {how}"
             )
         super().__init__(server, message)
+
+
+class ConnectionNeededError(DownstreamError):
+    """The server (`oauth:`) is reached with each user's own account, and `user` has not connected theirs, or its
+    grant was revoked or expired (`reconnect`). `url` is where they connect in a browser, when the portal serves
+    the callback (`oauth.redirect_uri`); the message never holds a token."""
+
+    def __init__(
+        self, server: str, user: str, *, url: str | None = None, reconnect: bool = False, reason: str | None = None
+    ) -> None:
+        self.user = user
+        self.url = url
+        self.reconnect = reconnect
+        self.reason = reason
+        state = (
+            f"user {user!r}'s connection to it is no longer accepted (the grant was revoked or expired): reconnect"
+            if reconnect
+            else f"user {user!r} has not connected theirs yet"
+        )
+        if reason is not None:
+            state = f"user {user!r} could not connect: {reason}"
+        where = f"open {url} in a browser to connect, or " if url is not None else ""
+        super().__init__(
+            server,
+            f"calls to this server use each user's own account, and {state}; {where}run `portal-mcp login {server} "
+            f"--user {user}` on the portal's machine, then run the code again",
+        )
 
 
 class ToolCallError(PortalError):
@@ -292,3 +321,18 @@ class SearchModelError(PortalError):
             "(the machine must be online for a name), remove `search.model` for the bundled one, or set "
             "`search: {semantic: false}`"
         )
+
+
+class TokenRejectedError(PortalError):
+    """A caller's OAuth access token (or a trusted proxy's assertion) was refused at the portal's edge.
+
+    `status` is the HTTP status to answer (401, 403 for missing scopes, 503 when the identity provider cannot be
+    reached), `error` the RFC 6750 code (`invalid_token`, `insufficient_scope`; empty when no token was sent) and
+    `reason` what was wrong, for the client and the log. Neither ever quotes the token.
+    """
+
+    def __init__(self, reason: str, *, error: str = "invalid_token", status: int = 401) -> None:
+        self.reason = reason
+        self.error = error
+        self.status = status
+        super().__init__(f"token refused: {reason}")

@@ -39,12 +39,13 @@ from portal_mcp.config import ANONYMOUS, PortalConfig
 from portal_mcp.control.access import AccessPolicy, RunLimiter, UserView
 from portal_mcp.control.audit import AuditEvent, AuditSink, MemoryAuditSink
 from portal_mcp.control.audit_store import PostgresAuditSink
+from portal_mcp.control.audit_store.connections import ConnectionStore, open_connections
 from portal_mcp.control.audit_store.opening import open_audit_sink
 from portal_mcp.control.audit_store.shapes import open_shapes
 from portal_mcp.control.budgets import Budgets
 from portal_mcp.control.credentials import Redactor
 from portal_mcp.control.metrics import Metrics, MetricsTee
-from portal_mcp.control.principal import Principal, Principals
+from portal_mcp.control.principal import Principal, Principals, local_user
 from portal_mcp.downstream import DownstreamEvent, DownstreamPool, ServerStatus, await_starting, unlisted
 from portal_mcp.errors import LimitError
 from portal_mcp.naming import plural
@@ -99,7 +100,7 @@ class Portal:
         self.metrics = Metrics(lambda: self._catalog, self.statuses, users, backlog)
         # Every search, run and call goes to the audit sink and, from the same event, to the metrics.
         self.events: AuditSink = MetricsTee(audit, self.metrics)
-        self.redactor = Redactor(config.secret_values())
+        self.redactor = pool.redactor  # one redaction: it learns users' OAuth tokens as the pool obtains them
         self._runs = RunLimiter()
         self._tasks = tasks
         """Where runs live: closing the portal cancels the runs still going."""
@@ -140,33 +141,34 @@ class Portal:
         Stdio servers' stderr goes to `errlog` (default: the portal's stderr) as `[name] line`. With `background`
         the portal is usable at once and servers connect meanwhile: until one is up, search and stubs use its last
         known tools (kept in the state folder) and a call to it waits for its first attempt (`connect_timeout`).
-        With `catalog_only` (commands that only read the catalog: stubs, snapshot, search, agents-md) the sandbox
-        host is never entered, so no fork server starts and a run raises SandboxError, and the configured audit
-        store is never opened: events go to memory unless `audit` is given."""
+        With `catalog_only` (stubs, snapshot, search, agents-md) no fork server starts (a run raises SandboxError),
+        and neither the audit store nor users' OAuth connections open: events go to memory unless `audit` is given."""
         portal: Portal | None = None
 
         async def tools_changed(server: str, tools: list[Tool]) -> None:
-            if portal is not None:
-                await portal._tools_changed(server, tools)
+            await (portal._tools_changed(server, tools) if portal is not None else anyio.lowlevel.checkpoint())
 
         async def event(evt: DownstreamEvent) -> None:
-            if portal is not None:
-                for listener in list(portal._listeners):
-                    await listener(evt)
+            for listener in list(portal._listeners if portal is not None else ()):
+                await listener(evt)
 
-        pool = DownstreamPool(
-            config.enabled_servers(),
-            local=local,
-            on_tools_changed=tools_changed,
-            on_event=event,
-            on_status=on_status,
-            errlog=errlog,
-            users=config.user_secrets(),
-            redactor=Redactor(config.secret_values()),
-            state_dir=config.state_folder(os.environ),
-            background=background,
-            relist_every=config.relist_every,
-        )
+        def pool_of(connections: ConnectionStore | None) -> DownstreamPool:
+            return DownstreamPool(
+                config.enabled_servers(),
+                local=local,
+                on_tools_changed=tools_changed,
+                on_event=event,
+                on_status=on_status,
+                errlog=errlog,
+                users=config.user_secrets(),
+                redactor=Redactor(config.secret_values()),
+                state_dir=config.state_folder(os.environ),
+                background=background,
+                connections=connections,
+                local_user=local_user(config),
+                relist_every=config.relist_every,
+            )
+
         # The sink outlives the pool and the sandbox, so calls finishing during shutdown are still recorded.
         failure: Exception | None = None
         embeddings = await anyio.to_thread.run_sync(search_embeddings, config.search)
@@ -176,14 +178,14 @@ class Portal:
         async with (
             open_audit_sink(config, audit) as sink,
             open_shapes(sink, skip=config.unobserved) as shapes,
-            pool,
+            open_connections(sink, config, os.environ, skip=catalog_only) as connections,
+            pool_of(connections) as pool,
             started,
             anyio.create_task_group() as tasks,
         ):
             try:
                 portal = cls(config, pool, sandbox, sink, tasks, shapes, embeddings)
-                # Built off the event loop: embedding a large catalog the first time takes seconds.
-                await anyio.to_thread.run_sync(portal.index)
+                await anyio.to_thread.run_sync(portal.index)  # off the loop: a first embedding takes seconds
                 for problem in portal.unmatched():
                     logger.warning("%s: a typo? it has no effect", problem, extra={"event": "policy_unmatched"})
                 for server, warning in name_clashes(portal.catalog.servers()):
@@ -196,16 +198,15 @@ class Portal:
         if failure is not None:
             raise failure
 
-    def principal(self, name: str) -> Principal:
-        """The principal of user `name` (an HTTP user, a `--user` of the command line)."""
-        return self.principals.get(name)
+    def principal(self, name: str, groups: tuple[str, ...] = ()) -> Principal:
+        """User `name`'s principal (HTTP user, `--user`); `groups`: more than the config gives (their OAuth token's)."""
+        return self.principals.get(name, groups)
 
     def unmatched(self) -> list[str]:
         """Policy patterns, annotation overrides and search curation that name no tool of a known server."""
         problems = self.policy.unmatched(self._catalog)
         for server in self._catalog.servers():
-            config = self.config.servers.get(server)
-            if config is not None:
+            if (config := self.config.servers.get(server)) is not None:
                 problems += config.search.unmatched(server, {entry.name for entry in self._catalog.by_server(server)})
         return problems
 
@@ -221,8 +222,7 @@ class Portal:
         self._listeners.append(listener)
 
     def remove_listener(self, listener: EventListener) -> None:
-        if listener in self._listeners:
-            self._listeners.remove(listener)
+        self._listeners = [known for known in self._listeners if known is not listener]
 
     async def _tools_changed(self, server: str, tools: list[Tool]) -> None:
         # One assignment: a search or run sees the old catalog (and its index) or the new one (its index built anew).
@@ -238,10 +238,10 @@ class Portal:
         """The search index of the current catalog, built on first use after every change."""
         return self._indexes.get(self._catalog)
 
-    def visible_tools(self, query: str, limit: int, user: str) -> list[ToolEntry]:
-        """The best tools for `query` among those `user` may call (`portal.search` from code, via the bridge)."""
-        hits = self.index().search(query, limit=limit, exclude=self.policy.hidden(user, self._catalog))
-        return [hit.entry for hit in hits]
+    def visible_tools(self, query: str, limit: int, principal: Principal) -> list[ToolEntry]:
+        """The best tools for `query` among those `principal` may call (`portal.search` from code, via the bridge)."""
+        hidden = self.policy.hidden(principal.name, self._catalog, principal.groups)
+        return [hit.entry for hit in self.index().search(query, limit=limit, exclude=hidden)]
 
     def search_api(
         self, query: str, principal: Principal, *, server: str | None = None, limit: int = 5, detail: Detail = "auto"
@@ -257,7 +257,7 @@ class Portal:
         except LimitError as exc:
             self._searched(who, "refused", started, query[: self.config.limits.max_query_chars], f"limit={exc.key}")
             return f"search_api: {exc}"
-        hidden = self.policy.hidden(who, self._catalog)
+        hidden = self.policy.hidden(who, self._catalog, principal.groups)
         limit = max(1, min(limit, MAX_LIMIT))
         words, filters = split_filters(query)
         if server is not None:
@@ -278,7 +278,7 @@ class Portal:
             elif intents:
                 reply, shown = task_reply(intents, limit, detail)
                 shown_entries = [entry for name in shown if (entry := self._catalog.get(name)) is not None]
-                reply += self.policy.for_user(who).approval_note(shown_entries)
+                reply += principal.rules.approval_note(shown_entries)
             elif index.weak(words, hits):
                 closest = index.closest_servers(
                     words, [name for name in visible if visible_in(self._catalog, name, hidden)]
@@ -295,7 +295,7 @@ class Portal:
                 where = f" on {', '.join(sorted(scope))}" if scope is not None else ""
                 reply = (
                     f"{len(hits)} of {plural(len(self._catalog) - len(hidden), 'tool')} match{where}.{hint} Call them in "
-                    f"execute_code as `await server.tool(...)`.{self.policy.for_user(who).approval_note(entries)}{availability(entries, self.pool.statuses())}\n\n{stubs}"
+                    f"execute_code as `await server.tool(...)`.{principal.rules.approval_note(entries)}{availability(entries, self.pool.statuses())}\n\n{stubs}"
                 )
         if words.strip() and not problem:  # resources: a result kind of their own (catalog/resources.py)
             reach = {
@@ -330,7 +330,7 @@ class Portal:
             self.approvals.check_room(principal.name)
         run = Run(code, principal, self.approvals.new_token(), approve, elicit, progress)
         await await_starting(self.pool, code, self._catalog.namespaces())
-        view = self.policy.view(principal.name, self._catalog)
+        view = self.policy.view(principal.name, self._catalog, principal.groups)
         slot = contextlib.ExitStack()
         refusal = await self._admit(code, principal, view, started)
         if refusal is None:

@@ -70,7 +70,7 @@ def serve(
 
     async def serving() -> None:
         if transport == "http":
-            PortalServer.check_bind(host, http, config.source)
+            PortalServer.check_bind(host, http, config.source, auth=config.auth)
             PortalServer.check_replica(http, config.source)
             check_port(host, port, as_log=as_log)
         # Servers that fail to start are logged by the pool (`portal_mcp.downstream`), so no warnings are printed here.

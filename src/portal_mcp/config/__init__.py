@@ -8,6 +8,8 @@ sentences), `secrets` (`secrets_file` and `${user.KEY}` checks), `checks` (polic
 the `mcpServers` JSON, `import_as_yaml`, the bundled config); public names are re-exported here.
 """
 
+from portal_mcp.config.auth import AuthConfig, IntrospectionConfig, TrustedProxyConfig
+from portal_mcp.config.http import REPLICA_ID, HttpConfig, HttpUser, ReplicaConfig, is_loopback
 from portal_mcp.config.limits import HttpLimitsConfig, LimitsConfig
 from portal_mcp.config.loading import (
     builtin_variables,
@@ -19,21 +21,16 @@ from portal_mcp.config.loading import (
 )
 from portal_mcp.config.models import (
     ANONYMOUS,
-    REPLICA_ID,
     AnnotationsOverride,
     AuditConfig,
-    HttpConfig,
-    HttpUser,
     PortalConfig,
     RemoteServerConfig,
-    ReplicaConfig,
     SandboxConfig,
     ServerConfig,
     SnapshotServerConfig,
     StdioServerConfig,
     ToolFilter,
     ToolsConfig,
-    is_loopback,
 )
 from portal_mcp.config.policy import Approve, PolicyConfig, PolicyRule
 from portal_mcp.config.search import SearchConfig
@@ -44,9 +41,11 @@ __all__ = [
     "AnnotationsOverride",
     "Approve",
     "AuditConfig",
+    "AuthConfig",
     "HttpConfig",
     "HttpLimitsConfig",
     "HttpUser",
+    "IntrospectionConfig",
     "LimitsConfig",
     "PolicyConfig",
     "PolicyRule",
@@ -60,6 +59,7 @@ __all__ = [
     "StdioServerConfig",
     "ToolFilter",
     "ToolsConfig",
+    "TrustedProxyConfig",
     "builtin_variables",
     "bundled_config_path",
     "bundled_schemas_dir",

@@ -12,10 +12,13 @@ from portal_mcp.errors import ConfigError
 
 
 def check_policy(config: PortalConfig, source: str, lines: Mapping[tuple[Any, ...], int]) -> None:
-    """Names in the policy must exist: a misspelt user, group or server would silently apply to no one."""
+    """Names in the policy must exist: a misspelt user, group or server would silently apply to no one. With
+    `auth:`, users and groups also come from the identity provider's tokens, so their names are not checked."""
     policy = config.policy
     users = set(config.http.users) | ({config.user} if config.user else set())
     groups = {group for user in config.http.users.values() for group in user.groups}
+    if config.auth is not None:
+        users, groups = set(policy.users), set(policy.groups)
     for name in policy.users:
         if name not in users:
             raise ConfigError(

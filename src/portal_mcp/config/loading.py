@@ -110,9 +110,10 @@ def parse_config(text: str, *, source: str, base_dir: Path, environ: Mapping[str
             del servers[name]
     if isinstance(data.get("state_dir"), str):
         data["state_dir"] = str(base_dir / Path(data["state_dir"]).expanduser())
-    audit = data.get("audit")
-    if isinstance(audit, dict) and isinstance(audit.get("sqlite"), str):
-        data["audit"] = {**audit, "sqlite": str(base_dir / Path(audit["sqlite"]).expanduser())}
+    for section in ("audit", "connections"):  # their `sqlite:` files are relative to the config's folder
+        found = data.get(section)
+        if isinstance(found, dict) and isinstance(found.get("sqlite"), str):
+            data[section] = {**found, "sqlite": str(base_dir / Path(found["sqlite"]).expanduser())}
     search = data.get("search")
     if isinstance(search, dict):
         data["search"] = _search_paths(search, base_dir)

@@ -6,8 +6,6 @@ Everything is validated once, at load (`portal_mcp.config.loading`); the rest of
 from __future__ import annotations
 
 import fnmatch
-import ipaddress
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,11 +15,14 @@ from mcp_types import Tool
 from pydantic import BeforeValidator, Field, SecretStr, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from portal_mcp.config.auth import AuthConfig
 from portal_mcp.config.base import _Model
-from portal_mcp.config.limits import HttpLimitsConfig, LimitsConfig
+from portal_mcp.config.http import HttpConfig
+from portal_mcp.config.limits import LimitsConfig
+from portal_mcp.config.oauth import ConnectionsConfig, OAuthConfig, key_problem
 from portal_mcp.config.policy import PolicyConfig
 from portal_mcp.config.search import SearchConfig, ServerCuration
-from portal_mcp.config.user_refs import SECRET_NAME, keys_needed
+from portal_mcp.config.user_refs import keys_needed
 
 
 @dataclass(frozen=True)
@@ -130,6 +131,7 @@ class RemoteServerConfig(_ServerBase):
     url: str
     headers: dict[str, str] = Field(default_factory=dict, repr=False)
     type: Literal["http", "sse"] = "http"
+    oauth: OAuthConfig | None = Field(default=None, description="each user connects their own account (OAuth 2.1)")
     list_as: str | None = Field(default=None, description="`${user.KEY}` servers: whose connection lists the tools")
     known_tools: Path | None = Field(
         default=None,
@@ -192,107 +194,6 @@ ANONYMOUS = "bearer"
 """The user every `http.bearer_tokens` caller is (so no configured user may have this name)."""
 
 
-class HttpUser(_Model):
-    """A user: an HTTP caller known by their bearer token (write it as `${VAR}`, never inline), their groups (for
-    the policy) and their own downstream secrets. A user without a token (e.g. the stdio `user:`) has no HTTP access."""
-
-    token: str | None = Field(
-        default=None, repr=False, description="none: the user cannot call over HTTP (e.g. the stdio `user:`)"
-    )
-    groups: list[str] = Field(default_factory=list)
-    secrets: dict[str, str] = Field(
-        default_factory=dict,
-        repr=False,
-        description="KEY -> this user's downstream credential, used where a server's headers/env say `${user.KEY}`",
-    )
-
-    @field_validator("secrets")
-    @classmethod
-    def _secret_names(cls, value: dict[str, str]) -> dict[str, str]:
-        for key in value:
-            if not SECRET_NAME.fullmatch(key):
-                raise ValueError(f"secret name {key!r} must be a letter or _ followed by letters, digits or _")
-        return value
-
-
-REPLICA_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
-"""A replica's name: it prefixes the approval tokens the replica hands out (`r1.<random>`), so it has no dot."""
-
-
-class ReplicaConfig(_Model):
-    """This portal among several replicas behind a load balancer: an approval answer (a 2026-07-28 retry) that
-    reaches a replica other than the one whose run asked is forwarded to that one, at the address listed here."""
-
-    id: str | None = Field(
-        default=None,
-        description="this replica's name; replicas share one config, so usually `serve --replica-id` or "
-        "PORTAL_REPLICA_ID instead",
-    )
-    peers: dict[str, str] = Field(
-        default_factory=dict,
-        description="replica name -> base URL its portal serves at (`http://10.0.0.1:8000`, `/mcp` is added), "
-        "every replica including this one; only these are ever forwarded to",
-    )
-
-    @field_validator("id")
-    @classmethod
-    def _id(cls, value: str | None) -> str | None:
-        if value is not None and not REPLICA_ID.fullmatch(value):
-            raise ValueError(f"replica id {value!r} must be 1-64 letters, digits, - or _")
-        return value
-
-    @field_validator("peers")
-    @classmethod
-    def _peers(cls, value: dict[str, str]) -> dict[str, str]:
-        peers = {}
-        for name, url in value.items():
-            if not REPLICA_ID.fullmatch(name):
-                raise ValueError(f"peer name {name!r} must be 1-64 letters, digits, - or _ (a replica id)")
-            if not re.fullmatch(r"https?://[^/?#@\s]+(/[^?#\s]*)?", url):
-                raise ValueError(f"peer {name!r}: {url!r} must be an http:// or https:// base URL (no query or user)")
-            url = url.rstrip("/")
-            if url.endswith("/mcp"):
-                raise ValueError(f"peer {name!r}: give the replica's base URL without `/mcp` ({url[:-4]!r})")
-            peers[name] = url
-        return peers
-
-    @model_validator(mode="after")
-    def _known_id(self) -> ReplicaConfig:
-        if self.id is not None and self.peers and self.id not in self.peers:
-            raise PydanticCustomError(
-                "replica_id",
-                f"replica id {self.id!r} is not one of `peers` ({', '.join(sorted(self.peers))}): list every "
-                "replica, this one included",
-            )
-        return self
-
-
-class HttpConfig(_Model):
-    """The portal's own streamable HTTP endpoint."""
-
-    bearer_tokens: list[str] = Field(
-        default_factory=list,
-        repr=False,
-        description="tokens of anonymous callers (user 'bearer'); some token is required off loopback",
-    )
-    users: dict[str, HttpUser] = Field(default_factory=dict, description="user name -> token: who each caller is")
-    allowed_hosts: list[str] = Field(default_factory=list, description="extra Host headers (DNS rebinding guard)")
-    allowed_origins: list[str] = Field(default_factory=list, description="extra Origin values (DNS rebinding guard)")
-    stateless: bool = Field(
-        default=False,
-        description="no MCP sessions: any replica can serve any request (no log notifications or elicitation)",
-    )
-    replica: ReplicaConfig = Field(
-        default_factory=ReplicaConfig,
-        description="several replicas: this one's id and every replica's URL, to forward approval answers",
-    )
-    limits: HttpLimitsConfig = Field(default_factory=HttpLimitsConfig)
-    operator_groups: list[str] = Field(
-        default=["operators"], description="users in these groups see /metrics and /healthz details"
-    )
-    metric_user_labels: bool = Field(default=True, description="per-user names in metric labels (else `other`)")
-
-
 class AuditConfig(_Model):
     """Where audit events go: a SQLite file (`sqlite: PATH`) or a PostgreSQL database shared by replicas
     (`postgres: DSN`), at most one of them; otherwise a bounded window in memory."""
@@ -325,7 +226,11 @@ class PortalConfig(_Model):
     servers: dict[str, ServerConfig] = Field(default_factory=dict)
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
     http: HttpConfig = Field(default_factory=HttpConfig)
+    auth: AuthConfig | None = Field(
+        default=None, description="OAuth: tokens from an identity provider (the portal as a resource server)"
+    )
     audit: AuditConfig = Field(default_factory=AuditConfig)
+    connections: ConnectionsConfig = Field(default_factory=ConnectionsConfig)
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     search: SearchConfig = Field(default_factory=SearchConfig)
@@ -340,6 +245,20 @@ class PortalConfig(_Model):
     substituted_secrets: frozenset[str] = Field(default=frozenset(), exclude=True, repr=False)
     """Values that came from the secrets file, or from `${VAR}` in headers, env or `http`: all get redacted."""
 
+    @model_validator(mode="after")
+    def _connections_key(self) -> PortalConfig:
+        if (problem := key_problem(self.connections, sorted(self.oauth_servers()))) is not None:
+            raise PydanticCustomError("connections_key", problem)
+        return self
+
+    def oauth_servers(self) -> dict[str, OAuthConfig]:
+        """Enabled remote servers each user connects their own account to (`oauth:`), by name."""
+        return {
+            name: server.oauth
+            for name, server in self.servers.items()
+            if isinstance(server, RemoteServerConfig) and server.oauth is not None and not server.disabled
+        }
+
     def user_secrets(self) -> dict[str, dict[str, str]]:
         """User name -> that user's secrets, in config order."""
         return {name: dict(user.secrets) for name, user in self.http.users.items()}
@@ -351,6 +270,13 @@ class PortalConfig(_Model):
             if user.token is not None:
                 values.add(user.token)
             values.update(user.secrets.values())
+        if self.auth is not None and self.auth.introspection is not None:
+            values.add(self.auth.introspection.client_secret.get_secret_value())
+        if self.connections.key is not None:
+            values.add(self.connections.key.get_secret_value())
+        for oauth in self.oauth_servers().values():
+            if oauth.client_secret is not None:
+                values.add(oauth.client_secret.get_secret_value())
         return {value for value in values if value}
 
     def state_folder(self, environ: Mapping[str, str]) -> Path:
@@ -379,13 +305,3 @@ class PortalConfig(_Model):
 
     def tool_filters(self) -> dict[str, ToolFilter]:
         return {name: server.tools.as_filter() for name, server in self.servers.items()}
-
-
-def is_loopback(host: str) -> bool:
-    """True when `host` only accepts connections from this machine."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

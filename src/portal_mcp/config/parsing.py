@@ -40,7 +40,7 @@ def interpolate(
 ) -> Any:
     """Expand `${VAR}` and `${VAR:-default}` in every string; `$${VAR}` is a literal `${VAR}`.
 
-    Values substituted into credential places (server `headers` and `env`, the `http` section), and anywhere else
+    Values substituted into credential places (server `headers` and `env`, the `http` section, `auth.introspection`), and anywhere else
     from a variable whose name says it is a secret (`API_TOKEN` in a url's query, `--api-key=${API_KEY}` in args),
     are added to `captured`, so they can be redacted. `${user.KEY}` does not match (the dot): it is resolved per call.
     """
@@ -78,7 +78,7 @@ _SECRET_LIKE_NAME = re.compile(r"TOKEN|SECRET|KEY|PASS|PWD|AUTH|CREDENTIAL|COOKI
 
 
 def _credential_place(path: tuple[Any, ...]) -> bool:
-    return path[:2] in (("http", "bearer_tokens"), ("http", "users")) or (
+    return path[:2] in (("http", "bearer_tokens"), ("http", "users"), ("auth", "introspection")) or (
         len(path) >= 3 and path[0] in ("servers", "mcpServers") and path[2] in ("headers", "env")
     )
 

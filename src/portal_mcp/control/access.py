@@ -5,9 +5,10 @@ policy = AccessPolicy(config)
 rules = policy.for_user("alice")
 rules.decide(entry)        # Decision.ALLOW / Decision.APPROVE, or raises PolicyDeniedError
 policy.view("alice", catalog)   # the tools alice may use, and the ones refused to her with why
+policy.view("dana", catalog, groups=("eng",))   # a user whose groups came with their OAuth token
 ```
 A user's rules come from three levels of `policy:` in the config, most specific first: `users.NAME`, then each of
-their groups, then `default`. Allow and deny lists add up across the levels that apply (a deny anywhere wins; with
+their groups (`http.users.NAME.groups`, or the groups a caller's principal carries), then `default`. Allow and deny lists add up across the levels that apply (a deny anywhere wins; with
 any allow list, a tool must match one). The single settings (`read_only`, `approve`, the limits) take the most
 specific level that sets them; where several groups set one, the strictest wins.
 
@@ -154,33 +155,42 @@ class AccessPolicy:
             for server, settings in config.servers.items()
             if settings.annotations
         }
-        self._users: dict[str, UserRules] = {}
+        self._users: dict[tuple[str, tuple[str, ...]], UserRules] = {}
         # Per catalog object (a listing change makes a new one, and the old one's entries go with it), per user.
-        self._views: weakref.WeakKeyDictionary[Catalog, dict[str, UserView]] = weakref.WeakKeyDictionary()
+        self._views: weakref.WeakKeyDictionary[Catalog, dict[tuple[str, tuple[str, ...]], UserView]] = (
+            weakref.WeakKeyDictionary()
+        )
 
     @property
     def approval_timeout(self) -> float:
         return self._policy.approval_timeout
 
-    def for_user(self, user: str) -> UserRules:
-        rules = self._users.get(user)
+    def groups(self, user: str) -> tuple[str, ...]:
+        """The groups the config gives `user` (`http.users.NAME.groups`)."""
+        return self._groups.get(user, ())
+
+    def for_user(self, user: str, groups: tuple[str, ...] | None = None) -> UserRules:
+        """`user`'s rules as a member of `groups` (default: the groups the config gives them)."""
+        key = (user, self.groups(user) if groups is None else groups)
+        rules = self._users.get(key)
         if rules is None:
-            rules = self._users[user] = self._resolve(user)
+            rules = self._users[key] = self._resolve(*key)
         return rules
 
-    def view(self, user: str, catalog: Catalog) -> UserView:
+    def view(self, user: str, catalog: Catalog, groups: tuple[str, ...] | None = None) -> UserView:
         """What `user` may use of `catalog`, cached per catalog and user (a listing change makes a new catalog)."""
+        key = (user, self.groups(user) if groups is None else groups)
         per_user = self._views.setdefault(catalog, {})
-        found = per_user.get(user)
+        found = per_user.get(key)
         if found is None:
-            refused = self.for_user(user).refusals(catalog)
+            refused = self.for_user(*key).refusals(catalog)
             usable = catalog if not refused else Catalog(e for e in catalog if e.qualified_name not in refused)
-            found = per_user[user] = UserView(usable, refused)
+            found = per_user[key] = UserView(usable, refused)
         return found
 
-    def hidden(self, user: str, catalog: Catalog) -> frozenset[str]:
+    def hidden(self, user: str, catalog: Catalog, groups: tuple[str, ...] | None = None) -> frozenset[str]:
         """Qualified names `user` may not call at all (search, the overview and hints leave them out)."""
-        return frozenset(self.view(user, catalog).refused)
+        return frozenset(self.view(user, catalog, groups).refused)
 
     def unmatched(self, catalog: Catalog) -> list[str]:
         """Policy patterns and annotation overrides that name no tool of a server whose tools are known: a typo
@@ -211,9 +221,9 @@ class AccessPolicy:
                     problems.append(f"`servers.{server}.annotations` key {pattern!r} matches no tool of {server}")
         return problems
 
-    def _resolve(self, user: str) -> UserRules:
+    def _resolve(self, user: str, member_of: tuple[str, ...]) -> UserRules:
         policy = self._policy
-        groups = [policy.groups[name] for name in self._groups.get(user, ()) if name in policy.groups]
+        groups = [policy.groups[name] for name in member_of if name in policy.groups]
         own = policy.users.get(user)
         blocks = [block for block in (own, *groups, policy.default) if block is not None]
         return UserRules(

@@ -53,8 +53,19 @@ class Redactor:
     """
 
     def __init__(self, values: Iterable[str] = ()) -> None:
+        self._given = {value for value in values if len(value) >= MIN_REDACTED_LENGTH}
+        self._build()
+
+    def add(self, values: Iterable[str]) -> None:
+        """Redact these values too from now on (tokens the portal obtains while it runs: users' OAuth tokens)."""
+        new = {value for value in values if len(value) >= MIN_REDACTED_LENGTH} - self._given
+        if new:
+            self._given |= new
+            self._build()
+
+    def _build(self) -> None:
         forms: set[str] = set()
-        for value in values:
+        for value in self._given:
             if len(value) < MIN_REDACTED_LENGTH:
                 continue
             forms.add(value)

@@ -3,6 +3,7 @@
 ```
 principals = Principals(config, policy)
 alice = principals.get("alice")        # an HTTP user (their bearer token named them)
+dana = principals.get("dana", ("eng",))  # a user whose OAuth token says they are in `eng` (plus config groups)
 local = principals.local               # the stdio / command-line user: `user:` of the config, else the OS user
 alice.rules.decide(entry)              # their policy
 ```
@@ -24,7 +25,7 @@ __all__ = ["Principal", "Principals", "local_user"]
 @dataclass(frozen=True)
 class Principal:
     """A user as the portal knows them: their name (what the audit records and whose `${user.KEY}` secrets a call
-    uses), their groups (`http.users.NAME.groups`) and their effective policy."""
+    uses), their groups (`http.users.NAME.groups`, and those their OAuth token lists) and their effective policy."""
 
     name: str
     groups: tuple[str, ...]
@@ -50,14 +51,16 @@ class Principals:
     """Resolves user names to principals (cached: the config never changes while the portal runs)."""
 
     def __init__(self, config: PortalConfig, policy: AccessPolicy) -> None:
-        self._groups = {name: tuple(user.groups) for name, user in config.http.users.items()}
         self._policy = policy
-        self._known: dict[str, Principal] = {}
+        self._known: dict[tuple[str, tuple[str, ...]], Principal] = {}
         self.local = self.get(local_user(config))
         """The stdio / command-line user."""
 
-    def get(self, name: str) -> Principal:
-        found = self._known.get(name)
+    def get(self, name: str, groups: tuple[str, ...] = ()) -> Principal:
+        """User `name` in the groups the config gives them plus `groups` (what their OAuth token says)."""
+        member_of = tuple(dict.fromkeys((*self._policy.groups(name), *groups)))
+        key = (name, member_of)
+        found = self._known.get(key)
         if found is None:
-            found = self._known[name] = Principal(name, self._groups.get(name, ()), self._policy.for_user(name))
+            found = self._known[key] = Principal(name, member_of, self._policy.for_user(name, member_of))
         return found

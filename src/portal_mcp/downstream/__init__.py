@@ -19,13 +19,17 @@ The modules: `_pool` (the pool), `_link` (one server's connection and its respaw
 request from the caller's task, resending one that never left), `_listing` (paged lists, redacted, digests), `_relisting` (change announcements and the `relist_every` re-listing), `_transports`
 (the watched SDK transports), `_failures` (errors as sentences), `_stderr` (stderr forwarding), `_processes` (leftover child
 processes), `_events` (what a link reports to the pool), `_asking` (a server's questions and progress, to
-the run whose call it is serving).
+the run whose call it is serving); users' own OAuth accounts (`oauth:` servers): `_oauth` (the SDK's OAuth client
+with the stored connection), `_accounts` (the pool's side), `_connect` (connect flows waiting for a browser,
+revocation), `_login` (`portal-mcp login`'s loopback redirect, the callback page).
 """
 
 from portal_mcp.catalog.status import ServerState, ServerStatus, TransportKind
 from portal_mcp.downstream._asking import DECLINED, CallContext, Elicit, Progress
+from portal_mcp.downstream._connect import disconnect
 from portal_mcp.downstream._events import DownstreamEvent, EventKind
 from portal_mcp.downstream._listing import Extras
+from portal_mcp.downstream._login import complete_from, login
 from portal_mcp.downstream._pool import DownstreamPool
 from portal_mcp.downstream._starting import await_starting, unlisted
 
@@ -42,5 +46,8 @@ __all__ = [
     "ServerStatus",
     "TransportKind",
     "await_starting",
+    "complete_from",
+    "disconnect",
+    "login",
     "unlisted",
 ]

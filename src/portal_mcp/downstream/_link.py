@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 import anyio
 import anyio.abc
+import httpx2
 import mcp_types as types
 from mcp.client import Client
 from mcp.server import MCPServer, Server
@@ -53,8 +54,11 @@ class Link(CallPath, Relisting):
         pump: StderrPump | None,
         down_retry_after: float,
         relist_every: float = 0.0,
+        auth: httpx2.Auth | None = None,
     ) -> None:
         self.name = name
+        self.auth = auth
+        """A user's OAuth connection (`oauth:` servers): every HTTP request of this link goes through it."""
         self._target = target
         self._config = target if isinstance(target, StdioServerConfig | RemoteServerConfig) else None
         self.kind: TransportKind = "inproc" if self._config is None else transport_kind(self._config)
@@ -284,7 +288,7 @@ class Link(CallPath, Relisting):
         """What `Client` connects to: a watched SDK transport, or the in-process server itself."""
         if self._config is None:
             return self._target
-        return open_transport(self._config, watch, token, self._pump)
+        return open_transport(self._config, watch, token, self._pump, self.auth)
 
     async def _connected(
         self, client: Client, watch: Watch, tools: list[Tool], extras: Extras, ms: float, restart: bool

@@ -26,9 +26,11 @@ from mcp_types import CallToolResult, Tool
 from portal_mcp.catalog.snapshot import load_snapshot
 from portal_mcp.catalog.status import ServerState, ServerStatus, TransportKind, transport_kind
 from portal_mcp.config import ServerConfig, SnapshotServerConfig, StdioServerConfig
-from portal_mcp.config.user_refs import first_user_with, missing_keys
+from portal_mcp.config.user_refs import missing_keys
+from portal_mcp.control.audit_store.connections import ConnectionStore
 from portal_mcp.control.credentials import Redactor
 from portal_mcp.downstream import _users
+from portal_mcp.downstream._accounts import Accounts
 from portal_mcp.downstream._asking import CallContext
 from portal_mcp.downstream._call_path import CLOSE_GRACE
 from portal_mcp.downstream._events import DownstreamEvent, Hooks
@@ -37,16 +39,9 @@ from portal_mcp.downstream._link import Link
 from portal_mcp.downstream._listing import Extras
 from portal_mcp.downstream._progress import report_progress
 from portal_mcp.downstream._stderr import StderrPump
-from portal_mcp.errors import (
-    ConfigError,
-    DownstreamError,
-    MissingSecretError,
-    ServerDownError,
-    SnapshotOnlyError,
-)
+from portal_mcp.errors import ConfigError, DownstreamError, MissingSecretError, ServerDownError, SnapshotOnlyError
 
-# The package's name, not `__name__`: the CLI prints it in every log line.
-logger = logging.getLogger("portal_mcp.downstream")
+logger = logging.getLogger("portal_mcp.downstream")  # the package's name: the CLI prints it in log lines
 
 T = TypeVar("T")
 _MAX_REAP_INTERVAL = 30.0
@@ -76,6 +71,8 @@ class DownstreamPool:
         state_dir: Path | None = None,
         background: bool = False,
         relist_every: float = 0.0,
+        connections: ConnectionStore | None = None,
+        local_user: str = "local",
     ) -> None:
         """`local` servers run in this process (tests, embedders). `on_status` is startup progress: called once per
         server when its first connection attempt settles; later changes arrive as `on_event` events. Stdio servers'
@@ -86,7 +83,7 @@ class DownstreamPool:
         error, event, stderr line and tool listing; the pool changes no logging settings (the log output's owner
         adds `redactor.filter()` to its handlers: `portal-mcp serve` does). `state_dir` keeps each server's last tool
         list (`KnownTools`); `background=True` returns from `async with` at once and connects meanwhile (progress
-        goes to the log), instead of waiting for every first attempt."""
+        goes to the log), instead of waiting for every first attempt. `connections`: users' `oauth:` accounts."""
         clash = sorted(set(servers) & set(local or {}))
         if clash:
             raise ValueError(f"server names {clash} are both configured and passed as `local`; rename one")
@@ -104,9 +101,8 @@ class DownstreamPool:
         self._cancel: anyio.CancelScope | None = None
         self._entered = False
         self._users = {name: dict(secrets) for name, secrets in (users or {}).items()}
-        self._redactor = redactor or Redactor()
-        self._needs: dict[str, frozenset[str]] = {}
-        """Per-user servers: name -> the `${user.KEY}` KEYs of their headers/env."""
+        self.redactor = redactor or Redactor()
+        self._needs: dict[str, frozenset[str]] = {}  # per-user servers -> the `${user.KEY}` KEYs they use
         self._listing_user: dict[str, str] = {}
         self._user_links: dict[tuple[str, str], Link] = {}
         self._task_group: anyio.abc.TaskGroup | None = None
@@ -115,6 +111,7 @@ class DownstreamPool:
         self._background = background
         self._relist_every = relist_every
         self._ready = False
+        self.accounts = Accounts(connections, self._servers, local_user, self.redactor)
 
     async def __aenter__(self) -> DownstreamPool:
         if self._entered:
@@ -129,10 +126,11 @@ class DownstreamPool:
                 emit=self._emit,
                 tools_changed=self._tools_changed,
                 status=self._status,
-                redactor=self._redactor,
+                redactor=self.redactor,
                 listed=self._listed,
             )
             self._hooks = hooks
+            self.accounts.start(task_group)
             for name, server in self._servers.items():
                 if server.disabled:
                     self._fix(name, transport_kind(server), "disabled", [], None)
@@ -143,32 +141,26 @@ class DownstreamPool:
                         self._fix(name, "snapshot", "failed", [], str(exc))
                         await self._emit(DownstreamEvent(name, "failed", "error", str(exc)))
                 else:
-                    secrets: Mapping[str, str] = {}
                     needed = server.user_keys()
-                    if needed:
-                        listing = server.list_as or first_user_with(needed, self._users)
-                        missing = missing_keys(needed, self._users.get(listing or "", {}))
-                        if listing is None or missing:
-                            problem = (
-                                f"no user has every secret it needs ({', '.join(sorted(needed))}), so no connection "
-                                "can list its tools; add them to one user's `http.users.NAME.secrets`"
-                            )
+                    listing, auth = await self.accounts.listing(name) if self.accounts.manages(name) else (None, None)
+                    if needed and auth is None:
+                        listing, problem = _users.listing_user(server, needed, self._users)
+                        if problem is not None:
                             self._fix(name, transport_kind(server), "failed", [], problem)
                             await self._emit(DownstreamEvent(name, "failed", "error", f"failed to start: {problem}"))
                             continue
+                    if listing is not None:
                         self._needs[name] = needed
                         self._listing_user[name] = listing
-                        secrets = self._users[listing]
-                    pump = (
-                        StderrPump(name, self._errlog, self._redactor.text)
-                        if isinstance(server, StdioServerConfig)
-                        else None
-                    )
+                    target = _users.for_user(server, self._users.get(listing or "", {}))
+                    stdio = isinstance(server, StdioServerConfig)
+                    pump = StderrPump(name, self._errlog, self.redactor.text) if stdio else None
                     if pump is not None and pump.available:
                         self._pumps.append(pump)
                         task_group.start_soon(pump.run)
-                    target = _users.for_user(server, secrets)
-                    self._links[name] = Link(name, target, hooks, pump, self._down_retry_after, self._relist_every)
+                    self._links[name] = Link(
+                        name, target, hooks, pump, self._down_retry_after, self._relist_every, auth
+                    )
             if self._needs:
                 task_group.start_soon(self._close_idle_links)
             for name, local_server in self._local.items():
@@ -280,13 +272,18 @@ class DownstreamPool:
             raise RuntimeError("enter the DownstreamPool (`async with`) before calling tools")
         link = self._links.get(server)
         if link is not None:
+            oauth = await self.accounts.check(server, user)  # an `oauth:` server: the user must have connected
             if server in self._needs:
                 link = self._link_for(server, user)
             link.in_flight += 1
             try:
                 return await send(link)
             except DownstreamError as exc:
-                raise self._redactor.error(exc) from None
+                if oauth and user is not None and self.accounts.take_lost(server, user):
+                    if self._user_links.pop((server, user), None) is link:  # a new link once they have reconnected
+                        link.close()
+                    raise await self.accounts.needed(server, user, reconnect=True) from None
+                raise self.redactor.error(exc) from None
             finally:
                 link.in_flight -= 1
                 link.last_used = anyio.current_time()
@@ -327,7 +324,8 @@ class DownstreamPool:
         if user is not None and user == self._listing_user[server]:
             return self._links[server]
         needed = self._needs[server]
-        secrets = self._users.get(user) if user is not None else None
+        oauth = self.accounts.manages(server)  # its users need no secrets, only a connected account
+        secrets = self._users.get(user, {} if oauth else None) if user is not None else None
         missing = missing_keys(needed, secrets or {})
         if user is None or secrets is None or missing:
             raise MissingSecretError(server, user, missing or sorted(needed), known=secrets is not None)
@@ -338,7 +336,7 @@ class DownstreamPool:
         config = self._servers[server]
         assert self._task_group is not None and self._hooks is not None and not isinstance(config, SnapshotServerConfig)
         pump = (
-            StderrPump(f"{server}:{user}", self._errlog, self._redactor.text)
+            StderrPump(f"{server}:{user}", self._errlog, self.redactor.text)
             if isinstance(config, StdioServerConfig)
             else None
         )
@@ -349,7 +347,10 @@ class DownstreamPool:
             status=_users.ignore_status,
             listed=None,
         )
-        link = Link(server, _users.for_user(config, secrets), hooks, pump, self._down_retry_after)
+        auth = self.accounts.auth(server, user) if oauth else None
+        link = Link(
+            server, _users.for_user(config, secrets), hooks, pump, self._down_retry_after, self._relist_every, auth
+        )
         self._user_links[key] = link
         self._task_group.start_soon(self._run_user_link, key, link, pump)
         return link

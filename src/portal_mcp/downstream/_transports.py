@@ -148,18 +148,25 @@ def _http_client_factory(watch: Watch) -> Callable[..., httpx2.AsyncClient]:
 
 
 @asynccontextmanager
-async def _streamable_http(url: str, headers: Mapping[str, str], watch: Watch) -> AsyncIterator[TransportStreams]:
+async def _streamable_http(
+    url: str, headers: Mapping[str, str], watch: Watch, auth: httpx2.Auth | None
+) -> AsyncIterator[TransportStreams]:
     async with (
-        _http_client_factory(watch)(headers=dict(headers)) as http,
+        _http_client_factory(watch)(headers=dict(headers), auth=auth) as http,
         streamable_http_client(url, http_client=http) as streams,
     ):
         yield streams
 
 
 def open_transport(
-    config: StdioServerConfig | RemoteServerConfig, watch: Watch, token: str, pump: StderrPump | None
+    config: StdioServerConfig | RemoteServerConfig,
+    watch: Watch,
+    token: str,
+    pump: StderrPump | None,
+    auth: httpx2.Auth | None = None,
 ) -> WatchedTransport:
-    """A watched SDK transport for a configured server; a stdio server gets `token` in its environment."""
+    """A watched SDK transport for a configured server; a stdio server gets `token` in its environment, a remote
+    one's requests go through `auth` (a user's OAuth connection) when given."""
     if isinstance(config, StdioServerConfig):
         params = StdioServerParameters(
             command=config.command, args=config.args, env={**config.env, SPAWN_ID_VAR: token}, cwd=config.cwd
@@ -168,5 +175,6 @@ def open_transport(
         return WatchedTransport(stdio_client(params, errlog=errlog), watch)
     if config.type == "sse":
         factory = _http_client_factory(watch)
-        return WatchedTransport(sse_client(config.url, headers=config.headers, httpx_client_factory=factory), watch)
-    return WatchedTransport(_streamable_http(config.url, config.headers, watch), watch)
+        sse = sse_client(config.url, headers=config.headers, httpx_client_factory=factory, auth=auth)
+        return WatchedTransport(sse, watch)
+    return WatchedTransport(_streamable_http(config.url, config.headers, watch, auth), watch)

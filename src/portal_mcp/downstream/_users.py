@@ -12,7 +12,7 @@ from mcp_types import Tool
 
 from portal_mcp.catalog.status import ServerStatus
 from portal_mcp.config import RemoteServerConfig, ServerConfig, StdioServerConfig
-from portal_mcp.config.user_refs import expand_user_refs
+from portal_mcp.config.user_refs import expand_user_refs, first_user_with, missing_keys
 from portal_mcp.downstream._events import DownstreamEvent
 from portal_mcp.downstream._link import Link
 from portal_mcp.downstream._stderr import StderrPump
@@ -69,6 +69,20 @@ def for_user(config: StdioServerConfig | RemoteServerConfig, secrets: Mapping[st
     if isinstance(config, StdioServerConfig):
         return config.model_copy(update={"env": {k: expand_user_refs(v, secrets) for k, v in config.env.items()}})
     return config.model_copy(update={"headers": {k: expand_user_refs(v, secrets) for k, v in config.headers.items()}})
+
+
+def listing_user(
+    config: StdioServerConfig | RemoteServerConfig, needed: frozenset[str], users: Mapping[str, Mapping[str, str]]
+) -> tuple[str | None, str | None]:
+    """Whose connection lists a `${user.KEY}` server's tools (`list_as`, else the first user with every needed
+    secret), or why nobody's can."""
+    listing = config.list_as or first_user_with(needed, users)
+    if listing is None or missing_keys(needed, users.get(listing, {})):
+        return None, (
+            f"no user has every secret it needs ({', '.join(sorted(needed))}), so no connection can list its tools; "
+            "add them to one user's `http.users.NAME.secrets`"
+        )
+    return listing, None
 
 
 def idle_timeout(config: ServerConfig) -> float:

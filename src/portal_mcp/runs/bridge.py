@@ -84,7 +84,7 @@ class ApprovalRequest:
 
 
 Approver = Callable[[ApprovalRequest], Awaitable[Verdict]]
-Searcher = Callable[[str, int, str], Sequence[ToolEntry]]
+Searcher = Callable[[str, int, Principal], Sequence[ToolEntry]]
 """(query, limit, user) -> the best tools for the query among those the user may call."""
 
 
@@ -140,7 +140,7 @@ class Bridge:
         resources: ResourceCalls | None = None,
     ) -> None:
         """`observe(entry, value)` learns from each successful result (the shapes of results, `ShapeBook`);
-        `search(query, limit, user)` finds the tools `user` may call (`portal.search` in agent code)."""
+        `search(query, limit, principal)` finds the tools the principal may call (`portal.search` in agent code)."""
         self._observe = observe
         self._search = search
         self.resources = resources
@@ -217,7 +217,7 @@ class Bridge:
                 raise UnknownToolError(NAME)
             query, limit = search_arguments(arguments)
             self._budgets.search(who, query)
-            hits = search_hits(self._search(query, limit, who))
+            hits = search_hits(self._search(query, limit, caller.principal))
         except PortalError as exc:
             outcome = "refused" if isinstance(exc, LimitError | ArgumentError) else "error"
             self._record_search(who, outcome, started, query, f"code {audit_detail(exc)}", 0)

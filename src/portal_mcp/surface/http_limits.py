@@ -24,7 +24,12 @@ from portal_mcp.config import HttpLimitsConfig
 
 logger = logging.getLogger("portal_mcp.http")
 
-_FLOODS = ("socket.accept() out of system resource", "Invalid HTTP request received", "connection refused:")
+_FLOODS = (
+    "socket.accept() out of system resource",
+    "Invalid HTTP request received",
+    "connection refused:",
+    "token refused:",  # surface/oauth.py: a client retrying a bad token
+)
 
 
 class RateLimitedLog(logging.Filter):

@@ -25,7 +25,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from portal_mcp import __version__
-from portal_mcp.config import ANONYMOUS, HttpConfig, ReplicaConfig, is_loopback
+from portal_mcp.config import ANONYMOUS, HttpConfig, ReplicaConfig
 from portal_mcp.control.metrics import USABLE
 from portal_mcp.control.principal import Principal
 from portal_mcp.downstream import DownstreamEvent
@@ -35,9 +35,12 @@ from portal_mcp.runs.approvals import asks_in_result, can_elicit, direct_approve
 from portal_mcp.runs.run import ASK_LATER, Asking
 from portal_mcp.sandbox.facades import importable, server_alias
 from portal_mcp.sdk import Connection, connection_of, lasting_connection
-from portal_mcp.surface.auth import BearerAuth
+from portal_mcp.surface.auth import BearerAuth, check_bind, static_tokens
 from portal_mcp.surface.follow import elicitor, follow, index_built, wants_progress
 from portal_mcp.surface.http_limits import BodyLimits, guarded_protocol, install_log_limits
+from portal_mcp.surface.oauth import OAuthEdge
+from portal_mcp.surface.oauth_callback import PATH as CALLBACK
+from portal_mcp.surface.oauth_callback import callback_route
 from portal_mcp.surface.offerings import Offerings
 from portal_mcp.surface.peers import NOT_FORWARDED, ReplicaRouter
 from portal_mcp.surface.tasks import TaskSurface
@@ -102,7 +105,8 @@ class PortalServer:
             self._listed.add(connection)
             await anyio.to_thread.run_sync(self.portal.metrics.tools_listed)
         # Only the servers this caller may see: a name the policy hides must not appear in a description either.
-        visible = self.portal.policy.view(self._principal(ctx).name, self.portal.catalog).catalog.servers()
+        principal = self._principal(ctx)
+        visible = self.portal.policy.view(principal.name, self.portal.catalog, principal.groups).catalog.servers()
         execute = TOOLS[1].model_copy(
             update={"description": execute_description(visible, self.portal.sandbox.language)}
         )
@@ -237,17 +241,7 @@ class PortalServer:
         async with stdio_server() as (read, write):
             await self.server.run(read, write, self.server.create_initialization_options())
 
-    @staticmethod
-    def check_bind(host: str, http: HttpConfig, source: str | None = None) -> None:
-        """Refuse to expose the portal beyond this machine without bearer tokens."""
-        tokens = _tokens(http)  # each non-empty and one caller's: checked when the config was loaded
-        if not is_loopback(host) and not tokens:
-            raise ConfigError(
-                f"refusing to serve on {host!r} without authentication: binding beyond loopback needs "
-                "`http: {bearer_tokens: [...]}` or `http: {users: {NAME: {token: ...}}}` in the config "
-                "(e.g. `- ${PORTAL_TOKEN}`)",
-                source=source,
-            )
+    check_bind = staticmethod(check_bind)
 
     @staticmethod
     def check_replica(http: HttpConfig, source: str | None = None) -> None:
@@ -285,7 +279,8 @@ class PortalServer:
         load balancer can take it), and nothing is pushed to the client outside a request's own response. With
         `http.replica.peers`, an approval answer for a run on another replica is forwarded there (`peers`).
         """
-        self.check_bind(host, http)
+        auth = self.portal.config.auth
+        self.check_bind(host, http, auth=auth)
         self.check_replica(http)
         self.portal.approvals.replica = http.replica.id  # tokens handed out from now on name this replica
         hosts = ["127.0.0.1:*", "localhost:*", "[::1]:*", *http.allowed_hosts]
@@ -305,11 +300,12 @@ class PortalServer:
             enable_dns_rebinding_protection=True, allowed_hosts=hosts, allowed_origins=origins
         )
         guard = TransportSecurityMiddleware(security)
-        authenticated = bool(_tokens(http))
-        operators = frozenset(name for name, user in http.users.items() if set(user.groups) & set(http.operator_groups))
+        authenticated = bool(static_tokens(http)) or auth is not None
+        oauth = OAuthEdge(auth, self.portal.principal) if auth is not None else None
+        operators = frozenset(http.operator_groups)
 
         def operator(request: Request) -> bool:  # with tokens, only `http.operator_groups` members see the details
-            return not authenticated or getattr(request.scope.get("portal_user"), "name", None) in operators
+            return not authenticated or bool(operators & set(getattr(request.scope.get("portal_user"), "groups", ())))
 
         async def metrics(request: Request) -> Response:
             if (refused := await guard.validate_request(request)) is not None:
@@ -334,6 +330,8 @@ class PortalServer:
             custom_starlette_routes=[
                 Route("/metrics", metrics, methods=["GET"]),
                 Route("/healthz", healthz, methods=["GET"]),
+                *(oauth.routes(guard) if oauth is not None else []),
+                callback_route(self.portal.pool),
             ],
         )
         if http.replica.peers:
@@ -348,7 +346,8 @@ class PortalServer:
                 app,
                 dict.fromkeys(http.bearer_tokens, anonymous)
                 | {user.token: self.portal.principal(name) for name, user in http.users.items() if user.token},
-                public=frozenset({"/healthz"}),
+                public=frozenset({"/healthz", CALLBACK, *(oauth.paths() if oauth is not None else ())}),
+                oauth=oauth,
             )
         return BodyLimits(app, http.limits)
 
@@ -375,10 +374,6 @@ class PortalServer:
 
 def _input_schema(name: str) -> dict[str, Any] | None:
     return next((tool.input_schema for tool in TOOLS if tool.name == name), None)
-
-
-def _tokens(http: HttpConfig) -> list[str]:
-    return [*http.bearer_tokens, *(user.token for user in http.users.values() if user.token is not None)]
 
 
 def _scope(ctx: ServerRequestContext[Any]) -> dict[str, Any]:

@@ -1,0 +1,298 @@
+"""The portal as each user's OAuth client to a remote server (`oauth:`), on top of the SDK's `OAuthClientProvider`.
+
+The SDK does the protocol: discovery (RFC 9728 protected resource metadata from the 401, then RFC 8414 / OpenID
+discovery), the client (Client ID Metadata Document where the server supports it, else dynamic registration, or the
+configured static client), authorization code with PKCE (S256) and the `resource` indicator (RFC 8707), refresh.
+This module keeps what it learns per (user, server) in the connection store (`StoredConnection`), and adds what a
+portal needs on top (`UserAuth`): a call never starts an authorization (a user who has not connected is told how to,
+`ConnectionNeededError`), a 401 mid-session is answered by one refresh before giving up, and a grant that no refresh
+can restore marks the connection lost so the caller is told to reconnect.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
+from typing import Any
+
+import anyio
+import httpx2
+from mcp.client.auth import AuthorizationCodeResult, OAuthClientProvider
+from mcp.shared.auth import (
+    OAuthClientInformationFull,
+    OAuthClientMetadata,
+    OAuthMetadata,
+    OAuthToken,
+    ProtectedResourceMetadata,
+)
+from pydantic import AnyUrl, ValidationError
+
+from portal_mcp.config import RemoteServerConfig
+from portal_mcp.config.oauth import OAuthConfig
+from portal_mcp.control.audit_store.connections import ConnectionStore, Record
+from portal_mcp.errors import ConnectionNeededError
+
+logger = logging.getLogger("portal_mcp.downstream")
+
+CLIENT_NAME = "portal-mcp"
+
+
+def oauth_of(config: RemoteServerConfig) -> OAuthConfig:
+    assert config.oauth is not None, "only servers with `oauth:`"
+    return config.oauth
+
+
+class StoredConnection:
+    """The SDK's `TokenStorage` for one (user, server): the sealed record in the connection store. The discovered
+    metadata and the absolute expiry are kept beside the tokens, so a portal that restarts (or another replica)
+    refreshes at the right endpoint and time."""
+
+    def __init__(
+        self,
+        store: ConnectionStore,
+        user: str,
+        server: str,
+        *,
+        fresh: bool = False,
+        on_secret: Callable[[Iterable[str]], None] | None = None,
+    ) -> None:
+        self.store = store
+        self._on_secret = on_secret
+        """Told every token and client secret this connection holds (the portal's redaction takes them out)."""
+        self.user = user
+        self.server = server
+        self.record: Record = {}
+        self._fresh = fresh
+        """Connecting anew: start from nothing, write only what this flow produces."""
+        self.provider: OAuthClientProvider | None = None
+
+    async def load(self) -> Record:
+        if not self._fresh:
+            found = await anyio.to_thread.run_sync(self.store.get, self.user, self.server)
+            self.record = found or {}
+        self.record_secrets()
+        return self.record
+
+    def record_secrets(self) -> None:
+        if self._on_secret is not None:
+            tokens, client = self.record.get("tokens") or {}, self.record.get("client") or {}
+            found = [tokens.get("access_token"), tokens.get("refresh_token"), client.get("client_secret")]
+            self._on_secret([value for value in found if isinstance(value, str) and value])
+
+    async def get_tokens(self) -> OAuthToken | None:
+        tokens = self.record.get("tokens")
+        return OAuthToken.model_validate(tokens) if tokens else None
+
+    async def set_tokens(self, tokens: OAuthToken) -> None:
+        context = self.provider.context if self.provider is not None else None
+        self.record["tokens"] = tokens.model_dump(mode="json", exclude_none=True)
+        self.record["expires_at"] = context.token_expiry_time if context is not None else None
+        if context is not None and context.oauth_metadata is not None:
+            self.record["asm"] = context.oauth_metadata.model_dump(mode="json", exclude_none=True)
+        if context is not None and context.protected_resource_metadata is not None:
+            self.record["prm"] = context.protected_resource_metadata.model_dump(mode="json", exclude_none=True)
+        self.record["at"] = time.time()
+        self.record_secrets()
+        await anyio.to_thread.run_sync(self.store.put, self.user, self.server, dict(self.record))
+
+    async def get_client_info(self) -> OAuthClientInformationFull | None:
+        client = self.record.get("client")
+        return OAuthClientInformationFull.model_validate(client) if client else None
+
+    async def set_client_info(self, client_info: OAuthClientInformationFull) -> None:
+        self.record["client"] = client_info.model_dump(mode="json", exclude_none=True)
+
+
+def client_metadata(oauth: OAuthConfig, redirect_uri: str, *, confidential: bool) -> OAuthClientMetadata:
+    return OAuthClientMetadata(
+        client_name=CLIENT_NAME,
+        redirect_uris=[AnyUrl(redirect_uri)],
+        grant_types=["authorization_code", "refresh_token"],
+        response_types=["code"],
+        token_endpoint_auth_method="client_secret_post" if confidential else "none",
+        scope=oauth.scope(),
+    )
+
+
+def static_client(oauth: OAuthConfig, redirect_uri: str) -> OAuthClientInformationFull | None:
+    """The client registered by hand (`client_id`, `client_secret`), as the SDK's stored client record."""
+    if oauth.client_id is None:
+        return None
+    secret = oauth.client_secret.get_secret_value() if oauth.client_secret is not None else None
+    return OAuthClientInformationFull(
+        client_id=oauth.client_id,
+        client_secret=secret,
+        redirect_uris=[AnyUrl(redirect_uri)],
+        grant_types=["authorization_code", "refresh_token"],
+        token_endpoint_auth_method="client_secret_post" if secret else "none",
+        scope=oauth.scope(),
+    )
+
+
+class UserAuth(OAuthClientProvider):
+    """`httpx2.Auth` of one user's connection to one server: their stored token on every request, refreshed when
+    it expires or is refused (401) once; never a new authorization (that needs the user: `ConnectionNeededError`).
+
+    `lost` is set when the server refused the connection and no refresh restored it: the grant was revoked or
+    expired, and the user must reconnect."""
+
+    def __init__(
+        self,
+        config: RemoteServerConfig,
+        storage: StoredConnection,
+        *,
+        redirect_uri: str = "http://127.0.0.1/oauth/callback",
+        redirect_handler: Callable[[str], Awaitable[None]] | None = None,
+        callback_handler: Callable[[], Awaitable[AuthorizationCodeResult]] | None = None,
+    ) -> None:
+        oauth = oauth_of(config)
+        super().__init__(
+            config.url,
+            client_metadata(oauth, redirect_uri, confidential=oauth.client_secret is not None),
+            storage,
+            redirect_handler=redirect_handler or self._needs_user,
+            callback_handler=callback_handler,
+            client_metadata_url=oauth.client_metadata_url,
+        )
+        self.storage = storage
+        storage.provider = self
+        self.server = storage.server
+        self.lost = False
+        self.seen: str | None = None
+        """The sealed record this auth last loaded (`Accounts.check` reloads when the store holds another)."""
+        self._static = static_client(oauth, redirect_uri)
+
+    def reload(self) -> None:
+        """Read the stored connection again before the next request."""
+        self._initialized = False
+        self.lost = False
+
+    async def _needs_user(self, url: str) -> None:
+        self.lost = True
+        raise ConnectionNeededError(self.server, self.storage.user, reconnect=True)
+
+    async def _initialize(self) -> None:
+        record = await self.storage.load()
+        await super()._initialize()
+        if self.context.client_info is None and self._static is not None:
+            self.context.client_info = self._static
+            await self.storage.set_client_info(self._static)
+        context = self.context
+        try:
+            if record.get("asm"):
+                context.oauth_metadata = OAuthMetadata.model_validate(record["asm"])
+            if record.get("prm"):
+                context.protected_resource_metadata = ProtectedResourceMetadata.model_validate(record["prm"])
+                servers = context.protected_resource_metadata.authorization_servers
+                context.auth_server_url = str(servers[0]) if servers else None
+        except ValidationError:
+            logger.warning("server %r: the stored metadata of user %r's connection is unreadable", self.server,
+                           self.storage.user)  # fmt: skip
+        expires_at = record.get("expires_at")
+        context.token_expiry_time = float(expires_at) if isinstance(expires_at, int | float) else None
+
+    async def _auth_flow(self, request: httpx2.Request) -> AsyncGenerator[httpx2.Request, httpx2.Response]:
+        """The SDK's flow for a call: without a stored connection nothing is sent (the user must connect first); a
+        401 is answered by one refresh; a 401 no refresh cures means the grant is gone (`lost`)."""
+        if not self._initialized:
+            async with self.context.lock:
+                await self._initialize()
+        if self.context.current_tokens is None:
+            raise ConnectionNeededError(self.server, self.storage.user)
+        refreshed = False
+        while True:
+            release = None
+            if not self.context.is_token_valid() and self.context.can_refresh_token():
+                release = await anyio.to_thread.run_sync(self.storage.store.lock, self.storage.user, self.server)
+                await self._adopt_stored()  # another replica (or link) may have refreshed it meanwhile
+            flow = super()._auth_flow(request)
+            try:
+                outgoing = await flow.__anext__()
+                while True:
+                    response = yield outgoing
+                    if outgoing is request and response.status_code == 401:
+                        break
+                    outgoing = await flow.asend(response)
+            except StopAsyncIteration:
+                return
+            finally:
+                await flow.aclose()
+                if release is not None:
+                    await anyio.to_thread.run_sync(release)
+            if refreshed or not self.context.can_refresh_token():
+                self.lost = True
+                raise ConnectionNeededError(self.server, self.storage.user, reconnect=True)
+            refreshed = True
+            self.context.token_expiry_time = 0.0  # the next pass refreshes before it sends
+
+    async def _adopt_stored(self) -> None:
+        """Take the stored tokens when they are not the ones held here (refreshed elsewhere)."""
+        held = self.context.current_tokens
+        record = await StoredConnection(self.storage.store, self.storage.user, self.server).load()
+        tokens = record.get("tokens")
+        if tokens and held is not None and tokens.get("access_token") != held.access_token:
+            self.storage.record = record
+            self.storage.record_secrets()
+            self.context.current_tokens = OAuthToken.model_validate(tokens)
+            expires_at = record.get("expires_at")
+            self.context.token_expiry_time = float(expires_at) if isinstance(expires_at, int | float) else None
+
+
+class Connecting(UserAuth):
+    """The flow of one user connecting their account: publishes the authorization URL, waits for the callback."""
+
+    def __init__(self, config: RemoteServerConfig, storage: StoredConnection, redirect_uri: str) -> None:
+        self.url: str | None = None
+        self.url_ready = anyio.Event()
+        self._code: AuthorizationCodeResult | None = None
+        self._called_back = anyio.Event()
+        super().__init__(
+            config,
+            storage,
+            redirect_uri=redirect_uri,
+            redirect_handler=self._publish,
+            callback_handler=self._wait_for_code,
+        )
+
+    def _auth_flow(self, request: httpx2.Request) -> AsyncGenerator[httpx2.Request, httpx2.Response]:
+        return OAuthClientProvider._auth_flow(self, request)  # the SDK's whole flow: discovery, client, authorization
+
+    async def _publish(self, url: str) -> None:
+        self.url = url
+        self.url_ready.set()
+
+    async def _wait_for_code(self) -> AuthorizationCodeResult:
+        await self._called_back.wait()
+        assert self._code is not None
+        return self._code
+
+    def called_back(self, code: str | None, state: str | None, iss: str | None) -> None:
+        self._code = AuthorizationCodeResult(code=code or "", state=state, iss=iss)
+        self._called_back.set()
+
+
+_INITIALIZE: dict[str, Any] = {
+    "jsonrpc": "2.0",
+    "id": 0,
+    "method": "initialize",
+    "params": {
+        "protocolVersion": "2025-06-18",
+        "capabilities": {},
+        "clientInfo": {"name": CLIENT_NAME, "version": "connect"},
+    },
+}
+
+
+async def authorize(config: RemoteServerConfig, auth: Connecting) -> None:
+    """Run the connect flow: an MCP `initialize` the server answers 401, which starts discovery and authorization;
+    it returns once the user has been through the authorization server and the tokens are stored."""
+    headers = {"Accept": "application/json, text/event-stream", **config.headers}
+    async with httpx2.AsyncClient(auth=auth, timeout=httpx2.Timeout(30.0)) as http:
+        response = await http.post(config.url, json=_INITIALIZE, headers=headers)
+    if response.status_code >= 400 or auth.storage.record.get("tokens") is None:
+        raise ConnectionNeededError(
+            auth.server,
+            auth.storage.user,
+            reason=f"the server still refused the connection (HTTP {response.status_code})",
+        )
