@@ -13,7 +13,6 @@ trivial run (`print(1 + 1)`), so the cancel figures can be read against what one
 
 from __future__ import annotations
 
-import json
 import platform
 import statistics
 import sys
@@ -28,11 +27,11 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # the harness lives in tests/
 
+from common import run_alone  # noqa: E402
 from tests.everything import Generation, connect  # noqa: E402
 from tests.test_follow import cancel_blocked_run, slow_portal  # noqa: E402
 
 NAME = "cancel"
-RESULTS = Path(__file__).resolve().parent / "results"
 ROUNDS = 15
 TARGET_MS = 100
 
@@ -103,7 +102,4 @@ def markdown(results: dict[str, Any]) -> str:
 
 
 if __name__ == "__main__":
-    outcome = run()
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"{NAME}.json").write_text(json.dumps(outcome, indent=2) + "\n", encoding="utf-8")
-    print(markdown(outcome))
+    run_alone(NAME, run, markdown)

@@ -26,7 +26,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from common import RESULTS, bundled_listings
+from common import bundled_listings, run_alone
 
 from portal_mcp.catalog.model import Catalog, ToolEntry
 from portal_mcp.catalog.schemas import object_shape
@@ -242,7 +242,4 @@ def _is_keyword(key: str) -> bool:
 
 
 if __name__ == "__main__":
-    results = run()
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"{NAME}.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-    print(markdown(results))
+    run_alone(NAME, run, markdown)

@@ -17,7 +17,6 @@ round-robin proxy as its own process, and the official MCP client over streamabl
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import platform
 import shutil
@@ -34,6 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # the harness lives in tests/
 
+from common import run_alone  # noqa: E402
 from tests.pg import start_server  # noqa: E402
 from tests.replicas import (  # noqa: E402
     AuditStore,
@@ -52,7 +52,6 @@ from tests.replicas import (  # noqa: E402
 )
 
 NAME = "replicas"
-RESULTS = Path(__file__).resolve().parent / "results"
 CLIENTS = 20
 RUNS = 50
 LATENCY_RUNS = 100
@@ -216,7 +215,4 @@ def markdown(results: dict[str, Any]) -> str:
 
 
 if __name__ == "__main__":
-    outcome = run()
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"{NAME}.json").write_text(json.dumps(outcome, indent=2) + "\n", encoding="utf-8")
-    print(markdown(outcome))
+    run_alone(NAME, run, markdown)

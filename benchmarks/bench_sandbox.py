@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+from common import run_alone
 from mcp.client import Client
 from mcp.client.stdio import StdioServerParameters
 
@@ -44,7 +45,6 @@ from portal_mcp.sandbox.host import SandboxHost
 
 NAME = "sandbox"
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = Path(__file__).resolve().parent / "results"
 DEMO_SERVER = ROOT / "tests" / "servers" / "demo_server.py"
 
 WARM_UP = 15
@@ -288,7 +288,4 @@ def markdown(results: dict[str, Any]) -> str:
 
 
 if __name__ == "__main__":
-    measured = run()
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"{NAME}.json").write_text(json.dumps(measured, indent=2) + "\n", encoding="utf-8")
-    print(markdown(measured))
+    run_alone(NAME, run, markdown)

@@ -7,7 +7,8 @@ without starting any server.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+import json
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -77,3 +78,11 @@ def fmt(n: float) -> str:
 
 def pct(x: float | None) -> str:
     return "-" if x is None else f"{x:.1%}"
+
+
+def run_alone(name: str, run: Callable[[], dict[str, Any]], markdown: Callable[[dict[str, Any]], str]) -> None:
+    """A bench module started by itself: measure, record `results/NAME.json` (as `run.py` would), print its section."""
+    outcome = run()
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps(outcome, indent=2) + "\n", encoding="utf-8")
+    print(markdown(outcome))

@@ -255,10 +255,28 @@ async def test_a_server_that_never_announces_changes_is_relisted_on_its_interval
 
 
 async def test_relist_every_off_turns_the_interval_off(tmp_path: Path) -> None:
+    """Under a portal default of 0.1 s, a server with `relist_every: off` is listed once, while its neighbour on the
+    default is listed again and again (the neighbour is the clock)."""
     from portal_mcp.config import load_config
+    from portal_mcp.portal import Portal
+    from tests.servers import DEMO_SERVER
 
     config = tmp_path / "portal.yaml"
-    config.write_text("relist_every: 120\nservers:\n  a: {command: x, relist_every: off}\n  b: {command: y}\n")
+    demo = f"command: {sys.executable!r}, args: [{str(DEMO_SERVER)!r}, --silent-changes]"
+    config.write_text(
+        f"relist_every: 0.1\nservers:\n  quiet: {{{demo}, relist_every: off}}\n  ticking: {{{demo}}}\n",
+        encoding="utf-8",
+    )
     loaded = load_config(config)
-    assert loaded.relist_every == 120 and loaded.servers["a"].relist_every == 0.0
-    assert loaded.servers["b"].relist_every is None  # the portal's default applies
+    assert loaded.servers["quiet"].relist_every == 0.0 and loaded.servers["ticking"].relist_every is None
+    with anyio.fail_after(60):
+        async with Portal.open(loaded) as portal:
+
+            async def lists(server: str) -> int:
+                stats = (await portal.pool.call_tool(server, "stats", {})).structured_content
+                assert stats is not None
+                return int(stats["lists"])
+
+            while await lists("ticking") < 6:  # the start's listing and five re-listings at the default interval
+                await anyio.sleep(0.05)
+            assert await lists("quiet") == 1
