@@ -49,13 +49,13 @@ SYNONYM_WEIGHT = 0.5
 SERVER_BOOST = 1.0
 COVERAGE_BOOST = 0.1
 RERANK_DEPTH = 50
-DENSE_WEIGHT = 1.0
+DENSE_WEIGHT = 1.5
 DENSE_DEPTH = 50
 LEXICAL_POWER = 1.0
 """Word scores are scaled by the share of the query's words the catalog uses, to this power (tuned on train)."""
 SERVER_WEIGHT = 0.5
 # "Nothing fits" (measured on the train splits: 1% of queries that have a tool are judged weak).
-WEAK_SIMILARITY = 0.3
+WEAK_SIMILARITY = 0.28
 WEAK_COVERAGE = 0.34
 
 
