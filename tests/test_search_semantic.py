@@ -64,6 +64,21 @@ def test_a_second_start_embeds_nothing_and_a_changed_tool_is_embedded_alone(enco
     assert after.embedded == 1
 
 
+def test_a_refitted_model_with_one_token_moved_embeds_again_into_its_own_cache(
+    encoder: Encoder, tmp_path: Path
+) -> None:
+    SearchIndex(CATALOG, EmbeddingCache(encoder, tmp_path))
+    vectors = encoder._embeddings.copy()
+    row = encoder._tokenizer.token_to_id("forecast")
+    vectors[row] += 0.5
+    refitted = Encoder(encoder.name, encoder._tokenizer, vectors)
+    assert refitted.identity != encoder.identity
+    cache = EmbeddingCache(refitted, tmp_path)
+    SearchIndex(CATALOG, cache)
+    assert cache.embedded == len(CATALOG)
+    assert len(list(tmp_path.glob("*.npz"))) == 2
+
+
 def test_an_unreadable_cache_file_is_rebuilt(encoder: Encoder, tmp_path: Path) -> None:
     cache = EmbeddingCache(encoder, tmp_path)
     assert cache.path is not None
@@ -147,6 +162,17 @@ def test_a_multi_step_task_splits_into_its_intents() -> None:
     assert split_intents("1. Get the weather in Paris 2. convert 20 EUR to USD") == [
         "Get the weather in Paris",
         "convert 20 EUR to USD",
+    ]
+
+
+def test_and_before_a_common_task_verb_or_and_also_starts_a_new_intent() -> None:
+    assert split_intents("check the weather in Paris and recommend what to wear") == [
+        "check the weather in Paris",
+        "recommend what to wear",
+    ]
+    assert split_intents("show me the stock price of Apple, and also the latest news about it") == [
+        "show me the stock price of Apple",
+        "the latest news about it",
     ]
 
 

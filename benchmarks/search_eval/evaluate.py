@@ -1,7 +1,10 @@
 """The search evaluation set and its metrics: recall@1, recall@5 and MRR@10 over `queries.yaml`.
 
-`python benchmarks/search_eval/evaluate.py [--split train|test|all] [--misses]` scores our `SearchIndex` on the
-bundled catalog and lists the queries it misses (the development loop; look at `test` only at the end).
+`python benchmarks/search_eval/evaluate.py [--split train|test|all] [--set NAME] [--words] [--misses]` scores our
+`SearchIndex` (with the bundled embedding model unless `--words`) on every set (the own queries over the bundled
+catalog and the external sets of `external.py`) and lists the queries whose first tool is wrong (the development
+loop; look at `test` only at the end). For whole-task sets (`*_tasks`), recall@5 is the share of tasks with a
+needed tool in the first 5 and needed@10 the share of a task's needed tools in the first 10.
 `bench_search.py` uses the same functions for the report, over three rankers.
 """
 
@@ -14,7 +17,7 @@ import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 
@@ -36,10 +39,12 @@ Ranker = Callable[[str], Sequence[str]]
 class Query:
     text: str
     expected: tuple[str, ...]
+    fixed: Split | None = None
+    """The split of a query made from others (`synthetic_tasks`): theirs, not one by its own hash."""
 
     @property
     def split(self) -> Split:
-        return split_of(self.text)
+        return self.fixed or split_of(self.text)
 
 
 def split_of(text: str) -> Split:
@@ -50,6 +55,31 @@ def split_of(text: str) -> Split:
 def load_queries(path: Path = QUERIES) -> list[Query]:
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
     return [Query(str(item["query"]), tuple(str(name) for name in item["expected"])) for item in data["queries"]]
+
+
+TASK_SIZES = (2, 3, 4, 3)
+CONNECTORS = (", then ", " and ", ". ", "; ", ", and also ", ". After that, ", " and then ", ", and ")
+
+
+def synthetic_tasks(queries: Sequence[Query]) -> list[Query]:
+    """Whole tasks made from the own queries: each split's queries (in hash order, so nobody picks them) joined
+    2 to 4 at a time by the connectors agents write ("then", "and", a new sentence), needing the first expected
+    tool of each. Tasks made of train queries are train, of test queries test. A stand-in for long agent tasks over
+    real servers; the connectors are general, but the queries were written by the team."""
+    tasks = []
+    for split in ("train", "test"):
+        ordered = sorted((q for q in queries if q.split == split), key=lambda q: zlib.crc32(q.text.encode()))
+        start = number = 0
+        while start + 2 <= len(ordered):
+            parts = ordered[start : start + TASK_SIZES[number % len(TASK_SIZES)]]
+            text = parts[0].text
+            for offset, part in enumerate(parts[1:]):
+                text += CONNECTORS[(number + offset) % len(CONNECTORS)] + part.text
+            expected = tuple(dict.fromkeys(part.expected[0] for part in parts))
+            tasks.append(Query(text[0].upper() + text[1:] + ".", expected, split))
+            start += len(parts)
+            number += 1
+    return tasks
 
 
 def bundled_catalog() -> Catalog:
@@ -101,25 +131,43 @@ def rank_all(ranker: Ranker, queries: Sequence[Query]) -> dict[str, list[str]]:
     return {query.text: list(ranker(query.text))[:DEPTH] for query in queries}
 
 
+def _ranker(index: Any) -> Ranker:
+    return lambda text: [hit.entry.qualified_name for hit in index.search(text, limit=DEPTH)]
+
+
 def main(argv: list[str]) -> int:
     from portal_mcp.catalog.search import SearchIndex
+    from portal_mcp.catalog.search.embeddings import EmbeddingCache, Encoder
+    from search_eval.external import available
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--split", choices=["train", "test", "all"], default="train")
-    parser.add_argument("--misses", action="store_true", help="list queries whose tool is not in the top 5")
+    parser.add_argument("--set", default="all", help="own, an external set's name, or all (the default)")
+    parser.add_argument("--words", action="store_true", help="without the embedding model (semantic: false)")
+    parser.add_argument("--misses", action="store_true", help="list queries whose first tool is not expected")
     args = parser.parse_args(argv)
-    queries = [q for q in load_queries() if args.split == "all" or q.split == args.split]
-    index = SearchIndex(bundled_catalog())
-    rankings = rank_all(lambda text: [hit.entry.qualified_name for hit in index.search(text, limit=DEPTH)], queries)
-    print(score(rankings, queries))
-    if args.misses:
-        for query in queries:
-            rank = first_rank(rankings[query.text], query.expected)
-            if rank is None or rank > 1:
-                print(f"{rank or '-':>2} {query.text!r} want {', '.join(query.expected)}")
-                print(f"     got {', '.join(rankings[query.text][:5])}")
+    own = load_queries()
+    sets: list[tuple[str, Catalog, list[Query]]] = [("own", bundled_catalog(), own)]
+    sets.append(("own_tasks", sets[0][1], synthetic_tasks(own)))
+    sets += [(e.name, e.catalog, [Query(text, expected) for text, expected in e.queries]) for e in available()]
+    encoder = None if args.words else Encoder.load()
+    for name, catalog, queries in sets:
+        if args.set not in ("all", name):
+            continue
+        queries = [q for q in queries if args.split == "all" or q.split == args.split]
+        index = SearchIndex(catalog, None if encoder is None else EmbeddingCache(encoder, None))
+        rankings = rank_all(_ranker(index), queries)
+        scores = score(rankings, queries)
+        print(name, " ".join(f"{key} {value:.3f}" for key, value in scores.items() if key != "queries"), flush=True)
+        if args.misses:
+            for query in queries:
+                rank = first_rank(rankings[query.text], query.expected)
+                if rank is None or rank > 1:
+                    print(f"{rank or '-':>2} {query.text!r} want {', '.join(query.expected)}")
+                    print(f"     got {', '.join(rankings[query.text][:5])}")
     return 0
 
 
 if __name__ == "__main__":
+    sys.path.insert(0, str(HERE.parent))
     raise SystemExit(main(sys.argv[1:]))

@@ -1,10 +1,12 @@
 """Tune the search weights on the train splits only: every set's train queries, a grid over one or two weights.
 
-    python benchmarks/search_eval/tune.py DENSE_WEIGHT=0.5,1,1.5 SERVER_WEIGHT=0.25,0.5,1
+    python benchmarks/search_eval/tune.py DENSE_WEIGHT=0.5,1,1.5 SERVER_WEIGHT=0.25,0.5,1 [--model FOLDER]
+    python benchmarks/search_eval/tune.py DENSE_WEIGHT=1000 SERVER_WEIGHT=0     # the vectors alone, nearly
 
 Each weight is a module constant of `portal_mcp.catalog.search.index`, changed in this process only; the report is
 recall@1, recall@5 and MRR per set on its train split, and their mean over sets (the objective: every set counts
-the same, whatever its size). Test splits are never scored here.
+the same, whatever its size). Test splits are never scored here. `--model FOLDER` ranks with another model in
+model2vec's format (a candidate built by `tokenlearn.py --out`) instead of the bundled one.
 """
 
 from __future__ import annotations
@@ -24,11 +26,15 @@ def main(argv: list[str]) -> int:
     from search_eval.evaluate import DEPTH, Query, bundled_catalog, load_queries, rank_all, score
     from search_eval.external import available
 
+    model = None
+    if "--model" in argv:
+        at = argv.index("--model")
+        model, argv = argv[at + 1], argv[:at] + argv[at + 2 :]
     grid = {name: [float(value) for value in values.split(",")] for name, _, values in (a.partition("=") for a in argv)}
     for name in grid:
         if not hasattr(search_index, name):
             raise SystemExit(f"no weight {name} in portal_mcp.catalog.search.index")
-    encoder = Encoder.load()
+    encoder = Encoder.load(model)
     sets = [("own", bundled_catalog(), load_queries())]
     sets += [(s.name, s.catalog, [Query(text, expected) for text, expected in s.queries]) for s in available()]
     indexes = [

@@ -280,11 +280,10 @@ class Portal:
                 shown_entries = [entry for name in shown if (entry := self._catalog.get(name)) is not None]
                 reply += principal.rules.approval_note(shown_entries)
             elif index.weak(words, hits):
-                closest = index.closest_servers(
-                    words, [name for name in visible if visible_in(self._catalog, name, hidden)]
-                )
+                closest = index.closest_servers(words, [n for n in visible if visible_in(self._catalog, n, hidden)])
                 about = {name: config.description for name, config in self.config.servers.items() if config.description}
-                reply = nothing_fits_reply(query, closest, hits, self._catalog, about)
+                seen = Catalog(entry for entry in self._catalog if entry.qualified_name not in hidden)
+                reply = nothing_fits_reply(query, closest, hits, seen, about)
             else:
                 entries = [hit.entry for hit in hits]
                 observed = self.shapes.observed(entries)

@@ -2,6 +2,7 @@
 
 index.py      SearchIndex: the ranking (lexical signals, dense fusion, server routing, "nothing fits")
 words.py      stopwords, the synonym tables, tokenize/stem (shared by index and query)
+actions.py    action verbs: what a tool's name does (read, create, update, delete, stop) and what a query asks for
 text.py       what a tool is found by: its documents, headline, dense text; aliases and verb pairs mined from the catalog
 embeddings.py the static model (model/, or `search: {model: ...}`) and the on-disk cache of tool vectors
 lexical.py    a BM25 index as plain arrays (built by bm25s, saved and read back without it)

@@ -1,7 +1,7 @@
 """Dense text embeddings for search: the encoder (a static model in model2vec's format) and the on-disk cache.
 
-The bundled model (`model/`, built by `benchmarks/search_eval/build_search_model.py`) holds one vector per
-token distilled from all-MiniLM-L6-v2: a text's vector is the normalised mean of its tokens' vectors, so
+The bundled model (`model/`, built by `benchmarks/search_eval/build_search_model.py` and refitted on sentences
+by `benchmarks/search_eval/tokenlearn.py`) holds one vector per token learned from all-MiniLM-L6-v2: a text's vector is the normalised mean of its tokens' vectors, so
 embedding 10,000 tools takes about a second on one core and a query well under a millisecond, with no
 transformer at run time. `search: {model: NAME_OR_PATH}` loads another model in model2vec's format (a folder, or
 a hub name such as `minishlab/potion-base-8M`, downloaded when the machine is online).
@@ -61,9 +61,11 @@ class Encoder:
         self._embeddings = embeddings
         self._weights = weights
         self._mapping = mapping
-        # Names are not identities (a folder can be rebuilt): a few rows of the vectors themselves are.
-        sample = embeddings[:: max(1, len(embeddings) // 64)].tobytes()
-        self.identity = hashlib.sha256(name.encode() + str(embeddings.shape).encode() + sample).hexdigest()[:16]
+        # Names are not identities (a folder can be rebuilt, a refit moves only some rows): all the numbers are.
+        digest = hashlib.sha256(name.encode() + str(embeddings.shape).encode() + embeddings.tobytes())
+        for extra in (weights, mapping):
+            digest.update(b"-" if extra is None else extra.tobytes())
+        self.identity = digest.hexdigest()[:16]
         self.dims = int(embeddings.shape[1])
 
     @classmethod
