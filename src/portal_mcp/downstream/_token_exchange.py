@@ -252,32 +252,24 @@ class ExchangeAuth(httpx2.Auth):
 
     async def async_auth_flow(self, request: httpx2.Request) -> AsyncGenerator[httpx2.Request, httpx2.Response]:
         user = self._who()
-        try:
-            token = await self._exchanger.token(user)
-        except TokenExchangeError as exc:
-            self.failure = exc
-            raise
-        request.headers["Authorization"] = f"Bearer {token}"
-        response = yield request
-        if response.status_code != 401:
-            return
-        self._exchanger.forget(user, token)
-        try:
-            token = await self._exchanger.token(user)
-        except TokenExchangeError as exc:
-            self.failure = exc
-            raise
-        request.headers["Authorization"] = f"Bearer {token}"
-        response = yield request
-        if response.status_code == 401:
+        for _ in range(2):  # a 401 drops the token and exchanges once more
+            try:
+                token = await self._exchanger.token(user)
+            except TokenExchangeError as exc:
+                self.failure = exc
+                raise
+            request.headers["Authorization"] = f"Bearer {token}"
+            response = yield request
+            if response.status_code != 401:
+                return
             self._exchanger.forget(user, token)
-            self.failure = TokenExchangeError(
-                self._exchanger.server,
-                user,
-                "config",
-                "the server refused a freshly exchanged token (HTTP 401): check `resource` and `audience` of "
-                "`oauth.token_exchange` against what the server accepts",
-            )
+        self.failure = TokenExchangeError(
+            self._exchanger.server,
+            user,
+            "config",
+            "the server refused a freshly exchanged token (HTTP 401): check `resource` and `audience` of "
+            "`oauth.token_exchange` against what the server accepts",
+        )
 
 
 class Exchanges:
