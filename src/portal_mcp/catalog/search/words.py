@@ -58,6 +58,8 @@ EQUIVALENTS = {
     "ack": "acknowledge",
     "discussion": "thread",
     "thumbs up": "emoji reaction",
+    "share price": "stock price",
+    "share prices": "stock prices",
 }
 RELATED = {
     # actions
