@@ -51,6 +51,7 @@ from portal_mcp.catalog.search.words import (
     WORD,
     forms,
     query_tokens,
+    spelled_out,
     tokenize,
 )
 from portal_mcp.config import ServerConfig
@@ -224,7 +225,10 @@ class SearchIndex:
             share = NAMED_DENSE_SHARE if mentioned and (keep & in_mentioned).any() else 1.0
             if task and share < 1:
                 share = TASK_NAMED_SHARE
-            scores, keep, similarity = self._fuse(query, tokens, scores, keep, share)
+            # The query's abbreviations and idioms in plain words, for its vector too ("k8s", "share price").
+            plain = spelled_out(query)
+            said = f"{query} ({', '.join(plain)})" if plain else query
+            scores, keep, similarity = self._fuse(said, tokens, scores, keep, share)
         if keep.any():
             self._rerank_by_name(scores, keep, asked(query, tokens + related), forms(query))
         exact = self._exact.get(query.strip().lower(), [])

@@ -279,3 +279,21 @@ def _by_phrase(table: Mapping[str, str]) -> dict[str, tuple[str, ...]]:
 EQUIVALENT_TOKENS, EQUIVALENT_PHRASES = _by_token(EQUIVALENTS), _by_phrase(EQUIVALENTS)
 _POLITE_TOKENS = frozenset(stem(word) for word in POLITE)
 RELATED_TOKENS, RELATED_PHRASES = _by_token(RELATED), _by_phrase(RELATED)
+
+
+_SPELLED_WORDS = {stem(k): v for k, v in EQUIVALENTS.items() if " " not in k}
+_SPELLED_PHRASES = {k: v for k, v in EQUIVALENTS.items() if " " in k}
+
+
+def spelled_out(text: str) -> list[str]:
+    """What the query's abbreviations and idioms say in plain words (`EQUIVALENTS`: "k8s" -> "kubernetes", "share
+    price" -> "stock price"), once each, for the query's vector: a model may not know them either."""
+    words = WORD.findall(text.lower())
+    found = [_SPELLED_WORDS[stem(word)] for word in words if stem(word) in _SPELLED_WORDS]
+    for size in (2, 3):
+        found += [
+            _SPELLED_PHRASES[phrase]
+            for start in range(len(words) - size + 1)
+            if (phrase := " ".join(words[start : start + size])) in _SPELLED_PHRASES
+        ]
+    return list(dict.fromkeys(found))
