@@ -11,7 +11,8 @@ Quality: recall@1, recall@5, MRR@10, nDCG@10 and needed@10 (the share of a query
 Sets: the repo's own `search_eval/queries.yaml` over the bundled catalog (`schemas/`, written by the team), the same
 queries joined into whole tasks (`own_tasks`, `search_eval.evaluate.synthetic_tasks`), and the
 external sets of `search_eval/external.py` (written by others; the ones built into the cache are skipped when
-absent). Reply size: median cl100k tokens of a `search_api` reply at each detail level, from a real Portal over
+absent), and each set again in a large catalog (`NAME_large`: its tools plus every other set's as distractors,
+`search_eval.evaluate.with_distractors`). Reply size: median cl100k tokens of a `search_api` reply at each detail level, from a real Portal over
 `schemas/snapshots.yaml`, for the own queries and for whole-task queries. Scale (in a fresh process, so memory is
 the search's own): a catalog of 10,000 real tools (the shared 4,027-tool corpus when present, else the bundled
 catalog, replicated under new server names); index build with an empty and with a warm embedding cache, query
@@ -35,7 +36,7 @@ from typing import Any
 import anyio
 import bm25s
 from common import HERE, SCHEMAS, bundled_listings
-from search_eval.evaluate import DEPTH, Query, bundled_catalog, by_split, load_queries, rank_all, synthetic_tasks
+from search_eval.evaluate import DEPTH, Query, by_split, evaluation_sets, load_queries, rank_all
 from search_eval.external import available
 
 from portal_mcp.benchmark import grow_listings
@@ -62,19 +63,7 @@ def run() -> dict[str, Any]:
     from portal_mcp.catalog.search.embeddings import EmbeddingCache, Encoder
 
     encoder = Encoder.load()
-    own = load_queries()
-    sets: list[tuple[str, str, Catalog, list[Query]]] = [
-        ("own", "queries.yaml (written by the team)", bundled_catalog(), own),
-        (
-            "own_tasks",
-            "queries.yaml joined into whole tasks (`synthetic_tasks`)",
-            bundled_catalog(),
-            synthetic_tasks(own),
-        ),
-    ]
-    for external in available():
-        queries = [Query(text, expected) for text, expected in external.queries]
-        sets.append((external.name, f"{external.source}, {external.licence}", external.catalog, queries))
+    sets = evaluation_sets()
     quality: dict[str, Any] = {}
     for name, source, catalog, queries in sets:
         hybrid = SearchIndex(catalog, EmbeddingCache(encoder, None))

@@ -13,6 +13,7 @@ from mcp_types import Tool
 
 from portal_mcp.catalog.model import Catalog
 from portal_mcp.catalog.search import SearchIndex, headline, mined_synonyms, server_aliases, stem, tokenize
+from portal_mcp.catalog.search.words import query_tokens
 from portal_mcp.catalog.snapshot import load_snapshot
 from tests.stubs._mypy import mypy_errors
 
@@ -295,3 +296,18 @@ def test_the_stubs_in_sandbox_cover_every_bundled_server_and_type_check_with_myp
     for path in stubs:  # copied: mypy writes its cache next to what it checks
         shutil.copy(path, tmp_path / path.name)
     assert mypy_errors(tmp_path) == ""
+
+
+def test_paths_and_urls_in_a_query_are_its_data_not_its_words(bundled_index: SearchIndex) -> None:
+    # The path's words ("test", "project", "report") would otherwise match GitLab's test report tools.
+    hits = bundled_index.search("Write 'done' to ./test_project_root/tests/unit/test_calculations.py", limit=1)
+    assert [hit.entry.qualified_name for hit in hits] == ["filesystem.write_file"]
+    hits = bundled_index.search("Read /srv/project/test/report.txt", limit=3)
+    assert "filesystem.read_file" in [hit.entry.qualified_name for hit in hits]
+    assert all(hit.entry.server != "gitlab" for hit in hits)
+    assert query_tokens("grant read/write access to ~/notes/today.md and https://example.com/a/b") == [
+        "grant",
+        "read",
+        "writ",
+        "access",
+    ]

@@ -13,6 +13,8 @@ from portal_mcp.catalog.model import Catalog
 from portal_mcp.catalog.search import SearchIndex
 from portal_mcp.catalog.search.embeddings import EmbeddingCache, Encoder, search_embeddings
 from portal_mcp.catalog.search.intents import split_intents
+from portal_mcp.catalog.search.words import spelled_out
+from portal_mcp.catalog.snapshot import load_snapshot
 from portal_mcp.config import parse_config
 from portal_mcp.errors import SearchModelError
 from portal_mcp.portal import Portal
@@ -274,3 +276,33 @@ def test_every_cached_vector_is_found_again_whatever_its_key_bytes(encoder: Enco
     again = EmbeddingCache(encoder, tmp_path)
     again.vectors(texts)
     assert again.embedded == 0
+
+
+def test_a_query_naming_a_server_tells_its_tools_apart_by_their_verbs(encoder: Encoder) -> None:
+    # Meaning finds the domain; once the query names the server, the words choose among its tools by verb.
+    snapshots = Path(__file__).resolve().parents[1] / "schemas"
+    bundled = Catalog.build(
+        {name: load_snapshot(snapshots / f"{name}.json") for name in ("gitlab", "github", "supabase", "grafana")}
+    )
+    index = SearchIndex(bundled, EmbeddingCache(encoder, None))
+    assert names(index, "open a merge request in gitlab", 1) == ["gitlab.create_merge_request"]
+    assert names(index, "ship an edge function to supabase", 1) == ["supabase.deploy_edge_function"]
+    assert names(index, "mute a grafana alert for an hour", 1) == ["grafana.alerting_silences_write"]
+
+
+def test_abbreviations_and_idioms_are_spelled_out_for_the_query_vector(encoder: Encoder) -> None:
+    assert spelled_out("scale the k8s pods of my repos, then get rid of the PRs") == [
+        "kubernetes",
+        "repositories",
+        "pull requests",
+        "delete",
+    ]
+    assert spelled_out("list the pods") == []
+    catalog = Catalog.build(
+        {
+            "stripe": [tool("create_price", "Create a price for a product."), tool("list_prices", "List prices.")],
+            "markets": [tool("get_quote", "Latest stock price of a listed company by ticker.")],
+        }
+    )
+    index = SearchIndex(catalog, EmbeddingCache(encoder, None))
+    assert names(index, "what is the current share price of Nvidia", 1) == ["markets.get_quote"]

@@ -1,8 +1,9 @@
 """The search evaluation set and its metrics: recall@1, recall@5 and MRR@10 over `queries.yaml`.
 
-`python benchmarks/search_eval/evaluate.py [--split train|test|all] [--set NAME] [--words] [--misses]` scores our
-`SearchIndex` (with the bundled embedding model unless `--words`) on every set (the own queries over the bundled
-catalog and the external sets of `external.py`) and lists the queries whose first tool is wrong (the development
+`python benchmarks/search_eval/evaluate.py [--split train|test|all] [--set NAME] [--words] [--misses] [--large]`
+scores our `SearchIndex` (with the bundled embedding model unless `--words`) on every set (the own queries over the
+bundled catalog and the external sets of `external.py`; with `--large` each also in a catalog of about 1,100 tools,
+its own plus every other set's as distractors) and lists the queries whose first tool is wrong (the development
 loop; look at `test` only at the end). For whole-task sets (`*_tasks`), recall@5 is the share of tasks with a
 needed tool in the first 5 and needed@10 the share of a task's needed tools in the first 10.
 `bench_search.py` uses the same functions for the report, over three rankers.
@@ -15,7 +16,7 @@ import math
 import sys
 import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -87,6 +88,60 @@ def bundled_catalog() -> Catalog:
     return Catalog.build({path.stem: load_snapshot(path) for path in sorted(SCHEMAS.glob("*.json"))})
 
 
+LARGE = "_large"
+"""Suffix of a set ranked in the large catalog (`with_distractors`)."""
+
+
+def with_distractors(catalog: Catalog, others: Sequence[Catalog]) -> Catalog:
+    """`catalog` plus every tool of `others` as distractors: a stand-in for big catalogs where several servers do
+    the same job (two filesystem servers, three search engines). A distractor server whose name is taken gets a
+    suffix; a query still counts only its own set's expected tools, even when a distractor could do the job too."""
+    taken = set(catalog.servers())
+    entries = list(catalog)
+    for other in others:
+        renamed = {}
+        for server in other.servers():
+            name = server
+            while name in taken:
+                name += "_alt"
+            renamed[server] = name
+        taken |= set(renamed.values())
+        entries += [replace(entry, server=renamed[entry.server]) for entry in other]
+    return Catalog(entries)
+
+
+def evaluation_sets(large: bool = True) -> list[tuple[str, str, Catalog, list[Query]]]:
+    """(name, source, catalog, queries) of every set: the own queries over the bundled catalog, the same joined into
+    whole tasks, the external sets present (`external.available`), and with `large`, each of them again in a
+    large catalog (`NAME_large`): its own tools plus every other catalog's as distractors (`with_distractors`)."""
+    from search_eval.external import available
+
+    own = load_queries()
+    bundled = bundled_catalog()
+    sets = [
+        ("own", "queries.yaml (written by the team)", bundled, own),
+        ("own_tasks", "queries.yaml joined into whole tasks (`synthetic_tasks`)", bundled, synthetic_tasks(own)),
+    ]
+    for external in available():
+        queries = [Query(text, expected) for text, expected in external.queries]
+        sets.append((external.name, f"{external.source}, {external.licence}", external.catalog, queries))
+    if not large:
+        return sets
+    # Sets sharing a catalog (own and own_tasks, metatool and metatool_tasks) count it once.
+    catalogs = {_tools(catalog): catalog for _, _, catalog, _ in sets}
+    bigger = []
+    for name, source, catalog, queries in sets:
+        others = [other for key, other in catalogs.items() if key != _tools(catalog)]
+        distractors = with_distractors(catalog, others)
+        note = f"{source}; with every other set's tools as distractors"
+        bigger.append((name + LARGE, note, distractors, queries))
+    return sets + bigger
+
+
+def _tools(catalog: Catalog) -> tuple[str, ...]:
+    return tuple(entry.qualified_name for entry in catalog)
+
+
 def first_rank(ranking: Sequence[str], expected: Iterable[str]) -> int | None:
     """1-based position of the first expected tool in the ranking, or None."""
     wanted = set(expected)
@@ -138,27 +193,27 @@ def _ranker(index: Any) -> Ranker:
 def main(argv: list[str]) -> int:
     from portal_mcp.catalog.search import SearchIndex
     from portal_mcp.catalog.search.embeddings import EmbeddingCache, Encoder
-    from search_eval.external import available
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--split", choices=["train", "test", "all"], default="train")
     parser.add_argument("--set", default="all", help="own, an external set's name, or all (the default)")
     parser.add_argument("--words", action="store_true", help="without the embedding model (semantic: false)")
     parser.add_argument("--misses", action="store_true", help="list queries whose first tool is not expected")
+    parser.add_argument("--large", action="store_true", help="also each set in the large catalog (NAME_large)")
     args = parser.parse_args(argv)
-    own = load_queries()
-    sets: list[tuple[str, Catalog, list[Query]]] = [("own", bundled_catalog(), own)]
-    sets.append(("own_tasks", sets[0][1], synthetic_tasks(own)))
-    sets += [(e.name, e.catalog, [Query(text, expected) for text, expected in e.queries]) for e in available()]
     encoder = None if args.words else Encoder.load()
-    for name, catalog, queries in sets:
+    for name, _, catalog, queries in evaluation_sets(args.large or args.set.endswith(LARGE)):
         if args.set not in ("all", name):
             continue
         queries = [q for q in queries if args.split == "all" or q.split == args.split]
         index = SearchIndex(catalog, None if encoder is None else EmbeddingCache(encoder, None))
         rankings = rank_all(_ranker(index), queries)
         scores = score(rankings, queries)
-        print(name, " ".join(f"{key} {value:.3f}" for key, value in scores.items() if key != "queries"), flush=True)
+        print(
+            f"{name} ({len(catalog)} tools)",
+            " ".join(f"{key} {value:.3f}" for key, value in scores.items() if key != "queries"),
+            flush=True,
+        )
         if args.misses:
             for query in queries:
                 rank = first_rank(rankings[query.text], query.expected)

@@ -6,7 +6,8 @@
 Each weight is a module constant of `portal_mcp.catalog.search.index`, changed in this process only; the report is
 recall@1, recall@5 and MRR per set on its train split, and their mean over sets (the objective: every set counts
 the same, whatever its size). Test splits are never scored here. `--model FOLDER` ranks with another model in
-model2vec's format (a candidate built by `tokenlearn.py --out`) instead of the bundled one.
+model2vec's format (a candidate built by `tokenlearn.py --out`) instead of the bundled one; `--large` adds every set
+in the large catalog (`evaluate.with_distractors`) to the report and the mean.
 """
 
 from __future__ import annotations
@@ -23,9 +24,10 @@ METRICS = ("recall@1", "recall@5", "mrr")
 
 def main(argv: list[str]) -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from search_eval.evaluate import DEPTH, Query, bundled_catalog, load_queries, rank_all, score
-    from search_eval.external import available
+    from search_eval.evaluate import DEPTH, evaluation_sets, rank_all, score
 
+    large = "--large" in argv
+    argv = [arg for arg in argv if arg != "--large"]
     model = None
     if "--model" in argv:
         at = argv.index("--model")
@@ -35,15 +37,13 @@ def main(argv: list[str]) -> int:
         if not hasattr(search_index, name):
             raise SystemExit(f"no weight {name} in portal_mcp.catalog.search.index")
     encoder = Encoder.load(model)
-    sets = [("own", bundled_catalog(), load_queries())]
-    sets += [(s.name, s.catalog, [Query(text, expected) for text, expected in s.queries]) for s in available()]
     indexes = [
         (
             name,
             search_index.SearchIndex(catalog, EmbeddingCache(encoder, None)),
             [q for q in queries if q.split == "train"],
         )
-        for name, catalog, queries in sets
+        for name, _, catalog, queries in evaluation_sets(large)
     ]
     for values in itertools.product(*grid.values()):
         for name, value in zip(grid, values, strict=True):

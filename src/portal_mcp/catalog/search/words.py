@@ -58,6 +58,8 @@ EQUIVALENTS = {
     "ack": "acknowledge",
     "discussion": "thread",
     "thumbs up": "emoji reaction",
+    "share price": "stock price",
+    "share prices": "stock prices",
 }
 RELATED = {
     # actions
@@ -215,9 +217,20 @@ POLITE = frozenset({"help", "assist", "assistance", "hi", "hey", "hello", "kindl
 only (a tool may well be about help). Measured on the train splits: never worse, +0.006 recall@1 on whole tasks."""
 
 
+# Paths and URLs in a query are its data, not what it asks for: `./test_project_root/src/main.py` should not match a
+# tool about test reports of projects. Only shapes that cannot be prose count ("read/write" stays).
+LITERAL = re.compile(
+    r"(?:https?://|www\.)\S+"  # a URL
+    r"|(?<![\w.~])(?:\.{1,2}|~)?/[\w.~/\\-]+"  # /abs, ./rel, ../up, ~/home
+    r"|[\w.~-]+(?:[/\\][\w.~-]+){2,}"  # a/b/c
+    r"|[\w~-]+[/\\][\w~-]*\.[a-z0-9]{1,5}\b"  # dir/file.ext
+)
+
+
 def query_tokens(text: str) -> list[str]:
-    """A query's tokens: `tokenize` without the words of asking politely (`POLITE`)."""
-    return [token for token in tokenize(text) if token not in _POLITE_TOKENS]
+    """A query's tokens: `tokenize` without the words of asking politely (`POLITE`) and of its paths and URLs
+    (`LITERAL`)."""
+    return [token for token in tokenize(LITERAL.sub(" ", text)) if token not in _POLITE_TOKENS]
 
 
 # Words whose suffix is not an inflection: "news" is not the plural of "new", nor "series" of "sery".
@@ -266,3 +279,21 @@ def _by_phrase(table: Mapping[str, str]) -> dict[str, tuple[str, ...]]:
 EQUIVALENT_TOKENS, EQUIVALENT_PHRASES = _by_token(EQUIVALENTS), _by_phrase(EQUIVALENTS)
 _POLITE_TOKENS = frozenset(stem(word) for word in POLITE)
 RELATED_TOKENS, RELATED_PHRASES = _by_token(RELATED), _by_phrase(RELATED)
+
+
+_SPELLED_WORDS = {stem(k): v for k, v in EQUIVALENTS.items() if " " not in k}
+_SPELLED_PHRASES = {k: v for k, v in EQUIVALENTS.items() if " " in k}
+
+
+def spelled_out(text: str) -> list[str]:
+    """What the query's abbreviations and idioms say in plain words (`EQUIVALENTS`: "k8s" -> "kubernetes", "share
+    price" -> "stock price"), once each, for the query's vector: a model may not know them either."""
+    words = WORD.findall(text.lower())
+    found = [_SPELLED_WORDS[stem(word)] for word in words if stem(word) in _SPELLED_WORDS]
+    for size in (2, 3):
+        found += [
+            _SPELLED_PHRASES[phrase]
+            for start in range(len(words) - size + 1)
+            if (phrase := " ".join(words[start : start + size])) in _SPELLED_PHRASES
+        ]
+    return list(dict.fromkeys(found))
