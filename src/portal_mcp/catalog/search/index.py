@@ -62,15 +62,18 @@ measured alike on the train splits; 0 loses 0.01 recall@1 on average)."""
 FORM_BOOST = 0.03
 """A tool gains up to this share of the best score for the share of its name's words the query says as written
 (0.02 to 0.05 measured alike on the train splits; 0 loses 0.006 recall@1 on average)."""
-DENSE_WEIGHT = 2.0
-"""Tuned on the train splits with the contrastively fitted model: 1.5 to 2.5 measured alike on the mean of the sets
-(recall@1 0.686 / 0.691 / 0.690), a higher weight helping MetaTool and costing the team's own set."""
+DENSE_WEIGHT = 1.25
+"""Tuned on the train splits with the contrastively fitted model, keeping the weight at which every set gains or
+holds (the rule the ranking changes follow): 1.25 lifts recall@1 on own, metatool and metatool_tasks with own's
+recall@5 unchanged; 1.75 to 2.5 score a little higher on the mean of the sets but lose own 0.01 to 0.03. MCPToolBench++
+loses recall@1 at every weight, all of it its two interchangeable web-search tools swapped (google_search.search for
+tavily_search and back: 41 such queries against 15; other first-place misses fall from 51 to 41)."""
 DENSE_DEPTH = 50
 LEXICAL_POWER = 1.0
 """Word scores are scaled by the share of the query's words the catalog uses, to this power (tuned on train)."""
 SERVER_WEIGHT = 0.5
 # "Nothing fits" (measured on the train splits: 1% of queries that have a tool are judged weak).
-WEAK_SIMILARITY = 0.26
+WEAK_SIMILARITY = 0.25
 WEAK_COVERAGE = 0.34
 
 
