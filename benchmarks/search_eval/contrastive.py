@@ -4,7 +4,7 @@
     python benchmarks/search_eval/build_search_model.py   # 1. the distilled vectors
     python benchmarks/search_eval/tokenlearn.py           # 2. refitted on the teacher's sentences, in place
     python benchmarks/search_eval/contrastive.py --public SEAL_GIT_DIR TOOLALPACA_GIT_DIR --bfcl GORILLA_GIT_DIR
-                                                          # 3. this, in place (about 2 minutes on 2 cores)
+                                                          # 3. this, in place (about 2 minutes, one thread)
 
 Run step 3 once on the output of step 2 (it starts from `--start`, the bundled model by default, and writes
 `--out`, the same folder by default; `--out FOLDER` makes a candidate for `tune.py --model` / `dense_eval.py`).
@@ -47,7 +47,6 @@ import ast
 import json
 import random
 import re
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -61,6 +60,8 @@ sys.path.insert(0, str(HERE.parent))
 
 from portal_mcp.catalog.search.embeddings import BUNDLED_MODEL, MAX_TOKENS, Encoder  # noqa: E402
 from portal_mcp.catalog.search.text import dense_text  # noqa: E402
+from search_eval.evaluate import split_of  # noqa: E402
+from search_eval.external import _show  # noqa: E402
 
 Pair = tuple[str, str]
 """(query, the text of a tool it needs)."""
@@ -99,21 +100,9 @@ def train_pairs(without: set[str], catalogs: dict[str, list[str]]) -> dict[str, 
         texts = {entry.qualified_name: dense_text(entry) for entry in external.catalog}
         catalogs[external.name] = list(texts.values())
         sources[external.name] = [
-            (text, texts[name]) for text, expected in external.queries if _split(text) == "train" for name in expected
+            (text, texts[name]) for text, expected in external.queries if split_of(text) == "train" for name in expected
         ]
     return sources
-
-
-def _split(text: str) -> str:
-    from search_eval.evaluate import split_of
-
-    return split_of(text)
-
-
-def _show(git_dir: Path, path: str) -> str:
-    return subprocess.run(
-        ["git", "--git-dir", str(git_dir), "show", f"HEAD:{path}"], check=True, capture_output=True, text=True
-    ).stdout
 
 
 def _words(name: str) -> str:
@@ -142,7 +131,7 @@ def toolalpaca_pairs(git_dir: Path) -> list[Pair]:
                 instructions, answers = ast.literal_eval(instructions), ast.literal_eval(answers)
             server = _words(api["Name"])
             for instruction, answer in zip(instructions, answers, strict=False):
-                for action in {step["Action"] for step in answer if step["Action"] in functions}:
+                for action in sorted({step["Action"] for step in answer if step["Action"] in functions}):
                     description = functions[action].split("\n")[0]
                     parameters = re.findall(
                         r'"(\w+)":', functions[action].split("\n")[1] if "\n" in functions[action] else ""
@@ -222,6 +211,9 @@ def train(
     import torch
 
     torch.manual_seed(SEED)
+    # One thread and deterministic kernels: the same command writes the same file (threaded sums round differently).
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True)
     rng = random.Random(SEED)
     tokenizer = encoder._tokenizer
     cache: dict[str, list[int]] = {}
