@@ -7,7 +7,8 @@ Every vocabulary token is run through the transformer on its own (`[CLS] token [
 model2vec's `distill` does), the vectors are reduced by PCA and weighted by a Zipf estimate of token frequency
 (SIF) and by how rare the token is among the bundled catalog's tools (IDF), then saved in model2vec's format (model.safetensors, tokenizer.json, config.json) next to LICENSE (kept
 in the repo, not rebuilt: it says where the weights come from). A sentence's vector is then the mean of its tokens' vectors: no transformer at run time.
-The shipped model is this one refitted on whole sentences: run `tokenlearn.py` next (it refits in place).
+The shipped model is this one refitted on whole sentences by `tokenlearn.py` (in place), then fine-tuned on (query,
+tool) pairs by `contrastive.py` (in place): run them next, in that order.
 """
 
 from __future__ import annotations

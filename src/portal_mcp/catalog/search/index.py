@@ -67,7 +67,12 @@ measured alike on the train splits; 0 loses 0.01 recall@1 on average)."""
 FORM_BOOST = 0.03
 """A tool gains up to this share of the best score for the share of its name's words the query says as written
 (0.02 to 0.05 measured alike on the train splits; 0 loses 0.006 recall@1 on average)."""
-DENSE_WEIGHT = 1.5
+DENSE_WEIGHT = 1.25
+"""Tuned on the train splits with the contrastively fitted model, keeping the weight at which every set gains or
+holds (the rule the ranking changes follow): 1.25 lifts recall@1 on own, metatool and metatool_tasks with own's
+recall@5 unchanged; 1.75 to 2.5 score a little higher on the mean of the sets but lose own 0.01 to 0.03. MCPToolBench++
+loses recall@1 at every weight, all of it its two interchangeable web-search tools swapped (google_search.search for
+tavily_search and back: 41 such queries against 15; other first-place misses fall from 51 to 41)."""
 DENSE_DEPTH = 50
 LEXICAL_POWER = 1.0
 """Word scores are scaled by the share of the query's words the catalog uses, to this power (tuned on train)."""
@@ -81,7 +86,7 @@ recall@1 0.746 -> 0.695)."""
 server already chose the domain (what meaning is good at), and choosing among its tools ("list" or "create" pull
 requests) is the words' job (tuned on train: 0.1 to 0.2 best, own recall@1 0.734 -> 0.780, other sets unchanged)."""
 # "Nothing fits" (measured on the train splits: 1% of queries that have a tool are judged weak).
-WEAK_SIMILARITY = 0.28
+WEAK_SIMILARITY = 0.25
 WEAK_COVERAGE = 0.34
 
 
