@@ -291,9 +291,38 @@ async def test_an_exchanged_token_is_never_used_past_the_users_own_sign_in(tmp_p
     assert second != first
 
 
+async def test_an_unreachable_authorization_server_is_unreachable_and_wrong_metadata_is_config(
+    oidc_provider: OidcProvider,
+) -> None:
+    nothing = f"http://127.0.0.1:{free_port()}"  # refuses connections
+    servers = {
+        name: _exchanging(f"{nothing}/mcp", exchange)
+        for name, exchange in {
+            "down": {"issuer": nothing},
+            "undiscoverable": {},  # the server's RFC 9728 metadata is not reachable either
+            "misspelt": {"issuer": oidc_provider.issuer + "/"},  # its metadata names the issuer without the slash
+        }.items()
+    }
+    exchanges = Exchanges(servers, Redactor())
+    exchanges.remember("alice", "alice-sign-in-token-0123456789", None)
+    kinds = {}
+    with anyio.fail_after(30):
+        for name in servers:
+            with pytest.raises(TokenExchangeError) as failed:
+                await exchanges.prepare(name, "alice")
+            kinds[name] = (failed.value.kind, str(failed.value))
+    assert kinds["down"][0] == kinds["undiscoverable"][0] == "unreachable", kinds
+    assert "ConnectError" in kinds["down"][1] and "try again later" in kinds["down"][1]
+    assert kinds["misspelt"][0] == "config" and "a trailing slash counts" in kinds["misspelt"][1], kinds
+
+
 def _server(s: Stack, exchange: dict[str, str]) -> RemoteServerConfig:
+    return _exchanging(s.downstream, exchange)
+
+
+def _exchanging(url: str, exchange: dict[str, str]) -> RemoteServerConfig:
     settings = {"client_id": EXCHANGE_ID, "client_secret": EXCHANGE_SECRET, **exchange}
-    return RemoteServerConfig.model_validate({"url": s.downstream, "oauth": {"token_exchange": settings}})
+    return RemoteServerConfig.model_validate({"url": url, "oauth": {"token_exchange": settings}})
 
 
 def test_token_exchange_config_refuses_connect_flow_keys_beside_it_and_needs_no_connections_key(tmp_path: Path) -> None:

@@ -171,7 +171,8 @@ class Exchanger:
             try:
                 endpoint = await self.endpoint(http)
             except DiscoveryError as exc:
-                raise TokenExchangeError(self.server, user, "config", self._clean(str(exc))) from None
+                kind = "unreachable" if exc.unreachable else "config"
+                raise TokenExchangeError(self.server, user, kind, self._clean(str(exc))) from None
             form, auth = self.form(subject.value)
             try:
                 response = await http.post(endpoint, data=form, auth=auth or httpx2.USE_CLIENT_DEFAULT)
