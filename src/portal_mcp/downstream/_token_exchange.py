@@ -248,6 +248,7 @@ class ExchangeAuth(httpx2.Auth):
                 "no_token",
                 "nobody has signed in to the portal with its identity provider since it started, so there is no token "
                 "to exchange for listing its tools; they are listed after the first signed-in user's request",
+                expected=True,
             )
         return user
 
