@@ -22,7 +22,7 @@ from typing import Any
 import anyio
 import pytest
 
-from portal_mcp.config import load_config
+from portal_mcp.config import PortalConfig, load_config
 from portal_mcp.config import parse_config as parse
 from portal_mcp.errors import AuditStoreError, ConfigError
 from portal_mcp.portal import Portal
@@ -177,6 +177,14 @@ def test_oauth_servers_need_a_connections_key_and_a_valid_redirect(tmp_path: Pat
         parse_config(bad + f"connections: {{key: {'x' * 40}}}\n")
     config = parse(server + f"connections: {{key: {'x' * 40}}}\n", source="p", base_dir=tmp_path, environ={})
     assert config.oauth_servers()["linear"].scopes == []
+    assert config.connections.connect_wait == 600
+    waiting = parse_config(server + f"connections: {{key: {'x' * 40}, connect_wait: 120}}\n")
+    assert isinstance(waiting, PortalConfig) and waiting.connections.connect_wait == 120
+    for bad, said in (("0", "must be between 1 and 86400 seconds"), ("100000", "must be between 1 and 86400"),
+                      ("ten", "connect_wait")):  # fmt: skip
+        with pytest.raises(ConfigError, match=said) as refused:
+            parse_config(server + f"connections: {{key: {'x' * 40}, connect_wait: {bad}}}\n")
+        assert "connect_wait" in str(refused.value) and "portal.yaml:" in str(refused.value), refused.value
 
 
 async def test_two_replicas_on_one_postgresql_share_every_users_connection(tmp_path: Path, pg_dsn: str) -> None:

@@ -26,6 +26,7 @@ from mcp_types import CallToolResult, Tool
 from portal_mcp.catalog.snapshot import load_snapshot
 from portal_mcp.catalog.status import ServerState, ServerStatus, TransportKind, transport_kind
 from portal_mcp.config import ServerConfig, SnapshotServerConfig, StdioServerConfig
+from portal_mcp.config.oauth import CONNECT_WAIT
 from portal_mcp.config.user_refs import missing_keys
 from portal_mcp.control.audit_store.connections import ConnectionStore
 from portal_mcp.control.credentials import Redactor
@@ -73,6 +74,7 @@ class DownstreamPool:
         relist_every: float = 0.0,
         connections: ConnectionStore | None = None,
         local_user: str = "local",
+        connect_wait: float = CONNECT_WAIT,
     ) -> None:
         """`local` servers run in this process (tests, embedders). `on_status` is startup progress: called once per
         server when its first connection attempt settles; later changes arrive as `on_event` events. Stdio servers'
@@ -83,7 +85,8 @@ class DownstreamPool:
         error, event, stderr line and tool listing; the pool changes no logging settings (the log output's owner
         adds `redactor.filter()` to its handlers: `portal-mcp serve` does). `state_dir` keeps each server's last tool
         list (`KnownTools`); `background=True` returns from `async with` at once and connects meanwhile (progress
-        goes to the log), instead of waiting for every first attempt. `connections`: users' `oauth:` accounts."""
+        goes to the log), instead of waiting for every first attempt. `connections`: users' `oauth:` accounts;
+        `connect_wait`: how long a started sign-in to one of them waits for the user's browser."""
         clash = sorted(set(servers) & set(local or {}))
         if clash:
             raise ValueError(f"server names {clash} are both configured and passed as `local`; rename one")
@@ -111,7 +114,7 @@ class DownstreamPool:
         self._background = background
         self._relist_every = relist_every
         self._ready = False
-        self.accounts = Accounts(connections, self._servers, local_user, self.redactor)
+        self.accounts = Accounts(connections, self._servers, local_user, self.redactor, connect_wait=connect_wait)
 
     async def __aenter__(self) -> DownstreamPool:
         if self._entered:
