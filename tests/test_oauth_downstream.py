@@ -208,16 +208,21 @@ async def test_a_token_the_server_ends_before_its_expiry_is_refreshed_on_the_401
         await connect(idp, path, "alice")
         config = load_config(path)
         async with Portal.open(config) as portal:
-            assert (await portal.execute_code(WHOAMI, portal.principal("alice"))).render().strip() == "alice"
+            assert await whoami(portal, "alice") == "alice"
             async with opened_store(config) as store:
                 stored = store.get("alice", "protected")
                 assert stored is not None
                 # The server refuses the access token while the portal's expiry says it is good for minutes (clock
                 # skew, an expiry rounded down to the second); the grant and its refresh token are still good.
                 store.put("alice", "protected", refused_token(stored))
-            assert (await portal.execute_code(WHOAMI, portal.principal("alice"))).render().strip() == "alice"
+            assert await whoami(portal, "alice") == "alice"
     seen = [call["token_sha256"] for call in calls(record)]
     assert len(seen) == 2 and seen[0] != seen[1]
+
+
+async def whoami(portal: Portal, user: str) -> str:
+    """Who the protected server says `user`'s call through `portal` was (or the error the run printed)."""
+    return (await portal.execute_code(WHOAMI, portal.principal(user))).render().strip()
 
 
 def refused_token(stored: dict[str, Any]) -> dict[str, Any]:
