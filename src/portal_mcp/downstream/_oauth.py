@@ -208,8 +208,8 @@ class UserAuth(OAuthClientProvider):
         Not the SDK's flow: that one holds the auth's lock across the call itself, decides to refresh outside the
         connection's lock (an expiry passing between two checks sent a refresh token no other replica was kept
         from sending), and takes a 401 for a cue to authorize anew."""
-        if not self._initialized:
-            async with self.context.lock:
+        async with self.context.lock:  # a read of the store never lands over a refresh made meanwhile
+            if not self._initialized:
                 await self._initialize()
         if self.context.current_tokens is None:
             raise ConnectionNeededError(self.server, self.storage.user)
@@ -249,20 +249,22 @@ class UserAuth(OAuthClientProvider):
         """Read, refresh and store under the connection's lock (every replica's and every link's): the stored tokens
         when another holder refreshed them meanwhile, else one refresh request whose result is stored before the lock
         is released. Oidc-provider and others rotate refresh tokens and end the whole grant when one is used twice,
-        so no two holders may refresh from the same stored token."""
-        release = await anyio.to_thread.run_sync(self.storage.store.lock, self.storage.user, self.server)
-        try:
-            await self._adopt_stored()
-            if self._usable():
-                return
-            if not self.context.can_refresh_token():
-                self._gone()
-            response = yield await self._refresh_token()
-            if not await self._handle_refresh_response(response):  # it logs why, and forgets the tokens
-                self._gone()
-        finally:
-            with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(release)
+        so no two holders may refresh from the same stored token. The auth's own lock is held too: reading the store
+        again (`reload`) while this refresh runs would put the refreshed tokens back to the stored, stale ones."""
+        async with self.context.lock:
+            release = await anyio.to_thread.run_sync(self.storage.store.lock, self.storage.user, self.server)
+            try:
+                await self._adopt_stored()
+                if self._usable():
+                    return
+                if not self.context.can_refresh_token():
+                    self._gone()
+                response = yield await self._refresh_token()
+                if not await self._handle_refresh_response(response):  # it logs why, and forgets the tokens
+                    self._gone()
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await anyio.to_thread.run_sync(release)
 
     def _gone(self) -> NoReturn:
         self.lost = True
