@@ -227,7 +227,8 @@ class UserAuth(OAuthClientProvider):
                 finally:
                     await refreshing.aclose()
             tokens = self.context.current_tokens
-            assert tokens is not None, "a refresh that leaves no tokens raises"
+            if tokens is None:  # another call's refresh was refused meanwhile
+                self._gone()
             request.headers["Authorization"] = f"Bearer {tokens.access_token}"
             response = yield request
             if response.status_code == 403 and extract_field_from_www_auth(response, "error") == "insufficient_scope":
