@@ -167,10 +167,8 @@ async def test_a_user_who_declines_or_whose_client_cannot_open_urls_gets_the_err
 async def test_nobody_coming_back_from_the_sign_in_gives_the_error_once_the_flow_expires(tmp_path: Path) -> None:
     async with protected_server(tmp_path) as (idp, url, record):
         path = await connect_config(idp, tmp_path, url, free_port())
+        path.write_text(path.read_text().replace("connections: {", "connections: {connect_wait: 1, "))
         async with Portal.open(load_config(path)) as portal:
-            connector = portal.pool.accounts.connector
-            assert connector is not None
-            connector.timeout = 1.0
             asked: list[types.ElicitRequestParams] = []
 
             async def elicit(question: Any) -> types.ElicitResult:

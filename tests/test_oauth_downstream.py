@@ -12,14 +12,17 @@ from __future__ import annotations
 import json
 import logging
 import re
+import secrets
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
 
-from portal_mcp.config import load_config
+from portal_mcp.config import PortalConfig, load_config
 from portal_mcp.config import parse_config as parse
 from portal_mcp.errors import AuditStoreError, ConfigError
 from portal_mcp.portal import Portal
@@ -174,6 +177,14 @@ def test_oauth_servers_need_a_connections_key_and_a_valid_redirect(tmp_path: Pat
         parse_config(bad + f"connections: {{key: {'x' * 40}}}\n")
     config = parse(server + f"connections: {{key: {'x' * 40}}}\n", source="p", base_dir=tmp_path, environ={})
     assert config.oauth_servers()["linear"].scopes == []
+    assert config.connections.connect_wait == 600
+    waiting = parse_config(server + f"connections: {{key: {'x' * 40}, connect_wait: 120}}\n")
+    assert isinstance(waiting, PortalConfig) and waiting.connections.connect_wait == 120
+    for bad, said in (("0", "must be between 1 and 86400 seconds"), ("100000", "must be between 1 and 86400"),
+                      ("ten", "connect_wait")):  # fmt: skip
+        with pytest.raises(ConfigError, match=said) as refused:
+            parse_config(server + f"connections: {{key: {'x' * 40}, connect_wait: {bad}}}\n")
+        assert "connect_wait" in str(refused.value) and "portal.yaml:" in str(refused.value), refused.value
 
 
 async def test_two_replicas_on_one_postgresql_share_every_users_connection(tmp_path: Path, pg_dsn: str) -> None:
@@ -189,6 +200,69 @@ async def test_two_replicas_on_one_postgresql_share_every_users_connection(tmp_p
                 assert (await replica.execute_code(WHOAMI, replica.principal("alice"))).render().strip() == "alice"
     alice = [call["token_sha256"] for call in calls(record) if call["sub"] == "alice"]
     assert len(alice) == 4 and alice[0] != alice[1] == alice[2] == alice[3]
+
+
+async def test_a_token_the_server_ends_before_its_expiry_is_refreshed_on_the_401(tmp_path: Path) -> None:
+    async with protected_server(tmp_path) as (idp, url, record):
+        path = write_config(tmp_path, url)
+        await connect(idp, path, "alice")
+        config = load_config(path)
+        async with Portal.open(config) as portal:
+            assert await whoami(portal, "alice") == "alice"
+            async with opened_store(config) as store:
+                stored = store.get("alice", "protected")
+                assert stored is not None
+                # The server refuses the access token while the portal's expiry says it is good for minutes (clock
+                # skew, an expiry rounded down to the second); the grant and its refresh token are still good.
+                store.put("alice", "protected", refused_token(stored))
+            assert await whoami(portal, "alice") == "alice"
+    seen = [call["token_sha256"] for call in calls(record)]
+    assert len(seen) == 2 and seen[0] != seen[1]
+
+
+async def whoami(portal: Portal, user: str) -> str:
+    """Who the protected server says `user`'s call through `portal` was (or the error the run printed)."""
+    return (await portal.execute_code(WHOAMI, portal.principal(user))).render().strip()
+
+
+def refused_token(stored: dict[str, Any]) -> dict[str, Any]:
+    """`stored` with an access token the server does not accept, good for an hour by its recorded expiry."""
+    tokens = {**stored["tokens"], "access_token": "refused-" + secrets.token_hex(16)}
+    return {**stored, "tokens": tokens, "expires_at": time.time() + 3600}
+
+
+@pytest.mark.parametrize("why", ["expired", "refused"])
+async def test_replicas_refreshing_one_connection_at_once_refresh_it_once_and_all_use_the_new_token(
+    tmp_path: Path, pg_dsn: str, why: str
+) -> None:
+    async with protected_server(tmp_path) as (idp, url, record):
+        path = write_config(tmp_path, url, audit=f"audit: {{postgres: {json.dumps(pg_dsn)}}}")
+        await connect(idp, path, "alice")
+        config = load_config(path)
+        async with Portal.open(config) as one, Portal.open(config) as two:
+            for replica in (one, two):
+                assert (await replica.execute_code(WHOAMI, replica.principal("alice"))).render().strip() == "alice"
+            async with opened_store(config) as store:
+                stored = store.get("alice", "protected")
+                assert stored is not None
+                if why == "expired":  # by the expiry both replicas read from the store before their next call
+                    store.put("alice", "protected", {**stored, "expires_at": 1.0})
+                else:  # by the server: every replica's next call gets a 401
+                    store.put("alice", "protected", refused_token(stored))
+            replies: list[str] = []
+
+            async def whoami(replica: Portal) -> None:
+                replies.append((await replica.execute_code(WHOAMI, replica.principal("alice"))).render().strip())
+
+            async with anyio.create_task_group() as tasks:
+                for replica in (one, two, one, two, one, two):
+                    tasks.start_soon(whoami, replica)
+        async with opened_store(config) as store:
+            after = store.get("alice", "protected")
+    assert replies == ["alice"] * 6, replies
+    assert after is not None and after["tokens"]["refresh_token"] != stored["tokens"]["refresh_token"]
+    seen = [call["token_sha256"] for call in calls(record)]
+    assert len(seen) == 8 and seen[0] == seen[1] and len(set(seen[2:])) == 1 and seen[2] != seen[0], seen
 
 
 async def test_a_remote_user_connects_through_the_url_in_the_reply_and_the_portal_serves_the_callback(

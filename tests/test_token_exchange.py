@@ -165,7 +165,10 @@ async def test_two_signed_in_users_reach_the_server_each_with_their_own_exchange
     assert made[0]["token"] != made[1]["token"]
     assert {alice, bob}.isdisjoint(call["token"] for call in made)
     assert log.count("exchanged user 'alice'") == 1 and log.count("exchanged user 'bob'") == 1, log
-    assert "failed to start: calls to this server exchange each user's own sign-in" in log  # nobody signed in yet
+    # nobody signed in yet: expected, said once and not as an error
+    waiting = [line for line in log.splitlines() if "not listed yet: calls to this server exchange" in line]
+    assert len(waiting) == 1 and "INFO" in waiting[0] and "after the first signed-in user's request" in waiting[0], log
+    assert "failed to start" not in log and "ERROR" not in log, log
     assert "server 'protected': is up after retrying" in log  # listed with the first signed-in user's exchange
     for token in {alice, bob, *(call["token"] for call in calls(s.record))}:
         assert token not in log and token.encode() not in audit and token not in metrics
@@ -291,9 +294,38 @@ async def test_an_exchanged_token_is_never_used_past_the_users_own_sign_in(tmp_p
     assert second != first
 
 
+async def test_an_unreachable_authorization_server_is_unreachable_and_wrong_metadata_is_config(
+    oidc_provider: OidcProvider,
+) -> None:
+    nothing = f"http://127.0.0.1:{free_port()}"  # refuses connections
+    servers = {
+        name: _exchanging(f"{nothing}/mcp", exchange)
+        for name, exchange in {
+            "down": {"issuer": nothing},
+            "undiscoverable": {},  # the server's RFC 9728 metadata is not reachable either
+            "misspelt": {"issuer": oidc_provider.issuer + "/"},  # its metadata names the issuer without the slash
+        }.items()
+    }
+    exchanges = Exchanges(servers, Redactor())
+    exchanges.remember("alice", "alice-sign-in-token-0123456789", None)
+    kinds = {}
+    with anyio.fail_after(30):
+        for name in servers:
+            with pytest.raises(TokenExchangeError) as failed:
+                await exchanges.prepare(name, "alice")
+            kinds[name] = (failed.value.kind, str(failed.value))
+    assert kinds["down"][0] == kinds["undiscoverable"][0] == "unreachable", kinds
+    assert "ConnectError" in kinds["down"][1] and "try again later" in kinds["down"][1]
+    assert kinds["misspelt"][0] == "config" and "a trailing slash counts" in kinds["misspelt"][1], kinds
+
+
 def _server(s: Stack, exchange: dict[str, str]) -> RemoteServerConfig:
+    return _exchanging(s.downstream, exchange)
+
+
+def _exchanging(url: str, exchange: dict[str, str]) -> RemoteServerConfig:
     settings = {"client_id": EXCHANGE_ID, "client_secret": EXCHANGE_SECRET, **exchange}
-    return RemoteServerConfig.model_validate({"url": s.downstream, "oauth": {"token_exchange": settings}})
+    return RemoteServerConfig.model_validate({"url": url, "oauth": {"token_exchange": settings}})
 
 
 def test_token_exchange_config_refuses_connect_flow_keys_beside_it_and_needs_no_connections_key(tmp_path: Path) -> None:

@@ -79,7 +79,10 @@ class ConfigError(PortalError):
 
 
 class DownstreamError(PortalError):
-    """A downstream server failed; `server` is its namespace in the config."""
+    """A downstream server failed; `server` is its namespace in the config. `expected`: not a fault but a state the
+    server waits out (an exchange server before anyone signed in): its link logs it once, at INFO."""
+
+    expected = False
 
     def __init__(self, server: str, message: str) -> None:
         self.server = server
@@ -195,10 +198,11 @@ class TokenExchangeError(DownstreamError):
     again), `config` (the authorization server refused the portal's client or request: the operator), `unreachable`.
     The message never holds a token."""
 
-    def __init__(self, server: str, user: str, kind: str, reason: str) -> None:
+    def __init__(self, server: str, user: str, kind: str, reason: str, *, expected: bool = False) -> None:
         self.user = user
         self.kind = kind
         self.reason = reason
+        self.expected = expected
         fix = {
             "no_token": "call the portal with an access token from its identity provider (`auth:`) instead",
             "sign_in": "sign in to the portal again (a fresh token from the identity provider), then run the code again",

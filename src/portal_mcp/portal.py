@@ -167,6 +167,7 @@ class Portal:
                 connections=connections,
                 local_user=local_user(config),
                 relist_every=config.relist_every,
+                connect_wait=config.connections.connect_wait,
             )
 
         # The sink outlives the pool and the sandbox, so calls finishing during shutdown are still recorded.

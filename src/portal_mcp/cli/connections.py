@@ -68,7 +68,8 @@ def login_(server: str, config_path: Path | None, user: str | None) -> None:
         remote = oauth_server(config, server)
         async with opened(config) as store:
             await login(store, server, remote, who, lambda url: err.print(f"Open this URL to connect {who!r}'s "
-                        f"account to {server!r}:\n{url}", highlight=False, soft_wrap=True))  # fmt: skip
+                        f"account to {server!r}:\n{url}", highlight=False, soft_wrap=True),
+                        wait=config.connections.connect_wait)  # fmt: skip
         out.print(f"Connected {who!r} to {server!r}.", highlight=False)
         return 0
 

@@ -32,11 +32,13 @@ from portal_mcp.config.models import (
     ToolFilter,
     ToolsConfig,
 )
+from portal_mcp.config.oauth import CONNECT_WAIT
 from portal_mcp.config.policy import Approve, PolicyConfig, PolicyRule
 from portal_mcp.config.search import SearchConfig
 
 __all__ = [
     "ANONYMOUS",
+    "CONNECT_WAIT",
     "REPLICA_ID",
     "AnnotationsOverride",
     "Approve",

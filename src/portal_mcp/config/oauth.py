@@ -32,6 +32,9 @@ from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_va
 
 from portal_mcp.config.base import _Model
 
+CONNECT_WAIT = 600.0
+"""`connections.connect_wait`'s default: ten minutes for a user to sign in."""
+MAX_CONNECT_WAIT = 86_400.0
 _HTTP_URL = re.compile(r"https?://[^/?#\s]+(/[^#\s]*)?")
 _SCOPE = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
 """RFC 6749 §3.3 scope-token: printable ASCII without space, `"` and `\\`."""
@@ -171,6 +174,21 @@ class ConnectionsConfig(_Model):
         "`portal-mcp connections --new-key` prints one); required once a server has `oauth:`",
     )
     sqlite: Path | None = Field(default=None, description="SQLite file when there is no audit database")
+    connect_wait: float = Field(
+        default=CONNECT_WAIT,
+        description="seconds a started sign-in (connecting an account: a run's question, the error's URL, `portal-mcp "
+        "login`) waits for the user's browser to come back before it expires",
+    )
+
+    @field_validator("connect_wait")
+    @classmethod
+    def _connect_wait(cls, value: float) -> float:
+        if not 1 <= value <= MAX_CONNECT_WAIT:
+            raise ValueError(
+                f"connect_wait {value:g} must be between 1 and {MAX_CONNECT_WAIT:g} seconds (a day): how long a "
+                f"started sign-in waits for the user's browser (default {CONNECT_WAIT:g})"
+            )
+        return value
 
 
 def key_problem(config: ConnectionsConfig, oauth_servers: list[str]) -> str | None:

@@ -16,6 +16,7 @@ import anyio
 import mcp_types as types
 
 from portal_mcp.config import RemoteServerConfig, ServerConfig
+from portal_mcp.config.oauth import CONNECT_WAIT
 from portal_mcp.control.audit_store.connections import ConnectionStore
 from portal_mcp.control.credentials import Redactor
 from portal_mcp.downstream._asking import CallContext
@@ -32,9 +33,16 @@ class Accounts:
     """Users' connected accounts for the pool's `oauth:` servers, kept in `store` (None: no server is managed)."""
 
     def __init__(
-        self, store: ConnectionStore | None, servers: Mapping[str, ServerConfig], local_user: str, redactor: Redactor
+        self,
+        store: ConnectionStore | None,
+        servers: Mapping[str, ServerConfig],
+        local_user: str,
+        redactor: Redactor,
+        *,
+        connect_wait: float = CONNECT_WAIT,
     ) -> None:
         self._store = store
+        self._connect_wait = connect_wait
         self._redactor = redactor
         self._servers = {
             name: config
@@ -65,7 +73,7 @@ class Accounts:
 
     def start(self) -> None:
         if self._store is not None and self._servers:
-            self.connector = Connector(self._store, self._servers)
+            self.connector = Connector(self._store, self._servers, timeout=self._connect_wait)
 
     async def listing(self, server: str) -> tuple[str, UserAuth | ExchangeAuth]:
         """Whose connection lists the tools of `server` (`list_as`, else the user whose connection is the oldest,

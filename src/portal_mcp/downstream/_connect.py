@@ -7,7 +7,7 @@ await connector.complete(state, code, iss)      # /oauth/callback, on whichever 
 await connector.wait(flow.key)                  # a run that asked ana to connect continues (None: connected)
 await disconnect(store, servers["linear"], "ana")   # RFC 7009 revocation, then the record is forgotten
 ```
-A flow waits at most `timeout` (default `CONNECT_TIMEOUT`) for the user. It lives in the state database
+A flow waits at most `timeout` (`connections.connect_wait`, default ten minutes) for the user. It lives in the state database
 (`PendingFlows`), not in this process: the callback is matched to it by the `state` the authorization server hands
 back (random per flow, PKCE-bound), used once; an unknown, used or expired state is refused. A run waiting on the
 flow polls the database, so the callback may land on another replica.
@@ -24,6 +24,7 @@ import httpx2
 from mcp.shared.auth import OAuthClientInformationFull, OAuthMetadata
 
 from portal_mcp.config import RemoteServerConfig
+from portal_mcp.config.oauth import CONNECT_WAIT
 from portal_mcp.control.audit_store.connections import ConnectionStore, Record
 from portal_mcp.control.audit_store.pending import CLAIMED, EXPIRED, OK, WAITING, PendingFlows
 from portal_mcp.downstream._flow import begin, finish
@@ -32,8 +33,6 @@ from portal_mcp.errors import ConnectionNeededError
 
 logger = logging.getLogger("portal_mcp.downstream")
 
-CONNECT_TIMEOUT = 600.0
-"""How long a started connection waits for its user to come back from the authorization server."""
 POLL_EVERY = 0.5
 """How often a run waiting for its user to connect reads the flow's outcome from the database."""
 
@@ -52,7 +51,7 @@ class Connector:
     """Starts connect flows, completes them when a browser comes back, tells waiting runs how they ended."""
 
     def __init__(
-        self, store: ConnectionStore, servers: Mapping[str, RemoteServerConfig], *, timeout: float = CONNECT_TIMEOUT
+        self, store: ConnectionStore, servers: Mapping[str, RemoteServerConfig], *, timeout: float = CONNECT_WAIT
     ) -> None:
         self._store = store
         self._servers = dict(servers)

@@ -72,6 +72,12 @@ def unreachable(exc: BaseException) -> bool:
     return isinstance(_leaf(exc), httpx2.ConnectError)
 
 
+def expected(exc: BaseException) -> bool:
+    """Whether `exc` is a state the link waits out rather than a fault (`DownstreamError.expected`)."""
+    leaf = _leaf(exc)
+    return isinstance(leaf, DownstreamError) and leaf.expected
+
+
 def _leaf(exc: BaseException) -> BaseException:
     """The first real error inside (nested) exception groups; task groups wrap what transports raise."""
     while isinstance(exc, BaseExceptionGroup):

@@ -23,7 +23,7 @@ from portal_mcp.config import RemoteServerConfig, StdioServerConfig
 from portal_mcp.downstream._asking import Asking
 from portal_mcp.downstream._call_path import BACKOFF, REAP_TIMEOUT, CallPath
 from portal_mcp.downstream._events import DownstreamEvent, EventKind, Hooks
-from portal_mcp.downstream._failures import TOO_OLD, TooOld, describe, rejects_handshake, unreachable
+from portal_mcp.downstream._failures import TOO_OLD, TooOld, describe, expected, rejects_handshake, unreachable
 from portal_mcp.downstream._listing import Extras, differ, lists
 from portal_mcp.downstream._processes import end_processes
 from portal_mcp.downstream._relisting import Relisting
@@ -93,6 +93,8 @@ class Link(CallPath, Relisting):
         self._generation = 0
         self._given_up_at: float | None = None
         self._stream_error: str | None = None
+        self._expected = False
+        """The last attempt failed on a state the server waits out (`DownstreamError.expected`), not a fault."""
         self._closing = False
         self._wake = anyio.Event()
         self._relist = False
@@ -198,13 +200,17 @@ class Link(CallPath, Relisting):
         if retry:
             self._set_state("down" if given_up_state == "down" or self.ever_connected else "failed", error)
             wait = min(RETRY_CAP, RETRY_FIRST * 2**self._retries)
-            logger.info(
+            logger.log(
+                logging.DEBUG if self._expected else logging.INFO,  # said once when it started
                 "server %r: still unavailable (%s); retrying in %.0f s",
                 self.name,
                 self.error,
                 wait,
                 extra={"server": self.name, "event": "retry"},
             )
+        elif first and self._expected:
+            self._set_state("failed", error)
+            await self._event("failed", "info", f"not listed yet: {error}")
         elif first:
             self._set_state("failed", error)
             await self._event("failed", "error", f"failed to start: {error}")
@@ -236,6 +242,7 @@ class Link(CallPath, Relisting):
         error: str | None = None
         self._drop = self._relist = False
         self._stream_error = None
+        self._expected = False
         if self._pump is not None:
             self._pump.next_process()
         try:
@@ -269,6 +276,7 @@ class Link(CallPath, Relisting):
             if not connected and self._mode == "legacy" and rejects_handshake(exc):
                 return TOO_OLD
             error = describe(exc, watch, self._config, self._explain)
+            self._expected = not connected and expected(exc)
             watch.unsent_on_loss = unreachable(exc)
         finally:
             self._client = None

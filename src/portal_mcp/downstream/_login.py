@@ -14,8 +14,9 @@ import anyio
 from anyio.abc import ByteStream, SocketAttribute
 
 from portal_mcp.config import RemoteServerConfig
+from portal_mcp.config.oauth import CONNECT_WAIT
 from portal_mcp.control.audit_store.connections import ConnectionStore
-from portal_mcp.downstream._connect import CONNECT_TIMEOUT, Connector
+from portal_mcp.downstream._connect import Connector
 from portal_mcp.errors import ConnectionNeededError
 
 _MAX_REQUEST = 16_384
@@ -42,11 +43,18 @@ async def complete_from(connector: Connector, query: str) -> tuple[int, str]:
 
 
 async def login(
-    store: ConnectionStore, server: str, config: RemoteServerConfig, user: str, show: Callable[[str], None]
+    store: ConnectionStore,
+    server: str,
+    config: RemoteServerConfig,
+    user: str,
+    show: Callable[[str], None],
+    *,
+    wait: float = CONNECT_WAIT,
 ) -> None:
     """Connect `user`'s account to `server`: `show` gets the authorization URL; returns once the tokens are stored.
-    Raises `ConnectionNeededError` when the flow fails or nobody comes back within `CONNECT_TIMEOUT`."""
-    connector = Connector(store, {server: config})
+    Raises `ConnectionNeededError` when the flow fails or nobody comes back within `wait` seconds
+    (`connections.connect_wait`)."""
+    connector = Connector(store, {server: config}, timeout=wait)
     async with anyio.create_task_group() as tasks:
         listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
         port = listener.extra(SocketAttribute.local_port)
@@ -76,7 +84,7 @@ async def login(
         tasks.start_soon(listener.serve, handle)
         show(flow.url)
         problem: str | None = "the sign-in did not finish"
-        with anyio.move_on_after(CONNECT_TIMEOUT):
+        with anyio.move_on_after(wait):
             problem = await connector.wait(flow.key)
         with anyio.move_on_after(5):  # the browser gets its page before the listener closes
             await answered.wait()

@@ -14,10 +14,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
+from typing import NoReturn
 
 import anyio
 import httpx2
 from mcp.client.auth import AuthorizationCodeResult, OAuthClientProvider
+from mcp.client.auth.utils import extract_field_from_www_auth
 from mcp.shared.auth import (
     OAuthClientInformationFull,
     OAuthClientMetadata,
@@ -25,6 +27,7 @@ from mcp.shared.auth import (
     OAuthToken,
     ProtectedResourceMetadata,
 )
+from mcp.shared.inbound import MCP_PROTOCOL_VERSION_HEADER
 from pydantic import AnyUrl, ValidationError
 
 from portal_mcp.config import RemoteServerConfig
@@ -161,6 +164,8 @@ class UserAuth(OAuthClientProvider):
         storage.provider = self
         self.server = storage.server
         self.lost = False
+        self._refused: str | None = None
+        """The access token the server refused (401): it is not sent again."""
         self.seen: str | None = None
         """The sealed record this auth last loaded (`Accounts.check` reloads when the store holds another)."""
         self._static = static_client(oauth, redirect_uri)
@@ -195,38 +200,77 @@ class UserAuth(OAuthClientProvider):
         context.token_expiry_time = float(expires_at) if isinstance(expires_at, int | float) else None
 
     async def _auth_flow(self, request: httpx2.Request) -> AsyncGenerator[httpx2.Request, httpx2.Response]:
-        """The SDK's flow for a call: without a stored connection nothing is sent (the user must connect first); a
-        401 is answered by one refresh; a 401 no refresh cures means the grant is gone (`lost`)."""
-        if not self._initialized:
-            async with self.context.lock:
+        """A call with the user's stored token: without a stored connection nothing is sent (the user must connect
+        first); an expired token is refreshed first (`_refresh`); a 401 is answered by one refresh; a 401 no refresh
+        cures, a refresh the authorization server refuses, or a 403 asking for more scope means the grant is gone
+        (`lost`: the user must reconnect).
+
+        Not the SDK's flow: that one holds the auth's lock across the call itself, decides to refresh outside the
+        connection's lock (an expiry passing between two checks sent a refresh token no other replica was kept
+        from sending), and takes a 401 for a cue to authorize anew."""
+        async with self.context.lock:  # a read of the store never lands over a refresh made meanwhile
+            if not self._initialized:
                 await self._initialize()
         if self.context.current_tokens is None:
             raise ConnectionNeededError(self.server, self.storage.user)
-        refreshed = False
+        self.context.protocol_version = request.headers.get(MCP_PROTOCOL_VERSION_HEADER)
+        retried = False
         while True:
-            release = None
-            if not self.context.is_token_valid() and self.context.can_refresh_token():
-                release = await anyio.to_thread.run_sync(self.storage.store.lock, self.storage.user, self.server)
-                await self._adopt_stored()  # another replica (or link) may have refreshed it meanwhile
-            flow = super()._auth_flow(request)
-            try:
-                outgoing = await flow.__anext__()
-                while True:
-                    response = yield outgoing
-                    if outgoing is request and response.status_code == 401:
-                        break
-                    outgoing = await flow.asend(response)
-            except StopAsyncIteration:
+            if not self._usable():
+                refreshing = self._refresh()
+                try:
+                    outgoing = await refreshing.__anext__()  # none when the stored tokens were refreshed elsewhere
+                    while True:
+                        outgoing = await refreshing.asend((yield outgoing))
+                except StopAsyncIteration:
+                    pass
+                finally:
+                    await refreshing.aclose()
+            tokens = self.context.current_tokens
+            if tokens is None:  # another call's refresh was refused meanwhile
+                self._gone()
+            request.headers["Authorization"] = f"Bearer {tokens.access_token}"
+            response = yield request
+            if response.status_code == 403 and extract_field_from_www_auth(response, "error") == "insufficient_scope":
+                self._gone()  # the grant does not cover the call: only connecting again asks for more
+            if response.status_code != 401:
                 return
+            if retried:
+                self._gone()
+            retried = True
+            if self.context.current_tokens is tokens:
+                self._refused = tokens.access_token  # the next pass refreshes (or takes another replica's) first
+
+    def _usable(self) -> bool:
+        """Whether the held access token is unexpired (by the expiry this portal holds) and not refused already."""
+        tokens = self.context.current_tokens
+        return self.context.is_token_valid() and tokens is not None and tokens.access_token != self._refused
+
+    async def _refresh(self) -> AsyncGenerator[httpx2.Request, httpx2.Response]:
+        """Read, refresh and store under the connection's lock (every replica's and every link's): the stored tokens
+        when another holder refreshed them meanwhile, else one refresh request whose result is stored before the lock
+        is released. Oidc-provider and others rotate refresh tokens and end the whole grant when one is used twice,
+        so no two holders may refresh from the same stored token. The auth's own lock is held too: reading the store
+        again (`reload`) while this refresh runs would put the refreshed tokens back to the stored, stale ones."""
+        async with self.context.lock:
+            release = await anyio.to_thread.run_sync(self.storage.store.lock, self.storage.user, self.server)
+            try:
+                await self._adopt_stored()
+                if self._usable():
+                    return
+                if not self.context.can_refresh_token():
+                    self._gone()
+                response = yield await self._refresh_token()
+                if not await self._handle_refresh_response(response):  # it logs why, and forgets the tokens
+                    self._gone()
             finally:
-                await flow.aclose()
-                if release is not None:
+                with anyio.CancelScope(shield=True):
                     await anyio.to_thread.run_sync(release)
-            if refreshed or not self.context.can_refresh_token():
-                self.lost = True
-                raise ConnectionNeededError(self.server, self.storage.user, reconnect=True)
-            refreshed = True
-            self.context.token_expiry_time = 0.0  # the next pass refreshes before it sends
+
+    def _gone(self) -> NoReturn:
+        self.lost = True
+        self._initialized = False  # the next call reads the store again (reconnected, or refreshed elsewhere)
+        raise ConnectionNeededError(self.server, self.storage.user, reconnect=True)
 
     async def _adopt_stored(self) -> None:
         """Take the stored tokens when they are not the ones held here (refreshed elsewhere)."""

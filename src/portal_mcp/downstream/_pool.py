@@ -25,7 +25,7 @@ from mcp_types import CallToolResult, Tool
 
 from portal_mcp.catalog.snapshot import load_snapshot
 from portal_mcp.catalog.status import ServerState, ServerStatus, TransportKind, transport_kind
-from portal_mcp.config import ServerConfig, SnapshotServerConfig, StdioServerConfig
+from portal_mcp.config import CONNECT_WAIT, ServerConfig, SnapshotServerConfig, StdioServerConfig
 from portal_mcp.config.user_refs import missing_keys
 from portal_mcp.control.audit_store.connections import ConnectionStore
 from portal_mcp.control.credentials import Redactor
@@ -73,19 +73,19 @@ class DownstreamPool:
         relist_every: float = 0.0,
         connections: ConnectionStore | None = None,
         local_user: str = "local",
+        connect_wait: float = CONNECT_WAIT,
     ) -> None:
         """`local` servers run in this process (tests, embedders). `on_status` is startup progress: called once per
         server when its first connection attempt settles; later changes arrive as `on_event` events. Stdio servers'
-        stderr lines go to `errlog` (default: the portal's stderr) prefixed with `[name]`, never to stdout, which
-        may be the portal's MCP channel. After a server ends `down` (or `failed`), calls fail fast for
-        `down_retry_after` seconds; the next call after that tries to bring it back. `users` maps each user to
-        their secrets, for servers whose headers/env say `${user.KEY}`. `redactor` takes secret values out of every
-        error, event, stderr line and tool listing; the pool changes no logging settings (the log output's owner
-        adds `redactor.filter()` to its handlers: `portal-mcp serve` does). `state_dir` keeps each server's last tool
-        list (`KnownTools`); `background=True` returns from `async with` at once and connects meanwhile (progress
-        goes to the log), instead of waiting for every first attempt. `connections`: users' `oauth:` accounts."""
-        clash = sorted(set(servers) & set(local or {}))
-        if clash:
+        stderr lines go to `errlog` (default: the portal's stderr) prefixed with `[name]`, never to stdout, which may be
+        the portal's MCP channel. After a server ends `down` (or `failed`), calls fail fast for `down_retry_after`
+        seconds; the next call after that tries to bring it back. `users` maps each user to their secrets, for servers
+        whose headers/env say `${user.KEY}`. `redactor` takes secret values out of every error, event, stderr line and
+        tool listing; the pool changes no logging settings (the log output's owner adds `redactor.filter()` to its
+        handlers: `portal-mcp serve` does). `state_dir` keeps each server's last tool list (`KnownTools`);
+        `background=True` returns from `async with` at once and connects meanwhile (progress goes to the log), not
+        waiting for first attempts. `connections`: users' `oauth:` accounts (a sign-in waits `connect_wait` s)."""
+        if clash := sorted(set(servers) & set(local or {})):
             raise ValueError(f"server names {clash} are both configured and passed as `local`; rename one")
         self._servers = dict(servers)
         self._local = dict(local or {})
@@ -111,7 +111,7 @@ class DownstreamPool:
         self._background = background
         self._relist_every = relist_every
         self._ready = False
-        self.accounts = Accounts(connections, self._servers, local_user, self.redactor)
+        self.accounts = Accounts(connections, self._servers, local_user, self.redactor, connect_wait=connect_wait)
 
     async def __aenter__(self) -> DownstreamPool:
         if self._entered:

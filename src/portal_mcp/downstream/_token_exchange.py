@@ -171,7 +171,8 @@ class Exchanger:
             try:
                 endpoint = await self.endpoint(http)
             except DiscoveryError as exc:
-                raise TokenExchangeError(self.server, user, "config", self._clean(str(exc))) from None
+                kind = "unreachable" if exc.unreachable else "config"
+                raise TokenExchangeError(self.server, user, kind, self._clean(str(exc))) from None
             form, auth = self.form(subject.value)
             try:
                 response = await http.post(endpoint, data=form, auth=auth or httpx2.USE_CLIENT_DEFAULT)
@@ -247,6 +248,7 @@ class ExchangeAuth(httpx2.Auth):
                 "no_token",
                 "nobody has signed in to the portal with its identity provider since it started, so there is no token "
                 "to exchange for listing its tools; they are listed after the first signed-in user's request",
+                expected=True,
             )
         return user
 

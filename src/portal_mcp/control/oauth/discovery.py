@@ -38,7 +38,13 @@ MAX_DOCUMENT_BYTES = 1_000_000
 
 
 class DiscoveryError(PortalError):
-    """Metadata could not be fetched or is not what was asked for; the message names the URL(s) tried."""
+    """Metadata could not be fetched or is not what was asked for; the message names the URL(s) tried. `unreachable`:
+    no server answered (refused, timed out) or it failed (5xx, 429), so trying later may work; otherwise an answer
+    said the configuration or the metadata is wrong."""
+
+    def __init__(self, message: str, *, unreachable: bool = False) -> None:
+        super().__init__(message)
+        self.unreachable = unreachable
 
 
 def _well_known(url: str, name: str) -> tuple[str, str]:
@@ -78,9 +84,10 @@ async def fetch_json(http: httpx2.AsyncClient, url: str, **request: Any) -> dict
                 if len(body) > MAX_DOCUMENT_BYTES:
                     raise DiscoveryError(f"{url}: the answer is larger than {MAX_DOCUMENT_BYTES} bytes")
             if response.status_code != 200:
-                raise DiscoveryError(f"{url}: HTTP {response.status_code}")
+                failing = response.status_code >= 500 or response.status_code == 429
+                raise DiscoveryError(f"{url}: HTTP {response.status_code}", unreachable=failing)
     except httpx2.HTTPError as exc:
-        raise DiscoveryError(f"{url}: {type(exc).__name__}: {exc}") from None
+        raise DiscoveryError(f"{url}: {type(exc).__name__}: {exc}", unreachable=True) from None
     try:
         found = json.loads(body)
     except ValueError:
@@ -93,12 +100,12 @@ async def fetch_json(http: httpx2.AsyncClient, url: str, **request: Any) -> dict
 async def fetch_authorization_server(issuer: str, http: httpx2.AsyncClient) -> dict[str, Any]:
     """The issuer's metadata from the first well-known URL that has it; its `issuer` must be `issuer` exactly
     (RFC 8414 section 3.3: otherwise a server could pass off another's keys)."""
-    tried: list[str] = []
+    tried: list[DiscoveryError] = []
     for url in authorization_server_urls(issuer):
         try:
             found = await fetch_json(http, url)
         except DiscoveryError as exc:
-            tried.append(str(exc))
+            tried.append(exc)
             continue
         if found.get("issuer") != issuer:
             raise DiscoveryError(
@@ -106,19 +113,25 @@ async def fetch_authorization_server(issuer: str, http: httpx2.AsyncClient) -> d
                 "identity provider's metadata does (a trailing slash counts)"
             )
         return found
-    raise DiscoveryError(f"no metadata for issuer {issuer!r} ({'; '.join(tried)})")
+    raise _none_found(f"no metadata for issuer {issuer!r}", tried)
 
 
 async def fetch_protected_resource(resource: str, http: httpx2.AsyncClient) -> dict[str, Any]:
     """A protected resource's RFC 9728 metadata; its `resource` must be `resource` (section 3.3)."""
-    tried: list[str] = []
+    tried: list[DiscoveryError] = []
     for url in protected_resource_urls(resource):
         try:
             found = await fetch_json(http, url)
         except DiscoveryError as exc:
-            tried.append(str(exc))
+            tried.append(exc)
             continue
         if found.get("resource") != resource:
             raise DiscoveryError(f"{url} describes resource {found.get('resource')!r}, not {resource!r}")
         return found
-    raise DiscoveryError(f"no protected resource metadata for {resource!r} ({'; '.join(tried)})")
+    raise _none_found(f"no protected resource metadata for {resource!r}", tried)
+
+
+def _none_found(what: str, tried: list[DiscoveryError]) -> DiscoveryError:
+    """Every well-known URL failed: unreachable when none of them answered (a 404 among them is an answer)."""
+    unreachable = all(each.unreachable for each in tried)
+    return DiscoveryError(f"{what} ({'; '.join(map(str, tried))})", unreachable=unreachable)
