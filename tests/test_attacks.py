@@ -173,7 +173,10 @@ def _attacks() -> list[Attack]:
         a("memory", "deep nesting at compile", "x = " + "(" * 5000 + ")" * 5000, "SyntaxError"),
         a("memory", "code over the size limit", "x = 1\n" * 200_000, "`limits.max_code_bytes`"),
         # --- output floods ---
-        a("floods", "print loop", "for i in range(10 ** 6):\n    print(i)", "bytes of output cut here", is_error=False),
+        # 10 ** 5 lines are 59 times the output limit and end well within `cpu_seconds`: the cut, not a limit
+        a("floods", "print loop", "for i in range(10 ** 5):\n    print(i)", "bytes of output cut here", is_error=False),
+        # one that never ends is stopped by a limit, and still shows what it printed, cut
+        a("floods", "endless print loop", "i = 0\nwhile True:\n    print(i)\n    i += 1", "bytes of output cut here"),
         a("floods", "one huge print", "print('y' * 10 ** 7)", "bytes of output cut here", is_error=False),
         a("floods", "huge value", "'x' * 10 ** 6", "bytes of the value cut here", is_error=False),
         a("floods", "huge error", "raise ValueError('x' * 10 ** 6)", "[error truncated: "),
