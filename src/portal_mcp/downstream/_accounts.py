@@ -15,8 +15,7 @@ from typing import TypeVar
 import anyio
 import mcp_types as types
 
-from portal_mcp.config import RemoteServerConfig, ServerConfig
-from portal_mcp.config.oauth import CONNECT_WAIT
+from portal_mcp.config import CONNECT_WAIT, RemoteServerConfig, ServerConfig
 from portal_mcp.control.audit_store.connections import ConnectionStore
 from portal_mcp.control.credentials import Redactor
 from portal_mcp.downstream._asking import CallContext

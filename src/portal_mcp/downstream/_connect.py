@@ -7,10 +7,10 @@ await connector.complete(state, code, iss)      # /oauth/callback, on whichever 
 await connector.wait(flow.key)                  # a run that asked ana to connect continues (None: connected)
 await disconnect(store, servers["linear"], "ana")   # RFC 7009 revocation, then the record is forgotten
 ```
-A flow waits at most `timeout` (`connections.connect_wait`, default ten minutes) for the user. It lives in the state database
-(`PendingFlows`), not in this process: the callback is matched to it by the `state` the authorization server hands
-back (random per flow, PKCE-bound), used once; an unknown, used or expired state is refused. A run waiting on the
-flow polls the database, so the callback may land on another replica.
+A flow waits at most `timeout` (`connections.connect_wait`, default ten minutes) for the user. It lives in the state
+database (`PendingFlows`), not in this process: the callback is matched to it by the `state` the authorization
+server hands back (random per flow, PKCE-bound), used once; an unknown, used or expired state is refused. A run
+waiting on the flow polls the database, so the callback may land on another replica.
 """
 
 from __future__ import annotations
@@ -23,8 +23,7 @@ import anyio
 import httpx2
 from mcp.shared.auth import OAuthClientInformationFull, OAuthMetadata
 
-from portal_mcp.config import RemoteServerConfig
-from portal_mcp.config.oauth import CONNECT_WAIT
+from portal_mcp.config import CONNECT_WAIT, RemoteServerConfig
 from portal_mcp.control.audit_store.connections import ConnectionStore, Record
 from portal_mcp.control.audit_store.pending import CLAIMED, EXPIRED, OK, WAITING, PendingFlows
 from portal_mcp.downstream._flow import begin, finish

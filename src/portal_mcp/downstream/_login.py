@@ -13,8 +13,7 @@ from urllib.parse import parse_qs, urlsplit
 import anyio
 from anyio.abc import ByteStream, SocketAttribute
 
-from portal_mcp.config import RemoteServerConfig
-from portal_mcp.config.oauth import CONNECT_WAIT
+from portal_mcp.config import CONNECT_WAIT, RemoteServerConfig
 from portal_mcp.control.audit_store.connections import ConnectionStore
 from portal_mcp.downstream._connect import Connector
 from portal_mcp.errors import ConnectionNeededError

@@ -1,11 +1,12 @@
 """Dense text embeddings for search: the encoder (a static model in model2vec's format) and the on-disk cache.
 
-The bundled model (`model/`, built by `benchmarks/search_eval/build_search_model.py`, refitted on sentences
-by `benchmarks/search_eval/tokenlearn.py` and fine-tuned on (query, tool) pairs by
-`benchmarks/search_eval/contrastive.py`) holds one vector per token learned from all-MiniLM-L6-v2: a text's vector is the normalised mean of its tokens' vectors, so
-embedding 10,000 tools takes about a second on one core and a query well under a millisecond, with no
-transformer at run time. `search: {model: NAME_OR_PATH}` loads another model in model2vec's format (a folder, or
-a hub name such as `minishlab/potion-base-8M`, downloaded when the machine is online).
+The bundled model (`model/`, built by `benchmarks/search_eval/build_search_model.py`, refitted on sentences by
+`benchmarks/search_eval/tokenlearn.py` and fine-tuned on (query, tool) pairs by
+`benchmarks/search_eval/contrastive.py`) holds one vector per token learned from all-MiniLM-L6-v2: a text's vector
+is the normalised mean of its tokens' vectors, so embedding 10,000 tools takes about a second on one core and a
+query well under a millisecond, with no transformer at run time. `search: {model: NAME_OR_PATH}` loads another model
+in model2vec's format (a folder, or a hub name such as `minishlab/potion-base-8M`, downloaded when the machine is
+online).
 
 Vectors are cached on disk per model, keyed by a hash of each text: a restart or a catalog change only embeds
 the texts that changed. The cache is a plain .npz file written atomically (several portals may share it).
