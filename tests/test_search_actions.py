@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from mcp_types import Tool
+from mcp_types import Tool, ToolAnnotations
 
 from portal_mcp.catalog.model import Catalog
 from portal_mcp.catalog.search import SearchIndex
@@ -69,6 +69,18 @@ def test_a_tools_action_is_its_names_first_verb_past_a_server_prefix() -> None:
     assert actions["stop_video"] == "stop"
     assert actions["jira_get_issue"] == "read"
     assert actions["jira_add_comment"] == "create"
+
+
+def test_a_name_without_a_verb_reads_when_the_tool_declares_itself_read_only() -> None:
+    def action(name: str, read_only: bool | None) -> str | None:
+        hints = None if read_only is None else ToolAnnotations(read_only_hint=read_only)
+        listed = Tool(name=name, description="", input_schema={"type": "object"}, annotations=hints)
+        return tool_action(next(iter(Catalog.build({"s": [listed]}))))
+
+    assert action("board_insights", True) == "read"
+    assert action("board_insights", False) is None
+    assert action("board_insights", None) is None
+    assert action("delete_board", True) == "delete"
 
 
 def test_a_question_asks_to_read_only_and_verbs_or_their_synonyms_ask_for_their_action() -> None:

@@ -38,10 +38,13 @@ QUESTION = frozenset({"read", "question"})
 
 def tool_action(entry: ToolEntry) -> str | None:
     """The action of the first verb in the tool's name (`jira_edit_comment` -> update: a server prefix is no
-    verb); None when the name has none (`take_screenshot`, `convert_time`)."""
+    verb); for a name without one, reading when the tool declares itself read-only (`readOnlyHint`: `board_insights`,
+    `budget_notifications`); else None (`take_screenshot`, `convert_time`)."""
     for word in tokenize(entry.name.replace("-", "_")):
         if word in ACTIONS:
             return ACTIONS[word]
+    if entry.annotations.get("readOnlyHint") is True:
+        return "read"
     return None
 
 
