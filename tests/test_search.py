@@ -267,6 +267,9 @@ def test_abbreviations_and_idioms_count_like_the_words_they_stand_for(bundled_in
     assert "github.create_pull_request" in top("open a PR on github")
     assert "mongodb.list_collections" in top("list collections in mongo")
     assert "filesystem.create_directory" in top("create a folder on disk")
+    assert "github.add_issue_comment" in top("reply on issue 12 of the github repo")
+    assert top("what kinds of issues can I file in jira")[0] == "atlassian.jira_get_project_issue_types"
+    assert top("latest headlines about the election")[0] == "brave_search.brave_news_search"
 
 
 def test_server_aliases_are_mined_from_names_and_prefixes_not_common_words(bundled: Catalog) -> None:
