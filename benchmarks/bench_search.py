@@ -36,7 +36,16 @@ from typing import Any
 import anyio
 import bm25s
 from common import HERE, SCHEMAS, bundled_listings
-from search_eval.evaluate import DEPTH, Query, by_split, evaluation_sets, load_queries, rank_all
+from search_eval.evaluate import (
+    DEPTH,
+    Query,
+    by_split,
+    corpus_listings,
+    evaluation_sets,
+    identities,
+    load_queries,
+    rank_all,
+)
 from search_eval.external import available
 
 from portal_mcp.benchmark import grow_listings
@@ -49,7 +58,6 @@ NAME = "search"
 FASTMCP_VENV = Path(os.environ.get("PORTAL_FASTMCP_VENV", "/tmp/fastmcp-venv"))
 FASTMCP_REQUIREMENT = "fastmcp>=4,<5"
 SNAPSHOTS_CONFIG = SCHEMAS / "snapshots.yaml"
-CORPUS = HERE.parents[1] / "shared" / "corpus" / "servers"
 DETAILS = ("auto", "full", "signature", "name")
 TOKEN_TARGET = 800
 SCALE_TOOLS = 10_000
@@ -63,7 +71,7 @@ def run() -> dict[str, Any]:
     from portal_mcp.catalog.search.embeddings import EmbeddingCache, Encoder
 
     encoder = Encoder.load()
-    sets = evaluation_sets()
+    sets = evaluation_sets(corpus=True)
     quality: dict[str, Any] = {}
     for name, source, catalog, queries in sets:
         hybrid = SearchIndex(catalog, EmbeddingCache(encoder, None))
@@ -80,7 +88,7 @@ def run() -> dict[str, Any]:
             "source": source,
             "tools": len(catalog),
             "queries": len(queries),
-            "rankers": {ranker: by_split(ranked, queries) for ranker, ranked in rankings.items()},
+            "rankers": {ranker: by_split(ranked, queries, identities(catalog)) for ranker, ranked in rankings.items()},
             "fastmcp": fastmcp,
         }
     tasks = [text for name, _, _, queries in sets if name.endswith("_tasks") for text in (q.text for q in queries)]
@@ -206,8 +214,9 @@ def _rss_mb() -> float:
 def _scale() -> dict[str, Any]:
     """Build time (empty and warm embedding cache), query latency and added memory at SCALE_TOOLS tools."""
     queries = [q.text for q in load_queries()] + [text for s in available() for text, _ in s.queries[:200]]
-    source = "shared corpus" if CORPUS.is_dir() else "bundled catalog"
-    listings = _corpus_listings() if CORPUS.is_dir() else bundled_listings()
+    corpus = corpus_listings()
+    source = "shared corpus" if corpus else "bundled catalog"
+    listings = corpus or bundled_listings()
     catalog = Catalog.build(grow_listings(listings, SCALE_TOOLS))
     before = _rss_mb()
     from portal_mcp.catalog.search import SearchIndex
@@ -263,16 +272,6 @@ def _scale() -> dict[str, Any]:
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3, 1),
         "targets": TARGETS,
     }
-
-
-def _corpus_listings() -> dict[str, list[Any]]:
-    from portal_mcp.catalog.snapshot import parse_snapshot
-
-    listings = {}
-    for path in sorted(CORPUS.glob("*.json")):
-        data = json.loads(path.read_text(encoding="utf-8"))
-        listings[path.stem] = parse_snapshot(json.dumps({"tools": data["tools"]}), source=str(path))
-    return listings
 
 
 def _install_size() -> dict[str, Any]:

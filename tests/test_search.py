@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -159,18 +160,47 @@ def test_stemming_maps_word_forms_to_one_token(words: tuple[str, ...], stemmed: 
     assert {stem(word) for word in words} == {stemmed}
 
 
-CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus" / "servers"
+CORPUS = Path(
+    os.environ.get("PORTAL_CORPUS", Path(__file__).resolve().parents[1].parent / "shared" / "corpus" / "servers")
+)
+CORPUS_SET = Path(__file__).resolve().parents[1] / "benchmarks" / "search_eval" / "corpus_queries.yaml"
 
 
 @pytest.fixture(scope="module")
-def corpus_index() -> SearchIndex:
+def corpus() -> Catalog:
     if not CORPUS.is_dir():
         pytest.skip(f"corpus not found at {CORPUS}")
     listings = {}
     for path in sorted(CORPUS.glob("*.json")):
         data = json.loads(path.read_text())
         listings[data["server"]] = [Tool.model_validate(item) for item in data["tools"]]
-    return SearchIndex(Catalog.build(listings))
+    return Catalog.build(listings)
+
+
+@pytest.fixture(scope="module")
+def corpus_index(corpus: Catalog) -> SearchIndex:
+    return SearchIndex(corpus)
+
+
+def corpus_queries() -> list[tuple[str, list[str]]]:
+    data = yaml.safe_load(CORPUS_SET.read_text(encoding="utf-8"))
+    return [(str(item["query"]), [str(name) for name in item["expected"]]) for item in data["queries"]]
+
+
+def test_the_corpus_set_holds_queries_and_names_only_spread_over_many_servers() -> None:
+    queries = corpus_queries()
+    assert len(queries) == 300
+    assert len({query for query, _ in queries}) == len(queries), "a query appears twice"
+    assert len({name.split(".")[0] for _, names in queries for name in names}) >= 80
+    assert yaml.safe_load(CORPUS_SET.read_text(encoding="utf-8")).keys() == {"queries"}
+    # Paraphrases, not the tool's name: no query says a multi-word python name as written.
+    copied = [(q, n) for q, names in queries for n in names if "_" in n.split(".")[1] and n.split(".")[1] in q]
+    assert copied == []
+
+
+def test_every_expected_tool_of_the_corpus_set_exists_in_the_corpus(corpus: Catalog) -> None:
+    unknown = [(query, name) for query, names in corpus_queries() for name in names if name not in corpus]
+    assert unknown == []
 
 
 @pytest.mark.parametrize(
@@ -268,6 +298,9 @@ def test_abbreviations_and_idioms_count_like_the_words_they_stand_for(bundled_in
     assert "github.create_pull_request" in top("open a PR on github")
     assert "mongodb.list_collections" in top("list collections in mongo")
     assert "filesystem.create_directory" in top("create a folder on disk")
+    assert "github.add_issue_comment" in top("reply on issue 12 of the github repo")
+    assert top("what kinds of issues can I file in jira")[0] == "atlassian.jira_get_project_issue_types"
+    assert top("latest headlines about the election")[0] == "brave_search.brave_news_search"
 
 
 def test_server_aliases_are_mined_from_names_and_prefixes_not_common_words(bundled: Catalog) -> None:

@@ -1,17 +1,18 @@
 """Names in search: a tool that changes, removes or stops something is found when the query asks for that, a query
-asking to make something prefers the tool that makes it over the one that reads it, and a name the query says as
-written (plural and all) beats one that only shares its stems; the words of asking politely ask for nothing."""
+asking to make something prefers the tool that makes it over the one that reads it, a question prefers tools that
+read whatever verbs it says, and a name the query says as written (plural and all) beats one that only shares its
+stems; the words of asking politely ask for nothing."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import pytest
-from mcp_types import Tool
+from mcp_types import Tool, ToolAnnotations
 
 from portal_mcp.catalog.model import Catalog
 from portal_mcp.catalog.search import SearchIndex
-from portal_mcp.catalog.search.actions import asked, tool_action, unasked
+from portal_mcp.catalog.search.actions import QUESTION, asked, tool_action, unasked
 from portal_mcp.catalog.search.words import forms, query_tokens, tokenize
 
 
@@ -70,8 +71,21 @@ def test_a_tools_action_is_its_names_first_verb_past_a_server_prefix() -> None:
     assert actions["jira_add_comment"] == "create"
 
 
-def test_a_question_asks_to_read_and_verbs_or_their_synonyms_ask_for_their_action() -> None:
-    assert asked("which users watch this issue", ["user", "watch", "issue"]) == {"read"}
+def test_a_name_without_a_verb_reads_when_the_tool_declares_itself_read_only() -> None:
+    def action(name: str, read_only: bool | None) -> str | None:
+        hints = None if read_only is None else ToolAnnotations(read_only_hint=read_only)
+        listed = Tool(name=name, description="", input_schema={"type": "object"}, annotations=hints)
+        return tool_action(next(iter(Catalog.build({"s": [listed]}))))
+
+    assert action("board_insights", True) == "read"
+    assert action("board_insights", False) is None
+    assert action("board_insights", None) is None
+    assert action("delete_board", True) == "delete"
+
+
+def test_a_question_asks_to_read_only_and_verbs_or_their_synonyms_ask_for_their_action() -> None:
+    assert asked("which users watch this issue", ["user", "watch", "issue"]) == QUESTION
+    assert asked("which issues did we create", ["issu", "creat"]) == QUESTION
     assert asked("get rid of the comment", ["delet", "comment"]) == {"delete"}
     assert asked("comment on the issue", ["comment", "issue"]) == frozenset()
 
@@ -83,6 +97,12 @@ def test_reading_is_unasked_only_when_the_query_asks_for_something_else() -> Non
     assert unasked("delete", frozenset())
     assert not unasked("delete", frozenset({"delete"}))
     assert not unasked("create", frozenset({"read"}))
+
+
+def test_a_question_leaves_out_every_tool_that_makes_changes_removes_or_stops() -> None:
+    assert not unasked("read", QUESTION)
+    assert not unasked(None, QUESTION)
+    assert all(unasked(action, QUESTION) for action in ("create", "update", "delete", "stop"))
 
 
 @pytest.mark.parametrize(

@@ -290,6 +290,16 @@ def test_a_query_naming_a_server_tells_its_tools_apart_by_their_verbs(encoder: E
     assert names(index, "mute a grafana alert for an hour", 1) == ["grafana.alerting_silences_write"]
 
 
+def test_a_question_finds_the_tool_that_reads_whatever_verbs_it_says(encoder: Encoder) -> None:
+    # "which labels did we add" asks what there is, not to add one: every tool that makes or changes things waits.
+    snapshots = Path(__file__).resolve().parents[1] / "schemas"
+    bundled = Catalog.build({name: load_snapshot(snapshots / f"{name}.json") for name in ("gitlab", "grafana")})
+    index = SearchIndex(bundled, EmbeddingCache(encoder, None))
+    assert names(index, "which labels did we add to the gitlab project", 1) == ["gitlab.list_labels"]
+    assert names(index, "which silences have we added in grafana", 1) == ["grafana.alerting_silences_read"]
+    assert names(index, "add a label to the gitlab project", 1) == ["gitlab.create_label"]
+
+
 def test_abbreviations_and_idioms_are_spelled_out_for_the_query_vector(encoder: Encoder) -> None:
     assert spelled_out("scale the k8s pods of my repos, then get rid of the PRs") == [
         "kubernetes",

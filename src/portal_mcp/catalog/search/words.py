@@ -60,6 +60,10 @@ EQUIVALENTS = {
     "thumbs up": "emoji reaction",
     "share price": "stock price",
     "share prices": "stock prices",
+    "colour": "color",
+    "colours": "colors",
+    "reboot": "restart",
+    "address book": "contacts",
 }
 RELATED = {
     # actions
@@ -87,6 +91,8 @@ RELATED = {
     "fetch": "get",
     "retrieve": "get",
     "remove": "delete",
+    "detach": "remove delete",
+    "take off": "remove",
     "delete": "remove",
     "drop": "delete",
     "erase": "delete",
@@ -104,6 +110,8 @@ RELATED = {
     "notify": "send post",
     "give": "assign",
     "land": "merge",
+    "reply": "comment",
+    "duplicate": "clone copy",
     "restart": "retry",
     "abort": "cancel stop",
     "halt": "stop cancel",
@@ -134,6 +142,10 @@ RELATED = {
     "permit": "allow",
     "who": "user member",
     # things
+    "headline": "news",
+    "headlines": "news",
+    "kind": "type",
+    "kinds": "types",
     "ticket": "issue",
     "bug": "issue",
     "error": "issue",
