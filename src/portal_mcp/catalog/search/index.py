@@ -41,7 +41,7 @@ from portal_mcp.catalog.model import Catalog, ToolEntry
 from portal_mcp.catalog.search.actions import asked, tool_action, unasked
 from portal_mcp.catalog.search.built import Built, build
 from portal_mcp.catalog.search.embeddings import EmbeddingCache, Vectors
-from portal_mcp.catalog.search.intents import interleave, split_intents
+from portal_mcp.catalog.search.intents import fuse, split_intents
 from portal_mcp.catalog.search.stored import IndexStore
 from portal_mcp.catalog.search.text import document
 from portal_mcp.catalog.search.words import (
@@ -81,6 +81,8 @@ NAMED_DENSE_SHARE = 0.2
 """When the query names a server whose tools its words match, meaning weighs this share of `DENSE_WEIGHT`: naming the
 server already chose the domain (what meaning is good at), and choosing among its tools ("list" or "create" pull
 requests) is the words' job (tuned on train: 0.1 to 0.2 best, own recall@1 0.734 -> 0.780, other sets unchanged)."""
+FUSE_DEPTH = 20
+"""A whole task's rankings (its own and each intent's) are fused from this many tools each (`intents.fuse`)."""
 TASK_NAMED_SHARE = 0.05
 """The same share for a whole task's own ranking (the first group, `search_intents`): its vector blurs several
 intents, so among the servers it names its words decide (0 to 0.05 measured alike on train; 0.2 loses own_tasks
@@ -163,10 +165,11 @@ class SearchIndex:
         """The best `limit` tools for `query`, optionally of one server or a set of servers, never one named in
         `exclude` (qualified names); [] for a blank query. A whole task ("find X, then save it as Y") ranks the
         best tools of each of its intents first, in turn (`search_intents`)."""
-        groups = self.search_intents(query, server=server, servers=servers, limit=limit, exclude=exclude)
+        depth = max(limit, FUSE_DEPTH)
+        groups = self.search_intents(query, server=server, servers=servers, limit=depth, exclude=exclude)
         if len(groups) == 1:
-            return groups[0][1]
-        return interleave([hits for _, hits in groups], limit, lambda hit: hit.entry.qualified_name)
+            return groups[0][1][:limit]
+        return fuse([hits for _, hits in groups], limit, lambda hit: hit.entry.qualified_name)
 
     def search_intents(
         self,
