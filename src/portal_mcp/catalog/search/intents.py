@@ -22,9 +22,23 @@ MAX_INTENTS = 10
 tasks, which need 3 to 10 tools: 6 intents find 0.58 of a task's tools in the first 10, 8 find 0.62, 10 find 0.64;
 every other set's train split unchanged)."""
 _STEP = re.compile(r"(?:^|\s)(?:\d+[.)]|[-*•])\s+")
+# A sentence ends at ".", "!", "?" or ";", but not after an abbreviation or an initial ("equity vs. equality",
+# "e.g. a CSV", "J. K. Rowling").
 _SENTENCE = re.compile(
-    r"[.!?;]+(?:\s+|$)|\n+|,?\s+(?:and\s+then|then|after\s+that|afterwards|finally)\s+", re.IGNORECASE
+    r"(?<!\bvs)(?<!\be\.g)(?<!\bi\.e)(?<!\bdr)(?<!\bmr)(?<!\bms)(?<!\bmrs)(?<!\bst)(?<!\bno)(?<!\b[a-z])"
+    r"[.!?;]+(?:\s+|$)|\n+|,?\s+(?:and\s+then|then|after\s+that|afterwards|finally)\s+",
+    re.IGNORECASE,
 )
+# Words that only chain steps, at either end of a piece: "First, show me ...", "..., and".
+_LEADING = re.compile(
+    r"^(?:(?:and|then|first(?:ly)?|second(?:ly)?|next|finally|lastly|also|additionally|afterwards|after\s+that)"
+    r"\b[\s,:]*)+",
+    re.IGNORECASE,
+)
+_TRAILING = re.compile(r"[\s,]+(?:and|then|or)$", re.IGNORECASE)
+# A piece that only says where or with what ("From the Numbers API, get a fact", "On Kanji alive, list ...") belongs
+# to the step that follows it.
+_FRONTED = re.compile(r"^(?:from|on|in|at|using|with|via|through|inside|within|for|by)\b", re.IGNORECASE)
 # "," or "and" start a new intent only before a word that asks for an action or a question: "find the repos,
 # read the wiki and save a summary" splits, "papers on climate, oceans and currents" does not. The verbs are the
 # common ones of agent tasks (more of them, and "and also": 0.78 -> 0.84 of a task's tools in the first 10 on
@@ -41,6 +55,7 @@ _VERBS = (
 )
 _QUESTIONS = "how what which whether where when who why"
 ACTIONS = sorted({*_VERBS.split(), *_QUESTIONS.split()})
+_ASKING = frozenset(ACTIONS)
 _JOIN = re.compile(
     rf",\s*(?:and\s+)?(?=(?:{'|'.join(ACTIONS)})\b)|\s+and\s+(?:also\s+)?(?=(?:{'|'.join(ACTIONS)})\b)"
     # "..., and also ...", "... as well as ...": a new request whatever word follows. (Splitting before "can you"
@@ -54,6 +69,11 @@ def content_words(text: str) -> list[str]:
     return [word for word in WORD.findall(text.lower()) if word not in STOPWORDS]
 
 
+def _only_where(piece: str) -> bool:
+    """A piece saying only where or with what a step happens: it starts with such a preposition and asks nothing."""
+    return bool(_FRONTED.match(piece)) and not any(word in _ASKING for word in WORD.findall(piece.lower()))
+
+
 def split_intents(query: str) -> list[str]:
     """The query's intents in order: pieces with at least `MIN_WORDS` content words (at most `MAX_INTENTS`);
     a single-intent query gives `[query]`."""
@@ -63,11 +83,11 @@ def split_intents(query: str) -> list[str]:
             pieces.extend(_JOIN.split(sentence))
     intents: list[str] = []
     pending = ""
-    for piece in (piece.strip(" ,") for piece in pieces):
+    for piece in (_TRAILING.sub("", _LEADING.sub("", piece.strip(" ,"))).strip(" ,") for piece in pieces):
         if not piece:
             continue
         piece = f"{pending} {piece}".strip() if pending else piece
-        if len(content_words(piece)) < MIN_WORDS:
+        if len(content_words(piece)) < MIN_WORDS or _only_where(piece):
             pending = piece
             continue
         pending = ""
