@@ -83,6 +83,11 @@ server already chose the domain (what meaning is good at), and choosing among it
 requests) is the words' job (tuned on train: 0.1 to 0.2 best, own recall@1 0.734 -> 0.780, other sets unchanged)."""
 FUSE_DEPTH = 20
 """A whole task's rankings (its own and each intent's) are fused from this many tools each (`intents.fuse`)."""
+STEP_SIMILARITY = 0.3
+UNSURE_STEP_WEIGHT = 0.5
+"""A whole task's intent whose best tools are all further than `STEP_SIMILARITY` by meaning counts this much in the
+task's ranking (`task_ranking`; train splits: TRAJECT-Bench needed@10 0.638 -> 0.646, recall@5 0.919 -> 0.927, every
+other set within a query; 0.35 or 0.4, or a weight of 0.3, lose own_tasks or MetaTool's tasks 0.004 to 0.01)."""
 TASK_NAMED_SHARE = 0.05
 """The same share for a whole task's own ranking (the first group, `search_intents`): its vector blurs several
 intents, so among the servers it names its words decide (0 to 0.05 measured alike on train; 0.2 loses own_tasks
@@ -165,11 +170,10 @@ class SearchIndex:
         """The best `limit` tools for `query`, optionally of one server or a set of servers, never one named in
         `exclude` (qualified names); [] for a blank query. A whole task ("find X, then save it as Y") ranks the
         best tools of each of its intents first, in turn (`search_intents`)."""
-        depth = max(limit, FUSE_DEPTH)
-        groups = self.search_intents(query, server=server, servers=servers, limit=depth, exclude=exclude)
+        groups = self.search_intents(query, server=server, servers=servers, limit=limit, exclude=exclude)
         if len(groups) == 1:
-            return groups[0][1][:limit]
-        return fuse([hits for _, hits in groups], limit, lambda hit: hit.entry.qualified_name)
+            return groups[0][1]
+        return task_ranking(groups, limit)
 
     def search_intents(
         self,
@@ -180,14 +184,17 @@ class SearchIndex:
         limit: int = 5,
         exclude: Collection[str] = (),
     ) -> list[tuple[str, list[SearchHit]]]:
-        """(intent, its best `limit` tools) for each intent of the query, in order; one group for a plain query."""
+        """(intent, its best tools) for each intent of the query, in order: one group of `limit` tools for a plain
+        query; for a whole task, the task itself first, then each intent, with `FUSE_DEPTH` tools each (at least
+        `limit`) for `intents.fuse` to choose the task's best `limit` from."""
         intents = split_intents(query)
-        if len(intents) > 1:
-            # The whole task ranks first: its best tool is often what every intent needs (and its words say more).
-            intents = [query, *intents]
+        if len(intents) == 1:
+            return [(query, self._search(query, server, servers, limit, exclude))]
+        depth = max(limit, FUSE_DEPTH)
+        # The whole task ranks first: its best tool is often what every intent needs (and its words say more).
         return [
-            (intent, self._search(intent, server, servers, limit, exclude, task=len(intents) > 1 and number == 0))
-            for number, intent in enumerate(intents)
+            (intent, self._search(intent, server, servers, depth, exclude, task=number == 0))
+            for number, intent in enumerate([query, *intents])
         ]
 
     def _search(
@@ -351,6 +358,19 @@ class SearchIndex:
     def _mentioned(self, tokens: Iterable[str]) -> set[int]:
         """The servers the query names, by their mined aliases."""
         return {server for token in tokens for server in self._parts.aliases.get(token, ())}
+
+
+def task_ranking(groups: Sequence[tuple[str, Sequence[SearchHit]]], limit: int) -> list[SearchHit]:
+    """A whole task's best `limit` tools from `search_intents`' groups (the task's own ranking, then each intent's),
+    fused by `intents.fuse`. An intent none of whose best 3 tools is near it by meaning (`STEP_SIMILARITY`) weighs
+    `UNSURE_STEP_WEIGHT`: it is often a step that needs no tool ("keep it short", "I'm new to this")."""
+    weights = [1.0] + [1.0 if _sure(hits) else UNSURE_STEP_WEIGHT for _, hits in groups[1:]]
+    return fuse([hits for _, hits in groups], limit, lambda hit: hit.entry.qualified_name, weights)
+
+
+def _sure(hits: Sequence[SearchHit]) -> bool:
+    similarities = [hit.similarity for hit in hits[:3] if hit.similarity is not None]
+    return not hits or hits[0].similarity is None or max(similarities, default=0.0) >= STEP_SIMILARITY
 
 
 def _best(scores: Scores, keep: np.ndarray[Any, np.dtype[np.bool_]], depth: int) -> np.ndarray[Any, Any]:

@@ -102,7 +102,9 @@ def split_intents(query: str) -> list[str]:
     return intents[:MAX_INTENTS]
 
 
-def fuse(groups: Sequence[Sequence[T]], limit: int, key: Callable[[T], Hashable]) -> list[T]:
+def fuse(
+    groups: Sequence[Sequence[T]], limit: int, key: Callable[[T], Hashable], weights: Sequence[float] = ()
+) -> list[T]:
     """One flat ranking from several (the whole task's, then each intent's): an item scores 1/rank in every group
     that has it, summed (reciprocal rank fusion). Each intent's best tool comes near the top, right after the whole
     task's best, in the order the task names them; a tool that several intents (or the task and an intent) rank
@@ -111,13 +113,15 @@ def fuse(groups: Sequence[Sequence[T]], limit: int, key: Callable[[T], Hashable]
     Measured on the train splits against the earlier round-robin (the whole task 2 tools a round, each intent 1):
     share of a task's tools in the first 10 own_tasks 0.910 -> 0.928, TRAJECT-Bench 0.569 -> 0.582 (with
     `MAX_INTENTS` 10: 0.637), MetaTool's tasks 0.849 -> 0.851; giving the whole task more weight (1.25, 1.5) or a
-    rank offset (1/(k + rank), k 0.5 to 10) measured lower."""
+    rank offset (1/(k + rank), k 0.5 to 10) measured lower. `weights` (1 for each group not given) scale a
+    group's share."""
     scores: dict[Hashable, float] = {}
     items: dict[Hashable, T] = {}
-    for group in groups:
+    for number, group in enumerate(groups):
+        weight = weights[number] if number < len(weights) else 1.0
         for rank, item in enumerate(group, 1):
             name = key(item)
             items.setdefault(name, item)
-            scores[name] = scores.get(name, 0.0) + 1.0 / rank
+            scores[name] = scores.get(name, 0.0) + weight / rank
     order = sorted(scores, key=lambda name: -scores[name])  # stable: ties keep the order first seen
     return [items[name] for name in order[:limit]]
