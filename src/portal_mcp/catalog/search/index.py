@@ -41,7 +41,7 @@ from portal_mcp.catalog.model import Catalog, ToolEntry
 from portal_mcp.catalog.search.actions import asked, tool_action, unasked
 from portal_mcp.catalog.search.built import Built, build
 from portal_mcp.catalog.search.embeddings import EmbeddingCache, Vectors
-from portal_mcp.catalog.search.intents import fuse, split_intents
+from portal_mcp.catalog.search.intents import fuse, split_intents, step_weights
 from portal_mcp.catalog.search.stored import IndexStore
 from portal_mcp.catalog.search.text import document
 from portal_mcp.catalog.search.words import (
@@ -83,11 +83,6 @@ server already chose the domain (what meaning is good at), and choosing among it
 requests) is the words' job (tuned on train: 0.1 to 0.2 best, own recall@1 0.734 -> 0.780, other sets unchanged)."""
 FUSE_DEPTH = 20
 """A whole task's rankings (its own and each intent's) are fused from this many tools each (`intents.fuse`)."""
-STEP_SIMILARITY = 0.3
-UNSURE_STEP_WEIGHT = 0.5
-"""A whole task's intent whose best tools are all further than `STEP_SIMILARITY` by meaning counts this much in the
-task's ranking (`task_ranking`; train splits: TRAJECT-Bench needed@10 0.638 -> 0.646, recall@5 0.919 -> 0.927, every
-other set within a query; 0.35 or 0.4, or a weight of 0.3, lose own_tasks or MetaTool's tasks 0.004 to 0.01)."""
 TASK_NAMED_SHARE = 0.05
 """The same share for a whole task's own ranking (the first group, `search_intents`): its vector blurs several
 intents, so among the servers it names its words decide (0 to 0.05 measured alike on train; 0.2 loses own_tasks
@@ -362,15 +357,9 @@ class SearchIndex:
 
 def task_ranking(groups: Sequence[tuple[str, Sequence[SearchHit]]], limit: int) -> list[SearchHit]:
     """A whole task's best `limit` tools from `search_intents`' groups (the task's own ranking, then each intent's),
-    fused by `intents.fuse`. An intent none of whose best 3 tools is near it by meaning (`STEP_SIMILARITY`) weighs
-    `UNSURE_STEP_WEIGHT`: it is often a step that needs no tool ("keep it short", "I'm new to this")."""
-    weights = [1.0] + [1.0 if _sure(hits) else UNSURE_STEP_WEIGHT for _, hits in groups[1:]]
+    fused by `intents.fuse` with each intent weighed by how near its best tools are (`intents.step_weights`)."""
+    weights = step_weights([[hit.similarity for hit in hits] for _, hits in groups[1:]])
     return fuse([hits for _, hits in groups], limit, lambda hit: hit.entry.qualified_name, weights)
-
-
-def _sure(hits: Sequence[SearchHit]) -> bool:
-    similarities = [hit.similarity for hit in hits[:3] if hit.similarity is not None]
-    return not hits or hits[0].similarity is None or max(similarities, default=0.0) >= STEP_SIMILARITY
 
 
 def _best(scores: Scores, keep: np.ndarray[Any, np.dtype[np.bool_]], depth: int) -> np.ndarray[Any, Any]:
