@@ -58,6 +58,8 @@ _VERBS = (
     " register remind remove rename reply report research resolve restart retrieve review run save schedule"
     " scrape search send set share show sort start stop store subscribe suggest summarize take tell test track"
     " transcribe translate understand update upload visit visualize write"
+    # British spellings
+    " analyse organise summarise visualise"
 )
 _QUESTIONS = "how what which whether where when who why"
 ACTIONS = sorted({*_VERBS.split(), *_QUESTIONS.split()})
