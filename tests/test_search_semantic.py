@@ -12,7 +12,9 @@ from mcp_types import Tool
 from portal_mcp.catalog.model import Catalog
 from portal_mcp.catalog.search import SearchIndex
 from portal_mcp.catalog.search.embeddings import EmbeddingCache, Encoder, search_embeddings
-from portal_mcp.catalog.search.intents import split_intents
+from portal_mcp.catalog.search.index import SearchHit, task_ranking
+from portal_mcp.catalog.search.intents import MAX_INTENTS, fuse, split_intents
+from portal_mcp.catalog.search.reply import task_reply
 from portal_mcp.catalog.search.words import spelled_out
 from portal_mcp.catalog.snapshot import load_snapshot
 from portal_mcp.config import parse_config
@@ -184,6 +186,37 @@ def test_a_plain_query_and_a_list_of_nouns_stay_one_intent() -> None:
     assert split_intents("read and write files") == ["read and write files"]
 
 
+def test_chaining_words_abbreviations_and_a_fronted_place_do_not_make_intents_of_their_own() -> None:
+    assert split_intents(
+        "First, list the open pull requests. After that, compare equity vs. equality in the docs, and finally "
+        "email the report to Dr. Smith"
+    ) == ["list the open pull requests", "compare equity vs. equality in the docs", "email the report to Dr. Smith"]
+    assert split_intents("From the Numbers API, get a math fact. On Kanji alive, list kanji with 16 strokes.") == [
+        "From the Numbers API get a math fact",
+        "On Kanji alive list kanji with 16 strokes",
+    ]
+
+
+def test_a_long_task_keeps_up_to_max_intents_steps() -> None:
+    steps = [f"{verb} the {noun} report" for verb, noun in zip(
+        ("find", "read", "convert", "translate", "summarize", "upload", "share", "print", "email", "archive", "post"),
+        ("sales", "budget", "travel", "hiring", "audit", "design", "support", "legal", "market", "risk", "quality"),
+        strict=True,
+    )]  # fmt: skip
+    intents = split_intents(". ".join(steps))
+    assert intents == steps[:MAX_INTENTS]
+
+
+def test_fusing_rankings_puts_each_intents_best_first_and_a_tool_several_want_before_one_only_one_wants() -> None:
+    task = ["a", "b", "c"]
+    first = ["d", "b"]
+    second = ["e", "f", "b"]
+    # 1/rank summed: a, d and e score 1 (ties keep the order first seen), b 1/2 + 1/2 + 1/3, c 1/3, f 1/2.
+    assert fuse([task, first, second], 10, str) == ["b", "a", "d", "e", "f", "c"]
+    assert fuse([task, first, second], 2, str) == ["b", "a"]
+    assert fuse([task, ["d"], ["e"]], 3, str) == ["a", "d", "e"]
+
+
 def test_each_intent_of_a_task_gets_its_own_tools_and_the_flat_ranking_holds_them_all(encoder: Encoder) -> None:
     index = SearchIndex(CATALOG, EmbeddingCache(encoder, None))
     task = "get the popular videos on bilibili, then save the list as Markdown to a file"
@@ -196,6 +229,53 @@ def test_each_intent_of_a_task_gets_its_own_tools_and_the_flat_ranking_holds_the
     assert groups[1][1][0].entry.qualified_name == "bilibili.get_popular_videos"
     assert groups[2][1][0].entry.qualified_name == "filesystem.write_file"
     assert {"bilibili.get_popular_videos", "filesystem.write_file"} <= set(names(index, task, 3))
+
+
+def test_a_task_reply_shows_the_flat_rankings_first_tools_each_under_the_step_it_fits(encoder: Encoder) -> None:
+    catalog = Catalog.build({path.stem: load_snapshot(path) for path in sorted(SNAPSHOT.parent.glob("*.json"))})
+    index = SearchIndex(catalog, EmbeddingCache(encoder, None))
+    task = (
+        "List the open pull requests of the portal repo, then create a jira ticket for each failing check. "
+        "Post a summary to the team's slack channel. Keep it short and friendly."
+    )
+    groups = index.search_intents(task, limit=3)
+    assert len(groups) == 5  # the task itself, then its four steps
+    reply, shown = task_reply(groups, 3, "auto")
+    best = [hit.entry.qualified_name for hit in index.search(task, limit=3)]
+    assert sorted(shown) == sorted(best) and len(shown) == 3
+    blocks = reply.split("\n## ")[1:]
+    assert [block.splitlines()[0] for block in blocks] == [
+        "1. List the open pull requests of the portal repo",
+        "2. create a jira ticket for each failing check",
+        "3. Post a summary to the team's slack channel",
+        "4. Keep it short and friendly",
+    ]
+    assert "# github.list_pull_requests" in blocks[0]
+    assert "# atlassian.jira_batch_create_issues" in blocks[1]
+    assert "# slack.slack_post_message" in blocks[2]
+    assert "# no tool of its own among the best" in blocks[3]  # the reply holds 3 tools, not one per step
+    assert reply.count("async def ") == 3 and reply.count("    Args:") <= 1  # one tool with full docs
+
+
+def test_a_step_whose_tools_are_all_far_by_meaning_counts_less_in_the_tasks_ranking() -> None:
+    entries = {entry.qualified_name: entry for entry in CATALOG}
+
+    def hit(name: str, similarity: float) -> SearchHit:
+        return SearchHit(entries[name], 1.0, similarity)
+
+    task = ("get the popular videos, chat a little, then save them", [hit("bilibili.get_popular_videos", 0.5)])
+    chat = ("chat a little", [hit("stripe.create_refund", 0.1), hit("weather.get_forecast", 0.05)])
+    save = ("save them", [hit("filesystem.write_file", 0.45)])
+    # Unweighted, each step's best scores 1 and the earlier step wins the tie; the unsure one counts half.
+    assert [h.entry.qualified_name for h in task_ranking([task, chat, save], 2)] == [
+        "bilibili.get_popular_videos",
+        "filesystem.write_file",
+    ]
+    sure = ("chat a little", [hit("stripe.create_refund", 0.6)])
+    assert [h.entry.qualified_name for h in task_ranking([task, sure, save], 2)] == [
+        "bilibili.get_popular_videos",
+        "stripe.create_refund",
+    ]
 
 
 def test_a_weak_best_match_is_called_weak_and_a_good_one_is_not(encoder: Encoder) -> None:

@@ -13,8 +13,17 @@ Each set is a JSON file `{"name", "source", "licence", "servers": {server: [MCP 
   copied here: `python benchmarks/search_eval/external.py --mcptoolbench GIT_DIR` builds it from a clone into
   the cache folder (`$PORTAL_SEARCH_EVAL_CACHE`, default ~/.cache/portal-mcp/search-eval); the benchmark skips
   it when absent.
+- `traject_tasks` (PengfeiHePower/TRAJECT-Bench, MIT): multi-step agent tasks over 674 RapidAPI endpoints of 160
+  APIs in ten domains (each API a server, each endpoint a tool), each task needing 3 to 10 of them: its sequential
+  tasks ("first list the countries, then ...") and its parallel ones in both wordings, the plain one ("check the
+  snow at Badger Pass, grab the latest observations and flag any alerts") and the hard one, whose steps are
+  implicit ("Family in tow and nap windows to hit ... start with mountain snowpack ..."); a hash-chosen tenth of
+  its 5,270 tasks, scored as whole tasks. Built into the cache like `mcptoolbench` (snapshot data stays out of
+  the repo): `--traject GIT_DIR`. Its labels name tools by "API: endpoint"; the few that name an endpoint its
+  domain's tool list lacks are dropped.
 
-    python benchmarks/search_eval/external.py --metatool METATOOL_GIT_DIR --mcptoolbench MCPTOOLBENCH_GIT_DIR
+    python benchmarks/search_eval/external.py --metatool METATOOL_GIT_DIR --mcptoolbench MCPTOOLBENCH_GIT_DIR \
+        --traject TRAJECT_GIT_DIR
 
 (GIT_DIR is a clone or a bare mirror: files are read with `git show HEAD:PATH`, nothing of their code is used.)
 """
@@ -26,6 +35,7 @@ import csv
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 import zlib
@@ -139,12 +149,80 @@ def _server(name: str) -> str:
     return name.replace("-", "_").lower()
 
 
+TRAJECT_DOMAINS = (
+    "Education", "Email", "Finance", "Gaming", "Mapping", "Music", "News_Media", "Travel", "Weather", "eCommerce"
+)  # fmt: skip
+TRAJECT_FILES = ("sequential/{}/traj_query.json", "parallel/{}/simple_ver.json", "parallel/{}/hard_ver.json")
+TRAJECT_SAMPLE = 10  # keep tasks whose adler32 is 0 modulo this
+_TYPES = {"NUMBER": "number", "BOOLEAN": "boolean", "ARRAY": "array", "OBJECT": "object"}
+
+
+def traject(git_dir: Path) -> dict[str, Any]:
+    """TRAJECT-Bench's tools (one server per API) and a sample of its tasks; files too big for a snapshot (its
+    News_Media parallel tasks in some copies) are skipped."""
+    servers: dict[str, dict[str, dict[str, Any]]] = {}
+    labels: dict[str, str] = {}
+    for domain in TRAJECT_DOMAINS:
+        for tool in json.loads(_show(git_dir, f"public_data/tools/{domain}_tool.json")):
+            server = _slug(tool["parent tool name"])
+            tools = servers.setdefault(server, {})
+            if tool["tool name"] in labels:
+                continue
+            name = _slug(tool["API name"])
+            while name in tools:
+                name += "_2"
+            tools[name] = {
+                "name": name,
+                "title": tool["API name"],
+                "description": tool.get("tool description") or "",
+                "inputSchema": _schema(tool.get("required_parameters") or [], tool.get("optional_parameters") or []),
+            }
+            labels[tool["tool name"]] = f"{server}.{name}"
+    queries = []
+    for domain in TRAJECT_DOMAINS:
+        for pattern in TRAJECT_FILES:
+            try:
+                items = json.loads(_show(git_dir, "public_data/" + pattern.format(domain)))
+            except subprocess.CalledProcessError:
+                continue
+            for item in items:
+                text = str(item["query"])
+                expected = list(
+                    dict.fromkeys(labels[t["tool name"]] for t in item["tool list"] if t["tool name"] in labels)
+                )
+                if expected and zlib.adler32(text.encode()) % TRAJECT_SAMPLE == 0:
+                    queries.append({"query": text, "expected": expected})
+    return {
+        "name": "traject_tasks",
+        "source": "https://github.com/PengfeiHePower/TRAJECT-Bench (public_data/)",
+        "licence": "MIT: built locally, not redistributed",
+        "servers": {server: list(tools.values()) for server, tools in sorted(servers.items())},
+        "queries": queries,
+    }
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_") or "tool"
+
+
+def _schema(required: list[dict[str, Any]], optional: list[dict[str, Any]]) -> dict[str, Any]:
+    properties = {
+        str(param["name"]): {
+            "type": _TYPES.get(str(param.get("type", "")).upper(), "string"),
+            "description": str(param.get("description") or ""),
+        }
+        for param in [*required, *optional]
+    }
+    return {"type": "object", "properties": properties, "required": [str(param["name"]) for param in required]}
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--metatool", type=Path, help="git dir of HowieHwong/MetaTool: rewrites datasets/metatool*.json"
     )
     parser.add_argument("--mcptoolbench", type=Path, help="git dir of mcp-tool-bench/MCPToolBenchPP: builds the cache")
+    parser.add_argument("--traject", type=Path, help="git dir of PengfeiHePower/TRAJECT-Bench: builds the cache")
     args = parser.parse_args(argv)
     written = []
     if args.metatool:
@@ -156,6 +234,10 @@ def main(argv: list[str]) -> int:
         CACHE.mkdir(parents=True, exist_ok=True)
         written.append(CACHE / "mcptoolbench.json")
         written[-1].write_text(json.dumps(mcptoolbench(args.mcptoolbench), ensure_ascii=False), encoding="utf-8")
+    if args.traject:
+        CACHE.mkdir(parents=True, exist_ok=True)
+        written.append(CACHE / "traject_tasks.json")
+        written[-1].write_text(json.dumps(traject(args.traject), ensure_ascii=False), encoding="utf-8")
     for path in written:
         print(path, file=sys.stderr)
     return 0

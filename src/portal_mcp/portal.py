@@ -277,7 +277,7 @@ class Portal:
             if not hits and not any(found for _, found in intents):
                 reply = f"No tools match {query!r}.{hint}\n\n" + self.overview(scope, hidden=hidden)
             elif intents:
-                reply, shown = task_reply(intents, limit, detail)
+                reply, shown = task_reply(groups, limit, detail)
                 shown_entries = [entry for name in shown if (entry := self._catalog.get(name)) is not None]
                 reply += principal.rules.approval_note(shown_entries)
             elif index.weak(words, hits):

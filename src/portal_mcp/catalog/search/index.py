@@ -42,7 +42,7 @@ from portal_mcp.catalog.model import Catalog, ToolEntry
 from portal_mcp.catalog.search.actions import asked, tool_action, unasked
 from portal_mcp.catalog.search.built import Built, build
 from portal_mcp.catalog.search.embeddings import EmbeddingCache, Vectors
-from portal_mcp.catalog.search.intents import interleave, split_intents
+from portal_mcp.catalog.search.intents import fuse, split_intents, step_weights
 from portal_mcp.catalog.search.routing import named
 from portal_mcp.catalog.search.stored import IndexStore
 from portal_mcp.catalog.search.text import document
@@ -83,6 +83,8 @@ NAMED_DENSE_SHARE = 0.2
 """When the query names a server whose tools its words match, meaning weighs this share of `DENSE_WEIGHT`: naming the
 server already chose the domain (what meaning is good at), and choosing among its tools ("list" or "create" pull
 requests) is the words' job (tuned on train: 0.1 to 0.2 best, own recall@1 0.734 -> 0.780, other sets unchanged)."""
+FUSE_DEPTH = 20
+"""A whole task's rankings (its own and each intent's) are fused from this many tools each (`intents.fuse`)."""
 TASK_NAMED_SHARE = 0.05
 """The same share for a whole task's own ranking (the first group, `search_intents`): its vector blurs several
 intents, so among the servers it names its words decide (0 to 0.05 measured alike on train; 0.2 loses own_tasks
@@ -174,7 +176,7 @@ class SearchIndex:
         groups = self.search_intents(query, server=server, servers=servers, limit=limit, exclude=exclude)
         if len(groups) == 1:
             return groups[0][1]
-        return interleave([hits for _, hits in groups], limit, lambda hit: hit.entry.qualified_name)
+        return task_ranking(groups, limit)
 
     def search_intents(
         self,
@@ -185,14 +187,17 @@ class SearchIndex:
         limit: int = 5,
         exclude: Collection[str] = (),
     ) -> list[tuple[str, list[SearchHit]]]:
-        """(intent, its best `limit` tools) for each intent of the query, in order; one group for a plain query."""
+        """(intent, its best tools) for each intent of the query, in order: one group of `limit` tools for a plain
+        query; for a whole task, the task itself first, then each intent, with `FUSE_DEPTH` tools each (at least
+        `limit`) for `intents.fuse` to choose the task's best `limit` from."""
         intents = split_intents(query)
-        if len(intents) > 1:
-            # The whole task ranks first: its best tool is often what every intent needs (and its words say more).
-            intents = [query, *intents]
+        if len(intents) == 1:
+            return [(query, self._search(query, server, servers, limit, exclude))]
+        depth = max(limit, FUSE_DEPTH)
+        # The whole task ranks first: its best tool is often what every intent needs (and its words say more).
         return [
-            (intent, self._search(intent, server, servers, limit, exclude, task=len(intents) > 1 and number == 0))
-            for number, intent in enumerate(intents)
+            (intent, self._search(intent, server, servers, depth, exclude, task=number == 0))
+            for number, intent in enumerate([query, *intents])
         ]
 
     def _search(
@@ -352,6 +357,13 @@ class SearchIndex:
 
     def _scores(self, tokens: list[str]) -> Scores:
         return self._parts.documents.scores(tokens) + HEADLINE_BOOST * self._parts.headlines.scores(tokens)
+
+
+def task_ranking(groups: Sequence[tuple[str, Sequence[SearchHit]]], limit: int) -> list[SearchHit]:
+    """A whole task's best `limit` tools from `search_intents`' groups (the task's own ranking, then each intent's),
+    fused by `intents.fuse` with each intent weighed by how near its best tools are (`intents.step_weights`)."""
+    weights = step_weights([[hit.similarity for hit in hits] for _, hits in groups[1:]])
+    return fuse([hits for _, hits in groups], limit, lambda hit: hit.entry.qualified_name, weights)
 
 
 def _best(scores: Scores, keep: np.ndarray[Any, np.dtype[np.bool_]], depth: int) -> np.ndarray[Any, Any]:

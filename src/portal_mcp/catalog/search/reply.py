@@ -3,52 +3,64 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from typing import Literal
 
 from portal_mcp.catalog.model import Catalog
-from portal_mcp.catalog.search.index import SearchHit
+from portal_mcp.catalog.search.index import SearchHit, task_ranking
 from portal_mcp.catalog.stubs import render_stubs
+from portal_mcp.naming import plural
 
 Detail = Literal["name", "signature", "full", "auto"]
-FULL_INTENTS = 1
-"""With the default detail ("auto"), the best tool of this many intents (the whole task first) gets full docs, the
-others signatures: a task reply holds about as many tools as a plain one, and must stay as small."""
+FULL_TOOLS = 1
+"""With the default detail ("auto"), this many of a task's tools (the first shown) get full docs, the others
+signatures: a task reply holds as many tools as a plain one, and must stay as small."""
 SERVER_TOOLS_SHOWN = 4
 
 
-def per_intent(limit: int, intents: int) -> int:
-    """How many tools each intent gets: the reply holds about `limit` tools whatever the number of intents."""
-    return max(1, math.ceil(limit / max(intents, 1)))
-
-
 def task_reply(groups: Sequence[tuple[str, Sequence[SearchHit]]], limit: int, detail: Detail) -> tuple[str, list[str]]:
-    """The intents of a task with their best tools (a tool shown under an earlier intent is named, not repeated),
-    and the qualified names shown."""
-    count = per_intent(limit, len(groups))
+    """A whole task's best `limit` tools (the first group is the task's own ranking, then one per intent, as
+    `SearchIndex.search_intents` gives them), the same tools `SearchIndex.search` ranks first (`task_ranking`),
+    each shown under the intent that ranks it highest; and the qualified names shown, in that order.
+
+    An intent whose best tools are shown under an earlier one names them; one with none among the task's best says
+    so, so the agent can search that step alone."""
+    chosen = task_ranking(groups, limit)
+    intents = groups[1:]
+    ranks = [{hit.entry.qualified_name: rank for rank, hit in enumerate(hits)} for _, hits in intents]
+    under: list[list[SearchHit]] = [[] for _ in intents]
+    for hit in chosen:
+        name = hit.entry.qualified_name
+        # The intent ranking it highest (the earlier on a tie); one no intent ranks goes to the first.
+        best = min(range(len(intents)), key=lambda number: (ranks[number].get(name, len(groups[0][1]) + 1), number))
+        under[best].append(hit)
+    chosen_names = {hit.entry.qualified_name for hit in chosen}
     shown: list[str] = []
     blocks = []
-    for number, (intent, hits) in enumerate(groups, 1):
-        entries = [hit.entry for hit in hits[:count]]
-        fresh = [entry for entry in entries if entry.qualified_name not in shown]
-        again = [entry.qualified_name for entry in entries if entry.qualified_name in shown]
-        shown += [entry.qualified_name for entry in fresh]
+    for number, ((intent, hits), own) in enumerate(zip(intents, under, strict=True), 1):
         lines = [f"## {number}. {intent}"]
-        if fresh:
+        if own:
+            entries = [hit.entry for hit in own]
             if detail == "auto":
-                full = 1 if number <= FULL_INTENTS else 0
-                lines.append(render_stubs(fresh, detail="full", full_first=full).rstrip("\n"))
+                full = max(0, FULL_TOOLS - len(shown))
+                lines.append(render_stubs(entries, detail="full", full_first=full).rstrip("\n"))
             else:
-                lines.append(render_stubs(fresh, detail=detail).rstrip("\n"))
+                lines.append(render_stubs(entries, detail=detail).rstrip("\n"))
+            shown += [entry.qualified_name for entry in entries]
+        again = [hit.entry.qualified_name for hit in hits[:2] if hit.entry.qualified_name in chosen_names]
+        again = [name for name in again if name not in {hit.entry.qualified_name for hit in own}]
         if again:
             lines.append(f"# also: {', '.join(again)} (above)")
-        if not entries:
-            lines.append("# no tool fits this step")
+        elif not own:
+            lines.append(
+                "# no tool of its own among the best: search this step alone for more"
+                if hits
+                else "# no tool fits this step"
+            )
         blocks.append("\n".join(lines))
     head = (
-        f"A task of {len(groups)} steps: the best tools for each. Call them in one execute_code run as "
-        "`await server.tool(...)`."
+        f"A task of {len(intents)} steps: its best {plural(len(chosen), 'tool')}, under the step each fits best. Call "
+        "them in one execute_code run as `await server.tool(...)`."
     )
     return head + "\n\n" + "\n\n".join(blocks) + "\n", shown
 
