@@ -230,6 +230,9 @@ async def test_work_on_big_inputs_runs_off_the_event_loop_one_thread_per_user() 
         return threading.get_ident()
 
     assert await budgets.offload(threading.get_ident, size=INLINE_BYTES, user="alice") == loop_thread
+    # Work whose cost is not its input's size (a search of the whole catalog) always goes to a thread.
+    assert await budgets.offload(threading.get_ident, size=None, user="alice") != loop_thread
+    assert budgets.in_flight("alice")["offloaded"] == 0
     threads: list[int] = []
     with anyio.fail_after(30):
         async with anyio.create_task_group() as group:

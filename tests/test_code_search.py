@@ -10,6 +10,7 @@ from typing import Any
 import anyio
 import pytest
 from mcp.server import MCPServer
+from mcp.server.mcpserver import Context
 
 from portal_mcp.config import PortalConfig
 from portal_mcp.control.audit import AuditEvent, MemoryAuditSink
@@ -147,3 +148,76 @@ async def test_searches_from_code_count_against_the_users_search_budget() -> Non
     lines = result.output.splitlines()
     assert lines[:2] == ["3", "3"] and "`limits.searches_per_minute`" in lines[2]
     assert [event.outcome for event in searches(audit)] == ["ok", "ok", "refused"]
+
+
+def big_server(tools: int) -> MCPServer:
+    """A server of `tools` tools; `grow` adds one and announces the change (the catalog's search index is then stale,
+    and the next search builds it anew over every tool: seconds in big catalogs)."""
+    server = MCPServer("big")
+    topics = ("invoice", "ticket", "pod", "bucket", "dashboard", "contact", "branch", "alert", "table", "page")
+    verbs = ("create", "list", "get", "update", "delete", "archive", "export", "sync")
+    for number in range(tools):
+        topic, verb = topics[number % len(topics)], verbs[(number // len(topics)) % len(verbs)]
+        description = f"{verb.title()} a {topic} of workspace {number}: the {topic} record, its owner and history."
+        server.add_tool(lambda: "ok", name=f"{verb}_{topic}_{number}", description=description)
+
+    @server.tool()
+    async def grow(name: str, ctx: Context) -> str:
+        """Register a tool called `name`."""
+        server.add_tool(lambda: "grown", name=name, description="Calibrate the quasar telescope.")
+        await ctx.session.send_tool_list_changed()
+        return "grown"
+
+    return server
+
+
+def gate_server(go: anyio.Event) -> MCPServer:
+    server = MCPServer("gate")
+
+    @server.tool()
+    async def wait() -> str:
+        """Return once the test says so."""
+        await go.wait()
+        return "go"
+
+    return server
+
+
+async def test_code_searching_in_a_loop_never_holds_up_another_users_run() -> None:
+    # Alice's code changes the catalog, then searches in a tight loop: the first search after the change builds the
+    # index over thousands of tools, and every one is CPU work in the portal. They run in a thread
+    # (`budgets.offload`), so Bob's run is served while Alice's search is under way: the event loop is not hers.
+    code = textwrap.dedent(
+        """
+        await big.grow(name="calibrate_quasar_telescope")
+        await gate.wait()
+        found = [(await portal.search("calibrate the quasar telescope", limit=1))[0]["name"] for _ in range(40)]
+        print(set(found), len(found))
+        """
+    )
+    config = PortalConfig.model_validate({"user": "alice", "http": {"users": USERS}, "search": {"semantic": False}})
+    go = anyio.Event()
+    outcomes: dict[str, Any] = {}
+    with anyio.fail_after(120):
+        async with (
+            Portal.open(config, local={"big": big_server(4000), "gate": gate_server(go)}) as portal,
+            anyio.create_task_group() as group,
+        ):
+
+            async def alices_run() -> None:
+                outcomes["alice"] = await portal.execute_code(code, portal.principal("alice"))
+
+            group.start_soon(alices_run)
+            while "big.calibrate_quasar_telescope" not in portal.catalog:
+                await anyio.sleep(0.01)
+            assert not portal.indexed  # the first search from now on builds the index
+            go.set()
+            while not portal.budgets.in_flight("alice")["offloaded"]:  # Alice's first search is under way
+                assert "alice" not in outcomes, "Alice's searches held the event loop until her run ended"
+                await anyio.sleep(0.001)
+            bobs = await portal.execute_code("print('bob ran')", portal.principal("carol"))
+            outcomes["built when bob was done"] = portal.indexed
+    assert bobs.ok and bobs.output == "bob ran\n", bobs.render()
+    assert outcomes["built when bob was done"] is False  # Bob's whole run was served during Alice's index build
+    assert outcomes["alice"].ok, outcomes["alice"].render()
+    assert outcomes["alice"].output == "{'big.calibrate_quasar_telescope'} 40\n"

@@ -13,6 +13,7 @@ from mcp_types import Tool
 
 from portal_mcp.catalog.model import Catalog
 from portal_mcp.catalog.search import SearchIndex, headline, mined_synonyms, server_aliases, stem, tokenize
+from portal_mcp.catalog.search.text import document
 from portal_mcp.catalog.search.words import query_tokens
 from portal_mcp.catalog.snapshot import load_snapshot
 from tests.stubs._mypy import mypy_errors
@@ -271,10 +272,10 @@ def test_abbreviations_and_idioms_count_like_the_words_they_stand_for(bundled_in
 
 def test_server_aliases_are_mined_from_names_and_prefixes_not_common_words(bundled: Catalog) -> None:
     entries = list(bundled)
-    aliases = server_aliases(entries, [headline(entry) for entry in entries])
+    aliases = server_aliases(entries, [headline(entry) for entry in entries], [document(entry) for entry in entries])
     assert aliases["jira"] == {"atlassian"}
     assert aliases["kubectl"] == {"kubernetes"}
-    assert aliases["browser"] == {"playwright"}
+    assert aliases["browser"] == {"playwright"}  # no other bundled server's prose says "browser" (test_search_routing)
     assert aliases["github"] == {"github"}
     assert "tim" not in aliases  # `time` is a server, but every other server's descriptions say "time" too
     assert "fetch" not in aliases

@@ -7,6 +7,7 @@ with budgets.run(user): ...              # runs of one user at once, whatever th
 with budgets.call(user, run, size) as held:   # calls and argument bytes in flight, per user and per run
     held.add(result_bytes)               # results count too, until the call is done
 await budgets.offload(work, *args, size=n)    # work whose cost grows with its input: off the event loop
+await budgets.offload(work, *args, size=None) # work whose cost is not its input's (a search of the catalog): always
 ```
 Budgets are counts held while the work is in flight, not time: a run paused for a person's approval keeps its
 bytes and its slot, so a paused wall clock lifts nothing here. Each refusal is a `LimitError` naming its key.
@@ -57,6 +58,7 @@ class Budgets:
         self._searches: dict[str, deque[float]] = {}
         self._heavy: anyio.CapacityLimiter | None = None
         self._heavy_users: dict[str, anyio.Lock] = {}
+        self._offloaded: Counter[str] = Counter()
 
     def search(self, user: str, query: str) -> None:
         """Admit one search of `user` (counted even when refused for its length: a refusal is work too)."""
@@ -151,26 +153,36 @@ class Budgets:
                 f"the tool answered with {size} bytes; ask for less (filter, paginate or select fields)",
             )
 
-    async def offload(self, work: Callable[..., T], *args: Any, size: int, user: str) -> T:
+    async def offload(self, work: Callable[..., T], *args: Any, size: int | None, user: str) -> T:
         """`work(*args)` on the event loop when its input is small, else in a thread of `limits.heavy_threads`,
-        one at a time per user (so one user's big inputs never take every thread, and the loop keeps its share)."""
-        if size <= INLINE_BYTES:
+        one at a time per user (so one user's big inputs never take every thread, and the loop keeps its share).
+        `size` None is work whose cost does not follow its input (a search over the whole catalog): always a thread."""
+        if size is not None and size <= INLINE_BYTES:
             return work(*args)
         if self._heavy is None:
             self._heavy = anyio.CapacityLimiter(self.limits.heavy_threads)
         own = self._heavy_users.get(user)
         if own is None:
             own = self._heavy_users[user] = anyio.Lock()
-        async with own:
-            try:
-                return await anyio.to_thread.run_sync(work, *args, limiter=self._heavy)
-            finally:
-                if not own.statistics().tasks_waiting:
-                    self._heavy_users.pop(user, None)
+        self._offloaded[user] += 1
+        try:
+            async with own:
+                try:
+                    return await anyio.to_thread.run_sync(work, *args, limiter=self._heavy)
+                finally:
+                    if not own.statistics().tasks_waiting:
+                        self._heavy_users.pop(user, None)
+        finally:
+            self._offloaded[user] -= 1
 
     def in_flight(self, user: str) -> dict[str, int]:
         """What `user` holds now (for tests and the load suite)."""
-        return {"runs": self._runs[user], "calls": self._calls[user], "bytes": self._user_bytes[user]}
+        return {
+            "runs": self._runs[user],
+            "calls": self._calls[user],
+            "bytes": self._user_bytes[user],
+            "offloaded": self._offloaded[user],  # work in a thread or waiting for one
+        }
 
     def _take_bytes(self, user: str, run: object, size: int) -> None:
         limits = self.limits

@@ -156,7 +156,7 @@ class Bridge:
         """Run one tool call for `caller` under their policy; returns the agent-facing value or raises a
         `PortalError` with a message for the agent."""
         if qualified == SEARCH_ACTION:
-            return self.search(arguments, caller=caller)
+            return await self.search(arguments, caller=caller)
         server, _, method = qualified.partition(".") if type(qualified) is str else ("", "", "")
         if self.resources is not None and is_resource_call(method) and self._catalog().get(qualified) is None:
             return await self.resources.call(server, method, arguments, caller.principal)  # runs/resources.py
@@ -206,9 +206,13 @@ class Bridge:
         self._record(who, qualified, "ok", started, size_in, size_out, detail)
         return value
 
-    def search(self, arguments: Any, *, caller: Caller) -> list[dict[str, str]]:
+    async def search(self, arguments: Any, *, caller: Caller) -> list[dict[str, str]]:
         """`portal.search` from agent code: the tools the caller may call that fit the query, audited like a
-        `search_api` search (the query redacted; detail `code`) and under the same per-user search budget."""
+        `search_api` search (the query redacted; detail `code`) and under the same per-user search budget.
+
+        The search is CPU work over the whole catalog (and builds its index after a change): it runs in a thread of
+        `budgets.offload`, one at a time per user, so code searching in a loop never holds the event loop that
+        serves every other user."""
         who = caller.principal.name
         started = time.perf_counter()
         query = str(arguments.get("query")) if type(arguments) is dict and type(arguments.get("query")) is str else ""
@@ -216,8 +220,10 @@ class Bridge:
             if self._search is None:
                 raise UnknownToolError(NAME)
             query, limit = search_arguments(arguments)
-            self._budgets.search(who, query)
-            hits = search_hits(self._search(query, limit, caller.principal))
+            self._budgets.search(who, query)  # the rate and the length first, on the loop: a refusal costs nothing
+            hits = await self._budgets.offload(
+                _found, self._search, query, limit, caller.principal, size=None, user=who
+            )
         except PortalError as exc:
             outcome = "refused" if isinstance(exc, LimitError | ArgumentError) else "error"
             self._record_search(who, outcome, started, query, f"code {audit_detail(exc)}", 0)
@@ -334,3 +340,8 @@ def result_value(qualified: str, result: CallToolResult) -> Any:
         return json.loads(text)
     except ValueError:
         return text
+
+
+def _found(search: Searcher, query: str, limit: int, principal: Principal) -> list[dict[str, str]]:
+    """A search from code and its hits as code gets them (in a worker thread: `Bridge.search`)."""
+    return search_hits(search(query, limit, principal))

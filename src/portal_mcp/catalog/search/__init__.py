@@ -3,7 +3,8 @@
 index.py      SearchIndex: the ranking (lexical signals, dense fusion, server routing, "nothing fits")
 words.py      stopwords, the synonym tables, tokenize/stem (shared by index and query)
 actions.py    action verbs: what a tool's name does (read, create, update, delete, stop) and what a query asks for
-text.py       what a tool is found by: its documents, headline, dense text; aliases and verb pairs mined from the catalog
+text.py       what a tool is found by: its documents, headline, dense text; verb pairs mined from the catalog
+routing.py    which servers a query names: the words naming servers (mined from the catalog), the most specific
 embeddings.py the static model (model/, or `search: {model: ...}`) and the on-disk cache of tool vectors
 lexical.py    a BM25 index as plain arrays (built by bm25s, saved and read back without it)
 built.py      the slow parts of an index (BM25, mined words, vectors) and how they are built
@@ -15,7 +16,8 @@ cache.py      Indexes: the index of the current catalog, built once per catalog 
 
 from portal_mcp.catalog.search.cache import Indexes
 from portal_mcp.catalog.search.index import SearchHit, SearchIndex
-from portal_mcp.catalog.search.text import headline, mined_synonyms, server_aliases
+from portal_mcp.catalog.search.routing import server_aliases
+from portal_mcp.catalog.search.text import headline, mined_synonyms
 from portal_mcp.catalog.search.words import stem, tokenize
 
 __all__ = ["Indexes", "SearchHit", "SearchIndex", "headline", "mined_synonyms", "server_aliases", "stem", "tokenize"]

@@ -15,7 +15,8 @@ import numpy as np
 from portal_mcp.catalog.model import ToolEntry
 from portal_mcp.catalog.search.embeddings import EmbeddingCache, Vectors
 from portal_mcp.catalog.search.lexical import Lexical
-from portal_mcp.catalog.search.text import dense_text, document, headline, mined_synonyms, name_words, server_aliases
+from portal_mcp.catalog.search.routing import server_aliases
+from portal_mcp.catalog.search.text import dense_text, document, headline, mined_synonyms, name_words
 from portal_mcp.catalog.search.words import RELATED_TOKENS, tokenize
 from portal_mcp.config import ServerConfig
 
@@ -73,7 +74,7 @@ def build(
         servers_dense = centroids / np.maximum(np.linalg.norm(centroids, axis=1, keepdims=True), 1e-9)
     headlines = [headline(entry) + tokenize(words) for entry, words in zip(entries, extra, strict=True)]
     documents = [document(entry) + tokenize(words) for entry, words in zip(entries, extra, strict=True)]
-    mined = server_aliases(entries, headlines)
+    mined = server_aliases(entries, headlines, documents)
     for name, config in servers.items():
         if name in server_ids:
             for alias in config.search.aliases:

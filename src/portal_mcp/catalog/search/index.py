@@ -11,9 +11,10 @@ A tool's score for a query adds up these signals:
    words; related words (a small thesaurus plus verb pairs mined from the catalog itself: a tool named `delete_x`
    described as "Remove ..." teaches that remove means delete here) weigh `SYNONYM_WEIGHT`.
 4. Server awareness: words that name a server are mined from the catalog (its name, and the prefix most of its
-   tool names share: `jira_` for atlassian, `browser_` for playwright). Such a word selects the server rather than
-   matching prose: the named server's matching tools are lifted by `SERVER_BOOST` times the best score, so
-   "create an issue in jira" ranks Jira's tools above GitHub's.
+   tool names share: `jira_` for atlassian; `search/routing.py`). Such a word selects the server rather than
+   matching prose: the named servers' matching tools are lifted by `SERVER_BOOST` times the best score, so
+   "create an issue in jira" ranks Jira's tools above GitHub's. A word several servers share names them all, and
+   a phrase saying more of one's name ("github enterprise") names that one only.
 5. Name coverage: the best `RERANK_DEPTH` tools gain up to `COVERAGE_BOOST` times the best score for the share of
    their name the query says (`jira_create_issue` over `jira_batch_create_issues` for "create a jira issue").
 6. Action verbs: of the best `RERANK_DEPTH`, a tool whose name's verb the query did not ask for (changing,
@@ -31,7 +32,7 @@ The words themselves (stopwords, the synonym tables, `tokenize` and `stem`) are 
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +43,7 @@ from portal_mcp.catalog.search.actions import asked, tool_action, unasked
 from portal_mcp.catalog.search.built import Built, build
 from portal_mcp.catalog.search.embeddings import EmbeddingCache, Vectors
 from portal_mcp.catalog.search.intents import interleave, split_intents
+from portal_mcp.catalog.search.routing import named
 from portal_mcp.catalog.search.stored import IndexStore
 from portal_mcp.catalog.search.text import document
 from portal_mcp.catalog.search.words import (
@@ -140,6 +142,12 @@ class SearchIndex:
                 self._built = build(self._entries, servers, embeddings, self._server_names)
                 if store is not None:
                     store.save(key, self._built)
+        # Per server, the words of its name and those naming it: what tells the more specific of two named apart.
+        self._names = [frozenset(tokenize(name)) for name in self._server_names]
+        if self._built is not None:
+            for word, numbers in self._built.aliases.items():
+                for number in numbers:
+                    self._names[number] |= {word}
         self._dense = self._built.dense if self._built is not None else None
         self._servers_dense = self._built.servers_dense if self._built is not None else None
 
@@ -204,10 +212,10 @@ class SearchIndex:
         if not query.strip() or limit <= 0 or self._built is None:
             return []
         words = WORD.findall(query.lower())
-        tokens = query_tokens(query)
-        tokens += [word for word in _expand(words, tokens, EQUIVALENT_TOKENS, EQUIVALENT_PHRASES) if word not in tokens]
+        own = query_tokens(query)
+        tokens = own + [w for w in _expand(words, own, EQUIVALENT_TOKENS, EQUIVALENT_PHRASES) if w not in own]
         related = [word for word in _expand(words, tokens, self._parts.related, RELATED_PHRASES) if word not in tokens]
-        mentioned = self._mentioned(tokens + related)
+        mentioned = named(own, self._parts.aliases, self._names, [*tokens[len(own) :], *related])
         # A word naming a server selects its tools (the boost below) instead of matching their prose: a tool whose
         # description happens to repeat "MongoDB" is no better an answer to "list collections in mongo".
         naming = {token for token in tokens if self._names_server(token)}
@@ -344,10 +352,6 @@ class SearchIndex:
 
     def _scores(self, tokens: list[str]) -> Scores:
         return self._parts.documents.scores(tokens) + HEADLINE_BOOST * self._parts.headlines.scores(tokens)
-
-    def _mentioned(self, tokens: Iterable[str]) -> set[int]:
-        """The servers the query names, by their mined aliases."""
-        return {server for token in tokens for server in self._parts.aliases.get(token, ())}
 
 
 def _best(scores: Scores, keep: np.ndarray[Any, np.dtype[np.bool_]], depth: int) -> np.ndarray[Any, Any]:

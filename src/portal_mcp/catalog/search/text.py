@@ -1,11 +1,12 @@
 """What a tool is found by: the texts and tokens the search index builds from each tool, and what it mines from
-the whole catalog (words naming a server, verb pairs used interchangeably). Used by `portal_mcp.search`."""
+the whole catalog (verb pairs used interchangeably; the words naming servers are `routing.py`'s). Used by
+`portal_mcp.search`."""
 
 from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from portal_mcp.catalog.model import ToolEntry
@@ -18,10 +19,6 @@ DESCRIPTION_CHARS = 2000
 PARAMETER_CHARS = 300
 HEADLINE_CHARS = 200
 DENSE_DESCRIPTION_CHARS = 400
-# A word names a server when it is part of the server's name or starts this share of its tools' names, and this
-# share of the tools whose headline uses it are that server's.
-ALIAS_PURITY = 0.9
-ALIAS_COVERAGE = 0.3
 # A verb pair is mined when a tool's name starts with one and its description with the other this many times.
 MINED_PAIR_COUNT = 3
 
@@ -73,31 +70,6 @@ def document(entry: ToolEntry) -> list[str]:
         if isinstance(description, str):
             tokens += tokenize(description[:PARAMETER_CHARS])
     return tokens
-
-
-def server_aliases(entries: Sequence[ToolEntry], headlines: Sequence[Sequence[str]]) -> dict[str, set[str]]:
-    """Words that name a server in this catalog (`headlines[i]` is the headline of `entries[i]`).
-
-    Candidates are the words of a server's own name and the prefix most of its tools' names share (`jira_`,
-    `kubectl_`, `browser_`, `slack_`). A candidate is an alias when hardly any other server's tool headlines use
-    it: `sqlite` and `jira` are, `time` and `fetch` (which every description uses) are not.
-    """
-    size = Counter(entry.server for entry in entries)
-    prefixes = Counter((entry.server, tokenize(entry.name)[0]) for entry in entries if tokenize(entry.name))
-    candidates = {
-        (server, word) for (server, word), count in prefixes.items() if count >= max(2, ALIAS_COVERAGE * size[server])
-    }
-    candidates |= {(server, word) for server in size for word in tokenize(server)}
-    uses: dict[str, Counter[str]] = {}
-    for entry, tokens in zip(entries, headlines, strict=True):
-        for token in set(tokens):
-            uses.setdefault(token, Counter())[entry.server] += 1
-    aliases: dict[str, set[str]] = {}
-    for server, word in sorted(candidates):
-        used = uses.get(word, Counter())
-        if used.total() - used[server] <= (1 - ALIAS_PURITY) * used.total():
-            aliases.setdefault(word, set()).add(server)
-    return aliases
 
 
 def mined_synonyms(entries: Iterable[ToolEntry]) -> dict[str, tuple[str, ...]]:
