@@ -276,6 +276,13 @@ class OidcProvider:
             raise OidcError("rotating keys", response)
         return self.keys
 
+    async def outage(self, status: int = 503, times: int = 1) -> None:
+        """The next `times` token-endpoint requests get HTTP `status` (`temporarily_unavailable`), then it serves again."""
+        async with httpx2.AsyncClient() as http:
+            response = await http.post(f"{self.issuer}/_test/outage", json={"status": status, "times": times})
+        if response.status_code != 204:
+            raise OidcError("starting an outage", response)
+
     async def browse(self, url: str, user: str, *, http: httpx2.AsyncClient | None = None) -> str:
         """Follow an authorization URL as `user`'s browser would (signing in with `login_hint=user`, consenting to
         everything) and return the URL the provider finally redirects to: the client's redirect URI with `code` and

@@ -320,3 +320,26 @@ async def test_connections_lists_accounts_and_revoke_ends_the_grant_at_the_autho
         assert "alice" not in after.stdout and "bob" in after.stdout
         for token in (tokens["access_token"], tokens["refresh_token"]):
             assert token not in listed.stdout + listed.stderr + revoked.stdout + revoked.stderr
+
+
+async def test_a_refresh_the_provider_cannot_serve_just_now_keeps_the_connection_and_says_try_again(
+    tmp_path: Path,
+) -> None:
+    async with protected_server(tmp_path) as (idp, url, record):
+        path = write_config(tmp_path, url)
+        await connect(idp, path, "alice")
+        config = load_config(path)
+        async with Portal.open(config) as portal:
+            assert await whoami(portal, "alice") == "alice"
+            async with opened_store(config) as store:
+                stored = store.get("alice", "protected")
+                assert stored is not None
+                store.put("alice", "protected", refused_token(stored))  # the next call needs a refresh
+            await idp.outage(503, times=1)
+            text = await whoami(portal, "alice")
+            assert "the connection ended" not in text and "the call was not sent" in text, text
+            assert "HTTP 503" in text and "run the code again shortly" in text, text
+            assert "reconnect" not in text and "portal-mcp login" not in text, text
+            assert await whoami(portal, "alice") == "alice"  # the provider is back: refreshed, no new sign-in
+    seen = [call["token_sha256"] for call in calls(record)]
+    assert len(seen) == 2 and seen[0] != seen[1]

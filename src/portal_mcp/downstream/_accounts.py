@@ -161,11 +161,16 @@ class Accounts:
 
     def lost(self, server: str, user: str | None) -> DownstreamError | None:
         """The error to raise when `user`'s grant for `server` turned out revoked or expired (their auth reads the
-        store again), or the exchange for their token failed; else None."""
+        store again), its refresh could not be made just now, or the exchange for their token failed; else None."""
         if server in self.exchanges:
             return None if user is None else self.exchanges.take_failure(server, user)
         auth = self._auths.get((server, user or ""))
-        if auth is None or not auth.lost or user is None:
+        if auth is None or user is None:
+            return None
+        if auth.unavailable is not None:  # a refresh the authorization server could not serve: nothing was sent
+            unavailable, auth.unavailable = auth.unavailable, None
+            return unavailable
+        if not auth.lost:
             return None
         auth.reload()
         return ConnectionNeededError(server, user, reconnect=True)

@@ -33,7 +33,7 @@ from pydantic import AnyUrl, ValidationError
 from portal_mcp.config import RemoteServerConfig
 from portal_mcp.config.oauth import OAuthConfig
 from portal_mcp.control.audit_store.connections import ConnectionStore, Record
-from portal_mcp.errors import ConnectionNeededError
+from portal_mcp.errors import ConnectionNeededError, DownstreamError
 
 logger = logging.getLogger("portal_mcp.downstream")
 
@@ -164,6 +164,8 @@ class UserAuth(OAuthClientProvider):
         storage.provider = self
         self.server = storage.server
         self.lost = False
+        self.unavailable: DownstreamError | None = None
+        """Why the last refresh could not be made (the authorization server busy or down): the call's error."""
         self._refused: str | None = None
         """The access token the server refused (401): it is not sent again."""
         self.seen: str | None = None
@@ -261,11 +263,26 @@ class UserAuth(OAuthClientProvider):
                 if not self.context.can_refresh_token():
                     self._gone()
                 response = yield await self._refresh_token()
+                if response.status_code >= 500 or response.status_code == 429:
+                    raise self._unavailable(response)
                 if not await self._handle_refresh_response(response):  # it logs why, and forgets the tokens
                     self._gone()
             finally:
                 with anyio.CancelScope(shield=True):
                     await anyio.to_thread.run_sync(release)
+
+    def _unavailable(self, response: httpx2.Response) -> DownstreamError:
+        """The authorization server could not refresh just now (5xx, 429): the grant is not in question, so the
+        tokens and the connection are kept and the next call tries again."""
+        logger.warning("server %r: the authorization server answered HTTP %d to refreshing user %r's token",
+                       self.server, response.status_code, self.storage.user)  # fmt: skip
+        self.unavailable = DownstreamError(
+            self.server,
+            f"the authorization server answered HTTP {response.status_code} to refreshing user "
+            f"{self.storage.user!r}'s token, so the call was not sent; the connection is kept: run the code again "
+            "shortly",
+        )
+        return self.unavailable
 
     def _gone(self) -> NoReturn:
         self.lost = True

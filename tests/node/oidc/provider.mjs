@@ -10,6 +10,8 @@
 //                           the same port (key rotation; grants and tokens of the old one are forgotten).
 //   POST /_test/revoke-exchanged {"sub": USER, "refuse": true}: every token issued by token exchange for USER is
 //                           revoked (and, with `refuse`, their tokens are refused from now on).
+//   POST /_test/outage      {"status": 503, "times": N}: the next N token-endpoint requests get that status and an
+//                           OAuth `temporarily_unavailable` error (a provider briefly down or overloaded).
 //
 // Token exchange (RFC 8693, grant urn:ietf:params:oauth:grant-type:token-exchange) for clients allowed that grant:
 // the subject_token must be an access token this provider issued (a JWT it signed, with its issuer, not expired, or
@@ -195,6 +197,7 @@ async function readJson(req) {
 }
 
 let current;
+const outage = { status: 503, times: 0 };
 const server = http.createServer(async (req, res) => {
   const { provider, handle } = current;
   try {
@@ -212,6 +215,15 @@ const server = http.createServer(async (req, res) => {
       exchanged.delete(sub);
       res.writeHead(204);
       res.end();
+    } else if (req.method === 'POST' && req.url === '/_test/outage') {
+      Object.assign(outage, await readJson(req));
+      res.writeHead(204);
+      res.end();
+    } else if (req.method === 'POST' && req.url === '/token' && outage.times > 0) {
+      outage.times -= 1;
+      for await (const _ of req); // the form is read and dropped
+      res.writeHead(outage.status, { 'content-type': 'application/json', 'retry-after': '1' });
+      res.end(JSON.stringify({ error: 'temporarily_unavailable', error_description: 'try again later' }));
     } else {
       handle(req, res);
     }
