@@ -13,7 +13,7 @@
 
 Each teacher gives normalised vectors for queries (`queries`) and for tool texts (`tools`); `sentences` is what a
 student fits (`tokenlearn.py`): the side it reads everything as. The transformers run through
-sentence-transformers (torch, one thread unless `torch.set_num_threads` says otherwise).
+sentence-transformers (torch on the CPU; `OMP_NUM_THREADS` bounds its threads and e5's).
 """
 
 from __future__ import annotations
