@@ -1,10 +1,11 @@
 """Score an embedding model alone (no words, no fusion): the tools ranked by cosine to the query, per set and split.
 
-    python benchmarks/search_eval/dense_eval.py [--model FOLDER] [--split train|test] [--transformer]
+    python benchmarks/search_eval/dense_eval.py [--model FOLDER] [--split train|test] [--teacher NAME]
 
-`--model` is a folder in model2vec's format (default: the bundled model); `--transformer` scores all-MiniLM-L6-v2
-itself through sentence-transformers (the teacher: a ceiling for what its static copy could reach). The tool's
-text is `dense_text`, as the index embeds it. The development loop for `contrastive.py`: train splits only.
+`--model` is a folder in model2vec's format (default: the bundled model); `--teacher` scores a sentence encoder
+itself instead (`teachers.py`: minilm, mpnet, e5, e5-sym; a teacher is about the ceiling of what a static copy
+distilled from it reaches). The tool's text is `dense_text`, as the index embeds it. The development loop for
+`tokenlearn.py` and `contrastive.py`: train splits only.
 """
 
 from __future__ import annotations
@@ -42,24 +43,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path)
     parser.add_argument("--split", default="train", choices=["train", "test"])
-    parser.add_argument("--transformer", action="store_true")
+    parser.add_argument("--teacher", help="a teacher's own vectors (teachers.py) instead of a static model")
     args = parser.parse_args()
-    if args.transformer:
-        from minilm import model_dir
-        from sentence_transformers import SentenceTransformer
+    if args.teacher:
+        from search_eval.teachers import load
 
-        model = SentenceTransformer(str(model_dir()), device="cpu")
-        model.max_seq_length = 256
-
-        def encode(texts: list[str]) -> Any:
-            return model.encode(texts, batch_size=64, normalize_embeddings=True)
+        teacher = load(args.teacher)
+        encode_queries, encode_tools = teacher.queries, teacher.tools
     else:
-        encode = Encoder.load(args.model).encode
+        encode_queries = encode_tools = Encoder.load(args.model).encode
     means, count = np.zeros(2), 0
     for name, names, texts, queries in sets():
         queries = [q for q in queries if q.split == args.split]
-        tools = encode(texts)
-        scores = encode([q.text for q in queries]) @ tools.T
+        tools = encode_tools(texts)
+        scores = encode_queries([q.text for q in queries]) @ tools.T
         order = np.argsort(-scores, axis=1)[:, :5]
         top1 = np.mean([names[o[0]] in q.expected for o, q in zip(order, queries, strict=True)])
         top5 = np.mean([any(names[i] in q.expected for i in o) for o, q in zip(order, queries, strict=True)])
