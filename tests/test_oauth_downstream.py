@@ -209,12 +209,9 @@ async def test_a_token_the_server_ends_before_its_expiry_is_refreshed_on_the_401
         config = load_config(path)
         async with Portal.open(config) as portal:
             assert await whoami(portal, "alice") == "alice"
-            async with opened_store(config) as store:
-                stored = store.get("alice", "protected")
-                assert stored is not None
-                # The server refuses the access token while the portal's expiry says it is good for minutes (clock
-                # skew, an expiry rounded down to the second); the grant and its refresh token are still good.
-                store.put("alice", "protected", refused_token(stored))
+            # The server refuses the access token while the portal's expiry says it is good for minutes (clock
+            # skew, an expiry rounded down to the second); the grant and its refresh token are still good.
+            await store_refused_token(config, "alice")
             assert await whoami(portal, "alice") == "alice"
     seen = [call["token_sha256"] for call in calls(record)]
     assert len(seen) == 2 and seen[0] != seen[1]
@@ -223,6 +220,14 @@ async def test_a_token_the_server_ends_before_its_expiry_is_refreshed_on_the_401
 async def whoami(portal: Portal, user: str) -> str:
     """Who the protected server says `user`'s call through `portal` was (or the error the run printed)."""
     return (await portal.execute_code(WHOAMI, portal.principal(user))).render().strip()
+
+
+async def store_refused_token(config: PortalConfig, user: str) -> None:
+    """Put a token the server refuses in `user`'s stored connection (`refused_token`), their grant untouched."""
+    async with opened_store(config) as store:
+        stored = store.get(user, "protected")
+        assert stored is not None
+        store.put(user, "protected", refused_token(stored))
 
 
 def refused_token(stored: dict[str, Any]) -> dict[str, Any]:
@@ -331,10 +336,7 @@ async def test_a_refresh_the_provider_cannot_serve_just_now_keeps_the_connection
         config = load_config(path)
         async with Portal.open(config) as portal:
             assert await whoami(portal, "alice") == "alice"
-            async with opened_store(config) as store:
-                stored = store.get("alice", "protected")
-                assert stored is not None
-                store.put("alice", "protected", refused_token(stored))  # the next call needs a refresh
+            await store_refused_token(config, "alice")  # the next call needs a refresh
             await idp.outage(503, times=1)
             text = await whoami(portal, "alice")
             assert "the connection ended" not in text and "the call was not sent" in text, text
