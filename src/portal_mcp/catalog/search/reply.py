@@ -47,8 +47,10 @@ def task_reply(groups: Sequence[tuple[str, Sequence[SearchHit]]], limit: int, de
             else:
                 lines.append(render_stubs(entries, detail=detail).rstrip("\n"))
             shown += [entry.qualified_name for entry in entries]
-        again = [hit.entry.qualified_name for hit in hits[:2] if hit.entry.qualified_name in chosen_names]
-        again = [name for name in again if name not in {hit.entry.qualified_name for hit in own}]
+        own_names = {hit.entry.qualified_name for hit in own}
+        again = [
+            name for hit in hits[:2] if (name := hit.entry.qualified_name) in chosen_names and name not in own_names
+        ]
         if again:
             lines.append(f"# also: {', '.join(again)} (above)")
         elif not own:
