@@ -19,6 +19,7 @@ from portal_mcp.portal import Portal
 from portal_mcp.runs.bridge import Caller
 from portal_mcp.runs.code_search import search_hits
 from portal_mcp.sandbox.protocol import SEARCH_ACTION
+from tests.servers.big_server import add_tools
 
 USERS = {"alice": {"token": "alice-token"}, "carol": {"token": "carol-token"}}
 
@@ -154,12 +155,7 @@ def big_server(tools: int) -> MCPServer:
     """A server of `tools` tools; `grow` adds one and announces the change (the catalog's search index is then stale,
     and the next search builds it anew over every tool: seconds in big catalogs)."""
     server = MCPServer("big")
-    topics = ("invoice", "ticket", "pod", "bucket", "dashboard", "contact", "branch", "alert", "table", "page")
-    verbs = ("create", "list", "get", "update", "delete", "archive", "export", "sync")
-    for number in range(tools):
-        topic, verb = topics[number % len(topics)], verbs[(number // len(topics)) % len(verbs)]
-        description = f"{verb.title()} a {topic} of workspace {number}: the {topic} record, its owner and history."
-        server.add_tool(lambda: "ok", name=f"{verb}_{topic}_{number}", description=description)
+    add_tools(server, tools)
 
     @server.tool()
     async def grow(name: str, ctx: Context) -> str:

@@ -19,7 +19,7 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"catalog"}),
     frozenset({"control"}),
     frozenset({"downstream", "sandbox"}),
-    frozenset({"runs"}),
+    frozenset({"runs", "search_api"}),
     frozenset({"portal"}),
     frozenset({"surface"}),
     frozenset({"benchmark"}),

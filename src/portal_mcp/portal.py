@@ -18,7 +18,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from functools import partial
-from typing import Any, Literal, TextIO
+from typing import TextIO
 
 import anyio
 from anyio.abc import TaskGroup
@@ -26,18 +26,15 @@ from mcp.server.mcpserver import MCPServer
 from mcp_types import Tool
 
 from portal_mcp.catalog.model import Catalog, ToolEntry
-from portal_mcp.catalog.overview import availability, did_you_mean, overview, scope_of, split_filters, visible_in
-from portal_mcp.catalog.resources import find_resources, render_resources
+from portal_mcp.catalog.overview import overview
 from portal_mcp.catalog.schemas import Validators
 from portal_mcp.catalog.search import Indexes, SearchIndex
 from portal_mcp.catalog.search.embeddings import EmbeddingCache, default_cache_dir, search_embeddings
-from portal_mcp.catalog.search.reply import nothing_fits_reply, task_reply
 from portal_mcp.catalog.search.stored import IndexStore
 from portal_mcp.catalog.shapes import ShapeBook
-from portal_mcp.catalog.stubs import render_stubs
 from portal_mcp.config import ANONYMOUS, PortalConfig
 from portal_mcp.control.access import AccessPolicy, RunLimiter, UserView
-from portal_mcp.control.audit import AuditEvent, AuditSink, MemoryAuditSink
+from portal_mcp.control.audit import AuditSink, MemoryAuditSink
 from portal_mcp.control.audit_store import PostgresAuditSink
 from portal_mcp.control.audit_store.connections import ConnectionStore, open_connections
 from portal_mcp.control.audit_store.opening import open_audit_sink
@@ -46,9 +43,9 @@ from portal_mcp.control.budgets import Budgets
 from portal_mcp.control.credentials import Redactor
 from portal_mcp.control.metrics import Metrics, MetricsTee
 from portal_mcp.control.principal import Principal, Principals, local_user
+from portal_mcp.control.searches import Searches
 from portal_mcp.downstream import DownstreamEvent, DownstreamPool, ServerStatus, await_starting, unlisted
 from portal_mcp.errors import LimitError
-from portal_mcp.naming import plural
 from portal_mcp.runs.approvals import PendingRuns
 from portal_mcp.runs.bridge import Approver, Bridge
 from portal_mcp.runs.precheck import check_code, render
@@ -57,13 +54,10 @@ from portal_mcp.runs.resources import ResourceCalls
 from portal_mcp.runs.run import ASK_LATER, Asking, Elicitor, Refused, Run, RunOutcome, UrlsDone, since_ms
 from portal_mcp.sandbox.facades import name_clashes
 from portal_mcp.sandbox.host import RunResult, SandboxHost
-from portal_mcp.tools import MAX_LIMIT
+from portal_mcp.search_api import Detail, Sources, reply
 
 logger = logging.getLogger(__name__)
 
-Detail = Literal["name", "signature", "full", "auto"]
-FULL_HITS = 2
-"""With the default detail ("auto"), this many best hits get full docs and the rest signatures."""
 EventListener = Callable[[DownstreamEvent], Awaitable[None]]
 
 
@@ -108,6 +102,7 @@ class Portal:
         """Runs paused on approval questions until their client comes back with answers (2026-07-28)."""
         self.validators = Validators()  # one cache of schema validators for the pre-run check and the bridge
         self.budgets = Budgets(config.limits, config.sandbox.max_result_bytes)
+        self.searches = Searches(self.budgets, self.events, self.redactor)  # search_api's budget, thread and audit
         # What tools without an outputSchema return, learned from calls: shown as their return types in stubs.
         self.shapes = shapes or ShapeBook(skip=config.unobserved)
         self.bridge = Bridge(
@@ -244,72 +239,48 @@ class Portal:
         hidden = self.policy.hidden(principal.name, self._catalog, principal.groups)
         return [hit.entry for hit in self.index().search(query, limit=limit, exclude=hidden)]
 
+    def search_sources(self) -> Sources:
+        """What a search reads, as of now (taken on the event loop: the reply may be built in a thread)."""
+        catalog = self._catalog
+        index = partial(self._indexes.get, catalog)
+        statuses, extras = self.pool.statuses(), self.pool.extras()
+        return Sources(catalog, index, self.config.servers, self.policy, self.shapes, statuses, extras)
+
     def search_api(
         self, query: str, principal: Principal, *, server: str | None = None, limit: int = 5, detail: Detail = "auto"
     ) -> str:
-        """The text `search_api` returns: matching tools as typed stubs, or an overview for an empty query.
-
-        `owner:NAME`, `tag:NAME` and `server:NAME` words in the query narrow the search to matching servers.
-        """
+        """The text `search_api` returns (search_api.py: matching tools as typed stubs, or an overview for an empty
+        query), built on the calling thread: the command line and embedders. The MCP surface, serving many users on
+        one event loop, uses `search_api_offloaded`."""
         started = time.perf_counter()
-        who = principal.name
-        try:
-            self.budgets.search(who, query)  # the length and the rate, before any work (control/budgets.py)
-        except LimitError as exc:
-            self._searched(who, "refused", started, query[: self.config.limits.max_query_chars], f"limit={exc.key}")
-            return f"search_api: {exc}"
-        hidden = self.policy.hidden(who, self._catalog, principal.groups)
-        limit = max(1, min(limit, MAX_LIMIT))
-        words, filters = split_filters(query)
-        if server is not None:
-            filters.append(("server", server))
-        scope, problem = scope_of(self._catalog, self.config.servers, filters)
-        if problem:
-            reply = problem
-        elif not words.strip():
-            reply = self.overview(scope, hidden=hidden)
-        else:
-            index = self.index()
-            groups = index.search_intents(words, servers=scope, limit=limit, exclude=hidden)
-            hits, intents = groups[0][1], groups[1:]
-            hint = did_you_mean(self._catalog, words, hits, hidden)
-            visible = [name for name in self._catalog.servers() if scope is None or name in scope]
-            if not hits and not any(found for _, found in intents):
-                reply = f"No tools match {query!r}.{hint}\n\n" + self.overview(scope, hidden=hidden)
-            elif intents:
-                reply, shown = task_reply(groups, limit, detail)
-                shown_entries = [entry for name in shown if (entry := self._catalog.get(name)) is not None]
-                reply += principal.rules.approval_note(shown_entries)
-            elif index.weak(words, hits):
-                closest = index.closest_servers(words, [n for n in visible if visible_in(self._catalog, n, hidden)])
-                about = {name: config.description for name, config in self.config.servers.items() if config.description}
-                seen = Catalog(entry for entry in self._catalog if entry.qualified_name not in hidden)
-                reply = nothing_fits_reply(query, closest, hits, seen, about)
-            else:
-                entries = [hit.entry for hit in hits]
-                observed = self.shapes.observed(entries)
-                if detail == "auto":
-                    stubs = render_stubs(entries, detail="full", full_first=FULL_HITS, observed=observed)
-                else:
-                    stubs = render_stubs(entries, detail=detail, observed=observed)
-                where = f" on {', '.join(sorted(scope))}" if scope is not None else ""
-                reply = (
-                    f"{len(hits)} of {plural(len(self._catalog) - len(hidden), 'tool')} match{where}.{hint} Call them in "
-                    f"execute_code as `await server.tool(...)`.{principal.rules.approval_note(entries)}{availability(entries, self.pool.statuses())}\n\n{stubs}"
-                )
-        if words.strip() and not problem:  # resources: a result kind of their own (catalog/resources.py)
-            reach = {
-                s: (e.resources, e.templates) for s, e in self.pool.extras().items() if scope is None or s in scope
-            }
-            offered = {s: found for s, found in reach.items() if not principal.rules.server_refusal(s)}
-            reply += render_resources(find_resources(words, offered, limit))
-        self._searched(who, "ok", started, query, "", len(reply))
-        return reply
+        if (refusal := self._admit_search(query, principal, started)) is not None:
+            return refusal
+        text = reply(self.search_sources(), query, principal, server=server, limit=limit, detail=detail)
+        self.searches.record(principal.name, "ok", started, query, "", len(text))
+        return text
 
-    def _searched(self, who: str, outcome: Any, started: float, query: str, detail: str, size: int = 0) -> None:
-        """Audit a search; the query is redacted like every other text the portal keeps."""
-        duration = (time.perf_counter() - started) * 1000
-        self.events.record(AuditEvent("search", who, outcome, duration, self.redactor.text(query), detail, 0, size))
+    async def search_api_offloaded(
+        self, query: str, principal: Principal, *, server: str | None = None, limit: int = 5, detail: Detail = "auto"
+    ) -> str:
+        """`search_api` with its ranking and reply in a thread (`budgets.offload`: one at a time per user, at most
+        `limits.heavy_threads` in all); admission and audit stay on the event loop, so a flood over the rate limit
+        is refused before any thread work."""
+        started = time.perf_counter()
+        if (refusal := self._admit_search(query, principal, started)) is not None:
+            return refusal
+        work = partial(reply, self.search_sources(), query, principal, server=server, limit=limit, detail=detail)
+        text = await self.searches.offload(work, user=principal.name)
+        self.searches.record(principal.name, "ok", started, query, "", len(text))
+        return text
+
+    def _admit_search(self, query: str, principal: Principal, started: float) -> str | None:
+        """None, or the reply refusing the search: its length and its user's rate first, before any work."""
+        try:
+            self.searches.admit(principal.name, query)
+        except LimitError as exc:
+            self.searches.record(principal.name, "refused", started, query, f"limit={exc.key}")
+            return f"search_api: {exc}"
+        return None
 
     def overview(self, scope: set[str] | None = None, *, hidden: frozenset[str] = frozenset()) -> str:
         """Servers with their descriptions, owners and tool counts (catalog/overview.py)."""

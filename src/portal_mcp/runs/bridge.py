@@ -21,10 +21,11 @@ from mcp_types import CallToolResult, TextContent
 from portal_mcp.catalog.model import Catalog, ToolEntry
 from portal_mcp.catalog.schemas import Validators, drop_omitted
 from portal_mcp.control.access import Decision, UserRules
-from portal_mcp.control.audit import AuditEvent, AuditSink, Verdict
+from portal_mcp.control.audit import AuditEvent, AuditSink, Outcome, Verdict
 from portal_mcp.control.budgets import Budgets
 from portal_mcp.control.credentials import Redactor
 from portal_mcp.control.principal import Principal
+from portal_mcp.control.searches import Searches
 from portal_mcp.downstream import CallContext
 from portal_mcp.errors import (
     ArgumentError,
@@ -151,6 +152,7 @@ class Bridge:
         self._redactor = redactor
         self._approval_timeout = approval_timeout
         self._validators = validators
+        self._searches = Searches(budgets, audit, redactor)  # admitted, offloaded and recorded as search_api is
 
     async def call(self, qualified: str, arguments: dict[str, Any], *, caller: Caller) -> Any:
         """Run one tool call for `caller` under their policy; returns the agent-facing value or raises a
@@ -220,21 +222,14 @@ class Bridge:
             if self._search is None:
                 raise UnknownToolError(NAME)
             query, limit = search_arguments(arguments)
-            self._budgets.search(who, query)  # the rate and the length first, on the loop: a refusal costs nothing
-            hits = await self._budgets.offload(
-                _found, self._search, query, limit, caller.principal, size=None, user=who
-            )
+            self._searches.admit(who, query)  # the rate and the length first, on the loop: a refusal costs nothing
+            hits = await self._searches.offload(_found, self._search, query, limit, caller.principal, user=who)
         except PortalError as exc:
-            outcome = "refused" if isinstance(exc, LimitError | ArgumentError) else "error"
-            self._record_search(who, outcome, started, query, f"code {audit_detail(exc)}", 0)
+            outcome: Outcome = "refused" if isinstance(exc, LimitError | ArgumentError) else "error"
+            self._searches.record(who, outcome, started, query, f"code {audit_detail(exc)}")
             raise self._redactor.error(exc) from None
-        self._record_search(who, "ok", started, query, "code", len(json.dumps(hits)))
+        self._searches.record(who, "ok", started, query, "code", len(json.dumps(hits)))
         return hits
-
-    def _record_search(self, who: str, outcome: Any, started: float, query: str, detail: str, size: int) -> None:
-        duration = (time.perf_counter() - started) * 1000
-        text = self._redactor.text(query[: self._budgets.limits.max_query_chars])
-        self._audit.record(AuditEvent("search", who, outcome, duration, text, detail, 0, size))
 
     def _shape(self, qualified: str, result: CallToolResult) -> Any:
         return self._redactor.value(result_value(qualified, result))

@@ -128,7 +128,7 @@ class PortalServer:
         args = params.arguments or {}
         if params.name == "search_api":
             await index_built(ctx, self.portal)  # follow.py: a stale index is built off the loop, with progress
-            return self._search(args, self._principal(ctx))
+            return await self._search(args, self._principal(ctx))
         if params.name == "execute_code":
             return await self._execute(ctx, params, args)
         return _error(f"unknown tool {params.name!r}; this server has `search_api` and `execute_code`")
@@ -176,7 +176,7 @@ class PortalServer:
         # A handshake-era request without a session cannot be asked, whatever the client supports.
         return no_session if not asks_in_result(ctx) and _connection(ctx) is None else None
 
-    def _search(self, args: dict[str, Any], principal: Principal) -> types.CallToolResult:
+    async def _search(self, args: dict[str, Any], principal: Principal) -> types.CallToolResult:
         query, server, limit, detail = (
             args.get("query", ""),
             args.get("server"),
@@ -191,7 +191,10 @@ class PortalServer:
             return _error(f"search_api: `limit` must be an integer from 1 to {MAX_LIMIT}")
         if detail not in ("name", "signature", "full", "auto"):
             return _error("search_api: `detail` must be 'name', 'signature' or 'full'")
-        text = self.portal.search_api(query, principal, server=server or None, limit=limit, detail=detail)
+        # The ranking and the reply in a thread of this user's (portal.py): the event loop serves everyone else.
+        text = await self.portal.search_api_offloaded(
+            query, principal, server=server or None, limit=limit, detail=detail
+        )
         return types.CallToolResult(content=[types.TextContent(text=text)])
 
     def _principal(self, ctx: ServerRequestContext[Any]) -> Principal:
