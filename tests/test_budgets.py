@@ -201,6 +201,33 @@ async def test_searches_are_capped_in_length_and_rate_and_the_audit_keeps_no_lon
     assert [event.outcome for event in searches] == ["refused", "ok", "ok", "refused", "ok"]
 
 
+async def test_searches_served_over_mcp_are_refused_before_any_thread_and_answered_as_on_the_command_line() -> None:
+    # The MCP surface's search ranks in a thread (`search_api_offloaded`); the rate is checked on the event loop
+    # first, so of five searches sent at once over a limit of three, the two refused answer before any ranking.
+    audit = MemoryAuditSink()
+    answered: list[str] = []
+
+    async def search(portal: Portal) -> None:
+        reply = await portal.search_api_offloaded("keep items", portal.principal("bob"), limit=1)
+        answered.append("refused" if "`limits.searches_per_minute`" in reply else reply)
+
+    with anyio.fail_after(60):
+        async with Portal.open(config({"searches_per_minute": 3}), local={"store": store([])}, audit=audit) as portal:
+            async with anyio.create_task_group() as group:
+                for _ in range(5):
+                    group.start_soon(search, portal)
+            assert answered[2:] == [portal.search_api("keep items", portal.principal("alice"), limit=1)] * 3
+    assert answered[:2] == ["refused", "refused"]
+    assert [event.outcome for event in audit if event.kind == "search"] == [
+        "refused",
+        "refused",
+        "ok",
+        "ok",
+        "ok",
+        "ok",
+    ]
+
+
 async def test_a_search_query_is_redacted_before_the_audit_keeps_it() -> None:
     audit = MemoryAuditSink()
     secret = "sk-live-Qx7RZ2pL9vW4mK8d"

@@ -240,11 +240,11 @@ class Portal:
         return [hit.entry for hit in self.index().search(query, limit=limit, exclude=hidden)]
 
     def search_sources(self) -> Sources:
-        """What a search reads, as of now (taken on the event loop: the reply may be built in a thread)."""
-        catalog = self._catalog
-        index = partial(self._indexes.get, catalog)
+        """What a search reads (taken on the event loop: the reply may be built in a thread)."""
         statuses, extras = self.pool.statuses(), self.pool.extras()
-        return Sources(catalog, index, self.config.servers, self.policy, self.shapes, statuses, extras)
+        servers, policy, shapes = self.config.servers, self.policy, self.shapes
+        # The catalog is read in the thread, when the reply is built: the newest one, even after a wait.
+        return Sources(lambda: self._catalog, self._indexes.get, servers, policy, shapes, statuses, extras)
 
     def search_api(
         self, query: str, principal: Principal, *, server: str | None = None, limit: int = 5, detail: Detail = "auto"

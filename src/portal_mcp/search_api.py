@@ -3,8 +3,9 @@ its audit record (`Portal.search_api` and `Portal.search_api_offloaded` do those
 
 A ranking over 10,000 tools costs about 10 ms and the reply a few more, so the MCP surface runs `reply` in a
 `budgets.offload` thread, one at a time per user: one user's flood of searches never holds the event loop that
-serves every other user. The thread reads only a `Sources` snapshot taken on the loop: the catalog and the
-servers' statuses and resources as they were when the search was admitted, never state the loop is changing.
+serves every other user. The thread reads the catalog as it is when the reply is built (a search queued behind
+its user's others never ranks, nor rebuilds the index of, a catalog replaced meanwhile: one assignment, read once)
+and the servers' statuses and resources as a `Sources` snapshot taken on the loop, never state the loop is changing.
 """
 
 from __future__ import annotations
@@ -37,29 +38,26 @@ FULL_HITS = 2
 class Sources:
     """What a search reads, taken on the event loop when it is admitted (`Portal.search_sources`)."""
 
-    catalog: Catalog
-    index: Callable[[], SearchIndex]
-    """The catalog's search index (built on first use after a change: seconds at 10,000 tools)."""
+    catalog: Callable[[], Catalog]
+    """The current catalog (read once per reply)."""
+    index: Callable[[Catalog], SearchIndex]
+    """A catalog's search index (built on first use after a change: seconds at 10,000 tools)."""
     servers: Mapping[str, ServerConfig]
     policy: AccessPolicy
     shapes: ShapeBook
     statuses: Sequence[ServerStatus]
     extras: Mapping[str, Extras]
 
-    def hidden(self, principal: Principal) -> frozenset[str]:
-        """The tools `principal` may not call: left out of hits, counts, hints and the overview."""
-        return self.policy.hidden(principal.name, self.catalog, principal.groups)
-
-    def overview(self, scope: set[str] | None = None, *, hidden: frozenset[str] = frozenset()) -> str:
+    def overview(self, catalog: Catalog, scope: set[str] | None, hidden: frozenset[str]) -> str:
         """Servers with their descriptions, owners and tool counts (catalog/overview.py)."""
-        return overview(self.catalog, self.servers, self.statuses, scope, hidden)
+        return overview(catalog, self.servers, self.statuses, scope, hidden)
 
 
 def reply(sources: Sources, query: str, principal: Principal, *, server: str | None, limit: int, detail: Detail) -> str:
     """The text `search_api` returns for an admitted search: matching tools as typed stubs, or an overview for an
     empty query. `owner:NAME`, `tag:NAME` and `server:NAME` words in the query narrow it to matching servers."""
-    catalog = sources.catalog
-    hidden = sources.hidden(principal)
+    catalog = sources.catalog()
+    hidden = sources.policy.hidden(principal.name, catalog, principal.groups)  # left out of hits, counts, hints
     limit = max(1, min(limit, MAX_LIMIT))
     words, filters = split_filters(query)
     if server is not None:
@@ -68,8 +66,8 @@ def reply(sources: Sources, query: str, principal: Principal, *, server: str | N
     if problem:
         return problem
     if not words.strip():
-        return sources.overview(scope, hidden=hidden)
-    text = _tools(sources, query, words, principal, hidden, scope, limit, detail)
+        return sources.overview(catalog, scope, hidden)
+    text = _tools(sources, catalog, query, words, principal, hidden, scope, limit, detail)
     # Resources: a result kind of their own (catalog/resources.py), for the servers in scope the user may read.
     reach = {s: (e.resources, e.templates) for s, e in sources.extras.items() if scope is None or s in scope}
     offered = {s: found for s, found in reach.items() if not principal.rules.server_refusal(s)}
@@ -78,6 +76,7 @@ def reply(sources: Sources, query: str, principal: Principal, *, server: str | N
 
 def _tools(
     sources: Sources,
+    catalog: Catalog,
     query: str,
     words: str,
     principal: Principal,
@@ -87,13 +86,12 @@ def _tools(
     detail: Detail,
 ) -> str:
     """The tools part of a reply: stubs of the hits, one group per intent of a task, or "nothing fits"."""
-    catalog = sources.catalog
-    index = sources.index()
+    index = sources.index(catalog)
     groups = index.search_intents(words, servers=scope, limit=limit, exclude=hidden)
     hits, intents = groups[0][1], groups[1:]
     hint = did_you_mean(catalog, words, hits, hidden)
     if not hits and not any(found for _, found in intents):
-        return f"No tools match {query!r}.{hint}\n\n" + sources.overview(scope, hidden=hidden)
+        return f"No tools match {query!r}.{hint}\n\n" + sources.overview(catalog, scope, hidden)
     if intents:
         text, shown = task_reply(groups, limit, detail)
         return text + principal.rules.approval_note(
