@@ -167,13 +167,12 @@ class Budgets:
         self._offloaded[user] += 1
         try:
             async with own:
-                try:
-                    return await anyio.to_thread.run_sync(work, *args, limiter=self._heavy)
-                finally:
-                    if not own.statistics().tasks_waiting:
-                        self._heavy_users.pop(user, None)
+                return await anyio.to_thread.run_sync(work, *args, limiter=self._heavy)
         finally:
-            self._offloaded[user] -= 1
+            self._offloaded[user] -= 1  # counts the lock's holder and its waiters: the last one out drops the lock
+            if not self._offloaded[user]:
+                del self._offloaded[user]
+                self._heavy_users.pop(user, None)
 
     def in_flight(self, user: str) -> dict[str, int]:
         """What `user` holds now (for tests and the load suite)."""
