@@ -5,6 +5,7 @@ words.py      stopwords, the synonym tables, tokenize/stem (shared by index and 
 actions.py    action verbs: what a tool's name does (read, create, update, delete, stop) and what a query asks for
 text.py       what a tool is found by: its documents, headline, dense text; verb pairs mined from the catalog
 routing.py    which servers a query names: the words naming servers (mined from the catalog), the most specific
+siblings.py   a server's tools told apart by the rare words of their names (reordered among the best candidates)
 embeddings.py the static model (model/, or `search: {model: ...}`) and the on-disk cache of tool vectors
 lexical.py    a BM25 index as plain arrays (built by bm25s, saved and read back without it)
 built.py      the slow parts of an index (BM25, mined words, vectors) and how they are built

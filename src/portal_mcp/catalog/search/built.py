@@ -1,5 +1,6 @@
 """What a `SearchIndex` derives from its catalog that takes long to build: the two BM25 indexes, the words naming
-servers, the words of tool names, the synonyms mined from the catalog, and the tools' and servers' vectors.
+servers, the words of tool names (and the rare ones telling a server's tools apart), the synonyms mined from the
+catalog, and the tools' and servers' vectors.
 
 `build` makes it from the tools (seconds at 10,000 tools, mostly tokenizing and BM25); `search/stored.py` keeps it
 on disk, so a portal restarting on the same catalog reads it back instead.
@@ -16,6 +17,7 @@ from portal_mcp.catalog.model import ToolEntry
 from portal_mcp.catalog.search.embeddings import EmbeddingCache, Vectors
 from portal_mcp.catalog.search.lexical import Lexical
 from portal_mcp.catalog.search.routing import server_aliases
+from portal_mcp.catalog.search.siblings import RareWords, rare_words
 from portal_mcp.catalog.search.text import dense_text, document, headline, mined_synonyms, name_words
 from portal_mcp.catalog.search.words import RELATED_TOKENS, tokenize
 from portal_mcp.config import ServerConfig
@@ -35,6 +37,8 @@ class Built:
     """Per tool, the words of its name that do not name its own server."""
     related: Mapping[str, tuple[str, ...]]
     """Query token -> related index tokens: the thesaurus plus verb pairs mined from the catalog."""
+    rare: RareWords
+    """Per tool, the words telling it from its server's other tools, weighted (`siblings.rare_words`)."""
     dense: Vectors | None
     """Per tool, its vector (None without a model)."""
     servers_dense: Vectors | None
@@ -90,6 +94,7 @@ def build(
         aliases={word: frozenset(server_ids[s] for s in names) for word, names in mined.items()},
         name_words=[name_words(entry) - own[entry.server] for entry in entries],
         related=related,
+        rare=rare_words(entries, {server: words | set(tokenize(server)) for server, words in own.items()}),
         dense=dense,
         servers_dense=servers_dense,
     )

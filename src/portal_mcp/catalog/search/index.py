@@ -21,6 +21,8 @@ A tool's score for a query adds up these signals:
    removing or stopping unasked; only reading when the query asks to make or change) loses `ACTION_PENALTY` times
    the best score (`search/actions.py`); one whose name's words the query says as written, not only by stem, gains
    up to `FORM_BOOST` (`list_pull_requests` over `get_pull_request` for "the open pull requests").
+   Siblings: of the best `RERANK_DEPTH`, a server's tools are reordered by the rare words of their names the query
+   says as written (`search/siblings.py`: `get_bucket_metadata` over `list_buckets` for "the metadata of our bucket").
 7. Meaning (with a model): the query's cosine similarity to each tool and its server, `DENSE_WEIGHT` times, added
    to the word scores scaled to the best (`_fuse`). A query naming a server whose tools its words match leans on
    the words (`NAMED_DENSE_SHARE`): the name already chose the domain, and telling a server's tools apart by their
@@ -39,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from portal_mcp.catalog.model import Catalog, ToolEntry
+from portal_mcp.catalog.search import siblings
 from portal_mcp.catalog.search.actions import asked, tool_action, unasked
 from portal_mcp.catalog.search.built import Built, build
 from portal_mcp.catalog.search.embeddings import EmbeddingCache, Vectors
@@ -51,6 +54,7 @@ from portal_mcp.catalog.search.words import (
     EQUIVALENT_TOKENS,
     RELATED_PHRASES,
     WORD,
+    expand,
     forms,
     query_tokens,
     spelled_out,
@@ -218,8 +222,8 @@ class SearchIndex:
             return []
         words = WORD.findall(query.lower())
         own = query_tokens(query)
-        tokens = own + [w for w in _expand(words, own, EQUIVALENT_TOKENS, EQUIVALENT_PHRASES) if w not in own]
-        related = [word for word in _expand(words, tokens, self._parts.related, RELATED_PHRASES) if word not in tokens]
+        tokens = own + [w for w in expand(words, own, EQUIVALENT_TOKENS, EQUIVALENT_PHRASES) if w not in own]
+        related = [word for word in expand(words, tokens, self._parts.related, RELATED_PHRASES) if word not in tokens]
         mentioned = named(own, self._parts.aliases, self._names, [*tokens[len(own) :], *related])
         # A word naming a server selects its tools (the boost below) instead of matching their prose: a tool whose
         # description happens to repeat "MongoDB" is no better an answer to "list collections in mongo".
@@ -248,7 +252,9 @@ class SearchIndex:
             said = f"{query} ({', '.join(plain)})" if plain else query
             scores, keep, similarity = self._fuse(said, tokens, scores, keep, share)
         if keep.any():
-            self._rerank_by_name(scores, keep, asked(query, tokens + related), forms(query))
+            written = forms(query)
+            self._rerank_by_name(scores, keep, asked(query, tokens + related), written)
+            siblings.rerank(scores, _best(scores, keep, RERANK_DEPTH), self._server_of, self._parts.rare, written)
         exact = self._exact.get(query.strip().lower(), [])
         if exact:
             # Lifted above every other score (keeping their own order), so a named tool comes first.
@@ -379,16 +385,3 @@ def _dot(matrix: Vectors, vector: Vectors) -> Scores:
     takes ten times longer than this single loop (18 ms against 1.3 ms at 10,000 tools, measured)."""
     products: Scores = np.einsum("ij,j->i", matrix, vector).astype(np.float64)
     return products
-
-
-def _expand(
-    words: list[str], tokens: list[str], by_token: Mapping[str, Sequence[str]], by_phrase: Mapping[str, Sequence[str]]
-) -> list[str]:
-    """Synonyms of a query's phrases (of up to 3 words) and tokens, as index tokens, in order and once each."""
-    extra: list[str] = []
-    for size in (1, 2, 3):
-        for start in range(len(words) - size + 1):
-            extra.extend(by_phrase.get(" ".join(words[start : start + size]), ()))
-    for token in tokens:
-        extra.extend(by_token.get(token, ()))
-    return list(dict.fromkeys(extra))

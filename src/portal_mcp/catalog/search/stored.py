@@ -69,7 +69,7 @@ class IndexStore:
         except (OSError, ValueError, KeyError, TypeError) as error:
             logger.warning("ignoring the unreadable search index %s: %s", path, error)
             return None
-        fits = built.documents.size == tools and len(built.name_words) == tools
+        fits = built.documents.size == tools and len(built.name_words) == tools == len(built.rare)
         if built.dense is not None and built.servers_dense is not None:
             fits = fits and len(built.dense) == tools and len(built.servers_dense) == servers
         if not fits:
@@ -100,6 +100,7 @@ def _pack(built: Built) -> dict[str, Any]:
         "aliases": {word: sorted(servers) for word, servers in built.aliases.items()},
         "name_words": [sorted(words) for words in built.name_words],
         "related": built.related,
+        "rare": built.rare,
     }
     for part in ("documents", "headlines"):
         lexical: Lexical = getattr(built, part)
@@ -131,6 +132,7 @@ def _unpack(arrays: Mapping[str, Any]) -> Built:
         aliases={word: frozenset(servers) for word, servers in meta["aliases"].items()},
         name_words=[frozenset(words) for words in meta["name_words"]],
         related={word: tuple(words) for word, words in meta["related"].items()},
+        rare=meta["rare"],
         dense=dense,
         servers_dense=arrays.get("servers_dense"),
     )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from bm25s.stopwords import STOPWORDS_EN
 
@@ -309,3 +309,16 @@ def spelled_out(text: str) -> list[str]:
             if (phrase := " ".join(words[start : start + size])) in _SPELLED_PHRASES
         ]
     return list(dict.fromkeys(found))
+
+
+def expand(
+    words: list[str], tokens: list[str], by_token: Mapping[str, Sequence[str]], by_phrase: Mapping[str, Sequence[str]]
+) -> list[str]:
+    """Synonyms of a query's phrases (of up to 3 words) and tokens, as index tokens, in order and once each."""
+    extra: list[str] = []
+    for size in (1, 2, 3):
+        for start in range(len(words) - size + 1):
+            extra.extend(by_phrase.get(" ".join(words[start : start + size]), ()))
+    for token in tokens:
+        extra.extend(by_token.get(token, ()))
+    return list(dict.fromkeys(extra))
