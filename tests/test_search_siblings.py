@@ -1,11 +1,13 @@
 """Siblings in search: a server's tools over different objects are told apart by the rare words of their names
-the query says as written; the server's best score stays, and a query saying no rare word ranks as before."""
+the query says as written. Only one sibling saying every rare word of its name, ahead of all others, is lifted; the
+server's best score stays, and a query saying no rare word ranks as before."""
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from portal_mcp.catalog.model import Catalog
@@ -58,3 +60,41 @@ def test_a_query_saying_no_rare_word_ranks_as_before(
     catalog: Catalog, query: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     assert ranked(catalog, query, BOOST, monkeypatch) == ranked(catalog, query, 0.0, monkeypatch)
+
+
+def reranked(rare: list[dict[str, float]], said: set[str], meant: frozenset[str] = frozenset()) -> list[float]:
+    """Three tools of one server scored 1.0, 0.97, 0.8 (the first is its top), reranked by `siblings.rerank`."""
+    scores = np.array([1.0, 0.97, 0.8])
+    siblings.rerank(scores, np.arange(3), np.zeros(3, dtype=np.int64), rare, said, meant)
+    return [round(float(score), 6) for score in scores]
+
+
+def test_the_one_sibling_saying_every_rare_word_of_its_name_is_lifted_to_the_servers_best_score() -> None:
+    # It gains 0.07 (all the rare weight said), then the server moves back by 0.04: its best score stays 1.0.
+    scores = reranked([{"buckets": 1.0}, {"bucket": 1.0, "metadata": 2.0}, {}], {"bucket", "metadata"})
+    assert scores == pytest.approx([0.96, 1.0, 0.76])
+
+
+@pytest.mark.parametrize(
+    ("rare", "said"),
+    [
+        # "document" is not said: `get_managed_policy_document` is not what "a managed policy" names.
+        ([{}, {"managed": 2.0, "document": 1.0}, {}], {"managed"}),
+        # Two siblings say as much: no clear winner.
+        ([{}, {"tables": 1.0}, {"buckets": 1.0}], {"tables", "buckets"}),
+        # The top says as much as the sibling.
+        ([{"web": 2.0}, {"search": 2.0}, {}], {"web", "search"}),
+    ],
+)
+def test_without_one_clear_sibling_saying_its_whole_name_nothing_moves(
+    rare: list[dict[str, float]], said: set[str]
+) -> None:
+    assert reranked(rare, said) == [1.0, 0.97, 0.8]
+
+
+def test_the_top_keeps_its_place_when_the_query_asks_for_its_whole_name_by_a_synonym() -> None:
+    rare = [{"deploy": 1.0, "edge": 1.0, "function": 1.0}, {"edge": 1.0, "function": 1.0}, {}]
+    said = {"ship", "edge", "function"}
+    assert reranked(rare, said)[1] == 1.0
+    # "ship" means deploy (the index's related words): the top is asked for whole, and it weighs more.
+    assert reranked(rare, said, frozenset({"ship", "deploy", "edg", "funct"})) == [1.0, 0.97, 0.8]

@@ -252,9 +252,10 @@ class SearchIndex:
             said = f"{query} ({', '.join(plain)})" if plain else query
             scores, keep, similarity = self._fuse(said, tokens, scores, keep, share)
         if keep.any():
-            written = forms(query)
-            self._rerank_by_name(scores, keep, asked(query, tokens + related), written)
-            siblings.rerank(scores, _best(scores, keep, RERANK_DEPTH), self._server_of, self._parts.rare, written)
+            written, meant = forms(query), tokens + related
+            self._rerank_by_name(scores, keep, asked(query, meant), written)
+            best = _best(scores, keep, RERANK_DEPTH)
+            siblings.rerank(scores, best, self._server_of, self._parts.rare, written, frozenset(meant))
         exact = self._exact.get(query.strip().lower(), [])
         if exact:
             # Lifted above every other score (keeping their own order), so a named tool comes first.
