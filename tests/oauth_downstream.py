@@ -64,10 +64,16 @@ async def protected_server(
 
 
 def write_config(
-    folder: Path, url: str, *, redirect_uri: str | None = None, audit: str = "audit: {sqlite: audit.sqlite}"
+    folder: Path,
+    url: str,
+    *,
+    redirect_uri: str | None = None,
+    audit: str = "audit: {sqlite: audit.sqlite}",
+    connections: str = "",
 ) -> Path:
     """portal.yaml + secrets.yaml: users alice (the stdio user) and bob with HTTP tokens, the server `protected`
-    with `oauth:`, and the connections key in the secrets file."""
+    with `oauth:`, and the connections key in the secrets file (`connections`: more keys of `connections:`, such as
+    `sqlite: FILE` with no audit database)."""
     tokens = {"ALICE_TOKEN": "alice-" + secrets.token_hex(16), "BOB_TOKEN": "bob-" + secrets.token_hex(16)}
     (folder / "secrets.yaml").write_text(
         "".join(f"{name}: {value}\n" for name, value in {**tokens, "CONNECTIONS_KEY": KEY}.items())
@@ -80,7 +86,7 @@ def write_config(
 secrets_file: secrets.yaml
 user: alice
 {audit}
-connections: {{key: "${{CONNECTIONS_KEY}}"}}
+connections: {{key: "${{CONNECTIONS_KEY}}"{", " + connections if connections else ""}}}
 http:
   users:
     alice: {{token: "${{ALICE_TOKEN}}"}}

@@ -13,9 +13,12 @@ import json
 import logging
 import re
 import secrets
+import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -345,3 +348,46 @@ async def test_a_refresh_the_provider_cannot_serve_just_now_keeps_the_connection
             assert await whoami(portal, "alice") == "alice"  # the provider is back: refreshed, no new sign-in
     seen = [call["token_sha256"] for call in calls(record)]
     assert len(seen) == 2 and seen[0] != seen[1]
+
+
+async def test_tokens_refreshed_while_the_store_cannot_take_them_are_kept_and_stored_once_it_can(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The provider rotates refresh tokens: once a refresh succeeds, the stored refresh token is spent. Tokens the
+    # store cannot take at that moment must not be dropped (a restart would then find only the spent one, and the
+    # grant would be gone): the call goes on with them, and they are written as soon as the store takes writes.
+    async with protected_server(tmp_path) as (idp, url, record):
+        # The connections in a file of their own: the audit log (in memory here) keeps being written meanwhile.
+        path = write_config(tmp_path, url, audit="", connections="sqlite: connections.sqlite")
+        await connect(idp, path, "alice")
+        config = load_config(path)
+        async with Portal.open(config) as portal:
+            assert await whoami(portal, "alice") == "alice"
+            await store_refused_token(config, "alice")  # the next call gets a 401 and refreshes
+            with writes_refused(tmp_path / "connections.sqlite"), caplog.at_level(logging.WARNING):
+                assert await whoami(portal, "alice") == "alice"
+            assert "refreshed tokens are held in memory until the store takes them" in caplog.text
+            assert await whoami(portal, "alice") == "alice"  # written before this call went out
+            async with opened_store(config) as store:
+                stored = store.get("alice", "protected")
+                assert stored is not None
+                # A restart after the access token expired refreshes from what the store holds.
+                store.put("alice", "protected", {**stored, "expires_at": 1.0})
+        async with Portal.open(config) as restarted:
+            assert await whoami(restarted, "alice") == "alice"
+    seen = [call["token_sha256"] for call in calls(record)]
+    assert len(seen) == 4 and seen[0] != seen[1] == seen[2] != seen[3], seen
+
+
+@contextmanager
+def writes_refused(database: Path) -> Iterator[None]:
+    """Another process holding `database`'s write lock: the portal's writes there fail once their busy timeout
+    ends, while reads go on (WAL)."""
+    assert database.is_file()
+    holder = sqlite3.connect(database, isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        yield
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import asynccontextmanager
 from typing import NoReturn
 
 import anyio
@@ -33,7 +34,7 @@ from pydantic import AnyUrl, ValidationError
 from portal_mcp.config import RemoteServerConfig
 from portal_mcp.config.oauth import OAuthConfig
 from portal_mcp.control.audit_store.connections import ConnectionStore, Record
-from portal_mcp.errors import ConnectionNeededError, DownstreamError
+from portal_mcp.errors import AuditStoreError, ConnectionNeededError, DownstreamError
 
 logger = logging.getLogger("portal_mcp.downstream")
 
@@ -69,8 +70,13 @@ class StoredConnection:
         self._fresh = fresh
         """Connecting anew: start from nothing, write only what this flow produces."""
         self.provider: OAuthClientProvider | None = None
+        self.unsaved = False
+        """Tokens a refresh got that the store could not take: held here (the stored refresh token may be spent,
+        the authorization server rotating them) and written by `save` before the connection is used again."""
 
     async def load(self) -> Record:
+        if self.unsaved:
+            return self.record  # newer than the stored one
         if not self._fresh:
             found = await anyio.to_thread.run_sync(self.store.get, self.user, self.server)
             self.record = found or {}
@@ -99,7 +105,27 @@ class StoredConnection:
             self.record["prm"] = context.protected_resource_metadata.model_dump(mode="json", exclude_none=True)
         self.record["at"] = time.time()
         self.record_secrets()
-        await anyio.to_thread.run_sync(self.store.put, self.user, self.server, dict(self.record))
+        if self._fresh:  # connecting: the user is there to be told the store failed, and can connect again
+            await anyio.to_thread.run_sync(self.store.put, self.user, self.server, dict(self.record))
+        else:
+            self.unsaved = True
+            await self.save()
+
+    async def save(self) -> bool:
+        """Write refreshed tokens the store has not taken yet; True once it has. A store that cannot take them
+        now keeps them `unsaved` here, with a warning: the call goes on with them, and the next one writes again.
+        Losing them instead would end the grant wherever the old refresh token is the only one left (a restart,
+        another replica): it was spent by the refresh."""
+        if not self.unsaved:
+            return True
+        try:
+            await anyio.to_thread.run_sync(self.store.put, self.user, self.server, dict(self.record))
+        except AuditStoreError as exc:
+            logger.warning("server %r: user %r's refreshed tokens are held in memory until the store takes them: %s",
+                           self.server, self.user, exc)  # fmt: skip
+            return False
+        self.unsaved = False
+        return True
 
     async def get_client_info(self) -> OAuthClientInformationFull | None:
         client = self.record.get("client")
@@ -216,6 +242,9 @@ class UserAuth(OAuthClientProvider):
         if self.context.current_tokens is None:
             raise ConnectionNeededError(self.server, self.storage.user)
         self.context.protocol_version = request.headers.get(MCP_PROTOCOL_VERSION_HEADER)
+        if self.storage.unsaved:  # the store refused refreshed tokens earlier: write them before going on
+            async with self._locked():
+                await self.storage.save()
         retried = False
         while True:
             if not self._usable():
@@ -254,19 +283,25 @@ class UserAuth(OAuthClientProvider):
         is released. Oidc-provider and others rotate refresh tokens and end the whole grant when one is used twice,
         so no two holders may refresh from the same stored token. The auth's own lock is held too: reading the store
         again (`reload`) while this refresh runs would put the refreshed tokens back to the stored, stale ones."""
+        async with self._locked():
+            await self._adopt_stored()
+            if self._usable():
+                return
+            if not self.context.can_refresh_token():
+                self._gone()
+            response = yield await self._refresh_token()
+            if response.status_code >= 500 or response.status_code == 429:
+                raise self._unavailable(response)
+            if not await self._handle_refresh_response(response):  # it logs why, and forgets the tokens
+                self._gone()
+
+    @asynccontextmanager
+    async def _locked(self) -> AsyncIterator[None]:
+        """The connection's lock (every replica's and every link's) and the auth's own, held together."""
         async with self.context.lock:
             release = await anyio.to_thread.run_sync(self.storage.store.lock, self.storage.user, self.server)
             try:
-                await self._adopt_stored()
-                if self._usable():
-                    return
-                if not self.context.can_refresh_token():
-                    self._gone()
-                response = yield await self._refresh_token()
-                if response.status_code >= 500 or response.status_code == 429:
-                    raise self._unavailable(response)
-                if not await self._handle_refresh_response(response):  # it logs why, and forgets the tokens
-                    self._gone()
+                yield
             finally:
                 with anyio.CancelScope(shield=True):
                     await anyio.to_thread.run_sync(release)
@@ -290,7 +325,10 @@ class UserAuth(OAuthClientProvider):
         raise ConnectionNeededError(self.server, self.storage.user, reconnect=True)
 
     async def _adopt_stored(self) -> None:
-        """Take the stored tokens when they are not the ones held here (refreshed elsewhere)."""
+        """Take the stored tokens when they are not the ones held here (refreshed elsewhere), unless the ones held
+        here are newer: refreshed here while the store could not take them (then they are written now, if it can)."""
+        if not await self.storage.save():
+            return
         held = self.context.current_tokens
         record = await StoredConnection(self.storage.store, self.storage.user, self.server).load()
         tokens = record.get("tokens")

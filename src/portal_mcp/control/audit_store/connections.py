@@ -177,28 +177,36 @@ class SqliteConnectionStore(ConnectionStore):
             self._db.close()
             raise AuditStoreError(name, f"cannot keep connections there ({exc})") from None
 
+    def _run(self, sql: str, params: tuple[Any, ...]) -> sqlite3.Cursor:
+        """One statement; a database that cannot serve it (locked past the busy timeout, disk full, unreadable) is
+        an `AuditStoreError`, as on PostgreSQL."""
+        try:
+            return self._db.execute(sql, params)
+        except sqlite3.Error as exc:
+            raise AuditStoreError(self.name, f"connections: {exc}") from None
+
     def _query(self, sql: str, params: tuple[Any, ...]) -> tuple[list[tuple[Any, ...]], int]:
-        cursor = self._db.execute(sql, params)
+        cursor = self._run(sql, params)
         return cursor.fetchall(), cursor.rowcount
 
     def _get(self, user: str, server: str) -> str | None:
-        row = self._db.execute(f"SELECT sealed FROM {_SQLITE_TABLE} WHERE user = ? AND server = ?", (user, server))
+        row = self._run(f"SELECT sealed FROM {_SQLITE_TABLE} WHERE user = ? AND server = ?", (user, server))
         found = row.fetchone()
         return None if found is None else str(found[0])
 
     def _put(self, user: str, server: str, sealed: str, at: float) -> None:
-        self._db.execute(
+        self._run(
             f"INSERT OR REPLACE INTO {_SQLITE_TABLE} (user, server, sealed, at) VALUES (?, ?, ?, ?)",
             (user, server, sealed, at),
         )
 
     def _delete(self, user: str, server: str) -> bool:
-        cursor = self._db.execute(f"DELETE FROM {_SQLITE_TABLE} WHERE user = ? AND server = ?", (user, server))
+        cursor = self._run(f"DELETE FROM {_SQLITE_TABLE} WHERE user = ? AND server = ?", (user, server))
         return cursor.rowcount > 0
 
     def _list(self, user: str | None) -> list[tuple[str, str, float]]:
         where, params = (" WHERE user = ?", (user,)) if user is not None else ("", ())
-        rows = self._db.execute(f"SELECT user, server, at FROM {_SQLITE_TABLE}{where}", params).fetchall()
+        rows = self._run(f"SELECT user, server, at FROM {_SQLITE_TABLE}{where}", params).fetchall()
         return [(str(u), str(s), float(at)) for u, s, at in rows]
 
     def close(self) -> None:
