@@ -201,7 +201,7 @@ async def test_searches_are_capped_in_length_and_rate_and_the_audit_keeps_no_lon
     assert [event.outcome for event in searches] == ["refused", "ok", "ok", "refused", "ok"]
 
 
-async def test_searches_served_over_mcp_are_refused_before_any_thread_and_answered_as_on_the_command_line() -> None:
+async def test_offloaded_searches_are_refused_before_any_thread_and_answered_as_on_the_command_line() -> None:
     # The MCP surface's search ranks in a thread (`search_api_offloaded`); the rate is checked on the event loop
     # first, so of five searches sent at once over a limit of three, the two refused answer before any ranking.
     audit = MemoryAuditSink()

@@ -36,7 +36,8 @@ FULL_HITS = 2
 
 @dataclass(frozen=True)
 class Sources:
-    """What a search reads, taken on the event loop when it is admitted (`Portal.search_sources`)."""
+    """What a search reads (`Portal.search_sources`): statuses and resources as taken on the event loop when it is
+    admitted, the catalog as it is when the reply is built."""
 
     catalog: Callable[[], Catalog]
     """The current catalog (read once per reply)."""
