@@ -105,8 +105,8 @@ def test_a_file_with_a_newer_schema_is_refused_with_a_clear_message(tmp_path: Pa
     with db:
         db.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION + 1,))
     db.close()
-    with SqliteAuditSink(path) as store, pytest.raises(AuditStoreError) as caught:
-        store.recent()
+    with pytest.raises(AuditStoreError) as caught:
+        SqliteAuditSink(path)  # refused when opened: a portal configured with it does not start
     assert caught.value.store == str(path)
     assert f"schema version {SCHEMA_VERSION + 1} is newer than this portal-mcp reads ({SCHEMA_VERSION})" in str(
         caught.value
@@ -117,17 +117,40 @@ def test_a_file_with_a_newer_schema_is_refused_with_a_clear_message(tmp_path: Pa
 def test_a_file_that_is_not_sqlite_is_refused_with_a_clear_message(tmp_path: Path) -> None:
     path = tmp_path / "audit.sqlite"
     path.write_text("not a database, just some text that is long enough to have a header" * 10)
-    with SqliteAuditSink(path) as store, pytest.raises(AuditStoreError, match="not a usable SQLite audit store"):
-        store.record(call("time.now", 1.0))
+    with pytest.raises(AuditStoreError, match="not a usable SQLite audit store"):
+        SqliteAuditSink(path)
 
 
-def test_a_path_in_a_missing_folder_is_created_on_first_use(tmp_path: Path) -> None:
+def test_a_path_in_a_missing_folder_is_created_when_the_store_opens(tmp_path: Path) -> None:
     path = tmp_path / "state" / "portal-mcp" / "audit.sqlite"
-    store = SqliteAuditSink(path)
-    assert not path.parent.exists()  # nothing happens before the first event
-    with store:
-        store.record(call("time.now", 1.0))
-    assert path.is_file()
+    with SqliteAuditSink(path):
+        assert path.is_file()
+
+
+def test_a_path_the_store_cannot_create_is_refused_when_it_opens(tmp_path: Path) -> None:
+    (tmp_path / "state").write_text("a file where the folder should be")
+    with pytest.raises(AuditStoreError, match="cannot create its folder"):
+        SqliteAuditSink(tmp_path / "state" / "audit.sqlite")
+
+
+def test_a_file_another_process_holds_locked_delays_the_writer_not_the_caller_and_loses_nothing(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "audit.sqlite"
+    with SqliteAuditSink(path) as store:
+        holder = sqlite3.connect(path, isolation_level=None)  # a second process's connection, as far as SQLite knows
+        holder.execute("BEGIN EXCLUSIVE")
+        try:
+            for i in range(100):
+                store.record(call("time.now", i))  # returns at once: before, each waited 5 s and then raised
+            assert not store.flush(timeout=0.5)  # the writer waits for the lock and retries
+            assert store.writer.pending == 100
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        assert store.flush(timeout=30)
+        assert len(store.recent(1000)) == 100
+        assert (store.writer.dropped, store.writer.lost) == (0, 0)
 
 
 def test_a_closed_and_reopened_store_keeps_every_event(open_store: OpenStore) -> None:

@@ -112,6 +112,33 @@ async def test_a_configured_sqlite_audit_file_keeps_every_search_after_the_porta
     ]
 
 
+async def test_a_run_ends_with_its_outcome_while_another_process_holds_the_audit_file_and_is_recorded_after(
+    tmp_path: Path,
+) -> None:
+    import sqlite3
+
+    from portal_mcp.control.audit_store import SqliteAuditSink
+    from portal_mcp.sandbox import RunResult
+
+    config = tmp_path / "portal.yaml"
+    config.write_text(
+        f"servers:\n  clock: {{snapshot: {bundled_schemas_dir() / 'time.json'}}}\naudit: {{sqlite: audit.sqlite}}\n"
+    )
+    with anyio.fail_after(30):
+        async with Portal.open(load_config(config, environ={}).model_copy(update={"user": "ada"})) as portal:
+            holder = sqlite3.connect(tmp_path / "audit.sqlite", isolation_level=None)
+            holder.execute("BEGIN EXCLUSIVE")  # a backup, a second portal, an `sqlite3` shell left in a transaction
+            try:
+                outcome = await portal.execute_code("print(6 * 7)", portal.local)  # before: AuditStoreError after 5 s
+            finally:
+                holder.execute("ROLLBACK")
+                holder.close()
+    assert isinstance(outcome, RunResult) and outcome.ok and "42" in outcome.output
+    with SqliteAuditSink(tmp_path / "audit.sqlite") as store:
+        events = store.recent(10)
+    assert [(e.kind, e.user, e.outcome) for e in events] == [("run", "ada", "ok")]
+
+
 async def test_the_configured_user_is_who_stdio_searches_are_attributed_to(tmp_path: Path) -> None:
     config = tmp_path / "portal.yaml"
     config.write_text(f"user: ada\nservers:\n  clock: {{snapshot: {bundled_schemas_dir() / 'time.json'}}}\n")

@@ -35,7 +35,7 @@ from portal_mcp.catalog.shapes import ShapeBook
 from portal_mcp.config import ANONYMOUS, PortalConfig
 from portal_mcp.control.access import AccessPolicy, RunLimiter, UserView
 from portal_mcp.control.audit import AuditSink, MemoryAuditSink
-from portal_mcp.control.audit_store import PostgresAuditSink
+from portal_mcp.control.audit_store import PostgresAuditSink, SqliteAuditSink
 from portal_mcp.control.audit_store.connections import ConnectionStore, open_connections
 from portal_mcp.control.audit_store.opening import open_audit_sink
 from portal_mcp.control.audit_store.shapes import open_shapes
@@ -90,7 +90,7 @@ class Portal:
         self._listeners: list[EventListener] = []
         users = {self.local.name, *config.http.users, *([ANONYMOUS] if config.http.bearer_tokens else [])}
         users = users if config.http.metric_user_labels else set()  # without names every user counts as `other`
-        backlog = audit.backlog if isinstance(audit, PostgresAuditSink) else lambda: None
+        backlog = audit.backlog if isinstance(audit, PostgresAuditSink | SqliteAuditSink) else lambda: None
         self.metrics = Metrics(lambda: self._catalog, self.statuses, users, backlog)
         # Every search, run and call goes to the audit sink and, from the same event, to the metrics.
         self.events: AuditSink = MetricsTee(audit, self.metrics)

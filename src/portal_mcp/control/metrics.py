@@ -208,7 +208,7 @@ class _StateCollector:
         )
         yield GaugeMetricFamily("portal_context_tokens_portal", "tokens of the portal's two tools", value=portal)
         backlog = self._metrics._backlog()
-        if backlog is not None:  # a queued audit store (PostgreSQL): what waits, and what it had to give up on
+        if backlog is not None:  # a durable audit store (queued): what waits, and what it had to give up on
             yield GaugeMetricFamily("portal_audit_pending_events", "audit events waiting to be written", value=backlog.pending)  # fmt: skip
             yield CounterMetricFamily(
                 "portal_audit_dropped_events", "audit events refused because the queue was full", value=backlog.dropped

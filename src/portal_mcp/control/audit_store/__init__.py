@@ -2,9 +2,10 @@
 
 ```
 query.py     the query API both stores answer (recent, summary), SummaryRow, percentile, as_json, SCHEMA_VERSION
-sqlite.py    SqliteAuditSink: one file, embedded (`audit: {sqlite: PATH}`)
+sqlite.py    SqliteAuditSink: one file, embedded (`audit: {sqlite: PATH}`), queued writes
 postgres.py  PostgresAuditSink: one database shared by replicas (`audit: {postgres: DSN}`), queued writes
-writer.py    BatchWriter: the bounded queue + background thread + retry that keeps network I/O off the event loop
+writer.py    BatchWriter: the bounded queue + background thread + retry that keeps file and network I/O off the event
+             loop (a locked file or a database outage delays the writer, never a run)
 ```
 `AuditStoreError` lives in `portal_mcp.errors` and is re-exported here.
 """

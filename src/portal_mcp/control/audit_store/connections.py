@@ -26,6 +26,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any
 
 import anyio
@@ -38,7 +39,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from portal_mcp.config import PortalConfig
 from portal_mcp.control.audit import AuditSink
 from portal_mcp.control.audit_store.postgres import PostgresAuditSink
-from portal_mcp.control.audit_store.sqlite import SqliteAuditSink
+from portal_mcp.control.audit_store.sqlite import SqliteAuditSink, open_file
 from portal_mcp.errors import AuditStoreError
 
 _SQLITE_TABLE = "oauth_connections"
@@ -305,8 +306,8 @@ def connections_beside(sink: AuditSink, config: PortalConfig, environ: Mapping[s
     if isinstance(sink, SqliteAuditSink):
         return SqliteConnectionStore(sink.connect, sink.name, sealer)
     path = config.connections.sqlite or config.state_folder(environ) / "connections.sqlite"
-    own = SqliteAuditSink(path)  # its connections only: the same file settings (WAL, busy timeout) as the audit log
-    return SqliteConnectionStore(own.connect, own.name, sealer)
+    # Its connections only, with the same file settings (WAL, busy timeout) as the audit log.
+    return SqliteConnectionStore(partial(open_file, path), str(path), sealer)
 
 
 @asynccontextmanager

@@ -5,13 +5,24 @@ with SqliteAuditSink(Path("~/.local/state/portal-mcp/audit.sqlite").expanduser()
     async with Portal.open(config, audit=store) as portal: ...
     print(as_json(store.summary("tool", since=time.time() - 3600)))
 ```
-The file and its folders are created on first use. It runs in WAL mode with `synchronous=NORMAL`: one insert per
-event costs a page write and no fsync, so `record` is cheap enough to call on the event loop, and a committed
-event survives a crash of the portal (not a power cut before the next checkpoint). Readers (`portal-mcp audit`)
-never block the writer. Only what `AuditEvent` holds is stored: sizes, subjects and failure reasons, never
-argument or result values. Text is cleaned as in the PostgreSQL store (`query.storable`: NUL and unpaired surrogates
-become U+FFFD): SQLite could keep a NUL but not a lone surrogate (`record` raised UnicodeEncodeError), and the same
-events should read back and summarise the same from either store.
+The file and its folders are created when the store is opened, so a path the portal cannot use stops it at start
+(not at its first event). It runs in WAL mode with `synchronous=NORMAL`. Readers (`portal-mcp audit`) never block
+the writer.
+
+`record` never touches the file: it appends the event to a bounded queue (`BatchWriter`), and one background thread
+inserts what queued up in one transaction per batch. The event loop therefore never waits on the file: another
+process holding the write lock (a second portal, a backup, `sqlite3` left in a transaction), a full disk or a slow
+one delays only the writer, which keeps the events queued, logs once, and retries with backoff until it can write
+them. A run or call being recorded is never failed by its audit event. What can be lost is what the PostgreSQL
+store can lose (its docstring): on a clean `close` nothing, unless the file stays unwritable for `close_timeout` (what is left is counted in
+`writer.lost` and logged); on a crash, the events
+not yet committed (the last few milliseconds' worth while the file is writable); while `capacity` events are
+pending, new ones (counted in `writer.dropped`, logged). Queries (`recent`, `summary`) first wait for this sink's
+queue to drain, so they include every event it recorded before them.
+
+Only what `AuditEvent` holds is stored: sizes, subjects and failure reasons, never argument or result values. Text
+is cleaned as in the PostgreSQL store (`query.storable`: NUL and unpaired surrogates become U+FFFD): SQLite could
+keep a NUL but not a lone surrogate, and the same events should read back and summarise the same from either store.
 """
 
 from __future__ import annotations
@@ -25,7 +36,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from portal_mcp.control.audit import AuditEvent
+from portal_mcp.control.audit import AuditBacklog, AuditEvent
 from portal_mcp.control.audit_store.query import (
     COLUMNS,
     SCHEMA_VERSION,
@@ -35,6 +46,7 @@ from portal_mcp.control.audit_store.query import (
     event_row,
     percentile,
 )
+from portal_mcp.control.audit_store.writer import BatchWriter
 from portal_mcp.errors import AuditStoreError
 
 _SCHEMA = """
@@ -55,24 +67,56 @@ CREATE INDEX events_kind_at ON events (kind, at);
 CREATE INDEX events_user_at ON events (user, at);
 """
 _BUSY_TIMEOUT_S = 5.0
-"""How long a write waits for another process holding the write lock (e.g. a second portal on the same file)."""
+"""How long a write waits for another process holding the write lock (e.g. a second portal on the same file) before
+the writer backs off and retries."""
+
+
+def _retryable(exc: Exception) -> bool:
+    """A busy or locked file, a full disk, an I/O error, a file that cannot be opened (now): retried with backoff.
+    `AuditStoreError` is the writer reopening the file (`_open`): the file may be fixed or freed meanwhile."""
+    return isinstance(exc, (sqlite3.OperationalError, AuditStoreError))
+
+
+def _advice(exc: sqlite3.Error) -> str:
+    """What to do about a SQLite error, when there is something to say."""
+    text = str(exc)
+    if "locked" in text or "busy" in text:
+        return f"; another process held the file's write lock for over {_BUSY_TIMEOUT_S:g} s"
+    if isinstance(exc, sqlite3.OperationalError):
+        return "; check the file's permissions and free disk space"
+    return ""
 
 
 class SqliteAuditSink(AuditQueries):
     """An `AuditSink` backed by a SQLite file, safe to share between the threads of one process.
 
+    Opening creates or checks the file (an `AuditStoreError` says why it cannot be used); `record` only queues.
     Several processes may also write to one file (SQLite's locking serialises them); for several machines use the
-    PostgreSQL store. Close it (or use it as a context manager) when done; every recorded event is already committed.
+    PostgreSQL store. Close it (or use it as a context manager) when done: that writes what is queued.
     """
 
     _table = "events"
     _param = "?"
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(
+        self, path: str | Path, *, capacity: int = 10_000, batch_size: int = 500, close_timeout: float = 10.0
+    ) -> None:
         self.path = Path(path)
+        self._close_timeout = close_timeout
         self._lock = threading.Lock()
-        self._db: sqlite3.Connection | None = None
         self._closed = False
+        self._db: sqlite3.Connection | None = open_file(self.path)
+        """The readers' connection (queries hold `_lock`); the writer thread has its own."""
+        self._conn_writer: sqlite3.Connection | None = None
+        self._writer: BatchWriter[AuditEvent] = BatchWriter(
+            self._write,
+            describe=self.name,
+            retryable=_retryable,
+            capacity=capacity,
+            batch_size=batch_size,
+            interrupt=self._interrupt_write,
+            finish=self._close_writer_connection,
+        )
 
     def __enter__(self) -> Self:
         return self
@@ -83,9 +127,14 @@ class SqliteAuditSink(AuditQueries):
         self.close()
 
     def close(self) -> None:
-        """Close the file; later calls raise `AuditStoreError`. Closing twice is harmless."""
+        """Write what is queued (waiting at most `close_timeout`), then close the file; later calls raise
+        `AuditStoreError`. Closing twice is harmless."""
         with self._lock:
+            if self._closed:
+                return
             self._closed = True
+        self._writer.close(self._close_timeout)
+        with self._lock:
             if self._db is not None:
                 self._db.close()
                 self._db = None
@@ -94,19 +143,60 @@ class SqliteAuditSink(AuditQueries):
     def name(self) -> str:
         return str(self.path)
 
+    def backlog(self) -> AuditBacklog:
+        """What waits in the queue, and what was given up on so far (`/metrics` reads it at every scrape)."""
+        return AuditBacklog(self._writer.pending, self._writer.dropped, self._writer.lost)
+
+    @property
+    def writer(self) -> BatchWriter[AuditEvent]:
+        """The queue and its counters (`pending`, `written`, `dropped`, `lost`) and thread (`running`)."""
+        return self._writer
+
     def flush(self, timeout: float | None = None) -> bool:
-        """Nothing to wait for: `record` commits before it returns (the same API as `PostgresAuditSink.flush`)."""
-        return True
+        """Wait until every event recorded so far is committed (or given up on); False on timeout."""
+        return self._writer.flush(timeout)
 
     def record(self, event: AuditEvent) -> None:
-        """Append one event; it is committed when this returns."""
+        """Queue one event (never waits on the file); it is committed within milliseconds while the file is writable."""
+        if self._closed:
+            raise AuditStoreError(self.name, "the store is closed; open a new SqliteAuditSink")
+        self._writer.put(event)
+
+    def _write(self, batch: list[AuditEvent]) -> None:
+        """Insert one batch in one transaction (on the writer thread). Any SQLite error drops the connection (the
+        next attempt opens a new one), so a failed batch never leaves a transaction open behind it."""
         sql = f"INSERT INTO events ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        with self._lock:
-            self._execute(sql, event_row(event))
+        conn = self._conn_writer
+        if conn is None:
+            conn = self._conn_writer = open_file(self.path)
+        try:
+            conn.execute("BEGIN IMMEDIATE")  # the write lock first: a busy file fails here, before any insert
+            conn.executemany(sql, [event_row(event) for event in batch])
+            conn.execute("COMMIT")
+        except sqlite3.Error:
+            self._close_writer_connection()
+            raise
+
+    def _interrupt_write(self) -> None:
+        """Abort the writer's statement in flight (`close` past its deadline, on a thread of its own)."""
+        conn = self._conn_writer
+        if conn is not None:
+            conn.interrupt()
+
+    def _close_writer_connection(self) -> None:
+        conn, self._conn_writer = self._conn_writer, None
+        if conn is not None:
+            conn.close()
 
     def _fetch(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        self._writer.flush(self._close_timeout)
         with self._lock:
-            return self._execute(sql, params).fetchall()
+            if self._db is None:
+                raise AuditStoreError(self.name, "the store is closed; open a new SqliteAuditSink")
+            try:
+                return self._db.execute(sql, params).fetchall()
+            except sqlite3.Error as exc:
+                raise AuditStoreError(self.name, f"query failed ({exc}){_advice(exc)}") from exc
 
     def _groups(self, by: SummaryKey, where: str, params: tuple[Any, ...]) -> list[SummaryRow]:
         # SQLite has no percentile aggregate: group here, with the one nearest-rank definition.
@@ -123,81 +213,76 @@ class SqliteAuditSink(AuditQueries):
             summary.append(SummaryRow(key, len(calls), errors, percentile(durations, 50), percentile(durations, 95)))
         return summary
 
-    def _execute(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
-        """Run one statement on the (lazily opened) connection; the caller holds the lock."""
-        try:
-            return self._connection().execute(sql, params)
-        except sqlite3.Error as exc:
-            raise AuditStoreError(self.name, f"{exc}; check the file's permissions and free disk space") from exc
-
-    def _connection(self) -> sqlite3.Connection:
-        if self._closed:
-            raise AuditStoreError(self.name, "the store is closed; open a new SqliteAuditSink")
-        if self._db is None:
-            self._db = self._open()
-        return self._db
-
     def connect(self) -> sqlite3.Connection:
         """A new connection to the file, set up (WAL, the audit tables), for a table kept beside the log."""
-        return self._open()
+        return open_file(self.path)
 
-    def _open(self) -> sqlite3.Connection:
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise AuditStoreError(self.name, f"cannot create its folder: {exc.strerror}") from None
-        try:
-            # Autocommit (isolation_level=None): each insert is its own transaction; the schema gets an explicit one.
-            db = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
-        except sqlite3.Error as exc:
-            raise AuditStoreError(self.name, f"cannot open it ({exc}); check the path and its permissions") from None
-        try:
-            self._prepare(db)
-        except sqlite3.DatabaseError as exc:
-            db.close()
-            raise AuditStoreError(
-                self.name, f"not a usable SQLite audit store ({exc}); point the audit config at another file"
-            ) from None
-        except BaseException:
-            db.close()
-            raise
-        return db
 
-    def _prepare(self, db: sqlite3.Connection) -> None:
-        """WAL mode and the schema. Switching a new file to WAL takes a lock that SQLite does not wait for (no busy
-        handler), so a second store opening the same new file at that moment is retried until the busy timeout."""
-        deadline = time.monotonic() + _BUSY_TIMEOUT_S
-        while True:
-            try:
-                db.execute("PRAGMA journal_mode=WAL")
-                db.execute("PRAGMA synchronous=NORMAL")
-                self._migrate(db)
-                return
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.01)
+def open_file(path: Path) -> sqlite3.Connection:
+    """A connection to the audit file at `path` (folders and file created, WAL, the schema created or checked), or
+    an `AuditStoreError` saying why it cannot be used. The connection starts no transaction on its own."""
+    name = str(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise AuditStoreError(name, f"cannot create its folder: {exc.strerror}") from None
+    try:
+        # Autocommit (isolation_level=None): every transaction is explicit (a batch of inserts, the schema).
+        db = sqlite3.connect(path, timeout=_BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
+    except sqlite3.Error as exc:
+        raise AuditStoreError(name, f"cannot open it ({exc}); check the path and its permissions") from None
+    try:
+        _prepare(db, name)
+    except sqlite3.OperationalError as exc:  # locked, busy, read-only, I/O: the file may be fine
+        db.close()
+        raise AuditStoreError(name, f"cannot set it up ({exc}){_advice(exc)}") from None
+    except sqlite3.DatabaseError as exc:
+        db.close()
+        raise AuditStoreError(
+            name, f"not a usable SQLite audit store ({exc}); point the audit config at another file"
+        ) from None
+    except BaseException:
+        db.close()
+        raise
+    return db
 
-    def _migrate(self, db: sqlite3.Connection) -> None:
-        """Create the tables in a new file, or check that an existing file's schema is one this code reads."""
-        # IMMEDIATE takes the write lock first, so two processes creating the same file cannot both create tables.
-        db.execute("BEGIN IMMEDIATE")
+
+def _prepare(db: sqlite3.Connection, name: str) -> None:
+    """WAL mode and the schema. Switching a new file to WAL takes a lock that SQLite does not wait for (no busy
+    handler), so a second store opening the same new file at that moment is retried until the busy timeout."""
+    deadline = time.monotonic() + _BUSY_TIMEOUT_S
+    while True:
         try:
-            exists = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'")
-            if exists.fetchone() is None:
-                for statement in filter(str.strip, _SCHEMA.split(";")):
-                    db.execute(statement)
-                db.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
-            else:
-                found = db.execute("SELECT max(version) FROM schema_version").fetchone()[0]
-                if not isinstance(found, int) or found > SCHEMA_VERSION:
-                    raise AuditStoreError(
-                        self.name,
-                        f"schema version {found!r} is newer than this portal-mcp reads ({SCHEMA_VERSION}); "
-                        "upgrade portal-mcp, or point the audit config at another file",
-                    )
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            _migrate(db, name)
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
+def _migrate(db: sqlite3.Connection, name: str) -> None:
+    """Create the tables in a new file, or check that an existing file's schema is one this code reads."""
+    # IMMEDIATE takes the write lock first, so two processes creating the same file cannot both create tables.
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        exists = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'")
+        if exists.fetchone() is None:
+            for statement in filter(str.strip, _SCHEMA.split(";")):
+                db.execute(statement)
+            db.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+        else:
+            found = db.execute("SELECT max(version) FROM schema_version").fetchone()[0]
+            if not isinstance(found, int) or found > SCHEMA_VERSION:
+                raise AuditStoreError(
+                    name,
+                    f"schema version {found!r} is newer than this portal-mcp reads ({SCHEMA_VERSION}); "
+                    "upgrade portal-mcp, or point the audit config at another file",
+                )
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
