@@ -13,6 +13,11 @@ bridge for one run) and the link finds it three ways:
 
 A question that reaches nobody (no context, or a client that cannot be asked) is declined: the server sees
 `action: decline`, which every server must handle.
+
+A URL question the user accepted is remembered by its elicitation id, so the server's later
+`notifications/elicitation/complete` (2025-11-25: the user finished at the URL) reaches the same run's client,
+which may then retry what waited on it. A completion for an id this link's server never asked about is ignored:
+one server cannot tell a client another server's sign-in is done.
 """
 
 from __future__ import annotations
@@ -33,6 +38,8 @@ Elicit = Callable[[str, types.ElicitRequestParams], Awaitable[types.ElicitResult
 Progress = Callable[[str, float, float | None, str | None], Awaitable[None]]
 """(server, progress, total, message) of a downstream call, for the run's progress notifications."""
 
+Completed = Callable[[str], Awaitable[None]]
+"""(elicitation id) -> tell the run's client that a URL question it accepted is done."""
 Connect = Callable[[str, types.ElicitRequestURLParams, Callable[[], Awaitable[str | None]]], Awaitable[str | None]]
 """(server, the URL to open, wait until the user is done there) -> None once they are, else why not (declined, the
 flow failed or expired): how a run asks its user to connect their account, where the user's client opens URLs."""
@@ -50,6 +57,8 @@ class CallContext:
     progress: Progress | None = None
     connect: Connect | None = None
     """Set when the run's client can open a URL (URL-mode elicitation): "connect your account" asks there."""
+    completed: Completed | None = None
+    """Set with `connect`: how a server's `notifications/elicitation/complete` reaches the run's client."""
     deadlines: list[anyio.CancelScope] = field(default_factory=list)
     """The timeouts of this context's requests in flight, lifted while a person answers."""
 
@@ -77,12 +86,19 @@ class CallContext:
 CURRENT: ContextVar[CallContext | None] = ContextVar("portal_mcp_call", default=None)
 
 
+URLS_REMEMBERED = 256
+"""Accepted URL questions a link remembers for their completion; past this the oldest is forgotten (a server that
+never completes its questions cannot grow the portal's memory)."""
+
+
 class Asking:
     """One link's routing of server questions to the calls in flight on it."""
 
     def __init__(self, server: str) -> None:
         self.server = server
         self._in_flight: dict[int, CallContext] = {}
+        self._urls: dict[str, CallContext] = {}
+        """Accepted URL questions by elicitation id, oldest first: who is told when the server says one is done."""
 
     @contextlib.contextmanager
     def calling(self, context: CallContext | None) -> Iterator[None]:
@@ -115,7 +131,20 @@ class Asking:
         if call is None or call.elicit is None:
             return DECLINED
         with call.paused():
-            return await call.elicit(self.server, params)
+            answer = await call.elicit(self.server, params)
+        if isinstance(params, types.ElicitRequestURLParams) and params.elicitation_id and answer.action == "accept":
+            self._urls.pop(params.elicitation_id, None)
+            self._urls[params.elicitation_id] = call
+            while len(self._urls) > URLS_REMEMBERED:
+                del self._urls[next(iter(self._urls))]
+        return answer
+
+    async def on_complete(self, elicitation_id: str) -> None:
+        """The server's `notifications/elicitation/complete`: the client of the run that accepted that URL question
+        is told (once); an id this server never asked about is ignored."""
+        call = self._urls.pop(elicitation_id, None)
+        if call is not None and call.completed is not None:
+            await call.completed(elicitation_id)
 
     def progress_callback(self, context: CallContext | None) -> ProgressFnT | None:
         """The SDK progress callback of one call: the server's progress, named, to the run that made the call."""

@@ -15,6 +15,7 @@ from mcp.shared.exceptions import MCPError
 from mcp_types import Tool
 from pydantic import ValidationError
 
+from portal_mcp.downstream._asking import Asking
 from portal_mcp.downstream._events import EventKind, Hooks
 from portal_mcp.downstream._listing import Extras, differ, list_extras, list_tools, lists
 
@@ -36,6 +37,7 @@ class Relisting:
     _relist: bool
     _wake: anyio.Event
     _stream_error: str | None
+    asking: Asking
 
     async def _event(self, kind: EventKind, level: Literal["info", "warning", "error"], message: str) -> None:
         raise NotImplementedError
@@ -58,7 +60,10 @@ class Relisting:
             await self._event("warning", "warning", f"cannot follow tool list changes: {exc}")
 
     async def _on_message(self, message: IncomingMessage) -> None:
-        if isinstance(message, _LIST_CHANGED):
+        """The link's handler of the server's notifications (its client's `message_handler`)."""
+        if isinstance(message, types.ElicitCompleteNotification):
+            await self.asking.on_complete(message.params.elicitation_id)
+        elif isinstance(message, _LIST_CHANGED):
             self._relist = True
             self._wake.set()
         elif isinstance(message, Exception):

@@ -47,7 +47,8 @@ Elicitor = Callable[[Elicitation], Awaitable[types.ElicitResult]]
 left open on the run like approvals, and with neither they are declined."""
 UrlsDone = Callable[[str], Awaitable[None]]
 """Given for a client that opens URLs (URL-mode elicitation): tells it the URL question with this elicitation id is
-done (`notifications/elicitation/complete` on 2025-11-25; nothing on 2026-07-28, which has no such notification)."""
+done (`notifications/elicitation/complete` on 2025-11-25; nothing on 2026-07-28, which has no such notification):
+the portal's own "connect your account" questions, and a downstream server's when that server says so."""
 
 
 def since_ms(started: float) -> float:
@@ -133,6 +134,7 @@ class Run:
             self._elicit,
             progress.server_progress if progress is not None else None,
             connect=self._connect if urls is not None else None,
+            completed=urls,
         )
         self.caller = Caller(principal, approver, self.clock.paused, context=context)
         self.cancelled = False
