@@ -4,6 +4,7 @@
 query.py     the query API both stores answer (recent, summary), SummaryRow, percentile, as_json, SCHEMA_VERSION
 sqlite.py    SqliteAuditSink: one file, embedded (`audit: {sqlite: PATH}`), queued writes
 postgres.py  PostgresAuditSink: one database shared by replicas (`audit: {postgres: DSN}`), queued writes
+queued.py    QueuedStore: what both share (record queues; flush, backlog, close write the queue first)
 writer.py    BatchWriter: the bounded queue + background thread + retry that keeps file and network I/O off the event
              loop (a locked file or a database outage delays the writer, never a run)
 ```

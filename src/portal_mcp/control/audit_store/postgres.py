@@ -43,25 +43,22 @@ A DSN is only ever shown with its password removed (`redact_dsn`).
 from __future__ import annotations
 
 import re
-import threading
 import uuid
 from collections.abc import Callable, Sequence
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from portal_mcp.control.audit import AuditBacklog, AuditEvent
+from portal_mcp.control.audit import AuditEvent
 from portal_mcp.control.audit_store.query import (
     COLUMNS,
     SCHEMA_VERSION,
-    AuditQueries,
     SummaryKey,
     SummaryRow,
     event_row,
 )
-from portal_mcp.control.audit_store.writer import BatchWriter
+from portal_mcp.control.audit_store.queued import QueuedStore
 from portal_mcp.errors import AuditStoreError
 
 _TABLE = "portal_audit_events"
@@ -122,7 +119,7 @@ def _retryable(exc: Exception) -> bool:
     return isinstance(exc, _RETRYABLE) and not isinstance(exc, _REJECTED)
 
 
-class PostgresAuditSink(AuditQueries):
+class PostgresAuditSink(QueuedStore[tuple[uuid.UUID, AuditEvent]]):
     """An `AuditSink` backed by a PostgreSQL database, shared by any number of portal processes.
 
     Thread-safe. Opening connects (network I/O: the portal opens it off the event loop); `record` only queues.
@@ -145,12 +142,8 @@ class PostgresAuditSink(AuditQueries):
     ) -> None:
         self._dsn = dsn
         self._name = redact_dsn(dsn)
-        self._close_timeout = close_timeout
         self._timeouts = (f"{round(statement_timeout * 1000)}ms", f"{round(lock_timeout * 1000)}ms")
-        self._lock = threading.Lock()
-        self._closed = False
         self._reader: psycopg.Connection[Any] | None = None
-        self._conn_writer: psycopg.Connection[Any] | None = None
         try:
             self._params = {**_CONNECT_DEFAULTS, **conninfo_to_dict(dsn)}
         except psycopg.Error as exc:
@@ -168,62 +161,29 @@ class PostgresAuditSink(AuditQueries):
         except BaseException:
             self._reader.close()
             raise
-        self._writer: BatchWriter[tuple[uuid.UUID, AuditEvent]] = BatchWriter(
-            self._write,
+        super().__init__(
             describe=self._name,
             retryable=_retryable,
             capacity=capacity,
             batch_size=batch_size,
-            interrupt=self._cancel_write,
-            finish=self._close_writer_connection,
+            close_timeout=close_timeout,
         )
 
     @property
     def name(self) -> str:
         return self._name
 
-    def backlog(self) -> AuditBacklog:
-        """What waits in the queue, and what was given up on so far (`/metrics` reads it at every scrape)."""
-        return AuditBacklog(self._writer.pending, self._writer.dropped, self._writer.lost)
-
-    @property
-    def writer(self) -> BatchWriter[tuple[uuid.UUID, AuditEvent]]:
-        """The queue and its counters (`pending`, `written`, `dropped`, `lost`) and thread (`running`)."""
-        return self._writer
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
-
     def record(self, event: AuditEvent) -> None:
         """Queue one event (never blocks on the network); it is written within milliseconds while the server is up."""
-        if self._closed:
-            raise AuditStoreError(self._name, "the store is closed; open a new PostgresAuditSink")
-        self._writer.put((uuid.uuid4(), event))
+        self._queue((uuid.uuid4(), event))
 
-    def flush(self, timeout: float | None = None) -> bool:
-        """Wait until every event recorded so far is committed (or given up on); False on timeout."""
-        return self._writer.flush(timeout)
+    def _close_reader(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
+        self._reader = None
 
-    def close(self) -> None:
-        """Write what is queued (waiting at most `close_timeout`), then close; later calls raise. Idempotent.
-
-        At the deadline the statement in flight is cancelled and what is left is counted in `writer.lost` (and
-        logged); it returns within about `close_timeout` + 1 s. The writer thread closes its own connection.
-        """
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-        self._writer.close(self._close_timeout)
-        with self._lock:
-            if self._reader is not None:
-                self._reader.close()
-            self._reader = None
+    def _closed_error(self) -> AuditStoreError:
+        return AuditStoreError(self._name, "the store is closed; open a new PostgresAuditSink")
 
     def _write(self, batch: list[tuple[uuid.UUID, AuditEvent]]) -> None:
         """Insert one batch in one transaction (on the writer thread); raises `_RETRYABLE` when the link is gone."""
@@ -244,23 +204,17 @@ class PostgresAuditSink(AuditQueries):
             self._conn_writer = None
             raise
 
-    def _cancel_write(self) -> None:
+    def _interrupt_write(self) -> None:
         """Cancel the writer's statement in flight, if any (`close` past its deadline, on a thread of its own)."""
         conn = self._conn_writer
         if conn is not None:
             conn.cancel_safe(timeout=_CANCEL_TIMEOUT_S)
 
-    def _close_writer_connection(self) -> None:
-        """Close the writer's connection; on the writer thread as it ends, so never while a write uses it."""
-        conn, self._conn_writer = self._conn_writer, None
-        if conn is not None:
-            conn.close()
-
     def _fetch(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
-        self._writer.flush(self._close_timeout)
+        self._drain()
         with self._lock:
             if self._closed:
-                raise AuditStoreError(self._name, "the store is closed; open a new PostgresAuditSink")
+                raise self._closed_error()
             try:
                 return self._query(sql, params)
             except psycopg.Error as exc:

@@ -28,25 +28,22 @@ keep a NUL but not a lone surrogate, and the same events should read back and su
 from __future__ import annotations
 
 import sqlite3
-import threading
 import time
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
-from portal_mcp.control.audit import AuditBacklog, AuditEvent
+from portal_mcp.control.audit import AuditEvent
 from portal_mcp.control.audit_store.query import (
     COLUMNS,
     SCHEMA_VERSION,
-    AuditQueries,
     SummaryKey,
     SummaryRow,
     event_row,
     percentile,
 )
-from portal_mcp.control.audit_store.writer import BatchWriter
+from portal_mcp.control.audit_store.queued import QueuedStore
 from portal_mcp.errors import AuditStoreError
 
 _SCHEMA = """
@@ -87,7 +84,7 @@ def _advice(exc: sqlite3.Error) -> str:
     return ""
 
 
-class SqliteAuditSink(AuditQueries):
+class SqliteAuditSink(QueuedStore[AuditEvent]):
     """An `AuditSink` backed by a SQLite file, safe to share between the threads of one process.
 
     Opening creates or checks the file (an `AuditStoreError` says why it cannot be used); `record` only queues.
@@ -102,65 +99,23 @@ class SqliteAuditSink(AuditQueries):
         self, path: str | Path, *, capacity: int = 10_000, batch_size: int = 500, close_timeout: float = 10.0
     ) -> None:
         self.path = Path(path)
-        self._close_timeout = close_timeout
-        self._lock = threading.Lock()
-        self._closed = False
         self._db: sqlite3.Connection | None = open_file(self.path)
         """The readers' connection (queries hold `_lock`); the writer thread has its own."""
-        self._conn_writer: sqlite3.Connection | None = None
-        self._writer: BatchWriter[AuditEvent] = BatchWriter(
-            self._write,
+        super().__init__(
             describe=self.name,
             retryable=_retryable,
             capacity=capacity,
             batch_size=batch_size,
-            interrupt=self._interrupt_write,
-            finish=self._close_writer_connection,
+            close_timeout=close_timeout,
         )
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Write what is queued (waiting at most `close_timeout`), then close the file; later calls raise
-        `AuditStoreError`. Closing twice is harmless."""
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-        self._writer.close(self._close_timeout)
-        with self._lock:
-            if self._db is not None:
-                self._db.close()
-                self._db = None
 
     @property
     def name(self) -> str:
         return str(self.path)
 
-    def backlog(self) -> AuditBacklog:
-        """What waits in the queue, and what was given up on so far (`/metrics` reads it at every scrape)."""
-        return AuditBacklog(self._writer.pending, self._writer.dropped, self._writer.lost)
-
-    @property
-    def writer(self) -> BatchWriter[AuditEvent]:
-        """The queue and its counters (`pending`, `written`, `dropped`, `lost`) and thread (`running`)."""
-        return self._writer
-
-    def flush(self, timeout: float | None = None) -> bool:
-        """Wait until every event recorded so far is committed (or given up on); False on timeout."""
-        return self._writer.flush(timeout)
-
     def record(self, event: AuditEvent) -> None:
         """Queue one event (never waits on the file); it is committed within milliseconds while the file is writable."""
-        if self._closed:
-            raise AuditStoreError(self.name, "the store is closed; open a new SqliteAuditSink")
-        self._writer.put(event)
+        self._queue(event)
 
     def _write(self, batch: list[AuditEvent]) -> None:
         """Insert one batch in one transaction (on the writer thread). Any SQLite error drops the connection (the
@@ -183,16 +138,19 @@ class SqliteAuditSink(AuditQueries):
         if conn is not None:
             conn.interrupt()
 
-    def _close_writer_connection(self) -> None:
-        conn, self._conn_writer = self._conn_writer, None
-        if conn is not None:
-            conn.close()
+    def _close_reader(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    def _closed_error(self) -> AuditStoreError:
+        return AuditStoreError(self.name, "the store is closed; open a new SqliteAuditSink")
 
     def _fetch(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
-        self._writer.flush(self._close_timeout)
+        self._drain()
         with self._lock:
             if self._db is None:
-                raise AuditStoreError(self.name, "the store is closed; open a new SqliteAuditSink")
+                raise self._closed_error()
             try:
                 return self._db.execute(sql, params).fetchall()
             except sqlite3.Error as exc:
