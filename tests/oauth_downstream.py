@@ -37,17 +37,21 @@ KEY = "connections-key-" + "k" * 32
 
 @asynccontextmanager
 async def protected_server(
-    folder: Path, *, ttl: int = 300, log: Path | None = None
+    folder: Path, *, ttl: int = 300, log: Path | None = None, forbid: str | None = None
 ) -> AsyncIterator[tuple[OidcProvider, str, Path]]:
     """The authorization server and, on a free loopback port, the protected MCP server whose tokens it issues
-    (opaque, checked by introspection; access tokens live `ttl` seconds). Yields (provider, MCP URL, call record)."""
+    (opaque, checked by introspection; access tokens live `ttl` seconds; the user `forbid` is answered 403). Yields
+    (provider, MCP URL, call record)."""
     port = free_port()
     url = f"http://127.0.0.1:{port}/mcp"
     record = folder / "calls.jsonl"
     resources = {url: {"scope": "mcp:tools", "format": "opaque", "ttl": ttl}}
     with OidcProvider.started(resources=resources, scopes=["mcp:tools"], ttl={"AccessToken": ttl}, log=log) as idp:
         process = await anyio.open_process(
-            [sys.executable, str(OAUTH_SERVER), "--port", str(port), "--issuer", idp.issuer, "--record", str(record)],
+            [
+                *(sys.executable, str(OAUTH_SERVER), "--port", str(port), "--issuer", idp.issuer),
+                *("--record", str(record), *(("--forbid", forbid) if forbid else ())),
+            ],
             stdin=subprocess.DEVNULL,
             stdout=None,
             stderr=None,

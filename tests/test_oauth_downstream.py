@@ -391,3 +391,15 @@ def writes_refused(database: Path) -> Iterator[None]:
     finally:
         holder.execute("ROLLBACK")
         holder.close()
+
+
+async def test_an_account_the_server_forbids_is_told_so_and_others_are_not_affected(tmp_path: Path) -> None:
+    async with protected_server(tmp_path, forbid="bob") as (idp, url, _record):
+        path = write_config(tmp_path, url)
+        await connect(idp, path, "alice")
+        await connect(idp, path, "bob")
+        async with Portal.open(load_config(path)) as portal:
+            text = (await portal.execute_code(WHOAMI, portal.principal("bob"))).render()
+            assert await whoami(portal, "alice") == "alice"
+    assert "HTTP 403 Forbidden; the server does not let this user's connected account in" in text, text
+    assert "headers:" not in text  # before: "check the credentials in `headers:`", which an oauth: server has none of

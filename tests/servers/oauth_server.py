@@ -1,6 +1,7 @@
 """A real OAuth-protected MCP server (the SDK's resource-server support) behind a real authorization server.
 
     python tests/servers/oauth_server.py --port P --issuer http://127.0.0.1:IDP [--record FILE [--keep-tokens]]
+                                         [--forbid SUB]
 
 It serves streamable HTTP at `http://127.0.0.1:P/mcp`, publishes RFC 9728 protected resource metadata naming the
 issuer, and answers a request without a valid token `401` with `WWW-Authenticate: Bearer resource_metadata=...`.
@@ -14,6 +15,9 @@ Tools:
 - `echo(text)`: `text` back; every call appends `{"sub", "tool", "token_sha256"}` to FILE, so a test sees which user's
   token each call really carried without the token passing through the portal (`--keep-tokens` adds the token
   itself, `token`, so a test can look for it where it must not be).
+
+`--forbid SUB` answers `403 Forbidden` to every request carrying a valid token of the user SUB (an account the
+server knows but does not let in: no `insufficient_scope`, so no new consent can help).
 """
 
 from __future__ import annotations
@@ -105,17 +109,40 @@ def build(issuer: str, url: str, record: Path | None, keep_tokens: bool = False)
     return server
 
 
+def forbidding(app: Any, verifier: Introspection, subject: str) -> Any:
+    """`app`, except that a request whose bearer token belongs to `subject` is answered 403."""
+
+    async def wrapped(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            headers = dict(scope.get("headers", []))
+            kind, _, token = headers.get(b"authorization", b"").decode().partition(" ")
+            found = await verifier.verify_token(token) if kind.lower() == "bearer" and token else None
+            if found is not None and found.subject == subject:
+                body = json.dumps({"error": "forbidden", "error_description": "this account may not use it"}).encode()
+                await send(
+                    {"type": "http.response.start", "status": 403, "headers": [(b"content-type", b"application/json")]}
+                )
+                await send({"type": "http.response.body", "body": body})
+                return
+        await app(scope, receive, send)
+
+    return wrapped
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--issuer", required=True)
     parser.add_argument("--record", type=Path)
     parser.add_argument("--keep-tokens", action="store_true")
+    parser.add_argument("--forbid", metavar="SUB")
     args = parser.parse_args(argv)
     url = f"http://127.0.0.1:{args.port}/mcp"
     import uvicorn
 
     app = build(args.issuer, url, args.record, args.keep_tokens).streamable_http_app()
+    if args.forbid:
+        app = forbidding(app, Introspection(args.issuer, url), args.forbid)
     uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning")
 
 

@@ -39,11 +39,11 @@ def describe(
     if isinstance(config, RemoteServerConfig):
         if watch.http_status is not None:
             # The transport turns an HTTP error status into a vaguer JSON-RPC error; the status says more.
-            return _http_status_message(*watch.http_status, config.url)
+            return _http_status_message(*watch.http_status, config)
         if isinstance(leaf, httpx2.ConnectError | httpx2.ConnectTimeout):
             return f"cannot reach {config.url} ({leaf}); is the server running and `url:` right?"
         if isinstance(leaf, httpx2.HTTPStatusError):
-            return _http_status_message(leaf.response.status_code, leaf.response.reason_phrase, config.url)
+            return _http_status_message(leaf.response.status_code, leaf.response.reason_phrase, config)
         if isinstance(leaf, httpx2.HTTPError):
             return f"HTTP error talking to {config.url}: {type(leaf).__name__}: {leaf}"
     if isinstance(leaf, MCPError):
@@ -86,7 +86,10 @@ def _leaf(exc: BaseException) -> BaseException:
     return exc
 
 
-def _http_status_message(code: int, phrase: str, url: str) -> str:
+def _http_status_message(code: int, phrase: str, config: RemoteServerConfig) -> str:
+    url = config.url
+    if code in (401, 403) and config.oauth is not None:
+        return f"{url} answered HTTP {code} {phrase}; {_oauth_hint(code, config.oauth.token_exchange is not None)}"
     if code in (401, 403):
         hint = "check the credentials in `headers:`"
     elif code == 404:
@@ -96,3 +99,21 @@ def _http_status_message(code: int, phrase: str, url: str) -> str:
     else:
         hint = "check the server's logs"
     return f"{url} answered HTTP {code} {phrase}; {hint}"
+
+
+def _oauth_hint(code: int, exchanged: bool) -> str:
+    """What a user of an `oauth:` server can do about a 401 or 403 their own token got (the portal already refreshed
+    or exchanged it once on a 401, and asked again for an `insufficient_scope` 403)."""
+    if exchanged:
+        return (
+            "the server refused the token exchanged for this user; check `oauth.token_exchange` (its audience, "
+            "resource and scopes) and that the user may use this server"
+        )
+    if code == 401:
+        return (
+            "the server refused this user's token even after a refresh; connect the account again (`portal-mcp login`)"
+        )
+    return (
+        "the server does not let this user's connected account in; connect an account that may use it (`portal-mcp "
+        "login`), or ask its administrator for access"
+    )
