@@ -70,7 +70,7 @@ the writer backs off and retries."""
 
 def _retryable(exc: Exception) -> bool:
     """A busy or locked file, a full disk, an I/O error, a file that cannot be opened (now): retried with backoff.
-    `AuditStoreError` is the writer reopening the file (`_open`): the file may be fixed or freed meanwhile."""
+    `AuditStoreError` is the writer reopening the file (`open_file`): the file may be fixed or freed meanwhile."""
     return isinstance(exc, (sqlite3.OperationalError, AuditStoreError))
 
 
