@@ -200,7 +200,7 @@ class AuditConfig(_Model):
 
     sqlite: Path | None = Field(
         default=None,
-        description="SQLite file of the durable audit log, created on first use (relative to the config file's folder)",
+        description="SQLite file of the durable audit log, created when the portal starts (relative to the config file's folder)",
     )
     postgres: SecretStr | None = Field(
         default=None,
