@@ -16,6 +16,7 @@ from mcp.client.session import ClientRequestContext
 from mcp.server.mcpserver import Context, MCPServer
 
 from portal_mcp.config import PortalConfig
+from portal_mcp.downstream._asking import URLS_REMEMBERED
 from portal_mcp.portal import Portal
 from portal_mcp.surface.server import PortalServer
 
@@ -40,6 +41,15 @@ def acme() -> MCPServer:
         """Claim that a sign-in nobody was asked for is done."""
         await ctx.session.send_elicit_complete("someone-elses-7", related_request_id=ctx.request_id)
         return "claimed"
+
+    @server.tool()
+    async def flood(ctx: Context, count: int) -> str:
+        """Ask `count` URL questions and complete none until the end; then say the first and the last are done."""
+        for number in range(count):
+            await ctx.elicit_url("Sign in again", SIGN_IN_URL, f"flood-{number}")
+        for number in (0, count - 1):
+            await ctx.session.send_elicit_complete(f"flood-{number}", related_request_id=ctx.request_id)
+        return "flooded"
 
     return server
 
@@ -99,3 +109,13 @@ async def test_a_declined_url_question_is_not_completed() -> None:
     text = await run("print(await acme.sign_in())", person)
     assert "signed in: decline" in text, text
     assert person.completed == []
+
+
+async def test_a_server_that_never_completes_its_questions_cannot_grow_what_the_portal_remembers() -> None:
+    person = Person("accept")
+    count = URLS_REMEMBERED + 1
+    text = await run(f"print(await acme.flood(count={count}))", person)
+    assert "flooded" in text, text
+    assert len(person.questions) == count
+    # The oldest question was forgotten when the bound was passed: only the newest completion is passed on.
+    assert person.completed == [f"flood-{count - 1}"]

@@ -86,11 +86,22 @@ def _leaf(exc: BaseException) -> BaseException:
     return exc
 
 
+_ACCOUNT_REFUSED = (
+    "the server does not let this user's connected account in; connect an account that may use it (`portal-mcp "
+    "login`), or ask its administrator for access"
+)
+_EXCHANGED_REFUSED = (
+    "the server refused the token exchanged for this user; check `oauth.token_exchange` (its audience, resource and "
+    "scopes) and that the user may use this server"
+)
+
+
 def _http_status_message(code: int, phrase: str, config: RemoteServerConfig) -> str:
-    url = config.url
     if code in (401, 403) and config.oauth is not None:
-        return f"{url} answered HTTP {code} {phrase}; {_oauth_hint(code, config.oauth.token_exchange is not None)}"
-    if code in (401, 403):
+        # The user's own token: a 401 was already answered by one refresh or exchange (a 401 after it, and a 403
+        # asking for more scope, say to reconnect before reaching here); what is left is the account itself.
+        hint = _EXCHANGED_REFUSED if config.oauth.token_exchange is not None else _ACCOUNT_REFUSED
+    elif code in (401, 403):
         hint = "check the credentials in `headers:`"
     elif code == 404:
         hint = "check the path in `url:` (streamable HTTP servers usually serve /mcp, SSE servers /sse)"
@@ -98,22 +109,4 @@ def _http_status_message(code: int, phrase: str, config: RemoteServerConfig) -> 
         hint = "is this an MCP endpoint, and is `type:` (http or sse) right?"
     else:
         hint = "check the server's logs"
-    return f"{url} answered HTTP {code} {phrase}; {hint}"
-
-
-def _oauth_hint(code: int, exchanged: bool) -> str:
-    """What a user of an `oauth:` server can do about a 401 or 403 their own token got (the portal already refreshed
-    or exchanged it once on a 401, and asked again for an `insufficient_scope` 403)."""
-    if exchanged:
-        return (
-            "the server refused the token exchanged for this user; check `oauth.token_exchange` (its audience, "
-            "resource and scopes) and that the user may use this server"
-        )
-    if code == 401:
-        return (
-            "the server refused this user's token even after a refresh; connect the account again (`portal-mcp login`)"
-        )
-    return (
-        "the server does not let this user's connected account in; connect an account that may use it (`portal-mcp "
-        "login`), or ask its administrator for access"
-    )
+    return f"{config.url} answered HTTP {code} {phrase}; {hint}"

@@ -14,11 +14,11 @@ inserts what queued up in one transaction per batch. The event loop therefore ne
 process holding the write lock (a second portal, a backup, `sqlite3` left in a transaction), a full disk or a slow
 one delays only the writer, which keeps the events queued, logs once, and retries with backoff until it can write
 them. A run or call being recorded is never failed by its audit event. What can be lost is what the PostgreSQL
-store can lose (its docstring): on a clean `close` nothing, unless the file stays unwritable for `close_timeout` (what is left is counted in
-`writer.lost` and logged); on a crash, the events
-not yet committed (the last few milliseconds' worth while the file is writable); while `capacity` events are
-pending, new ones (counted in `writer.dropped`, logged). Queries (`recent`, `summary`) first wait for this sink's
-queue to drain, so they include every event it recorded before them.
+store can lose (its docstring): on a clean `close` nothing, unless the file stays unwritable for `close_timeout`
+(what is left is counted in `writer.lost` and logged); on a crash, the events not yet committed (the last few
+milliseconds' worth while the file is writable); while `capacity` events are pending, new ones (counted in
+`writer.dropped`, logged). Queries (`recent`, `summary`) first wait for this sink's queue to drain, so they include
+every event it recorded before them.
 
 Only what `AuditEvent` holds is stored: sizes, subjects and failure reasons, never argument or result values. Text
 is cleaned as in the PostgreSQL store (`query.storable`: NUL and unpaired surrogates become U+FFFD): SQLite could
