@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -24,6 +25,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import httpx2
 
 from portal_mcp.control.audit import AuditEvent
 from portal_mcp.control.audit_store import SqliteAuditSink
@@ -71,11 +74,28 @@ class OAuthPortal:
         return f"http://127.0.0.1:{self.port}"
 
     def audit(self) -> list[AuditEvent]:
+        """The audit records so far, oldest first. The portal commits them on its audit writer's thread a few
+        milliseconds after the reply that recorded them, so this first waits until `/metrics` says none waits (or
+        the portal has stopped)."""
+        self._audit_written()
         path = self.folder / "audit.sqlite"
         if not path.exists():
             return []
         with SqliteAuditSink(path) as store:
             return list(reversed(store.recent(limit=1000)))
+
+    def _audit_written(self, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:  # Carol is in `operators`, the group allowed to read /metrics
+                metrics = httpx2.get(f"{self.base}/metrics", headers={"Authorization": f"Bearer {CAROL_TOKEN}"})
+            except httpx2.ConnectError:
+                return  # the portal has stopped: it wrote its queue as it closed
+            if re.search(r"^portal_audit_pending_events 0(\.0)?$", metrics.text, re.MULTILINE):
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the portal's audit writer still has events waiting after {timeout:g} s")
+            time.sleep(0.01)
 
 
 def write_config(folder: Path, provider: OidcProvider, port: int) -> Path:
