@@ -31,6 +31,10 @@ class Built:
     """BM25 over everything a tool says (`text.document`)."""
     headlines: Lexical
     """BM25 over a tool's headline (`text.headline`)."""
+    other_scripts: Lexical | None
+    """BM25 over the words of a tool's text written in other scripts than ASCII ("Größe", "файл", 文件's pairs), None
+    when no tool has any. Kept apart from `documents` and `headlines`, whose tokens are ASCII only, so a description
+    that says the same thing twice (in English and in Chinese) is not longer, and weaker, for an English query."""
     aliases: Mapping[str, frozenset[int]]
     """Word -> the servers it names (mined, plus `search.aliases` of the config)."""
     name_words: Sequence[frozenset[str]]
@@ -43,6 +47,12 @@ class Built:
     """Per tool, its vector (None without a model)."""
     servers_dense: Vectors | None
     """Per server, the normalised mean of its tools' vectors and its description's."""
+
+    def knows(self, token: str) -> bool:
+        """Whether some tool's text has the token (in `documents`, or `other_scripts` for a token outside ASCII)."""
+        if token.isascii():
+            return token in self.documents.vocab
+        return self.other_scripts is not None and token in self.other_scripts.vocab
 
 
 def build(
@@ -88,9 +98,11 @@ def build(
     related: dict[str, tuple[str, ...]] = dict(RELATED_TOKENS)
     for word, synonyms in mined_synonyms(entries).items():
         related[word] = tuple(dict.fromkeys((*related.get(word, ()), *synonyms)))
+    others = [[token for token in document if not token.isascii()] for document in documents]
     return Built(
-        documents=Lexical.build(documents),
-        headlines=Lexical.build(headlines),
+        documents=Lexical.build([[token for token in document if token.isascii()] for document in documents]),
+        headlines=Lexical.build([[token for token in headline if token.isascii()] for headline in headlines]),
+        other_scripts=Lexical.build(others) if any(others) else None,
         aliases={word: frozenset(server_ids[s] for s in names) for word, names in mined.items()},
         name_words=[name_words(entry) - own[entry.server] for entry in entries],
         related=related,

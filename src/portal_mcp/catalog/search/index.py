@@ -333,8 +333,7 @@ class SearchIndex:
         keep[near] = True
         best = lexical.max()
         # Words of the query the catalog never uses cannot be matched by words: meaning counts for more.
-        vocab = self._parts.documents.vocab
-        known = sum(1 for token in tokens if token in vocab) / max(1, len(tokens))
+        known = sum(1 for token in tokens if self._parts.knows(token)) / max(1, len(tokens))
         lexical = (lexical / best if best > 0 else lexical) * known**LEXICAL_POWER
         fused = lexical + share * DENSE_WEIGHT * np.maximum(routed, 0)
         return fused, keep, similarity
@@ -363,7 +362,12 @@ class SearchIndex:
         return token in aliases or any(word in aliases for word in EQUIVALENT_TOKENS.get(token, ()))
 
     def _scores(self, tokens: list[str]) -> Scores:
-        return self._parts.documents.scores(tokens) + HEADLINE_BOOST * self._parts.headlines.scores(tokens)
+        parts = self._parts
+        scores = parts.documents.scores(tokens) + HEADLINE_BOOST * parts.headlines.scores(tokens)
+        others = [token for token in tokens if not token.isascii()]
+        if others and parts.other_scripts is not None:
+            scores += parts.other_scripts.scores(others)
+        return scores
 
 
 def task_ranking(groups: Sequence[tuple[str, Sequence[SearchHit]]], limit: int) -> list[SearchHit]:

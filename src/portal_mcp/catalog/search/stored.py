@@ -28,7 +28,7 @@ from portal_mcp.config import ServerConfig
 
 logger = logging.getLogger(__name__)
 
-FORMAT = 1
+FORMAT = 2
 KEEP = 4
 """Index files kept in the folder (a few catalogs: servers coming and going, several portals sharing a cache)."""
 _CODE = Path(__file__).resolve().parent
@@ -94,6 +94,10 @@ class IndexStore:
             logger.warning("cannot write the search index %s: %s", path, error)
 
 
+_LEXICAL = ("documents", "headlines", "other_scripts")
+"""The BM25 parts of `Built` (`other_scripts` may be None: then it has no arrays)."""
+
+
 def _pack(built: Built) -> dict[str, Any]:
     arrays: dict[str, Any] = {}
     meta: dict[str, Any] = {
@@ -102,10 +106,15 @@ def _pack(built: Built) -> dict[str, Any]:
         "related": built.related,
         "rare": built.rare,
     }
-    for part in ("documents", "headlines"):
-        lexical: Lexical = getattr(built, part)
-        arrays |= {f"{part}.data": lexical.data, f"{part}.indices": lexical.indices, f"{part}.indptr": lexical.indptr}
-        meta[part] = {"vocab": lexical.vocab, "size": lexical.size}
+    for part in _LEXICAL:
+        lexical: Lexical | None = getattr(built, part)
+        if lexical is not None:
+            arrays |= {
+                f"{part}.data": lexical.data,
+                f"{part}.indices": lexical.indices,
+                f"{part}.indptr": lexical.indptr,
+            }
+            meta[part] = {"vocab": lexical.vocab, "size": lexical.size}
     if built.dense is not None and built.servers_dense is not None:
         # The vectors come float16-rounded from the embedding cache: float16 keeps them exactly, in half the bytes.
         arrays |= {"dense": built.dense.astype(np.float16), "servers_dense": built.servers_dense}
@@ -123,12 +132,14 @@ def _unpack(arrays: Mapping[str, Any]) -> Built:
             arrays[f"{part}.indptr"],
             int(meta[part]["size"]),
         )
-        for part in ("documents", "headlines")
+        for part in _LEXICAL
+        if part in meta
     }
     dense = arrays["dense"].astype(np.float32) if "dense" in arrays else None
     return Built(
         documents=lexical["documents"],
         headlines=lexical["headlines"],
+        other_scripts=lexical.get("other_scripts"),
         aliases={word: frozenset(servers) for word, servers in meta["aliases"].items()},
         name_words=[frozenset(words) for words in meta["name_words"]],
         related={word: tuple(words) for word, words in meta["related"].items()},

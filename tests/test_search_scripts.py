@@ -1,0 +1,103 @@
+"""Search over tools and queries written in other scripts than ASCII: accented words stay whole, scripts written
+without spaces (Chinese, Japanese, Korean) are read as pairs of characters, and an English query ranks a tool the
+same whether or not its description also says it in another language."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from mcp_types import Tool
+
+from portal_mcp.catalog.model import Catalog
+from portal_mcp.catalog.search import SearchIndex, tokenize
+from portal_mcp.catalog.search.embeddings import EmbeddingCache, Encoder
+from portal_mcp.catalog.search.stored import IndexStore
+from portal_mcp.catalog.search.words import forms
+
+
+def tool(name: str, description: str) -> Tool:
+    return Tool(name=name, description=description, input_schema={"type": "object", "properties": {}})
+
+
+ENGLISH = {
+    "files": [
+        tool("read_file", "Read the complete contents of a file."),
+        tool("write_file", "Create a new file or overwrite an existing file."),
+    ],
+    "weather": [tool("get_forecast", "Get the weather forecast for a city.")],
+}
+CHINESE = {
+    "bilibili": [
+        tool("get_popular_videos", "获取哔哩哔哩热门视频排行榜"),
+        tool("search_videos", "按关键词搜索视频"),
+        tool("get_user_info", "获取用户的个人资料"),
+    ],
+    "weather_cn": [tool("forecast", "查询城市的天气预报")],
+}
+
+
+@pytest.fixture(scope="module")
+def encoder() -> Encoder:
+    return Encoder.load()
+
+
+def test_words_of_other_scripts_are_whole_words_and_unspaced_scripts_are_pairs() -> None:
+    # "Größe" was "gr" (and "ß" a separator): any tool saying "grep" or "group" shared its token.
+    assert tokenize("Größe ändern") == ["grösse", "ändern"]
+    assert tokenize("Straße") == tokenize("strasse")  # casefolded: both spellings meet
+    assert tokenize("热门视频") == ["热门", "门视", "视频", "热门视频"]
+    assert tokenize("图") == ["图"]  # one character alone is still a word
+    assert tokenize("B站热门") == ["站热", "热门", "b站热门"]
+    assert forms("list_文件") == {"list", "文件"}
+    # ASCII is read as before: camelCase split, stemmed, the identifier kept whole.
+    assert tokenize("getCurrentTime") == ["get", "current", "tim", "getcurrenttime"]
+
+
+@pytest.mark.parametrize("semantic", [False, True])
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("热门视频", "bilibili.get_popular_videos"),
+        ("搜索视频", "bilibili.search_videos"),
+        ("天气预报", "weather_cn.forecast"),
+        ("用户资料", "bilibili.get_user_info"),
+    ],
+)
+def test_a_chinese_query_finds_the_tool_whose_chinese_description_says_it(
+    encoder: Encoder, tmp_path: Path, semantic: bool, query: str, expected: str
+) -> None:
+    # Before, no Chinese character was a word: these queries had no words at all, and only meaning ranked them.
+    embeddings = EmbeddingCache(encoder, tmp_path) if semantic else None
+    index = SearchIndex(Catalog.build(ENGLISH | CHINESE), embeddings)
+    assert index.search(query, limit=1)[0].entry.qualified_name == expected
+
+
+def test_a_description_that_also_says_it_in_another_language_is_not_weaker_for_an_english_query() -> None:
+    # BM25 shortens the reach of a long text; a translation beside the English must not count as length.
+    bilingual = {
+        **ENGLISH,
+        "files": [
+            tool("read_file", "Read the complete contents of a file. 读取文件的全部内容。Прочитать содержимое файла."),
+            ENGLISH["files"][1],
+        ],
+    }
+    for query in ("read a file", "overwrite the file", "weather in Paris"):
+        english = [(hit.entry.qualified_name, hit.score) for hit in SearchIndex(Catalog.build(ENGLISH)).search(query)]
+        both = [(hit.entry.qualified_name, hit.score) for hit in SearchIndex(Catalog.build(bilingual)).search(query)]
+        assert both == english
+    # And the translation is found by its own words.
+    hits = SearchIndex(Catalog.build(bilingual)).search("прочитать файл", limit=1)
+    assert hits[0].entry.qualified_name == "files.read_file"
+
+
+def test_words_of_other_scripts_are_kept_on_disk_with_the_index(encoder: Encoder, tmp_path: Path) -> None:
+    catalog = Catalog.build(ENGLISH | CHINESE)
+    store = IndexStore(tmp_path / "index")
+    embeddings = EmbeddingCache(encoder, tmp_path / "vectors")
+    built = SearchIndex(catalog, embeddings, store=store)
+    read_back = SearchIndex(catalog, embeddings, store=store)
+    assert store.loaded == 1
+    for query in ("热门视频", "天气预报", "read a file"):
+        first = [(hit.entry.qualified_name, hit.score) for hit in built.search(query)]
+        assert [(hit.entry.qualified_name, hit.score) for hit in read_back.search(query)] == first
