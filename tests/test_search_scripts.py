@@ -1,6 +1,7 @@
 """Search over tools and queries written in other scripts than ASCII: accented words stay whole, scripts written
 without spaces (Chinese, Japanese, Korean) are read as pairs of characters, and an English query ranks a tool the
-same whether or not its description also says it in another language."""
+same whether or not its description also says it in another language. Characters the model does not know (emoji,
+most CJK characters) give a vector nothing."""
 
 from __future__ import annotations
 
@@ -101,3 +102,22 @@ def test_words_of_other_scripts_are_kept_on_disk_with_the_index(encoder: Encoder
     for query in ("热门视频", "天气预报", "read a file"):
         first = [(hit.entry.qualified_name, hit.score) for hit in built.search(query)]
         assert [(hit.entry.qualified_name, hit.score) for hit in read_back.search(query)] == first
+
+
+def test_characters_the_model_does_not_know_add_nothing_to_a_vector(encoder: Encoder) -> None:
+    # Emoji and most CJK characters are the tokenizer's one unknown token; counted, they were one shared direction.
+    with_emoji, plain = encoder.encode(["🎯 📦 weather forecast", "weather forecast"])
+    assert with_emoji.tolist() == plain.tolist()
+    assert not encoder.encode(["热门视频"]).any()  # nothing the model knows: no direction at all
+
+
+def test_a_query_the_model_cannot_read_is_not_matched_to_a_tool_full_of_emoji(encoder: Encoder) -> None:
+    emoji = {
+        "crm": [
+            tool("get_schemas", "🎯 Purpose: 📦 lists the custom object schemas. 🧭 Usage: ✅ before custom objects."),
+            tool("list_objects", "Lists the objects of one type, a page at a time."),
+        ]
+    }
+    index = SearchIndex(Catalog.build(ENGLISH | emoji), EmbeddingCache(encoder, None))
+    assert index.weak("热门视频", index.search("热门视频"))  # "nothing fits", not the emoji tool as a match
+    assert not index.weak("weather forecast", index.search("weather forecast"))

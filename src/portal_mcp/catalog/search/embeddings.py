@@ -33,6 +33,9 @@ BUNDLED_MODEL = Path(__file__).resolve().parent / "model"
 MAX_TOKENS = 256
 """Tokens of a text that count: a tool's text is its name, a description head and parameter names."""
 BATCH = 256
+ENCODING = 2
+"""How texts become vectors, part of an encoder's identity (so cached vectors of an older way are not reused):
+2 leaves out the tokenizer's unknown token."""
 Vectors = np.ndarray[Any, np.dtype[np.float32]]
 
 
@@ -63,8 +66,13 @@ class Encoder:
         self._embeddings = embeddings
         self._weights = weights
         self._mapping = mapping
+        # Emoji, most CJK characters and other symbols outside the vocabulary all become the one unknown token:
+        # counted, its vector made "热门视频" and "🎯 📦" the same text (cosine 1.0) and drew every tool whose
+        # description is rich in emoji towards them. Left out, as model2vec leaves it out.
+        unknown = getattr(tokenizer.model, "unk_token", None)
+        self._unknown = tokenizer.token_to_id(unknown) if isinstance(unknown, str) else None
         # Names are not identities (a folder can be rebuilt, a refit moves only some rows): all the numbers are.
-        digest = hashlib.sha256(name.encode() + str(embeddings.shape).encode() + embeddings.tobytes())
+        digest = hashlib.sha256(f"{ENCODING} {name}".encode() + str(embeddings.shape).encode() + embeddings.tobytes())
         for extra in (weights, mapping):
             digest.update(b"-" if extra is None else extra.tobytes())
         self.identity = digest.hexdigest()[:16]
@@ -111,7 +119,7 @@ class Encoder:
         """Mean token vectors of a batch (not normalised)."""
         vectors = np.zeros((len(texts), self.dims), dtype=np.float32)
         encodings = self._tokenizer.encode_batch_fast(list(texts), add_special_tokens=False)
-        ids = [np.asarray(encoding.ids[:MAX_TOKENS], dtype=np.int64) for encoding in encodings]
+        ids = [np.asarray(self._known(encoding.ids)[:MAX_TOKENS], dtype=np.int64) for encoding in encodings]
         lengths = np.array([len(row) for row in ids])
         if not lengths.sum():
             return vectors
@@ -123,6 +131,9 @@ class Encoder:
         starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))[filled]
         vectors[filled] = np.add.reduceat(rows, starts, axis=0) / lengths[filled][:, None]
         return vectors
+
+    def _known(self, ids: list[int]) -> list[int]:
+        return ids if self._unknown is None else [number for number in ids if number != self._unknown]
 
 
 class EmbeddingCache:
