@@ -119,7 +119,7 @@ class Encoder:
         """Mean token vectors of a batch (not normalised)."""
         vectors = np.zeros((len(texts), self.dims), dtype=np.float32)
         encodings = self._tokenizer.encode_batch_fast(list(texts), add_special_tokens=False)
-        ids = [np.asarray(self._known(encoding.ids)[:MAX_TOKENS], dtype=np.int64) for encoding in encodings]
+        ids = [self._known(np.asarray(encoding.ids, dtype=np.int64))[:MAX_TOKENS] for encoding in encodings]
         lengths = np.array([len(row) for row in ids])
         if not lengths.sum():
             return vectors
@@ -132,8 +132,8 @@ class Encoder:
         vectors[filled] = np.add.reduceat(rows, starts, axis=0) / lengths[filled][:, None]
         return vectors
 
-    def _known(self, ids: list[int]) -> list[int]:
-        return ids if self._unknown is None else [number for number in ids if number != self._unknown]
+    def _known(self, ids: np.ndarray[Any, np.dtype[np.int64]]) -> np.ndarray[Any, np.dtype[np.int64]]:
+        return ids if self._unknown is None else ids[ids != self._unknown]
 
 
 class EmbeddingCache:
