@@ -328,9 +328,9 @@ class SearchIndex:
         assert self._servers_dense is not None
         # Server routing: a tool whose server is about the query (the mean of its tools' vectors) gains.
         routed = similarity + SERVER_WEIGHT * _dot(self._servers_dense, vector)[self._server_of]
-        near = np.argpartition(-routed, min(DENSE_DEPTH, len(routed) - 1))[:DENSE_DEPTH]
         keep = keep.copy()
-        keep[near] = True
+        if vector.any():  # a query the model reads nothing of ("热门视频" to an English model) is near no tool
+            keep[np.argpartition(-routed, min(DENSE_DEPTH, len(routed) - 1))[:DENSE_DEPTH]] = True
         best = lexical.max()
         # Words of the query the catalog never uses cannot be matched by words: meaning counts for more.
         known = sum(1 for token in tokens if self._parts.knows(token)) / max(1, len(tokens))
