@@ -41,6 +41,7 @@ _LEADING = re.compile(
     r"\b[\s,:]*)+",
     re.IGNORECASE,
 )
+_SPACE = re.compile(r"\s{2,}")
 _TRAILING = re.compile(r"[\s,]+(?:and|then|or)$", re.IGNORECASE)
 # A piece that only says where or with what ("From the Numbers API, get a fact", "On Kanji alive, list ...") belongs
 # to the step that follows it.
@@ -86,7 +87,9 @@ def split_intents(query: str) -> list[str]:
     """The query's intents in order: pieces with at least `MIN_WORDS` content words (at most `MAX_INTENTS`);
     a single-intent query gives `[query]`."""
     pieces: list[str] = []
-    for step in _STEP.split(query):
+    # Each run of spaces made one: the patterns above, tried at every space of a long run, cost its length squared.
+    spaced = _SPACE.sub(lambda run: "\n" if "\n" in run.group() else " ", query)
+    for step in _STEP.split(spaced):
         for sentence in _SENTENCE.split(step):
             pieces.extend(_JOIN.split(sentence))
     intents: list[str] = []
