@@ -147,6 +147,15 @@ async def test_a_runtime_error_names_the_agent_line_and_no_portal_internals() ->
     )
 
 
+async def test_an_error_whose_text_utf8_cannot_carry_is_reported_with_question_marks() -> None:
+    # Bytes decoded with surrogateescape keep what is undecodable as unpaired surrogates; the run's report failed to
+    # encode them and said "internal sandbox error (UnicodeEncodeError)" instead of the code's own error.
+    result = await run("name = b'caf\\xff'.decode(errors='surrogateescape')\nraise ValueError(name)")
+    assert result.error is not None and result.error.startswith("ValueError: caf?"), result.error
+    assert result.error_kind != "internal"
+    assert (await run("print(b'caf\\xff'.decode(errors='surrogateescape'))")).output == "caf?\n"
+
+
 async def test_output_floods_keep_their_start_and_end_around_a_note_saying_how_to_see_more() -> None:
     result = await run("for i in range(100000):\n    print(i)", max_output_bytes=1_000)
     assert result.ok

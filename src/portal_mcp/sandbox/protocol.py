@@ -127,8 +127,11 @@ def _reject_constant(name: str) -> float:
 
 
 def encode_frame(message: Mapping[str, Any], *, allow_nan: bool = False) -> bytes:
-    """Encode one frame. Raises TypeError/ValueError when `message` is not plain JSON data."""
-    payload = json.dumps(message, ensure_ascii=False, separators=(",", ":"), allow_nan=allow_nan).encode()
+    """Encode one frame. Raises TypeError/ValueError when `message` is not plain JSON data. Text UTF-8 cannot carry
+    (an unpaired surrogate, as `surrogateescape` decoding leaves for undecodable bytes) becomes "?", as it does in
+    printed output: a run's report must not fail on the text of its error."""
+    text = json.dumps(message, ensure_ascii=False, separators=(",", ":"), allow_nan=allow_nan)
+    payload = text.encode(errors="replace")
     return HEADER.pack(len(payload)) + payload
 
 
