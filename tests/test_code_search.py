@@ -123,14 +123,66 @@ async def test_wrong_arguments_are_python_errors_in_the_code() -> None:
 async def test_the_bridge_refuses_forged_search_arguments_and_audits_the_refusal() -> None:
     async with opened([]) as (portal, audit):
         caller = Caller(portal.local)
-        for forged in ({"query": 3, "limit": 5}, {"query": "rows", "limit": 500}, {"query": "rows"}, ["rows"]):
+        forgeries = (
+            {"query": 3, "limit": 5},
+            {"query": "rows", "limit": 500},
+            {"query": "rows"},
+            ["rows"],
+            {"query": "rows", "limit": 1, "server": 7},
+            {"query": "rows", "limit": 1, "server": "ops", "more": 1},
+        )
+        for forged in forgeries:
             with pytest.raises(ArgumentError):
                 await portal.bridge.call(SEARCH_ACTION, forged, caller=caller)  # type: ignore[arg-type]
         found = await portal.bridge.call(SEARCH_ACTION, {"query": "read rows", "limit": 1}, caller=caller)
     entry = portal.catalog.get("ops.read_rows")
     assert entry is not None and found == search_hits([entry])
-    assert [event.outcome for event in searches(audit)] == ["refused"] * 4 + ["ok"]
-    assert all(event.detail.startswith("code ArgumentError") for event in searches(audit)[:4])
+    assert [event.outcome for event in searches(audit)] == ["refused"] * 6 + ["ok"]
+    assert all(event.detail.startswith("code ArgumentError") for event in searches(audit)[:6])
+
+
+def sheets_server() -> MCPServer:
+    server = MCPServer("sheets")
+
+    @server.tool()
+    def append_row(sheet: str, cells: list[str]) -> str:
+        """Add a row at the end of a spreadsheet."""
+        return "appended"
+
+    @server.tool()
+    def delete_sheet(sheet: str) -> str:
+        """Delete a spreadsheet."""
+        return "deleted"
+
+    return server
+
+
+async def test_code_searches_one_server_as_search_api_does_and_a_server_it_cannot_see_is_an_error() -> None:
+    code = textwrap.dedent(
+        """
+        print([hit["name"] for hit in await portal.search("add a row", limit=5, server="sheets")])
+        print([hit["name"] for hit in await portal.search("add a row", limit=5)])
+        for server in ("nowhere", "secret", 3):
+            try:
+                await portal.search("add a row", server=server)
+            except (ToolError, TypeError) as error:
+                print(type(error).__name__, error)
+        """
+    )
+    policy = {"users": {"alice": {"deny": ["secret.*"]}}}
+    config = PortalConfig.model_validate({"user": "alice", "policy": policy})
+    local = {"ops": tables_server([]), "sheets": sheets_server(), "secret": tables_server([])}
+    with anyio.fail_after(60):
+        async with Portal.open(config, local=local) as portal:
+            result = await portal.execute_code(code, portal.local)
+    assert result.ok, result.error
+    scoped, everywhere, nowhere, secret, wrong = result.output.splitlines()
+    assert scoped == "['sheets.append_row', 'sheets.delete_sheet']"
+    assert "ops.insert_row" in everywhere and "sheets.append_row" in everywhere
+    # A server the user sees none of is answered like one that does not exist: its name is not given away.
+    assert nowhere == "ToolError portal.search: argument 'server': no server 'nowhere' here; the servers: ops, sheets"
+    assert secret == nowhere.replace("'nowhere'", "'secret'")
+    assert wrong.startswith("TypeError portal.search(server=...) takes a server's name")
 
 
 async def test_searches_from_code_count_against_the_users_search_budget() -> None:

@@ -26,7 +26,7 @@ from mcp.server.mcpserver import MCPServer
 from mcp_types import Tool
 
 from portal_mcp.catalog.model import Catalog, ToolEntry
-from portal_mcp.catalog.overview import overview
+from portal_mcp.catalog.overview import overview, visible_in
 from portal_mcp.catalog.schemas import Validators
 from portal_mcp.catalog.search import Indexes, SearchIndex
 from portal_mcp.catalog.search.embeddings import EmbeddingCache, default_cache_dir, search_embeddings
@@ -45,7 +45,8 @@ from portal_mcp.control.metrics import Metrics, MetricsTee
 from portal_mcp.control.principal import Principal, Principals, local_user
 from portal_mcp.control.searches import Searches
 from portal_mcp.downstream import DownstreamEvent, DownstreamPool, ServerStatus, await_starting, unlisted
-from portal_mcp.errors import LimitError
+from portal_mcp.errors import ArgumentError, LimitError
+from portal_mcp.runs import code_search
 from portal_mcp.runs.approvals import PendingRuns
 from portal_mcp.runs.bridge import Approver, Bridge
 from portal_mcp.runs.precheck import check_code, render
@@ -234,10 +235,15 @@ class Portal:
         """The search index of the current catalog, built on first use after every change."""
         return self._indexes.get(self._catalog)
 
-    def visible_tools(self, query: str, limit: int, principal: Principal) -> list[ToolEntry]:
-        """The best tools for `query` among those `principal` may call (`portal.search` from code, via the bridge)."""
-        hidden = self.policy.hidden(principal.name, self._catalog, principal.groups)
-        return [hit.entry for hit in self.index().search(query, limit=limit, exclude=hidden)]
+    def visible_tools(self, query: str, limit: int, principal: Principal, server: str | None = None) -> list[ToolEntry]:
+        """The best tools for `query` among those `principal` may call, of `server` only when given (`portal.search`
+        from code, via the bridge); `ArgumentError` naming the servers the caller sees for a server they do not."""
+        catalog = self._catalog
+        hidden = self.policy.hidden(principal.name, catalog, principal.groups)
+        if server is not None and not visible_in(catalog, server, hidden):
+            seen = ", ".join(name for name in catalog.servers() if visible_in(catalog, name, hidden))
+            raise ArgumentError(code_search.NAME, "server", f"no server {server!r} here; the servers: {seen}")
+        return [hit.entry for hit in self.index().search(query, server=server, limit=limit, exclude=hidden)]
 
     def search_sources(self) -> Sources:
         """What a search reads (taken on the event loop: the reply may be built in a thread)."""

@@ -85,7 +85,8 @@ class ApprovalRequest:
 
 
 Approver = Callable[[ApprovalRequest], Awaitable[Verdict]]
-Searcher = Callable[[str, int, Principal], Sequence[ToolEntry]]
+Searcher = Callable[[str, int, Principal, str | None], Sequence[ToolEntry]]
+"""(query, limit, the caller, one server or None) -> the tools the caller may call that fit, best first."""
 """(query, limit, user) -> the best tools for the query among those the user may call."""
 
 
@@ -221,9 +222,9 @@ class Bridge:
         try:
             if self._search is None:
                 raise UnknownToolError(NAME)
-            query, limit = search_arguments(arguments)
+            query, limit, server = search_arguments(arguments)
             self._searches.admit(who, query)  # the rate and the length first, on the loop: a refusal costs nothing
-            hits = await self._searches.offload(_found, self._search, query, limit, caller.principal, user=who)
+            hits = await self._searches.offload(_found, self._search, query, limit, caller.principal, server, user=who)
         except PortalError as exc:
             outcome: Outcome = "refused" if isinstance(exc, LimitError | ArgumentError) else "error"
             self._searches.record(who, outcome, started, query, f"code {audit_detail(exc)}")
@@ -337,6 +338,6 @@ def result_value(qualified: str, result: CallToolResult) -> Any:
         return text
 
 
-def _found(search: Searcher, query: str, limit: int, principal: Principal) -> list[dict[str, str]]:
+def _found(search: Searcher, query: str, limit: int, principal: Principal, server: str | None) -> list[dict[str, str]]:
     """A search from code and its hits as code gets them (in a worker thread: `Bridge.search`)."""
-    return search_hits(search(query, limit, principal))
+    return search_hits(search(query, limit, principal, server))

@@ -23,16 +23,20 @@ SIGNATURE_CHARS = 300
 """A signature longer than this (dozens of parameters) is cut: the full stub is one `search_api` away."""
 
 
-def search_arguments(arguments: Any) -> tuple[str, int]:
-    """The query and limit of a search from code (the worker checked them too, but it is not trusted)."""
-    if type(arguments) is not dict or arguments.keys() != {"query", "limit"}:
-        raise ArgumentError(NAME, "", "portal.search takes a query and a limit")
+def search_arguments(arguments: Any) -> tuple[str, int, str | None]:
+    """The query, limit and server (None: every server) of a search from code (the worker checked them too, but it
+    is not trusted)."""
+    if type(arguments) is not dict or not {"query", "limit"} <= arguments.keys() <= {"query", "limit", "server"}:
+        raise ArgumentError(NAME, "", "portal.search takes a query, a limit and a server")
     query, limit = arguments["query"], arguments["limit"]
     if type(query) is not str or not query.strip():
         raise ArgumentError(NAME, "query", "the query must be a non-empty string")
     if type(limit) is not int or not 1 <= limit <= MAX_LIMIT:
         raise ArgumentError(NAME, "limit", f"the limit must be a whole number from 1 to {MAX_LIMIT}")
-    return query, limit
+    server = arguments.get("server")
+    if server is not None and (type(server) is not str or not server.strip()):
+        raise ArgumentError(NAME, "server", "the server must be a server's name")
+    return query, limit, server
 
 
 def search_hits(entries: Iterable[ToolEntry]) -> list[dict[str, str]]:

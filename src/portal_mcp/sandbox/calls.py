@@ -222,9 +222,10 @@ class Namespace:
 
 
 class PortalActions:
-    """`portal` in agent code: the portal's own actions. `await portal.search("query", limit=5)` asks the portal
-    for the tools that fit (only those the user may call), as `{"name", "signature", "description"}` dicts, best
-    first; `portal.tool("server.tool")` is the stub of a tool by its qualified name, to call one a search found."""
+    """`portal` in agent code: the portal's own actions. `await portal.search("query", limit=5, server=None)` asks
+    the portal for the tools that fit (only those the user may call; of one server with `server`, as `search_api`
+    takes it), as `{"name", "signature", "description"}` dicts, best first; `portal.tool("server.tool")` is the stub
+    of a tool by its qualified name, to call one a search found."""
 
     __slots__ = ("_channel", "_namespaces")
 
@@ -232,12 +233,17 @@ class PortalActions:
         self._channel = channel
         self._namespaces = namespaces
 
-    async def search(self, query: str, limit: int = 5) -> list[dict[str, str]]:
+    async def search(self, query: str, limit: int = 5, server: str | None = None) -> list[dict[str, str]]:
         if type(query) is not str or not query.strip():
             raise TypeError('portal.search(query) needs the query as a non-empty string: portal.search("send email")')
         if type(limit) is not int or not 1 <= limit <= SEARCH_LIMIT:
             raise ValueError(f"portal.search(limit=...) takes a whole number from 1 to {SEARCH_LIMIT}")
-        args = json.dumps({"query": query, "limit": limit}, ensure_ascii=False)
+        if server is not None and (type(server) is not str or not server.strip()):
+            raise TypeError(
+                'portal.search(server=...) takes a server\'s name: portal.search("send email", server="gmail")'
+            )
+        asked = {"query": query, "limit": limit} | ({"server": server} if server is not None else {})
+        args = json.dumps(asked, ensure_ascii=False)
         if len(args.encode()) > self._channel.max_args_bytes:
             raise ValueError("portal.search(query): the query is too long; say what the tool does in a few words")
         found: list[dict[str, str]] = await self._channel.call(protocol.SEARCH_ACTION, args)
@@ -252,7 +258,7 @@ class PortalActions:
         return getattr(namespace, tool)
 
     def __repr__(self) -> str:
-        return "<portal: search(query, limit=5), tool(name)>"
+        return "<portal: search(query, limit=5, server=None), tool(name)>"
 
 
 def _refuse_json(value: object) -> NoReturn:
