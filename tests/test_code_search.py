@@ -157,7 +157,7 @@ def sheets_server() -> MCPServer:
     return server
 
 
-async def test_code_searches_one_server_as_search_api_does_and_a_server_it_cannot_see_is_an_error() -> None:
+async def test_code_searches_one_server_as_search_api_does_and_neither_names_a_server_the_user_sees_nothing_of() -> None:
     code = textwrap.dedent(
         """
         print([hit["name"] for hit in await portal.search("add a row", limit=5, server="sheets")])
@@ -175,7 +175,12 @@ async def test_code_searches_one_server_as_search_api_does_and_a_server_it_canno
     with anyio.fail_after(60):
         async with Portal.open(config, local=local) as portal:
             result = await portal.execute_code(code, portal.local)
+            replies = [portal.search_api("add a row", portal.local, server=name) for name in ("nowhere", "secret")]
+            replies.append(portal.search_api("add a row server:secret", portal.local))
     assert result.ok, result.error
+    # search_api named the hidden server among the known ones, and answered for it as for one with no match.
+    assert replies[0] == "Unknown server 'nowhere'. Servers: ops, sheets. Send an empty query for an overview."
+    assert replies[1] == replies[2] == replies[0].replace("'nowhere'", "'secret'")
     scoped, everywhere, nowhere, secret, wrong = result.output.splitlines()
     assert scoped == "['sheets.append_row', 'sheets.delete_sheet']"
     assert "ops.insert_row" in everywhere and "sheets.append_row" in everywhere

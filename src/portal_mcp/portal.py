@@ -26,7 +26,7 @@ from mcp.server.mcpserver import MCPServer
 from mcp_types import Tool
 
 from portal_mcp.catalog.model import Catalog, ToolEntry
-from portal_mcp.catalog.overview import overview, visible_in
+from portal_mcp.catalog.overview import overview, visible_in, visible_servers
 from portal_mcp.catalog.schemas import Validators
 from portal_mcp.catalog.search import Indexes, SearchIndex
 from portal_mcp.catalog.search.embeddings import EmbeddingCache, default_cache_dir, search_embeddings
@@ -241,7 +241,7 @@ class Portal:
         catalog = self._catalog
         hidden = self.policy.hidden(principal.name, catalog, principal.groups)
         if server is not None and not visible_in(catalog, server, hidden):
-            seen = ", ".join(name for name in catalog.servers() if visible_in(catalog, name, hidden))
+            seen = ", ".join(visible_servers(catalog, hidden)) or "none"
             raise ArgumentError(code_search.NAME, "server", f"no server {server!r} here; the servers: {seen}")
         return [hit.entry for hit in self.index().search(query, server=server, limit=limit, exclude=hidden)]
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from portal_mcp.catalog.model import Catalog
-from portal_mcp.catalog.overview import availability, did_you_mean, overview, scope_of, split_filters, visible_in
+from portal_mcp.catalog.overview import availability, did_you_mean, overview, scope_of, split_filters, visible_servers
 from portal_mcp.catalog.resources import find_resources, render_resources
 from portal_mcp.catalog.search import SearchIndex
 from portal_mcp.catalog.search.reply import nothing_fits_reply, task_reply
@@ -63,7 +63,7 @@ def reply(sources: Sources, query: str, principal: Principal, *, server: str | N
     words, filters = split_filters(query)
     if server is not None:
         filters.append(("server", server))
-    scope, problem = scope_of(catalog, sources.servers, filters)
+    scope, problem = scope_of(catalog, sources.servers, filters, hidden)
     if problem:
         return problem
     if not words.strip():
@@ -99,8 +99,8 @@ def _tools(
             [entry for name in shown if (entry := catalog.get(name)) is not None]
         )
     if index.weak(words, hits):
-        visible = [name for name in catalog.servers() if (scope is None or name in scope)]
-        closest = index.closest_servers(words, [name for name in visible if visible_in(catalog, name, hidden)])
+        visible = [name for name in visible_servers(catalog, hidden) if scope is None or name in scope]
+        closest = index.closest_servers(words, visible)
         about = {name: config.description for name, config in sources.servers.items() if config.description}
         seen = Catalog(entry for entry in catalog if entry.qualified_name not in hidden)
         return nothing_fits_reply(query, closest, hits, seen, about)

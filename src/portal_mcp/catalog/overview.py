@@ -62,14 +62,19 @@ def overview(
 
 
 def scope_of(
-    catalog: Catalog, servers: Mapping[str, ServerConfig], filters: list[tuple[str, str]]
+    catalog: Catalog,
+    servers: Mapping[str, ServerConfig],
+    filters: list[tuple[str, str]],
+    hidden: frozenset[str] = frozenset(),
 ) -> tuple[set[str] | None, str]:
-    """The servers the filters leave (None: all), or a message saying which filter matched nothing."""
+    """The servers the filters leave (None: all), or a message saying which filter matched nothing. A server the
+    caller sees no tool of (`hidden`) is not there for them: never matched, never named."""
     scope: set[str] | None = None
+    seen = visible_servers(catalog, hidden)
     for key, value in filters:
-        matching = {name for name in catalog.servers() if _server_matches(servers, name, key, value)}
+        matching = {name for name in seen if _server_matches(servers, name, key, value)}
         if not matching:
-            known = ", ".join(catalog.servers()) or "none"
+            known = ", ".join(seen) or "none"
             return None, f"Unknown {key} {value!r}. Servers: {known}. Send an empty query for an overview."
         scope = matching if scope is None else scope & matching
     return scope, ""
@@ -102,6 +107,11 @@ def did_you_mean(catalog: Catalog, words: str, hits: list[SearchHit], hidden: fr
 def visible_in(catalog: Catalog, server: str, hidden: frozenset[str]) -> bool:
     """Whether the caller sees any tool of `server`."""
     return any(entry.qualified_name not in hidden for entry in catalog.by_server(server))
+
+
+def visible_servers(catalog: Catalog, hidden: frozenset[str]) -> list[str]:
+    """The servers the caller sees a tool of, in catalog order."""
+    return [name for name in catalog.servers() if visible_in(catalog, name, hidden)]
 
 
 def availability(entries: Sequence[ToolEntry], statuses: Sequence[ServerStatus]) -> str:
