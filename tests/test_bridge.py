@@ -171,3 +171,36 @@ async def test_the_audit_records_the_size_of_what_the_downstream_sent(bridge: An
     calls, _, audit = bridge
     await calls.call("tracker.note", {"text": "hi"}, caller=ADA)
     assert list(audit)[-1].size_out == len(b"noted hi")
+
+
+def nested(levels: int) -> list[Any]:
+    value: list[Any] = []
+    for _ in range(levels - 1):
+        value = [value]
+    return value
+
+
+async def test_arguments_nested_deeper_than_a_call_can_carry_are_refused_by_name_not_failed_inside() -> None:
+    server = MCPServer("store")
+    received: list[Any] = []
+
+    @server.tool()
+    def put(value: Any) -> str:
+        """Store any JSON value."""
+        received.append(value)
+        return "stored"
+
+    audit = MemoryAuditSink()
+    with anyio.fail_after(30):
+        async with DownstreamPool({}, local={"store": server}) as pool:
+            catalog = Catalog.build(pool.listings())
+            calls = Bridge(
+                lambda: catalog, pool, audit, Redactor(), Validators(), approval_timeout=5.0, budgets=BUDGETS
+            )
+            assert await calls.call("store.put", {"value": nested(150)}, caller=ADA) == {"result": "stored"}
+            # 600 levels: the SDK's serializer refused the message and the call ended as an internal error.
+            with pytest.raises(ArgumentError) as info:
+                await calls.call("store.put", {"value": nested(600)}, caller=ADA)
+    assert "nest 601 levels deep, over the 200 a call can carry" in str(info.value)
+    assert len(received) == 1
+    assert [event.outcome for event in audit] == ["ok", "refused"]

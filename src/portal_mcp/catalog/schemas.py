@@ -175,6 +175,24 @@ def accepts_null(schema: Any) -> bool:
     return any(accepts_null(option) for key in ("anyOf", "oneOf") for option in schema.get(key) or ())
 
 
+MAX_ARGUMENT_DEPTH = 200
+"""How deeply arguments may nest (objects and lists in one another): the MCP SDK's serializer (pydantic) refuses a
+message nested about 255 levels deep, so a deeper call could not be sent and failed as an internal error."""
+
+
+def nesting(value: Any) -> int:
+    """How deeply a JSON value's objects and lists nest (0 for a scalar), without recursion."""
+    deepest = 0
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            depth += 1
+            deepest = max(deepest, depth)
+            stack.extend((child, depth) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
 class Validators:
     """jsonschema validators per input schema, cached by identity (the catalog owns its schemas and keeps them).
 
@@ -210,7 +228,14 @@ class Validators:
         return valid
 
     def check(self, qualified: str, schema: Mapping[str, Any], arguments: dict[str, Any]) -> None:
-        """Raise `ArgumentError` (the best match of jsonschema's errors) when `arguments` do not fit `schema`."""
+        """Raise `ArgumentError` (the best match of jsonschema's errors) when `arguments` do not fit `schema`, or nest
+        deeper than `MAX_ARGUMENT_DEPTH`."""
+        depth = nesting(arguments)
+        if depth > MAX_ARGUMENT_DEPTH:
+            problem = (
+                f"they nest {depth} levels deep, over the {MAX_ARGUMENT_DEPTH} a call can carry; send flatter data"
+            )
+            raise ArgumentError(qualified, "", problem)
         validator = self.build(schema if self.is_valid(schema) else _ANY_OBJECT)
         error = best_match(validator.iter_errors(arguments))
         if error is not None:
