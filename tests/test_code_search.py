@@ -157,7 +157,7 @@ def sheets_server() -> MCPServer:
     return server
 
 
-async def test_code_searches_one_server_as_search_api_does_and_neither_names_a_server_the_user_sees_nothing_of() -> None:
+async def test_code_searches_one_server_and_no_search_names_a_server_the_user_sees_nothing_of() -> None:
     code = textwrap.dedent(
         """
         print([hit["name"] for hit in await portal.search("add a row", limit=5, server="sheets")])
