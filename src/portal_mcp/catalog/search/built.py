@@ -100,8 +100,8 @@ def build(
         related[word] = tuple(dict.fromkeys((*related.get(word, ()), *synonyms)))
     others = [[token for token in document if not token.isascii()] for document in documents]
     return Built(
-        documents=Lexical.build([[token for token in document if token.isascii()] for document in documents]),
-        headlines=Lexical.build([[token for token in headline if token.isascii()] for headline in headlines]),
+        documents=Lexical.build(_ascii(documents)),
+        headlines=Lexical.build(_ascii(headlines)),
         other_scripts=Lexical.build(others) if any(others) else None,
         aliases={word: frozenset(server_ids[s] for s in names) for word, names in mined.items()},
         name_words=[name_words(entry) - own[entry.server] for entry in entries],
@@ -110,6 +110,12 @@ def build(
         dense=dense,
         servers_dense=servers_dense,
     )
+
+
+def _ascii(texts: list[list[str]]) -> list[list[str]]:
+    """Each text's ASCII tokens: the text itself when it has no other (nearly always; copies of 10,000 tools' token
+    lists would hold megabytes more at the build's peak, which the process keeps)."""
+    return [text if all(map(str.isascii, text)) else [token for token in text if token.isascii()] for text in texts]
 
 
 def curated_words(entry: ToolEntry, config: ServerConfig | None) -> str:
