@@ -120,6 +120,14 @@ async def test_arguments_that_are_not_json_are_rejected_at_the_call() -> None:
     assert "must be JSON values" in (result.error or "")
 
 
+async def test_arguments_holding_half_a_surrogate_pair_are_a_clear_error_at_the_call() -> None:
+    # It was Python's own "UnicodeEncodeError: 'utf-8' codec can't encode character".
+    result = await run("await gh.search(q='caf' + chr(0xdcff))")
+    assert (result.error or "").startswith(
+        "ValueError: arguments of gh.search() hold text UTF-8 cannot carry ('\\udcff', half of a surrogate pair)"
+    ), result.error
+
+
 async def test_an_unknown_tool_suggests_close_names() -> None:
     result = await run("await gh.serch(q='x')")
     assert "server 'gh' has no tool 'serch'; did you mean gh.search?" in (result.error or "")

@@ -244,7 +244,7 @@ class PortalActions:
             )
         asked = {"query": query, "limit": limit} | ({"server": server} if server is not None else {})
         args = json.dumps(asked, ensure_ascii=False)
-        if len(args.encode()) > self._channel.max_args_bytes:
+        if utf8_size("portal.search() arguments", args) > self._channel.max_args_bytes:
             raise ValueError("portal.search(query): the query is too long; say what the tool does in a few words")
         found: list[dict[str, str]] = await self._channel.call(protocol.SEARCH_ACTION, args)
         return found
@@ -259,6 +259,19 @@ class PortalActions:
 
     def __repr__(self) -> str:
         return "<portal: search(query, limit=5, server=None), tool(name)>"
+
+
+def utf8_size(what: str, text: str) -> int:
+    """The bytes of `text` in UTF-8; ValueError naming `what` when it holds a character UTF-8 cannot carry (an unpaired
+    surrogate, as `surrogateescape` decoding or a cut emoji leaves), which no JSON message can send."""
+    try:
+        return len(text.encode())
+    except UnicodeEncodeError as exc:
+        bad = text[exc.start : exc.end]
+        raise ValueError(
+            f"{what} hold text UTF-8 cannot carry ({bad!r}, half of a surrogate pair): replace it first, e.g. "
+            "text.encode('utf-8', 'replace').decode()"
+        ) from None
 
 
 def _refuse_json(value: object) -> NoReturn:
@@ -279,7 +292,7 @@ def _make_stub(channel: Channel, qualified: str) -> Any:
             raise TypeError(
                 f"arguments of {qualified}() must be JSON values (dict, list, str, int, float, bool, None): {exc}"
             ) from None
-        size = len(args_json.encode())
+        size = utf8_size(f"arguments of {qualified}()", args_json)
         if size > channel.max_args_bytes:
             raise ValueError(
                 f"arguments of {qualified}() are {size} bytes of JSON, over the limit of "
