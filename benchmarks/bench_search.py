@@ -51,7 +51,7 @@ from search_eval.external import available
 from portal_mcp.benchmark import grow_listings
 from portal_mcp.catalog.model import Catalog
 from portal_mcp.catalog.tokens import count_tokens
-from portal_mcp.config import load_config
+from portal_mcp.config import LimitsConfig, load_config
 from portal_mcp.portal import Portal
 
 NAME = "search"
@@ -257,6 +257,15 @@ def _scale() -> dict[str, Any]:
             index.search(text, limit=5)
             timings.append((time.perf_counter() - started) * 1000)
     timings.sort()
+    # Queries a hostile or broken client may send, as long as `limits.max_query_chars` lets them be: the word and
+    # intent patterns once cost the square of such a query's length (30 to 50 ms at 1,000 characters).
+    size = LimitsConfig().max_query_chars
+    hostile = _hostile_queries(size)
+    hostile_ms = []
+    for text in hostile.values():
+        started = time.perf_counter()
+        index.search(text, limit=5)
+        hostile_ms.append((time.perf_counter() - started) * 1000)
     return {
         "tools": len(catalog),
         "servers": len(catalog.servers()),
@@ -270,6 +279,9 @@ def _scale() -> dict[str, Any]:
         "query_ms_p50": round(statistics.median(timings), 3),
         "query_ms_p95": round(timings[int(0.95 * (len(timings) - 1))], 3),
         "queries_timed": len(timings),
+        "hostile_query_chars": size,
+        "hostile_shapes": list(hostile),
+        "hostile_ms_max": round(max(hostile_ms), 3),
         "extra_rss_mb": round(_rss_mb() - before, 1),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3, 1),
         "targets": TARGETS,
@@ -291,6 +303,20 @@ def _install_size() -> dict[str, Any]:
         sizes[package] = round(sum(f.size or 0 for f in files) / 1e6, 1)
     model = round(sum(p.stat().st_size for p in BUNDLED_MODEL.iterdir()) / 1e6, 1)
     return {"packages_mb": sizes, "total_packages_mb": round(sum(sizes.values()), 1), "bundled_model_mb": model}
+
+
+def _hostile_queries(size: int) -> dict[str, str]:
+    """Queries of about `size` characters in shapes that made regular expressions backtrack, by name."""
+    return {
+        "one word": "a" * size,
+        "spaces": " " * (size - 1) + "a",
+        "dots": "a." * (size // 2),
+        "commas": "a, " * (size // 3),
+        "slashes": "a/" * (size // 2),
+        "CJK": "热" * size,
+        "repeated 'then'": "then " * (size // 5),
+        "CJK and letters": "".join(chr(0x4E00 + i % 500) + "a" for i in range(size // 2)),
+    }
 
 
 NAMES = {
@@ -351,6 +377,9 @@ def markdown(results: dict[str, Any]) -> str:
         "",
         "Warm: a restart on the same catalog reads the built index and the vectors back (`search/stored.py`); "
         "rebuilt: a changed catalog builds the index again, embedding only the tools whose text changed.",
+        "",
+        f"Hostile queries of {scale['hostile_query_chars']} characters (the `limits.max_query_chars` default; "
+        f"{', '.join(scale['hostile_shapes'])}): the slowest took {scale['hostile_ms_max']:.2f} ms.",
         "",
         f"Targets: build <= {t['build_cold_s']} s cold and <= {t['build_warm_s']} s warm, query p50 <= "
         f"{t['query_ms_p50']} ms and p95 <= {t['query_ms_p95']} ms, added RSS <= {t['extra_rss_mb']} MB.",

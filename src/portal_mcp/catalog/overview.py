@@ -69,6 +69,8 @@ def scope_of(
 ) -> tuple[set[str] | None, str]:
     """The servers the filters leave (None: all), or a message saying which filter matched nothing. A server the
     caller sees no tool of (`hidden`) is not there for them: never matched, never named."""
+    if not filters:  # nearly every search: no walk over the catalog for the servers the caller sees
+        return None, ""
     scope: set[str] | None = None
     seen = visible_servers(catalog, hidden)
     for key, value in filters:

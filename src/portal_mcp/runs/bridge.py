@@ -87,7 +87,6 @@ class ApprovalRequest:
 Approver = Callable[[ApprovalRequest], Awaitable[Verdict]]
 Searcher = Callable[[str, int, Principal, str | None], Sequence[ToolEntry]]
 """(query, limit, the caller, one server or None) -> the tools the caller may call that fit, best first."""
-"""(query, limit, user) -> the best tools for the query among those the user may call."""
 
 
 @dataclass

@@ -98,10 +98,11 @@ def build(
     related: dict[str, tuple[str, ...]] = dict(RELATED_TOKENS)
     for word, synonyms in mined_synonyms(entries).items():
         related[word] = tuple(dict.fromkeys((*related.get(word, ()), *synonyms)))
-    others = [[token for token in document if not token.isascii()] for document in documents]
+    split = [_by_script(document) for document in documents]
+    others = [other for _, other in split]
     return Built(
-        documents=Lexical.build(_ascii(documents)),
-        headlines=Lexical.build(_ascii(headlines)),
+        documents=Lexical.build([ascii_only for ascii_only, _ in split]),
+        headlines=Lexical.build([_by_script(headline)[0] for headline in headlines]),
         other_scripts=Lexical.build(others) if any(others) else None,
         aliases={word: frozenset(server_ids[s] for s in names) for word, names in mined.items()},
         name_words=[name_words(entry) - own[entry.server] for entry in entries],
@@ -112,10 +113,12 @@ def build(
     )
 
 
-def _ascii(texts: list[list[str]]) -> list[list[str]]:
-    """Each text's ASCII tokens: the text itself when it has no other (nearly always; copies of 10,000 tools' token
-    lists would hold megabytes more at the build's peak, which the process keeps)."""
-    return [text if all(map(str.isascii, text)) else [token for token in text if token.isascii()] for text in texts]
+def _by_script(text: list[str]) -> tuple[list[str], list[str]]:
+    """A text's ASCII tokens and its others. A text with no other (nearly always) is passed on itself: copies of
+    10,000 tools' token lists would hold megabytes more at the build's peak, which the process keeps."""
+    if all(map(str.isascii, text)):
+        return text, []
+    return [token for token in text if token.isascii()], [token for token in text if not token.isascii()]
 
 
 def curated_words(entry: ToolEntry, config: ServerConfig | None) -> str:

@@ -237,11 +237,13 @@ def _parts(piece: str) -> list[str]:
     parts: list[str] = []
     start = 0
     for run in _UNSPACED.finditer(piece):
-        parts.extend(part.casefold() for part in [piece[start : run.start()]] if part)
+        if run.start() > start:
+            parts.append(piece[start : run.start()].casefold())
         text = run.group()
         parts.extend([text] if len(text) == 1 else [text[i : i + 2] for i in range(len(text) - 1)])
         start = run.end()
-    parts.extend(part.casefold() for part in [piece[start:]] if part)
+    if start < len(piece):
+        parts.append(piece[start:].casefold())
     return parts
 
 
