@@ -40,11 +40,15 @@ class Lexical:
 
     def scores(self, tokens: Sequence[str]) -> Scores:
         """Each document's BM25 score for the tokens (a token twice counts twice); zeros when none is known."""
-        total = np.zeros(self.size, dtype=self.data.dtype)
-        for token in tokens:
-            number = self.vocab.get(token)
-            if number is not None:
-                start, end = self.indptr[number], self.indptr[number + 1]
-                np.add.at(total, self.indices[start:end], self.data[start:end])
-        result: Scores = total.astype(np.float64)
+        spans = [
+            slice(self.indptr[number], self.indptr[number + 1])
+            for token in tokens
+            if (number := self.vocab.get(token)) is not None
+        ]
+        if not spans:
+            return np.zeros(self.size)
+        # One weighted count over every token's documents: far cheaper than adding token by token (`np.add.at`).
+        documents = np.concatenate([self.indices[span] for span in spans])
+        weights = np.concatenate([self.data[span] for span in spans]).astype(np.float64)
+        result: Scores = np.asarray(np.bincount(documents, weights, self.size), dtype=np.float64)
         return result
