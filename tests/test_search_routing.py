@@ -11,6 +11,7 @@ from mcp_types import Tool
 from portal_mcp.catalog.model import Catalog
 from portal_mcp.catalog.search import SearchIndex, headline, server_aliases
 from portal_mcp.catalog.search.text import document
+from portal_mcp.catalog.search.words import endings
 
 
 def tool(name: str, description: str, **params: str) -> Tool:
@@ -138,3 +139,20 @@ def test_a_generic_tool_name_prefix_does_not_route_to_its_server_but_the_server_
         "puppeteer.puppeteer_click",
     }
     assert top("take a screenshot of the page with playwright", limit=1) == ["playwright.browser_take_screenshot"]
+
+
+def test_a_file_s_extension_or_a_domain_s_ending_names_no_server() -> None:
+    assert endings("edit main.py, then check tomorrow.io") == {"py", "io"}
+    assert endings("edit main.py with the py tools") == set()  # said as a word of its own too: it may be a name
+    catalog = Catalog.build(
+        {
+            "elasticsearch_py": [
+                tool("put_alias", "Point an alias at an index.", alias="Alias name"),
+                tool("get_document", "Get a document of an index by its id."),
+            ],
+            "files": [tool("edit_file", "Change lines of a text file on disk.", path="File path")],
+        }
+    )
+    index = SearchIndex(catalog)
+    assert index.search("change a few lines in settings.py", limit=1)[0].entry.qualified_name == "files.edit_file"
+    assert index.search("get a document with the py server", limit=1)[0].entry.server == "elasticsearch_py"

@@ -46,7 +46,7 @@ from portal_mcp.catalog.search.actions import asked, tool_action, unasked
 from portal_mcp.catalog.search.built import Built, build
 from portal_mcp.catalog.search.embeddings import EmbeddingCache
 from portal_mcp.catalog.search.intents import fuse, split_intents, step_weights
-from portal_mcp.catalog.search.meaning import Meaning, dot
+from portal_mcp.catalog.search.meaning import Meaning, Scores, dot
 from portal_mcp.catalog.search.routing import named
 from portal_mcp.catalog.search.stored import IndexStore
 from portal_mcp.catalog.search.text import document
@@ -55,6 +55,7 @@ from portal_mcp.catalog.search.words import (
     EQUIVALENT_TOKENS,
     RELATED_PHRASES,
     WORD,
+    endings,
     expand,
     forms,
     query_tokens,
@@ -97,9 +98,6 @@ recall@1 0.746 -> 0.695)."""
 # "Nothing fits" (measured on the train splits: 1% of queries that have a tool are judged weak).
 WEAK_SIMILARITY = 0.25
 WEAK_COVERAGE = 0.34
-
-
-Scores = np.ndarray[Any, np.dtype[np.float64]]
 
 
 @dataclass(frozen=True)
@@ -229,10 +227,12 @@ class SearchIndex:
         own = query_tokens(query)
         tokens = own + [w for w in expand(words, own, EQUIVALENT_TOKENS, EQUIVALENT_PHRASES) if w not in own]
         related = [word for word in expand(words, tokens, self._parts.related, RELATED_PHRASES) if word not in tokens]
-        mentioned = named(own, self._parts.aliases, self._names, [*tokens[len(own) :], *related])
+        data = endings(query)  # "main.py" names no server called *_py
+        names = [token for token in own if token not in data]
+        mentioned = named(names, self._parts.aliases, self._names, [*tokens[len(own) :], *related])
         # A word naming a server selects its tools (the boost below) instead of matching their prose: a tool whose
         # description happens to repeat "MongoDB" is no better an answer to "list collections in mongo".
-        naming = {token for token in tokens if self._names_server(token)}
+        naming = {token for token in tokens if token not in data and self._names_server(token)}
         content = [token for token in tokens if token not in naming]
         scores = self._scores(content) + SYNONYM_WEIGHT * self._scores([w for w in related if w not in naming])
         keep = scores > 0

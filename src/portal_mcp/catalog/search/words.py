@@ -273,6 +273,24 @@ LITERAL = re.compile(
 from every one of its letters, a cost growing with the square of its length (30 ms for one word of 1,000)."""
 
 
+_ENDING = re.compile(r"(?<=[^\W_])\.([^\W\d_][^\W_]{0,4})\b")
+
+
+def endings(text: str) -> frozenset[str]:
+    """The tokens a query writes only as the ending of a dotted name: a file's extension or a domain's ("main.py",
+    "tomorrow.io"). Such a word is data, not a name: "main.py" does not mean the server elasticsearch_py."""
+    ends = {token for match in _ENDING.finditer(text) for token in tokenize(match.group(1))}
+    if not ends:
+        return frozenset()
+    alone = {
+        token
+        for match in WORD.finditer(text)
+        if text[match.start() - 1 : match.start()] != "."
+        for token in tokenize(match.group())
+    }
+    return frozenset(ends - alone)
+
+
 def query_tokens(text: str) -> list[str]:
     """A query's tokens: `tokenize` without the words of asking politely (`POLITE`) and of its paths and URLs
     (`LITERAL`)."""
