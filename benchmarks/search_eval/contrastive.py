@@ -58,7 +58,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from portal_mcp.catalog.search.embeddings import BUNDLED_MODEL, MAX_TOKENS, Encoder  # noqa: E402
+from portal_mcp.catalog.search.embeddings import BUNDLED_MODEL, Encoder  # noqa: E402
 from portal_mcp.catalog.search.text import dense_text  # noqa: E402
 from search_eval.evaluate import split_of  # noqa: E402
 from search_eval.external import _show  # noqa: E402
@@ -215,13 +215,12 @@ def train(
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
     rng = random.Random(SEED)
-    tokenizer = encoder._tokenizer
     cache: dict[str, list[int]] = {}
 
     def ids(texts: Sequence[str]) -> tuple[Any, Any]:
         new = [t for t in dict.fromkeys(texts) if t not in cache]
-        for text, enc in zip(new, tokenizer.encode_batch_fast(new, add_special_tokens=False), strict=True):
-            cache[text] = enc.ids[:MAX_TOKENS] or [0]
+        for text, known in zip(new, encoder.token_ids(new), strict=True):
+            cache[text] = known.tolist() or [0]
         flat, offsets = [], []
         for text in texts:
             offsets.append(len(flat))

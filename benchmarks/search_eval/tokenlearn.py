@@ -43,7 +43,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 from minilm import MiniLM, model_dir  # noqa: E402
 
-from portal_mcp.catalog.search.embeddings import BUNDLED_MODEL, MAX_TOKENS, Encoder  # noqa: E402
+from portal_mcp.catalog.search.embeddings import BUNDLED_MODEL, Encoder  # noqa: E402
 from portal_mcp.catalog.search.text import dense_text  # noqa: E402
 
 TEACHER_TOKENS = 128
@@ -131,10 +131,12 @@ def fit(texts: list[str], teacher: Array, lam: float, start: Array, ridge: float
     from scipy.sparse import csr_matrix
     from scipy.sparse.linalg import LinearOperator, cg
 
-    tokenizer = Encoder.load()._tokenizer  # the same tokenisation as at run time
+    encoder = Encoder.load()  # the same tokenisation as at run time
     rows, cols, vals = [], [], []
-    for row, encoding in enumerate(tokenizer.encode_batch_fast(texts, add_special_tokens=False)):
-        ids = encoding.ids[:MAX_TOKENS]
+    for row, known in enumerate(encoder.token_ids(texts)):
+        ids = known.tolist()
+        if not ids:
+            continue  # a text the model reads nothing of has no vector to fit
         rows += [row] * len(ids)
         cols += ids
         vals += [1.0 / len(ids)] * len(ids)

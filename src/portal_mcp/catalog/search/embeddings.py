@@ -123,8 +123,7 @@ class Encoder:
     def _encode(self, texts: Sequence[str]) -> Vectors:
         """Mean token vectors of a batch (not normalised)."""
         vectors = np.zeros((len(texts), self.dims), dtype=np.float32)
-        encodings = self._tokenizer.encode_batch_fast(list(texts), add_special_tokens=False)
-        ids = [self._known(np.asarray(encoding.ids, dtype=np.int64))[:MAX_TOKENS] for encoding in encodings]
+        ids = self.token_ids(texts)
         lengths = np.array([len(row) for row in ids])
         if not lengths.sum():
             return vectors
@@ -137,8 +136,12 @@ class Encoder:
         vectors[filled] = np.add.reduceat(rows, starts, axis=0) / lengths[filled][:, None]
         return vectors
 
-    def _known(self, ids: np.ndarray[Any, np.dtype[np.int64]]) -> np.ndarray[Any, np.dtype[np.int64]]:
-        return ids if self._unknown is None else ids[ids != self._unknown]
+    def token_ids(self, texts: Sequence[str]) -> list[np.ndarray[Any, np.dtype[np.int64]]]:
+        """Each text's tokens as the model reads them (the unknown token left out, at most `MAX_TOKENS`): the
+        training scripts read texts this way too, so a model is fitted to what it is given at run time."""
+        encodings = self._tokenizer.encode_batch_fast(list(texts), add_special_tokens=False)
+        known = [np.asarray(encoding.ids, dtype=np.int64) for encoding in encodings]
+        return [(ids if self._unknown is None else ids[ids != self._unknown])[:MAX_TOKENS] for ids in known]
 
 
 class EmbeddingCache:
