@@ -3,6 +3,7 @@ fails here, not as silently missing log notifications."""
 
 from __future__ import annotations
 
+import io
 import typing
 from typing import Any
 
@@ -49,3 +50,12 @@ async def test_a_2026_request_has_a_connection_but_none_that_lasts() -> None:
 def test_the_client_stream_types_are_where_the_downstream_transports_name_them() -> None:
     assert typing.get_origin(sdk.TransportStreams) is tuple
     assert sdk.ReadStream.__name__ == "ReadStream" and sdk.WriteStream.__name__ == "WriteStream"
+
+
+def test_the_stdio_text_layer_leaves_the_claimed_buffer_open_when_closed() -> None:
+    # `sdk.claim_stdin` itself claims fd 0 of a real `portal-mcp serve` in tests/test_stdio_input.py.
+    buffer = io.BytesIO(b'{"jsonrpc": "2.0"}\n')
+    lines = sdk.UnownedTextWrapper(buffer, encoding="utf-8", errors="replace")
+    assert lines.readline() == '{"jsonrpc": "2.0"}\n'
+    lines.close()
+    assert not buffer.closed

@@ -1,17 +1,43 @@
 """The mcp SDK's private parts the portal relies on, each read here and nowhere else.
 
 The SDK hands request handlers a `ServerRequestContext` whose session keeps the per-client `Connection` in a
-private attribute, with no public accessor; the client's stream protocols live in a private module. When an SDK
-upgrade moves either, `tests/test_sdk.py` fails and this module is the one place to change.
+private attribute, with no public accessor; the client's stream protocols live in a private module; the stdio
+transport claims stdin with private helpers that a caller giving its own input stream has to call itself. When an
+SDK upgrade moves any of them, `tests/test_sdk.py` fails and this module is the one place to change.
 """
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
+from typing import BinaryIO
+
 from mcp.client._transport import ReadStream, TransportStreams, WriteStream
 from mcp.server.connection import Connection
 from mcp.server.session import ServerSession
+from mcp.server.stdio import _claim_fd, _open_stdin_diversion, _UnownedTextWrapper
 
-__all__ = ["Connection", "ReadStream", "TransportStreams", "WriteStream", "connection_of", "lasting_connection"]
+__all__ = [
+    "Connection",
+    "ReadStream",
+    "TransportStreams",
+    "UnownedTextWrapper",
+    "WriteStream",
+    "claim_stdin",
+    "connection_of",
+    "lasting_connection",
+]
+
+UnownedTextWrapper = _UnownedTextWrapper
+"""A text layer over a claimed buffer whose close leaves the buffer open (the SDK's stdio transport reads stdin
+through one)."""
+
+
+def claim_stdin() -> tuple[BinaryIO, Callable[[], None] | None]:
+    """Stdin claimed as the SDK's stdio transport claims it when it opens stdin itself: the wire read from a private
+    duplicate, fd 0 pointed at the null device (children read EOF, not the client's messages) until the returned
+    callback (None when nothing was diverted) puts it back."""
+    return _claim_fd(0, sys.stdin, "rb", _open_stdin_diversion)
 
 
 def connection_of(session: ServerSession) -> Connection | None:

@@ -241,9 +241,9 @@ class PortalServer:
             logger.debug("dropping log notification for a closed connection", exc_info=True)
 
     async def serve_stdio(self) -> None:
-        from mcp.server.stdio import stdio_server
+        from portal_mcp.surface.stdio import stdio_streams
 
-        async with stdio_server() as (read, write):
+        async with stdio_streams() as (read, write):
             await self.server.run(read, write, self.server.create_initialization_options())
 
     check_bind = staticmethod(check_bind)
