@@ -57,7 +57,7 @@ class Encoder:
         self,
         name: str,
         tokenizer: Any,
-        embeddings: np.ndarray[Any, Any],
+        embeddings: Vectors,
         weights: Vectors | None = None,
         mapping: np.ndarray[Any, np.dtype[np.int64]] | None = None,
     ) -> None:
@@ -72,11 +72,7 @@ class Encoder:
         unknown = getattr(tokenizer.model, "unk_token", None)
         self._unknown = tokenizer.token_to_id(unknown) if isinstance(unknown, str) else None
         # Names are not identities (a folder can be rebuilt, a refit moves only some rows): all the numbers are.
-        # Of the vectors as float32 whatever their stored precision, so the identity stays what it was when they were
-        # held as float32 (caches on disk stay valid).
-        wide = embeddings.astype(np.float32, copy=False)
-        digest = hashlib.sha256(f"{ENCODING} {name}".encode() + str(embeddings.shape).encode() + wide.tobytes())
-        del wide
+        digest = hashlib.sha256(f"{ENCODING} {name}".encode() + str(embeddings.shape).encode() + embeddings.tobytes())
         for extra in (weights, mapping):
             digest.update(b"-" if extra is None else extra.tobytes())
         self.identity = digest.hexdigest()[:16]
@@ -100,8 +96,7 @@ class Encoder:
 
             tensors = load_file(str(folder / "model.safetensors"))
             tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
-            # Kept as stored (the bundled model's are float16: 16 MB, not 31); rows are widened as they are read.
-            embeddings = tensors["embeddings"]
+            embeddings = tensors["embeddings"].astype(np.float32)
         except Exception as error:  # a missing file, a hub or network error, a corrupt tensor file
             raise SearchModelError(source, f"{type(error).__name__}: {error}".strip()) from error
         tokenizer.no_padding()
@@ -128,7 +123,7 @@ class Encoder:
         if not lengths.sum():
             return vectors
         flat = np.concatenate(ids)
-        rows = self._embeddings[self._mapping[flat] if self._mapping is not None else flat].astype(np.float32)
+        rows = self._embeddings[self._mapping[flat] if self._mapping is not None else flat]
         if self._weights is not None:
             rows = rows * self._weights[flat][:, None]
         filled = lengths > 0
@@ -154,7 +149,7 @@ class EmbeddingCache:
         self.encoder = encoder
         self.path = folder / f"{encoder.identity}.npz" if folder is not None else None
         self.embedded = 0
-        self._vectors: dict[bytes, np.ndarray[Any, np.dtype[np.float16]]] = {}
+        self._vectors: dict[bytes, Vectors] = {}
         self._loaded = False
 
     def vectors(self, texts: Sequence[str]) -> Vectors:
@@ -165,7 +160,7 @@ class EmbeddingCache:
         if missing:
             first = dict(zip(keys, texts, strict=True))
             # Rounded as the cache stores them, so a warm start ranks exactly as the cold one did.
-            fresh = self.encoder.encode([first[key] for key in missing]).astype(np.float16)
+            fresh = self.encoder.encode([first[key] for key in missing]).astype(np.float16).astype(np.float32)
             self._vectors.update(zip(missing, fresh, strict=True))
             self.embedded += len(missing)
             self._save()
@@ -186,7 +181,7 @@ class EmbeddingCache:
             logger.warning("ignoring the unreadable embedding cache %s: %s", self.path, error)
             return
         if vectors.ndim == 2 and vectors.shape[1] == self.encoder.dims and keys.shape == (len(vectors), 16):
-            self._vectors.update(zip((key.tobytes() for key in keys), vectors.astype(np.float16), strict=True))
+            self._vectors.update(zip((key.tobytes() for key in keys), vectors.astype(np.float32), strict=True))
 
     def _save(self) -> None:
         if self.path is None:
