@@ -45,6 +45,7 @@ from portal_mcp.catalog.search import siblings
 from portal_mcp.catalog.search.actions import asked, tool_action, unasked
 from portal_mcp.catalog.search.built import Built, build
 from portal_mcp.catalog.search.embeddings import EmbeddingCache
+from portal_mcp.catalog.search.heap import release_free_memory
 from portal_mcp.catalog.search.intents import fuse, split_intents, step_weights
 from portal_mcp.catalog.search.meaning import Meaning, Scores, dot
 from portal_mcp.catalog.search.routing import named
@@ -147,6 +148,7 @@ class SearchIndex:
                 self._built = build(self._entries, servers, embeddings, self._server_names)
                 if store is not None:
                     store.save(key, self._built)
+            release_free_memory()  # a build peaks near twice what it keeps (`search/heap.py`)
         # Per server, the words of its name and those naming it: what tells the more specific of two named apart.
         self._names = [frozenset(tokenize(name)) for name in self._server_names]
         if self._built is not None:
