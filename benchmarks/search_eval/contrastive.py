@@ -8,6 +8,10 @@
 
 Run step 3 once on the output of step 2 (it starts from `--start`, the bundled model by default, and writes
 `--out`, the same folder by default; `--out FOLDER` makes a candidate for `tune.py --model` / `dense_eval.py`).
+The bundled model predates TRAJECT-Bench (the fourth set of `external.py`): steps 2 and 3 read every set the
+evaluation cache holds, so rebuilding it as it was needs TRAJECT-Bench left out, `--without traject_tasks` here and
+an evaluation cache without it for step 2 (a rebuild that way scores as the bundled model on every train split; its
+vectors differ from the file's in rounding).
 
 The model stays what it is at run time (a text's vector is the normalised mean of its tokens' vectors, model2vec's
 format): only the token vectors move. Each step takes a batch of pairs from one source, embeds queries and tool
