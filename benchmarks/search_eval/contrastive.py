@@ -72,7 +72,7 @@ from portal_mcp.catalog.search.embeddings import BUNDLED_MODEL, Encoder  # noqa:
 from portal_mcp.catalog.search.text import dense_text  # noqa: E402
 from search_eval.evaluate import split_of  # noqa: E402
 from search_eval.external import _show  # noqa: E402
-from search_eval.hard_negatives import POOL, mine  # noqa: E402
+from search_eval.hard_negatives import POOL, mine, positives_of  # noqa: E402
 
 Pair = tuple[str, str]
 """(query, the text of a tool it needs)."""
@@ -277,7 +277,7 @@ def train(
     rng = random.Random(SEED)
     draw = random.Random(SEED + 1)  # its own generator: without --hard, the batches are the ones they always were
     hard = hard or {}
-    positives = {name: _positives(pairs) for name, pairs in sources.items()}
+    positives = {name: positives_of(pairs) for name, pairs in sources.items()}
     cache: dict[str, list[int]] = {}
 
     def ids(texts: Sequence[str]) -> tuple[Any, Any]:
@@ -349,13 +349,6 @@ def train(
                 file=sys.stderr,
             )
     return table.detach().numpy()
-
-
-def _positives(pairs: list[Pair]) -> dict[str, set[str]]:
-    found: dict[str, set[str]] = {}
-    for query, tool in pairs:
-        found.setdefault(query, set()).add(tool)
-    return found
 
 
 def save(vectors: np.ndarray[Any, Any], start: Path, out: Path) -> None:

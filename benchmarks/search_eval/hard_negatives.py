@@ -40,9 +40,7 @@ def mine(
 ) -> dict[Pair, list[str]]:
     """Each pair's hard-negative candidates (texts), nearest the positive first: its group, then (`fill`) the
     catalog; with `margin`, only those the query is less similar to than `margin` times its positive."""
-    positives: dict[str, set[str]] = {}
-    for query, tool in pairs:
-        positives.setdefault(query, set()).add(tool)
+    positives = positives_of(pairs)
     texts = sorted(set(catalog) | {t for _, t in pairs} | {t for group in groups.values() for t in group})
     row = {text: i for i, text in enumerate(texts)}
     vectors = encode(texts)
@@ -51,11 +49,11 @@ def mine(
     columns = np.array([row[text] for text in dict.fromkeys(catalog)])
     tools = sorted({tool for _, tool in pairs})
     nearest: dict[str, list[str]] = {}
-    margin = pool + 16  # room for the positives a query leaves out
+    depth = pool + 16  # room for the positives a query leaves out
     for start in range(0, len(tools), 512):
         chunk = tools[start : start + 512]
         scores = vectors[[row[t] for t in chunk]] @ vectors[columns].T
-        top = np.argsort(-scores, axis=1, kind="stable")[:, :margin]
+        top = np.argsort(-scores, axis=1, kind="stable")[:, :depth]
         for tool, order in zip(chunk, top, strict=True):
             nearest[tool] = [texts[columns[i]] for i in order]
     mined: dict[Pair, list[str]] = {}
@@ -77,3 +75,11 @@ def mine(
                 chosen.append(text)
         mined[(query, tool)] = chosen
     return mined
+
+
+def positives_of(pairs: Sequence[Pair]) -> dict[str, set[str]]:
+    """Each query's positives: every tool it is paired with."""
+    found: dict[str, set[str]] = {}
+    for query, tool in pairs:
+        found.setdefault(query, set()).add(tool)
+    return found
