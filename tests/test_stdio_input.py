@@ -45,6 +45,13 @@ def test_lines_without_half_a_pair_are_left_as_they_came(line: str) -> None:
     assert repaired(line) == line
 
 
+def test_a_hostile_line_is_passed_on_not_repaired_at_any_cost() -> None:
+    # Nested deeper than Python's parser goes, with half a pair inside: given to the SDK as it came (which refuses
+    # it as it refuses any line it cannot parse), never a crash of the reader.
+    deep = "[" * 100_000 + '"\\ud800"' + "]" * 100_000
+    assert repaired(deep) == deep
+
+
 def send(stdin: IO[str], message: dict[str, Any] | str) -> None:
     stdin.write((message if isinstance(message, str) else json.dumps(message)) + "\n")
     stdin.flush()

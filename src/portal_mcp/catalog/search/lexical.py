@@ -49,6 +49,6 @@ class Lexical:
             return np.zeros(self.size)
         # One weighted count over every token's documents: far cheaper than adding token by token (`np.add.at`).
         documents = np.concatenate([self.indices[span] for span in spans])
-        weights = np.concatenate([self.data[span] for span in spans]).astype(np.float64)
+        weights = np.concatenate([self.data[span] for span in spans])  # bincount sums them as float64
         result: Scores = np.asarray(np.bincount(documents, weights, self.size), dtype=np.float64)
         return result
