@@ -186,7 +186,7 @@ def _reply_tokens(queries: list[Query], tasks: Sequence[str]) -> dict[str, Any]:
         limits = config.limits.model_copy(update={"searches_per_minute": 1_000_000})
         async with Portal.open(config.model_copy(update={"user": "benchmark", "limits": limits})) as portal:
             sizes = {}
-            # A few of TRAJECT-Bench's tasks are longer than a default portal takes (`limits.max_query_chars`).
+            # A task longer than the portal takes (`limits.max_query_chars`) would be refused, not measured.
             taken = [text for text in tasks if len(text) <= limits.max_query_chars]
             for label, texts in (("queries", [q.text for q in queries]), ("tasks", taken)):
                 for detail in DETAILS:

@@ -12,7 +12,7 @@ import anyio
 import mcp_types as types
 from mcp.server.mcpserver import MCPServer
 
-from portal_mcp.config import PortalConfig
+from portal_mcp.config import LimitsConfig, PortalConfig
 from portal_mcp.control.audit import MemoryAuditSink
 from portal_mcp.portal import Portal
 from portal_mcp.runs.bridge import ApprovalRequest
@@ -197,8 +197,20 @@ async def test_searches_are_capped_in_length_and_rate_and_the_audit_keeps_no_lon
     assert "`limits.searches_per_minute`" in replies[2]
     assert "store.keep" in alice  # bob's rate is his own
     searches = [event for event in audit if event.kind == "search"]
-    assert max(len(event.subject) for event in searches) <= 1_000
+    assert max(len(event.subject) for event in searches) <= LimitsConfig().max_query_chars
     assert [event.outcome for event in searches] == ["refused", "ok", "ok", "refused", "ok"]
+
+
+async def test_a_whole_task_pasted_as_the_query_is_answered_not_refused() -> None:
+    # Public agent tasks run to about 1,200 characters; a model that pastes one gets tools, not a length refusal.
+    step = "Keep the items of the order for a while and report how many there were, then wipe the old ones. "
+    task = step * (1_800 // len(step))
+    assert 1_500 < len(task) < LimitsConfig().max_query_chars
+    with anyio.fail_after(60):
+        async with Portal.open(config({}), local={"store": store([])}) as portal:
+            reply = portal.search_api(task, portal.principal("bob"))
+    assert not reply.startswith("search_api: "), reply
+    assert "store.keep" in reply and "store.wipe" in reply
 
 
 async def test_offloaded_searches_are_refused_before_any_thread_and_answered_as_on_the_command_line() -> None:
