@@ -3,6 +3,7 @@ fails here, not as silently missing log notifications."""
 
 from __future__ import annotations
 
+import contextvars
 import io
 import typing
 from typing import Any
@@ -12,6 +13,7 @@ import mcp_types as types
 from mcp.client import Client
 from mcp.server import Server
 from mcp.server.context import ServerRequestContext
+from mcp.server.stdio import stdio_server
 
 from portal_mcp import sdk
 
@@ -59,3 +61,15 @@ def test_the_stdio_text_layer_leaves_the_claimed_buffer_open_when_closed() -> No
     assert lines.readline() == '{"jsonrpc": "2.0"}\n'
     lines.close()
     assert not buffer.closed
+
+
+async def test_a_wrapped_read_stream_hands_on_the_sdk_transports_sender_context() -> None:
+    # The SDK's dispatcher runs each handler in the context its transport kept for the message, read by name
+    # (`last_context`) from the read stream; the portal's wrappers (`sdk.ReadWrapper`) must keep handing it on.
+    stdin = anyio.wrap_file(io.StringIO('{"jsonrpc": "2.0", "id": 1, "method": "ping"}\n'))
+    transport = stdio_server(stdin=stdin, stdout=anyio.wrap_file(io.StringIO()))
+    with anyio.fail_after(10):
+        async with transport as (read, write), sdk.ReadWrapper(read) as wrapped, write:
+            item = await wrapped.receive()
+    assert not isinstance(item, Exception) and isinstance(item.message, types.JSONRPCRequest)
+    assert isinstance(wrapped.last_context, contextvars.Context)

@@ -6,7 +6,7 @@ import sys
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import anyio
 import httpx2
@@ -19,6 +19,7 @@ from mcp.shared.message import SessionMessage
 from portal_mcp.config import RemoteServerConfig, StdioServerConfig
 from portal_mcp.downstream._processes import SPAWN_ID_VAR
 from portal_mcp.downstream._stderr import StderrPump
+from portal_mcp.sdk import ReadWrapper
 
 if TYPE_CHECKING:
     # The SDK's stream protocols (in a private module: portal_mcp.sdk names them); only named in annotations.
@@ -65,15 +66,10 @@ class WatchedTransport:
         return await self._inner.__aexit__(exc_type, exc, tb)
 
 
-class _WatchedRead:
+class _WatchedRead(ReadWrapper):
     def __init__(self, inner: ReadStream[SessionMessage | Exception], watch: Watch) -> None:
-        self._inner = inner
+        super().__init__(inner)
         self._watch = watch
-
-    @property
-    def last_context(self) -> Any:
-        # The SDK dispatcher reads the sender's contextvars snapshot from here when the transport provides one.
-        return getattr(self._inner, "last_context", None)
 
     async def receive(self) -> SessionMessage | Exception:
         try:
@@ -82,24 +78,9 @@ class _WatchedRead:
             self._watch.mark_closed()
             raise
 
-    def __aiter__(self) -> _WatchedRead:
-        return self
-
-    async def __anext__(self) -> SessionMessage | Exception:
-        try:
-            return await self.receive()
-        except anyio.EndOfStream:
-            raise StopAsyncIteration from None
-
     async def aclose(self) -> None:
         self._watch.mark_closed()
         await self._inner.aclose()
-
-    async def __aenter__(self) -> _WatchedRead:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
 
 
 class _WatchedWrite:
