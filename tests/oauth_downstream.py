@@ -143,7 +143,7 @@ async def connect(idp: OidcProvider, config_path: Path, user: str) -> None:
 
 
 def calls(record: Path) -> list[dict[str, Any]]:
-    """What the protected server saw: one {sub, tool, token_sha256} per call."""
+    """What the protected server saw: one {sub, tool, token_sha256} per call ({sub, refused} per refused request)."""
     if not record.exists():
         return []
     return [json.loads(line) for line in record.read_text().splitlines()]

@@ -394,12 +394,19 @@ def writes_refused(database: Path) -> Iterator[None]:
 
 
 async def test_an_account_the_server_forbids_is_told_so_and_others_are_not_affected(tmp_path: Path) -> None:
-    async with protected_server(tmp_path, forbid="bob") as (idp, url, _record):
+    async with protected_server(tmp_path, forbid="bob") as (idp, url, record):
         path = write_config(tmp_path, url)
         await connect(idp, path, "alice")
         await connect(idp, path, "bob")
         async with Portal.open(load_config(path)) as portal:
             text = (await portal.execute_code(WHOAMI, portal.principal("bob"))).render()
+            refusals = len([call for call in calls(record) if "refused" in call])
+            # Not retried in the background (the first retry would come 2 s after the refusal, the next 4 s later):
+            # the same account would be refused again, and a server may lock an account that keeps knocking.
+            await anyio.sleep(7)
+            again = await whoami(portal, "bob")
             assert await whoami(portal, "alice") == "alice"
     assert "HTTP 403 Forbidden; the server does not let this user's connected account in" in text, text
+    assert refusals >= 1 and len([call for call in calls(record) if "refused" in call]) == refusals
+    assert "not retried in the background, since the same account would be refused again" in again, again
     assert "headers:" not in text  # before: "check the credentials in `headers:`", which an oauth: server has none of

@@ -130,14 +130,19 @@ class ServerDownError(ServerUnavailableError):
     `server 'remote' is down since 10:41:07 (it failed to start: connection refused ...); retrying in 20 s`
     """
 
-    def __init__(self, server: str, reason: str, at: str | None, retry_in: float | None) -> None:
+    def __init__(
+        self, server: str, reason: str, at: str | None, retry_in: float | None, then: str | None = None
+    ) -> None:
         self.reason = reason
         self.at = at
         self.retry_in = retry_in
         when = f" since {at}" if at else ""
-        retry = f"; retrying in {retry_in:.0f} s" if retry_in is not None else "; it is not retried (`max_restarts: 0`)"
+        if then is None:
+            then = f"retrying in {retry_in:.0f} s" if retry_in is not None else "it is not retried (`max_restarts: 0`)"
+        self.then = then
+        """What happens next: when it is retried, or what tries it again."""
         self.server = server
-        self.message = f"is down{when} ({reason}){retry}"
+        self.message = f"is down{when} ({reason}); {then}"
         PortalError.__init__(self, f"server {server!r} {self.message}")
 
 

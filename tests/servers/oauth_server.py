@@ -16,7 +16,7 @@ Tools:
   token each call really carried without the token passing through the portal (`--keep-tokens` adds the token
   itself, `token`, so a test can look for it where it must not be).
 
-`--forbid SUB` answers `403 Forbidden` to every request carrying a valid token of the user SUB (an account the
+`--forbid SUB` answers `403 Forbidden` (recorded) to every request carrying a valid token of the user SUB (an account the
 server knows but does not let in: no `insufficient_scope`, so no new consent can help).
 """
 
@@ -109,8 +109,9 @@ def build(issuer: str, url: str, record: Path | None, keep_tokens: bool = False)
     return server
 
 
-def forbidding(app: Any, verifier: Introspection, subject: str) -> Any:
-    """`app`, except that a request whose bearer token belongs to `subject` is answered 403."""
+def forbidding(app: Any, verifier: Introspection, subject: str, record: Path | None) -> Any:
+    """`app`, except that a request whose bearer token belongs to `subject` is answered 403 (and recorded as
+    `{"sub": subject, "refused": 403}`)."""
 
     async def wrapped(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "http":
@@ -118,6 +119,9 @@ def forbidding(app: Any, verifier: Introspection, subject: str) -> Any:
             kind, _, token = headers.get(b"authorization", b"").decode().partition(" ")
             found = await verifier.verify_token(token) if kind.lower() == "bearer" and token else None
             if found is not None and found.subject == subject:
+                if record is not None:
+                    with record.open("a") as out:
+                        out.write(json.dumps({"sub": subject, "refused": 403}) + "\n")
                 body = json.dumps({"error": "forbidden", "error_description": "this account may not use it"}).encode()
                 await send(
                     {"type": "http.response.start", "status": 403, "headers": [(b"content-type", b"application/json")]}
@@ -142,7 +146,7 @@ def main(argv: list[str] | None = None) -> None:
 
     app = build(args.issuer, url, args.record, args.keep_tokens).streamable_http_app()
     if args.forbid:
-        app = forbidding(app, Introspection(args.issuer, url), args.forbid)
+        app = forbidding(app, Introspection(args.issuer, url), args.forbid, args.record)
     uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning")
 
 

@@ -52,6 +52,8 @@ class CallPath:
     _failed_wall: float | None
     _retry_at: float | None
     _down_retry_after: float
+    user: str | None
+    _refused: bool
     _cycle_done: anyio.Event | None
     _cycle_wanted: anyio.Event
     _wake: anyio.Event
@@ -144,6 +146,13 @@ class CallPath:
             self.name, f"the connection keeps dropping ({self.error}); check `portal-mcp check`"
         )
 
+    @property
+    def waits_for_a_call(self) -> bool:
+        """A user's own link whose account the server refused (HTTP 401 or 403) is not retried in the background:
+        the same credentials would be refused again, and a server counting refusals may lock the account. A call
+        after `down_retry_after` tries again (after the user connected an account that may use it, say)."""
+        return self.user is not None and self._refused
+
     def down_error(self) -> ServerDownError:
         """`server 'remote' is down since 10:41:07 (it failed to start: ...); retrying in 20 s`."""
         if self.state == "failed" or not self.ever_connected:
@@ -154,7 +163,13 @@ class CallPath:
             why = f"after {self.max_restarts} restart attempt(s): {self.error}"
         at = time.strftime("%H:%M:%S", time.localtime(self._failed_wall)) if self._failed_wall else None
         retry_in = None if self._retry_at is None else max(0.0, self._retry_at - time.monotonic())
-        return ServerDownError(self.name, why, at, retry_in)
+        then = None
+        if self.waits_for_a_call:
+            then = (
+                "not retried in the background, since the same account would be refused again; a call "
+                f"{self._down_retry_after:g} s after the refusal tries again"
+            )
+        return ServerDownError(self.name, why, at, retry_in, then)
 
     async def _lost(self, watch: Watch | None, written: int, generation: int) -> Literal["unsent", "maybe"]:
         """The connection is gone: drop it, and tell whether our request can have reached the server.

@@ -72,6 +72,14 @@ def unreachable(exc: BaseException) -> bool:
     return isinstance(_leaf(exc), httpx2.ConnectError)
 
 
+def refused(exc: BaseException, watch: Watch) -> bool:
+    """Whether the server refused the credentials (HTTP 401 or 403): the same ones would be refused again."""
+    if watch.http_status is not None:
+        return watch.http_status[0] in (401, 403)
+    leaf = _leaf(exc)
+    return isinstance(leaf, httpx2.HTTPStatusError) and leaf.response.status_code in (401, 403)
+
+
 def expected(exc: BaseException) -> bool:
     """Whether `exc` is a state the link waits out rather than a fault (`DownstreamError.expected`)."""
     leaf = _leaf(exc)

@@ -23,7 +23,15 @@ from portal_mcp.config import RemoteServerConfig, StdioServerConfig
 from portal_mcp.downstream._asking import Asking
 from portal_mcp.downstream._call_path import BACKOFF, REAP_TIMEOUT, CallPath
 from portal_mcp.downstream._events import DownstreamEvent, EventKind, Hooks
-from portal_mcp.downstream._failures import TOO_OLD, TooOld, describe, expected, rejects_handshake, unreachable
+from portal_mcp.downstream._failures import (
+    TOO_OLD,
+    TooOld,
+    describe,
+    expected,
+    refused,
+    rejects_handshake,
+    unreachable,
+)
 from portal_mcp.downstream._listing import Extras, differ, lists
 from portal_mcp.downstream._processes import end_processes
 from portal_mcp.downstream._relisting import Relisting
@@ -55,8 +63,11 @@ class Link(CallPath, Relisting):
         down_retry_after: float,
         relist_every: float = 0.0,
         auth: httpx2.Auth | None = None,
+        user: str | None = None,
     ) -> None:
         self.name = name
+        self.user = user
+        """The user whose own link this is (a per-user server's), None for the server's shared link."""
         self.auth = auth
         """A user's OAuth connection (`oauth:` servers): every HTTP request of this link goes through it."""
         self._target = target
@@ -95,6 +106,8 @@ class Link(CallPath, Relisting):
         self._stream_error: str | None = None
         self._expected = False
         """The last attempt failed on a state the server waits out (`DownstreamError.expected`), not a fault."""
+        self._refused = False
+        """The last attempt failed because the server refused the credentials (HTTP 401 or 403)."""
         self._closing = False
         self._wake = anyio.Event()
         self._relist = False
@@ -138,9 +151,10 @@ class Link(CallPath, Relisting):
                 while not self._closing:
                     retry = self._given_up_at is not None and self.max_restarts > 0
                     if retry:
-                        # Failed to start or down: try again in the background, waiting longer each time.
-                        delay = min(RETRY_CAP, RETRY_FIRST * 2**self._retries)
-                        self._retry_at = time.monotonic() + delay
+                        # Failed to start or down: try again in the background, waiting longer each time; a
+                        # user's account the server refused only when a call asks (`waits_for_a_call`).
+                        delay = math.inf if self.waits_for_a_call else min(RETRY_CAP, RETRY_FIRST * 2**self._retries)
+                        self._retry_at = None if math.isinf(delay) else time.monotonic() + delay
                         with anyio.move_on_after(delay):
                             await self._cycle_wanted.wait()
                         self._retries += 1
@@ -200,12 +214,13 @@ class Link(CallPath, Relisting):
         if retry:
             self._set_state("down" if given_up_state == "down" or self.ever_connected else "failed", error)
             wait = min(RETRY_CAP, RETRY_FIRST * 2**self._retries)
+            then = self.down_error().then if self.waits_for_a_call else f"retrying in {wait:.0f} s"
             logger.log(
                 logging.DEBUG if self._expected else logging.INFO,  # said once when it started
-                "server %r: still unavailable (%s); retrying in %.0f s",
+                "server %r: still unavailable (%s); %s",
                 self.name,
                 self.error,
-                wait,
+                then,
                 extra={"server": self.name, "event": "retry"},
             )
         elif first and self._expected:
@@ -242,7 +257,7 @@ class Link(CallPath, Relisting):
         error: str | None = None
         self._drop = self._relist = False
         self._stream_error = None
-        self._expected = False
+        self._expected = self._refused = False
         if self._pump is not None:
             self._pump.next_process()
         try:
@@ -277,6 +292,7 @@ class Link(CallPath, Relisting):
                 return TOO_OLD
             error = describe(exc, watch, self._config, self._explain)
             self._expected = not connected and expected(exc)
+            self._refused = not connected and refused(exc, watch)
             watch.unsent_on_loss = unreachable(exc)
         finally:
             self._client = None
