@@ -352,16 +352,8 @@ class DownstreamPool:
             listed=None,
         )
         auth = self.accounts.auth(server, user) if oauth else None
-        link = Link(
-            server,
-            _users.for_user(config, secrets),
-            hooks,
-            pump,
-            self._down_retry_after,
-            self._relist_every,
-            auth,
-            user=user,
-        )
+        target = _users.for_user(config, secrets)
+        link = Link(server, target, hooks, pump, self._down_retry_after, self._relist_every, auth, user=user)
         self._user_links[key] = link
         self._task_group.start_soon(self._run_user_link, key, link, pump)
         return link
