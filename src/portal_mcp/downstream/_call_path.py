@@ -153,6 +153,13 @@ class CallPath:
         after `down_retry_after` tries again (after the user connected an account that may use it, say)."""
         return self.user is not None and self._refused
 
+    def _called_back(self) -> str:
+        """What tries a link that `waits_for_a_call` again."""
+        return (
+            "not retried in the background, since the same account would be refused again; a call "
+            f"{self._down_retry_after:g} s after the refusal tries again"
+        )
+
     def down_error(self) -> ServerDownError:
         """`server 'remote' is down since 10:41:07 (it failed to start: ...); retrying in 20 s`."""
         if self.state == "failed" or not self.ever_connected:
@@ -163,12 +170,7 @@ class CallPath:
             why = f"after {self.max_restarts} restart attempt(s): {self.error}"
         at = time.strftime("%H:%M:%S", time.localtime(self._failed_wall)) if self._failed_wall else None
         retry_in = None if self._retry_at is None else max(0.0, self._retry_at - time.monotonic())
-        then = None
-        if self.waits_for_a_call:
-            then = (
-                "not retried in the background, since the same account would be refused again; a call "
-                f"{self._down_retry_after:g} s after the refusal tries again"
-            )
+        then = self._called_back() if self.waits_for_a_call else None
         return ServerDownError(self.name, why, at, retry_in, then)
 
     async def _lost(self, watch: Watch | None, written: int, generation: int) -> Literal["unsent", "maybe"]:

@@ -214,7 +214,7 @@ class Link(CallPath, Relisting):
         if retry:
             self._set_state("down" if given_up_state == "down" or self.ever_connected else "failed", error)
             wait = min(RETRY_CAP, RETRY_FIRST * 2**self._retries)
-            then = self.down_error().then if self.waits_for_a_call else f"retrying in {wait:.0f} s"
+            then = self._called_back() if self.waits_for_a_call else f"retrying in {wait:.0f} s"
             logger.log(
                 logging.DEBUG if self._expected else logging.INFO,  # said once when it started
                 "server %r: still unavailable (%s); %s",
