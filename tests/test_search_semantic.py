@@ -6,14 +6,17 @@ import json
 import logging
 from pathlib import Path
 
+import numpy as np
 import pytest
 from mcp_types import Tool
+from threadpoolctl import threadpool_info, threadpool_limits
 
 from portal_mcp.catalog.model import Catalog
 from portal_mcp.catalog.search import SearchIndex
 from portal_mcp.catalog.search.embeddings import EmbeddingCache, Encoder, search_embeddings
 from portal_mcp.catalog.search.index import SearchHit, task_ranking
 from portal_mcp.catalog.search.intents import MAX_INTENTS, fuse, split_intents
+from portal_mcp.catalog.search.meaning import dot
 from portal_mcp.catalog.search.reply import task_reply
 from portal_mcp.catalog.search.words import spelled_out
 from portal_mcp.catalog.snapshot import load_snapshot
@@ -155,6 +158,30 @@ async def test_a_portal_ranks_by_meaning_and_keeps_the_cache_where_the_config_sa
 
 
 SNAPSHOT = Path(__file__).resolve().parents[1] / "schemas" / "time.json"
+
+
+async def test_a_portal_keeps_blas_on_one_thread_for_its_searches(tmp_path: Path) -> None:
+    # Searches run in threads of their own; a multithreaded BLAS product on a busy machine waits for a core another
+    # thread holds. BLAS is first allowed two threads, so the check fails unless opening the portal sets it to one.
+    config = parse_config(
+        f"search: {{cache: ./vectors}}\nservers:\n  time:\n    snapshot: {SNAPSHOT}\n",
+        source="portal.yaml",
+        base_dir=tmp_path,
+        environ={},
+    )
+    with threadpool_limits(limits=2, user_api="blas"):
+        assert {pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"} == {2}
+        async with Portal.open(config.model_copy(update={"user": "tester"})):
+            assert {pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"} == {1}
+
+
+@pytest.mark.parametrize("count", [0, 1, 2, 11])
+def test_the_dense_products_are_each_rows_dot_product_with_each_vector(count: int) -> None:
+    rng = np.random.default_rng(count)
+    matrix, vectors = rng.normal(size=(300, 16)).astype(np.float32), rng.normal(size=(count, 16)).astype(np.float32)
+    products = dot(matrix, vectors)
+    assert products.shape == (count, 300) and products.dtype == np.float64
+    assert np.allclose(products, vectors.astype(np.float64) @ matrix.T.astype(np.float64), atol=1e-4)
 
 
 def test_a_multi_step_task_splits_into_its_intents() -> None:

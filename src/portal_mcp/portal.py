@@ -30,6 +30,7 @@ from portal_mcp.catalog.overview import overview, visible_in, visible_servers
 from portal_mcp.catalog.schemas import Validators
 from portal_mcp.catalog.search import Indexes, SearchIndex
 from portal_mcp.catalog.search.embeddings import EmbeddingCache, default_cache_dir, search_embeddings
+from portal_mcp.catalog.search.meaning import one_blas_thread
 from portal_mcp.catalog.search.stored import IndexStore
 from portal_mcp.catalog.shapes import ShapeBook
 from portal_mcp.config import ANONYMOUS, PortalConfig
@@ -169,6 +170,7 @@ class Portal:
         # The sink outlives the pool and the sandbox, so calls finishing during shutdown are still recorded.
         failure: Exception | None = None
         embeddings = await anyio.to_thread.run_sync(search_embeddings, config.search)
+        one_blas_thread()  # searches run in threads of their own: each product on one core (`meaning.dot`)
         sandbox = SandboxHost(config.sandbox)
         audit = (audit or MemoryAuditSink()) if catalog_only else audit
         started = contextlib.nullcontext(sandbox) if catalog_only else sandbox

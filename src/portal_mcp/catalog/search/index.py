@@ -138,6 +138,7 @@ class SearchIndex:
         server_ids = {name: number for number, name in enumerate(self._server_names)}
         self._server_of = np.array([server_ids[entry.server] for entry in self._entries], dtype=np.int32)
         self._actions = [tool_action(entry) for entry in self._entries]
+        self._name_forms = [forms(entry.name) for entry in self._entries]
         self._built: Built | None = None
         if self._entries:
             model = embeddings.encoder.identity if embeddings is not None else None
@@ -294,11 +295,11 @@ class SearchIndex:
         `jira_batch_create_issues`. Only the top few are rescored, which keeps big catalogs fast.
         """
         candidates = _best(scores, keep, RERANK_DEPTH)
-        best = float(scores[candidates].max())
-        for i in candidates:
-            words = self._parts.name_words[int(i)]
-            if words:
-                scores[i] += COVERAGE_BOOST * best * len(words & terms) / len(words)
+        best, name_words = float(scores[candidates].max()), self._parts.name_words
+        scores[candidates] += [
+            COVERAGE_BOOST * best * len(words & terms) / len(words) if (words := name_words[i]) else 0.0
+            for i in candidates.tolist()
+        ]
 
     def _rerank_by_name(
         self, scores: Scores, keep: np.ndarray[Any, np.dtype[np.bool_]], wanted: frozenset[str], said: frozenset[str]
@@ -308,13 +309,10 @@ class SearchIndex:
         ticket", not `get_issue`), and lift those whose name's words the query says as written (`said`: "open pull
         requests" is `list_pull_requests` rather than `get_pull_request`, whose stems are the same)."""
         candidates = _best(scores, keep, RERANK_DEPTH)
-        best = float(scores[candidates].max())
-        for i in candidates:
-            if unasked(self._actions[int(i)], wanted):
-                scores[i] -= ACTION_PENALTY * best
-            name = forms(self._entries[int(i)].name)
-            if name:
-                scores[i] += FORM_BOOST * best * len(name & said) / len(name)
+        best, numbers = float(scores[candidates].max()), candidates.tolist()
+        scores[candidates] -= [ACTION_PENALTY * best if unasked(self._actions[i], wanted) else 0.0 for i in numbers]
+        names = [self._name_forms[i] for i in numbers]
+        scores[candidates] += [FORM_BOOST * best * len(name & said) / len(name) if name else 0.0 for name in names]
 
     def _meanings(self, texts: Sequence[str]) -> list[Meaning | None]:
         """Each text's `Meaning` (None without a model), from one pass of the model and of each matrix over them all:

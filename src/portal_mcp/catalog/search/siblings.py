@@ -87,17 +87,21 @@ def rerank(
     server back so its best score stays."""
     carried: dict[int, float] = {}
     union: dict[int, dict[str, float]] = {}
-    for i in candidates:
-        own = rare[int(i)]
+    pairs = list(zip(candidates.tolist(), server_of[candidates].tolist(), strict=True))  # (tool, its server)
+    for i, server in pairs:
+        own = rare[i]
         if own and all(word in said for word in own):
-            carried[int(i)] = sum(own.values())
-            union.setdefault(int(server_of[i]), {}).update(own)
+            carried[i] = sum(own.values())
+            union.setdefault(server, {}).update(own)
     if not carried:
         return
     best = float(scores[candidates].max())
-    members = candidates[np.isin(server_of[candidates], list(union))]
+    members: dict[int, list[int]] = {}  # each server's candidates, in the order of `candidates`
+    for i, server in pairs:
+        if server in union:
+            members.setdefault(server, []).append(i)
     for server, words in union.items():
-        group = [int(i) for i in members[server_of[members] == server]]
+        group = members[server]
         if len(group) < 2:
             continue
         top = max(group, key=lambda i: float(scores[i]))
