@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from portal_mcp.config import PortalConfig, parse_config
+
 pytest_plugins = ["tests.pg", "tests.everything", "tests.oidc"]
 
 
@@ -40,3 +42,16 @@ def _embedding_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]
         del os.environ["XDG_CACHE_HOME"]
     else:
         os.environ["XDG_CACHE_HOME"] = previous
+
+
+@pytest.fixture
+def time_portal_config(tmp_path: Path) -> PortalConfig:
+    """A portal of the bundled `time` snapshot alone, run as user "tester", its search cache in `tmp_path`/vectors."""
+    snapshot = Path(__file__).resolve().parents[1] / "schemas" / "time.json"
+    config = parse_config(
+        f"search: {{cache: ./vectors}}\nservers:\n  time:\n    snapshot: {snapshot}\n",
+        source="portal.yaml",
+        base_dir=tmp_path,
+        environ={},
+    )
+    return config.model_copy(update={"user": "tester"})

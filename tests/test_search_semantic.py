@@ -20,7 +20,7 @@ from portal_mcp.catalog.search.meaning import dot
 from portal_mcp.catalog.search.reply import task_reply
 from portal_mcp.catalog.search.words import spelled_out
 from portal_mcp.catalog.snapshot import load_snapshot
-from portal_mcp.config import parse_config
+from portal_mcp.config import PortalConfig, parse_config
 from portal_mcp.errors import SearchModelError
 from portal_mcp.portal import Portal
 
@@ -144,14 +144,10 @@ def test_semantic_false_searches_by_words_only_and_loads_no_model(
     assert caplog.records == []
 
 
-async def test_a_portal_ranks_by_meaning_and_keeps_the_cache_where_the_config_says(tmp_path: Path) -> None:
-    config = parse_config(
-        f"search: {{cache: ./vectors}}\nservers:\n  time:\n    snapshot: {SNAPSHOT}\n",
-        source="portal.yaml",
-        base_dir=tmp_path,
-        environ={},
-    )
-    async with Portal.open(config.model_copy(update={"user": "tester"})) as portal:
+async def test_a_portal_ranks_by_meaning_and_keeps_the_cache_where_the_config_says(
+    tmp_path: Path, time_portal_config: PortalConfig
+) -> None:
+    async with Portal.open(time_portal_config) as portal:
         assert portal.embeddings is not None and portal.embeddings.embedded == len(portal.catalog)
         assert "time.get_current_time" in portal.search_api("what hour is it in Tokyo right now", portal.local, limit=1)
     assert list((tmp_path / "vectors").glob("*.npz"))
@@ -160,18 +156,12 @@ async def test_a_portal_ranks_by_meaning_and_keeps_the_cache_where_the_config_sa
 SNAPSHOT = Path(__file__).resolve().parents[1] / "schemas" / "time.json"
 
 
-async def test_a_portal_keeps_blas_on_one_thread_for_its_searches(tmp_path: Path) -> None:
+async def test_a_portal_keeps_blas_on_one_thread_for_its_searches(time_portal_config: PortalConfig) -> None:
     # Searches run in threads of their own; a multithreaded BLAS product on a busy machine waits for a core another
     # thread holds. BLAS is first allowed two threads, so the check fails unless opening the portal sets it to one.
-    config = parse_config(
-        f"search: {{cache: ./vectors}}\nservers:\n  time:\n    snapshot: {SNAPSHOT}\n",
-        source="portal.yaml",
-        base_dir=tmp_path,
-        environ={},
-    )
     with threadpool_limits(limits=2, user_api="blas"):
         assert {pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"} == {2}
-        async with Portal.open(config.model_copy(update={"user": "tester"})):
+        async with Portal.open(time_portal_config):
             assert {pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"} == {1}
 
 

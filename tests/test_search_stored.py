@@ -13,7 +13,7 @@ from portal_mcp.catalog.model import Catalog
 from portal_mcp.catalog.search import SearchIndex
 from portal_mcp.catalog.search.embeddings import EmbeddingCache, Encoder
 from portal_mcp.catalog.search.stored import KEEP, IndexStore
-from portal_mcp.config import parse_config
+from portal_mcp.config import PortalConfig, parse_config
 from portal_mcp.portal import Portal
 
 
@@ -119,16 +119,8 @@ def test_only_the_newest_indexes_are_kept(tmp_path: Path) -> None:
     assert len(list(tmp_path.glob("index-*.npz"))) == KEEP
 
 
-SNAPSHOT = Path(__file__).resolve().parents[1] / "schemas" / "time.json"
-
-
-async def test_a_second_portal_start_embeds_nothing_and_builds_no_index(tmp_path: Path) -> None:
-    config = parse_config(
-        f"search: {{cache: ./vectors}}\nservers:\n  time:\n    snapshot: {SNAPSHOT}\n",
-        source="portal.yaml",
-        base_dir=tmp_path,
-        environ={},
-    ).model_copy(update={"user": "tester"})
+async def test_a_second_portal_start_embeds_nothing_and_builds_no_index(time_portal_config: PortalConfig) -> None:
+    config = time_portal_config
     async with Portal.open(config) as portal:
         assert portal.index_store.loaded == 0
         first = portal.search_api("what hour is it in Tokyo right now", portal.local, limit=2)

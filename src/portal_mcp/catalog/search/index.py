@@ -311,8 +311,9 @@ class SearchIndex:
         candidates = _best(scores, keep, RERANK_DEPTH)
         best, numbers = float(scores[candidates].max()), candidates.tolist()
         scores[candidates] -= [ACTION_PENALTY * best if unasked(self._actions[i], wanted) else 0.0 for i in numbers]
-        names = [self._name_forms[i] for i in numbers]
-        scores[candidates] += [FORM_BOOST * best * len(name & said) / len(name) if name else 0.0 for name in names]
+        scores[candidates] += [
+            FORM_BOOST * best * len(name & said) / len(name) if (name := self._name_forms[i]) else 0.0 for i in numbers
+        ]
 
     def _meanings(self, texts: Sequence[str]) -> list[Meaning | None]:
         """Each text's `Meaning` (None without a model), from one pass of the model and of each matrix over them all:

@@ -87,8 +87,9 @@ def rerank(
     server back so its best score stays."""
     carried: dict[int, float] = {}
     union: dict[int, dict[str, float]] = {}
-    pairs = list(zip(candidates.tolist(), server_of[candidates].tolist(), strict=True))  # (tool, its server)
-    for i, server in pairs:
+    members: dict[int, list[int]] = {}  # each server's candidates, in the order of `candidates`
+    for i, server in zip(candidates.tolist(), server_of[candidates].tolist(), strict=True):
+        members.setdefault(server, []).append(i)
         own = rare[i]
         if own and all(word in said for word in own):
             carried[i] = sum(own.values())
@@ -96,10 +97,6 @@ def rerank(
     if not carried:
         return
     best = float(scores[candidates].max())
-    members: dict[int, list[int]] = {}  # each server's candidates, in the order of `candidates`
-    for i, server in pairs:
-        if server in union:
-            members.setdefault(server, []).append(i)
     for server, words in union.items():
         group = members[server]
         if len(group) < 2:
