@@ -385,6 +385,10 @@ def markdown(results: dict[str, Any]) -> str:
         "",
         f"Targets: build <= {t['build_cold_s']} s cold and <= {t['build_warm_s']} s warm, query p50 <= "
         f"{t['query_ms_p50']} ms and p95 <= {t['query_ms_p95']} ms, added RSS <= {t['extra_rss_mb']} MB.",
+        "",
+        f"Gauge of the machine during this run: the words-only build took {scale['build_words_only_s']:.2f} s. Its "
+        "code is what search changes touch least, so on a shared machine compare it between two runs before "
+        "comparing their query percentiles (a slower build means a loaded period, and a higher p95 with it).",
     ]
     install = results["install"]
     lines += [

@@ -324,10 +324,11 @@ class SearchIndex:
         said = [f"{text} ({', '.join(plain)})" if (plain := spelled_out(text)) else text for text in texts]
         vectors = self._embeddings.encoder.encode(said)
         similarities, closeness = dot(self._dense, vectors), dot(self._servers_dense, vectors)
+        # Server routing: a tool whose server is about the query (the mean of its tools' vectors) gains.
+        routed = similarities + SERVER_WEIGHT * closeness[:, self._server_of]
         return [
-            # Server routing: a tool whose server is about the query (the mean of its tools' vectors) gains.
-            Meaning(similarity, similarity + SERVER_WEIGHT * servers[self._server_of], bool(vector.any()))
-            for similarity, servers, vector in zip(similarities, closeness, vectors, strict=True)
+            Meaning(similarity, routing, bool(vector.any()))
+            for similarity, routing, vector in zip(similarities, routed, vectors, strict=True)
         ]
 
     def _fuse(
