@@ -13,7 +13,7 @@ from threadpoolctl import threadpool_info, threadpool_limits
 
 from portal_mcp.catalog.model import Catalog
 from portal_mcp.catalog.search import SearchIndex
-from portal_mcp.catalog.search.embeddings import EmbeddingCache, Encoder, search_embeddings
+from portal_mcp.catalog.search.embeddings import ON_THE_CALLER, EmbeddingCache, Encoder, search_embeddings
 from portal_mcp.catalog.search.index import SearchHit, task_ranking
 from portal_mcp.catalog.search.intents import MAX_INTENTS, fuse, split_intents
 from portal_mcp.catalog.search.meaning import dot
@@ -172,6 +172,18 @@ def test_the_dense_products_are_each_rows_dot_product_with_each_vector(count: in
     products = dot(matrix, vectors)
     assert products.shape == (count, 300) and products.dtype == np.float64
     assert np.allclose(products, vectors.astype(np.float64) @ matrix.T.astype(np.float64), atol=1e-4)
+
+
+def test_a_querys_few_texts_are_tokenized_and_embedded_as_a_builds_many_are() -> None:
+    # Few texts are tokenized on the calling thread, many by the tokenizer's pool: the two ways must agree.
+    encoder = Encoder.load()
+    few = ["find trending repos on GitHub", "save a summary as Markdown", "naïve café 東京 k8s", ""]
+    many = few + [f"tool number {number} lists widgets" for number in range(ON_THE_CALLER + 1)]
+    assert len(few) <= ON_THE_CALLER < len(many)
+    alone, together = encoder.token_ids(few), encoder.token_ids(many)[: len(few)]
+    assert [ids.tolist() for ids in alone] == [ids.tolist() for ids in together]
+    assert all(len(ids) for ids in alone[:3])  # the texts were read, not dropped
+    assert np.array_equal(encoder.encode(few), encoder.encode(many)[: len(few)])
 
 
 def test_a_multi_step_task_splits_into_its_intents() -> None:
