@@ -14,6 +14,7 @@ from threadpoolctl import threadpool_info, threadpool_limits
 from portal_mcp.catalog.model import Catalog
 from portal_mcp.catalog.search import SearchIndex
 from portal_mcp.catalog.search.embeddings import ON_THE_CALLER, EmbeddingCache, Encoder, search_embeddings
+from portal_mcp.catalog.search.fit import WEAK_SIMILARITY, understood
 from portal_mcp.catalog.search.index import SearchHit, task_ranking
 from portal_mcp.catalog.search.intents import MAX_INTENTS, fuse, split_intents
 from portal_mcp.catalog.search.meaning import dot
@@ -315,6 +316,30 @@ def test_a_weak_best_match_is_called_weak_and_a_good_one_is_not(encoder: Encoder
     assert index.closest_servers("refund the customer's charge", ["stripe", "weather", "bilibili"], 1) == ["stripe"]
 
 
+def test_a_query_of_no_word_the_catalog_or_the_model_knows_fits_nothing(encoder: Encoder) -> None:
+    # The model reads "zzzz" as pieces of words, and a text of pieces lies near every tool: among the bundled
+    # catalog's 850 (cosine 0.5 to the best), by meaning alone such a query looks as good as a real one.
+    schemas = sorted((Path(__file__).resolve().parents[1] / "schemas").glob("*.json"))
+    index = SearchIndex(
+        Catalog.build({path.stem: load_snapshot(path) for path in schemas}), EmbeddingCache(encoder, None)
+    )
+    for nonsense in ("zzzz qqqq", "asdkjh qwpeoi", "!!!???", "what is it"):
+        hits = index.search(nonsense)
+        assert hits and index.weak(nonsense, hits), nonsense
+    assert max(hit.similarity or 0.0 for hit in index.search("asdkjh qwpeoi")) >= 2 * WEAK_SIMILARITY
+    assert not index.weak("refund the customer's charge", index.search("refund the customer's charge"))
+    # Understood: a word some tool's text uses (by its token), or one the model has a token of its own for.
+    nothing: set[str] = set()
+    assert not understood("zzzz qqqq", nothing.__contains__, encoder)
+    assert understood("zzzz qqqq", {"zzzz"}.__contains__, encoder)
+    for sensible in ("bake a chocolate cake", "de-stress", "Hello"):
+        assert understood(sensible, nothing.__contains__, encoder), sensible
+    # The model's vocabulary lacks some real words ("refund" is ref + ##und): those count when the catalog uses them.
+    assert not understood("refund", nothing.__contains__, encoder)
+    assert understood("refunds", {"refund"}.__contains__, encoder)
+    assert not understood("the of and", nothing.__contains__, encoder)  # stopwords say nothing
+
+
 async def test_search_api_answers_nothing_fits_with_the_closest_servers_and_a_task_by_intent(tmp_path: Path) -> None:
     servers = {
         "weather": {"snapshot": str(_snapshot(tmp_path, "weather")), "description": "Forecasts and alerts"},
@@ -326,6 +351,7 @@ async def test_search_api_answers_nothing_fits_with_the_closest_servers_and_a_ta
     async with Portal.open(config.model_copy(update={"user": "tester"})) as portal:
         reply = portal.search_api("bake a chocolate cake for my grandmother", portal.local)
         assert reply.startswith("Nothing here fits 'bake a chocolate cake for my grandmother' well.")
+        assert portal.search_api("asdkjh qwpeoi", portal.local).startswith("Nothing here fits 'asdkjh qwpeoi' well.")
         lines = [line for line in reply.splitlines() if line.startswith("- ")]
         assert len(lines) == 3
         described = {

@@ -138,6 +138,12 @@ class Encoder:
         vectors[filled] = np.add.reduceat(rows, starts, axis=0) / lengths[filled][:, None]
         return vectors
 
+    def has_word(self, word: str) -> bool:
+        """Whether the model reads `word` as one token of its vocabulary (a word it has a vector of its own for), not
+        as pieces of other words: "refund" yes, "zzzz" or "asdkjh" no."""
+        ids = self._tokenizer.encode(word, add_special_tokens=False).ids
+        return len(ids) == 1 and ids[0] != self._unknown
+
     def token_ids(self, texts: Sequence[str]) -> list[np.ndarray[Any, np.dtype[np.int64]]]:
         """Each text's tokens as the model reads them (the unknown token left out, at most `MAX_TOKENS`): the
         training scripts read texts this way too, so a model is fitted to what it is given at run time."""

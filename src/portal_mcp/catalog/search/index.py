@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from portal_mcp.catalog.model import Catalog, ToolEntry
-from portal_mcp.catalog.search import siblings
+from portal_mcp.catalog.search import fit, siblings
 from portal_mcp.catalog.search.actions import asked, tool_action, unasked
 from portal_mcp.catalog.search.built import Built, build
 from portal_mcp.catalog.search.embeddings import EmbeddingCache
@@ -50,7 +50,6 @@ from portal_mcp.catalog.search.intents import fuse, split_intents, step_weights
 from portal_mcp.catalog.search.meaning import Meaning, Scores, dot
 from portal_mcp.catalog.search.routing import named
 from portal_mcp.catalog.search.stored import IndexStore
-from portal_mcp.catalog.search.text import document
 from portal_mcp.catalog.search.words import (
     EQUIVALENT_PHRASES,
     EQUIVALENT_TOKENS,
@@ -96,9 +95,6 @@ TASK_NAMED_SHARE = 0.05
 """The same share for a whole task's own ranking (the first group, `search_intents`): its vector blurs several
 intents, so among the servers it names its words decide (0 to 0.05 measured alike on train; 0.2 loses own_tasks
 recall@1 0.746 -> 0.695)."""
-# "Nothing fits" (measured on the train splits: 1% of queries that have a tool are judged weak).
-WEAK_SIMILARITY = 0.25
-WEAK_COVERAGE = 0.34
 
 
 @dataclass(frozen=True)
@@ -354,15 +350,12 @@ class SearchIndex:
         return fused, keep, meaning.similarity
 
     def weak(self, query: str, hits: Sequence[SearchHit]) -> bool:
-        """True when even the best hits fit the query poorly: none is close by meaning (`WEAK_SIMILARITY`) and
-        none says a `WEAK_COVERAGE` share of the query's words. Only judged with a model (False without)."""
-        if self._dense is None or not hits:
+        """True when even the best hits fit the query poorly (`search/fit.py`). Only judged with a model (False
+        without)."""
+        if self._dense is None or self._embeddings is None or not hits:
             return self._dense is not None
-        if max(hit.similarity or 0.0 for hit in hits) >= WEAK_SIMILARITY:
-            return False
-        words = set(tokenize(query))
-        said = max(len(words & set(document(hit.entry))) for hit in hits)
-        return said < WEAK_COVERAGE * len(words)
+        similarities = [hit.similarity or 0.0 for hit in hits]
+        return fit.weak(query, similarities, [hit.entry for hit in hits], self._parts.knows, self._embeddings.encoder)
 
     def closest_servers(self, query: str, servers: Collection[str], limit: int = 3) -> list[str]:
         """The `limit` servers among `servers` nearest to the query by meaning (by name order without a model)."""
