@@ -46,7 +46,7 @@ from search_eval.evaluate import (
     load_queries,
     rank_all,
 )
-from search_eval.external import available
+from search_eval.external import available, no_tool_queries
 
 from portal_mcp.benchmark import grow_listings
 from portal_mcp.catalog.model import Catalog
@@ -63,6 +63,8 @@ TOKEN_TARGET = 800
 SCALE_TOOLS = 10_000
 SCALE_ROUNDS = 3
 TARGETS = {"build_cold_s": 10.0, "build_warm_s": 1.0, "query_ms_p50": 10.0, "query_ms_p95": 25.0, "extra_rss_mb": 200}
+NO_TOOL_CATALOGS = {"own": "the bundled catalog", "metatool": "MetaTool's plugins", "corpus": "the shared corpus"}
+"""The sets over whose catalogs MetaTool's no-tool queries are searched, and what their catalogs are called."""
 NEW_PACKAGES = ("tokenizers", "safetensors", "huggingface_hub", "hf_xet", "fsspec", "filelock", "tqdm", "threadpoolctl")
 
 
@@ -73,8 +75,15 @@ def run() -> dict[str, Any]:
     encoder = Encoder.load()
     sets = evaluation_sets(corpus=True)
     quality: dict[str, Any] = {}
+    fits: dict[str, Any] = {"with_tool": {"train": [0, 0], "test": [0, 0]}, "no_tool": {}}
+    no_tool = [Query(text, ()) for text in no_tool_queries()]
     for name, source, catalog, queries in sets:
         hybrid = SearchIndex(catalog, EmbeddingCache(encoder, None))
+        for split, (judged, plain) in _nothing_fits(hybrid, queries).items():
+            fits["with_tool"][split][0] += judged
+            fits["with_tool"][split][1] += plain
+        if name in NO_TOOL_CATALOGS and no_tool:
+            fits["no_tool"][name] = {"tools": len(catalog), **_nothing_fits(hybrid, no_tool)}
         words = SearchIndex(catalog)
         rankings = {
             "hybrid": rank_all(_ranker(hybrid), queries),
@@ -94,10 +103,24 @@ def run() -> dict[str, Any]:
     tasks = [text for name, _, _, queries in sets if name.endswith("_tasks") for text in (q.text for q in queries)]
     return {
         "quality": quality,
+        "nothing_fits": fits,
         "reply_tokens": _reply_tokens(load_queries(), tasks),
         "scale": _scale_in_subprocess(),
         "install": _install_size(),
     }
+
+
+def _nothing_fits(index: Any, queries: Sequence[Query]) -> dict[str, list[int]]:
+    """Per split, [how many, of how many] plain queries (one intent: a whole task is answered step by step instead)
+    `search_api` would answer with "nothing fits" (`SearchIndex.weak` on its best 5)."""
+    from portal_mcp.catalog.search.intents import split_intents
+
+    counts = {"train": [0, 0], "test": [0, 0]}
+    for query in queries:
+        if len(split_intents(query.text)) == 1:
+            counts[query.split][0] += index.weak(query.text, index.search(query.text, limit=5))
+            counts[query.split][1] += 1
+    return counts
 
 
 def _ranker(index: Any) -> Any:
@@ -353,6 +376,8 @@ def markdown(results: dict[str, Any]) -> str:
         if "note" in data["fastmcp"]:
             notes.append(f"  FastMCP: {data['fastmcp']['note']}")
     lines += ["", *notes]
+    if "nothing_fits" in results:  # results recorded before it was measured have none
+        lines += _nothing_fits_markdown(results["nothing_fits"])
     tokens = results["reply_tokens"]
     lines += [
         "",
@@ -398,6 +423,31 @@ def markdown(results: dict[str, Any]) -> str:
         f"{install['bundled_model_mb']} MB.",
     ]
     return "\n".join(lines)
+
+
+def _nothing_fits_markdown(fits: dict[str, Any]) -> list[str]:
+    def share(counts: list[int]) -> str:
+        return f"{counts[1]} | {counts[0] / max(1, counts[1]):.1%}"
+
+    lines = [
+        "",
+        '### "Nothing fits"',
+        "",
+        '`search_api` answers a plain query whose best tools fit it poorly with "nothing fits" and the closest servers '
+        "(`search/fit.py`). The share of plain queries so answered: of those that have a tool (every set above, "
+        "which should be near 0), and of MetaTool's queries that need none (public, MIT: \"Write an opinion piece "
+        'about ...", "Does Crimea belong to Russia?"; which should be high), over three catalogs.',
+        "",
+        "| queries | catalog | split | plain queries | nothing fits |",
+        "|---|---|---|---:|---:|",
+    ]
+    for split in ("train", "test"):
+        lines.append(f"| with a tool | their set's | {split} | {share(fits['with_tool'][split])} |")
+    for name, data in fits["no_tool"].items():
+        for split in ("train", "test"):
+            catalog = f"{NO_TOOL_CATALOGS[name]} ({data['tools']:,} tools)"
+            lines.append(f"| needing none | {catalog} | {split} | {share(data[split])} |")
+    return lines
 
 
 if __name__ == "__main__":

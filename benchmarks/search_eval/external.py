@@ -8,6 +8,9 @@ Each set is a JSON file `{"name", "source", "licence", "servers": {server: [MCP 
   kept in this folder (`datasets/metatool.json`, with the licence in `datasets/LICENSE-metatool`).
 - `metatool_tasks`: the same tools and MetaTool's multi-tool queries (two tools each: "latest news about Tesla
   and how it moved the stock" -> FinanceTool + NewsTool), scored as whole tasks.
+- `no_tool/metatool.json`: MetaTool's queries that need no tool (the negatives of its tool-usage-awareness task:
+  "Write an opinion piece about ...", "Prove that 5 + 3 = 9."), the judge of "nothing fits" (`no_tool_queries`);
+  kept apart from the sets, since they name no tool.
 - `mcptoolbench` (mcp-tool-bench/MCPToolBenchPP, no licence file): agent queries over the real tool lists of
   playwright, puppeteer, filesystem, tavily, google-search and a finance server. Without a licence it is not
   copied here: `python benchmarks/search_eval/external.py --mcptoolbench GIT_DIR` builds it from a clone into
@@ -49,6 +52,7 @@ from portal_mcp.catalog.snapshot import parse_snapshot
 
 HERE = Path(__file__).resolve().parent
 DATASETS = HERE / "datasets"
+NO_TOOL = DATASETS / "no_tool" / "metatool.json"
 CACHE = Path(os.environ.get("PORTAL_SEARCH_EVAL_CACHE", Path.home() / ".cache" / "portal-mcp" / "search-eval"))
 SAMPLE = 20  # metatool: keep queries whose adler32 is 0 modulo this
 MCPTOOLBENCH_FILES = (
@@ -118,6 +122,25 @@ def metatool(git_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     source = "https://github.com/HowieHwong/MetaTool (dataset/)"
     base = {"source": source, "licence": "MIT", "servers": {"metatool": tools}}
     return {"name": "metatool", **base, "queries": single}, {"name": "metatool_tasks", **base, "queries": multi}
+
+
+def metatool_no_tool(git_dir: Path) -> dict[str, Any]:
+    """MetaTool's queries that need no tool: the negatives of its awareness task (Task1), as the user asked them."""
+    rows = json.loads(_show(git_dir, "dataset/tmp_dataset/Task1.json"))
+    asked = [
+        row["thought_prompt"].split("[User Query Begins]\n", 1)[1].split("\n[User Query Ends]", 1)[0].strip()
+        for row in rows
+        if row["label"] == "negative"
+    ]
+    source = "https://github.com/HowieHwong/MetaTool (dataset/tmp_dataset/Task1.json, negatives)"
+    return {"name": "metatool_no_tool", "source": source, "licence": "MIT", "queries": sorted(set(asked))}
+
+
+def no_tool_queries() -> list[str]:
+    """Queries no tool answers (`NO_TOOL`), [] when the file is absent."""
+    if not NO_TOOL.exists():
+        return []
+    return [str(query) for query in json.loads(NO_TOOL.read_text(encoding="utf-8"))["queries"]]
 
 
 def mcptoolbench(git_dir: Path) -> dict[str, Any]:
@@ -219,7 +242,7 @@ def _schema(required: list[dict[str, Any]], optional: list[dict[str, Any]]) -> d
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--metatool", type=Path, help="git dir of HowieHwong/MetaTool: rewrites datasets/metatool*.json"
+        "--metatool", type=Path, help="git dir of HowieHwong/MetaTool: rewrites datasets/metatool*.json, no_tool/"
     )
     parser.add_argument("--mcptoolbench", type=Path, help="git dir of mcp-tool-bench/MCPToolBenchPP: builds the cache")
     parser.add_argument("--traject", type=Path, help="git dir of PengfeiHePower/TRAJECT-Bench: builds the cache")
@@ -230,6 +253,9 @@ def main(argv: list[str]) -> int:
         for data in metatool(args.metatool):
             written.append(DATASETS / f"{data['name']}.json")
             written[-1].write_text(json.dumps(data, indent=0, ensure_ascii=False) + "\n", encoding="utf-8")
+        NO_TOOL.parent.mkdir(exist_ok=True)
+        written.append(NO_TOOL)
+        NO_TOOL.write_text(json.dumps(metatool_no_tool(args.metatool), indent=0, ensure_ascii=False) + "\n", "utf-8")
     if args.mcptoolbench:
         CACHE.mkdir(parents=True, exist_ok=True)
         written.append(CACHE / "mcptoolbench.json")
