@@ -140,7 +140,8 @@ class Encoder:
 
     def has_word(self, word: str) -> bool:
         """Whether the model reads `word` as one token of its vocabulary (a word it has a vector of its own for), not
-        as pieces of other words: "refund" yes, "zzzz" or "asdkjh" no."""
+        as pieces of words: "cake" yes; "zzzz" (z + ##zz + ##z), "asdkjh", and some real words ("refund" is
+        ref + ##und) no."""
         ids = self._tokenizer.encode(word, add_special_tokens=False).ids
         return len(ids) == 1 and ids[0] != self._unknown
 
