@@ -351,7 +351,11 @@ async def test_search_api_answers_nothing_fits_with_the_closest_servers_and_a_ta
     async with Portal.open(config.model_copy(update={"user": "tester"})) as portal:
         reply = portal.search_api("bake a chocolate cake for my grandmother", portal.local)
         assert reply.startswith("Nothing here fits 'bake a chocolate cake for my grandmother' well.")
-        assert portal.search_api("asdkjh qwpeoi", portal.local).startswith("Nothing here fits 'asdkjh qwpeoi' well.")
+        nonsense = portal.search_api("asdkjh qwpeoi", portal.local)
+        assert nonsense.startswith("No word of 'asdkjh qwpeoi' is one these tools' descriptions use or the search")
+        assert "\n- bilibili (1 tool)\n" in nonsense  # the servers there are, instead of noise ranked first
+        one_known = portal.search_api("asdkjh the popular videos", portal.local)
+        assert one_known.startswith("5 of 5 tools match") and "bilibili.get_popular_videos" in one_known
         lines = [line for line in reply.splitlines() if line.startswith("- ")]
         assert len(lines) == 3
         described = {

@@ -93,6 +93,11 @@ def _tools(
     hint = did_you_mean(catalog, words, hits, hidden)
     if not hits and not any(found for _, found in intents):
         return f"No tools match {query!r}.{hint}\n\n" + sources.overview(catalog, scope, hidden)
+    if not index.understood(words):  # "asdkjh qwpeoi": whatever ranks first is noise (`search/fit.py`)
+        return (
+            f"No word of {query!r} is one these tools' descriptions use or the search model knows (a typo?): say "
+            f"what the tool does in plain words.{hint}\n\n" + sources.overview(catalog, scope, hidden)
+        )
     if intents:
         text, shown = task_reply(groups, limit, detail)
         return text + principal.rules.approval_note(

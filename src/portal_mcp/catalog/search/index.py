@@ -357,6 +357,12 @@ class SearchIndex:
         similarities = [hit.similarity or 0.0 for hit in hits]
         return fit.weak(query, similarities, [hit.entry for hit in hits], self._parts.knows, self._embeddings.encoder)
 
+    def understood(self, query: str) -> bool:
+        """Whether some word of the query is one the catalog or the model knows (`fit.understood`; True without)."""
+        if self._embeddings is None or self._built is None:
+            return True
+        return fit.understood(query, self._parts.knows, self._embeddings.encoder)
+
     def closest_servers(self, query: str, servers: Collection[str], limit: int = 3) -> list[str]:
         """The `limit` servers among `servers` nearest to the query by meaning (by name order without a model)."""
         wanted = [number for number, name in enumerate(self._server_names) if name in servers]
