@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 from pathlib import Path
 
 import numpy as np
@@ -338,6 +339,11 @@ def test_a_query_of_no_word_the_catalog_or_the_model_knows_fits_nothing(encoder:
     assert not understood("refund", nothing.__contains__, encoder)
     assert understood("refunds", {"refund"}.__contains__, encoder)
     assert not understood("the of and", nothing.__contains__, encoder)  # stopwords say nothing
+    # A query as long as `limits.max_query_chars` allows (its words are read in one call, many by the pool).
+    rng = random.Random(3)
+    long = " ".join("".join(rng.choice("bcdfghjklmnpqrstvwxz") for _ in range(6)) for _ in range(570))
+    assert len(long.split()) > ON_THE_CALLER and not understood(long, nothing.__contains__, encoder)
+    assert understood(long + " cake", nothing.__contains__, encoder)
 
 
 async def test_search_api_answers_nothing_fits_with_the_closest_servers_and_a_task_by_intent(tmp_path: Path) -> None:

@@ -138,22 +138,24 @@ class Encoder:
         vectors[filled] = np.add.reduceat(rows, starts, axis=0) / lengths[filled][:, None]
         return vectors
 
-    def has_word(self, word: str) -> bool:
-        """Whether the model reads `word` as one token of its vocabulary (a word it has a vector of its own for), not
-        as pieces of words: "cake" yes; "zzzz" (z + ##zz + ##z), "asdkjh", and some real words ("refund" is
+    def whole_words(self, words: Sequence[str]) -> list[bool]:
+        """For each word, whether the model reads it as one token of its vocabulary (a word it has a vector of its own
+        for), not as pieces of words: "cake" yes; "zzzz" (z + ##zz + ##z), "asdkjh", and some real words ("refund" is
         ref + ##und) no."""
-        ids = self._tokenizer.encode(word, add_special_tokens=False).ids
-        return len(ids) == 1 and ids[0] != self._unknown
+        return [len(encoding.ids) == 1 and encoding.ids[0] != self._unknown for encoding in self._encodings(words)]
 
     def token_ids(self, texts: Sequence[str]) -> list[np.ndarray[Any, np.dtype[np.int64]]]:
         """Each text's tokens as the model reads them (the unknown token left out, at most `MAX_TOKENS`): the
         training scripts read texts this way too, so a model is fitted to what it is given at run time."""
-        if len(texts) <= ON_THE_CALLER:
-            encodings = [self._tokenizer.encode(text, add_special_tokens=False) for text in texts]
-        else:
-            encodings = self._tokenizer.encode_batch_fast(list(texts), add_special_tokens=False)
-        known = [np.asarray(encoding.ids, dtype=np.int64) for encoding in encodings]
+        known = [np.asarray(encoding.ids, dtype=np.int64) for encoding in self._encodings(texts)]
         return [(ids if self._unknown is None else ids[ids != self._unknown])[:MAX_TOKENS] for ids in known]
+
+    def _encodings(self, texts: Sequence[str]) -> list[Any]:
+        """The tokenizer's encodings of `texts` (no special tokens): a few on the calling thread, many by its pool
+        (`ON_THE_CALLER`)."""
+        if len(texts) <= ON_THE_CALLER:
+            return [self._tokenizer.encode(text, add_special_tokens=False) for text in texts]
+        return list(self._tokenizer.encode_batch_fast(list(texts), add_special_tokens=False))
 
 
 class EmbeddingCache:

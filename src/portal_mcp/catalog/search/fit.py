@@ -42,4 +42,5 @@ def understood(query: str, knows: Callable[[str], bool], model: Encoder) -> bool
     if any(knows(token) for token in query_tokens(query)):
         return True
     words = WORD.findall(query.lower().replace("-", " "))  # "de-stress" says "stress"
-    return any(model.has_word(word) for word in words if word not in STOPWORDS)
+    # Each word once, in one call: 4,000 characters of nonsense (570 words) take 3.5 ms with the GIL let go, not 11.
+    return any(model.whole_words(list(dict.fromkeys(word for word in words if word not in STOPWORDS))))
