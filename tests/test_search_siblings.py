@@ -65,7 +65,7 @@ def test_a_query_saying_no_rare_word_ranks_as_before(
 def reranked(rare: list[dict[str, float]], said: set[str], meant: frozenset[str] = frozenset()) -> list[float]:
     """Three tools of one server scored 1.0, 0.97, 0.8 (the first is its top), reranked by `siblings.rerank`."""
     scores = np.array([1.0, 0.97, 0.8])
-    siblings.rerank(scores, np.arange(3), np.zeros(3, dtype=np.int64), rare, said, meant)
+    siblings.rerank(scores, np.arange(3), np.zeros(3, dtype=np.int64), rare, frozenset(said), meant)
     return [round(float(score), 6) for score in scores]
 
 

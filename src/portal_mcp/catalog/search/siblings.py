@@ -78,7 +78,7 @@ def rerank(
     candidates: np.ndarray[Any, Any],
     server_of: np.ndarray[Any, Any],
     rare: RareWords,
-    said: Collection[str],
+    said: frozenset[str],
     meant: Collection[str],
 ) -> None:
     """Lift, in place, the one tool per server among `candidates` whose rare words `said` (the query's words as
@@ -91,7 +91,7 @@ def rerank(
     for i, server in zip(candidates.tolist(), server_of[candidates].tolist(), strict=True):
         members.setdefault(server, []).append(i)
         own = rare[i]
-        if own and all(word in said for word in own):
+        if own and said.issuperset(own):
             carried[i] = sum(own.values())
             union.setdefault(server, {}).update(own)
     if not carried:
