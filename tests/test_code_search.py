@@ -82,6 +82,18 @@ async def test_code_finds_a_tool_by_what_it_does_and_calls_it_in_the_same_run() 
     assert (event.user, event.outcome, event.subject, event.detail) == ("alice", "ok", "add a row to a table", "code")
 
 
+async def test_a_query_of_no_word_the_tools_or_the_model_know_finds_nothing_rather_than_noise() -> None:
+    # Code would go on to call hits[0]: for a typo that is whatever ranks first by word pieces (`search/fit.py`).
+    code = 'print(await portal.search("asdkjh qwpeoi"), [h["name"] for h in await portal.search("asdkjh table rows")])'
+    async with opened([]) as (portal, audit):
+        result = await portal.execute_code(code, portal.local)
+    assert result.ok, result.error
+    nonsense, with_a_real_word = result.output.split(" ", 1)
+    assert nonsense == "[]"
+    assert "ops.read_rows" in with_a_real_word
+    assert [event.outcome for event in searches(audit)] == ["ok", "ok"]
+
+
 async def test_a_tool_the_policy_hides_is_never_found_from_code() -> None:
     policy = {"users": {"alice": {"deny": ["ops.drop_table"]}}}
     code = 'print([hit["name"] for hit in await portal.search("delete a table and its rows", limit=5)])'

@@ -239,13 +239,17 @@ class Portal:
 
     def visible_tools(self, query: str, limit: int, principal: Principal, server: str | None = None) -> list[ToolEntry]:
         """The best tools for `query` among those `principal` may call, of `server` only when given (`portal.search`
-        from code, via the bridge); `ArgumentError` naming the servers the caller sees for a server they do not."""
+        from code, via the bridge); none for a query of no word a tool's text uses or the search model knows (as
+        `search_api` says so); `ArgumentError` naming the servers the caller sees for a server they do not."""
         catalog = self._catalog
         hidden = self.policy.hidden(principal.name, catalog, principal.groups)
         if server is not None and not visible_in(catalog, server, hidden):
             seen = ", ".join(visible_servers(catalog, hidden)) or "none"
             raise ArgumentError(code_search.NAME, "server", f"no server {server!r} here; the servers: {seen}")
-        return [hit.entry for hit in self.index().search(query, server=server, limit=limit, exclude=hidden)]
+        index = self.index()
+        if not index.understood(query):  # "asdkjh qwpeoi": whatever ranks first is noise, and code would call it
+            return []
+        return [hit.entry for hit in index.search(query, server=server, limit=limit, exclude=hidden)]
 
     def search_sources(self) -> Sources:
         """What a search reads (taken on the event loop: the reply may be built in a thread)."""
