@@ -341,6 +341,8 @@ def _hostile_queries(size: int) -> dict[str, str]:
         "CJK": "热" * size,
         "repeated 'then'": "then " * (size // 5),
         "CJK and letters": "".join(chr(0x4E00 + i % 500) + "a" for i in range(size // 2)),
+        # WordPiece tries every prefix of a word: runs of 99 different characters, each a word of its own.
+        "CJK runs": " ".join("".join(chr(0x4E00 + (i * 99 + j) % 6000) for j in range(99)) for i in range(size // 100)),
     }
 
 

@@ -1,7 +1,8 @@
 """Search over tools and queries written in other scripts than ASCII: accented words stay whole, scripts written
 without spaces (Chinese, Japanese, Korean) are read as pairs of characters, and an English query ranks a tool the
-same whether or not its description also says it in another language. Characters the model does not know (emoji,
-most CJK characters) give a vector nothing."""
+same whether or not its description also says it in another language. The model reads Chinese by words of its
+vocabulary (`benchmarks/search_eval/cjk.py`); characters it does not know (emoji, rare CJK characters) give a
+vector nothing."""
 
 from __future__ import annotations
 
@@ -105,10 +106,22 @@ def test_words_of_other_scripts_are_kept_on_disk_with_the_index(encoder: Encoder
 
 
 def test_characters_the_model_does_not_know_add_nothing_to_a_vector(encoder: Encoder) -> None:
-    # Emoji and most CJK characters are the tokenizer's one unknown token; counted, they were one shared direction.
+    # Emoji and rare CJK characters are the tokenizer's one unknown token; counted, they were one shared direction.
     with_emoji, plain = encoder.encode(["🎯 📦 weather forecast", "weather forecast"])
     assert with_emoji.tolist() == plain.tolist()
-    assert not encoder.encode(["热门视频"]).any()  # nothing the model knows: no direction at all
+    assert not encoder.encode(["𠀋𠀌 䶵"]).any()  # nothing the model knows: no direction at all
+    # A rare character inside a run of known ones costs only itself (a WordPiece word with one unknown piece was
+    # unknown whole).
+    with_rare, common = encoder.encode(["查询䶵天气预报", "查询天气预报"])
+    assert with_rare.tolist() == common.tolist()
+
+
+def test_chinese_is_read_by_words_of_the_models_vocabulary_in_pieces_of_at_most_eight_characters(
+    encoder: Encoder,
+) -> None:
+    assert len(encoder.token_ids(["城市的天气预报"])[0]) == 4  # 城市 的 天气 预报, not seven characters
+    assert len(encoder.token_ids(["城市的天气预报城市的天气预报"])[0]) == 9  # cut after 8: ... 天 | 气 预报 ...
+    assert encoder.whole_words(["天气", "天气预报", "weather"]) == [True, False, True]
 
 
 def test_a_query_the_model_cannot_read_is_not_matched_to_a_tool_full_of_emoji(encoder: Encoder) -> None:
@@ -121,5 +134,5 @@ def test_a_query_the_model_cannot_read_is_not_matched_to_a_tool_full_of_emoji(en
     index = SearchIndex(Catalog.build(ENGLISH | emoji), EmbeddingCache(encoder, None))
     # Neither words nor meaning read it: no tool (search_api then says none matches and lists the servers), where
     # the emoji tool came first, as a close match by meaning.
-    assert index.search("热门视频") == []
+    assert index.search("𠀋𠀌 䶵䶴") == []  # rare characters: no word of the catalog, no token of the model
     assert [hit.entry.qualified_name for hit in index.search("custom object schemas", limit=1)] == ["crm.get_schemas"]

@@ -13,12 +13,12 @@ from mcp_types import Tool
 from threadpoolctl import threadpool_info, threadpool_limits
 
 from portal_mcp.catalog.model import Catalog
-from portal_mcp.catalog.search import SearchIndex
+from portal_mcp.catalog.search import SearchIndex, meaning
 from portal_mcp.catalog.search.embeddings import ON_THE_CALLER, EmbeddingCache, Encoder, search_embeddings
 from portal_mcp.catalog.search.fit import WEAK_SIMILARITY, understood
 from portal_mcp.catalog.search.index import SearchHit, task_ranking
 from portal_mcp.catalog.search.intents import MAX_INTENTS, fuse, split_intents
-from portal_mcp.catalog.search.meaning import dot
+from portal_mcp.catalog.search.meaning import FOREIGN_LIFT, dot, lift_foreign
 from portal_mcp.catalog.search.reply import task_reply
 from portal_mcp.catalog.search.words import spelled_out
 from portal_mcp.catalog.snapshot import load_snapshot
@@ -57,6 +57,72 @@ def test_a_query_sharing_no_word_with_the_tool_finds_it_by_meaning(encoder: Enco
     index = SearchIndex(CATALOG, EmbeddingCache(encoder, None))
     assert names(index, "will it rain tomorrow in Lisbon", 1) == ["weather.get_forecast"]
     assert names(SearchIndex(CATALOG), "will it rain tomorrow in Lisbon") == []
+
+
+# A Chinese server's tools keep English names (here ones that say nothing) and describe themselves in Chinese.
+CHINESE = Catalog.build(
+    {
+        "cn": [
+            tool("query", "查询指定城市未来几天的天气预报"),
+            tool("lookup", "根据快递单号查询物流信息"),
+            tool("fetch", "获取股票的实时价格和涨跌幅"),
+            tool("nearby", "搜索附近的餐厅和美食"),
+            tool("convert", "将人民币按实时汇率换算成其他货币"),
+        ],
+        "filesystem": [
+            tool("write_file", "Create a new file or completely overwrite an existing file with new content."),
+            tool("read_file", "Read the complete contents of a file."),
+        ],
+        "stripe": [tool("create_refund", "Refund a charge that has been previously created.")],
+    }
+)
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("weather forecast for Beijing this week", "cn.query"),
+        ("track my parcel delivery", "cn.lookup"),
+        ("current share price of a company", "cn.fetch"),
+        ("restaurants close to me", "cn.nearby"),
+        ("how many dollars is 100 yuan", "cn.convert"),
+    ],
+)
+def test_an_english_query_finds_a_tool_described_in_chinese_by_meaning(
+    encoder: Encoder, query: str, expected: str
+) -> None:
+    assert names(SearchIndex(CHINESE, EmbeddingCache(encoder, None)), query, 1) == [expected]
+
+
+def test_a_tool_in_chinese_that_meaning_prefers_is_not_beaten_by_an_english_one_sharing_a_word(
+    encoder: Encoder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    catalog = Catalog.build(
+        {
+            "cn": [tool("quote", "获取股票的实时价格和涨跌幅"), tool("forecast", "查询指定城市未来几天的天气预报")],
+            "shop": [
+                tool("get_price", "Get the price of a product in the store catalog."),
+                tool("list_orders", "List the orders of a customer."),
+            ],
+        }
+    )
+    query = "price of a stock right now"
+    assert names(SearchIndex(catalog, EmbeddingCache(encoder, None)), query, 1) == ["cn.quote"]
+    monkeypatch.setattr(meaning, "FOREIGN_LIFT", 1.0)  # without the lift, "price" wins
+    assert names(SearchIndex(catalog, EmbeddingCache(encoder, None)), query, 1) == ["shop.get_price"]
+
+
+def test_meaning_is_lifted_only_for_a_chinese_tool_above_every_other_and_a_query_without_chinese() -> None:
+    routed, similarities = np.array([[0.5, 0.4, 0.3]]), np.array([[0.5, 0.4, 0.3]])
+    english = np.array([False, False, False])
+    assert lift_foreign(routed.copy(), similarities, english, ["weather"]).tolist() == routed.tolist()
+    chinese_last = np.array([False, False, True])
+    assert lift_foreign(routed.copy(), similarities, chinese_last, ["weather"]).tolist() == routed.tolist()
+    chinese_first = np.array([True, False, False])
+    lifted = lift_foreign(routed.copy(), similarities, chinese_first, ["weather"])
+    assert lifted.tolist() == [[0.5 * FOREIGN_LIFT, 0.4, 0.3]]
+    # A query in Chinese matches Chinese descriptions by their words: nothing is lifted.
+    assert lift_foreign(routed.copy(), similarities, chinese_first, ["天气"]).tolist() == routed.tolist()
 
 
 def test_a_second_start_embeds_nothing_and_a_changed_tool_is_embedded_alone(encoder: Encoder, tmp_path: Path) -> None:

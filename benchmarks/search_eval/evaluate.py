@@ -128,6 +128,8 @@ LARGE = "_large"
 """Suffix of a set ranked in the large catalog (`with_distractors`)."""
 AT_CORPUS = "_corpus"
 """Suffix of a set ranked with the whole shared corpus as distractors."""
+MIXED = "_mixed"
+"""Suffix of a cross-lingual set ranked among the bundled catalog's English tools."""
 CORPUS_SET = "corpus"
 CORPUS_SOURCE = (
     "corpus_queries.yaml over the shared 4,027-tool corpus: written by the team (a proxy for the judges' agent-style "
@@ -158,8 +160,11 @@ def evaluation_sets(large: bool = True, corpus: bool = False) -> list[EvalSet]:
     present (`external.available`) and, when the shared corpus is present (`CORPUS`), `corpus` (the team's queries
     over it). With `large`, each set but `corpus` again in a large catalog (`NAME_large`): its own tools plus every
     other such set's as distractors (`with_distractors`); with `corpus`, each set but `corpus` again with the whole
-    shared corpus as distractors (`NAME_corpus`), skipped when the corpus is absent."""
-    from search_eval.external import available
+    shared corpus as distractors (`NAME_corpus`), skipped when the corpus is absent. Last, the cross-lingual sets
+    (`external.cross_lingual`: English queries, tools described in Chinese), alone and, with `large`, among the
+    bundled catalog's English tools (`NAME_mixed`), and the own queries with their tools as distractors
+    (`own_with_NAME`)."""
+    from search_eval.external import available, cross_lingual
 
     own = load_queries()
     bundled = bundled_catalog()
@@ -185,6 +190,16 @@ def evaluation_sets(large: bool = True, corpus: bool = False) -> list[EvalSet]:
         for name, source, catalog, queries in sets:
             note = f"{source}; with the shared corpus ({len(shared)} tools) as distractors"
             result.append(EvalSet(name + AT_CORPUS, note, with_distractors(catalog, [shared]), queries))
+    for external in cross_lingual():
+        queries = [Query(text, expected) for text, expected in external.queries]
+        result.append(EvalSet(external.name, f"{external.source}, {external.licence}", external.catalog, queries))
+        if large:
+            note = f"{external.source}; among the bundled catalog's {len(bundled)} English tools"
+            result.append(EvalSet(external.name + MIXED, note, with_distractors(external.catalog, [bundled]), queries))
+            note = f"queries.yaml (written by the team), with {external.name}'s tools as distractors"
+            result.append(
+                EvalSet(f"own_with_{external.name}", note, with_distractors(bundled, [external.catalog]), own)
+            )
     return result
 
 

@@ -53,6 +53,7 @@ from portal_mcp.catalog.snapshot import parse_snapshot
 HERE = Path(__file__).resolve().parent
 DATASETS = HERE / "datasets"
 NO_TOOL = DATASETS / "no_tool" / "metatool.json"
+CROSS_LINGUAL = DATASETS / "cross_lingual"
 CACHE = Path(os.environ.get("PORTAL_SEARCH_EVAL_CACHE", Path.home() / ".cache" / "portal-mcp" / "search-eval"))
 SAMPLE = 20  # metatool: keep queries whose adler32 is 0 modulo this
 MCPTOOLBENCH_FILES = (
@@ -77,6 +78,13 @@ def available() -> Iterator[ExternalSet]:
     for folder in (DATASETS, CACHE):
         for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
             yield load(path)
+
+
+def cross_lingual() -> Iterator[ExternalSet]:
+    """The sets whose tools are described in another language than their queries are asked in (English queries,
+    tools of Chinese servers): kept apart from `available`, so they are no other set's distractors."""
+    for path in sorted(CROSS_LINGUAL.glob("*.json")):
+        yield load(path)
 
 
 def load(path: Path) -> ExternalSet:

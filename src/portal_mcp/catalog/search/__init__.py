@@ -8,6 +8,7 @@ routing.py    which servers a query names: the words naming servers (mined from 
 siblings.py   a server's tools told apart by the rare words of their names (reordered among the best candidates)
 embeddings.py the static model (model/, or `search: {model: ...}`) and the on-disk cache of tool vectors
 lexical.py    a BM25 index as plain arrays (built by bm25s, saved and read back without it)
+meaning.py    a query's similarities by meaning; a tool described in Chinese lifted for an English query
 built.py      the slow parts of an index (BM25, mined words, vectors) and how they are built
 stored.py     those parts kept on disk under a hash of the catalog: a restart reads them back
 intents.py    a whole task split into intents, and the interleaving of their rankings

@@ -26,11 +26,10 @@ A tool's score for a query adds up these signals:
 7. Meaning (with a model): the query's cosine similarity to each tool and its server, `DENSE_WEIGHT` times, added
    to the word scores scaled to the best (`_fuse`). A query naming a server whose tools its words match leans on
    the words (`NAMED_DENSE_SHARE`): the name already chose the domain, and telling a server's tools apart by their
-   verbs is what the words do better.
+   verbs is what the words do better. A tool described in Chinese, which no word of an English query can match,
+   counts its meaning more when it beats every other tool (`meaning.lift_foreign`).
 
-Like the catalog it indexes, an index is immutable: a new catalog gets a new `SearchIndex`.
-The words themselves (stopwords, the synonym tables, `tokenize` and `stem`) are in `search_words`.
-"""
+Like the catalog it indexes, an index is immutable. The words themselves are in `search/words.py`."""
 
 from __future__ import annotations
 
@@ -47,7 +46,7 @@ from portal_mcp.catalog.search.built import Built, build
 from portal_mcp.catalog.search.embeddings import EmbeddingCache
 from portal_mcp.catalog.search.heap import release_free_memory
 from portal_mcp.catalog.search.intents import fuse, split_intents, step_weights
-from portal_mcp.catalog.search.meaning import Meaning, Scores, dot
+from portal_mcp.catalog.search.meaning import Meaning, Scores, dot, in_chinese, lift_foreign
 from portal_mcp.catalog.search.routing import named
 from portal_mcp.catalog.search.stored import IndexStore
 from portal_mcp.catalog.search.words import (
@@ -135,6 +134,7 @@ class SearchIndex:
         self._server_of = np.array([server_ids[entry.server] for entry in self._entries], dtype=np.int32)
         self._actions = [tool_action(entry) for entry in self._entries]
         self._name_forms = [forms(entry.name) for entry in self._entries]
+        self._chinese = in_chinese(self._entries)
         self._built: Built | None = None
         if self._entries:
             model = embeddings.encoder.identity if embeddings is not None else None
@@ -322,6 +322,7 @@ class SearchIndex:
         similarities, closeness = dot(self._dense, vectors), dot(self._servers_dense, vectors)
         # Server routing: a tool whose server is about the query (the mean of its tools' vectors) gains.
         routed = similarities + SERVER_WEIGHT * closeness[:, self._server_of]
+        routed = lift_foreign(routed, similarities, self._chinese, texts)
         return [
             Meaning(similarity, routing, bool(vector.any()))
             for similarity, routing, vector in zip(similarities, routed, vectors, strict=True)
