@@ -72,13 +72,13 @@ def _text(result: types.CallToolResult) -> str:
     return "\n".join(block.text for block in result.content if isinstance(block, types.TextContent))
 
 
-async def _until_connected(base: str, token: str | None, server: str) -> None:
-    """`serve` answers at once and connects its servers meanwhile: wait until `server` is up."""
+async def _until_connected(base: str, token: str | None, server: str, state: str = "connected") -> None:
+    """`serve` answers at once and connects its servers meanwhile: wait until `server` is up (or in `state`)."""
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     async with httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30)) as http:
         while True:
             report = (await http.get(f"{base}/healthz")).json()
-            if any(s["name"] == server and s["state"] == "connected" for s in report["servers"]):
+            if any(s["name"] == server and s["state"] == state for s in report["servers"]):
                 return
             await anyio.sleep(0.1)
 
@@ -115,6 +115,9 @@ async def test_metrics_health_and_json_logs_of_a_real_http_portal(tmp_path: Path
                 await client.call_tool("search_api", {"query": ""})
             async with httpx2.AsyncClient(timeout=httpx2.Timeout(30)) as http:
                 as_alice = {"Authorization": f"Bearer {alice}"}
+                # The dead server is retried in the background (2 s, then 4, 8 ...), "connecting" for the moment
+                # each retry takes: read the reports just after it failed again, not during one.
+                await _until_connected(base, alice, "dead", "failed")
                 anonymous_metrics = await http.get(f"{base}/metrics")
                 wrong_token = await http.get(f"{base}/metrics", headers={"Authorization": f"Bearer {alice}x"})
                 scraped = await http.get(f"{base}/metrics", headers=as_alice)
