@@ -12,8 +12,9 @@ import pytest
 from mcp_types import Tool
 
 from portal_mcp.catalog.model import Catalog
-from portal_mcp.catalog.search import SearchIndex, tokenize
+from portal_mcp.catalog.search import SearchIndex, stored, tokenize
 from portal_mcp.catalog.search.embeddings import EmbeddingCache, Encoder
+from portal_mcp.catalog.search.glossary import Glossary, bundled, in_chinese
 from portal_mcp.catalog.search.stored import IndexStore
 from portal_mcp.catalog.search.words import forms
 
@@ -73,6 +74,60 @@ def test_a_chinese_query_finds_the_tool_whose_chinese_description_says_it(
     embeddings = EmbeddingCache(encoder, tmp_path) if semantic else None
     index = SearchIndex(Catalog.build(ENGLISH | CHINESE), embeddings)
     assert index.search(query, limit=1)[0].entry.qualified_name == expected
+
+
+def test_the_glossary_reads_the_longest_word_first_and_passes_over_what_it_does_not_know() -> None:
+    glossary = Glossary({"天": "sky day", "天气": "weather", "天气预报": "weather forecast", "城市": "city"})
+    assert glossary.english("查询城市的天气预报, then 天") == "city weather forecast sky day"
+    assert glossary.english("weather forecast") == ""
+
+
+def test_the_bundled_glossary_gives_common_chinese_words_their_dictionary_english() -> None:
+    english = bundled().english("获取股票的实时价格和热门游戏排行榜").split()
+    for word in ("get", "stock", "price", "popular", "game", "ranking"):
+        assert word in english
+    assert len(bundled()) > 20000
+
+
+def test_an_english_query_finds_a_tool_described_in_chinese_by_words_alone() -> None:
+    # Without a model (semantic: false), no English word matched a Chinese description, and these names say
+    # nothing: the queries found the English tools or none.
+    cryptic = {
+        "cn": [
+            tool("bili_hot", "获取哔哩哔哩热门视频排行榜"),
+            tool("zl", "获取用户的个人资料"),
+            tool("tq", "查询城市的天气预报"),
+        ]
+    }
+    index = SearchIndex(Catalog.build(ENGLISH | cryptic))
+    for query, expected in [
+        ("the ranking of popular videos", "cn.bili_hot"),
+        ("a user's personal profile", "cn.zl"),
+    ]:
+        assert [hit.entry.qualified_name for hit in index.search(query, limit=1)] == [expected]
+    assert {hit.entry.qualified_name for hit in index.search("weather forecast", limit=2)} == {
+        "weather.get_forecast",
+        "cn.tq",
+    }
+
+
+def test_only_a_text_written_in_chinese_is_glossed() -> None:
+    assert in_chinese("获取哔哩哔哩热门视频排行榜") and in_chinese("获取 Bilibili 热门视频 (top 100)")
+    assert not in_chinese("Read the complete contents of a file. 读取文件的全部内容。")
+    assert not in_chinese("Größe ändern")
+    assert not in_chinese("地図の縮尺を指定します")  # Japanese: kana between the characters
+
+
+def test_an_index_on_disk_is_not_read_back_once_the_glossary_changed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    glossary = tmp_path / "glossary_zh.tsv"
+    glossary.write_text("视频\tvideo\n", encoding="utf-8")
+    monkeypatch.setattr(stored, "BUNDLED_GLOSSARY", glossary)
+    store, entries = IndexStore(tmp_path / "index"), list(Catalog.build(CHINESE))
+    before = store.key(entries, {}, None)
+    glossary.write_text("视频\tvideo clip\n", encoding="utf-8")
+    assert store.key(entries, {}, None) != before
 
 
 def test_a_description_that_also_says_it_in_another_language_is_not_weaker_for_an_english_query() -> None:

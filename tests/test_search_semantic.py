@@ -13,9 +13,10 @@ from mcp_types import Tool
 from threadpoolctl import threadpool_info, threadpool_limits
 
 from portal_mcp.catalog.model import Catalog
-from portal_mcp.catalog.search import SearchIndex, meaning
+from portal_mcp.catalog.search import SearchIndex, meaning, text
 from portal_mcp.catalog.search.embeddings import ON_THE_CALLER, EmbeddingCache, Encoder, search_embeddings
 from portal_mcp.catalog.search.fit import WEAK_SIMILARITY, understood
+from portal_mcp.catalog.search.glossary import Glossary
 from portal_mcp.catalog.search.index import SearchHit, task_ranking
 from portal_mcp.catalog.search.intents import MAX_INTENTS, fuse, split_intents
 from portal_mcp.catalog.search.meaning import FOREIGN_LIFT, dot, lift_foreign
@@ -107,9 +108,14 @@ def test_a_tool_in_chinese_that_meaning_prefers_is_not_beaten_by_an_english_one_
         }
     )
     query = "price of a stock right now"
+    # The glossary gives the Chinese tool the words "stock" and "price": with it, the words alone choose it.
+    monkeypatch.setattr(meaning, "FOREIGN_LIFT", 1.0)
     assert names(SearchIndex(catalog, EmbeddingCache(encoder, None)), query, 1) == ["cn.quote"]
-    monkeypatch.setattr(meaning, "FOREIGN_LIFT", 1.0)  # without the lift, "price" wins
+    # Without the glossary, only meaning reads the Chinese: the lift makes it win, and without it "price" wins.
+    monkeypatch.setattr(text, "bundled", lambda: Glossary({}))
     assert names(SearchIndex(catalog, EmbeddingCache(encoder, None)), query, 1) == ["shop.get_price"]
+    monkeypatch.setattr(meaning, "FOREIGN_LIFT", FOREIGN_LIFT)
+    assert names(SearchIndex(catalog, EmbeddingCache(encoder, None)), query, 1) == ["cn.quote"]
 
 
 def test_meaning_is_lifted_only_for_a_chinese_tool_above_every_other_and_a_query_without_chinese() -> None:

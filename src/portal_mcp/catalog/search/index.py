@@ -46,7 +46,7 @@ from portal_mcp.catalog.search.built import Built, build
 from portal_mcp.catalog.search.embeddings import EmbeddingCache
 from portal_mcp.catalog.search.heap import release_free_memory
 from portal_mcp.catalog.search.intents import fuse, split_intents, step_weights
-from portal_mcp.catalog.search.meaning import Meaning, Scores, dot, in_chinese, lift_foreign
+from portal_mcp.catalog.search.meaning import Meaning, Scores, described_in_chinese, dot, lift_foreign
 from portal_mcp.catalog.search.routing import named
 from portal_mcp.catalog.search.stored import IndexStore
 from portal_mcp.catalog.search.words import (
@@ -134,7 +134,7 @@ class SearchIndex:
         self._server_of = np.array([server_ids[entry.server] for entry in self._entries], dtype=np.int32)
         self._actions = [tool_action(entry) for entry in self._entries]
         self._name_forms = [forms(entry.name) for entry in self._entries]
-        self._chinese = in_chinese(self._entries)
+        self._chinese = described_in_chinese(self._entries)
         self._built: Built | None = None
         if self._entries:
             model = embeddings.encoder.identity if embeddings is not None else None

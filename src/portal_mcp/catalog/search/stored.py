@@ -3,7 +3,7 @@ back in a fraction of the time building them takes (0.1 s against 2-3 s at 10,00
 
 A file is named by a hash of everything the parts come from: each tool as listed (server, names, title,
 description, input schema), what the config says for search (server descriptions, `search:` curation), the
-embedding model's identity and the search code itself. Anything changing gives another name, so a stale file is
+embedding model's identity and the search code and glossary themselves. Anything changing gives another name, so a stale file is
 never read; the `KEEP` newest files stay, older ones are removed. Files are written whole (a temporary file
 renamed), hold arrays and JSON only (never pickles), and one that cannot be read is rebuilt with a warning.
 """
@@ -23,6 +23,7 @@ import numpy as np
 
 from portal_mcp.catalog.model import ToolEntry
 from portal_mcp.catalog.search.built import Built
+from portal_mcp.catalog.search.glossary import BUNDLED_GLOSSARY
 from portal_mcp.catalog.search.lexical import Lexical
 from portal_mcp.config import ServerConfig
 
@@ -45,7 +46,7 @@ class IndexStore:
     def key(self, entries: Sequence[ToolEntry], servers: Mapping[str, ServerConfig], model: str | None) -> str:
         """The hash naming the index of `entries` under this config, for `model` (an encoder identity, or None)."""
         digest = hashlib.sha256(f"{FORMAT} {model}".encode())
-        for path in sorted(_CODE.glob("*.py")):
+        for path in sorted([*_CODE.glob("*.py"), BUNDLED_GLOSSARY]):
             digest.update(path.read_bytes())
         for entry in entries:
             fields = [entry.server, entry.name, entry.python_name, entry.title, entry.description, entry.input_schema]

@@ -10,6 +10,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from portal_mcp.catalog.model import ToolEntry
+from portal_mcp.catalog.search.glossary import bundled, in_chinese
 from portal_mcp.catalog.search.words import SEPARATOR, WORD, tokenize
 
 NAME_WEIGHT = 2
@@ -57,18 +58,33 @@ def first_sentence(text: str) -> str:
 
 def headline(entry: ToolEntry) -> list[str]:
     """The tokens of a tool's name, server, title and the first sentence of its description."""
-    return name_document(entry) + tokenize(first_sentence(entry.description))
+    return name_document(entry) + prose(first_sentence(entry.description))
 
 
 def document(entry: ToolEntry) -> list[str]:
     """The tokens a tool is found by, names repeated to weigh them above the prose."""
     tokens = name_document(entry) * NAME_WEIGHT
-    tokens += tokenize(entry.description[:DESCRIPTION_CHARS])
+    tokens += prose(entry.description[:DESCRIPTION_CHARS])
     for key, schema in _parameters(entry.input_schema):
         tokens += tokenize(key)
         description = schema.get("description")
         if isinstance(description, str):
-            tokens += tokenize(description[:PARAMETER_CHARS])
+            tokens += prose(description[:PARAMETER_CHARS])
+    return tokens
+
+
+def prose(text: str) -> list[str]:
+    """The tokens of a description, and for one written in Chinese the English words of its Chinese words
+    (`search/glossary.py`): an English query's words then match a tool described in Chinese. A description that
+    says it in English too is not glossed: its English already says it, and more words would only weaken it.
+
+    Train splits (recall@1/@5): metatool_zh 0.440/0.674 -> 0.464/0.693, metatool_zh_mixed 0.360/0.544 ->
+    0.402/0.595, own_with_metatool_zh (the cost side) 0.785/0.960 -> 0.791/0.955; every other set unchanged. The
+    headline and the document alike; glossing the text of a tool's vector too lost 0.02-0.04 (the model reads
+    Chinese already, `cjk.py`); moving the model's Chinese words toward their glosses' vectors measured alike or lower."""
+    tokens = tokenize(text)
+    if in_chinese(text):
+        tokens += tokenize(bundled().english(text))
     return tokens
 
 
