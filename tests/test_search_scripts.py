@@ -89,6 +89,13 @@ def test_the_bundled_glossary_gives_common_chinese_words_their_dictionary_englis
     assert len(bundled()) > 20000
 
 
+def test_traditional_characters_read_as_the_simplified_ones(encoder: Encoder) -> None:
+    # The model's Chinese words were fitted on simplified text; its tokenizer reads their traditional forms as them.
+    traditional, simplified = "兒童視頻排行榜和天氣預報", "儿童视频排行榜和天气预报"
+    assert encoder.token_ids([traditional])[0].tolist() == encoder.token_ids([simplified])[0].tolist()
+    assert bundled().english(traditional) == bundled().english(simplified)
+
+
 def test_an_english_query_finds_a_tool_described_in_chinese_by_words_alone() -> None:
     # Without a model (semantic: false), no English word matched a Chinese description, and these names say
     # nothing: the queries found the English tools or none.

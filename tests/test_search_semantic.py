@@ -60,6 +60,13 @@ def test_a_query_sharing_no_word_with_the_tool_finds_it_by_meaning(encoder: Enco
     assert names(SearchIndex(CATALOG), "will it rain tomorrow in Lisbon") == []
 
 
+ENGLISH = {
+    "filesystem": [
+        tool("write_file", "Create a new file or completely overwrite an existing file with new content."),
+        tool("read_file", "Read the complete contents of a file."),
+    ],
+    "stripe": [tool("create_refund", "Refund a charge that has been previously created.")],
+}
 # A Chinese server's tools keep English names (here ones that say nothing) and describe themselves in Chinese.
 CHINESE = Catalog.build(
     {
@@ -70,15 +77,25 @@ CHINESE = Catalog.build(
             tool("nearby", "搜索附近的餐厅和美食"),
             tool("convert", "将人民币按实时汇率换算成其他货币"),
         ],
-        "filesystem": [
-            tool("write_file", "Create a new file or completely overwrite an existing file with new content."),
-            tool("read_file", "Read the complete contents of a file."),
-        ],
-        "stripe": [tool("create_refund", "Refund a charge that has been previously created.")],
     }
+    | ENGLISH
+)
+# The same in traditional characters, as a Taiwanese or Hong Kong server writes them.
+TRADITIONAL = Catalog.build(
+    {
+        "cn": [
+            tool("query", "查詢指定城市未來幾天的天氣預報"),
+            tool("lookup", "根據快遞單號查詢物流信息"),
+            tool("fetch", "獲取股票的實時價格和漲跌幅"),
+            tool("nearby", "搜索附近的餐廳和美食"),
+            tool("convert", "將人民幣按實時匯率換算成其他貨幣"),
+        ],
+    }
+    | ENGLISH
 )
 
 
+@pytest.mark.parametrize("catalog", [CHINESE, TRADITIONAL], ids=["simplified", "traditional"])
 @pytest.mark.parametrize(
     ("query", "expected"),
     [
@@ -89,10 +106,10 @@ CHINESE = Catalog.build(
         ("how many dollars is 100 yuan", "cn.convert"),
     ],
 )
-def test_an_english_query_finds_a_tool_described_in_chinese_by_meaning(
-    encoder: Encoder, query: str, expected: str
+def test_an_english_query_finds_a_tool_described_in_chinese(
+    encoder: Encoder, catalog: Catalog, query: str, expected: str
 ) -> None:
-    assert names(SearchIndex(CHINESE, EmbeddingCache(encoder, None)), query, 1) == [expected]
+    assert names(SearchIndex(catalog, EmbeddingCache(encoder, None)), query, 1) == [expected]
 
 
 def test_a_tool_in_chinese_that_meaning_prefers_is_not_beaten_by_an_english_one_sharing_a_word(

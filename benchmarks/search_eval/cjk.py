@@ -136,6 +136,7 @@ def write(tokenizer: dict[str, Any], rows: Array, chars: dict[str, Array], words
                 extra.append(vector)
             vocab[form] = len(mapping)
             mapping.append(row)
+    traditional(vocab)
     # A run of characters is one WordPiece word, and a word with one character outside the vocabulary is unknown
     # whole: every other CJK character is the unknown token itself (left out by `Encoder`, as before).
     for code in (code for low, high in HAN_BLOCKS for code in range(low, high + 1)):
@@ -157,6 +158,23 @@ def write(tokenizer: dict[str, Any], rows: Array, chars: dict[str, Array], words
     save_file(
         {"embeddings": embeddings, "mapping": np.asarray(mapping, dtype=np.int64)}, str(out / "model.safetensors")
     )
+
+
+def traditional(vocab: dict[str, int]) -> int:
+    """Each Chinese token's traditional form (CC-CEDICT's traditional headword of the entry, through `glossary.py`)
+    as the same token, where it is written otherwise and is no token of its own: 視頻 reads as 视频, 為 as 为. The
+    vectors were fitted on simplified words (jieba's); a tool of a Taiwanese or Hong Kong server reads the same."""
+    from glossary import entries
+
+    unknown = vocab["[UNK]"]
+    added = 0
+    for form, simplified in entries()[1].items():
+        for prefix in ("", "##"):
+            number = vocab.get(prefix + simplified, unknown)
+            if number != unknown and vocab.get(prefix + form, unknown) == unknown:
+                vocab[prefix + form] = number
+                added += 1
+    return added
 
 
 def translated(zh: Array, english: Array, rows: Array, k: int, temperature: float) -> Array:
@@ -183,7 +201,19 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=NEAREST)
     parser.add_argument("--temperature", type=float, default=TEMPERATURE)
     parser.add_argument("--cache", type=Path, default=CACHE, help="e5's vectors by text (.npz), kept between runs")
+    parser.add_argument(
+        "--traditional-only",
+        action="store_true",
+        help="only give the model's tokenizer the traditional forms of its Chinese tokens (`traditional`), in place",
+    )
     args = parser.parse_args()
+    if args.traditional_only:
+        path = BUNDLED_MODEL / "tokenizer.json"
+        tokenizer = json.loads(path.read_text(encoding="utf-8"))
+        added = traditional(tokenizer["model"]["vocab"])
+        path.write_text(json.dumps(tokenizer, ensure_ascii=False), encoding="utf-8")
+        print(f"{added} traditional forms added to {path}")
+        return
     from tokenlearn import Teacher
 
     started = time.perf_counter()

