@@ -16,7 +16,7 @@ from portal_mcp.catalog.search import SearchIndex, stored, tokenize
 from portal_mcp.catalog.search.embeddings import EmbeddingCache, Encoder
 from portal_mcp.catalog.search.glossary import Glossary, bundled, in_chinese
 from portal_mcp.catalog.search.stored import IndexStore
-from portal_mcp.catalog.search.words import forms
+from portal_mcp.catalog.search.words import forms, query_tokens, spelled_out
 
 
 def tool(name: str, description: str) -> Tool:
@@ -116,6 +116,16 @@ def test_an_english_query_finds_a_tool_described_in_chinese_by_words_alone() -> 
         "weather.get_forecast",
         "cn.tq",
     }
+
+
+def test_a_chinese_query_finds_an_english_tool_by_the_english_of_its_words() -> None:
+    # Before, no word of these queries was one of the catalog's: words alone (semantic: false) found nothing.
+    index = SearchIndex(Catalog.build(ENGLISH))
+    for query, expected in [("读取文件的全部内容", "files.read_file"), ("城市的天气预报", "weather.get_forecast")]:
+        assert [hit.entry.qualified_name for hit in index.search(query, limit=1)] == [expected]
+    assert {"weather", "forecast"} <= set(query_tokens("天气预报"))
+    assert query_tokens("the weather forecast") == ["weather", "forecast"]  # English queries as before
+    assert spelled_out("查询天气预报") == [bundled().english("查询天气预报")]  # the query's vector reads it too
 
 
 def test_only_a_text_written_in_chinese_is_glossed() -> None:

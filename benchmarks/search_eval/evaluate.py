@@ -161,9 +161,9 @@ def evaluation_sets(large: bool = True, corpus: bool = False) -> list[EvalSet]:
     over it). With `large`, each set but `corpus` again in a large catalog (`NAME_large`): its own tools plus every
     other such set's as distractors (`with_distractors`); with `corpus`, each set but `corpus` again with the whole
     shared corpus as distractors (`NAME_corpus`), skipped when the corpus is absent. Last, the cross-lingual sets
-    (`external.cross_lingual`: English queries, tools described in Chinese), alone and, with `large`, among the
-    bundled catalog's English tools (`NAME_mixed`), and the own queries with their tools as distractors
-    (`own_with_NAME`)."""
+    (`external.cross_lingual`: English queries over tools described in Chinese, or Chinese queries over English
+    tools, each translated query in its original's split), alone and, with `large`, among the bundled catalog's
+    English tools (`NAME_mixed`), and the own queries with their tools as distractors (`own_with_NAME`)."""
     from search_eval.external import available, cross_lingual
 
     own = load_queries()
@@ -191,7 +191,11 @@ def evaluation_sets(large: bool = True, corpus: bool = False) -> list[EvalSet]:
             note = f"{source}; with the shared corpus ({len(shared)} tools) as distractors"
             result.append(EvalSet(name + AT_CORPUS, note, with_distractors(catalog, [shared]), queries))
     for external in cross_lingual():
-        queries = [Query(text, expected) for text, expected in external.queries]
+        originals = external.originals
+        queries = [
+            Query(text, expected, split_of(originals[text]) if text in originals else None)
+            for text, expected in external.queries
+        ]
         result.append(EvalSet(external.name, f"{external.source}, {external.licence}", external.catalog, queries))
         if large:
             note = f"{external.source}; among the bundled catalog's {len(bundled)} English tools"

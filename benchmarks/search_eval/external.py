@@ -11,6 +11,11 @@ Each set is a JSON file `{"name", "source", "licence", "servers": {server: [MCP 
 - `no_tool/metatool.json`: MetaTool's queries that need no tool (the negatives of its tool-usage-awareness task:
   "Write an opinion piece about ...", "Prove that 5 + 3 = 9."), the judge of "nothing fits" (`no_tool_queries`);
   kept apart from the sets, since they name no tool.
+- `cross_lingual/`: MetaTool again across languages, translated for this benchmark by a language model told to
+  translate faithfully and add nothing (a sample read): `metatool_zh`, its descriptions in Simplified Chinese with
+  its English queries; `metatool_zh_hant`, the same descriptions in Traditional characters (OpenCC s2tw);
+  `metatool_zh_queries`, its queries in Simplified Chinese over its English descriptions (each in its English
+  original's split: the model was fitted on the English train queries).
 - `mcptoolbench` (mcp-tool-bench/MCPToolBenchPP, no licence file): agent queries over the real tool lists of
   playwright, puppeteer, filesystem, tavily, google-search and a finance server. Without a licence it is not
   copied here: `python benchmarks/search_eval/external.py --mcptoolbench GIT_DIR` builds it from a clone into
@@ -42,8 +47,8 @@ import re
 import subprocess
 import sys
 import zlib
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +76,9 @@ class ExternalSet:
     licence: str
     catalog: Catalog
     queries: list[tuple[str, tuple[str, ...]]]
+    originals: Mapping[str, str] = field(default_factory=dict)
+    """A translated query -> the query it translates, whose split it takes (`datasets/cross_lingual/`): a translation
+    of a train query the model was fitted on must not be scored as held out."""
 
 
 def available() -> Iterator[ExternalSet]:
@@ -81,8 +89,9 @@ def available() -> Iterator[ExternalSet]:
 
 
 def cross_lingual() -> Iterator[ExternalSet]:
-    """The sets whose tools are described in another language than their queries are asked in (English queries,
-    tools of Chinese servers): kept apart from `available`, so they are no other set's distractors."""
+    """The sets whose tools are described in another language than their queries are asked in (English queries
+    over tools of Chinese servers, `metatool_zh` and `metatool_zh_hant`; Chinese queries over English tools,
+    `metatool_zh_queries`): kept apart from `available`, so they are no other set's distractors."""
     for path in sorted(CROSS_LINGUAL.glob("*.json")):
         yield load(path)
 
@@ -97,7 +106,8 @@ def load(path: Path) -> ExternalSet:
     # Labels name tools as `server.name` on the wire; the catalog's qualified names use python names.
     qualified = {f"{entry.server}.{entry.name}": entry.qualified_name for entry in catalog}
     queries = [(str(q["query"]), tuple(qualified[name] for name in q["expected"])) for q in data["queries"]]
-    return ExternalSet(data["name"], data["source"], data["licence"], catalog, queries)
+    originals = {str(q["query"]): str(q["source"]) for q in data["queries"] if "source" in q}
+    return ExternalSet(data["name"], data["source"], data["licence"], catalog, queries, originals)
 
 
 def _show(git_dir: Path, path: str) -> str:
