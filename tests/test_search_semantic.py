@@ -112,6 +112,59 @@ def test_an_english_query_finds_a_tool_described_in_chinese(
     assert names(SearchIndex(catalog, EmbeddingCache(encoder, None)), query, 1) == [expected]
 
 
+# Tools of a real Chinese server (baranwang/mcp-trends-hub, MIT), among English ones doing nearby jobs.
+TRENDS = Catalog.build(
+    {
+        "trends_hub": [
+            tool(
+                "get_bilibili_rank",
+                "获取哔哩哔哩视频排行榜，包含全站、动画、音乐、游戏等多个分区的热门视频，反映当下年轻人的内容消费趋势",
+            ),
+            tool("get_douyin_trending", "获取抖音热搜榜单，展示当下最热门的社会话题、娱乐事件、网络热点和流行趋势"),
+            tool(
+                "get_gcores_new", "获取机核网游戏相关资讯，包含电子游戏评测、玩家文化、游戏开发和游戏周边产品的深度内容"
+            ),
+            tool(
+                "get_36kr_trending",
+                "获取 36 氪热榜，提供创业、商业、科技领域的热门资讯，包含投融资动态、新兴产业分析和商业模式创新信息",
+            ),
+            tool(
+                "get_smzdm_rank",
+                "获取什么值得买热门，包含商品推荐、优惠信息、购物攻略、产品评测及消费经验分享的实用中文消费类资讯",
+            ),
+            tool(
+                "get_weread_rank",
+                "获取微信读书排行榜，包含热门小说、畅销书籍、新书推荐及各类文学作品的阅读数据和排名信息",
+            ),
+        ],
+        "news": [
+            tool("search_news", "Search recent news articles by keyword."),
+            tool("top_headlines", "Get the top headlines for a country or category."),
+        ],
+        "shop": [tool("list_coupons", "List the discount coupons of the store.")],
+        "games": [tool("get_game", "Get a video game's details by its id.")],
+    }
+    | ENGLISH
+)
+
+
+@pytest.mark.parametrize(
+    ("query", "expected", "depth"),
+    [
+        # The issue's own example of a miss (before the glossary: douyin, games.get_game, gcores, bilibili).
+        ("trending topics in the gaming world", {"get_bilibili_rank", "get_douyin_trending", "get_gcores_new"}, 3),
+        ("startup and venture funding news", {"get_36kr_trending"}, 1),  # before: not in the first 2
+        ("shopping deals and discounts people recommend", {"get_smzdm_rank"}, 2),
+        ("bestselling books and new novels", {"get_weread_rank"}, 1),
+    ],
+)
+def test_an_english_query_finds_the_tools_of_a_chinese_server_among_english_ones(
+    encoder: Encoder, query: str, expected: set[str], depth: int
+) -> None:
+    found = names(SearchIndex(TRENDS, EmbeddingCache(encoder, None)), query, depth)
+    assert {f"trends_hub.{name}" for name in expected} <= set(found)
+
+
 def test_a_tool_in_chinese_that_meaning_prefers_is_not_beaten_by_an_english_one_sharing_a_word(
     encoder: Encoder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
