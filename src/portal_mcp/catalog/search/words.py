@@ -298,11 +298,25 @@ def query_tokens(text: str) -> list[str]:
     """A query's tokens: `tokenize` without the words of asking politely (`POLITE`) and of its paths and URLs
     (`LITERAL`); a query written in Chinese also says the English of its words (`glossary.py`), which English tool
     texts use (MetaTool's queries in Chinese over its English tools, train split, recall@1/@5: 0.290/0.513 ->
-    0.356/0.602; among the bundled catalog's English tools 0.189/0.340 -> 0.271/0.457)."""
+    0.356/0.602; among the bundled catalog's English tools 0.189/0.340 -> 0.271/0.457; `GLOSSED_QUERY_CHARS`)."""
     text = LITERAL.sub(" ", text)
-    if in_chinese(text):
-        text += " " + bundled().english(text)
+    if english := _english(text):
+        text += " " + english
     return [token for token in tokenize(text) if token not in _POLITE_TOKENS]
+
+
+GLOSSED_QUERY_CHARS = 200
+"""A query's English is that of its first this many characters, each English word once: a Chinese task of several
+steps fits, and a hostile query costs about what it did (4,000 characters of 热 at 4,027 tools: 13 ms unglossed,
+129 ms glossed whole, 16,000 English words; "CJK runs" of the speed benchmark 13 -> 20 ms). Each word once also
+scored higher on the train split (metatool_zh_queries_mixed recall@1 0.276 -> 0.291)."""
+
+
+def _english(query: str) -> str:
+    """The glossary's English of a query written in Chinese, "" for any other (`glossary.py`)."""
+    if not in_chinese(query):
+        return ""
+    return " ".join(dict.fromkeys(bundled().english(query[:GLOSSED_QUERY_CHARS]).split()))
 
 
 # Words whose suffix is not an inflection: "news" is not the plural of "new", nor "series" of "sery".
@@ -389,7 +403,7 @@ def spelled_out(text: str) -> list[str]:
     the train split above, where the English alone scored 0.478)."""
     words = WORD.findall(text.lower())
     found = [plain for word in words if (plain := _SPELLED_WORDS.get(stem(word))) is not None]
-    if in_chinese(text) and (english := bundled().english(text)):
+    if english := _english(text):
         found.append(english)
     return list(dict.fromkeys(found + _SPELLED_PHRASES.found(words, (2, 3))))
 
