@@ -2,10 +2,11 @@
 Chinese ("获取抖音热搜榜单" also says get, trending, list).
 
 The glossary (`glossary_zh.tsv`, made from CC-CEDICT by `benchmarks/search_eval/glossary.py`, CC BY-SA 4.0) maps
-common simplified Chinese words to the English words of their first dictionary senses. A text is read by forward
-maximum matching: at each character the longest glossary word that starts there, else the character is passed
-over. The index adds these English words to what a Chinese-described tool is found by (`search/text.py`); a text
-with no Chinese character costs one regular-expression search."""
+common Chinese words, in simplified and in traditional characters, to the English words of their first dictionary
+senses. A text is read by forward maximum matching: at each character the longest glossary word that starts
+there, else the character is passed over. The index adds these English words to what a Chinese-described tool is
+found by (`search/text.py`) and to what a query written in Chinese says (`search/words.py`); a text with no
+Chinese character costs one regular-expression search."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 BUNDLED_GLOSSARY = Path(__file__).resolve().parent / "glossary_zh.tsv"
-_HAN = re.compile(r"[\u3400-\u9fff]")
+HAN = re.compile(r"[\u3400-\u9fff]")
+"""A Chinese character (CJK unified ideographs and extension A)."""
 _HAN_RUN = re.compile(r"[\u4e00-\u9fff]+")
 _KANA = re.compile(r"[\u3040-\u30ff]")
 _LETTER = re.compile(r"[^\W\d_]")
@@ -26,14 +28,14 @@ def in_chinese(text: str) -> bool:
     writes kana between them, and whose words the glossary would misread). Letters are counted only in a text with
     some Chinese characters (10,000 English descriptions: 0.03 s, against 0.7 s counting all)."""
     return (
-        _HAN.search(text) is not None
-        and len(_HAN.findall(text)) * 3 >= len(_LETTER.findall(text))
+        HAN.search(text) is not None
+        and len(HAN.findall(text)) * 3 >= len(_LETTER.findall(text))
         and _KANA.search(text) is None
     )
 
 
 class Glossary:
-    """Simplified Chinese word -> English words."""
+    """Chinese word (simplified or traditional) -> its English words."""
 
     def __init__(self, words: Mapping[str, str]) -> None:
         self._words = dict(words)

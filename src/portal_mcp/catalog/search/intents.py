@@ -15,6 +15,7 @@ import re
 from collections.abc import Callable, Hashable, Sequence
 from typing import TypeVar
 
+from portal_mcp.catalog.search.glossary import HAN
 from portal_mcp.catalog.search.words import STOPWORDS, WORD
 
 T = TypeVar("T")
@@ -48,7 +49,6 @@ _LEADING = re.compile(
     re.IGNORECASE,
 )
 _SPACE = re.compile(r"\s{2,}")
-_HAN = re.compile(r"[\u3400-\u9fff]")
 _TRAILING = re.compile(r"[\s,]+(?:and|then|or)$", re.IGNORECASE)
 # A piece that only says where or with what ("From the Numbers API, get a fact", "On Kanji alive, list ...") belongs
 # to the step that follows it.
@@ -86,7 +86,7 @@ def content_words(text: str) -> list[str]:
     for each two characters (Chinese words are mostly of two)."""
     words = []
     for word in WORD.findall(text.lower()):
-        if _HAN.match(word):
+        if HAN.match(word):
             words += [word[start : start + 2] for start in range(0, len(word), 2)]
         elif word not in STOPWORDS:
             words.append(word)

@@ -3,8 +3,8 @@ back in a fraction of the time building them takes (0.1 s against 2-3 s at 10,00
 
 A file is named by a hash of everything the parts come from: each tool as listed (server, names, title,
 description, input schema), what the config says for search (server descriptions, `search:` curation), the
-embedding model's identity and the search code and glossary themselves. Anything changing gives another name, so a stale file is
-never read; the `KEEP` newest files stay, older ones are removed. Files are written whole (a temporary file
+embedding model's identity, and the search code and its glossary themselves. Anything changing gives another name,
+so a stale file is never read; the `KEEP` newest files stay, older ones are removed. Files are written whole (a temporary file
 renamed), hold arrays and JSON only (never pickles), and one that cannot be read is rebuilt with a warning.
 """
 

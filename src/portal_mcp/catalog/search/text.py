@@ -81,7 +81,8 @@ def prose(text: str) -> list[str]:
     Train splits (recall@1/@5): metatool_zh 0.440/0.674 -> 0.464/0.693, metatool_zh_mixed 0.360/0.544 ->
     0.402/0.595, own_with_metatool_zh (the cost side) 0.785/0.960 -> 0.791/0.955; every other set unchanged. The
     headline and the document alike; glossing the text of a tool's vector too lost 0.02-0.04 (the model reads
-    Chinese already, `cjk.py`); moving the model's Chinese words toward their glosses' vectors measured alike or lower."""
+    Chinese already, `cjk.py`); moving the model's Chinese words toward their glosses' vectors measured alike or
+    lower."""
     tokens = tokenize(text)
     if in_chinese(text):
         tokens += tokenize(bundled().english(text))
