@@ -14,8 +14,8 @@ from mcp_types import Tool
 
 from portal_mcp.catalog.model import Catalog
 from portal_mcp.catalog.search import SearchIndex, headline, mined_synonyms, server_aliases, stem, tokenize
+from portal_mcp.catalog.search.query import query_tokens
 from portal_mcp.catalog.search.text import document
-from portal_mcp.catalog.search.words import query_tokens
 from portal_mcp.catalog.snapshot import load_snapshot
 from tests.stubs._mypy import mypy_errors
 

@@ -13,7 +13,8 @@ from mcp_types import Tool, ToolAnnotations
 from portal_mcp.catalog.model import Catalog
 from portal_mcp.catalog.search import SearchIndex
 from portal_mcp.catalog.search.actions import QUESTION, asked, tool_action, unasked
-from portal_mcp.catalog.search.words import forms, query_tokens, tokenize
+from portal_mcp.catalog.search.query import query_tokens
+from portal_mcp.catalog.search.words import forms, tokenize
 
 
 def tool(name: str, description: str) -> Tool:

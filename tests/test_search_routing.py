@@ -10,8 +10,8 @@ from mcp_types import Tool
 
 from portal_mcp.catalog.model import Catalog
 from portal_mcp.catalog.search import SearchIndex, headline, server_aliases
+from portal_mcp.catalog.search.query import endings
 from portal_mcp.catalog.search.text import document
-from portal_mcp.catalog.search.words import endings
 
 
 def tool(name: str, description: str, **params: str) -> Tool:

@@ -15,8 +15,9 @@ from portal_mcp.catalog.model import Catalog
 from portal_mcp.catalog.search import SearchIndex, stored, tokenize
 from portal_mcp.catalog.search.embeddings import EmbeddingCache, Encoder
 from portal_mcp.catalog.search.glossary import Glossary, bundled, in_chinese
+from portal_mcp.catalog.search.query import query_tokens, spelled_out
 from portal_mcp.catalog.search.stored import IndexStore
-from portal_mcp.catalog.search.words import forms, query_tokens, spelled_out
+from portal_mcp.catalog.search.words import forms
 
 
 def tool(name: str, description: str) -> Tool:

@@ -20,8 +20,8 @@ from portal_mcp.catalog.search.glossary import Glossary
 from portal_mcp.catalog.search.index import SearchHit, task_ranking
 from portal_mcp.catalog.search.intents import MAX_INTENTS, fuse, split_intents
 from portal_mcp.catalog.search.meaning import FOREIGN_LIFT, dot, lift_foreign
+from portal_mcp.catalog.search.query import spelled_out
 from portal_mcp.catalog.search.reply import task_reply
-from portal_mcp.catalog.search.words import spelled_out
 from portal_mcp.catalog.snapshot import load_snapshot
 from portal_mcp.config import PortalConfig, parse_config
 from portal_mcp.errors import SearchModelError

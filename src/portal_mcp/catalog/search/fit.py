@@ -7,8 +7,9 @@ from collections.abc import Callable, Sequence
 
 from portal_mcp.catalog.model import ToolEntry
 from portal_mcp.catalog.search.embeddings import Encoder
+from portal_mcp.catalog.search.query import query_tokens
 from portal_mcp.catalog.search.text import document
-from portal_mcp.catalog.search.words import STOPWORDS, WORD, query_tokens, tokenize
+from portal_mcp.catalog.search.words import STOPWORDS, WORD, tokenize
 
 # Measured on the train splits: 1% of queries that have a tool are judged weak.
 WEAK_SIMILARITY = 0.25

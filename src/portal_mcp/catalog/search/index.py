@@ -47,6 +47,7 @@ from portal_mcp.catalog.search.embeddings import EmbeddingCache
 from portal_mcp.catalog.search.heap import release_free_memory
 from portal_mcp.catalog.search.intents import fuse, split_intents, step_weights
 from portal_mcp.catalog.search.meaning import Meaning, Scores, described_in_chinese, dot, lift_foreign
+from portal_mcp.catalog.search.query import endings, query_tokens, spelled_out
 from portal_mcp.catalog.search.routing import named
 from portal_mcp.catalog.search.stored import IndexStore
 from portal_mcp.catalog.search.words import (
@@ -54,11 +55,8 @@ from portal_mcp.catalog.search.words import (
     EQUIVALENT_TOKENS,
     RELATED_PHRASES,
     WORD,
-    endings,
     expand,
     forms,
-    query_tokens,
-    spelled_out,
     tokenize,
 )
 from portal_mcp.config import ServerConfig
