@@ -370,22 +370,25 @@ def test_chaining_words_abbreviations_and_a_fronted_place_do_not_make_intents_of
     ]
 
 
-def test_a_task_written_in_chinese_splits_at_its_sentences_and_chaining_words() -> None:
-    assert split_intents("明天的湿度是多少？另外，你能提供一些房地产市场的信息吗？") == [
-        "明天的湿度是多少",
-        "你能提供一些房地产市场的信息吗",
-    ]
-    assert split_intents("帮我找一下有关气候变化的最新新闻，再推荐一些相契合的氛围音乐。") == [
-        "帮我找一下有关气候变化的最新新闻",
-        "推荐一些相契合的氛围音乐",
-    ]
-    assert split_intents("获取B站热门视频然后把列表保存为Markdown文件") == [
-        "获取B站热门视频",
-        "把列表保存为Markdown文件",
-    ]
-    # One request, and a list of nouns ("和": and), stay whole.
-    assert split_intents("Europe 有哪些背包客必去的地方？") == ["Europe 有哪些背包客必去的地方？"]
-    assert split_intents("查询北京和上海的天气") == ["查询北京和上海的天气"]
+@pytest.mark.parametrize(
+    ("task", "intents"),
+    [
+        (
+            "明天的湿度是多少？另外，你能提供一些房地产市场的信息吗？",
+            ["明天的湿度是多少", "你能提供一些房地产市场的信息吗"],
+        ),
+        (
+            "帮我找一下有关气候变化的最新新闻，再推荐一些相契合的氛围音乐。",
+            ["帮我找一下有关气候变化的最新新闻", "推荐一些相契合的氛围音乐"],
+        ),
+        ("获取B站热门视频然后把列表保存为Markdown文件", ["获取B站热门视频", "把列表保存为Markdown文件"]),
+        # One request, and a list of nouns ("和": and), stay whole.
+        ("Europe 有哪些背包客必去的地方？", ["Europe 有哪些背包客必去的地方？"]),
+        ("查询北京和上海的天气", ["查询北京和上海的天气"]),
+    ],
+)
+def test_a_task_written_in_chinese_splits_at_its_sentences_and_chaining_words(task: str, intents: list[str]) -> None:
+    assert split_intents(task) == intents
 
 
 def test_a_long_task_keeps_up_to_max_intents_steps() -> None:
