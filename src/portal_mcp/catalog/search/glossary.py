@@ -43,11 +43,12 @@ class Glossary:
 
     @classmethod
     def read(cls, path: Path) -> Glossary:
-        words = {}
+        words: dict[str, str] = {}
+        shared: dict[str, str] = {}  # a word's simplified and traditional forms hold one string
         for line in path.read_text(encoding="utf-8").splitlines():
             if line and not line.startswith("#"):
                 word, _, english = line.partition("\t")
-                words[word] = english
+                words[word] = shared.setdefault(english, english)
         return cls(words)
 
     def __len__(self) -> int:
