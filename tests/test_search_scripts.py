@@ -6,6 +6,8 @@ vector nothing."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,6 +20,8 @@ from portal_mcp.catalog.search.glossary import Glossary, bundled, in_chinese
 from portal_mcp.catalog.search.query import query_tokens, spelled_out
 from portal_mcp.catalog.search.stored import IndexStore
 from portal_mcp.catalog.search.words import forms
+
+SEARCH_EVAL = Path(__file__).resolve().parents[1] / "benchmarks" / "search_eval"
 
 
 def tool(name: str, description: str) -> Tool:
@@ -199,6 +203,16 @@ def test_chinese_is_read_by_words_of_the_models_vocabulary_in_pieces_of_at_most_
     assert len(encoder.token_ids(["城市的天气预报"])[0]) == 4  # 城市 的 天气 预报, not seven characters
     assert len(encoder.token_ids(["城市的天气预报城市的天气预报"])[0]) == 9  # cut after 8: ... 天 | 气 预报 ...
     assert encoder.whole_words(["天气", "天气预报", "weather"]) == [True, False, True]
+
+
+@pytest.mark.parametrize("script", ["tokenlearn.py", "contrastive.py"])
+def test_the_english_rebuild_scripts_refuse_a_model_with_chinese_tokens(script: str) -> None:
+    # They fit and save the English vocabulary's rows alone: run on the bundled model, they wrote a broken one.
+    done = subprocess.run(
+        [sys.executable, str(SEARCH_EVAL / script)], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 1
+    assert "has cjk.py's Chinese tokens" in done.stderr and "build_search_model.py first" in done.stderr
 
 
 def test_a_query_the_model_cannot_read_is_not_matched_to_a_tool_full_of_emoji(encoder: Encoder) -> None:

@@ -160,6 +160,21 @@ def write(tokenizer: dict[str, Any], rows: Array, chars: dict[str, Array], words
     )
 
 
+def english_only(model_file: Path) -> None:
+    """Stop a rebuild script of the English vocabulary (`tokenlearn.py`, `contrastive.py`) given a model with this
+    script's Chinese tokens: they fit and save the English rows alone, without the token map, which would leave a
+    broken model."""
+    from safetensors import safe_open
+
+    with safe_open(str(model_file), "numpy") as tensors:
+        if "mapping" in set(tensors.keys()):
+            raise SystemExit(
+                f"{model_file} has cjk.py's Chinese tokens (a token map): the rebuild scripts fit the English "
+                "vocabulary, so run build_search_model.py first (it writes the English-only model in place), then "
+                "tokenlearn.py and contrastive.py, and cjk.py last"
+            )
+
+
 def traditional(vocab: dict[str, int]) -> int:
     """Each Chinese token's traditional form (CC-CEDICT's traditional headword of the entry, through `glossary.py`)
     as the same token, where it is written otherwise and is no token of its own: 視頻 reads as 视频, 為 as 为. The

@@ -70,6 +70,7 @@ sys.path.insert(0, str(HERE.parent))
 
 from portal_mcp.catalog.search.embeddings import BUNDLED_MODEL, Encoder  # noqa: E402
 from portal_mcp.catalog.search.text import dense_text  # noqa: E402
+from search_eval.cjk import english_only  # noqa: E402
 from search_eval.evaluate import split_of  # noqa: E402
 from search_eval.external import _show  # noqa: E402
 from search_eval.hard_negatives import POOL, mine, positives_of  # noqa: E402
@@ -226,6 +227,7 @@ def main() -> None:
     parser.add_argument("--start", type=Path, default=BUNDLED_MODEL)
     parser.add_argument("--out", type=Path, default=BUNDLED_MODEL)
     args = parser.parse_args()
+    english_only(args.start / "model.safetensors")
     catalogs: dict[str, list[str]] = {}
     without = set(args.without.split(",")) if args.without else set()
     if args.cross:

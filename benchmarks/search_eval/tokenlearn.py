@@ -41,6 +41,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
+from cjk import english_only  # noqa: E402
 from minilm import MiniLM, model_dir  # noqa: E402
 
 from portal_mcp.catalog.search.embeddings import BUNDLED_MODEL, Encoder  # noqa: E402
@@ -174,6 +175,7 @@ def main() -> None:
     parser.add_argument("--only-teacher", action="store_true", help="embed the corpus with the teacher and stop")
     parser.add_argument("--out", type=Path, default=BUNDLED_MODEL / "model.safetensors")
     args = parser.parse_args()
+    english_only(args.start)
     texts = corpus(queries=args.queries)
     teacher = Teacher(args.teacher, args.teacher_model).vectors(texts)
     if args.only_teacher:
