@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,13 @@ from threadpoolctl import threadpool_info, threadpool_limits
 
 from portal_mcp.catalog.model import Catalog
 from portal_mcp.catalog.search import SearchIndex, meaning, text
-from portal_mcp.catalog.search.embeddings import ON_THE_CALLER, EmbeddingCache, Encoder, search_embeddings
+from portal_mcp.catalog.search.embeddings import (
+    BUNDLED_MODEL,
+    ON_THE_CALLER,
+    EmbeddingCache,
+    Encoder,
+    search_embeddings,
+)
 from portal_mcp.catalog.search.fit import WEAK_SIMILARITY, understood
 from portal_mcp.catalog.search.glossary import Glossary
 from portal_mcp.catalog.search.index import SearchHit, task_ranking
@@ -213,6 +220,18 @@ def test_a_second_start_embeds_nothing_and_a_changed_tool_is_embedded_alone(enco
     after = EmbeddingCache(encoder, tmp_path)
     SearchIndex(changed, after)
     assert after.embedded == 1
+
+
+def test_a_model_whose_tokenizer_changed_is_another_model_to_the_vector_cache(encoder: Encoder, tmp_path: Path) -> None:
+    # Reading 視頻 as 视频 changed tokenizer.json only: the same vectors through another tokenizer are another model,
+    # and vectors cached under the old one must not be reused.
+    folder = tmp_path / "model"
+    shutil.copytree(BUNDLED_MODEL, folder)
+    assert Encoder.load(folder).identity == Encoder.load(folder).identity  # the same files, the same identity
+    tokenizer = json.loads((folder / "tokenizer.json").read_text(encoding="utf-8"))
+    del tokenizer["model"]["vocab"]["視頻"]
+    (folder / "tokenizer.json").write_text(json.dumps(tokenizer, ensure_ascii=False), encoding="utf-8")
+    assert Encoder.load(folder).identity != Encoder.load(BUNDLED_MODEL).identity
 
 
 def test_a_refitted_model_with_one_token_moved_embeds_again_into_its_own_cache(

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 import time
 from pathlib import Path
@@ -40,6 +39,8 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
+
+from glossary import HAN, entries, frequencies  # noqa: E402
 
 from portal_mcp.catalog.search.embeddings import BUNDLED_MODEL  # noqa: E402
 
@@ -60,21 +61,13 @@ HAN_BLOCKS = ((0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xF900, 0xFAFF))
 NEAREST = 5
 TEMPERATURE = 0.05
 CACHE = Path.home() / ".cache" / "portal-mcp" / "teachers" / "e5-sym-cjk.npz"
-HAN = re.compile(r"^[\u4e00-\u9fff]+$")
 
 Array = np.ndarray[Any, np.dtype[np.float32]]
 
 
 def dictionary() -> list[tuple[str, int]]:
-    """jieba's words of Chinese characters only, most frequent first."""
-    import jieba
-
-    words = []
-    for line in (Path(jieba.__file__).parent / "dict.txt").read_text(encoding="utf-8").splitlines():
-        word, freq, *_ = line.split(" ")
-        if HAN.match(word) and len(word) <= 4:
-            words.append((word, int(freq)))
-    return sorted(words, key=lambda item: -item[1])
+    """jieba's words of Chinese characters only (up to 4 characters), most frequent first."""
+    return sorted(((word, freq) for word, freq in frequencies().items() if len(word) <= 4), key=lambda item: -item[1])
 
 
 def fit_chars(words: list[str], targets: Array, chars: list[str], own: Array, lam: float) -> Array:
@@ -179,8 +172,6 @@ def traditional(vocab: dict[str, int]) -> int:
     """Each Chinese token's traditional form (CC-CEDICT's traditional headword of the entry, through `glossary.py`)
     as the same token, where it is written otherwise and is no token of its own: 視頻 reads as 视频, 為 as 为. The
     vectors were fitted on simplified words (jieba's); a tool of a Taiwanese or Hong Kong server reads the same."""
-    from glossary import entries
-
     unknown = vocab["[UNK]"]
     added = 0
     for form, simplified in entries()[1].items():

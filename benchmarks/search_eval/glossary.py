@@ -45,7 +45,7 @@ SKIP = re.compile(
 PARENTHESES = re.compile(r"\([^)]*\)|\[[^]]*\]")
 NOT_ENGLISH = re.compile(r"[^a-z' -]")
 HEADER = (
-    "# Chinese-English glossary for search: simplified word, tab, English words.\n"
+    "# Chinese-English glossary for search: a word (simplified or traditional), tab, its English words.\n"
     "# Made by benchmarks/search_eval/glossary.py from CC-CEDICT (https://cc-cedict.org, edition 2020-12-21),\n"
     "# Copyright (C) 1997, 1998 Paul Andrew Denisowski and MDBG, under the Creative Commons Attribution-ShareAlike\n"
     "# 4.0 International License (https://creativecommons.org/licenses/by-sa/4.0/); this file is under the same.\n"
@@ -53,6 +53,7 @@ HEADER = (
 
 
 def frequencies() -> dict[str, int]:
+    """jieba's words of Chinese characters only, with their counts, in its dictionary's order."""
     import jieba
 
     counts = {}

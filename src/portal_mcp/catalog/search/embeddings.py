@@ -67,6 +67,7 @@ class Encoder:
         embeddings: np.ndarray[Any, Any],  # float16 or float32, as stored; rows are widened when read
         weights: Vectors | None = None,
         mapping: np.ndarray[Any, np.dtype[np.int64]] | None = None,
+        tokenizer_file: bytes = b"",
     ) -> None:
         self.name = name
         self._tokenizer = tokenizer
@@ -79,10 +80,12 @@ class Encoder:
         # the 6,000 most used Chinese characters: `benchmarks/search_eval/cjk.py`.)
         unknown = getattr(tokenizer.model, "unk_token", None)
         self._unknown = tokenizer.token_to_id(unknown) if isinstance(unknown, str) else None
-        # Names are not identities (a folder can be rebuilt, a refit moves only some rows): all the numbers are.
+        # Names are not identities (a folder can be rebuilt, a refit moves only some rows): all the numbers are, and
+        # the tokenizer as stored (the same rows read through more tokens, 視頻 as 视频, give other vectors).
         digest = hashlib.sha256(f"{ENCODING} {name}".encode() + str(embeddings.shape).encode() + embeddings.tobytes())
         for extra in (weights, mapping):
             digest.update(b"-" if extra is None else extra.tobytes())
+        digest.update(hashlib.sha256(tokenizer_file).digest())
         self.identity = digest.hexdigest()[:16]
         self.dims = int(embeddings.shape[1])
 
@@ -103,7 +106,8 @@ class Encoder:
             from tokenizers import Tokenizer
 
             tensors = load_file(str(folder / "model.safetensors"))
-            tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+            tokenizer_file = (folder / "tokenizer.json").read_bytes()
+            tokenizer = Tokenizer.from_str(tokenizer_file.decode("utf-8"))
             # Kept as stored (the bundled model is float16: 29 MB, not 58) and widened row by row when read.
             embeddings = tensors["embeddings"]
         except Exception as error:  # a missing file, a hub or network error, a corrupt tensor file
@@ -112,7 +116,7 @@ class Encoder:
         tokenizer.no_truncation()
         weights = tensors["weights"].astype(np.float32) if "weights" in tensors else None
         mapping = tensors["mapping"].astype(np.int64) if "mapping" in tensors else None
-        return cls("bundled" if model is None else source, tokenizer, embeddings, weights, mapping)
+        return cls("bundled" if model is None else source, tokenizer, embeddings, weights, mapping, tokenizer_file)
 
     def encode(self, texts: Sequence[str]) -> Vectors:
         """One normalised vector per text (zeros for a text with no known token), `BATCH` texts at a time so

@@ -4,6 +4,7 @@ model, and the English of a query written in Chinese (`search/glossary.py`)."""
 
 from __future__ import annotations
 
+import functools
 import re
 
 from portal_mcp.catalog.search.glossary import bundled, in_chinese
@@ -64,9 +65,13 @@ scored higher on the train split (metatool_zh_queries_mixed recall@1 0.276 -> 0.
 
 def _english(query: str) -> str:
     """The glossary's English of a query written in Chinese, "" for any other (`glossary.py`)."""
-    if not in_chinese(query):
-        return ""
-    return " ".join(dict.fromkeys(bundled().english(query[:GLOSSED_QUERY_CHARS]).split()))
+    return _glossed(query[:GLOSSED_QUERY_CHARS]) if in_chinese(query) else ""
+
+
+@functools.lru_cache(maxsize=256)
+def _glossed(head: str) -> str:
+    # Cached: a query's words and its vector both ask (`query_tokens`, `spelled_out`), and so does `fit.understood`.
+    return " ".join(dict.fromkeys(bundled().english(head).split()))
 
 
 _POLITE_TOKENS = frozenset(stem(word) for word in POLITE)
