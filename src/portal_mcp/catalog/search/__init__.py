@@ -2,6 +2,9 @@
 
 index.py      SearchIndex: the ranking (lexical signals, dense fusion, server routing, "nothing fits")
 words.py      stopwords, the synonym tables, tokenize/stem (shared by index and query)
+query.py      what a query says beyond its words: politeness and literals left out, abbreviations spelled out, the
+              English of a query written in Chinese
+glossary.py   Chinese words' English (glossary_zh.tsv, from CC-CEDICT), for descriptions and queries in Chinese
 actions.py    action verbs: what a tool's name does (read, create, update, delete, stop) and what a query asks for
 text.py       what a tool is found by: its documents, headline, dense text; verb pairs mined from the catalog
 routing.py    which servers a query names: the words naming servers (mined from the catalog), the most specific
